@@ -1,0 +1,210 @@
+"""The configuration schema: the seed's `production.toml`, typed and frozen.
+
+Every section of the file is one frozen dataclass; `Config` composes them. Durations are stored
+as float seconds, sizes as int bytes, addresses as `Address`. Defaults are the *embedded
+default* (one node on loopback, state under ``./caxton-data``); the loader fills in what a file
+leaves out. Field comments say what each key does at run time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "Address",
+    "Config",
+    "CoordinationConfig",
+    "JournalMode",
+    "LogFormat",
+    "LogRotation",
+    "NetworkingConfig",
+    "ObservabilityConfig",
+    "RuntimeConfig",
+    "Secret",
+    "SecurityConfig",
+]
+
+DEFAULT_DATA_DIR = Path("caxton-data")
+
+MB = 1024 * 1024
+GB = 1024 * MB
+
+JournalMode = Literal["WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY", "OFF"]
+LogFormat = Literal["json", "text"]
+LogRotation = Literal["daily", "hourly", "never"]
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A secret value that never prints: `repr`/`str` give ``'********'``."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    def __str__(self) -> str:
+        return "********"
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that needs it."""
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A ``host:port`` listening address."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        """True for 127.0.0.0/8, ::1 and ``localhost``."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeConfig:
+    """`[runtime]`: agent execution limits and memory management."""
+
+    max_agents: int = 1000  # deploys beyond this answer 429 RESOURCE_LIMIT_EXCEEDED
+    max_concurrent_executions: int = 4  # wasm worker threads
+    wasm_memory_limit: int = 64 * MB  # per agent instance linear memory cap
+    wasm_stack_limit: int = 1 * MB  # wasmtime max_wasm_stack
+    execution_timeout: float = 30.0  # epoch deadline for one message
+    agent_idle_timeout: float = 300.0  # idle reactor agents are hibernated after this
+    cpu_quota: float | None = None  # cores; caps worker threads when set
+    memory_limit: int = 2 * GB  # total instance memory budget for the node
+    temp_storage_limit: int = 1 * GB  # total size of granted per-agent directories
+    agent_startup_timeout: float = 10.0  # `caxton_init` deadline
+    agent_shutdown_timeout: float = 5.0  # drain deadline on SIGTERM
+    gc_interval: float = 60.0  # how often memory pressure is checked
+    memory_pressure_threshold: float = 0.8  # fraction of memory_limit that triggers reclaim
+    agent_memory_reclaim: bool = True  # hibernate LRU agents under memory pressure
+    # Caxton additions (not in the seed; documented in docs/configuration.md):
+    max_message_size: int = 256 * 1024  # bytes of one encoded message
+    mailbox_capacity: int = 1024  # messages queued per agent before backpressure
+    max_module_size: int = 32 * MB  # bytes of one uploaded .wasm
+    fuel: int | None = None  # optional per-message fuel budget (None: unlimited)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkingConfig:
+    """`[networking]`: listeners, connection limits and TLS."""
+
+    bind_address: Address = Address("127.0.0.1", 8080)
+    metrics_address: Address = Address("127.0.0.1", 9090)
+    admin_address: Address = Address("127.0.0.1", 8081)
+    max_connections: int = 10000
+    connection_timeout: float = 30.0  # idle time before an unused connection is closed
+    request_timeout: float = 60.0  # a handler taking longer answers 503
+    keepalive_timeout: float = 60.0
+    tls_enabled: bool = False
+    tls_cert_path: Path | None = None
+    tls_key_path: Path | None = None
+    tls_ca_path: Path | None = None
+    # Caxton addition:
+    max_request_size: int = 64 * MB  # bytes of one HTTP request body
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinationConfig:
+    """`[coordination]`: the local SQLite state and the SWIM cluster."""
+
+    local_state_path: Path = DEFAULT_DATA_DIR / "local.db"
+    journal_mode: JournalMode = "WAL"
+    cluster_enabled: bool = False
+    bind_addr: Address = Address("127.0.0.1", 7946)
+    advertise_addr: Address | Literal["auto"] = "auto"
+    seeds: tuple[str, ...] = ()
+    gossip_interval: float = 0.2
+    probe_interval: float = 1.0
+
+    @property
+    def data_dir(self) -> Path:
+        """The directory that holds the state file, the module cache and agent directories."""
+        return self.local_state_path.parent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObservabilityConfig:
+    """`[observability]`: logs, metrics and tracing."""
+
+    log_level: str = "info"  # debug, info, warn, warning, error, critical
+    log_format: LogFormat = "text"
+    log_file: Path | None = None  # None: stderr
+    log_rotation: LogRotation = "daily"
+    log_retention_days: int = 30
+    enable_metrics: bool = True
+    metrics_prefix: str = "caxton"
+    histogram_buckets: tuple[float, ...] = (
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1.0,
+        2.5,
+        5.0,
+        10.0,
+    )
+    enable_tracing: bool = False
+    trace_sample_rate: float = 0.1
+    otlp_endpoint: str | None = None
+    otlp_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecurityConfig:
+    """`[security]`: authentication, rate limits and CORS."""
+
+    auth_enabled: bool = False
+    jwt_secret: Secret | None = None
+    jwt_expiry: float = 3600.0
+    api_key_header: str = "X-API-Key"
+    rate_limit_enabled: bool = False
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 200
+    cors_enabled: bool = False
+    cors_origins: tuple[str, ...] = ()
+    cors_methods: tuple[str, ...] = ("GET", "POST", "PUT", "DELETE")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole effective configuration of one node."""
+
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    networking: NetworkingConfig = field(default_factory=NetworkingConfig)
+    coordination: CoordinationConfig = field(default_factory=CoordinationConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    #: The file this was read from (None for the embedded default).
+    source: Path | None = None
+
+    @classmethod
+    def embedded_default(cls) -> Config:
+        """One node on loopback, state under ``./caxton-data``, cluster and auth off."""
+        return cls()
+
+    def replace(self, **changes: object) -> Config:
+        """A copy with some sections replaced (`dataclasses.replace`)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
