@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,10 @@ _CAXTON_ENV = (
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's CAXTON_* variables."""
     for name in _CAXTON_ENV:
         monkeypatch.delenv(name, raising=False)
-    yield
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ The tree::
     │   ├── AgentNotFound         no agent has that name
     │   ├── AgentAlreadyExists    the name is taken
     │   ├── InvalidWasm           the module is not one Caxton can run (says what is wrong)
+    │   ├── ModuleTooLarge        the module is above `max_module_size`
     │   ├── AgentStartFailed      `caxton_init` failed or took too long
     │   ├── AgentLimitReached     `max_agents` agents are deployed already
     │   └── AgentFailure          handling one message failed (trap, deadline, fuel, memory, exit)
@@ -45,6 +46,7 @@ __all__ = [
     "MailboxClosed",
     "MessageTooLarge",
     "MessagingError",
+    "ModuleTooLarge",
     "SecurityError",
     "StateLockedError",
     "StorageError",
@@ -107,6 +109,13 @@ class InvalidWasm(AgentError):
     status = 400
 
 
+class ModuleTooLarge(AgentError):
+    """The uploaded module is larger than `runtime.max_module_size`."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    status = 413
+
+
 class AgentStartFailed(AgentError):
     """The agent's `caxton_init` returned non-zero, trapped or took too long."""
 
@@ -124,9 +133,7 @@ class AgentLimitReached(AgentError):
 class AgentFailure(AgentError):
     """Handling one message failed: a trap, the deadline, fuel, the memory limit or an exit."""
 
-    def __init__(
-        self, message: str, *, cause: str, details: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, message: str, *, cause: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message, details=details)
         #: One of "trap", "deadline", "out_of_fuel", "stack_overflow", "memory_limit",
         #: "exit", "returned_error".

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Build the example agents (examples/agents/*.c) into .wasm modules with clang + the C SDK.
+#
+#   scripts/build-agents.sh [OUT_DIR]     (or OUT_DIR=... scripts/build-agents.sh)
+#
+# Output goes next to the sources unless OUT_DIR is given. Runnable from any directory,
+# idempotent (the same sources give the same bytes). A source with a line
+# `// caxton-mode: command` is built as a WASI command agent (main/_start, with
+# -DCAXTON_COMMAND=1); every other source as a reactor agent (caxton_handle).
+#
+# Memory: a 16 KiB shadow stack (-z stack-size) instead of clang's 64 KiB default, and
+# wasm-ld's computed minimum initial memory (static data + stack, rounded up to whole
+# 64 KiB pages): 1 page (64 KiB) for each example, so thousands of idle agents fit.
+# The heap grows with memory.grow on demand. No maximum is set here: the runtime
+# enforces the memory limit. Needs: clang, lld (wasm-ld) and wasi-libc (Debian packages
+# `clang lld wasi-libc`; clang >= 14 also needs `libclang-rt-14-dev-wasm32`, or the
+# package of your clang version, for the compiler-rt builtins).
+set -euo pipefail
+
+case "${BASH_SOURCE[0]}" in
+*/*) here="${BASH_SOURCE[0]%/*}" ;;
+*) here=. ;;
+esac
+here="$(cd "$here" && pwd)"
+root="$(cd "$here/.." && pwd)"
+src_dir="$root/examples/agents"
+sdk_dir="$root/sdk/c"
+out_dir="${1:-${OUT_DIR:-$src_dir}}"
+CC="${CC:-clang}"
+
+die() {
+    echo "build-agents: $*" >&2
+    exit 1
+}
+
+command -v "$CC" >/dev/null 2>&1 ||
+    die "'$CC' not found. Install the toolchain: sudo apt-get install clang lld wasi-libc"
+command -v wasm-ld >/dev/null 2>&1 || command -v "wasm-ld-$("$CC" -dumpversion | cut -d. -f1)" >/dev/null 2>&1 ||
+    die "wasm-ld (the WebAssembly linker) not found. Install it: sudo apt-get install lld"
+
+mkdir -p "$out_dir"
+out_dir="$(cd "$out_dir" && pwd)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# Probe the wasi sysroot once, with a program that needs libc, so a missing piece is
+# reported in words instead of as a linker error per agent.
+printf '#include <stdlib.h>\n#include <stdio.h>\nint main(void){char b[8];return snprintf(b,8,"%%d",(int)strtol("1",0,10))<0;}\n' >"$work/probe.c"
+if ! "$CC" --target=wasm32-wasi -O2 -o "$work/probe.wasm" "$work/probe.c" 2>"$work/probe.err"; then
+    cat "$work/probe.err" >&2
+    die "clang cannot build for wasm32-wasi: the WASI sysroot or compiler-rt builtins are missing. Install: sudo apt-get install clang lld wasi-libc libclang-rt-$("$CC" -dumpversion | cut -d. -f1)-dev-wasm32"
+fi
+
+common=(--target=wasm32-wasi -O2 -std=c11 -Wall -Wextra -Werror -I "$sdk_dir"
+    -Wl,--strip-all -Wl,-z,stack-size=16384)
+
+shopt -s nullglob
+sources=("$src_dir"/*.c)
+[ ${#sources[@]} -gt 0 ] || die "no agent sources in $src_dir"
+
+for src in "${sources[@]}"; do
+    name="$(basename "$src" .c)"
+    if grep -q '^// caxton-mode: command' "$src"; then
+        mode=command
+        extra=(-mexec-model=command -DCAXTON_COMMAND=1)
+    else
+        mode=reactor
+        extra=(-mexec-model=reactor)
+    fi
+    # Build into the scratch dir, then move: an interrupted build never leaves a
+    # truncated .wasm behind.
+    "$CC" "${common[@]}" "${extra[@]}" -o "$work/$name.wasm" "$src"
+    mv -f "$work/$name.wasm" "$out_dir/$name.wasm"
+    size=$(wc -c <"$out_dir/$name.wasm")
+    echo "built $out_dir/$name.wasm ($mode, $size bytes)"
+done

@@ -1,0 +1,67 @@
+"""The admin listener (loopback only): health and the effective configuration.
+
+Operators reach it on ``admin_address`` (127.0.0.1:8081 by default). Secrets are masked in
+``GET /config``. Later parts add operations here.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from caxton.api.errors import error_middleware
+from caxton.api.health import health
+from caxton.api.routes import Route, add_routes, openapi_document
+from caxton.config import config_to_dict
+from caxton.node import Node
+
+__all__ = ["create_admin_app"]
+
+
+async def show_config(request: web.Request) -> web.Response:
+    """The effective configuration, secrets masked."""
+    node: Node = request.app["node"]
+    body = config_to_dict(node.config, mask_secrets=True)
+    body["_source"] = str(node.config.source) if node.config.source else "embedded default"
+    return web.json_response(body)
+
+
+async def node_status(request: web.Request) -> web.Response:
+    """The node's state and readiness checks."""
+    node: Node = request.app["node"]
+    readiness = node.readiness()
+    return web.json_response(
+        {
+            "state": node.state.value,
+            "ready": readiness.ready,
+            "checks": readiness.as_dict(),
+            "started_at": node.started_at,
+        }
+    )
+
+
+def create_admin_app(node: Node) -> web.Application:
+    """The admin application for `node`."""
+    app = web.Application(middlewares=[error_middleware])
+    app["node"] = node
+    app["request_timeout"] = node.config.networking.request_timeout
+    app["max_request_size"] = 1024 * 1024
+    routes = [
+        Route(method="GET", path="/health", handler=health, summary="Liveness", tag="admin"),
+        Route(
+            method="GET",
+            path="/config",
+            handler=show_config,
+            summary="Effective configuration (secrets masked)",
+            tag="admin",
+        ),
+        Route(method="GET", path="/status", handler=node_status, summary="Node state", tag="admin"),
+    ]
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(openapi_document(routes, title="Caxton admin API"))
+
+    routes.append(
+        Route(method="GET", path="/openapi.json", handler=openapi, summary="OpenAPI", tag="admin")
+    )
+    add_routes(app, routes)
+    return app

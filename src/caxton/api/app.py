@@ -1,0 +1,95 @@
+"""The HTTP API application: routes as one table, middlewares as one list.
+
+`create_app(node, ...)` builds the aiohttp application that serves ``bind_address``. Handlers
+are thin: they parse, call one core method and serialise. Later parts (agents, messages,
+cluster) add their route tables here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from caxton.api.errors import error_middleware
+from caxton.api.health import health_routes
+from caxton.api.routes import Route, add_routes, openapi_document
+from caxton.node import Node
+
+__all__ = ["RequestObserver", "create_app"]
+
+#: Called once per request with (method, route template, status, seconds).
+RequestObserver = Callable[[str, str, int, float], None]
+
+access_log = logging.getLogger("caxton.http")
+
+
+def _route_template(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _observe_middleware(observer: RequestObserver | None) -> Any:
+    @web.middleware
+    async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response: web.StreamResponse = await handler(request)
+            status = response.status
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_template(request)
+            if observer is not None:
+                observer(request.method, route, status, elapsed)
+            if access_log.isEnabledFor(logging.DEBUG):
+                access_log.debug(
+                    "%s %s %d %.1fms",
+                    request.method,
+                    request.path,
+                    status,
+                    elapsed * 1000,
+                    extra={
+                        "method": request.method,
+                        "path": request.path,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "remote": request.remote,
+                    },
+                )
+
+    return observe
+
+
+def create_app(node: Node, *, observer: RequestObserver | None = None) -> web.Application:
+    """The API application for `node`."""
+    networking = node.config.networking
+    app = web.Application(
+        middlewares=[_observe_middleware(observer), error_middleware],
+        client_max_size=networking.max_request_size,
+    )
+    app["node"] = node
+    app["request_timeout"] = networking.request_timeout
+    app["max_request_size"] = networking.max_request_size
+
+    routes: list[Route] = [*health_routes()]
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(openapi_document(routes))
+
+    routes.append(
+        Route(
+            method="GET",
+            path="/api/v1/openapi.json",
+            handler=openapi,
+            summary="This API's OpenAPI document",
+            tag="meta",
+        )
+    )
+    app["routes"] = routes
+    add_routes(app, routes)
+    return app

@@ -1,0 +1,122 @@
+"""The JSON error envelope and the middleware that makes every error use it.
+
+Every error the API answers looks like ``{"error": {"code", "message", "details"}}`` (DESIGN.md
+section 4): our own `caxton.errors.Error` subclasses carry their code and status; aiohttp's
+HTTP exceptions (404 for an unknown path, 405, 413 for a body above the limit) are translated
+here, once; anything unexpected becomes a logged 500 ``INTERNAL_ERROR`` whose message does not
+leak internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from caxton.errors import Error
+
+__all__ = ["ApiError", "error_middleware", "error_response", "read_json"]
+
+log = logging.getLogger("caxton.http")
+
+#: Codes for the errors aiohttp raises itself; DESIGN.md's list plus NOT_FOUND and
+#: METHOD_NOT_ALLOWED for paths and methods that do not exist at all.
+_HTTP_CODES: dict[int, str] = {
+    400: "INVALID_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "INVALID_REQUEST",
+    429: "RATE_LIMITED",
+    503: "UNAVAILABLE",
+}
+
+
+class ApiError(Error):
+    """An error raised by a handler with an explicit code and status."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.http_status = status
+        self.http_code = code
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """One JSON error envelope."""
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON, or a 400 INVALID_REQUEST saying why it is not."""
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise ApiError(
+            400, "INVALID_REQUEST", f"the request body is not valid JSON: {exc}"
+        ) from exc
+
+
+def _from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Response:
+    status = exc.status
+    code = _HTTP_CODES.get(status, "INVALID_REQUEST" if status < 500 else "INTERNAL_ERROR")
+    details: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    if status == 404:
+        message = f"no route for {request.method} {request.path}"
+    elif status == 405 and isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = sorted(exc.allowed_methods)
+        message = f"{request.method} is not allowed on {request.path}"
+        details = {"allowed_methods": allowed}
+        headers["Allow"] = ", ".join(allowed)
+    elif status == 413:
+        message = "the request body is larger than the server accepts"
+        details = {"max_bytes": request.app["max_request_size"]}
+    else:
+        message = exc.text or exc.reason
+    return error_response(status, code, message, details, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Turn every error into the envelope; bound each request by ``request_timeout``."""
+    timeout: float = request.app["request_timeout"]
+    try:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            response: web.StreamResponse = await handler(request)
+        else:
+            async with asyncio.timeout(timeout):
+                response = await handler(request)
+    except ApiError as exc:
+        return error_response(exc.http_status, exc.http_code, exc.message, exc.details)
+    except Error as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http_exception(exc, request)
+    except TimeoutError:
+        return error_response(
+            503,
+            "UNAVAILABLE",
+            f"the request took longer than request_timeout ({timeout:g}s)",
+        )
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "INTERNAL_ERROR", "internal error; see the server log")
+    return response

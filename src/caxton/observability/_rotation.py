@@ -1,0 +1,178 @@
+"""`RotatingLogFileHandler`: a log file that rotates by an injected clock and prunes old files.
+
+How rotation works here. The handler writes to one *active* file (``caxton.log``). Each record
+first asks the clock what time it is; when that time falls into a later *period* than the one the
+active file belongs to (a local calendar day for ``daily``, a local clock hour for ``hourly``),
+the active file is closed and renamed after the period it holds — ``caxton.log.2024-05-01`` or
+``caxton.log.2024-05-01-13`` — and a fresh active file is opened. If that name is taken already
+(the node restarted within the period and rotated before), ``.1``, ``.2``, ... is appended.
+
+At start the handler looks at an existing active file's modification time: a file left over
+from an earlier period (the node was down over midnight) is rotated away before the first line
+is written, so every rotated file holds one period only.
+
+Retention. At start and after each rotation, rotated files whose period date is more than
+``retention_days`` days before today are deleted; the date is read from the file name, never from
+file times, so copying logs around does not change what is kept. ``retention_days <= 0`` keeps
+everything.
+
+Failure. Nothing here raises into the caller of ``logger.info()``: a failed rotation, rename,
+delete or write goes to `logging.Handler.handleError` (one report on stderr) and the handler keeps
+writing to whatever file it has open.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from io import TextIOWrapper
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["Clock", "RotatingLogFileHandler", "local_now"]
+
+Clock = Callable[[], datetime]
+Rotation = Literal["daily", "hourly", "never"]
+
+_SUFFIX = re.compile(r"^\.(\d{4})-(\d{2})-(\d{2})(?:-(\d{2}))?(?:\.\d+)?$")
+
+
+def local_now() -> datetime:
+    """The current local time (the default clock)."""
+    return datetime.now().astimezone()
+
+
+def _local(moment: datetime) -> datetime:
+    """A naive datetime is local time already; an aware one is converted to local time."""
+    return moment if moment.tzinfo is None else moment.astimezone()
+
+
+def period_suffix(moment: datetime, rotation: Rotation) -> str:
+    """The name suffix of the period `moment` falls into (empty for ``never``)."""
+    local = _local(moment)
+    if rotation == "daily":
+        return local.strftime("%Y-%m-%d")
+    if rotation == "hourly":
+        return local.strftime("%Y-%m-%d-%H")
+    return ""
+
+
+def rotated_file_date(base: Path, candidate: Path) -> date | None:
+    """The period date in a rotated file's name (``base.YYYY-MM-DD[-HH][.N]``), else None."""
+    if not candidate.name.startswith(base.name):
+        return None
+    match = _SUFFIX.match(candidate.name[len(base.name) :])
+    if match is None:
+        return None
+    try:
+        return date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        return None
+
+
+class RotatingLogFileHandler(logging.FileHandler):
+    """A `logging.FileHandler` that rotates by the injected `clock` (see the module docstring).
+
+    Raises `OSError` from the constructor when the file cannot be opened; after that, failures
+    are reported through `handleError` only.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        rotation: Rotation,
+        retention_days: int,
+        clock: Clock = local_now,
+    ) -> None:
+        self.path = Path(path)
+        self.rotation: Rotation = rotation
+        self.retention_days = retention_days
+        self._clock = clock
+        now = clock()
+        self._period = period_suffix(now, rotation)
+        self._rotate_leftover(now)
+        super().__init__(self.path, mode="a", encoding="utf-8")
+        self._prune_quietly(now)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._maybe_rotate()
+        except Exception:  # rotation failed: report it and keep writing to the active file
+            self.handleError(record)
+        try:
+            if self.stream is None:
+                self.stream = self._open()
+        except Exception:
+            self.handleError(record)
+            return
+        super().emit(record)  # reports its own write failures through handleError
+
+    def _open(self) -> TextIOWrapper:
+        # The directory may have been removed under a running node; recreate it.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+    def rotated_files(self) -> list[Path]:
+        """Rotated files of this log in the directory, oldest period first."""
+        return sorted(
+            (p for p in self.path.parent.iterdir() if rotated_file_date(self.path, p) is not None),
+            key=lambda p: p.name,
+        )
+
+    def _maybe_rotate(self) -> None:
+        if self.rotation == "never":
+            return
+        now = self._clock()
+        period = period_suffix(now, self.rotation)
+        if period == self._period:
+            return
+        closed_period, self._period = self._period, period
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None  # emit() opens the next file
+        self._rename_active(closed_period)
+        self._prune(now)
+
+    def _rotate_leftover(self, now: datetime) -> None:
+        """Rotate an active file that holds lines from an earlier period than `now`'s."""
+        if self.rotation == "never":
+            return
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return
+        if stat.st_size == 0:
+            return
+        written = datetime.fromtimestamp(stat.st_mtime).astimezone()
+        period = period_suffix(written, self.rotation)
+        if period != self._period:
+            self._rename_active(period)
+
+    def _rename_active(self, period: str) -> None:
+        if not self.path.exists():
+            return
+        target = self.path.with_name(f"{self.path.name}.{period}")
+        serial = 0
+        while target.exists():
+            serial += 1
+            target = self.path.with_name(f"{self.path.name}.{period}.{serial}")
+        os.replace(self.path, target)
+
+    def _prune(self, now: datetime) -> None:
+        if self.retention_days <= 0:
+            return
+        oldest_kept = _local(now).date() - timedelta(days=self.retention_days)
+        for candidate in self.rotated_files():
+            day = rotated_file_date(self.path, candidate)
+            if day is not None and day < oldest_kept:
+                candidate.unlink(missing_ok=True)
+
+    def _prune_quietly(self, now: datetime) -> None:
+        try:
+            self._prune(now)
+        except OSError:
+            self.handleError(logging.makeLogRecord({"msg": "log retention failed"}))

@@ -1,0 +1,151 @@
+"""`configure_tracing`: OpenTelemetry spans exported over OTLP/HTTP, or a no-op.
+
+With ``enable_tracing = true`` and an ``otlp_endpoint``, spans go through a `BatchSpanProcessor`
+to the OTLP/HTTP protobuf exporter (``POST`` with ``Content-Type: application/x-protobuf``).
+The endpoint is used as given when it has a path (``http://collector:4318/v1/traces``); a bare
+``http://collector:4318`` gets the standard ``/v1/traces`` appended. Each request times out after
+``otlp_timeout`` seconds (retries included).
+
+Sampling is ``ParentBased(TraceIdRatioBased(trace_sample_rate))``: a trace that arrives with a
+sampling decision (a ``traceparent`` from a client or another node) keeps it; a trace started
+here is kept with probability ``trace_sample_rate``. ``0`` exports nothing, ``1`` everything.
+
+Otherwise (tracing disabled or no endpoint) `Tracing.tracer` is OpenTelemetry's no-op tracer, so
+code can create spans unconditionally at almost no cost.
+
+The provider is *not* installed as OpenTelemetry's global provider (that can be done only once
+per process, so tests could not undo it); code gets its tracer from `Tracing.tracer`.
+
+Failure: a bad sample rate or endpoint raises `ConfigError` at configuration time. An
+unreachable collector never blocks or fails the node: export happens on the processor's thread,
+failures are logged by OpenTelemetry, and `Tracing.shutdown` gives up after ``otlp_timeout``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+from caxton._version import __version__
+from caxton.config import ObservabilityConfig
+from caxton.errors import ConfigError
+
+__all__ = ["Tracing", "configure_tracing", "otlp_traces_url"]
+
+_TRACES_PATH = "/v1/traces"
+
+
+def otlp_traces_url(endpoint: str) -> str:
+    """The URL spans are POSTed to: `endpoint`, plus ``/v1/traces`` when it has no path.
+
+    Raises `ConfigError` unless `endpoint` is an ``http``/``https`` URL with a host.
+    """
+    parts = urlsplit(endpoint.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"observability.otlp_endpoint: {endpoint!r} is not an http(s) URL "
+            "(for example http://otel-collector:4318/v1/traces)",
+            details={"key": "observability.otlp_endpoint", "value": endpoint},
+        )
+    if parts.path in ("", "/"):
+        parts = parts._replace(path=_TRACES_PATH)
+    return urlunsplit(parts)
+
+
+@dataclass(eq=False)
+class Tracing:
+    """The node's tracer and, when exporting, the provider behind it."""
+
+    #: Where spans are created; a no-op tracer when tracing is off.
+    tracer: trace.Tracer
+    #: The SDK provider, or None when tracing is off.
+    provider: TracerProvider | None = None
+    #: Bound on `shutdown` (``otlp_timeout``).
+    timeout: float = 10.0
+
+    @property
+    def enabled(self) -> bool:
+        """True when spans are exported."""
+        return self.provider is not None
+
+    def force_flush(self) -> bool:
+        """Export the spans ended so far; False if that did not finish within the timeout."""
+        provider = self.provider
+        if provider is None:
+            return True
+        return self._bounded(lambda: provider.force_flush(int(self.timeout * 1000)))
+
+    def shutdown(self) -> bool:
+        """Export what is queued and stop; waits at most ``otlp_timeout``. Idempotent.
+
+        Returns False if the export did not finish in time (the rest is dropped).
+        """
+        provider, self.provider = self.provider, None
+        self.tracer = trace.NoOpTracer()
+        if provider is None:
+            return True
+        return self._bounded(provider.shutdown)
+
+    def _bounded(self, action: Callable[[], object]) -> bool:
+        # The SDK's flush and shutdown do not honour a deadline themselves; running them on a
+        # helper thread and waiting at most `timeout` keeps a dead collector from holding up a
+        # node's shutdown. The daemon thread finishes (or dies with the process) on its own.
+        worker = threading.Thread(target=action, name="caxton-tracing-flush", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        return not worker.is_alive()
+
+
+def configure_tracing(
+    config: ObservabilityConfig,
+    *,
+    service_name: str = "caxton",
+    node_id: str | None = None,
+) -> Tracing:
+    """A `Tracing` that exports as `config` says, or a no-op one (see the module docstring).
+
+    Args:
+        config: the ``[observability]`` section.
+        service_name: the ``service.name`` resource attribute.
+        node_id: the ``service.instance.id`` resource attribute (the node's name), if known.
+
+    Raises:
+        ConfigError: ``trace_sample_rate`` is outside 0..1, or ``otlp_endpoint`` is not a URL.
+    """
+    if not config.enable_tracing or not config.otlp_endpoint:
+        return Tracing(tracer=trace.NoOpTracer(), timeout=config.otlp_timeout)
+    rate = config.trace_sample_rate
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(
+            f"observability.trace_sample_rate: {rate!r} is not between 0 and 1",
+            details={"key": "observability.trace_sample_rate", "value": rate},
+        )
+    attributes: dict[str, str] = {"service.name": service_name, "service.version": __version__}
+    if node_id:
+        attributes["service.instance.id"] = node_id
+    provider = TracerProvider(
+        sampler=ParentBased(TraceIdRatioBased(rate)),
+        resource=Resource.create(attributes),
+        shutdown_on_exit=False,
+    )
+    exporter = OTLPSpanExporter(
+        endpoint=otlp_traces_url(config.otlp_endpoint),
+        timeout=config.otlp_timeout,
+        compression=Compression.NoCompression,
+    )
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return Tracing(
+        tracer=provider.get_tracer("caxton", __version__),
+        provider=provider,
+        timeout=config.otlp_timeout,
+    )

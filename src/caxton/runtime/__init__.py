@@ -1,0 +1,64 @@
+"""The WebAssembly agent runtime.
+
+What an agent is and what it may touch
+--------------------------------------
+An agent is a WebAssembly module (ABI v1, DESIGN.md section 2) running in its own wasmtime
+`Store`: its own linear memory (capped per agent), at most one instance, bounded tables, a
+stack limit, an epoch deadline per message and optional fuel. It sees the world only through
+its imports: WASI preview 1 with argv ``[name]``, the env it was deployed with, stdout/stderr
+that land in its log, clocks and random; no network, and no filesystem unless a directory was
+granted (``/data``). The ``caxton`` imports (`host.py`) let it send and schedule messages, log,
+and keep durable key/value data. Nothing else is reachable from guest code.
+
+A reactor agent keeps one instance between messages and handles one message at a time; a
+command agent (a plain WASI program) gets a fresh instance per message with the message on
+stdin. A trap, deadline, stack overflow, out-of-fuel or memory-limit hit fails that one message,
+never the node: the instance is replaced, under a restart budget. Idle reactors are hibernated
+(linear memory saved, instance dropped) and restored transparently by their next message.
+
+Execution model: worker threads drain ready agents in batches (`scheduler.py`); local sends go
+straight into the receiver's mailbox and the sending worker usually continues with the receiver
+itself, so agent-to-agent traffic needs no thread hop (`executor.py`).
+"""
+
+from caxton.runtime.agent import AgentSpec, AgentState, AgentStatistics
+from caxton.runtime.backends import (
+    AgentEvents,
+    Clock,
+    KvBackend,
+    MemoryKv,
+    MemorySnapshots,
+    NullEvents,
+    Router,
+    SnapshotBackend,
+)
+from caxton.runtime.engine import Compiled, Engine
+from caxton.runtime.logs import LogLine
+from caxton.runtime.router import LocalRouter
+from caxton.runtime.runtime import Runtime
+from caxton.runtime.sandbox import Snapshot
+from caxton.runtime.stats import RuntimeStatistics
+from caxton.runtime.timers import MemoryTimers, TimerBackend
+
+__all__ = [
+    "AgentEvents",
+    "AgentSpec",
+    "AgentState",
+    "AgentStatistics",
+    "Clock",
+    "Compiled",
+    "Engine",
+    "KvBackend",
+    "LocalRouter",
+    "LogLine",
+    "MemoryKv",
+    "MemorySnapshots",
+    "MemoryTimers",
+    "NullEvents",
+    "Router",
+    "Runtime",
+    "RuntimeStatistics",
+    "Snapshot",
+    "SnapshotBackend",
+    "TimerBackend",
+]

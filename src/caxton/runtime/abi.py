@@ -1,0 +1,48 @@
+"""ABI v1 constants: the contract between Caxton and agent modules (DESIGN.md section 2).
+
+WARNING: ONLY APPEND TO THESE LISTS. The names, signatures and numeric codes are part of the
+guest ABI; agents compiled against version 1 rely on them forever. A new ABI version adds
+entries and bumps `ABI_VERSION`; it never changes the meaning of an existing one.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import wasmtime
+
+__all__ = [
+    "ABI_VERSION",
+    "ERR_BACKPRESSURE",
+    "ERR_MALFORMED",
+    "ERR_NOT_PERMITTED",
+    "ERR_TOO_LARGE",
+    "HOST_MODULE",
+    "KV_ABSENT",
+    "OK",
+]
+
+#: Version 1: send, log, kv_get, kv_set, kv_delete, schedule; reactor and command agents.
+ABI_VERSION: Final = 1
+
+HOST_MODULE: Final = "caxton"
+
+OK: Final = 0
+ERR_MALFORMED: Final = -1  # not a JSON object, no receiver, or a pointer range outside memory
+ERR_TOO_LARGE: Final = -2  # above max_message_size (or the kv value limit)
+ERR_NOT_PERMITTED: Final = -3  # the agent may not do this
+ERR_BACKPRESSURE: Final = -4  # the receiver's mailbox is full
+KV_ABSENT: Final = -1  # kv_get / kv_delete: no such key
+
+_I32 = wasmtime.ValType.i32()
+_I64 = wasmtime.ValType.i64()
+
+#: Host imports of module "caxton": name -> (params, results).
+HOST_SIGNATURES: Final[dict[str, tuple[list[wasmtime.ValType], list[wasmtime.ValType]]]] = {
+    "send": ([_I32, _I32], [_I32]),
+    "log": ([_I32, _I32, _I32], []),
+    "kv_get": ([_I32, _I32, _I32, _I32], [_I32]),
+    "kv_set": ([_I32, _I32, _I32, _I32], [_I32]),
+    "kv_delete": ([_I32, _I32], [_I32]),
+    "schedule": ([_I64, _I32, _I32], [_I32]),
+}

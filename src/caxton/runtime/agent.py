@@ -1,0 +1,196 @@
+"""One deployed agent: its spec, state, mailbox, instance and counters.
+
+An agent is owned by at most one worker at a time: `scheduled` is True from the moment it is put
+on a run queue until the worker that ran it finds nothing left to do. Only that worker touches
+the instance, kv dict and counters; the mailbox and the control queue are the only parts other
+threads write, always under `lock`.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from caxton.runtime.logs import LogRing
+from caxton.runtime.supervisor import RestartBudget
+
+__all__ = [
+    "CLOSED",
+    "WAKE",
+    "Agent",
+    "AgentSpec",
+    "AgentState",
+    "AgentStatistics",
+]
+
+#: `Agent.offer` results besides ABI codes.
+WAKE = 1  # queued; the caller must put the agent on a run queue
+CLOSED = 2  # the mailbox is closed (stopped, failed or removed agent)
+
+
+class AgentState(enum.StrEnum):
+    """The lifecycle states visible in the API."""
+
+    LOADED = "loaded"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    HIBERNATED = "hibernated"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentSpec:
+    """What a deploy request says about one agent besides its module."""
+
+    name: str
+    version: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
+    memory_limit: int | None = None  # bytes; capped by runtime.wasm_memory_limit
+    fuel: int | None = None  # per message; needs runtime.fuel to be set (engine metering)
+    grant_dir: Path | None = None  # preopened as /data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentStatistics:
+    """A snapshot of one agent for the API and ``caxton debug``."""
+
+    name: str
+    state: AgentState
+    kind: str  # "reactor" | "command"
+    version: int
+    memory_limit: int
+    fuel: int | None
+    messages_handled: int
+    failures: int
+    restarts: int
+    last_error: str | None
+    memory_bytes: int
+    mailbox_depth: int
+    mailbox_capacity: int
+    last_active: float | None  # runtime clock seconds
+    logs_dropped: int
+
+
+#: A control operation: a function of the worker running it, and its future.
+Control = tuple[Callable[[Any], Any], "Future[Any]"]
+
+
+class Agent:
+    """The runtime's record of one agent."""
+
+    __slots__ = (
+        "budget",
+        "capacity",
+        "closed",
+        "compiled",
+        "control",
+        "failures",
+        "inst",
+        "kind",
+        "kv",
+        "last_active",
+        "last_error",
+        "lock",
+        "logs",
+        "mailbox",
+        "memory_bytes",
+        "memory_checked",
+        "memory_limit",
+        "messages_handled",
+        "name",
+        "restarts",
+        "scheduled",
+        "sender_json",
+        "spec",
+        "state",
+        "stderr",
+        "stdout",
+    )
+
+    def __init__(
+        self,
+        spec: AgentSpec,
+        compiled: Any,
+        *,
+        capacity: int,
+        memory_limit: int,
+        budget: RestartBudget,
+    ) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self.compiled = compiled  # engine.Compiled: (CachedModule, ModuleInfo)
+        self.kind: str = compiled[1].kind
+        self.sender_json = msgspec.json.encode(spec.name)
+        self.state = AgentState.LOADED
+        self.capacity = capacity
+        self.memory_limit = memory_limit
+        self.budget = budget
+        self.mailbox: deque[bytes] = deque()
+        self.control: deque[Control] = deque()
+        self.lock = threading.Lock()
+        self.scheduled = False
+        self.closed = False
+        self.inst: Any = None  # sandbox.Instance while live
+        self.kv: dict[bytes, bytes] = {}
+        self.logs = LogRing(spec.name)
+        self.stdout: Any = None  # logs.OutputCapture, created with the first instance
+        self.stderr: Any = None
+        self.messages_handled = 0
+        self.failures = 0
+        self.restarts = 0
+        self.last_error: str | None = None
+        self.memory_bytes = 0
+        self.memory_checked = 0.0  # clock time of the last memory-size refresh
+        self.last_active: float | None = None
+
+    def offer(self, data: bytes) -> int:
+        """Queue one message: 0 (queued), `WAKE`, `CLOSED`, or ``abi.ERR_BACKPRESSURE`` (-4)."""
+        with self.lock:
+            if self.closed:
+                return CLOSED
+            mailbox = self.mailbox
+            if len(mailbox) >= self.capacity:
+                return -4
+            mailbox.append(data)
+            if self.scheduled:
+                return 0
+            self.scheduled = True
+            return WAKE
+
+    def submit(self, fn: Callable[[Any], Any]) -> tuple[Future[Any], bool]:
+        """Queue a control operation; returns its future and whether a wake is needed."""
+        future: Future[Any] = Future()
+        with self.lock:
+            self.control.append((fn, future))
+            if self.scheduled:
+                return future, False
+            self.scheduled = True
+            return future, True
+
+    def statistics(self) -> AgentStatistics:
+        """A frozen snapshot (counters may be one message behind while the agent runs)."""
+        return AgentStatistics(
+            name=self.name,
+            state=self.state,
+            kind=self.kind,
+            version=self.spec.version,
+            memory_limit=self.memory_limit,
+            fuel=self.spec.fuel,
+            messages_handled=self.messages_handled,
+            failures=self.failures,
+            restarts=self.restarts,
+            last_error=self.last_error,
+            memory_bytes=self.memory_bytes,
+            mailbox_depth=len(self.mailbox),
+            mailbox_capacity=self.capacity,
+            last_active=self.last_active,
+            logs_dropped=self.logs.dropped,
+        )

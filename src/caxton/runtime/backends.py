@@ -1,0 +1,126 @@
+"""The runtime's seams to the rest of the node, each a small Protocol with an in-memory version.
+
+* `KvBackend`: durable per-agent key/value (SQLite in a node). `load` blocks and runs on a worker
+  thread when an agent starts; `set`/`delete` are called on worker threads in the order the
+  agent made them and must not block (the SQLite one hands them to its writer thread).
+* `SnapshotBackend`: hibernated agents' linear memory (`save`/`load`/`delete`, worker threads).
+* `Router`: where outgoing messages go (`route`, worker threads and the loop thread); the
+  messaging layer supplies the real one, `runtime.LocalRouter` is the default.
+* `AgentEvents`: what the runtime tells its owner, always on the event loop thread, batched.
+* `Clock`: monotonic time, injectable so maintenance can be tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+from caxton.errors import AgentFailure
+from caxton.runtime.agent import AgentState
+from caxton.runtime.sandbox import Snapshot
+
+__all__ = [
+    "AgentEvents",
+    "Clock",
+    "KvBackend",
+    "MemoryKv",
+    "MemorySnapshots",
+    "MonotonicClock",
+    "NullEvents",
+    "Router",
+    "SnapshotBackend",
+]
+
+
+class KvBackend(Protocol):
+    """Durable per-agent key/value storage."""
+
+    def load(self, agent: str) -> dict[bytes, bytes]: ...
+    def set(self, agent: str, key: bytes, value: bytes) -> None: ...
+    def delete(self, agent: str, key: bytes) -> None: ...
+    def drop(self, agent: str) -> None: ...
+
+
+class SnapshotBackend(Protocol):
+    """Linear-memory snapshots of hibernated agents."""
+
+    def save(self, agent: str, snapshot: Snapshot) -> None: ...
+    def load(self, agent: str) -> Snapshot | None: ...
+    def delete(self, agent: str) -> None: ...
+
+
+class Router(Protocol):
+    """Delivers one completed message to ``receiver``; returns 0 or ``abi.ERR_BACKPRESSURE``."""
+
+    def route(self, receiver: str, data: bytes) -> int: ...
+
+
+class AgentEvents(Protocol):
+    """Notifications to the runtime's owner (called on the event loop thread)."""
+
+    def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None: ...
+    def agent_state_changed(self, name: str, state: AgentState) -> None: ...
+
+
+class Clock(Protocol):
+    """Monotonic seconds."""
+
+    def monotonic(self) -> float: ...
+
+
+class MonotonicClock:
+    """`time.monotonic`."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class NullEvents:
+    """Ignores every event."""
+
+    def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None:
+        pass
+
+    def agent_state_changed(self, name: str, state: AgentState) -> None:
+        pass
+
+
+class MemoryKv:
+    """An in-process `KvBackend` (tests, embedded use)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[bytes, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def load(self, agent: str) -> dict[bytes, bytes]:
+        with self._lock:
+            return dict(self.data.get(agent, {}))
+
+    def set(self, agent: str, key: bytes, value: bytes) -> None:
+        with self._lock:
+            self.data.setdefault(agent, {})[key] = value
+
+    def delete(self, agent: str, key: bytes) -> None:
+        with self._lock:
+            self.data.get(agent, {}).pop(key, None)
+
+    def drop(self, agent: str) -> None:
+        with self._lock:
+            self.data.pop(agent, None)
+
+
+class MemorySnapshots:
+    """An in-process `SnapshotBackend`."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Snapshot] = {}
+
+    def save(self, agent: str, snapshot: Snapshot) -> None:
+        self.data[agent] = snapshot
+
+    def load(self, agent: str) -> Snapshot | None:
+        return self.data.get(agent)
+
+    def delete(self, agent: str) -> None:
+        self.data.pop(agent, None)

@@ -1,0 +1,301 @@
+"""A worker: runs one agent's messages at a time on its thread; the message hot path.
+
+Per reactor message: set the epoch deadline (and fuel), ``caxton_alloc(len)`` through a raw
+unchecked call, copy the bytes into linear memory through the memoryview, ``caxton_handle(ptr,
+len)``, check the result. Host callbacks made meanwhile find this worker's `CallContext` in a
+thread-local. About 4-6 µs per message including both wasm calls (notes/wasm-hotpath.md).
+
+Failures stay inside the agent: the call's trap or error is translated at `_errors.failure_from`,
+the message is reported failed (with its bytes) to the owner, the instance is dropped, and the
+agent gets a fresh one on its next message unless its restart budget is exhausted (then it is
+``failed``). Events for the event loop are collected in `pending` and posted in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import wasmtime
+
+from caxton.config.schema import RuntimeConfig
+from caxton.errors import AgentFailure
+from caxton.runtime import _ffi, host
+from caxton.runtime._errors import failure_from
+from caxton.runtime.agent import Agent, AgentState
+from caxton.runtime.backends import AgentEvents, Clock, KvBackend, Router, SnapshotBackend
+from caxton.runtime.engine import Engine
+from caxton.runtime.lifecycle import InstanceOps
+from caxton.runtime.stats import WorkerCounters
+
+if TYPE_CHECKING:
+    from caxton.runtime.scheduler import Scheduler
+
+#: Agents a worker keeps on its own run queue before spilling to the shared one.
+LOCAL_LIMIT = 8
+
+__all__ = ["BATCH", "Services", "Worker"]
+
+#: Messages of one agent handled before the worker looks at other ready agents.
+BATCH = 64
+_M = 0xFFFFFFFF
+_RUNNING = AgentState.RUNNING
+_HIBERNATED = AgentState.HIBERNATED
+_RUNNABLE = (_RUNNING, _HIBERNATED)
+_MEMORY_CHECK = 0.1  # seconds between memory-size refreshes of a busy agent
+_log = logging.getLogger("caxton.runtime")
+_BUDGET = host.LOG_BUDGET
+
+
+@dataclass(slots=True, kw_only=True)
+class Services:
+    """What workers need from the runtime."""
+
+    engine: Engine
+    config: RuntimeConfig
+    router: Router
+    kv: KvBackend
+    snapshots: SnapshotBackend
+    events: AgentEvents
+    clock: Clock
+    loop: asyncio.AbstractEventLoop
+    add_timer: Callable[[float, str, bytes], None]  # runs on the loop thread
+    agents: dict[str, Agent]  # the runtime's agents by name (read-only here)
+
+
+def _run_batch(batch: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
+    for fn, args in batch:
+        try:
+            fn(*args)
+        except Exception:  # an event consumer's bug must not stop the others
+            _log.exception("event callback failed")
+
+
+class Worker(InstanceOps):
+    """One worker thread's state: run queue, call slots, host context, counters."""
+
+    def __init__(self, index: int, services: Services, bounds: tuple[float, ...]) -> None:
+        self.index = index
+        self.svc = services
+        self.local: deque[Agent] = deque()
+        self.pending: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self.stopping = False
+        self.slots = _ffi.CallSlots()
+        self.counters = WorkerCounters(bounds)
+        self.restarts = 0
+        self.hibernations = 0
+        self.scheduler: Scheduler | None = None  # set by the scheduler
+        self._agents_get = services.agents.get
+        self._monotonic = services.clock.monotonic
+        self._engine = services.engine
+        self.cx = host.CallContext(
+            local=self.send_local,
+            route=services.router.route,
+            schedule=self.schedule,
+            kv=services.kv,
+            max_message_size=services.config.max_message_size,
+        )
+        engine = services.engine
+        self.deadline = _ffi.uint64(engine.deadline_ticks(services.config.execution_timeout))
+        self.startup_ticks = engine.deadline_ticks(services.config.agent_startup_timeout)
+
+    # -- loop-bound events -------------------------------------------------------------------
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the event loop thread with the next batch."""
+        self.pending.append((fn, args))
+
+    def flush(self) -> None:
+        """Post the collected events to the loop in one hop."""
+        if self.pending:
+            batch, self.pending = self.pending, []
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody listens any more
+                self.svc.loop.call_soon_threadsafe(_run_batch, batch)
+
+    def schedule(self, delay: float, receiver: str, data: bytes) -> None:
+        """The host's `schedule`: hand the timer to the loop thread."""
+        self.post(self.svc.add_timer, delay, receiver, data)
+
+    def send_local(self, receiver: str, data: bytes) -> int | None:
+        """Queue a message for a local agent from this worker: 0, -4, or None (not local).
+
+        A receiver that becomes ready goes on this worker's own run queue, so it is handled
+        right after the current agent returns, on this thread (see `scheduler`).
+        """
+        agent = self._agents_get(receiver)
+        if agent is None:
+            return None
+        with agent.lock:
+            if agent.closed:
+                return None
+            mailbox = agent.mailbox
+            if len(mailbox) >= agent.capacity:
+                return -4
+            mailbox.append(data)
+            if agent.scheduled:
+                return 0
+            agent.scheduled = True
+        local = self.local
+        scheduler = self.scheduler
+        assert scheduler is not None
+        if not local or (len(local) < LOCAL_LIMIT and not scheduler.idle):
+            local.append(agent)
+        else:
+            scheduler.wake_shared(agent)
+        return 0
+
+    def set_state(self, agent: Agent, state: AgentState) -> None:
+        """Change an agent's state and tell the owner."""
+        if agent.state is not state:
+            agent.state = state
+            self.post(self.svc.events.agent_state_changed, agent.name, state)
+
+    # -- running an agent --------------------------------------------------------------------
+
+    def run(self, agent: Agent) -> bool:
+        """Run an agent's control operations and up to `BATCH` messages; True to requeue."""
+        mailbox, control = agent.mailbox, agent.control
+        processed = 0
+        handle = self.handle
+        while not self.stopping:
+            if control:
+                self._control(agent)
+                continue
+            state = agent.state
+            if (state is not _RUNNING and state is not _HIBERNATED) or processed >= BATCH:
+                break
+            try:
+                data = mailbox.popleft()
+            except IndexError:
+                break
+            try:
+                handle(agent, data)
+            except Exception as exc:  # a bug of ours: contain it like a crash of the agent
+                _log.exception("handling a message for %s failed", agent.name)
+                internal = AgentFailure(f"internal error: {exc}", cause="trap")
+                self._failed(agent, data, internal, 0.0, crashed=True)
+            processed += 1
+        if processed:
+            now = agent.last_active = self._monotonic()
+            if now - agent.memory_checked > _MEMORY_CHECK:
+                agent.memory_checked = now
+                inst = agent.inst
+                if inst is not None:
+                    inst.refresh()
+                    agent.memory_bytes = inst.size
+        with agent.lock:
+            if control or (mailbox and not self.stopping and agent.state in _RUNNABLE):
+                return True
+            agent.scheduled = False
+            return False
+
+    def _control(self, agent: Agent) -> None:
+        fn, future = agent.control.popleft()
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn(self))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    def handle(self, agent: Agent, data: bytes) -> None:
+        """Handle one message; never raises (failures are reported and contained)."""
+        inst = agent.inst
+        if inst is None:
+            if agent.kind != "reactor":
+                self._handle_command(agent, data)
+                return
+            try:
+                inst = self.ensure_instance(agent)
+            except AgentFailure as exc:
+                self._failed(agent, data, exc, 0.0, crashed=False)
+                return
+        cx = self.cx
+        cx.agent, cx.inst, cx.data, cx.incoming, cx.log_budget = agent, inst, data, None, _BUDGET
+        s = self.slots
+        iv, args_v, two, trap_v = s.iv, s.args_v, s.two, s.trap_v
+        call, ctx = _ffi.call_unchecked, inst.ctx
+        # The deadline is relative to the epoch when it is set; re-arm it at most once per tick
+        # (`deadline_ticks` includes a spare tick, so every message still gets its full time).
+        tick = self._engine.ticks
+        if inst.armed_at != tick:
+            inst.armed_at = tick
+            _ffi.set_epoch_deadline(ctx, self.deadline)
+        if inst.fuel is not None:
+            _ffi.set_fuel(ctx, inst.fuel)
+        n = len(data)
+        t0 = perf_counter()
+        iv[0] = n
+        err = call(ctx, inst.alloc, args_v, two, trap_v)
+        if err or s.trap:
+            self._call_failed(agent, data, err, t0)
+            return
+        ptr = iv[0] & _M
+        end = ptr + n
+        if end > inst.size and not inst.covers(end):
+            bad = AgentFailure("caxton_alloc returned a pointer outside memory", cause="trap")
+            self._failed(agent, data, bad, perf_counter() - t0, crashed=True)
+            return
+        inst.view[ptr:end] = data
+        iv[0] = ptr
+        iv[4] = n
+        err = call(ctx, inst.handle, args_v, two, trap_v)
+        if err or s.trap:
+            self._call_failed(agent, data, err, t0)
+            return
+        rc = iv[0]
+        elapsed = perf_counter() - t0
+        if agent.logs.output:
+            agent.logs.output = False
+            agent.stdout.reset()
+            agent.stderr.reset()
+        if rc:
+            error = AgentFailure(f"caxton_handle returned {rc}", cause="returned_error")
+            self._failed(agent, data, error, elapsed, crashed=False)
+            return
+        agent.messages_handled += 1
+        counters = self.counters  # counters.record("ok", elapsed), inlined
+        counters.executions[0] += 1
+        counters.buckets[bisect_left(counters.bounds, elapsed)] += 1
+        counters.duration_sum += elapsed
+
+    def _call_failed(self, agent: Agent, data: bytes, err: int | None, t0: float) -> None:
+        elapsed = perf_counter() - t0
+        slots = self.slots
+        exc: BaseException
+        if err:
+            exc = _ffi.error_from_ptr(err)
+        else:
+            address = slots.trap.value or 0
+            slots.trap.value = None
+            exc = _ffi.trap_from_ptr(address)
+        inst = agent.inst
+        near = isinstance(exc, wasmtime.Trap) and inst is not None and inst.at_memory_limit()
+        self._failed(agent, data, failure_from(exc, at_memory_limit=near), elapsed, crashed=True)
+
+    def _failed(
+        self, agent: Agent, data: bytes, failure: AgentFailure, elapsed: float, *, crashed: bool
+    ) -> None:
+        agent.failures += 1
+        agent.last_error = f"{failure.cause}: {failure.message}"
+        self.counters.record(failure.cause, elapsed)
+        if agent.stdout is not None:
+            agent.stdout.reset()
+            agent.stderr.reset()
+        self.post(self.svc.events.message_failed, agent.name, bytes(data), failure)
+        if not crashed:
+            return
+        self.drop_instance(agent)
+        if agent.budget.allow(self.svc.clock.monotonic()):
+            agent.restarts += 1
+            self.restarts += 1
+        else:
+            agent.closed = True
+            self.set_state(agent, AgentState.FAILED)

@@ -1,0 +1,311 @@
+"""The ``caxton`` host functions of ABI v1: the ONLY place host functions are defined.
+
+Each function is a raw ``wasmtime_linker_define_func_unchecked`` callback (~1.4 µs per guest call
+instead of ~17 µs through wasmtime-py's trampoline). They are defined once per engine on the
+shared linker, so they do not know which agent is calling: every worker thread binds its
+`CallContext` in a thread-local before it calls into wasm, and a callback reads it from there.
+
+Rules every callback follows:
+
+* it never raises into wasm: any problem becomes the ABI's negative return code (a malformed
+  pointer range is ``-1``), and an unexpected exception is logged and mapped to ``-1``;
+* it reads guest memory through the instance's memoryview, re-reading the memory size only when
+  a range goes past the cached size (the memory may have grown);
+* it never re-enters wasm: `send` only stamps the envelope and enqueues the bytes: into a local
+  agent's mailbox directly (``local``), or through the `Router` for anyone else.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from collections.abc import Callable
+from ctypes import c_void_p, cast
+from typing import TYPE_CHECKING, Any, Protocol
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from caxton.errors import InvalidMessage
+from caxton.messaging.envelope import Incoming, Stamper
+from caxton.runtime import abi
+from caxton.runtime._ffi import HOST_CALLBACK
+
+if TYPE_CHECKING:
+    from caxton.runtime.agent import Agent
+    from caxton.runtime.sandbox import Instance
+
+__all__ = ["CallContext", "KvWriter", "bind", "define_host_functions"]
+
+_log = logging.getLogger("caxton.runtime.host")
+_tls = threading.local()
+_M = 0xFFFFFFFF
+
+#: Largest kv key (bytes); larger keys get ERR_TOO_LARGE.
+MAX_KV_KEY = 1024
+#: Bytes of log text one message may produce before further lines are dropped and counted.
+LOG_BUDGET = 64 * 1024
+
+
+class KvWriter(Protocol):
+    """Where kv writes go after the in-memory dict (non-blocking, in call order)."""
+
+    def set(self, agent: str, key: bytes, value: bytes) -> None: ...
+    def delete(self, agent: str, key: bytes) -> None: ...
+
+
+class CallContext:
+    """Per-worker state the callbacks read: the agent inside wasm now and the node's services."""
+
+    __slots__ = (
+        "agent",
+        "data",
+        "incoming",
+        "inst",
+        "kv",
+        "local",
+        "log_budget",
+        "max_message_size",
+        "route",
+        "schedule",
+        "stamper",
+    )
+
+    def __init__(
+        self,
+        *,
+        local: Callable[[str, bytes], int | None],
+        route: Callable[[str, bytes], int],
+        schedule: Callable[[float, str, bytes], None],
+        kv: KvWriter,
+        max_message_size: int,
+    ) -> None:
+        self.local = local
+        self.route = route
+        self.schedule = schedule
+        self.kv = kv
+        self.max_message_size = max_message_size
+        self.stamper = Stamper()
+        self.agent: Agent | None = None
+        self.inst: Instance | None = None
+        self.data: bytes | None = None  # the message being handled (None in init)
+        self.incoming: Incoming | None = None
+        self.log_budget = LOG_BUDGET
+
+    def enter(self, agent: Agent, inst: Instance, data: bytes | None) -> None:
+        """Make ``agent`` (running in ``inst``, handling ``data``) the current caller."""
+        self.agent = agent
+        self.inst = inst
+        self.data = data
+        self.incoming = None
+        self.log_budget = LOG_BUDGET
+
+    def send(self, data: bytes | memoryview) -> int:
+        """Stamp and route one outgoing message; an ABI return code."""
+        agent = self.agent
+        if agent is None:
+            return abi.ERR_NOT_PERMITTED
+        if len(data) > self.max_message_size:
+            return abi.ERR_TOO_LARGE
+        incoming = self.incoming
+        if incoming is None:
+            incoming = self.incoming = Incoming(self.data)
+        try:
+            receiver, out = self.stamper.stamp(data, agent.sender_json, incoming)
+        except InvalidMessage:
+            return abi.ERR_MALFORMED
+        if type(receiver) is str:
+            rc = self.local(receiver, out)
+            return self.route(receiver, out) if rc is None else rc
+        rc = abi.OK
+        for one in receiver:
+            code = self.local(one, out)
+            if code is None:
+                code = self.route(one, out)
+            if code:
+                rc = code
+        return rc
+
+
+def bind(cx: CallContext) -> None:
+    """Bind ``cx`` to the calling thread (a worker does this once)."""
+    _tls.cx = cx
+
+
+def _range(inst: Instance, ptr: int, length: int) -> memoryview | None:
+    end = ptr + length
+    if end > inst.size and not inst.covers(end):
+        return None
+    return inst.view[ptr:end]
+
+
+def _send(env: Any, caller: Any, ar: Any, nar: int) -> int:
+    try:
+        cx: CallContext = _tls.cx
+        inst = cx.inst
+        ptr = ar[0] & _M
+        end = ptr + (ar[4] & _M)
+        if inst is None or (end > inst.size and not inst.covers(end)):
+            ar[0] = abi.ERR_MALFORMED
+        else:
+            ar[0] = cx.send(inst.view[ptr:end])
+    except Exception:
+        _log.exception("caxton.send failed")
+        ar[0] = abi.ERR_MALFORMED
+    return 0
+
+
+def _schedule(env: Any, caller: Any, ar: Any, nar: int) -> int:
+    try:
+        cx: CallContext = _tls.cx
+        delay_ms = (ar[0] & _M) | (ar[1] << 32)
+        inst, agent = cx.inst, cx.agent
+        data = None if inst is None else _range(inst, ar[4] & _M, ar[8] & _M)
+        if data is None or agent is None:
+            ar[0] = abi.ERR_MALFORMED
+        elif len(data) > cx.max_message_size:
+            ar[0] = abi.ERR_TOO_LARGE
+        else:
+            if cx.incoming is None:
+                cx.incoming = Incoming(cx.data)
+            receiver, out = cx.stamper.stamp(data, agent.sender_json, cx.incoming)
+            receivers = [receiver] if isinstance(receiver, str) else receiver
+            for one in receivers:
+                cx.schedule(max(0, delay_ms) / 1000.0, one, out)
+            ar[0] = abi.OK
+    except InvalidMessage:
+        ar[0] = abi.ERR_MALFORMED
+    except Exception:
+        _log.exception("caxton.schedule failed")
+        ar[0] = abi.ERR_MALFORMED
+    return 0
+
+
+def _log_fn(env: Any, caller: Any, ar: Any, nar: int) -> int:
+    try:
+        cx: CallContext = _tls.cx
+        inst, agent = cx.inst, cx.agent
+        if inst is None or agent is None:
+            return 0
+        length = ar[8] & _M
+        if length > cx.log_budget:
+            agent.logs.dropped += 1
+            cx.log_budget = 0
+            return 0
+        data = _range(inst, ar[4] & _M, length)
+        if data is not None:
+            cx.log_budget -= length
+            agent.logs.write(ar[0], bytes(data).decode("utf-8", "replace"))
+    except Exception:
+        _log.exception("caxton.log failed")
+    return 0
+
+
+def _kv_get(env: Any, caller: Any, ar: Any, nar: int) -> int:
+    try:
+        cx: CallContext = _tls.cx
+        inst, agent = cx.inst, cx.agent
+        key = None if inst is None else _range(inst, ar[0] & _M, ar[4] & _M)
+        if key is None or agent is None or inst is None:
+            ar[0] = abi.ERR_MALFORMED
+            return 0
+        value = agent.kv.get(bytes(key))
+        if value is None:
+            ar[0] = abi.KV_ABSENT
+            return 0
+        n = len(value)
+        if n <= (ar[12] & _M):
+            target = _range(inst, ar[8] & _M, n)
+            if target is None:
+                ar[0] = abi.ERR_MALFORMED
+                return 0
+            target[:] = value
+        ar[0] = n
+    except Exception:
+        _log.exception("caxton.kv_get failed")
+        ar[0] = abi.ERR_MALFORMED
+    return 0
+
+
+def _kv_set(env: Any, caller: Any, ar: Any, nar: int) -> int:
+    try:
+        cx: CallContext = _tls.cx
+        inst, agent = cx.inst, cx.agent
+        if inst is None or agent is None:
+            ar[0] = abi.ERR_NOT_PERMITTED
+            return 0
+        klen, vlen = ar[4] & _M, ar[12] & _M
+        if klen > MAX_KV_KEY or vlen > cx.max_message_size:
+            ar[0] = abi.ERR_TOO_LARGE
+            return 0
+        key = _range(inst, ar[0] & _M, klen)
+        value = _range(inst, ar[8] & _M, vlen)
+        if key is None or value is None:
+            ar[0] = abi.ERR_MALFORMED
+            return 0
+        k, v = bytes(key), bytes(value)
+        agent.kv[k] = v
+        cx.kv.set(agent.name, k, v)
+        ar[0] = abi.OK
+    except Exception:
+        _log.exception("caxton.kv_set failed")
+        ar[0] = abi.ERR_MALFORMED
+    return 0
+
+
+def _kv_delete(env: Any, caller: Any, ar: Any, nar: int) -> int:
+    try:
+        cx: CallContext = _tls.cx
+        inst, agent = cx.inst, cx.agent
+        key = None if inst is None else _range(inst, ar[0] & _M, ar[4] & _M)
+        if key is None or agent is None:
+            ar[0] = abi.ERR_MALFORMED
+            return 0
+        k = bytes(key)
+        if agent.kv.pop(k, None) is None:
+            ar[0] = abi.KV_ABSENT
+        else:
+            cx.kv.delete(agent.name, k)
+            ar[0] = abi.OK
+    except Exception:
+        _log.exception("caxton.kv_delete failed")
+        ar[0] = abi.ERR_MALFORMED
+    return 0
+
+
+_IMPLEMENTATIONS: dict[str, Callable[[Any, Any, Any, int], int]] = {
+    "send": _send,
+    "log": _log_fn,
+    "kv_get": _kv_get,
+    "kv_set": _kv_set,
+    "kv_delete": _kv_delete,
+    "schedule": _schedule,
+}
+# The ctypes callback objects must outlive every linker and instance that uses them.
+_KEEP_ALIVE: dict[str, Any] = {}
+_NO_FINALIZER = ctypes.CFUNCTYPE(None, c_void_p)()  # a NULL function pointer
+
+
+def define_host_functions(linker: wasmtime.Linker) -> None:
+    """Define the six ``caxton`` imports on ``linker`` as unchecked raw callbacks."""
+    module = abi.HOST_MODULE.encode()
+    for name, (params, results) in abi.HOST_SIGNATURES.items():
+        callback = _KEEP_ALIVE.get(name)
+        if callback is None:
+            callback = _KEEP_ALIVE[name] = HOST_CALLBACK(_IMPLEMENTATIONS[name])
+        ty = wasmtime.FuncType(params, results)
+        raw = name.encode()
+        error = ffi.wasmtime_linker_define_func_unchecked(
+            linker.ptr(),
+            module,
+            len(module),
+            raw,
+            len(raw),
+            ty.ptr(),
+            cast(callback, ffi.wasmtime_func_unchecked_callback_t),
+            None,
+            _NO_FINALIZER,
+        )
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)

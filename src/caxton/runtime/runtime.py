@@ -1,0 +1,355 @@
+"""`Runtime`: the agent runtime's facade for the node (lifecycle, delivery, statistics).
+
+Everything that touches an agent's instance runs on a worker thread: messages, and control
+operations (start, stop, upgrade, hibernate, remove), which are queued on the agent and run
+between two messages. That is how "the message being handled finishes first" holds for stop and
+upgrade without locks around wasm. The async methods here queue a control operation and await
+its future; `deliver_nowait` is the thread-safe entry for messages from the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+from collections.abc import Callable
+from typing import Any
+
+from caxton.config.schema import RuntimeConfig
+from caxton.errors import (
+    AgentAlreadyExists,
+    AgentNotFound,
+    AgentStartFailed,
+    MailboxClosed,
+    MessageTooLarge,
+    WouldBlock,
+)
+from caxton.runtime.agent import CLOSED, WAKE, Agent, AgentSpec, AgentState, AgentStatistics
+from caxton.runtime.backends import (
+    AgentEvents,
+    Clock,
+    KvBackend,
+    MemoryKv,
+    MemorySnapshots,
+    MonotonicClock,
+    NullEvents,
+    Router,
+    SnapshotBackend,
+)
+from caxton.runtime.engine import Compiled, Engine
+from caxton.runtime.executor import Services, Worker
+from caxton.runtime.logs import LogLine
+from caxton.runtime.maintenance import Candidate, choose_hibernations
+from caxton.runtime.router import LocalRouter
+from caxton.runtime.scheduler import Scheduler, current_worker
+from caxton.runtime.stats import DEFAULT_BUCKETS, RuntimeStatistics, merge
+from caxton.runtime.supervisor import RestartBudget
+from caxton.runtime.timers import MemoryTimers, TimerBackend, TimerQueue
+
+__all__ = ["Runtime"]
+
+
+class _State(enum.Enum):
+    UNSTARTED = "unstarted"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class Runtime:
+    """Runs agents: one message at a time per agent, on a pool of worker threads."""
+
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        *,
+        engine: Engine,
+        kv: KvBackend | None = None,
+        snapshots: SnapshotBackend | None = None,
+        events: AgentEvents | None = None,
+        router: Router | None = None,
+        external: Callable[[str, bytes], None] | None = None,
+        timers: TimerBackend | None = None,
+        clock: Clock | None = None,
+        duration_buckets: tuple[float, ...] = DEFAULT_BUCKETS,
+        max_restarts: int = 5,
+        restart_window: float = 60.0,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.kv = kv if kv is not None else MemoryKv()
+        self.snapshots = snapshots if snapshots is not None else MemorySnapshots()
+        self.events = events if events is not None else NullEvents()
+        self.router: Router = router if router is not None else LocalRouter(self, external)
+        self.clock = clock if clock is not None else MonotonicClock()
+        self._timer_backend = timers if timers is not None else MemoryTimers()
+        self._buckets = tuple(duration_buckets)
+        self._budget = (max_restarts, restart_window)
+        self._agents: dict[str, Agent] = {}
+        self._state = _State.UNSTARTED
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduler: Scheduler | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._timers: TimerQueue | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the workers, the epoch ticker, the timer and maintenance tasks."""
+        if self._state is not _State.UNSTARTED:
+            raise RuntimeError(f"runtime is {self._state.value}")
+        loop = self._loop = asyncio.get_running_loop()
+        self._timers = TimerQueue(self.clock, self.router.route, self._timer_backend)
+        services = Services(
+            engine=self.engine,
+            config=self.config,
+            router=self.router,
+            kv=self.kv,
+            snapshots=self.snapshots,
+            events=self.events,
+            clock=self.clock,
+            loop=loop,
+            add_timer=self._timers.add,
+            agents=self._agents,
+        )
+        count = self.config.max_concurrent_executions
+        if self.config.cpu_quota:
+            count = min(count, math.ceil(self.config.cpu_quota))
+        workers = [Worker(i, services, self._buckets) for i in range(max(1, count))]
+        stack = self.config.wasm_stack_limit
+        self._scheduler = Scheduler(
+            workers, stack_size=stack * 2 + (4 << 20) if stack > 2 << 20 else 0
+        )
+        self.engine.start()
+        self._scheduler.start()
+        self._tasks = [
+            loop.create_task(self._timers.serve(), name="caxton-timers"),
+            loop.create_task(self._maintenance(), name="caxton-maintenance"),
+        ]
+        self._state = _State.RUNNING
+
+    async def aclose(self) -> None:
+        """Stop accepting, let in-flight messages finish (``agent_shutdown_timeout``), stop.
+
+        Queued messages are not handled (the node's store redelivers them). Idempotent.
+        """
+        if self._state is not _State.RUNNING:
+            self._state = _State.CLOSED
+            return
+        self._state = _State.CLOSED
+        for agent in self._agents.values():
+            with agent.lock:
+                agent.closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        assert self._scheduler is not None
+        timeout = self.config.agent_shutdown_timeout
+        if await asyncio.to_thread(self._scheduler.stop, timeout):
+            for agent in self._agents.values():
+                inst, agent.inst = agent.inst, None
+                if inst is not None:
+                    inst.close()
+        await asyncio.sleep(0)  # let the workers' last event batches run
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- agents ------------------------------------------------------------------------------
+
+    def _agent(self, name: str) -> Agent:
+        agent = self._agents.get(name)
+        if agent is None:
+            raise AgentNotFound(f"no agent named {name!r}")
+        return agent
+
+    async def _control(self, agent: Agent, fn: Callable[[Worker], Any]) -> Any:
+        if self._state is not _State.RUNNING or self._scheduler is None:
+            raise MailboxClosed("the runtime is not running")
+        future, wake = agent.submit(fn)
+        if wake:
+            self._scheduler.wake(agent)
+        return await asyncio.wrap_future(future)
+
+    async def start_agent(self, spec: AgentSpec, compiled: Compiled) -> AgentStatistics:
+        """Start a new agent, or start a stopped/failed one again (with this spec and module).
+
+        Raises `AgentAlreadyExists` if it is running, `AgentStartFailed` (details carry the
+        agent's log lines) when ``caxton_init`` fails, traps or passes its deadline.
+        """
+        limit = self.config.wasm_memory_limit
+        if spec.memory_limit is not None:
+            limit = min(limit, spec.memory_limit)
+        agent = self._agents.get(spec.name)
+        created = agent is None
+        if agent is None:
+            budget = RestartBudget(*self._budget)
+            agent = Agent(
+                spec,
+                compiled,
+                capacity=self.config.mailbox_capacity,
+                memory_limit=limit,
+                budget=budget,
+            )
+            self._agents[spec.name] = agent
+        elif agent.state not in (AgentState.STOPPED, AgentState.FAILED):
+            raise AgentAlreadyExists(f"agent {spec.name!r} is {agent.state.value}")
+        target = agent
+        try:
+            result: AgentStatistics = await self._control(
+                agent, lambda worker: worker.op_start(target, spec, compiled, limit)
+            )
+        except AgentStartFailed:
+            if created:
+                self._agents.pop(spec.name, None)
+            raise
+        return result
+
+    async def stop_agent(self, name: str) -> None:
+        """Stop an agent after its current message; queued messages stay for the next start."""
+        agent = self._agent(name)
+        await self._control(agent, lambda worker: worker.op_stop(agent))
+
+    async def upgrade_agent(self, name: str, compiled: Compiled, version: int) -> AgentStatistics:
+        """Switch to a new module: the current message finishes on the old version.
+
+        The new instance is started before the old one is dropped; if it fails to start, the
+        agent keeps running the old version and `AgentStartFailed` is raised.
+        """
+        agent = self._agent(name)
+        result: AgentStatistics = await self._control(
+            agent, lambda worker: worker.op_upgrade(agent, compiled, version)
+        )
+        return result
+
+    async def remove_agent(self, name: str) -> list[bytes]:
+        """Remove an agent and its kv data; returns the messages still queued for it."""
+        agent = self._agent(name)
+        queued: list[bytes] = await self._control(agent, lambda worker: worker.op_remove(agent))
+        self._agents.pop(name, None)
+        return queued
+
+    async def hibernate(self, name: str) -> bool:
+        """Save the agent's linear memory and drop its instance; the next message restores it."""
+        agent = self._agent(name)
+        done: bool = await self._control(agent, lambda worker: worker.hibernate(agent))
+        return done
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def deliver_nowait(self, name: str, data: bytes) -> None:
+        """Queue a message for a local agent (thread-safe).
+
+        Raises `AgentNotFound`, `MessageTooLarge`, `MailboxClosed` (stopped, failed or shutting
+        down) or `WouldBlock` (mailbox full).
+        """
+        if len(data) > self.config.max_message_size:
+            raise MessageTooLarge(f"message of {len(data)} bytes is above the limit")
+        agent = self._agent(name)
+        rc = agent.offer(data)
+        if rc == WAKE:
+            assert self._scheduler is not None
+            self._scheduler.wake(agent)
+        elif rc == CLOSED:
+            raise MailboxClosed(f"agent {name!r} is not accepting messages")
+        elif rc:
+            raise WouldBlock(f"the mailbox of {name!r} is full")
+
+    async def deliver(self, name: str, data: bytes, *, wait: float = 1.0) -> None:
+        """Queue a message, waiting up to ``wait`` seconds for mailbox space (`WouldBlock`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            try:
+                self.deliver_nowait(name, data)
+                return
+            except WouldBlock:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.002)
+
+    def enqueue_local(self, name: str, data: bytes) -> int | None:
+        """Router hook: 0 or -4 for a local agent accepting messages, None otherwise."""
+        agent = self._agents.get(name)
+        if agent is None:
+            return None
+        rc = agent.offer(data)
+        if rc == WAKE:
+            self._scheduler.wake(agent)  # type: ignore[union-attr]
+            return 0
+        if rc == CLOSED:
+            return None
+        return rc
+
+    def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the event loop thread (batched when called from a worker)."""
+        worker = current_worker()
+        if worker is not None:
+            worker.post(fn, *args)
+        elif self._loop is not None:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def _maintenance(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.gc_interval)
+            await self.maintain()
+
+    async def maintain(self) -> list[str]:
+        """One maintenance pass: hibernate idle agents and LRU agents under memory pressure."""
+        now = self.clock.monotonic()
+        candidates = [
+            Candidate(a.name, a.last_active or now, a.memory_bytes, a.scheduled or bool(a.mailbox))
+            for a in self._agents.values()
+            if a.kind == "reactor" and a.state is AgentState.RUNNING and a.inst is not None
+        ]
+        names = choose_hibernations(
+            candidates,
+            now=now,
+            idle_timeout=self.config.agent_idle_timeout,
+            memory_in_use=sum(a.memory_bytes for a in self._agents.values()),
+            memory_limit=self.config.memory_limit,
+            pressure_threshold=self.config.memory_pressure_threshold,
+            reclaim=self.config.agent_memory_reclaim,
+        )
+        results = await asyncio.gather(*(self.hibernate(n) for n in names), return_exceptions=True)
+        return [n for n, ok in zip(names, results, strict=True) if ok is True]
+
+    # -- introspection -----------------------------------------------------------------------
+
+    def agents(self) -> list[str]:
+        """Names of all agents, sorted."""
+        return sorted(self._agents)
+
+    def agent_statistics(self, name: str) -> AgentStatistics:
+        """A snapshot of one agent."""
+        return self._agent(name).statistics()
+
+    def recent_logs(self, name: str, n: int | None = None) -> list[LogLine]:
+        """The agent's last ``n`` log lines, oldest first."""
+        return self._agent(name).logs.recent(n)
+
+    def statistics(self) -> RuntimeStatistics:
+        """A snapshot of the whole runtime."""
+        workers = self._scheduler.workers if self._scheduler is not None else []
+        executions, buckets, total = merge([w.counters for w in workers])
+        agents = list(self._agents.values())
+        return RuntimeStatistics(
+            executions=executions,
+            duration_bounds=self._buckets,
+            duration_buckets=buckets,
+            duration_sum=total,
+            memory_bytes=sum(a.memory_bytes for a in agents),
+            agents_total=len(agents),
+            agents_active=sum(1 for a in agents if a.inst is not None),
+            agents_hibernated=sum(1 for a in agents if a.state is AgentState.HIBERNATED),
+            agents_failed=sum(1 for a in agents if a.state is AgentState.FAILED),
+            hibernations=sum(w.hibernations for w in workers),
+            restarts=sum(w.restarts for w in workers),
+            mailbox_depth=sum(len(a.mailbox) for a in agents),
+            workers=len(workers),
+        )

@@ -1,0 +1,201 @@
+"""One agent instance: a `Store` with limits and WASI, the instantiated module, raw call handles.
+
+A store is created per instance with `Store.set_limits` (linear memory capped at the agent's
+limit, one instance, one memory, bounded tables) and its own WASI context: argv ``[name]``, the
+agent's env, stdout/stderr captured into its log, clocks and random as WASI provides them, no
+network, and no filesystem unless a grant directory is given (preopened as ``/data``).
+
+For reactors the exports the hot path calls unchecked (``caxton_alloc``, ``caxton_handle``) are
+verified once per module by `validate.inspect_module` before their raw addresses are cached.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from caxton.errors import AgentFailure, InvalidWasm
+from caxton.runtime import _ffi
+from caxton.runtime._errors import map_wasm_errors, near_limit
+
+__all__ = ["Instance", "Snapshot"]
+
+_PAGE = 64 * 1024
+_MAX_TABLE_ELEMENTS = 100_000
+
+
+class Snapshot:
+    """The saved linear memory of a hibernated reactor agent."""
+
+    __slots__ = ("memory", "pages", "version")
+
+    def __init__(self, memory: bytes, pages: int, version: int) -> None:
+        self.memory = memory
+        self.pages = pages
+        self.version = version
+
+
+class Instance:
+    """A live instance of one agent module in its own store.
+
+    Attributes read on the hot path: ``ctx`` (the store context), ``alloc``/``handle`` (raw
+    function addresses, reactors only), ``view``/``size`` (linear memory). Not thread-safe: the
+    one worker running the agent owns it.
+    """
+
+    __slots__ = (
+        "_exports",
+        "_funcs",
+        "alloc",
+        "armed_at",
+        "ctx",
+        "fuel",
+        "handle",
+        "instance",
+        "limit",
+        "memory",
+        "reactor",
+        "size",
+        "store",
+        "view",
+        "wasi",
+    )
+
+    def __init__(
+        self,
+        engine: wasmtime.Engine,
+        pre: wasmtime.InstancePre,
+        *,
+        reactor: bool,
+        name: str,
+        env: Mapping[str, str],
+        grant_dir: Path | None,
+        memory_limit: int,
+        fuel: int | None,
+        deadline_ticks: int,
+        stdout: Callable[[bytes], int],
+        stderr: Callable[[bytes], int],
+        stdin: bytes | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.limit = memory_limit
+        store = self.store = wasmtime.Store(engine)
+        store.set_limits(
+            memory_size=memory_limit,
+            table_elements=_MAX_TABLE_ELEMENTS,
+            instances=1,
+            tables=4,
+            memories=1,
+        )
+        #: Fuel per message as a reusable ctypes argument (None: no metering).
+        self.fuel = None if fuel is None else _ffi.uint64(fuel)
+        if fuel is not None:
+            store.set_fuel(fuel)
+        wasi = self.wasi = wasmtime.WasiConfig()
+        wasi.argv = [name]
+        wasi.env = list(env.items())
+        wasi.stdout_custom = stdout
+        wasi.stderr_custom = stderr
+        if stdin is not None:
+            buf = (ctypes.c_ubyte * len(stdin)).from_buffer_copy(stdin)
+            vec = ffi.wasm_byte_vec_t()
+            ffi.wasm_byte_vec_new(
+                ctypes.byref(vec), len(stdin), ctypes.cast(buf, ctypes.POINTER(ctypes.c_ubyte))
+            )
+            ffi.wasi_config_set_stdin_bytes(wasi.ptr(), ctypes.byref(vec))  # takes ownership
+        if grant_dir is not None:
+            wasi.preopen_dir(str(grant_dir), "/data")
+        store.set_wasi(wasi)
+        store.set_epoch_deadline(deadline_ticks)
+        #: `Engine.ticks` when the epoch deadline was last armed (-1: re-arm before a call).
+        self.armed_at = -1
+        self.ctx = _ffi.context_pointer(store)
+        with map_wasm_errors(what="instantiating the agent"):
+            self.instance = pre.instantiate(store)
+        self._exports = self.instance.exports(store)
+        self._funcs: list[wasmtime.Func] = []
+        self.memory: wasmtime.Memory | None = None
+        self.alloc = self.handle = ctypes.c_void_p()
+        self.size = 0
+        self.view = memoryview(b"")
+        memory = self._exports.get("memory")
+        if isinstance(memory, wasmtime.Memory):
+            self.memory = memory
+            self.refresh()
+        if reactor:
+            # Signatures were verified once per module by `validate.inspect_module`: calling
+            # a wrong signature unchecked would corrupt memory instead of raising.
+            alloc, handle = self._exports.get("caxton_alloc"), self._exports.get("caxton_handle")
+            if not isinstance(alloc, wasmtime.Func) or not isinstance(handle, wasmtime.Func):
+                raise InvalidWasm("not an ABI v1 reactor: caxton_alloc/caxton_handle missing")
+            if self.memory is None:
+                raise InvalidWasm("not an ABI v1 reactor: no exported memory")
+            self._funcs += (alloc, handle)  # keep them alive: their addresses are cached
+            self.alloc = _ffi.func_address(alloc)
+            self.handle = _ffi.func_address(handle)
+
+    # -- memory ------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Re-read the memory size (it may have grown) and rebuild the view."""
+        if self.memory is None:
+            return
+        base, size = _ffi.memory_base_and_size(self.store, self.memory)
+        if size != self.size:
+            self.size = size
+            self.view = _ffi.memory_view(base, size) if size else memoryview(b"")
+
+    def covers(self, end: int) -> bool:
+        """True if ``end`` is within linear memory (re-reading its size once if needed)."""
+        if end <= self.size:
+            return True
+        self.refresh()
+        return end <= self.size
+
+    def at_memory_limit(self) -> bool:
+        """True when the memory cannot grow by one more page under the store limit."""
+        self.refresh()
+        return near_limit(self.size, self.limit)
+
+    def snapshot(self, version: int) -> Snapshot:
+        """Copy linear memory out (for hibernation)."""
+        self.refresh()
+        return Snapshot(bytes(self.view), self.size // _PAGE, version)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Grow memory to the snapshot's size and copy its bytes back."""
+        if self.memory is None:
+            raise AgentFailure("cannot restore: the agent has no memory", cause="trap")
+        self.refresh()
+        missing = snapshot.pages - self.size // _PAGE
+        if missing > 0:
+            with map_wasm_errors(what="restoring the agent"):
+                self.memory.grow(self.store, missing)
+            self.refresh()
+        self.view[: len(snapshot.memory)] = snapshot.memory
+
+    # -- calls through the high-level API (once per instance, not per message) -----------------
+
+    def call_optional(self, name: str, deadline_ticks: int) -> int | None:
+        """Call a no-argument export if present; its i32 result, 0 for no result, None if absent."""
+        func = self._exports.get(name)
+        if not isinstance(func, wasmtime.Func):
+            return None
+        self.store.set_epoch_deadline(deadline_ticks)
+        self.armed_at = -1
+        with map_wasm_errors(memory_near_limit=self.at_memory_limit, what=f"calling {name}"):
+            result = func(self.store)
+        return result if isinstance(result, int) else 0
+
+    def close(self) -> None:
+        """Drop the views and the store (idempotent)."""
+        self.view = memoryview(b"")
+        self.size = 0
+        self._funcs.clear()
+        self.memory = None
+        self.alloc = self.handle = ctypes.c_void_p()
+        self.store.close()

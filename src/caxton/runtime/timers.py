@@ -1,0 +1,85 @@
+"""Timers for the host's `schedule`: a heap of (due, receiver, message) serviced on the loop.
+
+Workers hand new timers to the loop thread (batched with their other events); one task owned by
+the runtime sleeps until the earliest due time and then routes the message as if it were sent
+at that moment. A `TimerBackend` can persist pending timers (the SQLite one survives restarts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Callable
+from typing import Protocol
+
+from caxton.runtime.backends import Clock
+
+__all__ = ["MemoryTimers", "TimerBackend", "TimerQueue"]
+
+#: Retry delay when a due message meets a full mailbox (seconds).
+BACKPRESSURE_RETRY = 0.05
+
+
+class TimerBackend(Protocol):
+    """Persistence for pending timers (called on the loop thread; must not block)."""
+
+    def add(self, timer_id: int, due: float, receiver: str, data: bytes) -> None: ...
+    def remove(self, timer_id: int) -> None: ...
+
+
+class MemoryTimers:
+    """A `TimerBackend` that keeps nothing beyond the process."""
+
+    def add(self, timer_id: int, due: float, receiver: str, data: bytes) -> None:
+        pass
+
+    def remove(self, timer_id: int) -> None:
+        pass
+
+
+class TimerQueue:
+    """Pending scheduled messages, ordered by due time (loop thread only)."""
+
+    def __init__(
+        self, clock: Clock, route: Callable[[str, bytes], int], backend: TimerBackend
+    ) -> None:
+        self._clock = clock
+        self._route = route
+        self._backend = backend
+        self._heap: list[tuple[float, int, str, bytes]] = []
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, delay: float, receiver: str, data: bytes) -> None:
+        """Deliver ``data`` to ``receiver`` after ``delay`` seconds."""
+        due = self._clock.monotonic() + delay
+        timer_id = next(self._ids)
+        heapq.heappush(self._heap, (due, timer_id, receiver, data))
+        self._backend.add(timer_id, due, receiver, data)
+        self._changed.set()
+
+    def fire_due(self) -> float | None:
+        """Route every due message; the delay until the next one (None: no timers)."""
+        heap, now = self._heap, self._clock.monotonic()
+        while heap and heap[0][0] <= now:
+            _due, timer_id, receiver, data = heapq.heappop(heap)
+            if self._route(receiver, data) == -4:  # full mailbox: try again shortly
+                heapq.heappush(heap, (now + BACKPRESSURE_RETRY, timer_id, receiver, data))
+                break
+            self._backend.remove(timer_id)
+        return heap[0][0] - now if heap else None
+
+    async def serve(self) -> None:
+        """Fire timers until cancelled."""
+        while True:
+            wait = self.fire_due()
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(wait):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass

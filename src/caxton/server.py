@@ -1,0 +1,229 @@
+"""The server process: a `Node` plus its listeners, metrics, logs and signal handling.
+
+`Server` composes the leaves around the core: the HTTP API on ``bind_address``, Prometheus on
+``metrics_address`` and the admin listener on ``admin_address``. Start order is chosen so a
+misconfigured port fails fast and ``/health`` answers early: listeners bind first (``/ready``
+says 503 until the node is started), then the node opens its state and starts its services.
+
+Shutdown (SIGTERM or SIGINT): readiness turns false, the API stops accepting connections,
+in-flight requests and agent work drain within ``agent_shutdown_timeout``, then the node closes
+its state file and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+
+from caxton.api.admin import create_admin_app
+from caxton.api.app import create_app
+from caxton.api.listener import ConnectionLimits, Listener, ListenError
+from caxton.api.metrics_app import create_metrics_app
+from caxton.config import Config
+from caxton.errors import ConfigError
+from caxton.node import Node
+from caxton.observability import Metrics, Tracing, configure_tracing
+
+__all__ = ["Server", "check_listen_policy", "run_server"]
+
+log = logging.getLogger("caxton.server")
+
+#: Seconds allowed on top of agent_shutdown_timeout for closing listeners and the state file.
+SHUTDOWN_MARGIN = 2.0
+
+
+def check_listen_policy(config: Config) -> None:
+    """Refuse what would expose an unauthenticated API; warn where a file asked for it.
+
+    The embedded default (no config file) has authentication off, so it only listens on
+    loopback. A config file that turns auth off and binds a public address is honoured (the
+    operator chose it, e.g. behind a proxy that authenticates) but warned about.
+    """
+    net = config.networking
+    if not net.admin_address.is_loopback:
+        raise ConfigError(
+            f"networking.admin_address: the admin listener must be on a loopback address "
+            f"(127.0.0.1 or ::1), got {net.admin_address}",
+        )
+    if config.security.auth_enabled:
+        return
+    exposed = [a for a in (net.bind_address, net.metrics_address) if not a.is_loopback]
+    if not exposed:
+        return
+    where = ", ".join(str(a) for a in exposed)
+    if config.source is None:
+        raise ConfigError(
+            f"refusing to listen on {where}: authentication is off in the embedded default, so "
+            "the API would be open to the network. Use a loopback address, or write a config "
+            "file with [security] auth_enabled = true and a jwt_secret.",
+        )
+    log.warning(
+        "authentication is off and the API listens on %s: anyone who can reach it can deploy "
+        "agents",
+        where,
+    )
+
+
+def _ssl_context(config: Config) -> ssl.SSLContext | None:
+    net = config.networking
+    if not net.tls_enabled:
+        return None
+    assert net.tls_cert_path is not None
+    assert net.tls_key_path is not None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(net.tls_cert_path, net.tls_key_path)
+        if net.tls_ca_path is not None:
+            context.load_verify_locations(net.tls_ca_path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"networking.tls_cert_path / tls_key_path: cannot load the TLS certificate "
+            f"{net.tls_cert_path} with key {net.tls_key_path}: {exc}"
+        ) from exc
+    return context
+
+
+class Server:
+    """One running Caxton process: node, listeners and metrics."""
+
+    def __init__(self, config: Config, *, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.registry = registry if registry is not None else CollectorRegistry()
+        obs = config.observability
+        self.metrics = Metrics.create(
+            self.registry, prefix=obs.metrics_prefix, buckets=obs.histogram_buckets
+        )
+        self.node = Node(config)
+        self.tracing: Tracing | None = None
+        self.listeners: list[Listener] = []
+        self._stopping = asyncio.Event()
+
+    @property
+    def api(self) -> Listener:
+        """The API listener (the first one)."""
+        return self.listeners[0]
+
+    def _limits(self, max_connections: int) -> ConnectionLimits:
+        net = self.config.networking
+        return ConnectionLimits(
+            max_connections=max_connections,
+            connection_timeout=net.connection_timeout,
+            keepalive_timeout=net.keepalive_timeout,
+            shutdown_timeout=self.config.runtime.agent_shutdown_timeout,
+        )
+
+    async def start(self) -> None:
+        """Bind every listener, then start the node. Raises on any failure, leaving nothing open."""
+        check_listen_policy(self.config)
+        net = self.config.networking
+        api_app = create_app(self.node, observer=self.metrics.observe_http)
+        api = Listener(
+            api_app,
+            net.bind_address,
+            name="API",
+            limits=self._limits(net.max_connections),
+            ssl_context=_ssl_context(self.config),
+        )
+        self.listeners.append(api)
+        self.metrics.http_connections_active.set_function(lambda: api.active_connections)
+        if self.config.observability.enable_metrics:
+            self.listeners.append(
+                Listener(
+                    create_metrics_app(self.registry, request_timeout=net.request_timeout),
+                    net.metrics_address,
+                    name="metrics listener",
+                    limits=self._limits(256),
+                )
+            )
+        self.listeners.append(
+            Listener(
+                create_admin_app(self.node),
+                net.admin_address,
+                name="admin listener",
+                limits=self._limits(64),
+            )
+        )
+        try:
+            for listener in self.listeners:
+                await listener.start()
+            await self.node.start()
+            self.tracing = configure_tracing(
+                self.config.observability, node_id=self.node.storage.node_id
+            )
+        except BaseException:
+            await self.aclose()
+            raise
+
+    def request_stop(self) -> None:
+        """Ask the server to drain and stop (what SIGTERM and SIGINT do)."""
+        self._stopping.set()
+
+    async def wait_stopping(self) -> None:
+        """Block until a stop is requested."""
+        await self._stopping.wait()
+
+    async def drain(self) -> None:
+        """Stop accepting work, let in-flight work finish, then close everything."""
+        self.node.begin_drain()
+        for listener in self.listeners[:1]:
+            await listener.stop_accepting()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the API first (finishing in-flight requests), then the node, then the rest."""
+        listeners, self.listeners = self.listeners, []
+        try:
+            if listeners:
+                await listeners[0].aclose()
+            await self.node.aclose()
+        finally:
+            for listener in listeners[1:]:
+                await listener.aclose()
+            tracing, self.tracing = self.tracing, None
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)
+
+
+async def run_server(
+    config: Config,
+    *,
+    on_started: Callable[[Server], None] | None = None,
+) -> None:
+    """Run a node until SIGTERM or SIGINT, then drain within the shutdown timeout."""
+    server = Server(config)
+    loop = asyncio.get_running_loop()
+    await server.start()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.request_stop)
+    log.info(
+        "caxton is ready",
+        extra={
+            "api": str(config.networking.bind_address),
+            "config": str(config.source) if config.source else "embedded default",
+        },
+    )
+    if on_started is not None:
+        on_started(server)
+    try:
+        await server.wait_stopping()
+        log.info("stopping: draining in-flight work")
+        budget = config.runtime.agent_shutdown_timeout + SHUTDOWN_MARGIN
+        try:
+            async with asyncio.timeout(budget):
+                await server.drain()
+        except TimeoutError:
+            log.error("shutdown took longer than %.1fs; closing anyway", budget)
+            await server.aclose()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("caxton stopped")
+
+
+__all__ += ["ListenError"]

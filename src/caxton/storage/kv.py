@@ -1,0 +1,67 @@
+"""Each agent's durable key/value store (the ``kv_get``/``kv_set``/``kv_delete`` host imports).
+
+The runtime loads an agent's whole map when it starts the instance (`kv_load_sync`), answers
+``kv_get`` from memory, and persists every change with `kv_set_nowait`/`kv_delete_nowait`:
+these return at once from the wasm worker thread, are applied in the order they were issued,
+and share commits with everything else being written.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+from caxton.storage._connection import Connection
+from caxton.storage._core import StorageCore
+
+__all__ = ["KvRepository"]
+
+
+def _set(conn: Connection, name: str, key: bytes, value: bytes) -> None:
+    conn.execute(
+        "INSERT INTO kv(name, key, value) VALUES (?, ?, ?)"
+        " ON CONFLICT(name, key) DO UPDATE SET value = excluded.value",
+        (name, key, value),
+    )
+
+
+def _delete(conn: Connection, name: str, key: bytes) -> bool:
+    return conn.execute("DELETE FROM kv WHERE name = ? AND key = ?", (name, key)) > 0
+
+
+def _load(conn: Connection, name: str) -> dict[bytes, bytes]:
+    rows = conn.fetch_all("SELECT key, value FROM kv WHERE name = ?", (name,))
+    return {bytes(key): bytes(value) for key, value in rows}
+
+
+class KvRepository(StorageCore):
+    """Per-agent key/value pairs (mixed into `Storage`); keys and values are bytes."""
+
+    def kv_load_sync(self, name: str) -> dict[bytes, bytes]:
+        """Every pair the agent has stored (empty for an unknown agent)."""
+        return self.read_sync(lambda c: _load(c, name))
+
+    async def kv_load(self, name: str) -> dict[bytes, bytes]:
+        """`kv_load_sync` for the event loop."""
+        return await self.read(lambda c: _load(c, name))
+
+    def kv_set_nowait(self, name: str, key: bytes, value: bytes) -> Future[None]:
+        """Store ``key = value`` for the agent without waiting; the future resolves on commit.
+
+        Fails (in the future) with `StorageError` if no agent has that name.
+        """
+        return self.write_nowait(lambda c: _set(c, name, key, value))
+
+    def kv_delete_nowait(self, name: str, key: bytes) -> Future[bool]:
+        """Delete ``key`` without waiting; the future says whether it existed."""
+        return self.write_nowait(lambda c: _delete(c, name, key))
+
+    def kv_clear_nowait(self, name: str) -> Future[int]:
+        """Delete every pair of the agent without waiting; the future gives how many."""
+        return self.write_nowait(lambda c: c.execute("DELETE FROM kv WHERE name = ?", (name,)))
+
+    async def kv_get(self, name: str, key: bytes) -> bytes | None:
+        """The stored value, or None."""
+        value = await self.read(
+            lambda c: c.fetch_value("SELECT value FROM kv WHERE name = ? AND key = ?", (name, key))
+        )
+        return None if value is None else bytes(value)

@@ -1,0 +1,131 @@
+"""A real node process: start, serve every listener, stop cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.nodeproc import NodeProcess, free_port, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_node_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    with NodeProcess(cfg).start() as node:
+        assert node.get("api", "/health") == (200, b'{"status": "ok"}')
+        status, body = node.get("api", "/ready")
+        assert status == 200
+        assert node.get("api", "/nope")[0] == 404
+
+        status, body = node.get("metrics", "/metrics")
+        assert status == 200
+        families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+        requests = families["caxton_http_requests"]
+        routes = {(s.labels["route"], s.labels["status"]) for s in requests.samples}
+        assert ("/health", "200") in routes
+        assert ("unmatched", "404") in routes
+        assert "caxton_http_request_duration_seconds" in families
+        assert "caxton_build_info" in families
+        assert "caxton_process_resident_memory_bytes" in families
+
+        status, body = node.get("admin", "/config")
+        assert status == 200
+        effective = json.loads(body)
+        assert effective["coordination"]["journal_mode"] == "WAL"
+
+        db = tmp_path / "data" / "local.db"
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+        started = time.monotonic()
+        code, stderr = node.stop(signal.SIGTERM)
+        assert code == 0, stderr
+        assert time.monotonic() - started < 5 + 2
+
+    lines = (tmp_path / "logs" / "caxton.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    messages = [r["message"] for r in records]
+    assert "node started" in messages
+    assert "caxton stopped" in messages
+    http = [r for r in records if r["logger"] == "caxton.http" and r.get("path") == "/ready"]
+    assert http
+    assert http[0]["status"] == 200
+    assert "duration_ms" in http[0]
+
+
+def test_sigint_also_drains_and_exits_zero(tmp_path: Path) -> None:
+    with NodeProcess(write_config(tmp_path)).start() as node:
+        code, stderr = node.stop(signal.SIGINT)
+        assert code == 0, stderr
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    with NodeProcess(cfg) as node:
+        api = node.url("api", "").split("//")[1]
+        host, port = api.rsplit(":", 1)
+        with socket.socket() as blocker:
+            blocker.bind((host, int(port)))
+            blocker.listen()
+            node.start(wait=False)
+            assert node.proc is not None
+            _, err = node.proc.communicate(timeout=20)
+        assert node.proc.returncode == 3
+        text = err.decode()
+        assert "already in use" in text
+        assert port in text
+        assert "Traceback" not in text
+
+
+def test_second_node_on_the_same_state_file_is_refused(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    with NodeProcess(cfg).start() as first:
+        other_dir = tmp_path / "other"
+        other_dir.mkdir()
+        cfg2 = write_config(other_dir)
+        text = cfg2.read_text().replace(
+            str(other_dir / "data" / "local.db"), str(tmp_path / "data" / "local.db")
+        )
+        cfg2.write_text(text)
+        with NodeProcess(cfg2) as second:
+            second.start(wait=False)
+            assert second.proc is not None
+            _, err = second.proc.communicate(timeout=20)
+            assert second.proc.returncode == 4
+            assert str(first.proc.pid if first.proc else "") in err.decode()
+        assert first.get("api", "/ready")[0] == 200
+
+
+def test_embedded_default_refuses_a_public_address(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "caxton", "serve", "--bind", f"0.0.0.0:{port}"],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert "authentication is off" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "caxton-data").exists()
+
+
+def test_caxton_with_no_subcommand_runs_a_node(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    node = NodeProcess(cfg, args=["--config", str(cfg)])
+    with node.start():
+        assert node.get("api", "/health")[0] == 200
+        code, _ = node.stop()
+        assert code == 0

@@ -1,0 +1,121 @@
+"""Fixtures for runtime tests: a real engine, a started runtime, compiled fixture modules."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wasmtime
+
+from caxton.config.schema import RuntimeConfig
+from caxton.errors import AgentFailure
+from caxton.runtime import AgentSpec, AgentState, Compiled, Engine, Runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+WAT = ROOT / "tests" / "fixtures" / "wat"
+EXAMPLES = ROOT / "examples" / "agents"
+
+FAST = RuntimeConfig(
+    max_concurrent_executions=2,
+    execution_timeout=0.3,
+    agent_startup_timeout=0.3,
+    agent_shutdown_timeout=2.0,
+    wasm_memory_limit=8 * 1024 * 1024,
+    mailbox_capacity=64,
+    gc_interval=3600.0,
+)
+
+
+def wat(name: str) -> bytes:
+    """A WAT fixture compiled to binary."""
+    return wasmtime.wat2wasm((WAT / f"{name}.wat").read_text())
+
+
+def example(name: str) -> bytes:
+    """A committed example agent."""
+    return (EXAMPLES / f"{name}.wasm").read_bytes()
+
+
+def message(receiver: str, content: Any = None, **fields: Any) -> bytes:
+    """A request from the test client ("client") to ``receiver``."""
+    body = {"receiver": receiver, "sender": "client", "performative": "request"}
+    body["content"] = content
+    body.update(fields)
+    return json.dumps(body).encode()
+
+
+class Recorder:
+    """Collects what the runtime hands to the loop: external messages and events."""
+
+    def __init__(self) -> None:
+        self.outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.failed: asyncio.Queue[tuple[str, bytes, AgentFailure]] = asyncio.Queue()
+        self.states: list[tuple[str, AgentState]] = []
+
+    def external(self, receiver: str, data: bytes) -> None:
+        self.outbox.put_nowait((receiver, json.loads(data)))
+
+    def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None:
+        self.failed.put_nowait((name, data, error))
+
+    def agent_state_changed(self, name: str, state: AgentState) -> None:
+        self.states.append((name, state))
+
+    async def reply(self, within: float = 5.0) -> dict[str, Any]:
+        _, body = await asyncio.wait_for(self.outbox.get(), within)
+        return body
+
+    async def failure(self, within: float = 5.0) -> tuple[str, bytes, AgentFailure]:
+        return await asyncio.wait_for(self.failed.get(), within)
+
+
+@pytest.fixture
+def config() -> RuntimeConfig:
+    return FAST
+
+
+@pytest.fixture
+def engine(config: RuntimeConfig) -> Iterator[Engine]:
+    eng = Engine(config, cache_dir=None)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+async def runtime(
+    config: RuntimeConfig, engine: Engine, recorder: Recorder
+) -> AsyncIterator[Runtime]:
+    rt = Runtime(config, engine=engine, events=recorder, external=recorder.external)
+    await rt.start()
+    yield rt
+    await rt.aclose()
+
+
+Deploy = Callable[..., Any]
+
+
+@pytest.fixture
+def deploy(runtime: Runtime, engine: Engine) -> Deploy:
+    """``await deploy(name, wasm, **spec)`` compiles (off the loop) and starts an agent."""
+
+    async def _deploy(name: str, wasm: bytes, **spec: Any) -> Compiled:
+        compiled = await asyncio.to_thread(engine.compile, wasm)
+        await runtime.start_agent(AgentSpec(name=name, **spec), compiled)
+        return compiled
+
+    return _deploy
+
+
+def with_config(**changes: Any) -> RuntimeConfig:
+    """FAST with some fields changed (use with ``@pytest.mark.parametrize`` or a fixture)."""
+    return dataclasses.replace(FAST, **changes)

@@ -1,0 +1,157 @@
+"""Hibernation keeps linear memory; idle and memory-pressure policies; upgrades."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from caxton.errors import AgentStartFailed
+from caxton.runtime import AgentSpec, AgentState, Engine, MemorySnapshots, Runtime
+from caxton.runtime.maintenance import Candidate, choose_hibernations
+
+from .conftest import FAST, Deploy, Recorder, message, wat
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def count(runtime: Runtime, recorder: Recorder, name: str) -> int:
+    runtime.deliver_nowait(name, message(name))
+    content = (await recorder.reply())["content"]
+    assert isinstance(content, int)
+    return content
+
+
+async def test_hibernate_and_restore_keep_the_memory_counter(
+    runtime: Runtime, deploy: Deploy, recorder: Recorder
+) -> None:
+    await deploy("big", wat("bigmem"))
+    assert [await count(runtime, recorder, "big") for _ in range(3)] == [1, 2, 3]
+    assert await runtime.hibernate("big")
+    stats = runtime.agent_statistics("big")
+    assert (stats.state, stats.memory_bytes) == (AgentState.HIBERNATED, 0)
+    assert isinstance(runtime.snapshots, MemorySnapshots)
+    assert len(runtime.snapshots.data["big"].memory) == 1 << 20
+    assert await count(runtime, recorder, "big") == 4
+    assert runtime.agent_statistics("big").state is AgentState.RUNNING
+    assert "big" not in runtime.snapshots.data
+    assert ("big", AgentState.HIBERNATED) in recorder.states
+    assert runtime.statistics().hibernations == 1
+
+
+async def test_idle_agents_hibernate_and_lru_goes_first_under_pressure(
+    engine: Engine, recorder: Recorder
+) -> None:
+    clock = ManualClock()
+    config = dataclasses.replace(
+        FAST, agent_idle_timeout=60.0, memory_limit=4 << 20, memory_pressure_threshold=0.5
+    )
+    async with Runtime(
+        config, engine=engine, events=recorder, external=recorder.external, clock=clock
+    ) as runtime:
+        compiled = await asyncio.to_thread(engine.compile, wat("bigmem"))
+        for name in ("a", "b", "c"):
+            await runtime.start_agent(AgentSpec(name=name), compiled)
+            clock.now += 1
+            assert await count(runtime, recorder, name) == 1
+        # 3 MiB in use > 2 MiB threshold: the least recently used (a) goes
+        assert await runtime.maintain() == ["a"]
+        clock.now += 61
+        assert sorted(await runtime.maintain()) == ["b", "c"]
+        assert runtime.statistics().agents_hibernated == 3
+        assert await count(runtime, recorder, "a") == 2
+
+
+def test_choose_hibernations_table() -> None:
+    cands = [
+        Candidate("old", 0.0, 100, busy=False),
+        Candidate("mid", 50.0, 100, busy=False),
+        Candidate("busy", 0.0, 100, busy=True),
+        Candidate("new", 99.0, 100, busy=False),
+    ]
+    kw = {"now": 100.0, "memory_limit": 1000, "pressure_threshold": 0.8, "reclaim": True}
+    assert choose_hibernations(cands, idle_timeout=60, memory_in_use=400, **kw) == ["old"]
+    assert choose_hibernations(cands, idle_timeout=60, memory_in_use=1000, **kw) == [
+        "old",
+        "mid",
+    ]
+    assert choose_hibernations(cands, idle_timeout=60, memory_in_use=1001, **kw) == [
+        "old",
+        "mid",
+        "new",
+    ]
+    kw["reclaim"] = False
+    assert choose_hibernations(cands, idle_timeout=600, memory_in_use=1000, **kw) == []
+
+
+async def test_upgrade_runs_the_next_message_on_the_new_version(
+    runtime: Runtime, deploy: Deploy, recorder: Recorder, engine: Engine
+) -> None:
+    await deploy("agent", wat("bigmem"))
+    assert await count(runtime, recorder, "agent") == 1
+    echo = await asyncio.to_thread(engine.compile, wat("echo"))
+    stats = await runtime.upgrade_agent("agent", echo, 2)
+    assert (stats.version, stats.state) == (2, AgentState.RUNNING)
+    runtime.deliver_nowait("agent", message("agent", "v2"))
+    assert (await recorder.reply())["content"]["content"] == "v2"
+
+
+async def test_upgrade_waits_for_the_message_in_flight(
+    runtime: Runtime, deploy: Deploy, recorder: Recorder, engine: Engine
+) -> None:
+    await deploy("agent", wat("spin"))
+    runtime.deliver_nowait("agent", message("agent", "old"))
+    await asyncio.sleep(0.02)
+    echo = await asyncio.to_thread(engine.compile, wat("echo"))
+    upgrade = asyncio.ensure_future(runtime.upgrade_agent("agent", echo, 2))
+    runtime.deliver_nowait("agent", message("agent", "new"))
+    assert (await recorder.failure())[2].cause == "deadline"  # old version, old message
+    await upgrade
+    assert (await recorder.reply())["content"]["content"] == "new"
+
+
+async def test_failed_upgrade_keeps_the_old_version(
+    runtime: Runtime, deploy: Deploy, recorder: Recorder, engine: Engine
+) -> None:
+    await deploy("agent", wat("echo"))
+    bad = await asyncio.to_thread(engine.compile, wat("init_fail"))
+    with pytest.raises(AgentStartFailed):
+        await runtime.upgrade_agent("agent", bad, 2)
+    assert runtime.agent_statistics("agent").version == 1
+    runtime.deliver_nowait("agent", message("agent", "still"))
+    assert (await recorder.reply())["content"]["content"] == "still"
+
+
+SCHEDULER = """
+(module
+  (import "caxton" "schedule" (func $schedule (param i64 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0)
+    "{\\"receiver\\":\\"client\\",\\"performative\\":\\"inform\\",\\"content\\":\\"tick\\"}")
+  (func (export "caxton_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "caxton_handle") (param i32 i32) (result i32)
+    (call $schedule (i64.const 50) (i32.const 0) (i32.const 62)))
+)
+"""
+
+
+async def test_schedule_delivers_later(
+    runtime: Runtime, deploy: Deploy, recorder: Recorder
+) -> None:
+    import time
+
+    import wasmtime
+
+    await deploy("timer", wasmtime.wat2wasm(SCHEDULER))
+    started = time.perf_counter()
+    runtime.deliver_nowait("timer", message("timer", conversation_id="c-t"))
+    reply = await recorder.reply()
+    assert time.perf_counter() - started >= 0.045
+    assert (reply["content"], reply["sender"], reply["conversation_id"]) == ("tick", "timer", "c-t")
