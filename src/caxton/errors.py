@@ -4,6 +4,7 @@ The tree::
 
     Error                         anything Caxton raises on purpose
     ├── ConfigError               the configuration is wrong (names file, key and what was expected)
+    ├── InvalidRequest            a request is malformed (names the field)
     ├── StorageError              the state store failed or is unusable
     │   └── StateLockedError      another process holds the state file (a node is running on it)
     ├── AgentError                something about one agent
@@ -42,6 +43,7 @@ __all__ = [
     "ConfigError",
     "Error",
     "InvalidMessage",
+    "InvalidRequest",
     "InvalidWasm",
     "MailboxClosed",
     "MessageTooLarge",
@@ -68,6 +70,13 @@ class Error(Exception):
 
 class ConfigError(Error):
     """The configuration is wrong; the message names the file, the key and what was expected."""
+
+    code = "INVALID_REQUEST"
+    status = 400
+
+
+class InvalidRequest(Error):
+    """A request is malformed; the message names the field and what was expected."""
 
     code = "INVALID_REQUEST"
     status = 400
