@@ -72,7 +72,8 @@ class NodeProcess:
 
         cfg = tomllib.loads(self.config_path.read_text())
         key = {"api": "bind_address", "metrics": "metrics_address", "admin": "admin_address"}
-        scheme = "https" if cfg["networking"].get("tls_enabled") else "http"
+        tls = listener == "api" and cfg["networking"].get("tls_enabled")
+        scheme = "https" if tls else "http"
         return f"{scheme}://{cfg['networking'][key[listener]]}{path}"
 
     def get(self, listener: str, path: str) -> tuple[int, bytes]:

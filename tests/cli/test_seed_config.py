@@ -1,0 +1,139 @@
+"""The deployment guide's production.toml, pointed at a temp dir and loopback ports, runs."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import signal
+import sqlite3
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.nodeproc import NodeProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+SEED = Path(__file__).parent.parent / "config" / "fixtures" / "production.toml"
+SECRET = "s3cret-jwt-value-for-tests"
+
+
+def _self_signed(directory: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "caxton-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (directory / "server.crt").write_bytes(pem)
+    (directory / "ca.crt").write_bytes(pem)
+    (directory / "server.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def _seed_config(tmp_path: Path) -> Path:
+    root = tmp_path / "opt" / "caxton"
+    (root / "config").mkdir(parents=True)
+    _self_signed(root / "config")
+    text = SEED.read_text().replace("/opt/caxton", str(root))
+    for public, key in (
+        ("0.0.0.0:8080", "api"),
+        ("0.0.0.0:9090", "metrics"),
+        ("127.0.0.1:8081", "admin"),
+        ("0.0.0.0:7946", "gossip"),
+    ):
+        assert public in text, key
+        text = text.replace(public, f"127.0.0.1:{free_port()}")
+    sink = free_port()  # nothing listens: exporting spans must not disturb the node
+    text = text.replace("http://jaeger-collector:14268/api/traces", f"http://127.0.0.1:{sink}")
+    path = root / "config" / "production.toml"
+    path.write_text(text)
+    return path
+
+
+def test_seed_production_toml_checks_and_runs(tmp_path: Path) -> None:
+    cfg = _seed_config(tmp_path)
+    env = {"JWT_SECRET": SECRET}
+    check = subprocess.run(
+        [sys.executable, "-m", "caxton", "config", "check", str(cfg)],
+        capture_output=True,
+        env={**os.environ, **env},
+        timeout=30,
+    )
+    assert check.returncode == 0, check.stderr.decode()
+    assert b"OK" in check.stdout
+
+    missing = subprocess.run(
+        [sys.executable, "-m", "caxton", "config", "check", str(cfg)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert missing.returncode == 2
+    assert b"JWT_SECRET" in missing.stderr
+
+    node = NodeProcess(cfg, env=env)
+    node.start(wait=False)
+    with node:
+        context = ssl.create_default_context(cafile=str(cfg.parent / "ca.crt"))
+        api = node.url("api", "")
+        assert api.startswith("https://")
+        deadline_ok = False
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(api + "/ready", context=context, timeout=2) as r:
+                    deadline_ok = r.status == 200
+                    break
+            except OSError:
+                time.sleep(0.05)
+        assert deadline_ok, "the TLS API did not become ready"
+        with urllib.request.urlopen(api + "/health", context=context, timeout=2) as r:
+            assert json.loads(r.read()) == {"status": "ok"}
+
+        status, body = node.get("metrics", "/metrics")
+        assert status == 200
+        assert b"caxton_http_requests_total" in body
+
+        status, body = node.get("admin", "/config")
+        assert status == 200
+        assert SECRET.encode() not in body
+        assert json.loads(body)["security"]["jwt_secret"] == "********"
+
+        code, stderr = node.stop(signal.SIGTERM)
+        assert code == 0, stderr
+
+    log = (tmp_path / "opt" / "caxton" / "logs" / "caxton.log").read_text()
+    assert SECRET not in log
+    first = json.loads(log.splitlines()[0])
+    assert {"time", "level", "logger", "message"} <= set(first)
+    db = tmp_path / "opt" / "caxton" / "data" / "local.db"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
