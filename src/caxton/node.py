@@ -1,8 +1,14 @@
 """The node: the core services of one Caxton process, without any HTTP.
 
-A `Node` owns the state store and (as later parts land) the agent runtime, the router and the
-cluster membership. It knows nothing about aiohttp, Prometheus or the CLI: those leaves call
-its methods and read its ``statistics()``.
+A `Node` owns, in start order: the state store, the wasmtime `Engine` (compiled modules cached
+under ``<data_dir>/module-cache``), the agent `Runtime` (with SQLite-backed kv, snapshots,
+timers and state events) and the `AgentService` that restores every stored agent at start.
+It knows nothing about aiohttp, Prometheus or the CLI: those leaves call its methods and read
+its ``statistics()``.
+
+Messages that leave the node's agents for anything that is not a local agent (API clients
+waiting for replies, unknown receivers) go to `Node.on_external_message`. That hook, and the
+`LocalRouter` behind it, is the seam the messaging layer replaces with the real router.
 
 Lifecycle: ``UNSTARTED -> STARTING -> RUNNING -> DRAINING -> CLOSED``. `start()` may be called
 once; `aclose()` is idempotent and always releases the state file, even if starting failed half
@@ -11,14 +17,21 @@ way.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from caxton.config import Config
 from caxton.errors import Error
 from caxton.storage import Storage
+
+if TYPE_CHECKING:
+    from caxton.agents import AgentService
+    from caxton.runtime import AgentEvents, Engine, Runtime
 
 __all__ = ["Node", "NodeState", "Readiness"]
 
@@ -41,15 +54,16 @@ class Readiness:
 
     storage: bool
     started: bool
+    runtime: bool = False
 
     @property
     def ready(self) -> bool:
         """True when the node accepts work."""
-        return self.storage and self.started
+        return self.storage and self.started and self.runtime
 
     def as_dict(self) -> dict[str, bool]:
         """The checks as a JSON-ready mapping."""
-        return {"storage": self.storage, "started": self.started}
+        return {"storage": self.storage, "runtime": self.runtime, "started": self.started}
 
 
 class Node:
@@ -59,7 +73,16 @@ class Node:
         self.config = config
         self.state = NodeState.UNSTARTED
         self.started_at: float | None = None
+        #: Called (on the event loop) with ``(receiver, message)`` for every message an agent
+        #: sends to something that is not a local agent. The messaging layer replaces this
+        #: seam (and the `LocalRouter` behind it) with the real router.
+        self.on_external_message: Callable[[str, bytes], None] | None = None
+        #: Also told about every runtime event (state changes, failed messages).
+        self.events_listener: AgentEvents | None = None
         self._storage: Storage | None = None
+        self._engine: Engine | None = None
+        self._runtime: Runtime | None = None
+        self._agents: AgentService | None = None
 
     @property
     def storage(self) -> Storage:
@@ -68,16 +91,72 @@ class Node:
             raise Error("the node is not started")
         return self._storage
 
+    @property
+    def engine(self) -> Engine:
+        """The wasmtime engine and module cache (raises if the node is not started)."""
+        if self._engine is None:
+            raise Error("the node is not started")
+        return self._engine
+
+    @property
+    def runtime(self) -> Runtime:
+        """The agent runtime (raises if the node is not started)."""
+        if self._runtime is None:
+            raise Error("the node is not started")
+        return self._runtime
+
+    @property
+    def agents(self) -> AgentService:
+        """The agent service (raises if the node is not started)."""
+        if self._agents is None:
+            raise Error("the node is not started")
+        return self._agents
+
+    def _external(self, receiver: str, data: bytes) -> None:
+        hook = self.on_external_message
+        if hook is not None:
+            hook(receiver, data)
+        else:
+            log.debug("message for %s dropped: no external receiver", receiver)
+
     async def start(self) -> None:
-        """Open the state store and start the services; raises on failure."""
+        """Open the state store, start the runtime and restore every agent; raises on failure."""
         if self.state is not NodeState.UNSTARTED:
             raise Error(f"cannot start a node that is {self.state.value}")
         self.state = NodeState.STARTING
         coordination = self.config.coordination
+        # Imported here: wasmtime takes a few hundred ms to load, which CLI client commands
+        # (and /health, answered before the node starts) need not wait for.
+        from caxton.agents import (
+            AgentService,
+            PersistingEvents,
+            StoredKv,
+            StoredSnapshots,
+            StoredTimers,
+        )
+        from caxton.runtime import Engine, Runtime
+
         try:
-            self._storage = await Storage.open(
+            storage = self._storage = await Storage.open(
                 coordination.local_state_path, journal_mode=coordination.journal_mode
             )
+            engine = self._engine = Engine(
+                self.config.runtime, cache_dir=coordination.data_dir / "module-cache"
+            )
+            runtime = self._runtime = Runtime(
+                self.config.runtime,
+                engine=engine,
+                kv=StoredKv(storage),
+                snapshots=StoredSnapshots(storage),
+                events=PersistingEvents(self.events_listener),
+                external=self._external,
+                timers=StoredTimers(storage),
+            )
+            await runtime.start()
+            self._agents = AgentService(
+                self.config, storage=storage, engine=engine, runtime=runtime
+            )
+            restored = await self._agents.restore_all()
         except BaseException:
             await self.aclose()
             raise
@@ -86,16 +165,19 @@ class Node:
         log.info(
             "node started",
             extra={
-                "node_id": self._storage.node_id,
+                "node_id": storage.node_id,
                 "state_path": str(coordination.local_state_path),
+                "agents": restored,
             },
         )
 
     def readiness(self) -> Readiness:
         """Whether the node is ready for work, and why not."""
+        running = self.state is NodeState.RUNNING
         return Readiness(
-            storage=self._storage is not None and self.state is NodeState.RUNNING,
-            started=self.state is NodeState.RUNNING,
+            storage=self._storage is not None and running,
+            started=running,
+            runtime=self._runtime is not None and running,
         )
 
     def begin_drain(self) -> None:
@@ -104,14 +186,34 @@ class Node:
             self.state = NodeState.DRAINING
 
     async def aclose(self) -> None:
-        """Stop every service and release the state file. Idempotent."""
+        """Drain and stop every service, then release the state file. Idempotent.
+
+        In-flight messages get ``agent_shutdown_timeout`` to finish; agents keep their stored
+        state (running agents come back running at the next start).
+        """
         if self.state is NodeState.CLOSED:
             return
         self.state = NodeState.DRAINING
+        agents, self._agents = self._agents, None
+        runtime, self._runtime = self._runtime, None
+        engine, self._engine = self._engine, None
         storage, self._storage = self._storage, None
         try:
-            if storage is not None:
-                await storage.aclose()
+            if runtime is not None:
+                budget = self.config.runtime.agent_shutdown_timeout + 1.0
+                try:
+                    async with asyncio.timeout(budget):
+                        await runtime.aclose()
+                except TimeoutError:
+                    log.error("the runtime did not stop within %.1fs", budget)
+            if agents is not None:
+                await agents.aclose()
+            if engine is not None:
+                engine.close()
         finally:
-            self.state = NodeState.CLOSED
-            log.info("node stopped")
+            try:
+                if storage is not None:
+                    await storage.aclose()
+            finally:
+                self.state = NodeState.CLOSED
+                log.info("node stopped")

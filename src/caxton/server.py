@@ -20,12 +20,14 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
+from caxton.agents import DeployRequest
 from caxton.api.admin import create_admin_app
 from caxton.api.app import create_app
 from caxton.api.listener import ConnectionLimits, Listener, ListenError
 from caxton.api.metrics_app import create_metrics_app
 from caxton.config import Config
 from caxton.errors import ConfigError
+from caxton.examples import EXAMPLES, examples_dir
 from caxton.node import Node
 from caxton.observability import Metrics, Tracing, configure_tracing
 
@@ -92,15 +94,22 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
 class Server:
     """One running Caxton process: node, listeners and metrics."""
 
-    def __init__(self, config: Config, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: CollectorRegistry | None = None,
+        deploy_examples: bool = False,
+    ) -> None:
         self.config = config
+        self.deploy_examples = deploy_examples
         self.registry = registry if registry is not None else CollectorRegistry()
         obs = config.observability
         self.metrics = Metrics.create(
             self.registry, prefix=obs.metrics_prefix, buckets=obs.histogram_buckets
         )
         self.node = Node(config)
-        self.tracing: Tracing | None = None
+        self.tracing: Tracing = configure_tracing(obs)
         self.listeners: list[Listener] = []
         self._stopping = asyncio.Event()
 
@@ -121,8 +130,15 @@ class Server:
     async def start(self) -> None:
         """Bind every listener, then start the node. Raises on any failure, leaving nothing open."""
         check_listen_policy(self.config)
+        if self.config.coordination.cluster_enabled:
+            log.warning(
+                "coordination.cluster_enabled = true, but clustering is not available in this "
+                "version yet: this node runs on its own (the cluster keys are validated only)"
+            )
         net = self.config.networking
-        api_app = create_app(self.node, observer=self.metrics.observe_http)
+        api_app = create_app(
+            self.node, observer=self.metrics.observe_http, tracer=self.tracing.tracer
+        )
         api = Listener(
             api_app,
             net.bind_address,
@@ -153,12 +169,31 @@ class Server:
             for listener in self.listeners:
                 await listener.start()
             await self.node.start()
-            self.tracing = configure_tracing(
-                self.config.observability, node_id=self.node.storage.node_id
-            )
+            self.metrics.register_snapshot_source("agents", self.node.agents.metric_samples)
+            if self.deploy_examples:
+                await self._deploy_examples()
         except BaseException:
             await self.aclose()
             raise
+
+    async def _deploy_examples(self) -> None:
+        """Deploy the bundled example agents that are not deployed yet (the quick start)."""
+        directory = examples_dir()
+        if directory is None:
+            log.warning("no example agents in this installation; skipping them")
+            return
+        present = set(self.node.agents.names())
+        for example in EXAMPLES:
+            if example.name in present:
+                continue
+            wasm = (directory / example.file).read_bytes()
+            await self.node.agents.deploy(DeployRequest(name=example.name, wasm=wasm))
+            log.info(
+                "deployed example agent %s: %s",
+                example.name,
+                example.summary,
+                extra={"agent": example.name},
+            )
 
     def request_stop(self) -> None:
         """Ask the server to drain and stop (what SIGTERM and SIGINT do)."""
@@ -185,18 +220,17 @@ class Server:
         finally:
             for listener in listeners[1:]:
                 await listener.aclose()
-            tracing, self.tracing = self.tracing, None
-            if tracing is not None:
-                await asyncio.to_thread(tracing.shutdown)
+            await asyncio.to_thread(self.tracing.shutdown)
 
 
 async def run_server(
     config: Config,
     *,
+    deploy_examples: bool = False,
     on_started: Callable[[Server], None] | None = None,
 ) -> None:
     """Run a node until SIGTERM or SIGINT, then drain within the shutdown timeout."""
-    server = Server(config)
+    server = Server(config, deploy_examples=deploy_examples)
     loop = asyncio.get_running_loop()
     await server.start()
     for sig in (signal.SIGTERM, signal.SIGINT):

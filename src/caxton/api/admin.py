@@ -10,6 +10,7 @@ from aiohttp import web
 
 from caxton.api.errors import error_middleware
 from caxton.api.health import health
+from caxton.api.keys import MAX_REQUEST_SIZE, NODE, REQUEST_TIMEOUT
 from caxton.api.routes import Route, add_routes, openapi_document
 from caxton.config import config_to_dict
 from caxton.node import Node
@@ -19,7 +20,7 @@ __all__ = ["create_admin_app"]
 
 async def show_config(request: web.Request) -> web.Response:
     """The effective configuration, secrets masked."""
-    node: Node = request.app["node"]
+    node: Node = request.app[NODE]
     body = config_to_dict(node.config, mask_secrets=True)
     body["_source"] = str(node.config.source) if node.config.source else "embedded default"
     return web.json_response(body)
@@ -27,7 +28,7 @@ async def show_config(request: web.Request) -> web.Response:
 
 async def node_status(request: web.Request) -> web.Response:
     """The node's state and readiness checks."""
-    node: Node = request.app["node"]
+    node: Node = request.app[NODE]
     readiness = node.readiness()
     return web.json_response(
         {
@@ -42,9 +43,9 @@ async def node_status(request: web.Request) -> web.Response:
 def create_admin_app(node: Node) -> web.Application:
     """The admin application for `node`."""
     app = web.Application(middlewares=[error_middleware])
-    app["node"] = node
-    app["request_timeout"] = node.config.networking.request_timeout
-    app["max_request_size"] = 1024 * 1024
+    app[NODE] = node
+    app[REQUEST_TIMEOUT] = node.config.networking.request_timeout
+    app[MAX_REQUEST_SIZE] = 1024 * 1024
     routes = [
         Route(method="GET", path="/health", handler=health, summary="Liveness", tag="admin"),
         Route(

@@ -13,10 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from opentelemetry.trace import Tracer
 
+from caxton.api.agents import agent_routes
 from caxton.api.errors import error_middleware
 from caxton.api.health import health_routes
+from caxton.api.keys import MAX_REQUEST_SIZE, NODE, REQUEST_TIMEOUT
 from caxton.api.routes import Route, add_routes, openapi_document
+from caxton.api.security import security_middlewares
+from caxton.api.tracing import tracing_middleware
 from caxton.node import Node
 
 __all__ = ["RequestObserver", "create_app"]
@@ -65,18 +70,32 @@ def _observe_middleware(observer: RequestObserver | None) -> Any:
     return observe
 
 
-def create_app(node: Node, *, observer: RequestObserver | None = None) -> web.Application:
-    """The API application for `node`."""
+def create_app(
+    node: Node,
+    *,
+    observer: RequestObserver | None = None,
+    tracer: Tracer | None = None,
+) -> web.Application:
+    """The API application for `node`.
+
+    Middlewares, outermost first: request metrics and access log, the request span, CORS, rate
+    limits and authentication (as `[security]` asks), then the error envelope.
+    """
     networking = node.config.networking
+    middlewares: list[Any] = [_observe_middleware(observer)]
+    if tracer is not None:
+        middlewares.append(tracing_middleware(tracer))
+    middlewares += security_middlewares(node.config.security)
+    middlewares.append(error_middleware)
     app = web.Application(
-        middlewares=[_observe_middleware(observer), error_middleware],
+        middlewares=middlewares,
         client_max_size=networking.max_request_size,
     )
-    app["node"] = node
-    app["request_timeout"] = networking.request_timeout
-    app["max_request_size"] = networking.max_request_size
+    app[NODE] = node
+    app[REQUEST_TIMEOUT] = networking.request_timeout
+    app[MAX_REQUEST_SIZE] = networking.max_request_size
 
-    routes: list[Route] = [*health_routes()]
+    routes: list[Route] = [*health_routes(), *agent_routes()]
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(openapi_document(routes))
@@ -90,6 +109,5 @@ def create_app(node: Node, *, observer: RequestObserver | None = None) -> web.Ap
             tag="meta",
         )
     )
-    app["routes"] = routes
     add_routes(app, routes)
     return app

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from caxton.api.keys import MAX_REQUEST_SIZE, REQUEST_TIMEOUT
 from caxton.errors import Error
 
 __all__ = ["ApiError", "error_middleware", "error_response", "read_json"]
@@ -84,7 +85,7 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Re
         headers["Allow"] = ", ".join(allowed)
     elif status == 413:
         message = "the request body is larger than the server accepts"
-        details = {"max_bytes": request.app["max_request_size"]}
+        details = {"max_bytes": request.app[MAX_REQUEST_SIZE]}
     else:
         message = exc.text or exc.reason
     return error_response(status, code, message, details, headers=headers)
@@ -93,7 +94,7 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Re
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Turn every error into the envelope; bound each request by ``request_timeout``."""
-    timeout: float = request.app["request_timeout"]
+    timeout: float = request.app[REQUEST_TIMEOUT]
     try:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             response: web.StreamResponse = await handler(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from caxton.api.keys import NODE
 from caxton.api.routes import Route
 from caxton.node import Node
 
@@ -17,7 +18,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     """Readiness: 200 when the node accepts work, 503 with the failing checks otherwise."""
-    node: Node = request.app["node"]
+    node: Node = request.app[NODE]
     readiness = node.readiness()
     if readiness.ready:
         return web.json_response({"status": "ready", "checks": readiness.as_dict()})

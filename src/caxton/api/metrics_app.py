@@ -6,6 +6,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from caxton.api.errors import error_middleware
+from caxton.api.keys import MAX_REQUEST_SIZE, REQUEST_TIMEOUT
 from caxton.observability import render_metrics
 
 __all__ = ["create_metrics_app"]
@@ -14,8 +15,8 @@ __all__ = ["create_metrics_app"]
 def create_metrics_app(registry: CollectorRegistry, *, request_timeout: float) -> web.Application:
     """An application serving `registry` in the Prometheus text format."""
     app = web.Application(middlewares=[error_middleware])
-    app["request_timeout"] = request_timeout
-    app["max_request_size"] = 1024 * 1024
+    app[REQUEST_TIMEOUT] = request_timeout
+    app[MAX_REQUEST_SIZE] = 1024 * 1024
 
     async def metrics(request: web.Request) -> web.Response:
         body, content_type = render_metrics(registry, request.headers.get("Accept"))

@@ -17,9 +17,11 @@ import click
 
 from caxton._version import __version__
 from caxton.cli._common import config_option
+from caxton.cli.agent import agent
 from caxton.cli.backup import backup
 from caxton.cli.config import config
 from caxton.cli.serve import serve, serve_command
+from caxton.cli.token import token
 
 __all__ = ["cli", "main"]
 
@@ -40,6 +42,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 cli.add_command(serve)
 cli.add_command(config)
 cli.add_command(backup)
+cli.add_command(agent)
+cli.add_command(token)
 
 
 def main() -> None:

@@ -32,9 +32,16 @@ def _event_loop_runner() -> asyncio.Runner:
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
-def serve_command(config_path: str | None, *, bind: str | None) -> None:
-    """Load the config, set up logging and run a node; exit with a trustworthy code."""
+def serve_command(
+    config_path: str | None, *, bind: str | None, examples: bool | None = None
+) -> None:
+    """Load the config, set up logging and run a node; exit with a trustworthy code.
+
+    `examples` None means: deploy the example agents on the embedded default only.
+    """
     config = load_or_exit(config_path)
+    if examples is None:
+        examples = config.source is None
     if bind is not None:
         try:
             address = parse_address(bind)
@@ -43,15 +50,15 @@ def serve_command(config_path: str | None, *, bind: str | None) -> None:
         config = config.replace(
             networking=dataclasses.replace(config.networking, bind_address=address)
         )
-    _run(config)
+    _run(config, examples)
 
 
-def _run(config: Config) -> None:
+def _run(config: Config, examples: bool) -> None:
     logging_setup = configure_logging(config.observability)
     logging_setup.register_secret(config.security.jwt_secret)
     try:
         with _event_loop_runner() as runner:
-            runner.run(run_server(config))
+            runner.run(run_server(config, deploy_examples=examples))
     except ConfigError as exc:
         fail(f"configuration error:\n{exc.message}", EXIT_CONFIG)
     except ListenError as exc:
@@ -74,6 +81,11 @@ def _run(config: Config) -> None:
     default=None,
     help="Override networking.bind_address (the API address).",
 )
-def serve(config_path: str | None, bind: str | None) -> None:
+@click.option(
+    "--examples/--no-examples",
+    default=None,
+    help="Deploy the example agents (default: only on the embedded default).",
+)
+def serve(config_path: str | None, bind: str | None, examples: bool | None) -> None:
     """Run a node in the foreground (SIGTERM or Ctrl-C drains and stops it)."""
-    serve_command(config_path, bind=bind)
+    serve_command(config_path, bind=bind, examples=examples)

@@ -5,7 +5,9 @@
   agent made them and must not block (the SQLite one hands them to its writer thread).
 * `SnapshotBackend`: hibernated agents' linear memory (`save`/`load`/`delete`, worker threads).
 * `Router`: where outgoing messages go (`route`, worker threads and the loop thread); the
-  messaging layer supplies the real one, `runtime.LocalRouter` is the default.
+  messaging layer supplies the real one, `runtime.LocalRouter` is the default. A router with a
+  ``journal`` attribute (a `MessageJournal`) is told about every message agents send and every
+  message handled successfully, on the worker threads (see `caxton.messaging.journal`).
 * `AgentEvents`: what the runtime tells its owner, always on the event loop thread, batched.
 * `Clock`: monotonic time, injectable so maintenance can be tested without sleeping.
 """
@@ -26,6 +28,7 @@ __all__ = [
     "KvBackend",
     "MemoryKv",
     "MemorySnapshots",
+    "MessageJournal",
     "MonotonicClock",
     "NullEvents",
     "Router",
@@ -54,6 +57,22 @@ class Router(Protocol):
     """Delivers one completed message to ``receiver``; returns 0 or ``abi.ERR_BACKPRESSURE``."""
 
     def route(self, receiver: str, data: bytes) -> int: ...
+
+
+class MessageJournal(Protocol):
+    """Records messages on the hot path (worker threads; must be cheap and never block long).
+
+    ``sent`` is called before the message is queued (``receiver`` = the local agent it is
+    queued for, None when it goes through `Router.route`); ``retract`` when it could not be
+    queued after all (backpressure); ``handled`` after a handler returned 0; ``flush`` when a
+    worker posts its events to the loop (so records reach storage before the loop acts on
+    them).
+    """
+
+    def sent(self, conversation: str | None, data: bytes, receiver: str | None) -> None: ...
+    def handled(self, receiver: str, data: bytes) -> None: ...
+    def retract(self, data: bytes) -> None: ...
+    def flush(self) -> object: ...
 
 
 class AgentEvents(Protocol):

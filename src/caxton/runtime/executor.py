@@ -95,12 +95,18 @@ class Worker(InstanceOps):
         self._agents_get = services.agents.get
         self._monotonic = services.clock.monotonic
         self._engine = services.engine
+        journal = getattr(services.router, "journal", None)
+        self.journal = journal
+        self._handled: Callable[[str, bytes], None] | None = (
+            None if journal is None else journal.handled
+        )
         self.cx = host.CallContext(
             local=self.send_local,
             route=services.router.route,
             schedule=self.schedule,
             kv=services.kv,
             max_message_size=services.config.max_message_size,
+            journal=journal,
         )
         engine = services.engine
         self.deadline = _ffi.uint64(engine.deadline_ticks(services.config.execution_timeout))
@@ -113,7 +119,9 @@ class Worker(InstanceOps):
         self.pending.append((fn, args))
 
     def flush(self) -> None:
-        """Post the collected events to the loop in one hop."""
+        """Flush the message journal, then post the collected events to the loop in one hop."""
+        if self.journal is not None:
+            self.journal.flush()
         if self.pending:
             batch, self.pending = self.pending, []
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody listens any more
@@ -210,7 +218,10 @@ class Worker(InstanceOps):
         inst = agent.inst
         if inst is None:
             if agent.kind != "reactor":
+                before = agent.messages_handled
                 self._handle_command(agent, data)
+                if self._handled is not None and agent.messages_handled != before:
+                    self._handled(agent.name, data)
                 return
             try:
                 inst = self.ensure_instance(agent)
@@ -261,6 +272,8 @@ class Worker(InstanceOps):
             self._failed(agent, data, error, elapsed, crashed=False)
             return
         agent.messages_handled += 1
+        if self._handled is not None:
+            self._handled(agent.name, data)
         counters = self.counters  # counters.record("ok", elapsed), inlined
         counters.executions[0] += 1
         counters.buckets[bisect_left(counters.bounds, elapsed)] += 1

@@ -34,6 +34,7 @@ from caxton.runtime._ffi import HOST_CALLBACK
 
 if TYPE_CHECKING:
     from caxton.runtime.agent import Agent
+    from caxton.runtime.backends import MessageJournal
     from caxton.runtime.sandbox import Instance
 
 __all__ = ["CallContext", "KvWriter", "bind", "define_host_functions"]
@@ -63,6 +64,7 @@ class CallContext:
         "data",
         "incoming",
         "inst",
+        "journal",
         "kv",
         "local",
         "log_budget",
@@ -80,8 +82,10 @@ class CallContext:
         schedule: Callable[[float, str, bytes], None],
         kv: KvWriter,
         max_message_size: int,
+        journal: MessageJournal | None = None,
     ) -> None:
         self.local = local
+        self.journal = journal
         self.route = route
         self.schedule = schedule
         self.kv = kv
@@ -111,10 +115,50 @@ class CallContext:
         incoming = self.incoming
         if incoming is None:
             incoming = self.incoming = Incoming(self.data)
+        stamper = self.stamper
         try:
-            receiver, out = self.stamper.stamp(data, agent.sender_json, incoming)
+            receiver, out = stamper.stamp(data, agent.sender_json, incoming)
         except InvalidMessage:
             return abi.ERR_MALFORMED
+        journal = self.journal
+        if journal is None:
+            return self._deliver(receiver, out)
+        if stamper.expired:  # the router dead-letters it
+            journal.sent(stamper.conversation, out, None)
+            for one in [receiver] if type(receiver) is str else receiver:
+                self.route(one, out)
+            return abi.OK
+        # Recorded before it is queued, so its handled mark (maybe on another worker) always
+        # comes later in the journal.
+        if type(receiver) is str:
+            journal.sent(stamper.conversation, out, receiver)
+            rc = self.local(receiver, out)
+            if rc is None:
+                journal.handled(receiver, out)  # not queued locally: nothing to redeliver
+                return self.route(receiver, out)
+            if rc:
+                journal.retract(out)
+            return rc
+        journal.sent(stamper.conversation, out, None)
+        rc = abi.OK
+        delivered = False
+        for one in receiver:
+            journal.sent(None, out, one)
+            code = self.local(one, out)
+            if code is None:
+                journal.handled(one, out)
+                code = self.route(one, out)
+            elif code:
+                journal.handled(one, out)
+            if code:
+                rc = code
+            else:
+                delivered = True
+        if not delivered:
+            journal.retract(out)
+        return rc
+
+    def _deliver(self, receiver: str | list[str], out: bytes) -> int:
         if type(receiver) is str:
             rc = self.local(receiver, out)
             return self.route(receiver, out) if rc is None else rc

@@ -62,6 +62,17 @@ class InstanceOps:
         self.set_state(agent, AgentState.RUNNING)
         return agent.statistics()
 
+    def op_load(self, agent: Agent, state: AgentState) -> AgentStatistics:
+        """Register a persisted agent without an instance (stopped, failed or hibernated).
+
+        A hibernated agent keeps its snapshot: its next message restores it.
+        """
+        agent.kv = self.svc.kv.load(agent.name)
+        agent.last_active = self.svc.clock.monotonic()
+        agent.closed = state is not _HIBERNATED
+        self.set_state(agent, state)
+        return agent.statistics()
+
     def op_stop(self, agent: Agent) -> None:
         """Close the mailbox (queued messages stay) and drop the instance."""
         agent.closed = True

@@ -180,21 +180,11 @@ class Runtime:
         Raises `AgentAlreadyExists` if it is running, `AgentStartFailed` (details carry the
         agent's log lines) when ``caxton_init`` fails, traps or passes its deadline.
         """
-        limit = self.config.wasm_memory_limit
-        if spec.memory_limit is not None:
-            limit = min(limit, spec.memory_limit)
+        limit = self._memory_limit(spec)
         agent = self._agents.get(spec.name)
         created = agent is None
         if agent is None:
-            budget = RestartBudget(*self._budget)
-            agent = Agent(
-                spec,
-                compiled,
-                capacity=self.config.mailbox_capacity,
-                memory_limit=limit,
-                budget=budget,
-            )
-            self._agents[spec.name] = agent
+            agent = self._new_agent(spec, compiled)
         elif agent.state not in (AgentState.STOPPED, AgentState.FAILED):
             raise AgentAlreadyExists(f"agent {spec.name!r} is {agent.state.value}")
         target = agent
@@ -207,6 +197,49 @@ class Runtime:
                 self._agents.pop(spec.name, None)
             raise
         return result
+
+    def _memory_limit(self, spec: AgentSpec) -> int:
+        limit = self.config.wasm_memory_limit
+        return limit if spec.memory_limit is None else min(limit, spec.memory_limit)
+
+    def _new_agent(self, spec: AgentSpec, compiled: Compiled) -> Agent:
+        agent = Agent(
+            spec,
+            compiled,
+            capacity=self.config.mailbox_capacity,
+            memory_limit=self._memory_limit(spec),
+            budget=RestartBudget(*self._budget),
+        )
+        self._agents[spec.name] = agent
+        return agent
+
+    async def load_agent(
+        self, spec: AgentSpec, compiled: Compiled, state: AgentState
+    ) -> AgentStatistics:
+        """Register a persisted agent in ``state`` (stopped, failed or hibernated), no instance.
+
+        The node uses it at start: a stopped or failed agent waits for `start_agent`; a
+        hibernated one keeps its snapshot and is restored by its next message.
+        """
+        if state not in (AgentState.STOPPED, AgentState.FAILED, AgentState.HIBERNATED):
+            raise ValueError(f"cannot load an agent as {state.value}")
+        if spec.name in self._agents:
+            raise AgentAlreadyExists(f"agent {spec.name!r} exists already")
+        agent = self._new_agent(spec, compiled)
+        try:
+            result: AgentStatistics = await self._control(
+                agent, lambda worker: worker.op_load(agent, state)
+            )
+        except BaseException:
+            self._agents.pop(spec.name, None)
+            raise
+        return result
+
+    def schedule(self, delay: float, receiver: str, data: bytes) -> None:
+        """Arm a timer from the loop thread (how the node re-arms persisted timers)."""
+        if self._timers is None:
+            raise MailboxClosed("the runtime is not running")
+        self._timers.add(delay, receiver, data)
 
     async def stop_agent(self, name: str) -> None:
         """Stop an agent after its current message; queued messages stay for the next start."""

@@ -103,11 +103,52 @@ def _initial_schema(conn: Connection) -> None:
     conn.execute("INSERT INTO meta(key, value) VALUES ('created_at', ?)", (repr(time.time()),))
 
 
+def _messages_schema(conn: Connection) -> None:
+    sql(
+        # A conversation's history as chunks: each row holds some consecutive messages of ONE
+        # conversation as a JSON array (agents' messages are written in batches, one row per
+        # conversation per batch). Order: by id, then position in the array.
+        """CREATE TABLE conversation_chunks (
+            id              INTEGER PRIMARY KEY,
+            conversation_id TEXT NOT NULL,
+            count           INTEGER NOT NULL,
+            created_at      REAL NOT NULL,             -- unix time, seconds
+            messages        BLOB NOT NULL              -- JSON array of message objects
+        )""",
+        "CREATE INDEX conversation_chunks_by_conversation"
+        " ON conversation_chunks(conversation_id, id)",
+        # Deliveries to local agents that were not known to be handled when last written:
+        # what `recover` delivers again after a restart.
+        """CREATE TABLE pending_deliveries (
+            seq        INTEGER PRIMARY KEY,
+            message_id TEXT NOT NULL,
+            receiver   TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            body       BLOB NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX pending_deliveries_by_message"
+        " ON pending_deliveries(message_id, receiver)",
+        """CREATE TABLE dead_letters (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            message_id      TEXT,
+            conversation_id TEXT,
+            sender          TEXT,
+            receiver        TEXT NOT NULL,
+            reason          TEXT NOT NULL,
+            details         TEXT NOT NULL DEFAULT '{}',   -- JSON
+            created_at      REAL NOT NULL,
+            redriven_at     REAL,
+            body            BLOB NOT NULL
+        )""",
+    )(conn)
+
+
 # WARNING: ONLY APPEND TO THIS LIST. Each entry's number is its position (starting at 1) and is
 # stored in every database as PRAGMA user_version; editing or reordering a published migration
 # leaves existing databases with a schema the code does not expect.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "agents, modules, versions, kv, snapshots, scheduled, meta", _initial_schema),
+    Migration(2, "conversation history, pending deliveries, dead letters", _messages_schema),
 )
 
 #: The schema version this code writes: the number of the last migration.

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 from caxton.storage.agents import AgentsRepository
 from caxton.storage.kv import KvRepository
+from caxton.storage.messages import MessagesRepository
 from caxton.storage.scheduled import ScheduledRepository
 from caxton.storage.snapshots import SnapshotsRepository
 
 __all__ = ["Storage"]
 
 
-class Storage(AgentsRepository, KvRepository, SnapshotsRepository, ScheduledRepository):
+class Storage(
+    AgentsRepository,
+    KvRepository,
+    SnapshotsRepository,
+    ScheduledRepository,
+    MessagesRepository,
+):
     """The node's state store. Open it with ``await Storage.open(path)`` or ``async with``.
 
     Example::

@@ -1,0 +1,34 @@
+"""Deployed agents: the service the API and the CLI use, and the runtime's SQLite backends.
+
+How an agent's life is kept
+---------------------------
+A deploy is checked (name, env, limits, duplicate, ``max_agents``), compiled through the
+engine's module cache, stored in one transaction (record, version 1, module) and started; if
+``caxton_init`` fails the record is deleted again. From then on the store holds everything
+needed to bring the agent back: its versions and modules, env, limits, grants, state, counters
+and last error, its kv pairs, its memory snapshot when hibernated and its pending timers.
+
+State changes the runtime makes on its own (an agent fails past its restart budget, is
+hibernated, is restored by a message) reach the store through `PersistingEvents`; counters are
+written every few seconds and on stop, and always as ``persisted base + runtime counters``, so
+they continue across restarts. At node start `AgentService.restore_all` brings every agent
+back in its stored state, from the compiled-module cache, and re-arms the timers still pending.
+"""
+
+from caxton.agents._model import NAME_PATTERN, AgentInfo, DeployRequest
+from caxton.agents._stats import AgentServiceStatistics, metric_samples
+from caxton.agents.backends import PersistingEvents, StoredKv, StoredSnapshots, StoredTimers
+from caxton.agents.service import AgentService
+
+__all__ = [
+    "NAME_PATTERN",
+    "AgentInfo",
+    "AgentService",
+    "AgentServiceStatistics",
+    "DeployRequest",
+    "PersistingEvents",
+    "StoredKv",
+    "StoredSnapshots",
+    "StoredTimers",
+    "metric_samples",
+]

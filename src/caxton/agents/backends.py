@@ -1,0 +1,169 @@
+"""The runtime's seams (`caxton.runtime.backends`) implemented over the node's SQLite store.
+
+* `StoredKv`: the host's ``kv_*`` imports; loads a whole map when an instance starts, persists
+  each change without blocking the worker (group-committed, in issue order).
+* `StoredSnapshots`: hibernated agents' linear memory (compressed by storage).
+* `StoredTimers`: pending ``schedule`` timers, so a restart re-arms what is still due.
+* `PersistingEvents`: marks agents whose state changed or whose message failed, so the agent
+  service writes their state, counters and last error; and forwards every event to an optional
+  listener (the messaging layer's dead letters, the API's event stream).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import msgspec
+
+from caxton.errors import AgentFailure
+from caxton.runtime import AgentEvents, AgentState, Snapshot
+from caxton.storage import ScheduledRecord, Storage
+
+__all__ = ["PersistingEvents", "StoredKv", "StoredSnapshots", "StoredTimers"]
+
+log = logging.getLogger("caxton.agents")
+
+
+def _report(future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.warning("a background write for an agent failed: %s", exc)
+
+
+class StoredKv:
+    """`KvBackend` over `Storage` kv (survives restarts)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    def load(self, agent: str) -> dict[bytes, bytes]:
+        return self._storage.kv_load_sync(agent)
+
+    def set(self, agent: str, key: bytes, value: bytes) -> None:
+        self._storage.kv_set_nowait(agent, key, value).add_done_callback(_report)
+
+    def delete(self, agent: str, key: bytes) -> None:
+        self._storage.kv_delete_nowait(agent, key).add_done_callback(_report)
+
+    def drop(self, agent: str) -> None:
+        self._storage.kv_clear_nowait(agent).add_done_callback(_report)
+
+
+class StoredSnapshots:
+    """`SnapshotBackend` over `Storage` snapshots (worker threads; blocking).
+
+    Remembers which agents have a stored snapshot, so the deletes the runtime issues on every
+    start and stop cost nothing for agents that never hibernated. `mark` tells it about
+    snapshots found in the store at node start.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._known: set[str] = set()
+        self._lock = threading.Lock()
+
+    def mark(self, agent: str) -> None:
+        """Record that ``agent`` may have a stored snapshot."""
+        with self._lock:
+            self._known.add(agent)
+
+    def save(self, agent: str, snapshot: Snapshot) -> None:
+        meta = {"pages": snapshot.pages, "version": snapshot.version}
+        self._storage.save_snapshot_sync(agent, snapshot.memory, meta)
+        self.mark(agent)
+
+    def load(self, agent: str) -> Snapshot | None:
+        found = self._storage.load_snapshot_sync(agent)
+        if found is None:
+            return None
+        memory, meta = found
+        return Snapshot(memory, int(meta["pages"]), int(meta["version"]))
+
+    def delete(self, agent: str) -> None:
+        with self._lock:
+            if agent not in self._known:
+                return
+            self._known.discard(agent)
+        self._storage.delete_snapshot_sync(agent)
+
+
+class _Envelope(msgspec.Struct):
+    sender: str | None = None
+
+
+_decode_sender = msgspec.json.Decoder(_Envelope).decode
+
+
+class StoredTimers:
+    """`TimerBackend` over `Storage` scheduled rows (loop thread; never blocks).
+
+    A row belongs to the agent that scheduled it (the message's ``sender``; removing the
+    agent cancels its timers) and holds ``json(receiver) + b"\\n" + message``, so a receiver
+    that is not an agent (an API client) survives too. Due times are stored as unix seconds.
+    """
+
+    def __init__(self, storage: Storage, *, monotonic: Callable[[], float] = time.monotonic):
+        self._storage = storage
+        self._monotonic = monotonic
+        self._rows: dict[int, Future[int]] = {}
+
+    def add(self, timer_id: int, due: float, receiver: str, data: bytes) -> None:
+        try:
+            owner = _decode_sender(data).sender
+        except msgspec.DecodeError:
+            owner = None
+        if owner is None:
+            return  # not persisted; it still fires unless the node restarts first
+        due_at = time.time() + (due - self._monotonic())
+        body = msgspec.json.encode(receiver) + b"\n" + data
+        future = self._storage.add_scheduled_nowait(owner, due_at, body)
+        future.add_done_callback(_report)
+        self._rows[timer_id] = future
+
+    def remove(self, timer_id: int) -> None:
+        future = self._rows.pop(timer_id, None)
+        if future is not None:
+            future.add_done_callback(self._delete_row)
+
+    def _delete_row(self, future: Future[int]) -> None:
+        if future.exception() is None:
+            self._storage.delete_scheduled_nowait(future.result()).add_done_callback(_report)
+
+    @staticmethod
+    def decode(record: ScheduledRecord) -> tuple[str, bytes]:
+        """``(receiver, message)`` of a stored timer."""
+        head, _, data = record.body.partition(b"\n")
+        return msgspec.json.decode(head, type=str), data
+
+
+class PersistingEvents:
+    """`AgentEvents` that remembers which agents need their record written.
+
+    ``forward`` (another `AgentEvents`) receives every event too. `on_dirty` is called (loop
+    thread) after a name is added to `dirty`; the agent service uses it to wake its writer.
+    """
+
+    def __init__(self, forward: AgentEvents | None = None) -> None:
+        self.forward = forward
+        self.dirty: set[str] = set()
+        self.on_dirty: Callable[[], None] | None = None
+
+    def _mark(self, name: str) -> None:
+        self.dirty.add(name)
+        if self.on_dirty is not None:
+            self.on_dirty()
+
+    def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None:
+        self._mark(name)
+        if self.forward is not None:
+            self.forward.message_failed(name, data, error)
+
+    def agent_state_changed(self, name: str, state: AgentState) -> None:
+        self._mark(name)
+        if self.forward is not None:
+            self.forward.agent_state_changed(name, state)

@@ -1,0 +1,414 @@
+"""`Messaging`: the messaging layer's facade for the node and the API.
+
+Composition (the node does this)::
+
+    messaging = Messaging(config, storage)
+    runtime = Runtime(config.runtime, engine=..., router=messaging.router, events=node_events)
+    messaging.attach(runtime)            # node_events forwards message_failed / state changes
+    await runtime.start(); await messaging.start()
+    ... start the agents ...
+    await messaging.recover()            # deliver again what a previous run did not handle
+    ...
+    await messaging.aclose()             # before storage.aclose(), after runtime.aclose()
+
+Durability: `submit` commits before it returns; agent-to-agent messages go through the
+`journal` (see there for the exact guarantee). Everything here runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from caxton.config.schema import Config
+from caxton.errors import AgentFailure, AgentNotFound, InvalidMessage, MailboxClosed, WouldBlock
+from caxton.messaging import deadletters as dl
+from caxton.messaging.bus import EventBus, Subscription
+from caxton.messaging.codec import decode_array, encode, parse_message
+from caxton.messaging.envelope import new_id, now_rfc3339
+from caxton.messaging.journal import Journal, message_id_of
+from caxton.messaging.metrics import MetricsMixin
+from caxton.messaging.options import MessagingOptions
+from caxton.messaging.replies import Replies, ReplyWaiter
+from caxton.messaging.router import MessagingRouter, expired
+from caxton.runtime.agent import AgentState
+from caxton.storage.messages import MessageBatch
+from caxton.storage.sqlite import Storage
+
+if TYPE_CHECKING:
+    from caxton.runtime.runtime import Runtime
+
+__all__ = ["Accepted", "Messaging"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accepted:
+    """A message `submit` committed: its ids, sender and receivers.
+
+    ``reply`` is the waiter `submit(..., wait=True)` registered before routing; call
+    ``await accepted.reply.wait(timeout)`` (it unregisters itself) or ``reply.close()``.
+    """
+
+    message_id: str
+    conversation_id: str
+    sender: str
+    receivers: tuple[str, ...]
+    reply: ReplyWaiter | None = None
+
+
+class Messaging(MetricsMixin):
+    """Routing, conversations, at-least-once delivery, dead letters and the event bus."""
+
+    def __init__(
+        self, config: Config, storage: Storage, *, options: MessagingOptions | None = None
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.options = options or MessagingOptions()
+        self.max_message_size = config.runtime.max_message_size
+        self.journal = Journal(storage.write_messages_nowait)
+        self.replies = Replies(self.options.max_clients)
+        self.bus = EventBus()
+        self.router = MessagingRouter(self.journal, self.replies, self._dead_letter_soon)
+        self.runtime: Runtime | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[None]] = []
+        self._recover_upto = 0
+        self._closed = False
+        self.submitted = 0
+        self.dead_letter_counts = dict.fromkeys(dl.REASONS, 0)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def attach(self, runtime: Runtime) -> None:
+        """Use ``runtime`` for local delivery (it must have been built with our `router`)."""
+        self.runtime = runtime
+        self.router.runtime = runtime
+
+    async def start(self) -> None:
+        """Start the flush and retention tasks; note where recovery stops."""
+        self._loop = loop = asyncio.get_running_loop()
+        self.router.bind_loop()
+        self.journal.listener = self._on_flush
+        self._recover_upto = int(
+            await self.storage.read(
+                lambda c: c.fetch_value("SELECT COALESCE(MAX(seq), 0) FROM pending_deliveries")
+            )
+        )
+        self._background = [
+            loop.create_task(self._flush_loop(), name="caxton-messaging-flush"),
+            loop.create_task(self._prune_loop(), name="caxton-messaging-prune"),
+        ]
+
+    async def aclose(self) -> None:
+        """Stop the tasks, write the journal and wait for the commits (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, *self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self.journal.wait_committed, 30.0)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.flush_interval)
+            if len(self.journal):
+                self.journal.flush(block=False)
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.prune_interval)
+            await self.prune()
+
+    async def prune(self) -> tuple[int, int]:
+        """Enforce ``max_history`` and ``max_dead_letters`` now: (chunks, dead letters) dropped."""
+        return await self.storage.prune_messages(
+            max_history=self.options.max_history,
+            max_dead_letters=self.options.max_dead_letters,
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_flush(self, sent: list[bytes]) -> None:
+        if len(self.bus) and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                self._loop.call_soon_threadsafe(self.bus.publish_messages, sent)
+
+    # -- AgentEvents (the node forwards these) -----------------------------------------------
+
+    def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None:
+        """A handler failed: dead-letter the message (reason ``handler_failed``)."""
+        details = {"cause": error.cause, "error": error.message}
+        self._dead_letter_soon(
+            name, data, dl.header_of(data), "handler_failed", details, True, True
+        )
+
+    def agent_state_changed(self, name: str, state: AgentState) -> None:
+        """Publish a lifecycle event."""
+        self.publish({"type": "agent", "name": name, "state": state.value})
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Publish an event (lifecycle events from the node) to the subscribers."""
+        self.bus.publish(event)
+
+    def subscribe(
+        self,
+        *,
+        agent: str | None = None,
+        performative: str | None = None,
+        conversation: str | None = None,
+        max_queue: int = 1000,
+    ) -> Subscription:
+        """A live, filtered stream of events (see `bus`); close it when done."""
+        return self.bus.subscribe(
+            agent=agent, performative=performative, conversation=conversation, max_queue=max_queue
+        )
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def _runtime(self) -> Runtime:
+        if self.runtime is None:
+            raise MailboxClosed("messaging is not attached to a runtime")
+        return self.runtime
+
+    def _is_agent(self, name: str) -> bool:
+        try:
+            self._runtime().agent_statistics(name)
+        except AgentNotFound:
+            return False
+        return True
+
+    async def submit(
+        self, message: Mapping[str, Any] | bytes, *, client: str | None = None, wait: bool = False
+    ) -> Accepted:
+        """Validate, commit and route a message from an API client.
+
+        The sender is ``client`` (else the message's ``sender``, else a made-up
+        ``client-<hex>``); it must not be an agent's name. Returns once the message is
+        committed and queued. Raises `InvalidMessage`, `MessageTooLarge`, or `WouldBlock` when
+        a receiver's mailbox stayed full for ``submit_wait`` (the message is then
+        dead-lettered with reason ``mailbox_full``; ``details`` has its ids).
+        """
+        body = parse_message(message, max_size=self.max_message_size)
+        sender = client or body.get("sender") or f"client-{secrets.token_hex(6)}"
+        if self._is_agent(sender):
+            raise InvalidMessage(
+                f"sender: {sender!r} is an agent's name; API clients need another name",
+                details={"field": "sender"},
+            )
+        envelope: dict[str, Any] = {
+            "sender": sender,
+            "message_id": new_id(),
+            "created_at": now_rfc3339(),
+        }
+        for key, value in body.items():
+            envelope.setdefault(key, value)
+        envelope.setdefault("conversation_id", new_id())
+        data = encode(envelope)
+        parse_message(data, max_size=self.max_message_size)  # the size with our fields
+        self.replies.remember(sender)
+        waiter = self.replies.expect(envelope["conversation_id"], sender) if wait else None
+        try:
+            return await self._accept(data, dl.header_of(data), waiter)
+        except BaseException:
+            if waiter is not None:
+                waiter.close()
+            raise
+
+    async def _accept(
+        self,
+        data: bytes,
+        header: dl.Header,
+        waiter: ReplyWaiter | None,
+        *,
+        redrive: int | None = None,
+        receivers: tuple[str, ...] | None = None,
+    ) -> Accepted:
+        runtime = self._runtime()
+        if receivers is None:
+            raw = header.receiver
+            receivers = tuple(raw) if isinstance(raw, list) else (raw,)
+        mid, conversation = str(header.message_id), str(header.conversation_id)
+        late = expired(header)
+        local = () if late else tuple(r for r in receivers if self._is_agent(r))
+        batch = MessageBatch(
+            chunks=[(conversation, 1, b"[" + data + b"]")],
+            pending=[(mid, r, data) for r in local],
+        )
+        if redrive is None:
+            await self.storage.write_messages(batch)
+        elif not await self.storage.mark_redriven(redrive, batch):
+            raise InvalidMessage(f"dead letter {redrive} does not exist or was redriven already")
+        self.submitted += 1
+        self.bus.publish_messages([data])
+        full: list[str] = []
+        for receiver in receivers:
+            if late:
+                await self._dead_letter(receiver, data, header, "expired", {}, True, False)
+            elif receiver not in local:
+                self.router.external(receiver, data)
+            else:
+                try:
+                    await runtime.deliver(receiver, data, wait=self.options.submit_wait)
+                except WouldBlock:
+                    full.append(receiver)
+                    await self._dead_letter(receiver, data, header, "mailbox_full", {}, False, True)
+                except (MailboxClosed, AgentNotFound):
+                    await self._dead_letter(
+                        receiver, data, header, "agent_not_running", {}, True, True
+                    )
+        if full:
+            raise WouldBlock(
+                f"the mailbox of {', '.join(full)} stayed full; the message was dead-lettered",
+                details={"message_id": mid, "conversation_id": conversation, "receivers": full},
+            )
+        return Accepted(
+            message_id=mid,
+            conversation_id=conversation,
+            sender=str(header.sender),
+            receivers=receivers,
+            reply=waiter,
+        )
+
+    async def wait_reply(
+        self,
+        conversation_id: str,
+        client: str,
+        timeout: float,  # noqa: ASYNC109 - the API's ?wait= is a plain timeout
+    ) -> dict[str, Any] | None:
+        """The next reply to ``client`` in the conversation arriving after this call, or None.
+
+        Replies that arrived before the call are in `conversation`; to never miss the reply to
+        your own message use ``submit(..., wait=True)``.
+        """
+        return await self.replies.expect(conversation_id, client).wait(timeout)
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    def _dead_letter_soon(
+        self,
+        receiver: str,
+        data: bytes,
+        header: dl.Header,
+        reason: str,
+        details: dict[str, Any],
+        notify: bool,
+        pending: bool,
+    ) -> None:
+        self._spawn(self._dead_letter(receiver, data, header, reason, details, notify, pending))
+
+    async def _dead_letter(
+        self,
+        receiver: str,
+        data: bytes,
+        header: dl.Header,
+        reason: str,
+        details: dict[str, Any],
+        notify: bool,
+        pending: bool,
+    ) -> int:
+        record = dl.record_for(receiver, data, header, reason, details)
+        mid = message_id_of(data) if pending else None
+        done = (mid, receiver) if mid is not None else None
+        dead_id = await self.storage.add_dead_letter(record, done=done)
+        self.dead_letter_counts[reason] = self.dead_letter_counts.get(reason, 0) + 1
+        self.bus.publish(
+            {
+                "type": "dead_letter",
+                "id": dead_id,
+                "reason": reason,
+                "receiver": receiver,
+                "sender": record.sender,
+                "message_id": record.message_id,
+                "conversation_id": record.conversation_id,
+            }
+        )
+        reply = dl.failure_reply(receiver, header, reason) if notify else None
+        if reply is not None and self.runtime is not None:
+            to, conversation, body = reply
+            if self.router.route_from_loop(to, body, conversation):
+                await self._dead_letter(
+                    to, body, dl.header_of(body), "mailbox_full", {}, False, False
+                )
+        return dead_id
+
+    async def dead_letters(
+        self, *, offset: int = 0, limit: int = 100
+    ) -> tuple[list[dl.DeadLetter], int]:
+        """A page of dead letters (oldest first) and the total."""
+        records, total = await self.storage.dead_letters(offset=offset, limit=limit)
+        return [dl.from_record(r) for r in records], total
+
+    async def redrive(self, dead_letter_id: int) -> Accepted:
+        """Submit a dead letter's message again (same ids) to its receiver; mark it redriven.
+
+        Raises `InvalidMessage` if there is no such dead letter or it was redriven already.
+        """
+        record = await self.storage.dead_letter(dead_letter_id)
+        if record is None or record.redriven_at is not None:
+            raise InvalidMessage(f"dead letter {dead_letter_id} does not exist or was redriven")
+        header = dl.header_of(record.body)
+        if header.reply_by is not None and expired(header):
+            header.reply_by = None  # a redrive is a deliberate second chance
+        return await self._accept(
+            record.body, header, None, redrive=dead_letter_id, receivers=(record.receiver,)
+        )
+
+    # -- history and recovery ----------------------------------------------------------------
+
+    async def conversation(
+        self, conversation_id: str, *, offset: int = 0, limit: int = 100
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The conversation's messages in order (a page) and their total number."""
+        flushed = self.journal.flush(block=False)
+        if flushed is not None:
+            await asyncio.wrap_future(flushed)
+        await self.storage.write(lambda c: None)  # every earlier flush is committed now
+        blobs, skip, total = await self.storage.conversation_messages(
+            conversation_id, offset=offset, limit=limit
+        )
+        messages: list[dict[str, Any]] = []
+        for blob in blobs:
+            messages.extend(decode_array(blob))
+        return messages[skip : skip + limit], total
+
+    async def recover(self) -> int:
+        """Deliver again every delivery a previous run accepted and did not finish.
+
+        Call it after the agents are started. Returns how many were delivered; expired ones,
+        and ones whose agent is gone or stays full for ``recover_wait``, are dead-lettered.
+        """
+        runtime, count, after = self._runtime(), 0, 0
+        while True:
+            rows = await self.storage.pending_deliveries(after=after, limit=1000)
+            rows = [r for r in rows if r.seq <= self._recover_upto]
+            if not rows:
+                return count
+            for row in rows:
+                after = row.seq
+                header = dl.header_of(row.body)
+                if expired(header):
+                    await self._dead_letter(
+                        row.receiver, row.body, header, "expired", {}, True, True
+                    )
+                    continue
+                try:
+                    await runtime.deliver(row.receiver, row.body, wait=self.options.recover_wait)
+                    count += 1
+                except WouldBlock:
+                    await self._dead_letter(
+                        row.receiver, row.body, header, "mailbox_full", {}, True, True
+                    )
+                except (MailboxClosed, AgentNotFound):
+                    await self._dead_letter(
+                        row.receiver, row.body, header, "agent_not_running", {}, True, True
+                    )

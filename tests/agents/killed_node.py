@@ -1,0 +1,28 @@
+"""Run by test_restart: start a node, deploy agents, say "ready", then wait to be killed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from caxton.agents import DeployRequest
+from caxton.node import Node
+from tests.agents.conftest import Client, example, node_config
+
+
+async def main(data_dir: Path) -> None:
+    client = Client()
+    node = client.attach(Node(node_config(data_dir)))
+    await node.start()
+    await node.agents.deploy(DeployRequest(name="echo", wasm=example("echo")))
+    await node.agents.deploy(DeployRequest(name="counter", wasm=example("counter")))
+    await node.agents.deploy(DeployRequest(name="shout", wasm=example("shout")))
+    counts = [await client.ask(node, "counter", {}) for _ in range(3)]
+    print(json.dumps({"ready": True, "counts": counts}), flush=True)
+    await asyncio.sleep(3600)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1])))

@@ -1,0 +1,104 @@
+"""The [security] keys at run time: tokens, rate limits and CORS."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from caxton.api.app import create_app
+from caxton.config import Config, CoordinationConfig, Secret, SecurityConfig
+from caxton.node import Node
+from caxton.security import TokenIssuer
+
+SECRET = "a-test-secret-of-some-length"
+
+
+async def _client(tmp_path: Path, **security: Any) -> AsyncIterator[TestClient[Any, Any]]:
+    config = Config(
+        coordination=CoordinationConfig(local_state_path=tmp_path / "local.db"),
+        security=dataclasses.replace(SecurityConfig(), **security),
+    )
+    node = Node(config)
+    await node.start()
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(node)))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+        await node.aclose()
+
+
+@pytest.fixture
+async def auth_client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
+    async for client in _client(tmp_path, auth_enabled=True, jwt_secret=Secret(SECRET)):
+        yield client
+
+
+async def test_auth_needs_a_valid_token(auth_client: TestClient[Any, Any]) -> None:
+    assert (await auth_client.get("/health")).status == 200
+    assert (await auth_client.get("/ready")).status == 200
+    resp = await auth_client.get("/api/v1/agents")
+    assert resp.status == 401
+    body = await resp.json()
+    assert body["error"]["code"] == "UNAUTHORIZED"
+    assert "caxton token create" in body["error"]["message"]
+
+    token = TokenIssuer(SECRET, default_expiry=60).create("tester")
+    ok = await auth_client.get("/api/v1/agents", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status == 200
+    by_key = await auth_client.get("/api/v1/agents", headers={"X-API-Key": token})
+    assert by_key.status == 200
+
+    forged = TokenIssuer("another-secret-entirely", default_expiry=60).create("x")
+    bad = await auth_client.get("/api/v1/agents", headers={"Authorization": f"Bearer {forged}"})
+    assert bad.status == 401
+    expired = TokenIssuer(SECRET, default_expiry=60).create("x", now=1000.0)
+    old = await auth_client.get("/api/v1/agents", headers={"X-API-Key": expired})
+    assert old.status == 401
+    assert "expired" in (await old.json())["error"]["message"]
+
+
+async def test_rate_limit_answers_429_after_the_burst(tmp_path: Path) -> None:
+    async for client in _client(
+        tmp_path, rate_limit_enabled=True, rate_limit_per_second=0.5, rate_limit_burst=3
+    ):
+        statuses = [(await client.get("/api/v1/agents")).status for _ in range(5)]
+        assert statuses == [200, 200, 200, 429, 429]
+        resp = await client.get("/api/v1/agents")
+        assert (await resp.json())["error"]["code"] == "RATE_LIMITED"
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert (await client.get("/health")).status == 200
+
+
+async def test_cors_preflight_and_headers(tmp_path: Path) -> None:
+    async for client in _client(
+        tmp_path,
+        cors_enabled=True,
+        cors_origins=("https://dashboard.example.com",),
+        cors_methods=("GET", "POST"),
+    ):
+        pre = await client.options(
+            "/api/v1/agents",
+            headers={
+                "Origin": "https://dashboard.example.com",
+                "Access-Control-Request-Method": "POST",
+            },
+        )
+        assert pre.status == 204
+        assert pre.headers["Access-Control-Allow-Origin"] == "https://dashboard.example.com"
+        assert pre.headers["Access-Control-Allow-Methods"] == "GET, POST"
+        other = await client.options(
+            "/api/v1/agents",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+        )
+        assert other.status == 403
+        plain = await client.get("/health", headers={"Origin": "https://dashboard.example.com"})
+        assert plain.headers["Access-Control-Allow-Origin"] == "https://dashboard.example.com"
+        none = await client.get("/health", headers={"Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in none.headers

@@ -1,0 +1,147 @@
+"""A real composition for messaging tests: SQLite storage, wasmtime runtime, `Messaging`.
+
+`Stack` wires them the way the node does (``Runtime(router=messaging.router,
+events=messaging)``) with a kv backend over the same SQLite store, and deploys agents from the
+committed examples, WAT fixtures or C sources built here with clang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wasmtime
+
+from caxton.config.schema import Config, RuntimeConfig
+from caxton.messaging import Messaging, MessagingOptions
+from caxton.runtime import AgentSpec, Engine, Runtime
+from caxton.storage import AgentRecord, Storage
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "agents"
+WAT = ROOT / "tests" / "fixtures" / "wat"
+HERE = Path(__file__).resolve().parent
+
+FAST = RuntimeConfig(
+    max_concurrent_executions=2,
+    execution_timeout=0.3,
+    agent_startup_timeout=1.0,
+    agent_shutdown_timeout=2.0,
+    wasm_memory_limit=8 * 1024 * 1024,
+    mailbox_capacity=64,
+    gc_interval=3600.0,
+)
+OPTIONS = MessagingOptions(submit_wait=0.2, flush_interval=0.002, prune_interval=3600.0)
+
+
+class StorageKv:
+    """The runtime's `KvBackend` over the SQLite store (the node has its own)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def load(self, agent: str) -> dict[bytes, bytes]:
+        return self.storage.kv_load_sync(agent)
+
+    def set(self, agent: str, key: bytes, value: bytes) -> None:
+        self.storage.kv_set_nowait(agent, key, value)
+
+    def delete(self, agent: str, key: bytes) -> None:
+        self.storage.kv_delete_nowait(agent, key)
+
+    def drop(self, agent: str) -> None:
+        future: Future[int] = self.storage.kv_clear_nowait(agent)
+        del future
+
+
+def module(name: str) -> bytes:
+    """An agent module: an example (``echo``), a WAT fixture (``wat:fail``) or a test C agent."""
+    if name.startswith("wat:"):
+        return wasmtime.wat2wasm((WAT / f"{name[4:]}.wat").read_text())
+    if (EXAMPLES / f"{name}.wasm").exists():
+        return (EXAMPLES / f"{name}.wasm").read_bytes()
+    return build_c(HERE / "agents" / f"{name}.c")
+
+
+def build_c(source: Path) -> bytes:
+    """Compile a reactor agent with clang and the C SDK (cached next to the test run)."""
+    out = Path("/tmp") / f"caxton-test-{source.stem}-{source.stat().st_mtime_ns}.wasm"
+    if not out.exists():
+        if shutil.which("clang") is None:
+            pytest.skip("clang is not installed")
+        subprocess.run(
+            [
+                "clang",
+                "--target=wasm32-wasi",
+                "-O2",
+                "-mexec-model=reactor",
+                "-Wl,--strip-all",
+                "-I",
+                str(ROOT / "sdk" / "c"),
+                "-o",
+                str(out),
+                str(source),
+            ],
+            check=True,
+        )
+    return out.read_bytes()
+
+
+class Stack:
+    """Storage + Engine + Runtime + Messaging, started and closed together."""
+
+    def __init__(
+        self, path: Path, config: RuntimeConfig = FAST, options: MessagingOptions = OPTIONS
+    ):
+        self.path = path
+        self.config = config
+        self.options = options
+
+    async def __aenter__(self) -> Stack:
+        self.storage = await Storage.open(self.path)
+        self.engine = Engine(self.config, cache_dir=None)
+        self.messaging = Messaging(Config(runtime=self.config), self.storage, options=self.options)
+        self.runtime = Runtime(
+            self.config,
+            engine=self.engine,
+            kv=StorageKv(self.storage),
+            router=self.messaging.router,
+            events=self.messaging,
+        )
+        self.messaging.attach(self.runtime)
+        await self.runtime.start()
+        await self.messaging.start()
+        return self
+
+    async def deploy(self, name: str, source: str | None = None, **spec: Any) -> None:
+        if await self.storage.get_agent(name) is None:
+            await self.storage.create_agent(AgentRecord(name=name), b"\0asm\x01\0\0\0")
+        compiled = await asyncio.to_thread(self.engine.compile, module(source or name))
+        await self.runtime.start_agent(AgentSpec(name=name, **spec), compiled)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runtime.aclose()
+        await self.messaging.aclose()
+        await self.storage.aclose()
+        self.engine.close()
+
+
+@pytest.fixture
+async def stack(data_dir: Path) -> AsyncIterator[Stack]:
+    async with Stack(data_dir / "local.db") as s:
+        yield s
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+    """Poll ``check`` until it is true (fail after ``within`` seconds)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)

@@ -1,0 +1,160 @@
+"""Delivery rules through a real Storage + Runtime + Messaging with real agents."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from caxton.errors import InvalidMessage, WouldBlock
+from tests.messaging.conftest import Stack, eventually
+
+
+async def test_submit_wait_returns_the_reply_and_conversation_lists_both(stack: Stack) -> None:
+    await stack.deploy("echo")
+    accepted = await stack.messaging.submit(
+        {"receiver": "echo", "performative": "request", "content": {"x": 1}, "reply_with": "q1"},
+        client="alice",
+        wait=True,
+    )
+    assert accepted.reply is not None
+    reply = await accepted.reply.wait(5)
+    assert reply is not None
+    assert reply["performative"] == "inform"
+    assert reply["content"] == {"x": 1}
+    assert reply["receiver"] == "alice"
+    assert reply["in_reply_to"] == "q1"
+    assert reply["conversation_id"] == accepted.conversation_id
+    messages, total = await stack.messaging.conversation(accepted.conversation_id)
+    assert total == 2
+    assert [m["message_id"] for m in messages] == [accepted.message_id, reply["message_id"]]
+
+
+async def test_client_sender_may_not_be_an_agent(stack: Stack) -> None:
+    await stack.deploy("echo")
+    with pytest.raises(InvalidMessage):
+        await stack.messaging.submit({"receiver": "echo", "performative": "inform"}, client="echo")
+
+
+async def test_order_between_one_sender_and_one_receiver(stack: Stack) -> None:
+    await stack.deploy("echo")
+    conversation = "order-1"
+    for i in range(40):
+        await stack.messaging.submit(
+            {
+                "receiver": "echo",
+                "performative": "inform",
+                "content": i,
+                "conversation_id": conversation,
+            },
+            client="bob",
+        )
+
+    async def all_replied() -> bool:
+        return (await stack.messaging.conversation(conversation, limit=1000))[1] == 80
+
+    await eventually(all_replied)
+    messages, _ = await stack.messaging.conversation(conversation, limit=1000)
+    replies = [m["content"] for m in messages if m["sender"] == "echo"]
+    assert replies == list(range(40))
+    page, total = await stack.messaging.conversation(conversation, offset=10, limit=5)
+    assert total == 80
+    assert page == messages[10:15]
+
+
+async def test_agent_to_agent_messages_are_in_the_conversation(stack: Stack) -> None:
+    await stack.deploy("pong")
+    await stack.deploy("ping")
+    accepted = await stack.messaging.submit(
+        {
+            "receiver": "ping",
+            "performative": "request",
+            "content": {"op": "start", "peer": "pong", "n": 30},
+        },
+        client="carol",
+        wait=True,
+    )
+    assert accepted.reply is not None
+    done = await accepted.reply.wait(10)
+    assert done is not None
+    assert done["content"] == {"done": 30}
+    messages, total = await stack.messaging.conversation(accepted.conversation_id, limit=500)
+    assert total == 62  # start, 30 requests, 30 informs, done
+    ids = [m["message_id"] for m in messages]
+    assert len(set(ids)) == len(ids)
+    requests = [
+        m["content"]["i"] for m in messages if m["sender"] == "ping" and "i" in m["content"]
+    ]
+    assert requests == list(range(1, 31))
+    assert messages[-1]["content"] == {"done": 30}
+    assert await stack.storage.pending_deliveries() == []  # every handled mark was written
+
+
+async def test_fan_out_reaches_every_receiver(stack: Stack) -> None:
+    await stack.deploy("echo")
+    await stack.deploy("echo2", "echo")
+    accepted = await stack.messaging.submit(
+        {"receiver": ["echo", "echo2"], "performative": "request", "content": "hi"}, client="dan"
+    )
+    assert accepted.receivers == ("echo", "echo2")
+
+    async def both() -> bool:
+        messages, _ = await stack.messaging.conversation(accepted.conversation_id)
+        return {m["sender"] for m in messages} == {"dan", "echo", "echo2"}
+
+    await eventually(both)
+
+
+async def test_full_mailbox_answers_would_block_and_dead_letters(data_dir) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from tests.messaging.conftest import FAST
+
+    config = dataclasses.replace(FAST, mailbox_capacity=2, execution_timeout=0.5)
+    async with Stack(data_dir / "local.db", config) as stack:
+        await stack.deploy("spin", "wat:spin")
+        body = {"receiver": "spin", "performative": "inform"}
+        for _ in range(3):  # one being handled, two queued
+            await stack.messaging.submit(body, client="eve")
+        with pytest.raises(WouldBlock) as info:
+            await stack.messaging.submit(body, client="eve")
+        letters, _ = await stack.messaging.dead_letters()
+        assert "mailbox_full" in [d.reason for d in letters]
+        assert info.value.details["message_id"] in [d.message_id for d in letters]
+
+
+async def test_events_stream_filters_and_drops_slow_subscribers(stack: Stack) -> None:
+    await stack.deploy("echo")
+    watcher = stack.messaging.subscribe(agent="echo", performative="inform")
+    slow = stack.messaging.subscribe(max_queue=1)
+    accepted = await stack.messaging.submit(
+        {"receiver": "echo", "performative": "request", "content": 7}, client="fay", wait=True
+    )
+    assert accepted.reply is not None
+    await accepted.reply.wait(5)
+    event = await asyncio.wait_for(anext(watcher), 5)
+    assert event["type"] == "message"
+    assert event["sender"] == "echo"
+    assert event["content"] == 7
+    stack.messaging.publish({"type": "agent", "name": "echo", "state": "running"})
+    assert slow.dropped
+    assert slow.closed
+    watcher.close()
+    assert stack.messaging.statistics().subscribers == 0
+
+
+async def test_statistics_and_metric_samples(stack: Stack) -> None:
+    await stack.deploy("echo")
+    accepted = await stack.messaging.submit(
+        {"receiver": "echo", "performative": "request"}, client="gus", wait=True
+    )
+    assert accepted.reply is not None
+    await accepted.reply.wait(5)
+    await stack.messaging.conversation(accepted.conversation_id)  # flushes the journal
+    samples = {(s[0], tuple(sorted(s[2].items()))): s[3] for s in stack.messaging.metric_samples()}
+    assert samples[("messages_sent", ())] >= 2
+    assert samples[("messages_received", ())] >= 1
+    assert ("message_queue_size", ()) in samples
+    bounds, counts, _sum, count = samples[("message_processing_duration_seconds", ())]
+    assert len(bounds) == len(counts)
+    assert count >= 1
