@@ -31,7 +31,8 @@ from caxton.storage import Storage
 
 if TYPE_CHECKING:
     from caxton.agents import AgentService
-    from caxton.runtime import AgentEvents, Engine, Runtime
+    from caxton.messaging import Messaging
+    from caxton.runtime import Engine, Runtime
 
 __all__ = ["Node", "NodeState", "Readiness"]
 
@@ -73,13 +74,12 @@ class Node:
         self.config = config
         self.state = NodeState.UNSTARTED
         self.started_at: float | None = None
-        #: Called (on the event loop) with ``(receiver, message)`` for every message an agent
-        #: sends to something that is not a local agent. The messaging layer replaces this
-        #: seam (and the `LocalRouter` behind it) with the real router.
+        #: For embedding and tests: when set, called (on the event loop) with ``(receiver,
+        #: message)`` for a message an agent sends to a name that is neither a local agent nor
+        #: a known API client, instead of dead-lettering it.
         self.on_external_message: Callable[[str, bytes], None] | None = None
-        #: Also told about every runtime event (state changes, failed messages).
-        self.events_listener: AgentEvents | None = None
         self._storage: Storage | None = None
+        self._messaging: Messaging | None = None
         self._engine: Engine | None = None
         self._runtime: Runtime | None = None
         self._agents: AgentService | None = None
@@ -112,12 +112,19 @@ class Node:
             raise Error("the node is not started")
         return self._agents
 
-    def _external(self, receiver: str, data: bytes) -> None:
+    @property
+    def messaging(self) -> Messaging:
+        """The messaging layer (raises if the node is not started)."""
+        if self._messaging is None:
+            raise Error("the node is not started")
+        return self._messaging
+
+    def _external(self, receiver: str, data: bytes) -> bool:
         hook = self.on_external_message
-        if hook is not None:
-            hook(receiver, data)
-        else:
-            log.debug("message for %s dropped: no external receiver", receiver)
+        if hook is None:
+            return False
+        hook(receiver, data)
+        return True
 
     async def start(self) -> None:
         """Open the state store, start the runtime and restore every agent; raises on failure."""
@@ -134,12 +141,15 @@ class Node:
             StoredSnapshots,
             StoredTimers,
         )
+        from caxton.messaging import Messaging
         from caxton.runtime import Engine, Runtime
 
         try:
             storage = self._storage = await Storage.open(
                 coordination.local_state_path, journal_mode=coordination.journal_mode
             )
+            messaging = self._messaging = Messaging(self.config, storage)
+            messaging.router.remote = self._external
             engine = self._engine = Engine(
                 self.config.runtime, cache_dir=coordination.data_dir / "module-cache"
             )
@@ -148,15 +158,18 @@ class Node:
                 engine=engine,
                 kv=StoredKv(storage),
                 snapshots=StoredSnapshots(storage),
-                events=PersistingEvents(self.events_listener),
-                external=self._external,
+                events=PersistingEvents(messaging),
+                router=messaging.router,
                 timers=StoredTimers(storage),
             )
+            messaging.attach(runtime)
+            await messaging.start()
             await runtime.start()
             self._agents = AgentService(
                 self.config, storage=storage, engine=engine, runtime=runtime
             )
             restored = await self._agents.restore_all()
+            redelivered = await messaging.recover()
         except BaseException:
             await self.aclose()
             raise
@@ -168,6 +181,7 @@ class Node:
                 "node_id": storage.node_id,
                 "state_path": str(coordination.local_state_path),
                 "agents": restored,
+                "redelivered": redelivered,
             },
         )
 
@@ -195,6 +209,7 @@ class Node:
             return
         self.state = NodeState.DRAINING
         agents, self._agents = self._agents, None
+        messaging, self._messaging = self._messaging, None
         runtime, self._runtime = self._runtime, None
         engine, self._engine = self._engine, None
         storage, self._storage = self._storage, None
@@ -208,6 +223,8 @@ class Node:
                     log.error("the runtime did not stop within %.1fs", budget)
             if agents is not None:
                 await agents.aclose()
+            if messaging is not None:
+                await messaging.aclose()
             if engine is not None:
                 engine.close()
         finally:

@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from caxton.agents import DeployRequest
 from caxton.api.admin import create_admin_app
 from caxton.api.app import create_app
 from caxton.api.listener import ConnectionLimits, Listener, ListenError
@@ -170,6 +169,7 @@ class Server:
                 await listener.start()
             await self.node.start()
             self.metrics.register_snapshot_source("agents", self.node.agents.metric_samples)
+            self.metrics.register_snapshot_source("messaging", self.node.messaging.metric_samples)
             if self.deploy_examples:
                 await self._deploy_examples()
         except BaseException:
@@ -178,6 +178,8 @@ class Server:
 
     async def _deploy_examples(self) -> None:
         """Deploy the bundled example agents that are not deployed yet (the quick start)."""
+        from caxton.agents import DeployRequest
+
         directory = examples_dir()
         if directory is None:
             log.warning("no example agents in this installation; skipping them")

@@ -15,10 +15,41 @@ they continue across restarts. At node start `AgentService.restore_all` brings e
 back in its stored state, from the compiled-module cache, and re-arms the timers still pending.
 """
 
-from caxton.agents._model import NAME_PATTERN, AgentInfo, DeployRequest
-from caxton.agents._stats import AgentServiceStatistics, metric_samples
-from caxton.agents.backends import PersistingEvents, StoredKv, StoredSnapshots, StoredTimers
-from caxton.agents.service import AgentService
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from caxton.agents._model import NAME_PATTERN, AgentInfo, DeployRequest
+    from caxton.agents._stats import AgentServiceStatistics, metric_samples
+    from caxton.agents.backends import PersistingEvents, StoredKv, StoredSnapshots, StoredTimers
+    from caxton.agents.service import AgentService
+
+# Submodules load on first use, so `import caxton.agents` stays cheap (the CLI and the
+# server's first listener do not wait for wasmtime).
+_LAZY = {
+    "AgentInfo": "caxton.agents._model",
+    "AgentService": "caxton.agents.service",
+    "AgentServiceStatistics": "caxton.agents._stats",
+    "DeployRequest": "caxton.agents._model",
+    "NAME_PATTERN": "caxton.agents._model",
+    "PersistingEvents": "caxton.agents.backends",
+    "StoredKv": "caxton.agents.backends",
+    "StoredSnapshots": "caxton.agents.backends",
+    "StoredTimers": "caxton.agents.backends",
+    "metric_samples": "caxton.agents._stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "NAME_PATTERN",

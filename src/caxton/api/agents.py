@@ -8,10 +8,11 @@ envelope in the error middleware.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from caxton.agents import AgentInfo, AgentService, DeployRequest
+from caxton.agents._model import AgentInfo, DeployRequest
 from caxton.api.agent_forms import DEPLOY, UPGRADE, query_int, read_upload
 from caxton.api.agent_schemas import (
     AGENT_SCHEMA,
@@ -27,6 +28,9 @@ from caxton.api.agent_schemas import (
 from caxton.api.keys import NODE
 from caxton.api.routes import Route
 from caxton.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from caxton.agents.service import AgentService
 
 __all__ = ["agent_routes"]
 

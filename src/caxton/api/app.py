@@ -16,9 +16,12 @@ from aiohttp import web
 from opentelemetry.trace import Tracer
 
 from caxton.api.agents import agent_routes
+from caxton.api.debug import debug_routes, setup_debug
 from caxton.api.errors import error_middleware
+from caxton.api.events import event_routes, setup_event_streams
 from caxton.api.health import health_routes
 from caxton.api.keys import MAX_REQUEST_SIZE, NODE, REQUEST_TIMEOUT
+from caxton.api.messages import message_routes
 from caxton.api.routes import Route, add_routes, openapi_document
 from caxton.api.security import security_middlewares
 from caxton.api.tracing import tracing_middleware
@@ -95,7 +98,16 @@ def create_app(
     app[REQUEST_TIMEOUT] = networking.request_timeout
     app[MAX_REQUEST_SIZE] = networking.max_request_size
 
-    routes: list[Route] = [*health_routes(), *agent_routes()]
+    setup_event_streams(app)
+    setup_debug(app)
+
+    routes: list[Route] = [
+        *health_routes(),
+        *agent_routes(),
+        *debug_routes(),
+        *message_routes(),
+        *event_routes(),
+    ]
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(openapi_document(routes))

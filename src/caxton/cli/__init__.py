@@ -20,6 +20,10 @@ from caxton.cli._common import config_option
 from caxton.cli.agent import agent
 from caxton.cli.backup import backup
 from caxton.cli.config import config
+from caxton.cli.conversation import conversation
+from caxton.cli.deadletters import dead_letters
+from caxton.cli.debug import debug
+from caxton.cli.message import message
 from caxton.cli.serve import serve, serve_command
 from caxton.cli.token import token
 
@@ -44,6 +48,10 @@ cli.add_command(config)
 cli.add_command(backup)
 cli.add_command(agent)
 cli.add_command(token)
+cli.add_command(message)
+cli.add_command(conversation)
+cli.add_command(dead_letters)
+cli.add_command(debug)
 
 
 def main() -> None:

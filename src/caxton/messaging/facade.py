@@ -30,7 +30,8 @@ from caxton.messaging import deadletters as dl
 from caxton.messaging.bus import EventBus, Subscription
 from caxton.messaging.codec import decode_array, encode, parse_message
 from caxton.messaging.envelope import new_id, now_rfc3339
-from caxton.messaging.journal import Journal, message_id_of
+from caxton.messaging.failures import FailureOps
+from caxton.messaging.journal import Journal
 from caxton.messaging.metrics import MetricsMixin
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import Replies, ReplyWaiter
@@ -60,7 +61,7 @@ class Accepted:
     reply: ReplyWaiter | None = None
 
 
-class Messaging(MetricsMixin):
+class Messaging(FailureOps, MetricsMixin):
     """Routing, conversations, at-least-once delivery, dead letters and the event bus."""
 
     def __init__(
@@ -292,77 +293,6 @@ class Messaging(MetricsMixin):
         """
         return await self.replies.expect(conversation_id, client).wait(timeout)
 
-    # -- dead letters ------------------------------------------------------------------------
-
-    def _dead_letter_soon(
-        self,
-        receiver: str,
-        data: bytes,
-        header: dl.Header,
-        reason: str,
-        details: dict[str, Any],
-        notify: bool,
-        pending: bool,
-    ) -> None:
-        self._spawn(self._dead_letter(receiver, data, header, reason, details, notify, pending))
-
-    async def _dead_letter(
-        self,
-        receiver: str,
-        data: bytes,
-        header: dl.Header,
-        reason: str,
-        details: dict[str, Any],
-        notify: bool,
-        pending: bool,
-    ) -> int:
-        record = dl.record_for(receiver, data, header, reason, details)
-        mid = message_id_of(data) if pending else None
-        done = (mid, receiver) if mid is not None else None
-        dead_id = await self.storage.add_dead_letter(record, done=done)
-        self.dead_letter_counts[reason] = self.dead_letter_counts.get(reason, 0) + 1
-        self.bus.publish(
-            {
-                "type": "dead_letter",
-                "id": dead_id,
-                "reason": reason,
-                "receiver": receiver,
-                "sender": record.sender,
-                "message_id": record.message_id,
-                "conversation_id": record.conversation_id,
-            }
-        )
-        reply = dl.failure_reply(receiver, header, reason) if notify else None
-        if reply is not None and self.runtime is not None:
-            to, conversation, body = reply
-            if self.router.route_from_loop(to, body, conversation):
-                await self._dead_letter(
-                    to, body, dl.header_of(body), "mailbox_full", {}, False, False
-                )
-        return dead_id
-
-    async def dead_letters(
-        self, *, offset: int = 0, limit: int = 100
-    ) -> tuple[list[dl.DeadLetter], int]:
-        """A page of dead letters (oldest first) and the total."""
-        records, total = await self.storage.dead_letters(offset=offset, limit=limit)
-        return [dl.from_record(r) for r in records], total
-
-    async def redrive(self, dead_letter_id: int) -> Accepted:
-        """Submit a dead letter's message again (same ids) to its receiver; mark it redriven.
-
-        Raises `InvalidMessage` if there is no such dead letter or it was redriven already.
-        """
-        record = await self.storage.dead_letter(dead_letter_id)
-        if record is None or record.redriven_at is not None:
-            raise InvalidMessage(f"dead letter {dead_letter_id} does not exist or was redriven")
-        header = dl.header_of(record.body)
-        if header.reply_by is not None and expired(header):
-            header.reply_by = None  # a redrive is a deliberate second chance
-        return await self._accept(
-            record.body, header, None, redrive=dead_letter_id, receivers=(record.receiver,)
-        )
-
     # -- history and recovery ----------------------------------------------------------------
 
     async def conversation(
@@ -380,35 +310,3 @@ class Messaging(MetricsMixin):
         for blob in blobs:
             messages.extend(decode_array(blob))
         return messages[skip : skip + limit], total
-
-    async def recover(self) -> int:
-        """Deliver again every delivery a previous run accepted and did not finish.
-
-        Call it after the agents are started. Returns how many were delivered; expired ones,
-        and ones whose agent is gone or stays full for ``recover_wait``, are dead-lettered.
-        """
-        runtime, count, after = self._runtime(), 0, 0
-        while True:
-            rows = await self.storage.pending_deliveries(after=after, limit=1000)
-            rows = [r for r in rows if r.seq <= self._recover_upto]
-            if not rows:
-                return count
-            for row in rows:
-                after = row.seq
-                header = dl.header_of(row.body)
-                if expired(header):
-                    await self._dead_letter(
-                        row.receiver, row.body, header, "expired", {}, True, True
-                    )
-                    continue
-                try:
-                    await runtime.deliver(row.receiver, row.body, wait=self.options.recover_wait)
-                    count += 1
-                except WouldBlock:
-                    await self._dead_letter(
-                        row.receiver, row.body, header, "mailbox_full", {}, True, True
-                    )
-                except (MailboxClosed, AgentNotFound):
-                    await self._dead_letter(
-                        row.receiver, row.body, header, "agent_not_running", {}, True, True
-                    )

@@ -26,19 +26,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http import Compression
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from caxton._version import __version__
 from caxton.config import ObservabilityConfig
 from caxton.errors import ConfigError
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = ["Tracing", "configure_tracing", "otlp_traces_url"]
 
@@ -130,6 +128,14 @@ def configure_tracing(
             f"observability.trace_sample_rate: {rate!r} is not between 0 and 1",
             details={"key": "observability.trace_sample_rate", "value": rate},
         )
+    # The SDK and the exporter load only when tracing is on: they cost startup time.
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
     attributes: dict[str, str] = {"service.name": service_name, "service.version": __version__}
     if node_id:
         attributes["service.instance.id"] = node_id

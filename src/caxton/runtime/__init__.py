@@ -21,24 +21,65 @@ straight into the receiver's mailbox and the sending worker usually continues wi
 itself, so agent-to-agent traffic needs no thread hop (`executor.py`).
 """
 
-from caxton.runtime.agent import AgentSpec, AgentState, AgentStatistics
-from caxton.runtime.backends import (
-    AgentEvents,
-    Clock,
-    KvBackend,
-    MemoryKv,
-    MemorySnapshots,
-    NullEvents,
-    Router,
-    SnapshotBackend,
-)
-from caxton.runtime.engine import Compiled, Engine
-from caxton.runtime.logs import LogLine
-from caxton.runtime.router import LocalRouter
-from caxton.runtime.runtime import Runtime
-from caxton.runtime.sandbox import Snapshot
-from caxton.runtime.stats import RuntimeStatistics
-from caxton.runtime.timers import MemoryTimers, TimerBackend
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from caxton.runtime.agent import AgentSpec, AgentState, AgentStatistics
+    from caxton.runtime.backends import (
+        AgentEvents,
+        Clock,
+        KvBackend,
+        MemoryKv,
+        MemorySnapshots,
+        NullEvents,
+        Router,
+        SnapshotBackend,
+    )
+    from caxton.runtime.engine import Compiled, Engine
+    from caxton.runtime.logs import LogLine
+    from caxton.runtime.router import LocalRouter
+    from caxton.runtime.runtime import Runtime
+    from caxton.runtime.sandbox import Snapshot
+    from caxton.runtime.stats import RuntimeStatistics
+    from caxton.runtime.timers import MemoryTimers, TimerBackend
+
+# Submodules load on first use, so `import caxton.runtime` stays cheap (the CLI and the
+# server's first listener do not wait for wasmtime).
+_LAZY = {
+    "AgentEvents": "caxton.runtime.backends",
+    "AgentSpec": "caxton.runtime.agent",
+    "AgentState": "caxton.runtime.agent",
+    "AgentStatistics": "caxton.runtime.agent",
+    "Clock": "caxton.runtime.backends",
+    "Compiled": "caxton.runtime.engine",
+    "Engine": "caxton.runtime.engine",
+    "KvBackend": "caxton.runtime.backends",
+    "LocalRouter": "caxton.runtime.router",
+    "LogLine": "caxton.runtime.logs",
+    "MemoryKv": "caxton.runtime.backends",
+    "MemorySnapshots": "caxton.runtime.backends",
+    "MemoryTimers": "caxton.runtime.timers",
+    "NullEvents": "caxton.runtime.backends",
+    "Router": "caxton.runtime.backends",
+    "Runtime": "caxton.runtime.runtime",
+    "RuntimeStatistics": "caxton.runtime.stats",
+    "Snapshot": "caxton.runtime.sandbox",
+    "SnapshotBackend": "caxton.runtime.backends",
+    "TimerBackend": "caxton.runtime.timers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AgentEvents",

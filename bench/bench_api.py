@@ -1,0 +1,282 @@
+"""HTTP API benchmark: ``POST /api/v1/messages`` against a real node process on loopback.
+
+1. **latency**: sequential ``POST /api/v1/messages?wait=5s`` to the ``echo`` example agent
+   (the answer carries echo's reply): p50/p95/p99 in milliseconds, beside ``GET /health`` (the
+   HTTP floor of this machine) measured the same way.
+2. **throughput**: accepted durable messages per second (``202``, committed to SQLite before
+   the answer) from many concurrent connections without ``?wait``, with ``wrk`` and a small
+   Lua script when ``wrk`` is installed, else with aiohttp clients in ``--clients`` processes.
+
+    python bench/bench_api.py [--requests 2000] [--seconds 10] [--connections 64]
+                              [--clients 2] [--no-wrk]
+
+Prints one JSON document. Targets (issue 4): p50 < 2 ms, >= 10,000 accepted msgs/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+ECHO = ROOT / "examples" / "agents" / "echo.wasm"
+MESSAGE = {"receiver": "echo", "performative": "request", "content": {"n": 1, "text": "hi"}}
+_LUA = """
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_node(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A `caxton serve` process on loopback; returns it and the API's base URL."""
+    api, metrics, admin = _port(), _port(), _port()
+    config = directory / "caxton.toml"
+    config.write_text(
+        f"""
+[networking]
+bind_address = "127.0.0.1:{api}"
+metrics_address = "127.0.0.1:{metrics}"
+admin_address = "127.0.0.1:{admin}"
+
+[coordination]
+local_state_path = "{directory / "data" / "local.db"}"
+
+[observability]
+log_level = "warn"
+log_file = "{directory / "caxton.log"}"
+"""
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "caxton", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{api}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(base + "/ready", timeout=1) as resp:
+                if resp.status == 200:
+                    return proc, base
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the node did not become ready")
+
+
+def deploy_echo(base: str) -> None:
+    req = urllib.request.Request(
+        base + "/api/v1/agents?name=echo",
+        data=ECHO.read_bytes(),
+        method="POST",
+        headers={"Content-Type": "application/wasm"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 201
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    q = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {
+        "p50_ms": round(q[49] * 1000, 3),
+        "p95_ms": round(q[94] * 1000, 3),
+        "p99_ms": round(q[98] * 1000, 3),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
+        "max_ms": round(ordered[-1] * 1000, 3),
+    }
+
+
+async def latency(base: str, requests: int) -> dict[str, Any]:
+    """Sequential ?wait= round trips to echo, and /health for the floor."""
+    body = json.dumps(MESSAGE).encode()
+    headers = {"Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one_post() -> float:
+            started = time.perf_counter()
+            async with session.post(
+                base + "/api/v1/messages?wait=5s", data=body, headers=headers
+            ) as resp:
+                answer = await resp.json()
+            elapsed = time.perf_counter() - started
+            assert resp.status == 200, answer
+            assert answer["reply"]["content"] == MESSAGE["content"]
+            return elapsed
+
+        async def one_health() -> float:
+            started = time.perf_counter()
+            async with session.get(base + "/health") as resp:
+                await resp.read()
+            return time.perf_counter() - started
+
+        for _ in range(min(200, requests)):  # warm up: connection, caches, JIT-less paths
+            await one_post()
+            await one_health()
+        posts = [await one_post() for _ in range(requests)]
+        health = [await one_health() for _ in range(requests)]
+    return {
+        "requests": requests,
+        "post_wait": _percentiles(posts),
+        "health_floor": _percentiles(health),
+    }
+
+
+def wrk_throughput(base: str, seconds: int, connections: int) -> dict[str, Any]:
+    """Accepted messages/s with wrk (one thread; the node gets the other cores)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_LUA % json.dumps(MESSAGE))
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                script.name,
+                base + "/api/v1/messages",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    failed = int(non2xx.group(1)) if non2xx else 0
+    p50 = re.search(r"50%\s+(\S+)", out)
+    return {
+        "tool": "wrk",
+        "connections": connections,
+        "seconds": seconds,
+        "requests": total,
+        "not_accepted": failed,
+        "accepted_per_second": round((total - failed) / seconds),
+        "p50_under_load": p50.group(1) if p50 else None,
+    }
+
+
+def _client_process(base: str, seconds: float, connections: int, out: Any) -> None:
+    async def run() -> tuple[int, int]:
+        body = json.dumps(MESSAGE).encode()
+        headers = {"Content-Type": "application/json"}
+        ok = bad = 0
+        deadline = time.monotonic() + seconds
+        connector = aiohttp.TCPConnector(limit=connections)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def worker() -> None:
+                nonlocal ok, bad
+                while time.monotonic() < deadline:
+                    async with session.post(
+                        base + "/api/v1/messages", data=body, headers=headers
+                    ) as resp:
+                        await resp.read()
+                        if resp.status == 202:
+                            ok += 1
+                        else:
+                            bad += 1
+
+            await asyncio.gather(*(worker() for _ in range(connections)))
+        return ok, bad
+
+    out.put(asyncio.run(run()))
+
+
+def aiohttp_throughput(base: str, seconds: int, connections: int, clients: int) -> dict[str, Any]:
+    """Accepted messages/s from ``clients`` processes of aiohttp clients."""
+    queue: Any = multiprocessing.Queue()
+    per = max(1, connections // clients)
+    procs = [
+        multiprocessing.Process(target=_client_process, args=(base, seconds, per, queue))
+        for _ in range(clients)
+    ]
+    for proc in procs:
+        proc.start()
+    results = [queue.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    ok = sum(r[0] for r in results)
+    return {
+        "tool": f"aiohttp x{clients} processes",
+        "connections": per * clients,
+        "seconds": seconds,
+        "requests": ok + sum(r[1] for r in results),
+        "not_accepted": sum(r[1] for r in results),
+        "accepted_per_second": round(ok / seconds),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--no-wrk", action="store_true", help="use aiohttp clients")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="caxton-bench-api-") as tmp:
+        proc, base = start_node(Path(tmp))
+        try:
+            deploy_echo(base)
+            lat = asyncio.run(latency(base, args.requests))
+            if shutil.which("wrk") and not args.no_wrk:
+                thr = wrk_throughput(base, args.seconds, args.connections)
+            else:
+                thr = aiohttp_throughput(base, args.seconds, args.connections, args.clients)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    p50 = lat["post_wait"]["p50_ms"]
+    print(
+        json.dumps(
+            {
+                "benchmark": "api",
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "processor": platform.processor() or platform.machine(),
+                    "python": platform.python_version(),
+                },
+                "latency": lat,
+                "throughput": thr,
+                "targets": {
+                    "p50_under_2ms": p50 < 2.0,
+                    "accepted_at_least_10000_per_s": thr["accepted_per_second"] >= 10_000,
+                },
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

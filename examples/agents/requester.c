@@ -1,0 +1,343 @@
+/*
+ * requester: the initiator of the FIPA-request interaction protocol.
+ *
+ * Reactor agent. A client asks it to get something done by another agent:
+ *
+ *   request {"op":"ask","responder":"responder","action":"add","a":2,"b":3}
+ *
+ * The requester sends `request` {"action":"add","a":2,"b":3} (the client's content
+ * without "op" and "responder") to the responder with reply_with "ask-<n>", then waits:
+ * `agree` is noted, `refuse` / `inform` / `failure` / `not_understood` end the protocol,
+ * and the requester tells the client with one `inform`:
+ *
+ *   {"outcome":"done","result":5}                     after agree + inform {"result":5}
+ *   {"outcome":"refused","reason":"unknown action x"}  after refuse
+ *   {"outcome":"failed","reason":...}                 after failure (also the runtime's
+ *                                                     failure for an unknown responder)
+ *   {"outcome":"not_understood","reason":...}         after not_understood
+ *
+ * Everything stays in the client's conversation (the host passes it on to every
+ * message sent while handling a message of that conversation), and every message the
+ * requester sends has "protocol":"fipa-request"; the final inform has in_reply_to set
+ * to the client's reply_with. Up to 16 asks can be in progress at once (a table in
+ * linear memory keyed by our reply_with); a 17th gets `failure`. A malformed ask gets
+ * `not_understood`. Replies that match no ask in progress are logged and ignored.
+ *
+ *   caxton agent deploy examples/agents/responder.wasm --name responder
+ *   caxton agent deploy examples/agents/requester.wasm --name requester
+ *   caxton message send --to requester --performative request \
+ *       --content '{"op":"ask","responder":"responder","action":"add","a":2,"b":3}' --wait 5s
+ */
+#include "caxton.h"
+
+#define PROTOCOL "fipa-request"
+#define SLOTS 16
+#define CLIENT_CAP 160 /* the client's name, raw JSON */
+#define RW_CAP 128     /* the client's reply_with, raw JSON */
+#define PEER_CAP 80    /* the responder's name, JSON string */
+
+enum { FREE, WAITING, AGREED };
+
+typedef struct {
+    int state;
+    uint32_t id; /* our reply_with is "ask-<id>" */
+    char client[CLIENT_CAP];
+    size_t client_len;
+    char client_rw[RW_CAP];
+    size_t client_rw_len; /* 0: the client set no reply_with */
+    char peer[PEER_CAP];
+    size_t peer_len;
+} ask_t;
+
+static ask_t asks[SLOTS];
+static uint32_t last_id;
+
+/* ---- a tiny walker over the members of a JSON object (no recursion) ---------------- */
+
+static size_t skip_ws(const char *s, size_t i, size_t n) {
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+    return i;
+}
+
+/* s[i] is '"': the index after the closing quote, or 0. */
+static size_t skip_string(const char *s, size_t i, size_t n) {
+    for (i++; i < n; i++) {
+        if (s[i] == '"') return i + 1;
+        if (s[i] == '\\') i++;
+    }
+    return 0;
+}
+
+/* The index after the value at s[i], or 0. */
+static size_t skip_value(const char *s, size_t i, size_t n) {
+    if (i >= n) return 0;
+    if (s[i] == '"') return skip_string(s, i, n);
+    if (s[i] == '{' || s[i] == '[') {
+        size_t depth = 0;
+        while (i < n) {
+            if (s[i] == '"') {
+                if ((i = skip_string(s, i, n)) == 0) return 0;
+                continue;
+            }
+            if (s[i] == '{' || s[i] == '[') depth++;
+            if ((s[i] == '}' || s[i] == ']') && --depth == 0) return i + 1;
+            i++;
+        }
+        return 0;
+    }
+    size_t j = i;
+    while (j < n && s[j] != ',' && s[j] != '}' && s[j] != ']' && s[j] != ' ' && s[j] != '\n' &&
+           s[j] != '\r' && s[j] != '\t')
+        j++;
+    return j > i ? j : 0;
+}
+
+/*
+ * Call fn(key, klen, value, vlen, arg) for each member of the object s[0..n) (the key
+ * raw, with its quotes). Returns 0, or -1 if s is not an object.
+ */
+static int each_member(const char *s, size_t n,
+                       void (*fn)(const char *, size_t, const char *, size_t, void *), void *arg) {
+    size_t i = skip_ws(s, 0, n);
+    if (i >= n || s[i] != '{') return -1;
+    i = skip_ws(s, i + 1, n);
+    if (i < n && s[i] == '}') return 0;
+    for (;;) {
+        if (i >= n || s[i] != '"') return -1;
+        size_t kend = skip_string(s, i, n);
+        if (kend == 0) return -1;
+        size_t kstart = i;
+        i = skip_ws(s, kend, n);
+        if (i >= n || s[i] != ':') return -1;
+        i = skip_ws(s, i + 1, n);
+        size_t vend = skip_value(s, i, n);
+        if (vend == 0) return -1;
+        fn(s + kstart, kend - kstart, s + i, vend - i, arg);
+        i = skip_ws(s, vend, n);
+        if (i < n && s[i] == '}') return 0;
+        if (i >= n || s[i] != ',') return -1;
+        i = skip_ws(s, i + 1, n);
+    }
+}
+
+/* ---- helpers --------------------------------------------------------------------- */
+
+static int raw_eq(const char *v, size_t vl, const char *raw) {
+    return vl == strlen(raw) && memcmp(v, raw, vl) == 0;
+}
+
+static int field_is(const char *json, size_t len, const char *key, const char *raw) {
+    const char *v;
+    size_t vl;
+    return caxton_json_field(json, len, key, &v, &vl) == 0 && raw_eq(v, vl, raw);
+}
+
+static void log_text(int level, const char *text) { caxton_log(level, text, strlen(text)); }
+
+/* "ask-<id>" as a JSON string into buf; its length. */
+static size_t token_json(uint32_t id, char *buf, size_t cap) {
+    caxton_sb sb;
+    caxton_sb_init(&sb, buf, cap);
+    caxton_sb_cstr(&sb, "\"ask-");
+    caxton_sb_int(&sb, id);
+    caxton_sb_char(&sb, '"');
+    return sb.len;
+}
+
+/* Start a message: {"receiver":R,"performative":"P","protocol":"fipa-request" */
+static void begin(caxton_sb *sb, const char *receiver, size_t rlen, const char *performative) {
+    caxton_sb_cstr(sb, "{\"receiver\":");
+    caxton_sb_raw(sb, receiver, rlen);
+    caxton_sb_cstr(sb, ",\"performative\":\"");
+    caxton_sb_cstr(sb, performative);
+    caxton_sb_cstr(sb, "\",\"protocol\":\"" PROTOCOL "\"");
+}
+
+static int32_t reply_error(const char *msg, size_t len, const char *performative, const char *key,
+                           const char *why) {
+    const char *sender;
+    size_t slen;
+    if (caxton_json_field(msg, len, "sender", &sender, &slen) != 0 || slen > CLIENT_CAP) return 1;
+    char out[CLIENT_CAP + 256];
+    caxton_sb sb;
+    caxton_sb_init(&sb, out, sizeof out);
+    begin(&sb, sender, slen, performative);
+    caxton_sb_cstr(&sb, ",\"content\":{\"");
+    caxton_sb_cstr(&sb, key);
+    caxton_sb_cstr(&sb, "\":");
+    caxton_sb_json_str(&sb, why, strlen(why));
+    caxton_sb_cstr(&sb, "}}");
+    log_text(CAXTON_LOG_WARN, why);
+    return !sb.overflow && caxton_send(out, sb.len) == 0 ? 0 : 1;
+}
+
+/* ---- the client's ask ------------------------------------------------------------- */
+
+static void copy_member(const char *key, size_t klen, const char *val, size_t vlen, void *arg) {
+    caxton_sb *sb = (caxton_sb *)arg;
+    if (raw_eq(key, klen, "\"op\"") || raw_eq(key, klen, "\"responder\"")) return;
+    if (sb->buf[sb->len - 1] != '{') caxton_sb_char(sb, ',');
+    caxton_sb_raw(sb, key, klen);
+    caxton_sb_char(sb, ':');
+    caxton_sb_raw(sb, val, vlen);
+}
+
+static int32_t ask(const char *msg, size_t len, const char *content, size_t clen) {
+    char name[PEER_CAP];
+    const char *sender, *rw;
+    size_t slen, rwlen;
+    int nlen = caxton_json_get_string(content, clen, "responder", name, 64);
+    if (nlen <= 0)
+        return reply_error(msg, len, "not_understood", "error",
+                           "ask needs a string responder (an agent name)");
+    if (caxton_json_field(msg, len, "sender", &sender, &slen) != 0 || slen > CLIENT_CAP) return 1;
+    ask_t *slot = NULL;
+    for (int i = 0; i < SLOTS && slot == NULL; i++)
+        if (asks[i].state == FREE) slot = &asks[i];
+    if (slot == NULL)
+        return reply_error(msg, len, "failure", "reason", "too many requests in progress");
+
+    size_t cap = clen + PEER_CAP + 160;
+    char *out = (char *)malloc(cap);
+    if (out == NULL) return 1;
+    caxton_sb sb, peer;
+    caxton_sb_init(&peer, slot->peer, sizeof slot->peer);
+    caxton_sb_json_str(&peer, name, (size_t)nlen);
+    if (peer.overflow) {
+        free(out);
+        return reply_error(msg, len, "not_understood", "error", "the responder name is too long");
+    }
+    caxton_sb_init(&sb, out, cap);
+    begin(&sb, slot->peer, peer.len, "request");
+    char token[32];
+    uint32_t id = ++last_id;
+    caxton_sb_cstr(&sb, ",\"reply_with\":");
+    caxton_sb_raw(&sb, token, token_json(id, token, sizeof token));
+    caxton_sb_cstr(&sb, ",\"content\":{");
+    each_member(content, clen, copy_member, &sb);
+    caxton_sb_cstr(&sb, "}}");
+    int rc = sb.overflow ? CAXTON_ERR_TOO_LARGE : caxton_send(out, sb.len);
+    free(out);
+    if (rc != 0) {
+        log_text(CAXTON_LOG_ERROR, "requester: could not send the request");
+        return 1; /* fails the ask: the runtime sends the client a failure */
+    }
+    slot->state = WAITING;
+    slot->id = id;
+    slot->peer_len = peer.len;
+    memcpy(slot->client, sender, slen);
+    slot->client_len = slen;
+    slot->client_rw_len = 0;
+    if (caxton_json_field(msg, len, "reply_with", &rw, &rwlen) == 0 && rwlen <= RW_CAP &&
+        rw[0] == '"') {
+        memcpy(slot->client_rw, rw, rwlen);
+        slot->client_rw_len = rwlen;
+    }
+    return 0;
+}
+
+/* ---- the responder's answers ------------------------------------------------------ */
+
+/* Tell the client: inform {"outcome":O,"<key>":<value>} and free the slot. */
+static int32_t finish(ask_t *slot, const char *outcome, const char *key, const char *value,
+                      size_t vlen) {
+    if (value == NULL) {
+        value = "null";
+        vlen = 4;
+    }
+    size_t cap = vlen + CLIENT_CAP + RW_CAP + 160;
+    char *out = (char *)malloc(cap);
+    slot->state = FREE;
+    if (out == NULL) return 1;
+    caxton_sb sb;
+    caxton_sb_init(&sb, out, cap);
+    begin(&sb, slot->client, slot->client_len, "inform");
+    if (slot->client_rw_len) {
+        caxton_sb_cstr(&sb, ",\"in_reply_to\":");
+        caxton_sb_raw(&sb, slot->client_rw, slot->client_rw_len);
+    }
+    caxton_sb_cstr(&sb, ",\"content\":{\"outcome\":\"");
+    caxton_sb_cstr(&sb, outcome);
+    caxton_sb_cstr(&sb, "\",\"");
+    caxton_sb_cstr(&sb, key);
+    caxton_sb_cstr(&sb, "\":");
+    caxton_sb_raw(&sb, value, vlen);
+    caxton_sb_cstr(&sb, "}}");
+    int rc = sb.overflow ? CAXTON_ERR_TOO_LARGE : caxton_send(out, sb.len);
+    free(out);
+    return rc == 0 ? 0 : 1;
+}
+
+/* The raw value of content[key] if content is an object with it, else the whole content. */
+static void pick(const char *content, size_t clen, const char *key, const char *alt,
+                 const char **v, size_t *vl) {
+    if (content == NULL) return;
+    if (caxton_json_field(content, clen, key, v, vl) == 0) return;
+    if (alt != NULL && caxton_json_field(content, clen, alt, v, vl) == 0) return;
+    *v = content;
+    *vl = clen;
+}
+
+static int32_t answer(ask_t *slot, const char *msg, size_t len) {
+    const char *s;
+    size_t sl;
+    if (caxton_json_field(msg, len, "sender", &s, &sl) != 0 ||
+        !(sl == slot->peer_len && memcmp(s, slot->peer, sl) == 0)) {
+        log_text(CAXTON_LOG_WARN, "requester: an answer from someone else, ignored");
+        return 0;
+    }
+    const char *perf, *content = NULL, *v = NULL;
+    size_t plen, clen = 0, vl = 0;
+    if (caxton_json_field(msg, len, "performative", &perf, &plen) != 0) return 0;
+    if (caxton_json_field(msg, len, "content", &content, &clen) != 0) content = NULL;
+    if (raw_eq(perf, plen, "\"agree\"")) {
+        if (slot->state == WAITING) slot->state = AGREED;
+        return 0;
+    }
+    if (raw_eq(perf, plen, "\"inform\"")) {
+        pick(content, clen, "result", NULL, &v, &vl);
+        return finish(slot, "done", "result", v, vl);
+    }
+    if (raw_eq(perf, plen, "\"refuse\"")) {
+        pick(content, clen, "reason", NULL, &v, &vl);
+        return finish(slot, "refused", "reason", v, vl);
+    }
+    if (raw_eq(perf, plen, "\"failure\"")) {
+        pick(content, clen, "reason", NULL, &v, &vl);
+        return finish(slot, "failed", "reason", v, vl);
+    }
+    if (raw_eq(perf, plen, "\"not_understood\"")) {
+        pick(content, clen, "error", "reason", &v, &vl);
+        return finish(slot, "not_understood", "reason", v, vl);
+    }
+    log_text(CAXTON_LOG_WARN, "requester: an unexpected performative in an ask, ignored");
+    return 0;
+}
+
+CAXTON_EXPORT("caxton_handle")
+int32_t caxton_handle(const char *msg, int32_t len) {
+    size_t n = (size_t)len;
+    const char *v;
+    size_t vl;
+    if (caxton_json_field(msg, n, "in_reply_to", &v, &vl) == 0) {
+        char token[32];
+        for (int i = 0; i < SLOTS; i++) {
+            if (asks[i].state == FREE) continue;
+            size_t tl = token_json(asks[i].id, token, sizeof token);
+            if (vl == tl && memcmp(v, token, tl) == 0) return answer(&asks[i], msg, n);
+        }
+    }
+    const char *content;
+    size_t clen;
+    if (caxton_json_field(msg, n, "content", &content, &clen) == 0 &&
+        caxton_json_is_object(content, clen) && field_is(content, clen, "op", "\"ask\""))
+        return ask(msg, n, content, clen);
+    if (!field_is(msg, n, "performative", "\"request\"") &&
+        !field_is(msg, n, "performative", "\"query_ref\"") &&
+        !field_is(msg, n, "performative", "\"query_if\"")) {
+        log_text(CAXTON_LOG_WARN, "requester: a message for no ask in progress, ignored");
+        return 0;
+    }
+    return reply_error(msg, n, "not_understood", "error",
+                       "expected {\"op\":\"ask\",\"responder\":NAME,\"action\":...}");
+}

@@ -1,0 +1,162 @@
+/*
+ * responder: the participant of the FIPA-request interaction protocol.
+ *
+ * Reactor agent. It performs two small, deterministic actions when asked with a
+ * `request` whose content names the action:
+ *
+ *   {"action":"add","a":2,"b":3}      -> agree {"action":"add"},   inform {"result":5}
+ *   {"action":"upper","text":"hi"}    -> agree {"action":"upper"}, inform {"result":"HI"}
+ *   {"action":"fly"}                  -> refuse {"reason":"unknown action fly"}
+ *   anything else (no object, no string action, add without integers a and b,
+ *   upper without a string text)      -> not_understood {"error":"..."}
+ *   add whose sum overflows int64     -> agree, then failure {"reason":"integer overflow"}
+ *
+ * Every reply goes to the request's sender with "protocol":"fipa-request"; the host
+ * keeps the conversation and sets in_reply_to from the request's reply_with. Other
+ * performatives get not_understood, except not_understood and failure (answering
+ * those could make two agents talk forever), which are logged and ignored.
+ *
+ *   caxton agent deploy examples/agents/responder.wasm --name responder
+ *   caxton message send --to responder --performative request \
+ *       --content '{"action":"add","a":2,"b":3}' --wait 5s
+ * (--wait returns the first reply, the agree; `caxton conversation show` has both.)
+ */
+#include "caxton.h"
+
+#define PROTOCOL "fipa-request"
+
+static int raw_eq(const char *v, size_t vl, const char *raw) {
+    return vl == strlen(raw) && memcmp(v, raw, vl) == 0;
+}
+
+/* Send {"receiver":<sender>,"performative":P,"protocol":...,"content":C} to the sender. */
+static int reply(const char *msg, size_t len, const char *performative, const char *content,
+                 size_t clen) {
+    const char *sender;
+    size_t slen;
+    if (caxton_json_field(msg, len, "sender", &sender, &slen) != 0) return CAXTON_ERR_MALFORMED;
+    size_t cap = slen + clen + 96;
+    char small[512];
+    char *buf = cap <= sizeof small ? small : (char *)malloc(cap);
+    if (buf == NULL) return CAXTON_ERR_TOO_LARGE;
+    caxton_sb sb;
+    caxton_sb_init(&sb, buf, cap);
+    caxton_sb_cstr(&sb, "{\"receiver\":");
+    caxton_sb_raw(&sb, sender, slen);
+    caxton_sb_cstr(&sb, ",\"performative\":\"");
+    caxton_sb_cstr(&sb, performative);
+    caxton_sb_cstr(&sb, "\",\"protocol\":\"" PROTOCOL "\",\"content\":");
+    caxton_sb_raw(&sb, content, clen);
+    caxton_sb_char(&sb, '}');
+    int rc = sb.overflow ? CAXTON_ERR_TOO_LARGE : caxton_send(buf, sb.len);
+    if (buf != small) free(buf);
+    return rc;
+}
+
+/* Reply `performative` with content {"<key>":"<prefix><text>"}. */
+static int reply_text(const char *msg, size_t len, const char *performative, const char *key,
+                      const char *prefix, const char *text, size_t tlen) {
+    size_t cap = strlen(key) + strlen(prefix) + tlen * 6 + 16;
+    char *content = (char *)malloc(cap);
+    if (content == NULL) return CAXTON_ERR_TOO_LARGE;
+    caxton_sb sb;
+    caxton_sb_init(&sb, content, cap);
+    caxton_sb_cstr(&sb, "{\"");
+    caxton_sb_cstr(&sb, key);
+    caxton_sb_cstr(&sb, "\":\"");
+    caxton_sb_cstr(&sb, prefix);
+    caxton_sb_escaped(&sb, text, tlen);
+    caxton_sb_cstr(&sb, "\"}");
+    int rc = sb.overflow ? CAXTON_ERR_TOO_LARGE : reply(msg, len, performative, content, sb.len);
+    free(content);
+    return rc;
+}
+
+static int32_t not_understood(const char *msg, size_t len, const char *why) {
+    caxton_log(CAXTON_LOG_WARN, why, strlen(why));
+    return reply_text(msg, len, "not_understood", "error", "", why, strlen(why)) == 0 ? 0 : 1;
+}
+
+static int agree(const char *msg, size_t len, const char *action) {
+    char content[64];
+    caxton_sb sb;
+    caxton_sb_init(&sb, content, sizeof content);
+    caxton_sb_cstr(&sb, "{\"action\":\"");
+    caxton_sb_cstr(&sb, action);
+    caxton_sb_cstr(&sb, "\"}");
+    return reply(msg, len, "agree", content, sb.len);
+}
+
+static int32_t do_add(const char *msg, size_t len, const char *content, size_t clen) {
+    int64_t a, b, sum;
+    if (caxton_json_get_int(content, clen, "a", &a) != 0 ||
+        caxton_json_get_int(content, clen, "b", &b) != 0)
+        return not_understood(msg, len, "add needs integers a and b");
+    if (agree(msg, len, "add") != 0) return 1;
+    if (__builtin_add_overflow(a, b, &sum)) {
+        const char *fail = "{\"reason\":\"integer overflow\"}";
+        return reply(msg, len, "failure", fail, strlen(fail)) == 0 ? 0 : 1;
+    }
+    char out[48];
+    caxton_sb sb;
+    caxton_sb_init(&sb, out, sizeof out);
+    caxton_sb_cstr(&sb, "{\"result\":");
+    caxton_sb_int(&sb, sum);
+    caxton_sb_char(&sb, '}');
+    return reply(msg, len, "inform", out, sb.len) == 0 ? 0 : 1;
+}
+
+static int32_t do_upper(const char *msg, size_t len, const char *content, size_t clen) {
+    char *text = (char *)malloc(clen + 1);
+    if (text == NULL) return 1;
+    int tlen = caxton_json_get_string(content, clen, "text", text, clen + 1);
+    int32_t rc;
+    if (tlen < 0) {
+        rc = not_understood(msg, len, "upper needs a string text");
+    } else if (agree(msg, len, "upper") != 0) {
+        rc = 1;
+    } else {
+        for (int i = 0; i < tlen; i++)
+            if (text[i] >= 'a' && text[i] <= 'z') text[i] = (char)(text[i] - 'a' + 'A');
+        rc = reply_text(msg, len, "inform", "result", "", text, (size_t)tlen) == 0 ? 0 : 1;
+    }
+    free(text);
+    return rc;
+}
+
+CAXTON_EXPORT("caxton_handle")
+int32_t caxton_handle(const char *msg, int32_t len) {
+    size_t n = (size_t)len;
+    const char *v;
+    size_t vl;
+    if (caxton_json_field(msg, n, "performative", &v, &vl) != 0) {
+        v = "null";
+        vl = 4;
+    }
+    if (raw_eq(v, vl, "\"not_understood\"") || raw_eq(v, vl, "\"failure\"")) {
+        caxton_log(CAXTON_LOG_WARN, "responder: ignored a not_understood/failure", 43);
+        return 0;
+    }
+    if (!raw_eq(v, vl, "\"request\"")) return not_understood(msg, n, "responder expects a request");
+    const char *content;
+    size_t clen;
+    if (caxton_json_field(msg, n, "content", &content, &clen) != 0 ||
+        !caxton_json_is_object(content, clen))
+        return not_understood(msg, n, "content must be an object with a string action");
+    char *action = (char *)malloc(clen + 1);
+    if (action == NULL) return 1;
+    int alen = caxton_json_get_string(content, clen, "action", action, clen + 1);
+    int32_t rc;
+    if (alen < 0)
+        rc = not_understood(msg, n, "content must be an object with a string action");
+    else if (alen == 3 && memcmp(action, "add", 3) == 0)
+        rc = do_add(msg, n, content, clen);
+    else if (alen == 5 && memcmp(action, "upper", 5) == 0)
+        rc = do_upper(msg, n, content, clen);
+    else
+        rc = reply_text(msg, n, "refuse", "reason", "unknown action ", action, (size_t)alen) == 0
+                 ? 0
+                 : 1;
+    free(action);
+    return rc;
+}

@@ -1,0 +1,315 @@
+"""The messages API: send (optionally waiting for the reply), conversations, dead letters.
+
+Handlers are thin: parse the query, call one `Messaging` method, serialise with msgspec. The
+message body goes to `Messaging.submit` as the raw bytes it came in (the core validates it and
+raises `InvalidMessage` naming the field, `MessageTooLarge` or `WouldBlock`).
+
+Choices documented in docs/api.md:
+
+* ``?wait=DURATION`` is clamped to ``request_timeout`` minus `WAIT_MARGIN`; no reply in time
+  answers **504** with code ``TIMEOUT`` and the ids in ``details`` (the message *was* accepted).
+* A conversation with no stored messages (never existed, or pruned) is **404** ``NOT_FOUND``.
+* Redriving an unknown dead letter is 404 ``NOT_FOUND``; one redriven already is 400.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from caxton.agents._model import rfc3339
+from caxton.api.agent_forms import query_int
+from caxton.api.agent_schemas import MAX_PAGE
+from caxton.api.errors import ApiError
+from caxton.api.keys import NODE, REQUEST_TIMEOUT
+from caxton.api.routes import Route
+from caxton.config import parse_duration
+from caxton.errors import InvalidMessage, InvalidRequest
+from caxton.messaging import Accepted, DeadLetter, Messaging
+
+__all__ = ["WAIT_MARGIN", "json_response", "message_routes", "messaging_of"]
+
+_IDS: dict[str, Any] = {
+    "message_id": {"type": "string"},
+    "conversation_id": {"type": "string"},
+    "sender": {"type": "string", "description": "the caller's name (made up if not given)"},
+    "receivers": {"type": "array", "items": {"type": "string"}},
+}
+_MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["performative", "receiver"],
+    "properties": {
+        "performative": {"type": "string", "description": "one of the 22 FIPA acts"},
+        "receiver": {"type": ["string", "array"], "items": {"type": "string"}},
+        "sender": {"type": "string", "description": "the caller's name; not an agent's"},
+        "content": {"description": "any JSON value"},
+        "reply_by": {"type": "string", "format": "date-time"},
+        **{
+            f: {"type": "string", "maxLength": 256}
+            for f in (
+                "conversation_id",
+                "reply_with",
+                "in_reply_to",
+                "protocol",
+                "ontology",
+                "language",
+            )
+        },
+    },
+}
+MESSAGE_BODY = {"application/json": _MESSAGE}
+REPLY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {**_IDS, "reply": {**_MESSAGE, "description": "only with ?wait="}},
+}
+REDRIVEN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"dead_letter_id": {"type": "integer"}, **_IDS},
+}
+_PAGE = {n: {"type": "integer"} for n in ("total", "offset", "limit")}
+CONVERSATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "conversation_id": {"type": "string"},
+        "messages": {"type": "array", "items": _MESSAGE},
+        **_PAGE,
+    },
+}
+DEAD_LETTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "reason": {
+            "enum": [
+                "unknown_receiver",
+                "agent_not_running",
+                "expired",
+                "handler_failed",
+                "mailbox_full",
+            ]
+        },
+        "receiver": {"type": "string"},
+        "sender": {"type": ["string", "null"]},
+        "message_id": {"type": ["string", "null"]},
+        "conversation_id": {"type": ["string", "null"]},
+        "details": {"type": "object"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "redriven_at": {"type": ["string", "null"], "format": "date-time"},
+        "message": {"type": ["object", "null"], "description": "the message as stored"},
+    },
+}
+DEAD_LETTERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"dead_letters": {"type": "array", "items": DEAD_LETTER_SCHEMA}, **_PAGE},
+}
+
+#: ``?wait=`` is at most ``request_timeout`` minus this many seconds.
+WAIT_MARGIN = 1.0
+_encode = msgspec.json.Encoder().encode
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """``data`` as a JSON response, encoded with msgspec (the hot path)."""
+    return web.Response(body=_encode(data), status=status, content_type="application/json")
+
+
+def messaging_of(request: web.Request) -> Messaging:
+    """The node's messaging layer."""
+    messaging: Messaging = request.app[NODE].messaging
+    return messaging
+
+
+def _page(request: web.Request) -> tuple[int, int]:
+    offset = query_int(request, "offset", 0, 0, 2**31)
+    limit = query_int(request, "limit", 100, 1, MAX_PAGE)
+    return offset, limit
+
+
+def _wait_seconds(request: web.Request) -> float | None:
+    text = request.query.get("wait")
+    if text is None:
+        return None
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"wait: {exc}", details={"field": "wait"}) from None
+    if seconds <= 0:
+        raise InvalidRequest("wait: must be more than 0 (e.g. 5s)", details={"field": "wait"})
+    cap = max(request.app[REQUEST_TIMEOUT] - WAIT_MARGIN, 0.001)
+    return min(seconds, cap)
+
+
+def _ids(accepted: Accepted) -> dict[str, Any]:
+    return {
+        "message_id": accepted.message_id,
+        "conversation_id": accepted.conversation_id,
+        "sender": accepted.sender,
+        "receivers": list(accepted.receivers),
+    }
+
+
+async def send(request: web.Request) -> web.Response:
+    """``POST /api/v1/messages[?wait=5s]``: 202 with the ids, or 200 with the reply."""
+    unknown = sorted(set(request.query) - {"wait"})
+    if unknown:
+        raise InvalidRequest(
+            f"unknown query parameter(s) {', '.join(unknown)}; expected wait",
+            details={"fields": unknown},
+        )
+    wait = _wait_seconds(request)
+    body = await request.read()
+    if not body.strip():
+        raise InvalidMessage("the request body must be a message (a JSON object)")
+    accepted = await messaging_of(request).submit(body, wait=wait is not None)
+    ids = _ids(accepted)
+    if wait is None or accepted.reply is None:
+        return json_response(ids, 202)
+    reply = await accepted.reply.wait(wait)
+    if reply is None:
+        raise ApiError(
+            504,
+            "TIMEOUT",
+            f"no reply to {accepted.sender} in conversation {accepted.conversation_id} "
+            f"within {wait:g}s (the message was accepted and stays in the conversation)",
+            details={**ids, "wait_seconds": wait},
+        )
+    return json_response({**ids, "reply": reply})
+
+
+async def conversation(request: web.Request) -> web.Response:
+    """``GET /api/v1/conversations/{id}?offset=&limit=``: its messages in order."""
+    conversation_id = request.match_info["id"]
+    offset, limit = _page(request)
+    messages, total = await messaging_of(request).conversation(
+        conversation_id, offset=offset, limit=limit
+    )
+    if total == 0:
+        raise ApiError(
+            404,
+            "NOT_FOUND",
+            f"no messages in conversation {conversation_id!r} (unknown, or pruned)",
+            details={"conversation_id": conversation_id},
+        )
+    return json_response(
+        {
+            "conversation_id": conversation_id,
+            "messages": messages,
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+        }
+    )
+
+
+def dead_letter_dict(letter: DeadLetter) -> dict[str, Any]:
+    """A dead letter's JSON form (times in RFC 3339, UTC)."""
+    data = asdict(letter)
+    data["created_at"] = rfc3339(letter.created_at)
+    data["redriven_at"] = None if letter.redriven_at is None else rfc3339(letter.redriven_at)
+    return data
+
+
+async def dead_letters(request: web.Request) -> web.Response:
+    """``GET /api/v1/dead-letters?offset=&limit=``: oldest first."""
+    offset, limit = _page(request)
+    letters, total = await messaging_of(request).dead_letters(offset=offset, limit=limit)
+    return json_response(
+        {
+            "dead_letters": [dead_letter_dict(letter) for letter in letters],
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+        }
+    )
+
+
+async def redrive(request: web.Request) -> web.Response:
+    """``POST /api/v1/dead-letters/{id}/redrive``: deliver its message again (same ids)."""
+    text = request.match_info["id"]
+    if not text.isdigit():
+        raise InvalidRequest(f"id: expected a dead letter's number, got {text!r}")
+    dead_id = int(text)
+    try:
+        accepted = await messaging_of(request).redrive(dead_id)
+    except InvalidMessage:
+        record = await request.app[NODE].storage.dead_letter(dead_id)
+        if record is None:
+            raise ApiError(
+                404, "NOT_FOUND", f"no dead letter {dead_id}", details={"id": dead_id}
+            ) from None
+        raise
+    return json_response({"dead_letter_id": dead_id, **_ids(accepted)}, 202)
+
+
+_PAGE_QUERY = {
+    "offset": "items to skip (default 0)",
+    "limit": f"page size (default 100, at most {MAX_PAGE})",
+}
+
+
+def message_routes() -> list[Route]:
+    """The messages, conversations and dead-letters routes."""
+    return [
+        Route(
+            method="POST",
+            path="/api/v1/messages",
+            handler=send,
+            summary="Send a FIPA-ACL message; with ?wait=, answer with the first reply",
+            tag="messages",
+            request_body=MESSAGE_BODY,
+            responses={
+                200: "With ?wait=: the ids and the reply",
+                202: "Accepted (durable): the ids",
+                400: "INVALID_REQUEST: names the field (details.field)",
+                413: "PAYLOAD_TOO_LARGE: above runtime.max_message_size",
+                429: "RESOURCE_LIMIT_EXCEEDED: a receiver's mailbox stayed full",
+                504: "TIMEOUT: no reply within ?wait= (details has the ids)",
+            },
+            query={"wait": "wait this long for the first reply (e.g. 5s, 200ms)"},
+            response_schema=REPLY_SCHEMA,
+        ),
+        Route(
+            method="GET",
+            path="/api/v1/conversations/{id}",
+            handler=conversation,
+            summary="A conversation's messages in order, one page at a time",
+            tag="messages",
+            responses={
+                200: "One page of messages",
+                400: "INVALID_REQUEST: bad offset or limit",
+                404: "NOT_FOUND: no messages in that conversation",
+            },
+            query=_PAGE_QUERY,
+            response_schema=CONVERSATION_SCHEMA,
+        ),
+        Route(
+            method="GET",
+            path="/api/v1/dead-letters",
+            handler=dead_letters,
+            summary="Dead letters, oldest first, with the reason",
+            tag="messages",
+            responses={200: "One page of dead letters", 400: "INVALID_REQUEST"},
+            query=_PAGE_QUERY,
+            response_schema=DEAD_LETTERS_SCHEMA,
+        ),
+        Route(
+            method="POST",
+            path="/api/v1/dead-letters/{id}/redrive",
+            handler=redrive,
+            summary="Deliver a dead letter's message again to its receiver (same ids)",
+            tag="messages",
+            responses={
+                202: "Accepted again",
+                400: "INVALID_REQUEST: redriven already",
+                404: "NOT_FOUND: no such dead letter",
+                429: "RESOURCE_LIMIT_EXCEEDED: the mailbox stayed full",
+            },
+            response_schema=REDRIVEN_SCHEMA,
+        ),
+    ]
+
+
+__all__ += ["dead_letter_dict"]

@@ -1,0 +1,57 @@
+"""`caxton conversation show ID`: a conversation's messages in order."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import click
+
+from caxton.cli._client import client_options
+from caxton.cli._output import echo_json, human_time, print_table
+from caxton.cli.message import call, content_text
+
+__all__ = ["conversation"]
+
+
+@click.group()
+def conversation() -> None:
+    """Inspect conversations (through the HTTP API)."""
+
+
+@conversation.command("show")
+@click.argument("conversation_id", metavar="ID")
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@client_options
+def show(
+    conversation_id: str, offset: int, limit: int, server: str, token: str | None, output: str
+) -> None:
+    """Show the messages of conversation ID, in order."""
+    path = f"/api/v1/conversations/{urllib.parse.quote(conversation_id, safe='')}"
+    page = call(server, token, "GET", path, query={"offset": str(offset), "limit": str(limit)})
+    if output == "json":
+        echo_json(page)
+        return
+    messages = page["messages"]
+    if not messages:
+        click.echo(f"no messages at offset {offset} ({page['total']} in all)")
+        return
+    print_table(
+        ["#", "TIME", "FROM", "TO", "PERFORMATIVE", "IN REPLY TO", "CONTENT"],
+        [
+            [
+                offset + i + 1,
+                human_time(m.get("created_at")),
+                m.get("sender"),
+                ", ".join(m["receiver"])
+                if isinstance(m.get("receiver"), list)
+                else m.get("receiver"),
+                m.get("performative"),
+                m.get("in_reply_to"),
+                content_text(m.get("content")),
+            ]
+            for i, m in enumerate(messages)
+        ],
+    )
+    if offset > 0 or len(messages) < page["total"]:
+        click.echo(f"{offset + 1}-{offset + len(messages)} of {page['total']} messages")

@@ -1,0 +1,133 @@
+"""`caxton debug --agent-id ID` (or `caxton debug NAME`): one agent's state for troubleshooting.
+
+Sections: the agent (state, version, kind, limits, memory, mailbox, counters), last errors,
+its latest dead letters, its recent messages and the tail of its log.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+import click
+
+from caxton.cli._client import client_options
+from caxton.cli._output import echo_json, human_size, human_time, print_fields, print_table
+from caxton.cli.message import call, content_text
+
+__all__ = ["debug"]
+
+
+def _section(title: str) -> None:
+    click.echo("")
+    click.echo(f"== {title}")
+
+
+def _summary(view: dict[str, Any]) -> None:
+    limits, memory, mailbox = view["limits"], view["memory"], view["mailbox"]
+    counters = view.get("counters") or {}
+    fuel = limits.get("fuel")
+    print_fields(
+        [
+            ("name", view.get("name")),
+            ("state", view.get("state")),
+            ("kind", view.get("kind")),
+            ("version", view.get("version")),
+            (
+                "memory",
+                f"{human_size(memory.get('used_bytes'))} of "
+                f"{human_size(memory.get('limit_bytes'))}",
+            ),
+            ("mailbox", f"{mailbox.get('depth')} of {mailbox.get('capacity')}"),
+            ("timeout", f"{limits.get('execution_timeout_seconds')}s"),
+            ("fuel", "-" if fuel is None else fuel),
+            ("messages handled", counters.get("messages_handled")),
+            ("failures", counters.get("failures")),
+            ("restarts", counters.get("restarts")),
+            ("last error", view.get("last_error")),
+            ("last active", human_time(view.get("last_active"))),
+        ]
+    )
+
+
+def _show(view: dict[str, Any]) -> None:
+    _summary(view)
+    _section("last errors")
+    errors = view.get("last_errors") or []
+    if not errors:
+        click.echo("none")
+    for err in errors:
+        click.echo(f"{human_time(err['time'])} {err['source']:<11} {err['text']}")
+    _section("dead letters")
+    letters = view.get("dead_letters") or []
+    if letters:
+        print_table(
+            ["ID", "TIME", "REASON", "FROM", "TO", "MESSAGE"],
+            [
+                [
+                    d["id"],
+                    human_time(d["created_at"]),
+                    d["reason"],
+                    d.get("sender"),
+                    d.get("receiver"),
+                    d.get("message_id"),
+                ]
+                for d in letters
+            ],
+        )
+    else:
+        click.echo("none")
+    recent = view.get("recent_messages") or {}
+    _section(f"recent messages (recorded since {human_time(recent.get('recording_since'))})")
+    messages = recent.get("messages") or []
+    if messages:
+        print_table(
+            ["TIME", "FROM", "TO", "PERFORMATIVE", "CONVERSATION", "CONTENT"],
+            [
+                [
+                    human_time(m.get("created_at")),
+                    m.get("sender"),
+                    m.get("receiver"),
+                    m.get("performative"),
+                    m.get("conversation_id"),
+                    content_text(m.get("content"), 40),
+                ]
+                for m in messages
+            ],
+        )
+    else:
+        click.echo("none yet (recording starts at the first debug call; run it again)")
+    _section("log")
+    lines = view.get("logs") or []
+    if not lines:
+        click.echo("no log lines")
+    for line in lines:
+        click.echo(f"{human_time(line['time'])} {line['level']:<5} {line['text']}")
+
+
+@click.command("debug")
+@click.argument("name", required=False)
+@click.option("--agent-id", "agent_id", metavar="ID", help="The agent (its name).")
+@click.option("--messages", type=click.IntRange(0, 100), default=20, show_default=True)
+@click.option("--logs", type=click.IntRange(0, 10_000), default=50, show_default=True)
+@client_options
+def debug(
+    name: str | None,
+    agent_id: str | None,
+    messages: int,
+    logs: int,
+    server: str,
+    token: str | None,
+    output: str,
+) -> None:
+    """Show one agent's state, errors, dead letters, recent messages and log tail."""
+    if (name is None) == (agent_id is None):
+        raise click.UsageError("give the agent as --agent-id ID or as NAME (one of them)")
+    target = agent_id or name
+    assert target is not None
+    path = f"/api/v1/agents/{urllib.parse.quote(target, safe='')}/debug"
+    view = call(server, token, "GET", path, query={"messages": str(messages), "logs": str(logs)})
+    if output == "json":
+        echo_json(view)
+    else:
+        _show(view)

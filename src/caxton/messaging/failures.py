@@ -1,0 +1,157 @@
+"""Dead letters, failure replies, redrive and recovery: the `Messaging` methods for failure.
+
+Split from `facade` to keep each module to one idea; the reasons and the `failure` reply rule
+are documented in `deadletters`, the delivery guarantee in `journal`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from caxton.errors import AgentNotFound, InvalidMessage, MailboxClosed, WouldBlock
+from caxton.messaging import deadletters as dl
+from caxton.messaging.bus import EventBus
+from caxton.messaging.journal import message_id_of
+from caxton.messaging.options import MessagingOptions
+from caxton.messaging.replies import ReplyWaiter
+from caxton.messaging.router import MessagingRouter, expired
+from caxton.storage.sqlite import Storage
+
+if TYPE_CHECKING:
+    from caxton.messaging.facade import Accepted
+    from caxton.runtime.runtime import Runtime
+
+__all__ = ["FailureOps"]
+
+
+class FailureOps:
+    """The failure half of `Messaging` (a mixin; see the facade for the attributes)."""
+
+    storage: Storage
+    options: MessagingOptions
+    router: MessagingRouter
+    bus: EventBus
+    runtime: Runtime | None
+    dead_letter_counts: dict[str, int]
+    _recover_upto: int
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        raise NotImplementedError
+
+    def _runtime(self) -> Runtime:
+        raise NotImplementedError
+
+    async def _accept(
+        self,
+        data: bytes,
+        header: dl.Header,
+        waiter: ReplyWaiter | None,
+        *,
+        redrive: int | None = None,
+        receivers: tuple[str, ...] | None = None,
+    ) -> Accepted:
+        raise NotImplementedError
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    def _dead_letter_soon(
+        self,
+        receiver: str,
+        data: bytes,
+        header: dl.Header,
+        reason: str,
+        details: dict[str, Any],
+        notify: bool,
+        pending: bool,
+    ) -> None:
+        self._spawn(self._dead_letter(receiver, data, header, reason, details, notify, pending))
+
+    async def _dead_letter(
+        self,
+        receiver: str,
+        data: bytes,
+        header: dl.Header,
+        reason: str,
+        details: dict[str, Any],
+        notify: bool,
+        pending: bool,
+    ) -> int:
+        record = dl.record_for(receiver, data, header, reason, details)
+        mid = message_id_of(data) if pending else None
+        done = (mid, receiver) if mid is not None else None
+        dead_id = await self.storage.add_dead_letter(record, done=done)
+        self.dead_letter_counts[reason] = self.dead_letter_counts.get(reason, 0) + 1
+        self.bus.publish(
+            {
+                "type": "dead_letter",
+                "id": dead_id,
+                "reason": reason,
+                "receiver": receiver,
+                "sender": record.sender,
+                "message_id": record.message_id,
+                "conversation_id": record.conversation_id,
+            }
+        )
+        reply = dl.failure_reply(receiver, header, reason) if notify else None
+        if reply is not None and self.runtime is not None:
+            to, conversation, body = reply
+            if self.router.route_from_loop(to, body, conversation):
+                await self._dead_letter(
+                    to, body, dl.header_of(body), "mailbox_full", {}, False, False
+                )
+        return dead_id
+
+    async def dead_letters(
+        self, *, offset: int = 0, limit: int = 100
+    ) -> tuple[list[dl.DeadLetter], int]:
+        """A page of dead letters (oldest first) and the total."""
+        records, total = await self.storage.dead_letters(offset=offset, limit=limit)
+        return [dl.from_record(r) for r in records], total
+
+    async def redrive(self, dead_letter_id: int) -> Accepted:
+        """Submit a dead letter's message again (same ids) to its receiver; mark it redriven.
+
+        Raises `InvalidMessage` if there is no such dead letter or it was redriven already.
+        """
+        record = await self.storage.dead_letter(dead_letter_id)
+        if record is None or record.redriven_at is not None:
+            raise InvalidMessage(f"dead letter {dead_letter_id} does not exist or was redriven")
+        header = dl.header_of(record.body)
+        if header.reply_by is not None and expired(header):
+            header.reply_by = None  # a redrive is a deliberate second chance
+        return await self._accept(
+            record.body, header, None, redrive=dead_letter_id, receivers=(record.receiver,)
+        )
+
+    async def recover(self) -> int:
+        """Deliver again every delivery a previous run accepted and did not finish.
+
+        Call it after the agents are started. Returns how many were delivered; expired ones,
+        and ones whose agent is gone or stays full for ``recover_wait``, are dead-lettered.
+        """
+        runtime, count, after = self._runtime(), 0, 0
+        while True:
+            rows = await self.storage.pending_deliveries(after=after, limit=1000)
+            rows = [r for r in rows if r.seq <= self._recover_upto]
+            if not rows:
+                return count
+            for row in rows:
+                after = row.seq
+                header = dl.header_of(row.body)
+                if expired(header):
+                    await self._dead_letter(
+                        row.receiver, row.body, header, "expired", {}, True, True
+                    )
+                    continue
+                try:
+                    await runtime.deliver(row.receiver, row.body, wait=self.options.recover_wait)
+                    count += 1
+                except WouldBlock:
+                    await self._dead_letter(
+                        row.receiver, row.body, header, "mailbox_full", {}, True, True
+                    )
+                except (MailboxClosed, AgentNotFound):
+                    await self._dead_letter(
+                        row.receiver, row.body, header, "agent_not_running", {}, True, True
+                    )

@@ -1,0 +1,156 @@
+"""`caxton message|conversation|dead-letters|debug` against a real node process."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from caxton.cli import cli
+from tests.nodeproc import NodeProcess, write_config
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "agents"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp("message-cli")
+    with NodeProcess(write_config(directory)).start() as node:
+        url = node.url("api", "")
+        for name in ("echo", "pong"):
+            result = run(url, "agent", "deploy", str(EXAMPLES / f"{name}.wasm"), "--name", name)
+            assert result.exit_code == 0, result.stderr
+        yield url
+
+
+def run(server: str, *args: str) -> Result:
+    result = CliRunner().invoke(cli, list(args), env={"CAXTON_SERVER": server})
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def run_json(server: str, *args: str) -> Any:
+    result = run(server, *args, "--output", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def send(server: str, *args: str) -> Result:
+    return run(server, "message", "send", *args)
+
+
+def test_send_and_wait_prints_the_reply(server: str) -> None:
+    result = send(
+        server, "--to", "echo", "-p", "request", "--content", '{"hello":"world"}',
+        "--reply-with", "r1", "--sender", "cli-user", "--wait", "5s",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "from" in out
+    assert "echo" in out
+    assert "inform" in out
+    assert '"hello": "world"' in out
+    assert "cli-user" in out
+
+    body = run_json(
+        server, "message", "send", "--to", "echo", "-p", "request", "--content", "[1,2]",
+        "--wait", "5s",
+    )  # fmt: skip
+    assert body["reply"]["content"] == [1, 2]
+    assert body["reply"]["conversation_id"] == body["conversation_id"]
+
+
+def test_send_without_wait_then_conversation_show(server: str) -> None:
+    body = run_json(
+        server, "message", "send", "--to", "echo", "-p", "inform", "--content", '"hi"',
+        "--conversation", "cli-conv-1",
+    )  # fmt: skip
+    assert body["conversation_id"] == "cli-conv-1"
+    assert body["message_id"]
+    deadline = time.monotonic() + 5
+    while True:
+        page = run_json(server, "conversation", "show", "cli-conv-1")
+        if page["total"] == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert [m["sender"] for m in page["messages"]] == [body["sender"], "echo"]
+    table = run(server, "conversation", "show", "cli-conv-1")
+    assert table.exit_code == 0, table.stderr
+    assert "PERFORMATIVE" in table.stdout
+    assert '"hi"' in table.stdout
+    second = run(server, "conversation", "show", "cli-conv-1", "--offset", "1", "--limit", "1")
+    assert "2-2 of 2 messages" in second.stdout
+    missing = run(server, "conversation", "show", "no-such-conversation")
+    assert missing.exit_code == 1
+    assert "no messages in conversation" in missing.stderr
+
+
+def test_wait_timeout_exits_1(server: str) -> None:
+    result = send(server, "--to", "pong", "-p", "inform", "--wait", "300ms")
+    assert result.exit_code == 1
+    assert "no reply" in result.stderr
+    assert "message_id" in result.stderr
+
+
+def test_content_must_be_json(server: str) -> None:
+    result = send(server, "--to", "echo", "-p", "inform", "--content", "hello")
+    assert result.exit_code == 2
+    assert "quote it" in result.stderr
+    assert "'\"hello\"'" in result.stderr
+    bad = send(server, "--to", "echo", "-p", "shout")
+    assert bad.exit_code == 1
+    assert "performative" in bad.stderr
+    wait = send(server, "--to", "echo", "-p", "inform", "--wait", "soon")
+    assert wait.exit_code == 2
+
+
+def test_dead_letters_list_and_redrive(server: str) -> None:
+    body = run_json(server, "message", "send", "--to", "ghost-cli", "-p", "inform")
+    deadline = time.monotonic() + 5
+    while True:
+        page = run_json(server, "dead-letters", "list", "--limit", "1000")
+        mine = [d for d in page["dead_letters"] if d["message_id"] == body["message_id"]]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    (letter,) = mine
+    table = run(server, "dead-letters", "list", "--limit", "1000")
+    assert "unknown_receiver" in table.stdout
+    assert "ghost-cli" in table.stdout
+    deployed = run(server, "agent", "deploy", str(EXAMPLES / "echo.wasm"), "--name", "ghost-cli")
+    assert deployed.exit_code == 0, deployed.stderr
+    result = run(server, "dead-letters", "redrive", str(letter["id"]))
+    assert result.exit_code == 0, result.stderr
+    assert f"redriven dead letter {letter['id']}" in result.stdout
+    again = run(server, "dead-letters", "redrive", str(letter["id"]))
+    assert again.exit_code == 1
+    unknown = run(server, "dead-letters", "redrive", "987654")
+    assert unknown.exit_code == 1
+    assert "no dead letter" in unknown.stderr
+
+
+def test_debug_sections(server: str) -> None:
+    first = run(server, "debug", "--agent-id", "echo")
+    assert first.exit_code == 0, first.stderr
+    send(server, "--to", "echo", "-p", "request", "--content", '{"dbg":1}', "--wait", "5s")
+    result = run(server, "debug", "echo")
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    for section in ("state", "mailbox", "memory", "== last errors", "== dead letters",
+                    "== recent messages", "== log"):  # fmt: skip
+        assert section in out
+    assert '{"dbg":1}' in out
+    view = run_json(server, "debug", "--agent-id", "echo")
+    assert view["name"] == "echo"
+    assert view["mailbox"]["capacity"] > 0
+    assert run(server, "debug").exit_code == 2
+    assert run(server, "debug", "--agent-id", "nobody").exit_code == 1
