@@ -7,7 +7,8 @@ and are packaged as ``caxton/_examples`` in the wheel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["EXAMPLES", "Example", "examples_dir"]
@@ -20,6 +21,7 @@ class Example:
     name: str
     file: str
     summary: str
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 #: Deployed in this order by the quick start.
@@ -29,6 +31,12 @@ EXAMPLES: tuple[Example, ...] = (
     Example("shout", "shout.wasm", "a plain WASI program: replies with the content upper-cased"),
     Example("pong", "pong.wasm", "answers every request with inform"),
     Example("ping", "ping.wasm", 'plays n request/inform rounds with a peer: {"op":"start"}'),
+    Example("responder", "responder.wasm", "fipa-request participant: add, upper"),
+    Example("requester", "requester.wasm", 'fipa-request initiator: {"op":"ask", ...}'),
+    Example("bidder-a", "bidder.wasm", "contract-net bidder asking 30", {"PRICE": "30"}),
+    Example("bidder-b", "bidder.wasm", "contract-net bidder asking 20", {"PRICE": "20"}),
+    Example("bidder-c", "bidder.wasm", "contract-net bidder that refuses", {"REFUSE": "1"}),
+    Example("manager", "manager.wasm", 'contract-net manager: {"op":"start", ...}'),
 )
 
 

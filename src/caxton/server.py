@@ -189,7 +189,9 @@ class Server:
             if example.name in present:
                 continue
             wasm = (directory / example.file).read_bytes()
-            await self.node.agents.deploy(DeployRequest(name=example.name, wasm=wasm))
+            await self.node.agents.deploy(
+                DeployRequest(name=example.name, wasm=wasm, env=example.env)
+            )
             log.info(
                 "deployed example agent %s: %s",
                 example.name,

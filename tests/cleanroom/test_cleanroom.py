@@ -50,6 +50,15 @@ BOGUS_IMPORT_WAT = """
 """
 
 
+# Traps on every message: the message fails, a `failure` reply goes back, the node lives.
+TRAP_WAT = """
+(module
+  (memory (export "memory") 2)
+  (func (export "caxton_alloc") (param i32) (result i32) (i32.const 65536))
+  (func (export "caxton_handle") (param i32 i32) (result i32) unreachable))
+"""
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -379,6 +388,9 @@ def test_wait_times_out_with_504(node: Node) -> None:
         wait="1s",
     )
     assert r.status == 504, r.raw
+    # DESIGN.md lists no error code for 504; only the error envelope is checked.
+    assert isinstance(r.body, dict), r.raw
+    assert {"code", "message", "details"} <= set(r.body["error"]), r.body
     assert time.monotonic() - t0 < 10
 
 
@@ -512,3 +524,32 @@ def test_send_without_performative_is_malformed(node: Node, probe_wasm: bytes) -
     )
     assert r.status == 200, r.raw
     assert _reply_of(r.body)["content"]["send_no_perf"] == -1
+
+
+def test_trap_fails_the_message_with_a_failure_reply(node: Node) -> None:
+    import wasmtime
+
+    assert node.deploy_json("trapper", bytes(wasmtime.wat2wasm(TRAP_WAT))).status == 201
+    r = node.send(
+        {
+            "performative": "request",
+            "sender": CALLER,
+            "receiver": "trapper",
+            "reply_with": "will-trap",
+        }
+    )
+    assert r.status == 200, r.raw
+    reply = _reply_of(r.body)
+    assert reply["performative"] == "failure"
+    assert reply["sender"] == "trapper"
+    assert reply["in_reply_to"] == "will-trap"
+    assert node.request("GET", "/health").status == 200
+    # the agent restarts with a fresh instance and takes the next message
+    r = node.send(
+        {"performative": "request", "sender": CALLER, "receiver": "trapper", "reply_with": "2"}
+    )
+    assert r.status == 200, r.raw
+    assert _reply_of(r.body)["performative"] == "failure"
+    dl = node.request("GET", "/api/v1/dead-letters")
+    assert dl.status == 200, dl.raw
+    assert "trapper" in dl.raw.decode(), "a failed message is dead-lettered"
