@@ -490,6 +490,8 @@ def test_a_winner_that_does_not_deliver(market: Net) -> None:
         ("manager", "fake", "accept_proposal"),
         ("manager", "bidder-a", "reject_proposal"),
     ]
+    net.send("fake", "manager", {"task": TASK}, performative="agree", in_reply_to="cn-1")
+    assert net.run() == []  # not an answer to the award: still waiting
     net.send("fake", "manager", {"reason": "broke"}, performative="failure", in_reply_to="cn-1")
     [final] = net.run()
     assert final["performative"] == "failure"
@@ -599,10 +601,14 @@ async def test_contract_net_in_the_runtime(
     assert (final["sender"], final["receiver"]) == ("manager", "client")
     assert (final["conversation_id"], final["in_reply_to"]) == ("cn-real", "r-1")
     assert final["protocol"] == "fipa-contract-net"
-    await asyncio.sleep(0.05)
-    handled = {n: runtime.agent_statistics(n).messages_handled for n in runtime.agents()}
     # manager: start, 3 answers, the winner's inform; bidder-a: cfp + reject; b: cfp + accept
-    assert handled == {"manager": 5, "bidder-a": 2, "bidder-b": 2, "bidder-c": 1}
+    expected = {"manager": 5, "bidder-a": 2, "bidder-b": 2, "bidder-c": 1}
+    for _ in range(200):  # bidder-a may still be reading its reject_proposal
+        handled = {n: runtime.agent_statistics(n).messages_handled for n in runtime.agents()}
+        if handled == expected:
+            break
+        await asyncio.sleep(0.01)
+    assert handled == expected
     assert recorder.outbox.empty()
 
 
