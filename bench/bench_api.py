@@ -173,7 +173,7 @@ def wrk_throughput(base: str, seconds: int, connections: int) -> dict[str, Any]:
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     failed = int(non2xx.group(1)) if non2xx else 0
-    p50 = re.search(r"50%\s+(\S+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
     return {
         "tool": "wrk",
         "connections": connections,

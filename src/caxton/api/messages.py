@@ -30,8 +30,9 @@ from caxton.config import parse_duration
 from caxton.errors import InvalidMessage, InvalidRequest
 from caxton.messaging import Accepted, DeadLetter, Messaging
 
-__all__ = ["WAIT_MARGIN", "json_response", "message_routes", "messaging_of"]
+__all__ = ["WAIT_MARGIN", "dead_letter_dict", "json_response", "message_routes", "messaging_of"]
 
+_TEXT_FIELDS = ("conversation_id", "reply_with", "in_reply_to", "protocol", "ontology", "language")
 _IDS: dict[str, Any] = {
     "message_id": {"type": "string"},
     "conversation_id": {"type": "string"},
@@ -47,17 +48,7 @@ _MESSAGE: dict[str, Any] = {
         "sender": {"type": "string", "description": "the caller's name; not an agent's"},
         "content": {"description": "any JSON value"},
         "reply_by": {"type": "string", "format": "date-time"},
-        **{
-            f: {"type": "string", "maxLength": 256}
-            for f in (
-                "conversation_id",
-                "reply_with",
-                "in_reply_to",
-                "protocol",
-                "ontology",
-                "language",
-            )
-        },
+        **{f: {"type": "string", "maxLength": 256} for f in _TEXT_FIELDS},
     },
 }
 MESSAGE_BODY = {"application/json": _MESSAGE}
@@ -310,6 +301,3 @@ def message_routes() -> list[Route]:
             response_schema=REDRIVEN_SCHEMA,
         ),
     ]
-
-
-__all__ += ["dead_letter_dict"]

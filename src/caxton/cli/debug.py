@@ -18,6 +18,10 @@ from caxton.cli.message import call, content_text
 __all__ = ["debug"]
 
 
+def _names(value: Any) -> Any:
+    return ", ".join(map(str, value)) if isinstance(value, list) else value
+
+
 def _section(title: str) -> None:
     click.echo("")
     click.echo(f"== {title}")
@@ -87,7 +91,7 @@ def _show(view: dict[str, Any]) -> None:
                 [
                     human_time(m.get("created_at")),
                     m.get("sender"),
-                    m.get("receiver"),
+                    _names(m.get("receiver")),
                     m.get("performative"),
                     m.get("conversation_id"),
                     content_text(m.get("content"), 40),
