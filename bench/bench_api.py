@@ -127,7 +127,7 @@ async def latency(base: str, requests: int) -> dict[str, Any]:
                 answer = await resp.json()
             elapsed = time.perf_counter() - started
             assert resp.status == 200, answer
-            assert answer["reply"]["content"] == MESSAGE["content"]
+            assert answer["content"] == MESSAGE["content"]
             return elapsed
 
         async def one_health() -> float:

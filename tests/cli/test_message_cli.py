@@ -65,8 +65,10 @@ def test_send_and_wait_prints_the_reply(server: str) -> None:
         server, "message", "send", "--to", "echo", "-p", "request", "--content", "[1,2]",
         "--wait", "5s",
     )  # fmt: skip
-    assert body["reply"]["content"] == [1, 2]
-    assert body["reply"]["conversation_id"] == body["conversation_id"]
+    assert body["content"] == [1, 2]
+    assert body["performative"] == "inform"
+    assert body["sender"] == "echo"
+    assert body["conversation_id"]
 
 
 def test_send_without_wait_then_conversation_show(server: str) -> None:

@@ -7,7 +7,7 @@ raises `InvalidMessage` naming the field, `MessageTooLarge` or `WouldBlock`).
 Choices documented in docs/api.md:
 
 * ``?wait=DURATION`` is clamped to ``request_timeout`` minus `WAIT_MARGIN`; no reply in time
-  answers **504** with code ``TIMEOUT`` and the ids in ``details`` (the message *was* accepted).
+  answers **504** with code ``UNAVAILABLE`` and the ids in ``details`` (the message *was* accepted).
 * A conversation with no stored messages (never existed, or pruned) is **404** ``NOT_FOUND``.
 * Redriving an unknown dead letter is 404 ``NOT_FOUND``; one redriven already is 400.
 """
@@ -102,9 +102,13 @@ WAIT_MARGIN = 1.0
 _encode = msgspec.json.Encoder().encode
 
 
-def json_response(data: Any, status: int = 200) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """``data`` as a JSON response, encoded with msgspec (the hot path)."""
-    return web.Response(body=_encode(data), status=status, content_type="application/json")
+    return web.Response(
+        body=_encode(data), status=status, content_type="application/json", headers=headers
+    )
 
 
 def messaging_of(request: web.Request) -> Messaging:
@@ -162,12 +166,19 @@ async def send(request: web.Request) -> web.Response:
     if reply is None:
         raise ApiError(
             504,
-            "TIMEOUT",
+            "UNAVAILABLE",
             f"no reply to {accepted.sender} in conversation {accepted.conversation_id} "
             f"within {wait:g}s (the message was accepted and stays in the conversation)",
             details={**ids, "wait_seconds": wait},
         )
-    return json_response({**ids, "reply": reply})
+    # DESIGN.md: the answer *is* the first message back; the request's ids ride in headers.
+    return json_response(
+        reply,
+        headers={
+            "X-Caxton-Message-Id": accepted.message_id,
+            "X-Caxton-Conversation-Id": accepted.conversation_id,
+        },
+    )
 
 
 async def conversation(request: web.Request) -> web.Response:
@@ -252,12 +263,13 @@ def message_routes() -> list[Route]:
             tag="messages",
             request_body=MESSAGE_BODY,
             responses={
-                200: "With ?wait=: the ids and the reply",
+                200: "With ?wait=: the first message back to the caller (the request's ids "
+                "are in the X-Caxton-Message-Id and X-Caxton-Conversation-Id headers)",
                 202: "Accepted (durable): the ids",
                 400: "INVALID_REQUEST: names the field (details.field)",
                 413: "PAYLOAD_TOO_LARGE: above runtime.max_message_size",
                 429: "RESOURCE_LIMIT_EXCEEDED: a receiver's mailbox stayed full",
-                504: "TIMEOUT: no reply within ?wait= (details has the ids)",
+                504: "UNAVAILABLE: no reply within ?wait= (details has the ids)",
             },
             query={"wait": "wait this long for the first reply (e.g. 5s, 200ms)"},
             response_schema=REPLY_SCHEMA,

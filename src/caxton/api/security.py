@@ -25,9 +25,12 @@ from caxton.config import SecurityConfig
 from caxton.errors import SecurityError
 from caxton.security import TokenIssuer
 
-__all__ = ["security_middlewares"]
+__all__ = ["PRINCIPAL", "security_middlewares"]
 
 log = logging.getLogger("caxton.security")
+
+#: Who the request's token names (set when authentication is on).
+PRINCIPAL = web.RequestKey("principal", str)
 
 PUBLIC_PATHS = frozenset({"/health", "/ready", "/api/v1/openapi.json"})
 _IDLE_BUCKET_SECONDS = 300.0
@@ -67,7 +70,7 @@ def _auth_middleware(config: SecurityConfig) -> Any:
                 exc.message,
                 headers={"WWW-Authenticate": 'Bearer realm="caxton", error="invalid_token"'},
             )
-        request["principal"] = claims.subject
+        request[PRINCIPAL] = claims.subject
         response = await handler(request)
         return response
 

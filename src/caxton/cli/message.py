@@ -116,19 +116,17 @@ def send(
     if output == "json":
         echo_json(answer)
         return
-    pairs: list[tuple[str, Any]] = [
-        ("message", answer.get("message_id")),
-        ("conversation", answer.get("conversation_id")),
-        ("sender", answer.get("sender")),
-    ]
-    reply = answer.get("reply")
-    if reply is not None:
-        pairs += [
-            ("reply", reply.get("message_id")),
-            ("from", reply.get("sender")),
-            ("performative", reply.get("performative")),
-            ("in reply to", reply.get("in_reply_to")),
-        ]
-    print_fields(pairs)
-    if reply is not None:
+    if wait:
+        # With --wait the server answers with the reply itself (DESIGN.md section 4).
+        reply: dict[str, Any] = answer
+        print_fields(
+            [
+                ("conversation", reply.get("conversation_id")),
+                ("reply", reply.get("message_id")),
+                ("from", reply.get("sender")),
+                ("to", reply.get("receiver")),
+                ("performative", reply.get("performative")),
+                ("in reply to", reply.get("in_reply_to")),
+            ]
+        )
         click.echo(json.dumps(reply.get("content"), indent=2, ensure_ascii=False))
