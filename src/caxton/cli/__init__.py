@@ -13,24 +13,51 @@ Exit codes a script can trust:
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from caxton._version import __version__
 from caxton.cli._common import config_option
-from caxton.cli.agent import agent
-from caxton.cli.backup import backup
-from caxton.cli.config import config
-from caxton.cli.conversation import conversation
-from caxton.cli.deadletters import dead_letters
-from caxton.cli.debug import debug
-from caxton.cli.message import message
-from caxton.cli.serve import serve, serve_command
-from caxton.cli.token import token
 
 __all__ = ["cli", "main"]
 
+#: Subcommands load on first use, so `caxton serve` does not import the client commands'
+#: dependencies (and the other way round): startup time matters for `/health`.
+_COMMANDS: dict[str, str] = {
+    "agent": "caxton.cli.agent:agent",
+    "backup": "caxton.cli.backup:backup",
+    "config": "caxton.cli.config:config",
+    "conversation": "caxton.cli.conversation:conversation",
+    "dead-letters": "caxton.cli.deadletters:dead_letters",
+    "debug": "caxton.cli.debug:debug",
+    "message": "caxton.cli.message:message",
+    "serve": "caxton.cli.serve:serve",
+    "token": "caxton.cli.token:token",
+}
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """A group whose subcommands are imported when they are used (or listed in --help)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attr = target.split(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(
+    cls=_LazyGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @config_option
 @click.version_option(__version__, prog_name="caxton")
 @click.pass_context
@@ -40,18 +67,9 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     With no command, `caxton [--config FILE]` runs a node (like `caxton serve`).
     """
     if ctx.invoked_subcommand is None:
+        from caxton.cli.serve import serve_command
+
         serve_command(config_path, bind=None)
-
-
-cli.add_command(serve)
-cli.add_command(config)
-cli.add_command(backup)
-cli.add_command(agent)
-cli.add_command(token)
-cli.add_command(message)
-cli.add_command(conversation)
-cli.add_command(dead_letters)
-cli.add_command(debug)
 
 
 def main() -> None:
