@@ -21,7 +21,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -126,8 +126,12 @@ class Node:
         hook(receiver, data)
         return True
 
-    async def start(self) -> None:
-        """Open the state store, start the runtime and restore every agent; raises on failure."""
+    async def start(self, *, prepare: Callable[[Node], Awaitable[None]] | None = None) -> None:
+        """Open the state store, start the runtime and restore every agent; raises on failure.
+
+        ``prepare`` (for example deploying the quick start's example agents) runs after the
+        agents are restored and before the node reports ready.
+        """
         if self.state is not NodeState.UNSTARTED:
             raise Error(f"cannot start a node that is {self.state.value}")
         self.state = NodeState.STARTING
@@ -170,6 +174,8 @@ class Node:
             )
             restored = await self._agents.restore_all()
             redelivered = await messaging.recover()
+            if prepare is not None:
+                await prepare(self)
         except BaseException:
             await self.aclose()
             raise

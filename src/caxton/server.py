@@ -167,16 +167,14 @@ class Server:
         try:
             for listener in self.listeners:
                 await listener.start()
-            await self.node.start()
+            await self.node.start(prepare=self._deploy_examples if self.deploy_examples else None)
             self.metrics.register_snapshot_source("agents", self.node.agents.metric_samples)
             self.metrics.register_snapshot_source("messaging", self.node.messaging.metric_samples)
-            if self.deploy_examples:
-                await self._deploy_examples()
         except BaseException:
             await self.aclose()
             raise
 
-    async def _deploy_examples(self) -> None:
+    async def _deploy_examples(self, node: Node) -> None:
         """Deploy the bundled example agents that are not deployed yet (the quick start)."""
         from caxton.agents import DeployRequest
 
