@@ -20,6 +20,9 @@ async def main(data_dir: Path) -> None:
     await node.agents.deploy(DeployRequest(name="counter", wasm=example("counter")))
     await node.agents.deploy(DeployRequest(name="shout", wasm=example("shout")))
     counts = [await client.ask(node, "counter", {}) for _ in range(3)]
+    # kv writes are group-committed asynchronously (their durability is tied to the message's
+    # handled mark, see docs/messaging.md); these asks bypass messaging, so wait for the commit.
+    await node.storage.write(lambda conn: None)
     print(json.dumps({"ready": True, "counts": counts}), flush=True)
     await asyncio.sleep(3600)
 
