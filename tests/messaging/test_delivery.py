@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from caxton.errors import InvalidMessage, WouldBlock
+from caxton.errors import InvalidMessage, MessageTooLarge, WouldBlock
 from tests.messaging.conftest import Stack, eventually
 
 
@@ -158,3 +158,54 @@ async def test_statistics_and_metric_samples(stack: Stack) -> None:
     bounds, counts, _sum, count = samples[("message_processing_duration_seconds", ())]
     assert len(bounds) == len(counts)
     assert count >= 1
+
+
+async def test_concurrent_submits_share_one_commit_and_are_durable_on_return(stack: Stack) -> None:
+    await stack.deploy("echo")
+    before = stack.storage.statistics().ops
+
+    async def one(i: int) -> str:
+        accepted = await stack.messaging.submit(
+            {"receiver": "echo", "performative": "inform", "content": {"i": i}}, client=f"c{i}"
+        )
+        # Committed before submit returned: the history row is readable at once.
+        blobs, _, total = await stack.storage.conversation_messages(accepted.conversation_id)
+        assert total >= 1
+        assert blobs
+        return accepted.message_id
+
+    ids = await asyncio.gather(*(one(i) for i in range(50)))
+    assert len(set(ids)) == 50
+    # The 50 submits started in one loop iteration: one group write, not 50 ops.
+    assert stack.storage.statistics().ops - before < 50
+
+
+async def test_a_cancelled_submitter_does_not_fail_its_group(stack: Stack) -> None:
+    await stack.deploy("echo")
+    body = {"receiver": "echo", "performative": "inform"}
+    first = asyncio.ensure_future(stack.messaging.submit(body, client="a"))
+    second = asyncio.ensure_future(stack.messaging.submit(body, client="b"))
+    await asyncio.sleep(0)  # both joined the same group write
+    first.cancel()
+    accepted = await second
+    assert accepted.sender == "b"
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_submit_checks_the_client_name_and_the_size_with_runtime_fields(
+    stack: Stack,
+) -> None:
+    await stack.deploy("echo")
+    with pytest.raises(InvalidMessage) as bad:
+        await stack.messaging.submit(
+            {"receiver": "echo", "performative": "inform"}, client="not a name"
+        )
+    assert bad.value.details == {"field": "sender"}
+    limit = stack.messaging.max_message_size
+    # Fits alone, but not once sender, message_id, created_at and conversation_id are added.
+    content = "x" * (limit - 80)
+    with pytest.raises(MessageTooLarge):
+        await stack.messaging.submit(
+            {"receiver": "echo", "performative": "inform", "content": content}, client="alice"
+        )

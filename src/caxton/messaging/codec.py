@@ -35,6 +35,8 @@ __all__ = [
     "NAME",
     "PERFORMATIVES",
     "Performative",
+    "check_name",
+    "check_size",
     "decode",
     "decode_array",
     "encode",
@@ -142,6 +144,20 @@ def _name(field: str, value: object) -> str:
     return value
 
 
+def check_name(field: str, value: object) -> str:
+    """``value`` if it is a valid name (`NAME`); else `InvalidMessage` naming ``field``."""
+    return _name(field, value)
+
+
+def check_size(data: bytes | bytearray | memoryview, max_size: int) -> None:
+    """`MessageTooLarge` if the encoded message ``data`` is above ``max_size`` bytes."""
+    if len(data) > max_size:
+        raise MessageTooLarge(
+            f"the message is {len(data)} bytes; the limit is {max_size}",
+            details={"size": len(data), "limit": max_size},
+        )
+
+
 def parse_message(message: Mapping[str, Any] | bytes, *, max_size: int) -> dict[str, Any]:
     """Validate and normalise one message (see the module docstring); return a new dict.
 
@@ -149,11 +165,7 @@ def parse_message(message: Mapping[str, Any] | bytes, *, max_size: int) -> dict[
     `InvalidMessage` (with ``details["field"]``) for anything else that is wrong.
     """
     if isinstance(message, bytes | bytearray | memoryview):
-        if len(message) > max_size:
-            raise MessageTooLarge(
-                f"the message is {len(message)} bytes; the limit is {max_size}",
-                details={"size": len(message), "limit": max_size},
-            )
+        check_size(message, max_size)
         body = decode(message)
     elif isinstance(message, Mapping):
         body = dict(message)

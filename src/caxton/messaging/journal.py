@@ -70,15 +70,28 @@ def message_id_of(data: bytes) -> str | None:
 
 def build_batch(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes]]:
     """Turn drained journal entries into a `MessageBatch` and the list of new messages."""
-    retracted = {id(e[0]) for e in items if len(e) == 1}
+    batch, sent, _ = _build(items)
+    return batch, sent
+
+
+def _build(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes], int]:
+    """`build_batch`, plus the number of handled marks among ``items``.
+
+    One pass over the entries (this runs for every message at ~100k/s): the entry kinds are
+    told apart by length once, and retractions (rare: a full mailbox) are applied afterwards
+    by filtering, instead of a separate pre-pass over every entry looking for them.
+    """
     chunks: dict[str, list[bytes]] = {}
     pending: dict[tuple[int, str], tuple[bytes, str]] = {}
     done: list[tuple[str, str]] = []
-    sent: list[bytes] = []
+    sent: list[bytes] = []  # in journal order: the live stream publishes them in this order
+    retracted: set[int] | None = None
+    handled = 0
     for entry in items:
-        if len(entry) == 3:
+        n = len(entry)
+        if n == 3:
             conversation, data, receiver = entry
-            if conversation is not None and (not retracted or id(data) not in retracted):
+            if conversation is not None:
                 sent.append(data)
                 same = chunks.get(conversation)
                 if same is None:
@@ -87,20 +100,34 @@ def build_batch(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes]
                     same.append(data)
             if receiver is not None:
                 pending[(id(data), receiver)] = (data, receiver)
-        elif len(entry) == 2:
+        elif n == 2:
+            handled += 1
             receiver, data = entry
             if pending.pop((id(data), receiver), None) is None:
                 mid = message_id_of(data)
                 if mid is not None:
                     done.append((mid, receiver))
+        else:
+            if retracted is None:
+                retracted = set()
+            retracted.add(id(entry[0]))
+    if retracted:  # a retracted message is not history (its sent entry came before)
+        sent = [d for d in sent if id(d) not in retracted]
+        for conversation, same in list(chunks.items()):
+            kept = [d for d in same if id(d) not in retracted]
+            if kept:
+                chunks[conversation] = kept
+            else:
+                del chunks[conversation]
     batch = MessageBatch()
-    batch.chunks = [(c, len(m), b"[" + b",".join(m) + b"]") for c, m in chunks.items()]
+    for conversation, same in chunks.items():
+        batch.chunks.append((conversation, len(same), b"[" + b",".join(same) + b"]"))
     for data, receiver in pending.values():
         mid = message_id_of(data)
         if mid is not None:
             batch.pending.append((mid, receiver, data))
     batch.done = done
-    return batch, sent
+    return batch, sent, handled
 
 
 class Journal:
@@ -164,9 +191,9 @@ class Journal:
             if count:
                 popleft = queue.popleft
                 items = [popleft() for _ in range(count)]
-                batch, sent = build_batch(items)
+                batch, sent, handled = _build(items)
                 self.sent_total += len(sent)
-                self.handled_total += sum(1 for e in items if len(e) == 2)
+                self.handled_total += handled
                 self.flushes += 1
                 future = self._write(batch)
                 future.add_done_callback(self._count_failure)

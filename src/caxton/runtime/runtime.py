@@ -358,6 +358,10 @@ class Runtime:
         """Names of all agents, sorted."""
         return sorted(self._agents)
 
+    def has_agent(self, name: str) -> bool:
+        """Whether an agent of that name exists (any state); a dict lookup, no snapshot."""
+        return name in self._agents
+
     def agent_statistics(self, name: str) -> AgentStatistics:
         """A snapshot of one agent."""
         return self._agent(name).statistics()
