@@ -17,8 +17,9 @@ back in its stored state, from the compiled-module cache, and re-arms the timers
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from caxton._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from caxton.agents._model import NAME_PATTERN, AgentInfo, DeployRequest
@@ -42,14 +43,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 __all__ = [
     "NAME_PATTERN",

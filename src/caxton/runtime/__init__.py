@@ -23,8 +23,9 @@ itself, so agent-to-agent traffic needs no thread hop (`executor.py`).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from caxton._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from caxton.runtime.agent import AgentSpec, AgentState, AgentStatistics
@@ -72,14 +73,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 __all__ = [
     "AgentEvents",
