@@ -282,3 +282,34 @@ async def test_many_concurrent_waits_each_get_their_own_reply(api: Api) -> None:
         assert body["content"] == i
 
     await asyncio.gather(*(one(i) for i in range(50)))
+
+
+async def test_bulk_send_accepts_an_array_together(api: Api) -> None:
+    await api.deploy("echo", "echo")
+    batch = [{"receiver": "echo", "performative": "inform", "content": i} for i in range(3)]
+    resp = await api.client.post("/api/v1/messages", json=batch)
+    body = await ok(resp, 202)
+    ids = body["accepted"]
+    assert len(ids) == 3
+    assert len({entry["message_id"] for entry in ids}) == 3
+    for entry in ids:
+        shown = await api.client.get(f"/api/v1/conversations/{entry['conversation_id']}")
+        assert shown.status == 200
+
+
+async def test_bulk_send_with_one_bad_message_accepts_nothing(api: Api) -> None:
+    await api.deploy("echo", "echo")
+    batch = [
+        {"receiver": "echo", "performative": "inform", "content": 1, "conversation_id": "bulk-1"},
+        {"receiver": "echo", "performative": "shout"},
+    ]
+    resp = await api.client.post("/api/v1/messages", json=batch)
+    err = await error(resp, 400, "INVALID_REQUEST")
+    assert err["details"]["index"] == 1
+    assert err["details"]["field"] == "performative"
+    assert (await api.client.get("/api/v1/conversations/bulk-1")).status == 404
+
+    waited = await api.client.post("/api/v1/messages", json=batch[:1], params={"wait": "1s"})
+    assert (await error(waited, 400, "INVALID_REQUEST"))["details"]["field"] == "wait"
+    huge = await api.client.post("/api/v1/messages", json=batch[:1] * 1001)
+    await error(huge, 400, "INVALID_REQUEST")

@@ -14,6 +14,7 @@ Choices documented in docs/api.md:
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from typing import Any
 
@@ -27,7 +28,7 @@ from caxton.api.errors import ApiError
 from caxton.api.keys import NODE, REQUEST_TIMEOUT
 from caxton.api.routes import Route
 from caxton.config import parse_duration
-from caxton.errors import InvalidMessage, InvalidRequest
+from caxton.errors import Error, InvalidMessage, InvalidRequest, MessageTooLarge
 from caxton.messaging import Accepted, DeadLetter, Messaging
 
 __all__ = ["WAIT_MARGIN", "dead_letter_dict", "json_response", "message_routes", "messaging_of"]
@@ -51,7 +52,19 @@ _MESSAGE: dict[str, Any] = {
         **{f: {"type": "string", "maxLength": 256} for f in _TEXT_FIELDS},
     },
 }
-MESSAGE_BODY = {"application/json": _MESSAGE}
+MESSAGE_BODY = {
+    "application/json": {
+        "oneOf": [
+            _MESSAGE,
+            {
+                "type": "array",
+                "items": _MESSAGE,
+                "maxItems": 1000,
+                "description": "bulk send: all validated first, then accepted together",
+            },
+        ]
+    }
+}
 REPLY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {**_IDS, "reply": {**_MESSAGE, "description": "only with ?wait="}},
@@ -146,16 +159,75 @@ def _ids(accepted: Accepted) -> dict[str, Any]:
     }
 
 
+#: Messages one bulk request may carry.
+MAX_BULK = 1000
+
+
+async def _send_bulk(request: web.Request, body: bytes) -> web.Response:
+    """A JSON array of messages: all validated first (nothing is accepted if one is bad),
+    then submitted together (they share group commits); 202 with one entry per message."""
+    if "wait" in request.query:
+        raise InvalidRequest(
+            "wait: ?wait= takes one message, not an array", details={"field": "wait"}
+        )
+    try:
+        items = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidMessage(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(items, list) or not items:
+        raise InvalidMessage("a bulk request is a non-empty JSON array of messages")
+    if len(items) > MAX_BULK:
+        raise InvalidRequest(
+            f"a bulk request carries at most {MAX_BULK} messages, got {len(items)}",
+            details={"limit": MAX_BULK, "count": len(items)},
+        )
+    messaging = messaging_of(request)
+    for index, item in enumerate(items):
+        try:
+            messaging.validate(item)
+        except (InvalidMessage, MessageTooLarge) as exc:
+            exc.details = {**exc.details, "index": index}
+            exc.message = f"message {index}: {exc.message}"
+            raise
+    results = await asyncio.gather(
+        *(messaging.submit(item) for item in items), return_exceptions=True
+    )
+    accepted: list[dict[str, Any]] = []
+    for index, result in enumerate(results):
+        if isinstance(result, Error):
+            # Accepted and committed, but a mailbox stayed full: dead-lettered, redrivable.
+            accepted.append(
+                {
+                    "index": index,
+                    "error": {
+                        "code": result.code,
+                        "message": result.message,
+                        "details": result.details,
+                    },
+                }
+            )
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            accepted.append(_ids(result))
+    return json_response({"accepted": accepted}, 202)
+
+
 async def send(request: web.Request) -> web.Response:
-    """``POST /api/v1/messages[?wait=5s]``: 202 with the ids, or 200 with the reply."""
+    """``POST /api/v1/messages[?wait=5s]``: 202 with the ids, or 200 with the reply.
+
+    A JSON array body is a bulk send (`_send_bulk`).
+    """
     unknown = sorted(set(request.query) - {"wait"})
     if unknown:
         raise InvalidRequest(
             f"unknown query parameter(s) {', '.join(unknown)}; expected wait",
             details={"fields": unknown},
         )
-    wait = _wait_seconds(request)
     body = await request.read()
+    if body.lstrip()[:1] == b"[":
+        return await _send_bulk(request, body)
+    wait = _wait_seconds(request)
     if not body.strip():
         raise InvalidMessage("the request body must be a message (a JSON object)")
     accepted = await messaging_of(request).submit(body, wait=wait is not None)
