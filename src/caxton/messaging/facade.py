@@ -159,6 +159,10 @@ class Messaging(FailureOps, MetricsMixin):
         """Publish a lifecycle event."""
         self.publish({"type": "agent", "name": name, "state": state.value})
 
+    def validate(self, message: Mapping[str, Any] | bytes) -> None:
+        """Raise what `submit` would raise for this message's envelope (nothing is stored)."""
+        parse_message(message, max_size=self.max_message_size)
+
     def publish(self, event: dict[str, Any]) -> None:
         """Publish an event (lifecycle events from the node) to the subscribers."""
         self.bus.publish(event)
