@@ -512,11 +512,6 @@ def test_host_import_return_codes(node: Node, probe_wasm: bytes) -> None:
         raise AssertionError("the message to an unknown receiver is not in the dead letters")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="send() accepts a message with no performative (returns 0, dead-letters it "
-    "without one) while POST /api/v1/messages refuses the same message with 400",
-)
 def test_send_without_performative_is_malformed(node: Node, probe_wasm: bytes) -> None:
     assert node.deploy_json("probe", probe_wasm).status == 201
     r = node.send(

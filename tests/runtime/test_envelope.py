@@ -24,7 +24,7 @@ def stamp(out: Any, incoming: bytes | None = CURRENT) -> dict[str, Any]:
 
 
 def test_reply_to_the_current_sender_inherits_and_answers() -> None:
-    body = stamp({"receiver": "alice", "content": 1})
+    body = stamp({"receiver": "alice", "performative": "inform", "content": 1})
     assert body["sender"] == "me"
     assert body["conversation_id"] == "c1"
     assert body["in_reply_to"] == "q1"
@@ -33,7 +33,7 @@ def test_reply_to_the_current_sender_inherits_and_answers() -> None:
 
 
 def test_message_to_someone_else_inherits_only_the_conversation() -> None:
-    body = stamp({"receiver": "bob"})
+    body = stamp({"receiver": "bob", "performative": "inform"})
     assert body["conversation_id"] == "c1"
     assert "in_reply_to" not in body
 
@@ -42,6 +42,7 @@ def test_guest_fields_win_except_sender_and_ids() -> None:
     body = stamp(
         {
             "receiver": "alice",
+            "performative": "inform",
             "sender": "mallory",
             "message_id": "x",
             "conversation_id": "c2",
@@ -53,14 +54,25 @@ def test_guest_fields_win_except_sender_and_ids() -> None:
 
 
 def test_list_receiver_and_leading_whitespace() -> None:
-    body = stamp(b'  {"receiver":["alice","bob"]}')
+    body = stamp(b'  {"receiver":["alice","bob"],"performative":"inform"}')
     assert body["receiver"] == ["alice", "bob"]
     assert body["in_reply_to"] == "q1"
 
 
 @pytest.mark.parametrize(
     "raw",
-    [b"[1]", b"not json", b'{"content":1}', b'{"receiver":""}', b'{"receiver":5}', b""],
+    [
+        b"[1]",
+        b"not json",
+        b'{"content":1}',
+        b'{"receiver":"","performative":"inform"}',
+        b'{"receiver":5,"performative":"inform"}',
+        b'{"receiver":"bob"}',  # no performative
+        b'{"receiver":"bob","performative":null}',
+        b'{"receiver":"bob","performative":"shout"}',
+        b'{"performative":"inform"}',  # no receiver
+        b"",
+    ],
 )
 def test_malformed_messages_are_refused(raw: bytes) -> None:
     with pytest.raises(InvalidMessage):
@@ -78,8 +90,31 @@ def test_malformed_messages_are_refused(raw: bytes) -> None:
     ),
 )
 def test_stamped_messages_are_valid_json_with_the_guest_fields(receiver: str, content: Any) -> None:
-    body = stamp({"receiver": receiver, "content": content}, None)
+    message = {"receiver": receiver, "performative": "inform", "content": content}
+    body = stamp(message, None)
     assert body["receiver"] == receiver
     assert body["content"] == content
     assert body["sender"] == "me"
     assert body["conversation_id"]
+
+
+def test_performative_spellings_are_normalised() -> None:
+    body = stamp({"receiver": "bob", "performative": "Accept-Proposal"})
+    assert body["performative"] == "accept_proposal"
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        {"receiver": "alice", "performative": "inform", "content": 1},
+        {"receiver": "bob", "performative": "request", "reply_with": "r\u00e9"},
+        {"receiver": "bob", "performative": "inform", "conversation_id": "c9"},
+    ],
+)
+def test_remembered_incoming_equals_decoding_the_stamped_message(out: dict[str, Any]) -> None:
+    stamper = Stamper()
+    _, stamped = stamper.stamp(json.dumps(out).encode(), b'"me"', Incoming(CURRENT), "me")
+    known, decoded = stamper.incoming_for(stamped), Incoming(stamped)
+    for field in ("sender", "conversation", "conversation_part", "reply_with_json"):
+        assert getattr(known, field) == getattr(decoded, field), field
+    assert stamper.incoming_for(bytes(stamped)).conversation == decoded.conversation  # a copy

@@ -13,8 +13,8 @@ overwrite, encode. The slow path also normalises a performative spelled the FIPA
 (``accept-proposal``, any case).
 
 What the runtime checks in an agent's message (``send`` returns -1 otherwise): a JSON object
-with a non-empty ``receiver`` (a string or a list of strings); ``performative``, when present,
-one of the 22 (agents may leave it out; the API may not, see `codec`); ``conversation_id``,
+with a non-empty ``receiver`` (a string or a list of strings) and a ``performative``, one of the
+22 (hyphen spelling and any case accepted, as for the API, see `codec`); ``conversation_id``,
 ``reply_with``, ``in_reply_to`` strings when present; ``reply_by`` an RFC 3339 string. After
 `Stamper.stamp`, the stamper's ``conversation`` holds the message's conversation id and
 ``expired`` says whether its ``reply_by`` has passed already (the messaging layer
@@ -50,6 +50,8 @@ class OutgoingHeader(msgspec.Struct):
     conversation_id: msgspec.Raw | UnsetType = UNSET
     in_reply_to: msgspec.Raw | UnsetType = UNSET
     reply_by: msgspec.Raw | UnsetType = UNSET
+    #: Read only to remember what the receiver will inherit (`Stamper.incoming_for`).
+    reply_with: msgspec.Raw | UnsetType = UNSET
 
 
 class _IncomingHeader(msgspec.Struct):
@@ -111,6 +113,23 @@ class Incoming:
         self.reply_with_json: bytes | None = None if reply_with is UNSET else bytes(reply_with)
 
 
+_new_incoming = Incoming.__new__
+
+
+def _known_incoming(
+    sender: str, conversation: str, part: bytes | None, reply_with: bytes | None
+) -> Incoming:
+    """The `Incoming` that decoding a message stamped by this runtime would give."""
+    incoming = _new_incoming(Incoming)
+    incoming.sender = sender
+    incoming.conversation = conversation
+    incoming.conversation_part = (
+        b',"conversation_id":' + _encode(conversation) if part is None else part
+    )
+    incoming.reply_with_json = reply_with
+    return incoming
+
+
 _last_ms = -1
 _now_json = b""
 
@@ -132,22 +151,61 @@ class Stamper:
 
     One per worker thread: after `stamp`, ``conversation`` and ``expired`` describe the message
     just stamped.
+
+    It also remembers what the receiver of the last message it stamped on the fast path will
+    inherit from it (`incoming_for`): on one worker a local receiver usually handles that very
+    bytes object next (ping-pong, request/reply), and then its `Incoming` is known without
+    decoding the message again (~0.9 µs saved per message). Safe because the remembered
+    fields are exactly what `Incoming` would decode from those bytes: the fast path keeps the
+    guest's bytes verbatim behind the runtime's spliced fields (so its ``conversation_id`` and
+    ``reply_with`` are the guest's own, or the spliced conversation), ``sender`` is the JSON
+    encoding of the agent's name, and the cache is keyed by object identity (the stamper holds
+    a reference, so the id cannot be reused). A message without a conversation (it would get
+    a fresh id per handling) and the slow path are never remembered.
     """
 
-    __slots__ = ("conversation", "expired")
+    __slots__ = (
+        "_out",
+        "_out_conversation",
+        "_out_part",
+        "_out_reply",
+        "_out_sender",
+        "conversation",
+        "expired",
+    )
 
     def __init__(self) -> None:
         self.conversation: str | None = None
         self.expired = False
+        self._out: bytes | None = None  # the last fast-path message, for `incoming_for`
+        self._out_sender = ""
+        self._out_conversation = ""
+        self._out_part: bytes | None = None  # its ``,"conversation_id":...`` part, if known
+        self._out_reply: bytes | None = None  # its ``reply_with`` JSON
+
+    def incoming_for(self, data: bytes | memoryview | None) -> Incoming:
+        """`Incoming(data)`, without decoding when ``data`` is the last message stamped here."""
+        if data is not None and data is self._out:
+            return _known_incoming(
+                self._out_sender, self._out_conversation, self._out_part, self._out_reply
+            )
+        return Incoming(data)
 
     def stamp(
-        self, data: bytes | memoryview, sender_json: bytes, incoming: Incoming | None
+        self,
+        data: bytes | memoryview,
+        sender_json: bytes,
+        incoming: Incoming | None,
+        name: str | None = None,
     ) -> tuple[str | list[str], bytes]:
         """Return ``(receiver, completed message bytes)``.
 
-        ``sender_json`` is the sender's name as a JSON string (cached per agent). Raises
-        `InvalidMessage` if ``data`` is not a JSON object with a non-empty ``receiver``.
+        ``sender_json`` is the sender's name as a JSON string (cached per agent); with its
+        ``name`` too, the result is remembered for `incoming_for`. Raises `InvalidMessage` if
+        ``data`` is not a JSON object with a non-empty ``receiver`` and a known
+        ``performative``.
         """
+        self._out = None
         known = True
         try:
             header = _decode_out(data)
@@ -157,8 +215,49 @@ class Stamper:
         except msgspec.DecodeError as exc:
             raise InvalidMessage(f"not a valid message: {exc}") from None
         receiver = header.receiver
+        if (
+            known
+            and incoming is not None
+            and type(receiver) is str
+            and receiver
+            and header.performative is not UNSET
+            and header.conversation_id is UNSET
+            and header.reply_by is UNSET
+            and header.in_reply_to is UNSET
+            and header.sender is UNSET
+            and header.message_id is UNSET
+            and header.created_at is UNSET
+            and header.reply_with is UNSET
+            and data[0] == 0x7B  # '{'
+        ):
+            # The usual message (one receiver, only guest fields the runtime does not look
+            # at): the general path below with every test already decided, ~half the
+            # bytecode. Same output byte for byte.
+            self.expired = False
+            current = self.conversation = incoming.conversation
+            current_part = incoming.conversation_part
+            ms = int(time.time() * 1000)
+            head = b'{"sender":%s,"message_id":"%s%x","created_at":%s%s' % (
+                sender_json,
+                _NODE_PREFIX,
+                next(_counter),
+                _now_json if ms == _last_ms else _now(),
+                current_part,
+            )
+            if incoming.reply_with_json is not None and receiver == incoming.sender:
+                head += b',"in_reply_to":' + incoming.reply_with_json
+            out = head + b"," + data[1:]
+            if name is not None:  # remembered for `incoming_for` (see the class)
+                self._out = out
+                self._out_sender = name
+                self._out_conversation = current
+                self._out_part = current_part
+                self._out_reply = None
+            return receiver, out
         if not receiver or (type(receiver) is list and not all(receiver)):
             raise InvalidMessage("receiver is empty")
+        if header.performative is UNSET:  # required, as for the API (`codec.parse_message`)
+            raise InvalidMessage("performative is missing")
         self.expired = False
         if header.reply_by is not UNSET:
             reply_by = _json(header.reply_by)
@@ -197,16 +296,27 @@ class Stamper:
                 next(_counter),
                 now,
             )
+            part = None
             if incoming is not None:
                 if header.conversation_id is UNSET:
-                    head += incoming.conversation_part
+                    part = incoming.conversation_part
+                    head += part
                 if (
                     header.in_reply_to is UNSET
                     and incoming.reply_with_json is not None
                     and _addressed_to(receiver, incoming.sender)
                 ):
                     head += b',"in_reply_to":' + incoming.reply_with_json
-            return receiver, head + b"," + data[1:]
+            out = head + b"," + data[1:]
+            inherited = self.conversation
+            if name is not None and inherited is not None:  # for `incoming_for` (see the class)
+                self._out = out
+                self._out_sender = name
+                self._out_conversation = inherited
+                self._out_part = part
+                reply_with = header.reply_with
+                self._out_reply = None if reply_with is UNSET else bytes(reply_with)
+            return receiver, out
         return receiver, self._slow(data, sender_json, incoming, header)
 
     def _slow(

@@ -44,6 +44,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from itertools import repeat, starmap
 from typing import Any
 
 from caxton.storage.messages import MessageBatch
@@ -82,28 +83,40 @@ def _build(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes], int
     by filtering, instead of a separate pre-pass over every entry looking for them.
     """
     chunks: dict[str, list[bytes]] = {}
-    pending: dict[tuple[int, str], tuple[bytes, str]] = {}
+    # (id(data), receiver) -> the sent entry itself (no new tuple per message).
+    pending: dict[tuple[int, str], tuple[Any, ...]] = {}
     done: list[tuple[str, str]] = []
     sent: list[bytes] = []  # in journal order: the live stream publishes them in this order
     retracted: set[int] | None = None
-    handled = 0
+    sent_entries = 0
+    # The previous entry's conversation and its chunk list: consecutive messages of one
+    # conversation (the usual case) skip the dict lookup. Compared by identity, which is only
+    # a shortcut: a miss falls back to the lookup by value.
+    last_conversation: object = None
+    last_chunk: list[bytes] = []
+    pending_pop = pending.pop
+    sent_append = sent.append
     for entry in items:
         n = len(entry)
         if n == 3:
+            sent_entries += 1
             conversation, data, receiver = entry
             if conversation is not None:
-                sent.append(data)
-                same = chunks.get(conversation)
-                if same is None:
-                    chunks[conversation] = [data]
+                sent_append(data)
+                if conversation is last_conversation:
+                    last_chunk.append(data)
                 else:
-                    same.append(data)
+                    same = chunks.get(conversation)
+                    if same is None:
+                        same = chunks[conversation] = [data]
+                    else:
+                        same.append(data)
+                    last_conversation, last_chunk = conversation, same
             if receiver is not None:
-                pending[(id(data), receiver)] = (data, receiver)
+                pending[(id(data), receiver)] = entry
         elif n == 2:
-            handled += 1
             receiver, data = entry
-            if pending.pop((id(data), receiver), None) is None:
+            if pending_pop((id(data), receiver), None) is None:
                 mid = message_id_of(data)
                 if mid is not None:
                     done.append((mid, receiver))
@@ -111,6 +124,7 @@ def _build(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes], int
             if retracted is None:
                 retracted = set()
             retracted.add(id(entry[0]))
+    handled = len(items) - sent_entries - (0 if retracted is None else _count_retractions(items))
     if retracted:  # a retracted message is not history (its sent entry came before)
         sent = [d for d in sent if id(d) not in retracted]
         for conversation, same in list(chunks.items()):
@@ -122,12 +136,16 @@ def _build(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes], int
     batch = MessageBatch()
     for conversation, same in chunks.items():
         batch.chunks.append((conversation, len(same), b"[" + b",".join(same) + b"]"))
-    for data, receiver in pending.values():
+    for _, data, receiver in pending.values():
         mid = message_id_of(data)
         if mid is not None:
             batch.pending.append((mid, receiver, data))
     batch.done = done
     return batch, sent, handled
+
+
+def _count_retractions(items: list[tuple[Any, ...]]) -> int:
+    return sum(1 for entry in items if len(entry) == 1)
 
 
 class Journal:
@@ -168,6 +186,15 @@ class Journal:
         if len(self._queue) >= self._flush_at:
             self.flush()
 
+    def hot_path(self) -> tuple[Callable[[tuple[Any, ...]], None], deque[tuple[Any, ...]], int]:
+        """``(record, entries, flush_at)`` for workers that inline `sent` and `handled`.
+
+        ``record`` is the deque's own ``append`` (atomic under the GIL, like `sent`), so a
+        worker records a message with one C call instead of two Python calls; it must call
+        `flush` itself once ``len(entries) >= flush_at``, exactly as `sent` would.
+        """
+        return self._append, self._queue, self._flush_at
+
     def retract(self, data: bytes) -> None:
         """Forget a message recorded by `sent` that was not sent after all (backpressure)."""
         self._append((data,))
@@ -189,8 +216,9 @@ class Journal:
             count = len(queue)
             future: Future[None] | None = None
             if count:
-                popleft = queue.popleft
-                items = [popleft() for _ in range(count)]
+                # Exactly ``count`` entries from the left, in one C-level loop (workers may
+                # append on the right meanwhile; only the flusher pops, under ``_lock``).
+                items = list(starmap(queue.popleft, repeat((), count)))
                 batch, sent, handled = _build(items)
                 self.sent_total += len(sent)
                 self.handled_total += handled

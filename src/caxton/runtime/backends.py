@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
+from collections.abc import Callable, Sized
+from typing import Any, Protocol
 
 from caxton.errors import AgentFailure
 from caxton.runtime.agent import AgentState
@@ -73,6 +74,14 @@ class MessageJournal(Protocol):
     def handled(self, receiver: str, data: bytes) -> None: ...
     def retract(self, data: bytes) -> None: ...
     def flush(self) -> object: ...
+    def hot_path(self) -> tuple[Callable[[tuple[Any, ...]], None], Sized, int]:
+        """``(record, entries, flush_at)``: the inlined form of `sent` and `handled`.
+
+        ``record((conversation, data, receiver))`` is `sent` and ``record((receiver, data))``
+        is `handled`, minus the size check: the caller flushes when ``len(entries) >=
+        flush_at`` after recording.
+        """
+        ...
 
 
 class AgentEvents(Protocol):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from ctypes import c_void_p, cast
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -62,13 +62,16 @@ class CallContext:
     __slots__ = (
         "agent",
         "data",
+        "flush_at",
         "incoming",
         "inst",
         "journal",
+        "journal_entries",
         "kv",
         "local",
         "log_budget",
         "max_message_size",
+        "record",
         "route",
         "schedule",
         "stamper",
@@ -86,6 +89,12 @@ class CallContext:
     ) -> None:
         self.local = local
         self.journal = journal
+        #: The journal's inlined `sent` (see `MessageJournal.hot_path`).
+        self.record: Callable[[tuple[Any, ...]], None] | None = None
+        self.journal_entries: Sized = ()
+        self.flush_at = 0
+        if journal is not None:
+            self.record, self.journal_entries, self.flush_at = journal.hot_path()
         self.route = route
         self.schedule = schedule
         self.kv = kv
@@ -112,33 +121,38 @@ class CallContext:
             return abi.ERR_NOT_PERMITTED
         if len(data) > self.max_message_size:
             return abi.ERR_TOO_LARGE
-        incoming = self.incoming
-        if incoming is None:
-            incoming = self.incoming = Incoming(self.data)
         stamper = self.stamper
+        incoming = self.incoming
+        if incoming is None:  # decoded lazily, once per handled message, and only if it sends
+            incoming = self.incoming = stamper.incoming_for(self.data)
         try:
-            receiver, out = stamper.stamp(data, agent.sender_json, incoming)
+            receiver, out = stamper.stamp(data, agent.sender_json, incoming, agent.name)
         except InvalidMessage:
             return abi.ERR_MALFORMED
         journal = self.journal
         if journal is None:
             return self._deliver(receiver, out)
+        if type(receiver) is str and not stamper.expired:
+            # The usual case, with `journal.sent` inlined (one deque append; see
+            # `MessageJournal.hot_path`). Recorded before it is queued, so its handled mark
+            # (maybe on another worker) always comes later in the journal.
+            record = self.record
+            assert record is not None
+            record((stamper.conversation, out, receiver))
+            rc = self.local(receiver, out)
+            if rc is None:
+                journal.handled(receiver, out)  # not queued locally: nothing to redeliver
+                rc = self.route(receiver, out)
+            elif rc:
+                journal.retract(out)
+            if len(self.journal_entries) >= self.flush_at:
+                journal.flush()
+            return rc
         if stamper.expired:  # the router dead-letters it
             journal.sent(stamper.conversation, out, None)
             for one in [receiver] if type(receiver) is str else receiver:
                 self.route(one, out)
             return abi.OK
-        # Recorded before it is queued, so its handled mark (maybe on another worker) always
-        # comes later in the journal.
-        if type(receiver) is str:
-            journal.sent(stamper.conversation, out, receiver)
-            rc = self.local(receiver, out)
-            if rc is None:
-                journal.handled(receiver, out)  # not queued locally: nothing to redeliver
-                return self.route(receiver, out)
-            if rc:
-                journal.retract(out)
-            return rc
         journal.sent(stamper.conversation, out, None)
         rc = abi.OK
         delivered = False
@@ -212,7 +226,7 @@ def _schedule(env: Any, caller: Any, ar: Any, nar: int) -> int:
             ar[0] = abi.ERR_TOO_LARGE
         else:
             if cx.incoming is None:
-                cx.incoming = Incoming(cx.data)
+                cx.incoming = cx.stamper.incoming_for(cx.data)
             receiver, out = cx.stamper.stamp(data, agent.sender_json, cx.incoming)
             receivers = [receiver] if isinstance(receiver, str) else receiver
             for one in receivers:

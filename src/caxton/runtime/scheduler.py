@@ -49,7 +49,9 @@ class Scheduler:
             worker.scheduler = self
         self._shared: deque[Agent] = deque()
         self._cond = threading.Condition(threading.Lock())
-        self._idle = 0
+        #: Workers waiting for work (a plain attribute, read on the hot path without a call;
+        #: written only under ``_cond``, read racily as a hint: see `Worker.send_local`).
+        self.idle = 0
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._stack_size = stack_size
@@ -78,17 +80,12 @@ class Scheduler:
         worker: Worker | None = getattr(_tls, "worker", None)
         if worker is not None:
             local = worker.local
-            if not local or (len(local) < LOCAL_LIMIT and not self._idle):
+            if not local or (len(local) < LOCAL_LIMIT and not self.idle):
                 local.append(agent)
                 return
         with self._cond:
             self._shared.append(agent)
             self._cond.notify()
-
-    @property
-    def idle(self) -> int:
-        """Workers waiting for work."""
-        return self._idle
 
     def wake_shared(self, agent: Agent) -> None:
         """Put a ready agent on the shared run queue and wake a worker."""
@@ -114,9 +111,9 @@ class Scheduler:
                     while not shared:
                         if self._stopping:
                             return
-                        self._idle += 1
+                        self.idle += 1
                         cond.wait()
-                        self._idle -= 1
+                        self.idle -= 1
                     agent = shared.popleft()
             if worker.run(agent):
                 self.wake(agent)
