@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from caxton.errors import StorageError
-from caxton.storage import Storage
+from caxton.storage import Storage, snapshots
 
 
 async def test_kv_set_get_delete_and_load(storage: Storage, agent: str) -> None:
@@ -133,3 +136,29 @@ async def test_timers_survive_a_restart(storage: Storage, agent: str) -> None:
     async with await Storage.open(storage.path) as reopened:
         [record] = await reopened.list_scheduled()
     assert (record.id, record.name, record.due_at, record.body) == (timer, agent, 123.0, b"tick")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 40), st.binary(min_size=1, max_size=300)), max_size=8),
+    st.integers(0, 40 * 65536 + 17),
+)
+def test_snapshot_packing_round_trips_any_memory(
+    writes: list[tuple[int, bytes]], size: int
+) -> None:
+    memory = bytearray(size)
+    for page, data in writes:
+        start = min(page * 65536, size)
+        memory[start : start + len(data)] = data[: max(0, size - start)]
+    memory = memory[:size]
+    packed = snapshots.pack(bytes(memory))
+    assert snapshots.unpack(packed) == bytes(memory)
+    pages = range((size + 65535) // 65536)
+    nonzero_pages = [p for p in pages if memory[p * 65536 : (p + 1) * 65536].strip(b"\0")]
+    # zlib adds at most a few bytes per 16 KiB over the kept pages
+    assert len(packed) <= 9 + (size // 65536 + 8) // 8 + len(nonzero_pages) * 65600 + 64
+
+
+def test_old_zlib_snapshots_still_load() -> None:
+    memory = bytes(70000) + b"state"
+    assert snapshots.unpack(zlib.compress(memory, 1)) == memory

@@ -86,7 +86,7 @@ def _initial_schema(conn: Connection) -> None:
         ) WITHOUT ROWID""",
         """CREATE TABLE snapshots (
             name     TEXT PRIMARY KEY REFERENCES agents(name) ON DELETE CASCADE,
-            memory   BLOB NOT NULL,                  -- zlib-compressed linear memory
+            memory   BLOB NOT NULL,                  -- packed linear memory (snapshots.py)
             meta     TEXT NOT NULL DEFAULT '{}',     -- JSON
             taken_at REAL NOT NULL
         )""",

@@ -1,8 +1,12 @@
 """Snapshots of an agent's linear memory, so a reactor agent can resume where it stopped.
 
-The memory is compressed with zlib at level 1 before it reaches the writer thread (the caller's
-thread pays for it, not the commit of everyone else): linear memory is mostly zero pages, and
-level 1 shrinks those about a thousandfold at several hundred MB/s.
+Linear memory is mostly zero pages, so a snapshot keeps only the 64 KiB pages that are not all
+zero, compressed with zlib level 1 (``packed``: a magic byte, the memory size, a bitmap of the
+kept pages, then one zlib stream of those pages). Finding them is one ``memcmp`` per page, so
+the cost follows the memory in use, not the memory size (zlib over a whole 1 MiB image took
+~2.3 ms here; over the one or two pages a small agent uses, a tenth of that). The packing runs
+in the caller's thread, never in the writer's. Snapshots of the first format (plain zlib of the
+whole memory) still load.
 """
 
 from __future__ import annotations
@@ -19,8 +23,50 @@ from caxton.storage._core import StorageCore
 
 __all__ = ["SnapshotsRepository"]
 
-#: zlib level: 1 is several times faster than the default and nearly as good on memory images.
+#: zlib level for the kept pages: 1 is several times faster than the default, nearly as small.
 COMPRESSION_LEVEL = 1
+#: The WebAssembly page size: the unit of sparse packing.
+PAGE = 65536
+_ZERO_PAGE = bytes(PAGE)
+#: First byte of a sparse snapshot (zlib streams, the old format, start with 0x78).
+_SPARSE = 0x53
+
+
+def pack(memory: bytes) -> bytes:
+    """``memory`` as a sparse snapshot: only its non-zero pages are kept."""
+    size = len(memory)
+    pages = (size + PAGE - 1) // PAGE
+    bitmap = bytearray((pages + 7) // 8)
+    kept: list[bytes] = []
+    for index in range(pages):
+        # bytes == bytes is a memcmp (a memoryview comparison would go byte by byte).
+        page = memory[index * PAGE : (index + 1) * PAGE]
+        if page != (_ZERO_PAGE if len(page) == PAGE else bytes(len(page))):
+            bitmap[index >> 3] |= 1 << (index & 7)
+            kept.append(page)
+    header = bytes([_SPARSE]) + size.to_bytes(8, "little") + bytes(bitmap)
+    return header + zlib.compress(b"".join(kept), COMPRESSION_LEVEL)
+
+
+def unpack(packed: bytes) -> bytes:
+    """The memory a `pack` result (or an old zlib snapshot) stands for."""
+    if not packed or packed[0] != _SPARSE:
+        return zlib.decompress(packed)
+    size = int.from_bytes(packed[1:9], "little")
+    pages = (size + PAGE - 1) // PAGE
+    bitmap = packed[9 : 9 + (pages + 7) // 8]
+    kept = zlib.decompress(packed[9 + len(bitmap) :])
+    memory = bytearray(size)
+    offset = 0
+    for index in range(pages):
+        if bitmap[index >> 3] & (1 << (index & 7)):
+            start = index * PAGE
+            length = min(PAGE, size - start)
+            memory[start : start + length] = kept[offset : offset + length]
+            offset += length
+    if offset != len(kept):
+        raise ValueError(f"{len(kept) - offset} bytes left over after the last page")
+    return bytes(memory)
 
 
 def _save(conn: Connection, name: str, packed: bytes, meta: str, taken_at: float) -> None:
@@ -46,8 +92,8 @@ def _unpack(name: str, found: tuple[bytes, str] | None) -> tuple[bytes, dict[str
         return None
     packed, meta = found
     try:
-        memory = zlib.decompress(packed)
-    except zlib.error as exc:
+        memory = unpack(packed)
+    except (zlib.error, ValueError, IndexError) as exc:
         raise StorageError(f"the memory snapshot of {name!r} is corrupt: {exc}") from exc
     decoded: dict[str, Any] = json.loads(meta)
     return memory, decoded
@@ -57,18 +103,18 @@ class SnapshotsRepository(StorageCore):
     """One memory snapshot per agent (mixed into `Storage`); saving replaces the previous one."""
 
     def save_snapshot_sync(self, name: str, memory: bytes, meta: dict[str, Any]) -> None:
-        """Compress and store ``memory`` with ``meta`` (JSON); blocks until committed.
+        """Pack and store ``memory`` with ``meta`` (JSON); blocks until committed.
 
         Raises `StorageError` if no agent has that name.
         """
-        packed = zlib.compress(memory, COMPRESSION_LEVEL)
+        packed = pack(memory)
         text = json.dumps(meta, sort_keys=True)
         now = time.time()
         self.write_sync(lambda c: _save(c, name, packed, text, now))
 
     async def save_snapshot(self, name: str, memory: bytes, meta: dict[str, Any]) -> None:
-        """`save_snapshot_sync` for the event loop (compression runs in a worker thread)."""
-        packed = await asyncio.to_thread(zlib.compress, memory, COMPRESSION_LEVEL)
+        """`save_snapshot_sync` for the event loop (packing runs in a worker thread)."""
+        packed = await asyncio.to_thread(pack, memory)
         text = json.dumps(meta, sort_keys=True)
         now = time.time()
         await self.write(lambda c: _save(c, name, packed, text, now))
