@@ -7,6 +7,8 @@ Prints JSON with:
 * ``deploy_cold_ms``: deploy of ``examples/agents/echo.wasm`` (~30 KB) into a node whose module
   cache is empty (validation + Cranelift compile + store + start); median of fresh nodes;
 * ``deploy_cached_ms``: deploy of the same bytes under new names (module from the cache);
+* ``hibernation``: hibernate + restore of an agent with 1 MiB of linear memory
+  (``tests/fixtures/wat/bigmem.wat``) through the node's SQLite snapshots;
 * ``density``: ``--agents`` echo agents (``a-00000`` ...) deployed on one node, then one message
   to each in turn, counting replies; deploy rate, wall time, and the process RSS. The node's
   ``memory_limit`` / ``memory_pressure_threshold`` make maintenance hibernate the least recently
@@ -152,18 +154,70 @@ async def density(count: int, live_budget: int) -> dict[str, Any]:
             await node.aclose()
 
 
+BIGMEM = ROOT / "tests" / "fixtures" / "wat" / "bigmem.wat"
+
+
+async def hibernation(rounds: int) -> dict[str, Any]:
+    """Hibernate + restore of an agent with 1 MiB of linear memory, through SQLite.
+
+    ``hibernate``: the instance's memory saved to the state file and the instance dropped;
+    ``restore``: the next message brings it back (memory loaded, new instance) and is answered.
+    """
+    import wasmtime
+
+    wasm = wasmtime.wat2wasm(BIGMEM.read_text())
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+    with tempfile.TemporaryDirectory() as tmp:
+        node = Node(_config(Path(tmp), gc_interval=3600.0, agent_idle_timeout=3600.0))
+        node.on_external_message = lambda receiver, data: replies.put_nowait(data)
+        await node.start()
+        try:
+            await node.agents.deploy(DeployRequest(name="big", wasm=wasm))
+            body = json.dumps({"receiver": "big", "sender": "bench", "performative": "request"})
+            hibernate: list[float] = []
+            restore: list[float] = []
+            plain: list[float] = []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                await node.runtime.deliver("big", body.encode())
+                await replies.get()
+                plain.append((time.perf_counter() - t0) * 1000)
+                t0 = time.perf_counter()
+                assert await node.runtime.hibernate("big")
+                hibernate.append((time.perf_counter() - t0) * 1000)
+                t0 = time.perf_counter()
+                await node.runtime.deliver("big", body.encode())
+                last = await replies.get()
+                restore.append((time.perf_counter() - t0) * 1000)
+            memory = node.runtime.agent_statistics("big").memory_bytes
+        finally:
+            await node.aclose()
+    return {
+        "memory_bytes": memory,
+        "hibernate_ms": statistics.median(hibernate),
+        "restore_and_answer_ms": statistics.median(restore),
+        "plain_message_ms": statistics.median(plain),
+        "hibernate_plus_restore_ms": statistics.median(hibernate) + statistics.median(restore),
+        "last_reply": json.loads(last)["content"],
+        "rounds": rounds,
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=10_000)
     parser.add_argument("--deploy-runs", type=int, default=20)
     parser.add_argument("--live-budget-mb", type=int, default=256)
+    parser.add_argument("--hibernate-rounds", type=int, default=50)
     args = parser.parse_args()
     result: dict[str, Any] = {"benchmark": "agents"}
     result.update(await deploy_times(args.deploy_runs))
+    result["hibernation"] = await hibernation(args.hibernate_rounds)
     result["density"] = await density(args.agents, args.live_budget_mb << 20)
     result["targets"] = {
         "deploy_cold_ms": 150,
         "deploy_cached_ms": 20,
+        "hibernate_plus_restore_ms": 5.0,
         "density_rss_mb": 1024,
         "density_replies": args.agents,
     }

@@ -2,7 +2,7 @@
 
 * `StoredKv`: the host's ``kv_*`` imports; loads a whole map when an instance starts, persists
   each change without blocking the worker (group-committed, in issue order).
-* `StoredSnapshots`: hibernated agents' linear memory (compressed by storage).
+* `StoredSnapshots`: hibernated agents' linear memory (packed by storage, written behind).
 * `StoredTimers`: pending ``schedule`` timers, so a restart re-arms what is still due.
 * `PersistingEvents`: marks agents whose state changed or whose message failed, so the agent
   service writes their state, counters and last error; and forwards every event to an optional
@@ -55,7 +55,14 @@ class StoredKv:
 
 
 class StoredSnapshots:
-    """`SnapshotBackend` over `Storage` snapshots (worker threads; blocking).
+    """`SnapshotBackend` over `Storage` snapshots (worker threads), written behind.
+
+    `save` packs the memory and queues the write without waiting for its commit, so hibernating
+    an agent costs a copy, not a commit; until the write commits the snapshot stays in
+    ``_pending`` and `load` serves it from there (a message right after hibernation restores
+    without touching SQLite). The storage writer commits in submission order, so a later delete
+    of the same agent cannot be overtaken. If the node dies before the commit, the agent comes
+    back with a fresh instance (linear memory is not durable; docs/agents.md says so).
 
     Remembers which agents have a stored snapshot, so the deletes the runtime issues on every
     start and stop cost nothing for agents that never hibernated. `mark` tells it about
@@ -65,6 +72,7 @@ class StoredSnapshots:
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
         self._known: set[str] = set()
+        self._pending: dict[str, Snapshot] = {}
         self._lock = threading.Lock()
 
     def mark(self, agent: str) -> None:
@@ -74,10 +82,26 @@ class StoredSnapshots:
 
     def save(self, agent: str, snapshot: Snapshot) -> None:
         meta = {"pages": snapshot.pages, "version": snapshot.version}
-        self._storage.save_snapshot_sync(agent, snapshot.memory, meta)
-        self.mark(agent)
+        with self._lock:
+            self._known.add(agent)
+            self._pending[agent] = snapshot
+        written = self._storage.save_snapshot_nowait(agent, snapshot.memory, meta)
+        written.add_done_callback(lambda f: self._settled(agent, snapshot, f))
+
+    def _settled(self, agent: str, snapshot: Snapshot, written: Future[None]) -> None:
+        with self._lock:
+            if self._pending.get(agent) is snapshot:
+                del self._pending[agent]
+        if written.exception() is not None:
+            log.error("saving the memory snapshot of %s failed: %s", agent, written.exception())
 
     def load(self, agent: str) -> Snapshot | None:
+        with self._lock:
+            pending = self._pending.get(agent)
+            if pending is not None:
+                return pending
+            if agent not in self._known:
+                return None
         found = self._storage.load_snapshot_sync(agent)
         if found is None:
             return None
@@ -86,10 +110,11 @@ class StoredSnapshots:
 
     def delete(self, agent: str) -> None:
         with self._lock:
+            self._pending.pop(agent, None)
             if agent not in self._known:
                 return
             self._known.discard(agent)
-        self._storage.delete_snapshot_sync(agent)
+        self._storage.delete_snapshot_nowait(agent)
 
 
 class _Envelope(msgspec.Struct):

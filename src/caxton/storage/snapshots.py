@@ -15,6 +15,7 @@ import asyncio
 import json
 import time
 import zlib
+from concurrent.futures import Future
 from typing import Any
 
 from caxton.errors import StorageError
@@ -118,6 +119,21 @@ class SnapshotsRepository(StorageCore):
         text = json.dumps(meta, sort_keys=True)
         now = time.time()
         await self.write(lambda c: _save(c, name, packed, text, now))
+
+    def save_snapshot_nowait(self, name: str, memory: bytes, meta: dict[str, Any]) -> Future[None]:
+        """Pack ``memory`` now (caller's thread) and queue the write; returns its future.
+
+        Writes from one thread commit in submission order, so a later delete or save of the
+        same agent from that thread can never be overtaken.
+        """
+        packed = pack(memory)
+        text = json.dumps(meta, sort_keys=True)
+        now = time.time()
+        return self.write_nowait(lambda c: _save(c, name, packed, text, now))
+
+    def delete_snapshot_nowait(self, name: str) -> Future[bool]:
+        """Queue the deletion of the agent's snapshot; the future says whether there was one."""
+        return self.write_nowait(lambda c: _delete(c, name))
 
     def load_snapshot_sync(self, name: str) -> tuple[bytes, dict[str, Any]] | None:
         """``(memory, meta)`` of the agent's snapshot, or None if it has none."""
