@@ -4,7 +4,8 @@
    (the answer carries echo's reply): p50/p95/p99 in milliseconds, beside ``GET /health`` (the
    HTTP floor of this machine) measured the same way.
 2. **throughput**: accepted durable messages per second (``202``, committed to SQLite before
-   the answer) from many concurrent connections without ``?wait``, with ``wrk`` and a small
+   the answer) to the ``pong`` example (an ``inform`` it handles without answering) from many
+   concurrent connections without ``?wait``, with ``wrk`` and a small
    Lua script when ``wrk`` is installed, else with aiohttp clients in ``--clients`` processes;
    and the same with bulk requests (a JSON array of ``--bulk`` messages per POST).
 
@@ -40,6 +41,10 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 ECHO = ROOT / "examples" / "agents" / "echo.wasm"
 MESSAGE = {"receiver": "echo", "performative": "request", "content": {"n": 1, "text": "hi"}}
+#: For the throughput figures: `pong` handles an `inform` without answering, so the node's
+#: work per message is acceptance (validation, SQLite commit, routing) plus one handling.
+SINK = ROOT / "examples" / "agents" / "pong.wasm"
+SINK_MESSAGE = {"receiver": "pong", "performative": "inform", "content": {"n": 1, "text": "hi"}}
 _LUA = """
 wrk.method = "POST"
 wrk.body = '%s'
@@ -91,14 +96,16 @@ log_file = "{directory / "caxton.log"}"
 
 
 def deploy_echo(base: str) -> None:
-    req = urllib.request.Request(
-        base + "/api/v1/agents?name=echo",
-        data=ECHO.read_bytes(),
-        method="POST",
-        headers={"Content-Type": "application/wasm"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        assert resp.status == 201
+    """Deploy the echo agent (latency) and the pong agent (the throughput sink)."""
+    for name, module in (("echo", ECHO), ("pong", SINK)):
+        req = urllib.request.Request(
+            base + f"/api/v1/agents?name={name}",
+            data=module.read_bytes(),
+            method="POST",
+            headers={"Content-Type": "application/wasm"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 201
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -154,7 +161,7 @@ def wrk_throughput(base: str, seconds: int, connections: int, bulk: int = 1) -> 
 
     ``bulk`` > 1 posts JSON arrays of that many messages (the API's bulk send).
     """
-    body = json.dumps(MESSAGE) if bulk == 1 else json.dumps([MESSAGE] * bulk)
+    body = json.dumps(SINK_MESSAGE) if bulk == 1 else json.dumps([SINK_MESSAGE] * bulk)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_LUA % body)
     try:
@@ -193,7 +200,7 @@ def wrk_throughput(base: str, seconds: int, connections: int, bulk: int = 1) -> 
 
 def _client_process(base: str, seconds: float, connections: int, out: Any) -> None:
     async def run() -> tuple[int, int]:
-        body = json.dumps(MESSAGE).encode()
+        body = json.dumps(SINK_MESSAGE).encode()
         headers = {"Content-Type": "application/json"}
         ok = bad = 0
         deadline = time.monotonic() + seconds

@@ -295,14 +295,19 @@ class Runtime:
         """Queue a message, waiting up to ``wait`` seconds for mailbox space (`WouldBlock`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
+        delay = 0.001
         while True:
             try:
                 self.deliver_nowait(name, data)
                 return
             except WouldBlock:
-                if loop.time() >= deadline:
+                now = loop.time()
+                if now >= deadline:
                     raise
-                await asyncio.sleep(0.002)
+                # Back off: hundreds of callers waiting on one full mailbox must not turn the
+                # event loop into a busy poller (a fixed 2 ms poll did, under bulk sends).
+                await asyncio.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 0.05)
 
     def enqueue_local(self, name: str, data: bytes) -> int | None:
         """Router hook: 0 or -4 for a local agent accepting messages, None otherwise."""
