@@ -10,7 +10,10 @@
    and the same with bulk requests (a JSON array of ``--bulk`` messages per POST).
 
     python bench/bench_api.py [--requests 2000] [--seconds 10] [--connections 64]
-                              [--clients 2] [--no-wrk] [--bulk 100]
+                              [--clients 2] [--no-wrk] [--bulk 100] [--bulk-only]
+
+``--bulk-only`` measures only the bulk figure (wrk; no latency or single-message run), for
+quick interleaved before/after comparisons.
 
 Prints one JSON document. Targets (issue 4): p50 < 2 ms, >= 10,000 accepted msgs/s.
 """
@@ -259,11 +262,20 @@ def main() -> None:
     parser.add_argument(
         "--bulk", type=int, default=100, help="messages per request for the bulk figure (wrk)"
     )
+    parser.add_argument(
+        "--bulk-only", action="store_true", help="only the bulk throughput figure (needs wrk)"
+    )
     args = parser.parse_args()
+    if args.bulk_only and not shutil.which("wrk"):
+        raise SystemExit("--bulk-only needs wrk")
     with tempfile.TemporaryDirectory(prefix="caxton-bench-api-") as tmp:
         proc, base = start_node(Path(tmp))
         try:
             deploy_echo(base)
+            if args.bulk_only:
+                bulk_only = wrk_throughput(base, args.seconds, 8, args.bulk)
+                print(json.dumps({"benchmark": "api", "bulk_throughput": bulk_only}, indent=2))
+                return
             lat = asyncio.run(latency(base, args.requests))
             bulk: dict[str, Any] | None = None
             if shutil.which("wrk") and not args.no_wrk:

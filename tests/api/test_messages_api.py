@@ -308,6 +308,11 @@ async def test_bulk_send_with_one_bad_message_accepts_nothing(api: Api) -> None:
     assert err["details"]["index"] == 1
     assert err["details"]["field"] == "performative"
     assert (await api.client.get("/api/v1/conversations/bulk-1")).status == 404
+    not_object = await api.client.post("/api/v1/messages", json=[batch[0], 5])
+    assert (await error(not_object, 400, "INVALID_REQUEST"))["details"]["index"] == 1
+    malformed = await api.client.post("/api/v1/messages", data=b'[{"receiver": }]')
+    await error(malformed, 400, "INVALID_REQUEST")
+    assert (await api.client.get("/api/v1/conversations/bulk-1")).status == 404
 
     waited = await api.client.post("/api/v1/messages", json=batch[:1], params={"wait": "1s"})
     assert (await error(waited, 400, "INVALID_REQUEST"))["details"]["field"] == "wait"

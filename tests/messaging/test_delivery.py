@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from concurrent.futures import Future
+from typing import Any
 
 import pytest
 
 from caxton.errors import InvalidMessage, MessageTooLarge, WouldBlock
-from tests.messaging.conftest import Stack, eventually
+from caxton.messaging import Accepted
+from caxton.messaging.codec import decode_array
+from caxton.storage.messages import MessageBatch
+from tests.messaging.conftest import FAST, Stack, eventually
 
 
 async def test_submit_wait_returns_the_reply_and_conversation_lists_both(stack: Stack) -> None:
@@ -106,10 +112,6 @@ async def test_fan_out_reaches_every_receiver(stack: Stack) -> None:
 
 
 async def test_full_mailbox_answers_would_block_and_dead_letters(data_dir) -> None:  # type: ignore[no-untyped-def]
-    import dataclasses
-
-    from tests.messaging.conftest import FAST
-
     config = dataclasses.replace(FAST, mailbox_capacity=2, execution_timeout=0.5)
     async with Stack(data_dir / "local.db", config) as stack:
         await stack.deploy("spin", "wat:spin")
@@ -209,3 +211,138 @@ async def test_submit_checks_the_client_name_and_the_size_with_runtime_fields(
         await stack.messaging.submit(
             {"receiver": "echo", "performative": "inform", "content": content}, client="alice"
         )
+
+
+# -- submit_many (the API's bulk send) -------------------------------------------------------
+
+
+def _count_writes(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> list[MessageBatch]:
+    """Record every group write of accepted messages (the journal keeps its own reference)."""
+    writes: list[MessageBatch] = []
+    write = stack.storage.write_messages_nowait
+
+    def recording(batch: MessageBatch) -> Future[None]:
+        writes.append(batch)
+        return write(batch)
+
+    monkeypatch.setattr(stack.storage, "write_messages_nowait", recording)
+    return writes
+
+
+async def test_submit_many_commits_all_in_one_write_and_answers_in_order(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await stack.deploy("echo")
+    writes = _count_writes(stack, monkeypatch)
+    messages: list[dict[str, Any] | bytes] = [
+        {"receiver": "echo", "performative": "inform", "content": 0},
+        {"receiver": "echo", "performative": "inform", "content": 1, "conversation_id": "m-1"},
+        b'{"receiver": "nobody-here", "performative": "inform", "content": 2}',
+        {"receiver": "echo", "performative": "inform", "content": 3, "conversation_id": "m-1"},
+        {"receiver": "echo", "performative": "inform", "content": 4, "sender": "zed"},
+    ]
+    results = await stack.messaging.submit_many(messages)
+    assert len(writes) == 1  # one storage write for the whole call
+    (batch,) = writes
+    assert sum(count for _, count, _ in batch.chunks) == 5
+    # The two messages of conversation m-1 share one history row, in the order given.
+    assert [(conv, count) for conv, count, _ in batch.chunks if conv == "m-1"] == [("m-1", 2)]
+    assert len(batch.pending) == 4  # one per delivery to a local agent
+    assert all(isinstance(r, Accepted) for r in results)
+    accepted = [r for r in results if isinstance(r, Accepted)]
+    assert len({a.message_id for a in accepted}) == 5
+    # Messages without a sender share one made-up client name; a given sender is kept.
+    assert accepted[0].sender == accepted[1].sender == accepted[3].sender
+    assert accepted[0].sender.startswith("client-")
+    assert accepted[4].sender == "zed"
+    assert accepted[2].receivers == ("nobody-here",)
+    # Committed before submit_many returned, in order: the history is readable at once.
+    for index, one in enumerate(accepted):
+        blobs, _, total = await stack.storage.conversation_messages(one.conversation_id)
+        assert total >= 1
+        assert blobs
+        if one.conversation_id != "m-1":
+            (message,) = decode_array(blobs[0])
+            assert message["content"] == index
+            assert message["message_id"] == one.message_id
+    blobs, _, total = await stack.storage.conversation_messages("m-1")
+    assert [m["content"] for m in decode_array(blobs[0])] == [1, 3]
+
+    async def dead_lettered() -> bool:  # decided on the loop after routing (a task)
+        letters, _ = await stack.messaging.dead_letters()
+        return [(d.reason, d.message_id) for d in letters] == [
+            ("unknown_receiver", accepted[2].message_id)
+        ]
+
+    await eventually(dead_lettered)
+
+
+async def test_submit_many_refuses_everything_when_one_message_is_bad(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await stack.deploy("echo")
+    writes = _count_writes(stack, monkeypatch)
+    good = {"receiver": "echo", "performative": "inform", "conversation_id": "bad-batch"}
+    with pytest.raises(InvalidMessage) as bad:
+        await stack.messaging.submit_many([good, {"receiver": "echo", "performative": "shout"}])
+    assert bad.value.details["index"] == 1
+    assert bad.value.details["field"] == "performative"
+    assert bad.value.message.startswith("message 1: ")
+    with pytest.raises(InvalidMessage) as agent:
+        await stack.messaging.submit_many([good, good, {**good, "sender": "echo"}])
+    assert agent.value.details == {"field": "sender", "index": 2}
+    limit = stack.messaging.max_message_size
+    with pytest.raises(MessageTooLarge) as large:
+        await stack.messaging.submit_many([{**good, "content": "x" * (limit - 80)}])
+    assert large.value.details["index"] == 0
+    assert writes == []
+    assert (await stack.storage.conversation_messages("bad-batch"))[2] == 0
+
+
+async def test_submit_many_dead_letters_a_full_mailbox_as_an_error_entry(data_dir) -> None:  # type: ignore[no-untyped-def]
+    config = dataclasses.replace(FAST, mailbox_capacity=2, execution_timeout=0.5)
+    async with Stack(data_dir / "local.db", config) as stack:
+        await stack.deploy("spin", "wat:spin")
+        body = {"receiver": "spin", "performative": "inform"}
+        # One being handled (it spins past submit_wait), two queued, two left over.
+        results = await stack.messaging.submit_many([{**body, "content": i} for i in range(5)])
+        assert [type(r) for r in results] == [Accepted] * 3 + [WouldBlock] * 2
+        letters, _ = await stack.messaging.dead_letters()
+        full = [d for d in letters if d.reason == "mailbox_full"]
+        for index, result in enumerate(results[3:], 3):
+            assert isinstance(result, WouldBlock)
+            assert result.details["receivers"] == ["spin"]
+            # Committed and dead-lettered: its ids name a stored message that is redrivable.
+            assert result.details["message_id"] in [d.message_id for d in full]
+            letter = next(d for d in full if d.message_id == result.details["message_id"])
+            assert letter.message is not None
+            assert letter.message["content"] == index
+            _, _, total = await stack.storage.conversation_messages(
+                result.details["conversation_id"]
+            )
+            assert total == 1
+
+
+async def test_submit_many_fans_out_and_dead_letters_expired_messages(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await stack.deploy("echo")
+    await stack.deploy("echo2", "echo")
+    writes = _count_writes(stack, monkeypatch)
+    results = await stack.messaging.submit_many(
+        [
+            {"receiver": ["echo", "echo2"], "performative": "inform", "content": "both"},
+            {"receiver": "echo", "performative": "inform", "reply_by": "2001-01-01T00:00:00Z"},
+        ],
+        client="hal",
+    )
+    fan_out, late = results
+    assert isinstance(fan_out, Accepted)
+    assert isinstance(late, Accepted)
+    assert fan_out.receivers == ("echo", "echo2")
+    assert fan_out.sender == late.sender == "hal"
+    (batch,) = writes
+    # Two pending deliveries for the fan-out; none for the expired message (never queued).
+    assert sorted(r for _, r, _ in batch.pending) == ["echo", "echo2"]
+    letters, _ = await stack.messaging.dead_letters()
+    assert [(d.reason, d.message_id) for d in letters] == [("expired", late.message_id)]

@@ -19,12 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from caxton.config.schema import Config
-from caxton.errors import AgentFailure, AgentNotFound, InvalidMessage, MailboxClosed, WouldBlock
+from caxton.errors import (
+    AgentFailure,
+    AgentNotFound,
+    Error,
+    InvalidMessage,
+    MailboxClosed,
+    MessageTooLarge,
+    WouldBlock,
+)
 from caxton.messaging import deadletters as dl
 from caxton.messaging.bus import EventBus, Subscription
 from caxton.messaging.codec import check_name, check_size, decode_array, encode, parse_message
@@ -43,6 +51,18 @@ if TYPE_CHECKING:
     from caxton.runtime.runtime import Runtime
 
 __all__ = ["Accepted", "Messaging"]
+
+#: One message of a `Messaging.submit_many` once stamped: (data, envelope, receivers, local
+#: receivers, expired).
+_Entry = tuple[bytes, dict[str, Any], tuple[str, ...], tuple[str, ...], bool]
+#: The (notify, pending) arguments `_accept` gives `_dead_letter` for each reason: expired
+#: messages had no pending row written (nothing to mark done), a full mailbox sends no
+#: `failure` (the client gets the error entry instead).
+_DEAD_LETTER_FLAGS = {
+    "expired": (True, False),
+    "mailbox_full": (False, True),
+    "agent_not_running": (True, True),
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,16 +245,7 @@ class Messaging(FailureOps, MetricsMixin):
         # well-formed by construction, so only the size with our fields is left to check (a
         # second full parse of ``data`` cost ~15 µs per submit and could find nothing new).
         check_size(data, self.max_message_size)
-        # The header from the dict we just encoded (same values `header_of(data)` would decode).
-        header = dl.Header(
-            sender=sender,
-            receiver=envelope["receiver"],
-            message_id=envelope["message_id"],
-            conversation_id=envelope["conversation_id"],
-            performative=envelope["performative"],
-            reply_with=envelope.get("reply_with"),
-            reply_by=envelope.get("reply_by"),
-        )
+        header = _header(envelope)
         self.replies.remember(sender)
         waiter = self.replies.expect(envelope["conversation_id"], sender) if wait else None
         try:
@@ -243,6 +254,209 @@ class Messaging(FailureOps, MetricsMixin):
             if waiter is not None:
                 waiter.close()
             raise
+
+    async def submit_many(
+        self, messages: Sequence[Mapping[str, Any] | bytes], *, client: str | None = None
+    ) -> list[Accepted | Error]:
+        """Validate, commit and route many messages from one API client; one result each.
+
+        All or nothing up to the commit: every message is validated (once) before anything is
+        stored, and the first invalid one raises its `InvalidMessage` / `MessageTooLarge`
+        with ``details["index"]`` and a ``message N:`` prefix; nothing is accepted then. The
+        valid batch is committed in ONE storage write (joined to this loop iteration's group,
+        see `_commit`), then routed in order. The result at index ``i`` is the `Accepted` of
+        ``messages[i]``, or the `WouldBlock` `submit` would have raised for it (a receiver's
+        mailbox stayed full for ``submit_wait``: dead-lettered ``mailbox_full``, committed).
+
+        The sender is ``client``, else the message's ``sender``, else ONE made-up
+        ``client-<hex>`` shared by the call's messages without a sender (one request is one
+        client; a made-up name per message would also evict real clients from `replies`).
+        """
+        runtime = self._runtime()
+        has_agent = runtime.has_agent
+        max_size = self.max_message_size
+        sender_of_call = check_name("sender", client) if client else None
+        made_up: str | None = None
+        # One timestamp for the batch (one clock read and format instead of one per message):
+        # the whole batch is accepted by one commit, so one `created_at` is as true for each of
+        # its messages as a per-message reading; nothing orders by it (a conversation's order
+        # is its chunk ids, then array order), and the format is the one `submit` writes.
+        now = now_rfc3339()
+        #: Senders checked not to be an agent's name (checked once per distinct sender).
+        senders: dict[str, None] = {}
+        entries: list[_Entry] = []
+        chunks: dict[str, list[bytes]] = {}
+        pending: list[tuple[str, str, bytes]] = []
+        for index, message in enumerate(messages):
+            try:
+                body = parse_message(message, max_size=max_size)
+                sender = sender_of_call or body.get("sender")
+                if not sender:
+                    sender = made_up = made_up or f"client-{new_id()}"
+                if sender not in senders:
+                    if has_agent(sender):
+                        raise InvalidMessage(
+                            f"sender: {sender!r} is an agent's name; API clients need another name",
+                            details={"field": "sender"},
+                        )
+                    senders[sender] = None
+                mid = new_id()
+                # The same dict as `submit`'s setdefault loop, built in one step: our three
+                # fields come first, then the body's fields in order; a body that carried
+                # ``sender``, ``message_id`` or ``created_at`` overwrote ours in the splat, and
+                # re-storing ours puts our values back without moving the keys.
+                envelope: dict[str, Any] = {
+                    "sender": sender,
+                    "message_id": mid,
+                    "created_at": now,
+                    **body,
+                }
+                envelope["sender"] = sender
+                envelope["message_id"] = mid
+                envelope["created_at"] = now
+                conversation = body.get("conversation_id")  # a str: parse_message dropped None
+                if conversation is None:
+                    conversation = envelope["conversation_id"] = new_id()
+                data = encode(envelope)
+                # As in `submit`: only the size with the runtime's fields is left to check.
+                check_size(data, max_size)
+            except (InvalidMessage, MessageTooLarge) as exc:
+                exc.details = {**exc.details, "index": index}
+                exc.message = f"message {index}: {exc.message}"
+                raise
+            raw = envelope["receiver"]
+            # `reply_by` is rare: only then build the header `expired` reads.
+            late = "reply_by" in envelope and expired(_header(envelope))
+            if isinstance(raw, str):  # the usual case: one receiver, no generator to run
+                receivers: tuple[str, ...] = (raw,)
+                local: tuple[str, ...] = () if late or not has_agent(raw) else receivers
+                if local:
+                    pending.append((mid, raw, data))
+            else:
+                receivers = tuple(raw)
+                local = () if late else tuple(r for r in receivers if has_agent(r))
+                pending.extend((mid, r, data) for r in local)
+            entries.append((data, envelope, receivers, local, late))
+            datas = chunks.get(conversation)
+            if datas is None:
+                chunks[conversation] = [data]
+            else:
+                datas.append(data)
+        for sender in senders:  # before routing: a quick reply must find its client known
+            self.replies.remember(sender)
+        # One history row per conversation of the batch: a conversation is read in chunk id
+        # order, then array order, and its messages are joined here in submission order, so
+        # its order is the order of ``messages`` (other conversations' order is independent).
+        batch = MessageBatch(
+            chunks=[
+                (conv, len(datas), b"[" + b",".join(datas) + b"]") for conv, datas in chunks.items()
+            ],
+            pending=pending,
+        )
+        await self._commit(batch)  # one write, one future for the whole call
+        self.submitted += len(entries)
+        if len(self.bus):  # no list to build while nobody is subscribed
+            self.bus.publish_messages([entry[0] for entry in entries])
+        return await self._route_many(runtime, entries)
+
+    async def _route_many(
+        self,
+        runtime: Runtime,
+        entries: list[_Entry],
+    ) -> list[Accepted | Error]:
+        """Route committed messages in order: `deliver_nowait` first, then the slow path."""
+        deliver_nowait = runtime.deliver_nowait
+        external = self.router.external
+        #: Receivers whose mailbox was full in this call: every later message to one of them
+        #: takes the slow path too, behind the earlier ones, so one sender's messages to one
+        #: receiver still arrive in the order sent (a freed slot must not let message i+1
+        #: overtake message i that is waiting for room).
+        blocked: set[str] = set()
+        #: (index, receiver, reason): deliveries left for the slow path, in order.
+        slow: list[tuple[int, str, str]] = []
+        for index, (data, _, receivers, local, late) in enumerate(entries):
+            for receiver in receivers:
+                if late:
+                    slow.append((index, receiver, "expired"))
+                elif receiver not in local:
+                    external(receiver, data)
+                elif receiver in blocked:
+                    slow.append((index, receiver, "mailbox_full"))
+                else:
+                    try:  # the usual case: room in the mailbox, no coroutine to run
+                        deliver_nowait(receiver, data)
+                    except WouldBlock:
+                        blocked.add(receiver)
+                        slow.append((index, receiver, "mailbox_full"))
+                    except (MailboxClosed, AgentNotFound):
+                        slow.append((index, receiver, "agent_not_running"))
+        full: dict[int, list[str]] = {}
+        if slow:
+            await self._route_slow(runtime, entries, slow, full)
+        results: list[Accepted | Error] = []
+        for index, (_, envelope, receivers, _, _) in enumerate(entries):
+            mid, conversation = envelope["message_id"], envelope["conversation_id"]
+            stuck = full.get(index)
+            if stuck:
+                results.append(
+                    WouldBlock(
+                        f"the mailbox of {', '.join(stuck)} stayed full; the message was"
+                        " dead-lettered",
+                        details={
+                            "message_id": mid,
+                            "conversation_id": conversation,
+                            "receivers": stuck,
+                        },
+                    )
+                )
+            else:
+                results.append(
+                    Accepted(
+                        message_id=mid,
+                        conversation_id=conversation,
+                        sender=envelope["sender"],
+                        receivers=receivers,
+                    )
+                )
+        return results
+
+    async def _route_slow(
+        self,
+        runtime: Runtime,
+        entries: list[_Entry],
+        slow: list[tuple[int, str, str]],
+        full: dict[int, list[str]],
+    ) -> None:
+        """Full mailboxes, stopped agents and expired messages of a `submit_many`, in order.
+
+        One deadline for the call (``submit_wait`` from now), not one per message: concurrent
+        `submit` calls would all wait that long at the same time, so the call as a whole waits
+        no longer than they would; once it has passed, each full mailbox gets one more try.
+        Deliveries stay sequential (one sender's order per receiver); the dead letters are
+        written together at the end (the only tasks of `submit_many`, one per dead letter on
+        this rare path, so they share group commits instead of one writer round trip each),
+        and before returning, as `submit` stores its dead letter before raising.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.submit_wait
+        letters: list[Coroutine[Any, Any, int]] = []
+        for index, receiver, reason in slow:
+            data, envelope = entries[index][0], entries[index][1]
+            if reason == "mailbox_full":
+                try:
+                    wait = max(deadline - loop.time(), 0.0)
+                    await runtime.deliver(receiver, data, wait=wait)
+                    continue
+                except WouldBlock:
+                    full.setdefault(index, []).append(receiver)
+                except (MailboxClosed, AgentNotFound):
+                    reason = "agent_not_running"
+            notify, pending = _DEAD_LETTER_FLAGS[reason]
+            letters.append(
+                self._dead_letter(receiver, data, _header(envelope), reason, {}, notify, pending)
+            )
+        if letters:
+            await asyncio.gather(*letters)
 
     # -- group commit of accepted messages ---------------------------------------------------
     #
@@ -372,6 +586,19 @@ class Messaging(FailureOps, MetricsMixin):
         for blob in blobs:
             messages.extend(decode_array(blob))
         return messages[skip : skip + limit], total
+
+
+def _header(envelope: dict[str, Any]) -> dl.Header:
+    """The header of an envelope we just encoded (same values `header_of(data)` would decode)."""
+    return dl.Header(
+        sender=envelope["sender"],
+        receiver=envelope["receiver"],
+        message_id=envelope["message_id"],
+        conversation_id=envelope["conversation_id"],
+        performative=envelope["performative"],
+        reply_with=envelope.get("reply_with"),
+        reply_by=envelope.get("reply_by"),
+    )
 
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
