@@ -12,8 +12,6 @@ import time
 import warnings
 from dataclasses import dataclass
 
-import jwt
-
 from caxton.errors import SecurityError
 
 __all__ = ["ALGORITHM", "Claims", "TokenIssuer"]
@@ -53,6 +51,8 @@ class TokenIssuer:
             "iat": int(issued),
             "exp": int(issued + lifetime),
         }
+        import jwt  # here, not at the top: PyJWT pulls in cryptography (~75 ms of startup)
+
         with warnings.catch_warnings():
             # PyJWT warns about keys under 32 bytes; `weak` reports it once, in our words.
             warnings.simplefilter("ignore")
@@ -65,6 +65,8 @@ class TokenIssuer:
 
     def verify(self, token: str) -> Claims:
         """The token's claims; `SecurityError` (401) saying why it is not acceptable."""
+        import jwt
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
