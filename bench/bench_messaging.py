@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _floor import asyncio_floor  # bench/ is on sys.path when run as a script
+
 from caxton.config.schema import Config, RuntimeConfig
 from caxton.messaging import Messaging, MessagingOptions
 from caxton.runtime import AgentSpec, Engine, Runtime
@@ -44,26 +46,6 @@ def rss_bytes() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-async def asyncio_floor(rounds: int) -> float:
-    """msgs/s of two tasks ping-ponging through asyncio.Queue (2 * rounds hops)."""
-    qa: asyncio.Queue[int] = asyncio.Queue()
-    qb: asyncio.Queue[int] = asyncio.Queue()
-
-    async def a() -> None:
-        for i in range(rounds):
-            qb.put_nowait(i)
-            await qa.get()
-
-    async def b() -> None:
-        for i in range(rounds):
-            await qb.get()
-            qa.put_nowait(i)
-
-    started = time.perf_counter()
-    await asyncio.gather(a(), b())
-    return 2 * rounds / (time.perf_counter() - started)
 
 
 async def pingpong(messaging: Messaging, rounds: int) -> float:

@@ -20,31 +20,13 @@ import statistics
 import time
 from pathlib import Path
 
+from _floor import asyncio_floor  # bench/ is on sys.path when run as a script
+
 from caxton.config.schema import RuntimeConfig
 from caxton.runtime import AgentSpec, Engine, Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS = ROOT / "examples" / "agents"
-
-
-async def asyncio_floor(rounds: int) -> float:
-    """msgs/s of two tasks ping-ponging through asyncio.Queue (2 * rounds hops)."""
-    qa: asyncio.Queue[int] = asyncio.Queue()
-    qb: asyncio.Queue[int] = asyncio.Queue()
-
-    async def a() -> None:
-        for i in range(rounds):
-            qb.put_nowait(i)
-            await qa.get()
-
-    async def b() -> None:
-        for i in range(rounds):
-            await qb.get()
-            qa.put_nowait(i)
-
-    started = time.perf_counter()
-    await asyncio.gather(a(), b())
-    return 2 * rounds / (time.perf_counter() - started)
 
 
 async def runtime_pingpong(runtime: Runtime, inbox: asyncio.Queue[bytes], rounds: int) -> float:
