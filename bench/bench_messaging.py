@@ -24,12 +24,15 @@ import argparse
 import asyncio
 import json
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from _floor import asyncio_floor  # bench/ is on sys.path when run as a script
+from _floor import (  # bench/ is on sys.path when run as a script
+    asyncio_floor,
+    compare_to_floor,
+    summary,
+)
 
 from caxton.config.schema import Config, RuntimeConfig
 from caxton.messaging import Messaging, MessagingOptions
@@ -111,21 +114,10 @@ async def main() -> None:
         for _ in range(args.runs):  # interleaved, so both see the same machine phase
             agents.append(await pingpong(messaging, args.rounds))
             floor.append(await asyncio_floor(args.rounds))
-        ratios = [a / f for a, f in zip(agents, floor, strict=True)]
         result["pingpong"] = {
             "rounds": args.rounds,
             "workers": args.workers,
-            "agents_msgs_per_s": {
-                "best": round(max(agents)),
-                "median": round(statistics.median(agents)),
-                "runs": [round(x) for x in agents],
-            },
-            "asyncio_queue_msgs_per_s": {
-                "best": round(max(floor)),
-                "median": round(statistics.median(floor)),
-                "runs": [round(x) for x in floor],
-            },
-            "ratio": {"best": round(max(ratios), 3), "median": round(statistics.median(ratios), 3)},
+            **compare_to_floor(agents, floor),
         }
         if args.million:
             await pingpong(messaging, 50_000)  # reach steady state before measuring
@@ -148,11 +140,7 @@ async def main() -> None:
             result["submit"] = {
                 "messages": args.submits,
                 "concurrency": args.concurrency,
-                "accepted_durable_per_s": {
-                    "best": round(max(rates)),
-                    "median": round(statistics.median(rates)),
-                    "runs": [round(x) for x in rates],
-                },
+                "accepted_durable_per_s": summary(rates),
                 "storage": str(storage.statistics()),
             }
         result["statistics"] = str(messaging.statistics())

@@ -16,11 +16,10 @@ import argparse
 import asyncio
 import json
 import platform
-import statistics
 import time
 from pathlib import Path
 
-from _floor import asyncio_floor  # bench/ is on sys.path when run as a script
+from _floor import asyncio_floor, compare_to_floor  # bench/ is on sys.path when run as a script
 
 from caxton.config.schema import RuntimeConfig
 from caxton.runtime import AgentSpec, Engine, Runtime
@@ -70,7 +69,6 @@ async def main() -> None:
             agents.append(await runtime_pingpong(rt, inbox, args.rounds))
             floor.append(await asyncio_floor(args.rounds))
     engine.close()
-    ratios = [a / f for a, f in zip(agents, floor, strict=True)]
     print(
         json.dumps(
             {
@@ -79,20 +77,7 @@ async def main() -> None:
                 "rounds": args.rounds,
                 "messages_per_run": 2 * args.rounds,
                 "workers": args.workers,
-                "agents_msgs_per_s": {
-                    "best": round(max(agents)),
-                    "median": round(statistics.median(agents)),
-                    "runs": [round(x) for x in agents],
-                },
-                "asyncio_queue_msgs_per_s": {
-                    "best": round(max(floor)),
-                    "median": round(statistics.median(floor)),
-                    "runs": [round(x) for x in floor],
-                },
-                "ratio": {
-                    "best": round(max(ratios), 3),
-                    "median": round(statistics.median(ratios), 3),
-                },
+                **compare_to_floor(agents, floor),
                 "targets": {"msgs_per_s": 50000, "aim": 100000, "ratio": 0.3},
             },
             indent=2,
