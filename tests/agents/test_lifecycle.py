@@ -98,6 +98,8 @@ async def test_remove_cleans_runtime_storage_and_logs(node: Node, client: Client
     await node.agents.deploy(DeployRequest(name="counter", wasm=example("counter")))
     await client.ask(node, "counter", {})
     await node.runtime.hibernate("counter")
+    # Snapshots are written behind (StoredSnapshots); wait for the writer before reading.
+    await node.storage.write(lambda conn: None)
     assert await node.storage.load_snapshot("counter") is not None
     await node.agents.remove("counter")
     assert await node.storage.get_agent("counter") is None

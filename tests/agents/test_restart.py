@@ -68,6 +68,7 @@ async def test_idle_hibernation_runs_in_the_node(start_node: StartNode, client: 
         return (await node.agents.get("big")).state == "hibernated"
 
     await eventually(hibernated)
+    await node.storage.write(lambda conn: None)  # snapshots are written behind
     assert await node.storage.load_snapshot("big") is not None
     assert await client.ask(node, "big") == 2
 
