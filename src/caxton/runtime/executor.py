@@ -29,7 +29,7 @@ from caxton.config.schema import RuntimeConfig
 from caxton.errors import AgentFailure
 from caxton.runtime import _ffi, host
 from caxton.runtime._errors import failure_from
-from caxton.runtime.agent import Agent, AgentState
+from caxton.runtime.agent import CLOSED, WAKE, Agent, AgentState
 from caxton.runtime.backends import (
     AgentEvents,
     Clock,
@@ -158,16 +158,9 @@ class Worker(InstanceOps):
         agent = self._agents_get(receiver)
         if agent is None:
             return None
-        with agent.lock:
-            if agent.closed:
-                return None
-            mailbox = agent.mailbox
-            if len(mailbox) >= agent.capacity:
-                return -4
-            mailbox.append(data)
-            if agent.scheduled:
-                return 0
-            agent.scheduled = True
+        rc = agent.offer(data)
+        if rc != WAKE:
+            return None if rc == CLOSED else rc  # 0 (already scheduled) or -4 (full)
         local = self.local
         scheduler = self.scheduler
         assert scheduler is not None
