@@ -113,6 +113,15 @@ def client_options(func: F) -> F:
     return func
 
 
+def page_options(func: F) -> F:
+    """``--offset`` and ``--limit`` for the paginated list commands (limit as the API's: 1-1000)."""
+    func = click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)(
+        func
+    )
+    func = click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)(func)
+    return func
+
+
 def make_client(server: str, token: str | None) -> ApiClient:
     """A client for `server`, accepting ``host:port`` without a scheme."""
     if "://" not in server:
@@ -120,4 +129,4 @@ def make_client(server: str, token: str | None) -> ApiClient:
     return ApiClient(server=server, token=token or os.environ.get("CAXTON_TOKEN") or None)
 
 
-__all__ += ["make_client"]
+__all__ += ["make_client", "page_options"]

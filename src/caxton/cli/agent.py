@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from caxton.cli._client import client_options, make_client
+from caxton.cli._client import client_options, make_client, page_options
 from caxton.cli._common import EXIT_CONFIG, fail
 from caxton.cli._output import (
     api_errors,
@@ -156,8 +156,7 @@ def deploy(
 
 
 @agent.command("list")
-@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@page_options
 @client_options
 def list_(offset: int, limit: int, server: str, token: str | None, output: str) -> None:
     """List deployed agents."""

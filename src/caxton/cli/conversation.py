@@ -6,7 +6,7 @@ import urllib.parse
 
 import click
 
-from caxton.cli._client import client_options
+from caxton.cli._client import client_options, page_options
 from caxton.cli._output import echo_json, human_time, print_table
 from caxton.cli.message import call, content_text
 
@@ -20,8 +20,7 @@ def conversation() -> None:
 
 @conversation.command("show")
 @click.argument("conversation_id", metavar="ID")
-@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@page_options
 @client_options
 def show(
     conversation_id: str, offset: int, limit: int, server: str, token: str | None, output: str

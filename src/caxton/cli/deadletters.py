@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from caxton.cli._client import client_options
+from caxton.cli._client import client_options, page_options
 from caxton.cli._output import echo_json, human_time, print_table
 from caxton.cli.message import call
 
@@ -19,8 +19,7 @@ def dead_letters() -> None:
 
 
 @dead_letters.command("list")
-@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@page_options
 @client_options
 def list_(offset: int, limit: int, server: str, token: str | None, output: str) -> None:
     """List dead letters, oldest first, with the reason."""
