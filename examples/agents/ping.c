@@ -29,13 +29,6 @@ static int64_t rounds;         /* n of the game in progress, 0 = none */
 static char prefix[PREFIX_CAP]; /* {"receiver":<peer>,"performative":"request","content":{"i": */
 static size_t prefix_len;
 
-static int field_is(const char *msg, size_t len, const char *key, const char *raw) {
-    const char *v;
-    size_t vl;
-    return caxton_json_field(msg, len, key, &v, &vl) == 0 && vl == strlen(raw) &&
-           memcmp(v, raw, vl) == 0;
-}
-
 static int send_request(int64_t i) {
     char out[PREFIX_CAP + 32];
     caxton_sb sb;
@@ -103,21 +96,26 @@ static int32_t start(const char *msg, size_t len, const char *content, size_t cl
 CAXTON_EXPORT("caxton_handle")
 int32_t caxton_handle(const char *msg, int32_t len) {
     size_t n = (size_t)len;
-    const char *content;
-    size_t clen;
-    if (caxton_json_field(msg, n, "content", &content, &clen) != 0)
+    caxton_message m;
+    if (caxton_message_read(msg, n, &m) != 0 || m.content.ptr == NULL)
         return not_understood(msg, n, "no content");
+    const char *content = m.content.ptr;
+    size_t clen = m.content.len;
     int64_t i;
     if (caxton_json_get_int(content, clen, "i", &i) == 0) {
         /* the hot path: an inform {"i":k} from the peer */
-        if (rounds == 0 || !field_is(msg, n, "performative", "\"inform\"") ||
-            !field_is(msg, n, "sender", peer)) {
+        if (rounds == 0 || !caxton_field_is(m.performative, "\"inform\"") ||
+            m.sender.len != peer_len || memcmp(m.sender.ptr, peer, peer_len) != 0) {
             caxton_log(CAXTON_LOG_WARN, "ping: unexpected i, ignored", 27);
             return 0;
         }
         if (i < rounds) return send_request(i + 1) == 0 ? 0 : 1;
         return send_done(rounds) == 0 ? 0 : 1;
     }
-    if (field_is(content, clen, "op", "\"start\"")) return start(msg, n, content, clen);
+    const char *op;
+    size_t oplen;
+    if (caxton_json_field(content, clen, "op", &op, &oplen) == 0 && oplen == 7 &&
+        memcmp(op, "\"start\"", 7) == 0)
+        return start(msg, n, content, clen);
     return not_understood(msg, n, "expected {\"op\":\"start\",\"peer\":NAME,\"n\":N}");
 }

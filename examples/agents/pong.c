@@ -8,21 +8,15 @@
  *   caxton message send --to pong --performative request --content '{"i":1}' --wait 5s
  * -> `inform` {"i":1}
  *
- * No snprintf, no logging on the per-message path: the reply is the request's
- * content span copied into the reply.
+ * No snprintf, no logging on the per-message path: one pass over the message
+ * (caxton_message_read), and the reply is the request's content span copied into it.
  */
 #include "caxton.h"
 
 CAXTON_EXPORT("caxton_handle")
 int32_t caxton_handle(const char *msg, int32_t len) {
-    size_t n = (size_t)len;
-    const char *v;
-    size_t vl;
-    if (caxton_json_field(msg, n, "performative", &v, &vl) != 0) return 1;
-    if (vl != 9 || memcmp(v, "\"request\"", 9) != 0) return 0;
-    if (caxton_json_field(msg, n, "content", &v, &vl) != 0) {
-        v = NULL;
-        vl = 0;
-    }
-    return caxton_reply_n(msg, n, "inform", v, vl) == 0 ? 0 : 1;
+    caxton_message m;
+    if (caxton_message_read(msg, (size_t)len, &m) != 0) return 1;
+    if (!caxton_field_is(m.performative, "\"request\"")) return 0;
+    return caxton_reply_to(&m, "inform", m.content.ptr, m.content.len) == 0 ? 0 : 1;
 }

@@ -550,38 +550,152 @@ static inline int caxton__key_eq(const char *raw, size_t n, const char *key, siz
 }
 
 /**
- * Find the top-level field `key` of the JSON object json[0..len) and point
- * (*val, *val_len) at its raw value text (a string value includes its quotes).
- * Returns 0, CAXTON_JSON_NOT_FOUND, or CAXTON_ERR_MALFORMED (not an object).
+ * Iterate over the top-level fields of the JSON object json[0..len). Start with
+ * *pos = 0; each call points (*key, *key_len) at the next raw key (without its
+ * quotes, still escaped) and (*val, *val_len) at its raw value text, and returns
+ * 1, or 0 after the last field, or CAXTON_ERR_MALFORMED (not an object).
+ * *key_escaped is set when the key contains a backslash escape.
  */
-static inline int caxton_json_field(const char *json, size_t len, const char *key, const char **val,
-                                    size_t *val_len) {
-    size_t klen = strlen(key);
-    size_t i = caxton__ws(json, 0, len);
-    if (i >= len || json[i] != '{') return CAXTON_ERR_MALFORMED;
-    i = caxton__ws(json, i + 1, len);
-    if (i < len && json[i] == '}') return CAXTON_JSON_NOT_FOUND;
-    for (;;) {
-        if (i >= len || json[i] != '"') return CAXTON_ERR_MALFORMED;
-        size_t kend = caxton__skip_string(json, i, len);
-        if (kend == 0) return CAXTON_ERR_MALFORMED;
-        size_t kstart = i + 1;
-        i = caxton__ws(json, kend, len);
-        if (i >= len || json[i] != ':') return CAXTON_ERR_MALFORMED;
+static inline int caxton_json_next(const char *json, size_t len, size_t *pos, const char **key,
+                                   size_t *key_len, int *key_escaped, const char **val,
+                                   size_t *val_len) {
+    size_t i = *pos;
+    if (i == 0) {
+        i = caxton__ws(json, 0, len);
+        if (i >= len || json[i] != '{') return CAXTON_ERR_MALFORMED;
         i = caxton__ws(json, i + 1, len);
-        size_t vend = caxton__skip_value(json, i, len);
-        if (vend == 0) return CAXTON_ERR_MALFORMED;
-        if (caxton__key_eq(json + kstart, kend - 1 - kstart, key, klen)) {
-            *val = json + i;
-            *val_len = vend - i;
-            return CAXTON_OK;
-        }
-        i = caxton__ws(json, vend, len);
+        if (i < len && json[i] == '}') return 0;
+    } else {
+        i = caxton__ws(json, i, len);
         if (i >= len) return CAXTON_ERR_MALFORMED;
-        if (json[i] == '}') return CAXTON_JSON_NOT_FOUND;
+        if (json[i] == '}') return 0;
         if (json[i] != ',') return CAXTON_ERR_MALFORMED;
         i = caxton__ws(json, i + 1, len);
     }
+    if (i >= len || json[i] != '"') return CAXTON_ERR_MALFORMED;
+    /* The key: a plain scan that notes escapes (keys are short and rarely escaped). */
+    size_t kstart = i + 1, k = kstart;
+    int escaped = 0;
+    for (;;) {
+        if (k >= len) return CAXTON_ERR_MALFORMED;
+        unsigned char c = (unsigned char)json[k];
+        if (c == '"') break;
+        if (c == '\\') {
+            escaped = 1;
+            k++;
+        } else if (c < 0x20) {
+            return CAXTON_ERR_MALFORMED;
+        }
+        k++;
+    }
+    i = caxton__ws(json, k + 1, len);
+    if (i >= len || json[i] != ':') return CAXTON_ERR_MALFORMED;
+    i = caxton__ws(json, i + 1, len);
+    size_t vend = caxton__skip_value(json, i, len);
+    if (vend == 0) return CAXTON_ERR_MALFORMED;
+    *key = json + kstart;
+    *key_len = k - kstart;
+    *key_escaped = escaped;
+    *val = json + i;
+    *val_len = vend - i;
+    *pos = vend;
+    return 1;
+}
+
+/**
+ * Find the top-level field `key` of the JSON object json[0..len) and point
+ * (*val, *val_len) at its raw value text (a string value includes its quotes).
+ * Returns 0, CAXTON_JSON_NOT_FOUND, or CAXTON_ERR_MALFORMED (not an object).
+ * To read several fields of a message, caxton_message_read() is one pass instead
+ * of one per field.
+ */
+static inline int caxton_json_field(const char *json, size_t len, const char *key, const char **val,
+                                    size_t *val_len) {
+    size_t klen = strlen(key), pos = 0, rawlen, vlen;
+    const char *raw, *v;
+    int escaped, rc;
+    while ((rc = caxton_json_next(json, len, &pos, &raw, &rawlen, &escaped, &v, &vlen)) == 1) {
+        if (escaped ? caxton__key_eq(raw, rawlen, key, klen)
+                    : rawlen == klen && memcmp(raw, key, klen) == 0) {
+            *val = v;
+            *val_len = vlen;
+            return CAXTON_OK;
+        }
+    }
+    return rc == 0 ? CAXTON_JSON_NOT_FOUND : rc;
+}
+
+/** A field's raw JSON value text (strings keep their quotes); ptr NULL if absent. */
+typedef struct caxton_field {
+    const char *ptr;
+    size_t len;
+} caxton_field;
+
+/** The envelope fields of a message (DESIGN.md section 3), read by caxton_message_read(). */
+typedef struct caxton_message {
+    caxton_field sender, receiver, performative, content, conversation_id, reply_with,
+        in_reply_to, message_id;
+} caxton_message;
+
+/**
+ * Read the envelope fields of the message msg[0..len) in one pass (the first
+ * occurrence of a repeated key wins, as for caxton_json_field). Returns 0 or
+ * CAXTON_ERR_MALFORMED. Absent fields are {NULL, 0}.
+ */
+static inline int caxton_message_read(const char *msg, size_t len, caxton_message *m) {
+    memset(m, 0, sizeof *m);
+    size_t pos = 0, klen, vlen;
+    const char *key, *v;
+    int escaped, rc;
+    char tmp[32];
+    while ((rc = caxton_json_next(msg, len, &pos, &key, &klen, &escaped, &v, &vlen)) == 1) {
+        if (escaped) { /* rare: compare the unescaped key */
+            int got = caxton_json_unescape(key, klen, tmp, sizeof tmp);
+            if (got < 0) continue;
+            key = tmp;
+            klen = (size_t)got;
+        }
+        caxton_field *f = NULL;
+        switch (klen) {
+        case 6:
+            if (memcmp(key, "sender", 6) == 0) f = &m->sender;
+            break;
+        case 7:
+            if (memcmp(key, "content", 7) == 0) f = &m->content;
+            break;
+        case 8:
+            if (memcmp(key, "receiver", 8) == 0) f = &m->receiver;
+            break;
+        case 10:
+            if (memcmp(key, "message_id", 10) == 0)
+                f = &m->message_id;
+            else if (memcmp(key, "reply_with", 10) == 0)
+                f = &m->reply_with;
+            break;
+        case 11:
+            if (memcmp(key, "in_reply_to", 11) == 0) f = &m->in_reply_to;
+            break;
+        case 12:
+            if (memcmp(key, "performative", 12) == 0) f = &m->performative;
+            break;
+        case 15:
+            if (memcmp(key, "conversation_id", 15) == 0) f = &m->conversation_id;
+            break;
+        default:
+            break;
+        }
+        if (f != NULL && f->ptr == NULL) {
+            f->ptr = v;
+            f->len = vlen;
+        }
+    }
+    return rc == 0 ? CAXTON_OK : rc;
+}
+
+/** 1 if the field is present and its raw JSON text is exactly `raw` (e.g. "\"inform\""). */
+static inline int caxton_field_is(caxton_field f, const char *raw) {
+    size_t n = strlen(raw);
+    return f.ptr != NULL && f.len == n && memcmp(f.ptr, raw, n) == 0;
 }
 
 /** 1 if json[0..len) is exactly one JSON object (plus whitespace), else 0. Shallow check. */
@@ -688,6 +802,16 @@ static inline int caxton_reply_n(const char *msg, size_t len, const char *perfor
     size_t slen;
     if (caxton_json_field(msg, len, "sender", &sender, &slen) != 0) return CAXTON_ERR_MALFORMED;
     return caxton__send3(sender, slen, performative, content_json, content_len);
+}
+
+/**
+ * caxton_reply_n() for a message already read with caxton_message_read() (no
+ * second scan of the message): replies to m->sender.
+ */
+static inline int caxton_reply_to(const caxton_message *m, const char *performative,
+                                  const char *content_json, size_t content_len) {
+    if (m->sender.ptr == NULL) return CAXTON_ERR_MALFORMED;
+    return caxton__send3(m->sender.ptr, m->sender.len, performative, content_json, content_len);
 }
 
 /** caxton_reply_n() with NUL-terminated `content_json` (a JSON text such as "{\"ok\":true}"). */
