@@ -54,7 +54,26 @@ class OutgoingHeader(msgspec.Struct):
     reply_with: msgspec.Raw | UnsetType = UNSET
 
 
-class _IncomingHeader(msgspec.Struct):
+class _FastHeader(msgspec.Struct, gc=False):
+    """The usual outgoing message, decided by decoding alone (`Stamper.stamp`'s fast path).
+
+    One string receiver, a canonical performative, and none of the fields the runtime sets or
+    must check (typed `UnsetType`, so a message that has any of them fails validation and
+    takes the general path).
+    """
+
+    receiver: str
+    performative: Performative
+    reply_with: msgspec.Raw | UnsetType = UNSET
+    sender: UnsetType = UNSET
+    message_id: UnsetType = UNSET
+    created_at: UnsetType = UNSET
+    conversation_id: UnsetType = UNSET
+    in_reply_to: UnsetType = UNSET
+    reply_by: UnsetType = UNSET
+
+
+class _IncomingHeader(msgspec.Struct, gc=False):
     sender: str | UnsetType = UNSET
     conversation_id: msgspec.Raw | UnsetType = UNSET
     reply_with: msgspec.Raw | UnsetType = UNSET
@@ -66,6 +85,7 @@ class _LenientHeader(OutgoingHeader):
 
 _EMPTY = _IncomingHeader()
 _decode_out = msgspec.json.Decoder(OutgoingHeader).decode
+_decode_fast = msgspec.json.Decoder(_FastHeader).decode
 _decode_lenient = msgspec.json.Decoder(_LenientHeader).decode
 _decode_in = msgspec.json.Decoder(_IncomingHeader).decode
 _decode_any = msgspec.json.Decoder(dict[str, Any]).decode
@@ -132,6 +152,7 @@ def _known_incoming(
 
 _last_ms = -1
 _now_json = b""
+_CREATED_AT = b'","created_at":'
 
 
 def _now() -> bytes:
@@ -152,44 +173,67 @@ class Stamper:
     One per worker thread: after `stamp`, ``conversation`` and ``expired`` describe the message
     just stamped.
 
-    It also remembers what the receiver of the last message it stamped on the fast path will
-    inherit from it (`incoming_for`): on one worker a local receiver usually handles that very
-    bytes object next (ping-pong, request/reply), and then its `Incoming` is known without
-    decoding the message again (~0.9 µs saved per message). Safe because the remembered
-    fields are exactly what `Incoming` would decode from those bytes: the fast path keeps the
-    guest's bytes verbatim behind the runtime's spliced fields (so its ``conversation_id`` and
-    ``reply_with`` are the guest's own, or the spliced conversation), ``sender`` is the JSON
-    encoding of the agent's name, and the cache is keyed by object identity (the stamper holds
-    a reference, so the id cannot be reused). A message without a conversation (it would get
-    a fresh id per handling) and the slow path are never remembered.
+    It also remembers what the receiver of the last message it stamped will inherit from it
+    (`incoming_for`): on one worker a local receiver usually handles that very bytes object
+    next (ping-pong, request/reply), and then its `Incoming` is known without decoding the
+    message again (~0.9 µs saved per message). Safe because the remembered fields are exactly
+    what `Incoming` would decode from those bytes: the runtime's spliced fields come first and
+    the guest's bytes follow verbatim (so its ``conversation_id`` and ``reply_with`` are the
+    guest's own, or the spliced conversation), ``sender`` is the JSON encoding of the agent's
+    name, and the cache is keyed by object identity (the stamper holds a reference, so the id
+    cannot be reused). A message without a conversation (it would get a fresh id per handling)
+    and the slow path are never remembered. The `Incoming` objects themselves are reused per
+    sender while the sender stays in one conversation (they are never mutated).
     """
 
-    __slots__ = (
-        "_out",
-        "_out_conversation",
-        "_out_part",
-        "_out_reply",
-        "_out_sender",
-        "conversation",
-        "expired",
-    )
+    __slots__ = ("_heads", "_made", "_out", "_out_incoming", "conversation", "expired")
+
+    #: Senders whose last `Incoming` is kept for reuse before the cache starts over.
+    MADE_LIMIT = 4096
 
     def __init__(self) -> None:
         self.conversation: str | None = None
         self.expired = False
-        self._out: bytes | None = None  # the last fast-path message, for `incoming_for`
-        self._out_sender = ""
-        self._out_conversation = ""
-        self._out_part: bytes | None = None  # its ``,"conversation_id":...`` part, if known
-        self._out_reply: bytes | None = None  # its ``reply_with`` JSON
+        self._out: bytes | None = None  # the last remembered message, for `incoming_for`
+        self._out_incoming: Incoming | None = None  # what its receiver inherits
+        #: sender JSON -> ``{"sender":<sender>,"message_id":"<node prefix>`` (spliced first).
+        self._heads: dict[bytes, bytes] = {}
+        #: sender name -> the `Incoming` last remembered for it (reused while it matches).
+        self._made: dict[str, Incoming] = {}
 
     def incoming_for(self, data: bytes | memoryview | None) -> Incoming:
         """`Incoming(data)`, without decoding when ``data`` is the last message stamped here."""
         if data is not None and data is self._out:
-            return _known_incoming(
-                self._out_sender, self._out_conversation, self._out_part, self._out_reply
-            )
+            known = self._out_incoming
+            assert known is not None
+            return known
         return Incoming(data)
+
+    def _remember(
+        self, out: bytes, name: str, conversation: str, part: bytes | None, reply: bytes | None
+    ) -> None:
+        made = self._made.get(name)
+        if (
+            made is None
+            or made.conversation is not conversation
+            or made.reply_with_json != reply
+            or (part is not None and made.conversation_part is not part)
+        ):
+            if len(self._made) >= self.MADE_LIMIT:
+                self._made.clear()
+            made = self._made[name] = _known_incoming(name, conversation, part, reply)
+        self._out = out
+        self._out_incoming = made
+
+    def _head(self, sender_json: bytes) -> bytes:
+        head = self._heads.get(sender_json)
+        if head is None:
+            if len(self._heads) >= self.MADE_LIMIT:
+                self._heads.clear()
+            head = self._heads[sender_json] = (
+                b'{"sender":' + sender_json + b',"message_id":"' + _NODE_PREFIX
+            )
+        return head
 
     def stamp(
         self,
@@ -206,54 +250,79 @@ class Stamper:
         ``performative``.
         """
         self._out = None
+        try:
+            fast: _FastHeader | None = _decode_fast(data)
+        except msgspec.ValidationError:
+            fast = None
+        except msgspec.DecodeError as exc:
+            raise InvalidMessage(f"not a valid message: {exc}") from None
+        if fast is not None and incoming is not None and fast.receiver and data[0] == 0x7B:
+            # The usual message (one receiver, nothing the runtime sets or checks; `_FastHeader`
+            # decided all of that): the general path below with every test already decided.
+            # Same output byte for byte.
+            to = fast.receiver
+            self.expired = False
+            current = self.conversation = incoming.conversation
+            ms = int(time.time() * 1000)
+            head = self._heads.get(sender_json)
+            if head is None:
+                head = self._head(sender_json)
+            if incoming.reply_with_json is not None and to == incoming.sender:
+                out = b"".join(
+                    (
+                        head,
+                        b"%x" % next(_counter),
+                        _CREATED_AT,
+                        _now_json if ms == _last_ms else _now(),
+                        incoming.conversation_part,
+                        b',"in_reply_to":',
+                        incoming.reply_with_json,
+                        b",",
+                        data[1:],
+                    )
+                )
+            else:
+                out = b"".join(
+                    (
+                        head,
+                        b"%x" % next(_counter),
+                        _CREATED_AT,
+                        _now_json if ms == _last_ms else _now(),
+                        incoming.conversation_part,
+                        b",",
+                        data[1:],
+                    )
+                )
+            if name is not None:  # remembered for `incoming_for` (see the class)
+                reply = fast.reply_with
+                made = self._made.get(name)
+                if (
+                    reply is UNSET
+                    and made is not None
+                    and made.conversation is current
+                    and made.reply_with_json is None
+                    and made.conversation_part is incoming.conversation_part
+                ):
+                    self._out = out  # `_remember`, inlined for the usual case
+                    self._out_incoming = made
+                else:
+                    self._remember(
+                        out,
+                        name,
+                        current,
+                        incoming.conversation_part,
+                        None if reply is UNSET else bytes(reply),
+                    )
+            return to, out
         known = True
         try:
             header = _decode_out(data)
         except msgspec.ValidationError:
             header = _lenient(data)
             known = False
-        except msgspec.DecodeError as exc:
+        except msgspec.DecodeError as exc:  # pragma: no cover - decided by `_decode_fast`
             raise InvalidMessage(f"not a valid message: {exc}") from None
         receiver = header.receiver
-        if (
-            known
-            and incoming is not None
-            and type(receiver) is str
-            and receiver
-            and header.performative is not UNSET
-            and header.conversation_id is UNSET
-            and header.reply_by is UNSET
-            and header.in_reply_to is UNSET
-            and header.sender is UNSET
-            and header.message_id is UNSET
-            and header.created_at is UNSET
-            and header.reply_with is UNSET
-            and data[0] == 0x7B  # '{'
-        ):
-            # The usual message (one receiver, only guest fields the runtime does not look
-            # at): the general path below with every test already decided, ~half the
-            # bytecode. Same output byte for byte.
-            self.expired = False
-            current = self.conversation = incoming.conversation
-            current_part = incoming.conversation_part
-            ms = int(time.time() * 1000)
-            head = b'{"sender":%s,"message_id":"%s%x","created_at":%s%s' % (
-                sender_json,
-                _NODE_PREFIX,
-                next(_counter),
-                _now_json if ms == _last_ms else _now(),
-                current_part,
-            )
-            if incoming.reply_with_json is not None and receiver == incoming.sender:
-                head += b',"in_reply_to":' + incoming.reply_with_json
-            out = head + b"," + data[1:]
-            if name is not None:  # remembered for `incoming_for` (see the class)
-                self._out = out
-                self._out_sender = name
-                self._out_conversation = current
-                self._out_part = current_part
-                self._out_reply = None
-            return receiver, out
         if not receiver or (type(receiver) is list and not all(receiver)):
             raise InvalidMessage("receiver is empty")
         if header.performative is UNSET:  # required, as for the API (`codec.parse_message`)
@@ -310,12 +379,10 @@ class Stamper:
             out = head + b"," + data[1:]
             inherited = self.conversation
             if name is not None and inherited is not None:  # for `incoming_for` (see the class)
-                self._out = out
-                self._out_sender = name
-                self._out_conversation = inherited
-                self._out_part = part
                 reply_with = header.reply_with
-                self._out_reply = None if reply_with is UNSET else bytes(reply_with)
+                self._remember(
+                    out, name, inherited, part, None if reply_with is UNSET else bytes(reply_with)
+                )
             return receiver, out
         return receiver, self._slow(data, sender_json, incoming, header)
 

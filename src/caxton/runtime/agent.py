@@ -153,17 +153,24 @@ class Agent:
 
     def offer(self, data: bytes) -> int:
         """Queue one message: 0 (queued), `WAKE`, `CLOSED`, or ``abi.ERR_BACKPRESSURE`` (-4)."""
-        with self.lock:
-            if self.closed:
-                return CLOSED
-            mailbox = self.mailbox
-            if len(mailbox) >= self.capacity:
-                return -4
-            mailbox.append(data)
-            if self.scheduled:
-                return 0
-            self.scheduled = True
-            return WAKE
+        # acquire/release instead of ``with``: this runs for every message, and nothing
+        # between them can raise (the context-manager protocol costs ~0.1 µs more).
+        lock = self.lock
+        lock.acquire()
+        if self.closed:
+            lock.release()
+            return CLOSED
+        mailbox = self.mailbox
+        if len(mailbox) >= self.capacity:
+            lock.release()
+            return -4
+        mailbox.append(data)
+        if self.scheduled:
+            lock.release()
+            return 0
+        self.scheduled = True
+        lock.release()
+        return WAKE
 
     def submit(self, fn: Callable[[Any], Any]) -> tuple[Future[Any], bool]:
         """Queue a control operation; returns its future and whether a wake is needed."""

@@ -29,7 +29,7 @@ from caxton.config.schema import RuntimeConfig
 from caxton.errors import AgentFailure
 from caxton.runtime import _ffi, host
 from caxton.runtime._errors import failure_from
-from caxton.runtime.agent import CLOSED, WAKE, Agent, AgentState
+from caxton.runtime.agent import Agent, AgentState
 from caxton.runtime.backends import (
     AgentEvents,
     Clock,
@@ -119,7 +119,8 @@ class Worker(InstanceOps):
         clock = services.clock
         self._monotonic = monotonic if type(clock) is MonotonicClock else clock.monotonic
         self.cx = host.CallContext(
-            local=self.send_local,
+            agents=services.agents,
+            wake=self.wake_local,
             route=services.router.route,
             schedule=self.schedule,
             kv=services.kv,
@@ -149,18 +150,13 @@ class Worker(InstanceOps):
         """The host's `schedule`: hand the timer to the loop thread."""
         self.post(self.svc.add_timer, delay, receiver, data)
 
-    def send_local(self, receiver: str, data: bytes) -> int | None:
-        """Queue a message for a local agent from this worker: 0, -4, or None (not local).
+    def wake_local(self, agent: Agent) -> None:
+        """Run an agent that a message sent on this worker just made ready.
 
-        A receiver that becomes ready goes on this worker's own run queue, so it is handled
-        right after the current agent returns, on this thread (see `scheduler`).
+        It goes on this worker's own run queue, so it is handled right after the current agent
+        returns, on this thread; beyond `LOCAL_LIMIT`, or when another worker idles, it goes
+        on the shared queue instead (see `scheduler`).
         """
-        agent = self._agents_get(receiver)
-        if agent is None:
-            return None
-        rc = agent.offer(data)
-        if rc != WAKE:
-            return None if rc == CLOSED else rc  # 0 (already scheduled) or -4 (full)
         local = self.local
         scheduler = self.scheduler
         assert scheduler is not None
@@ -168,7 +164,6 @@ class Worker(InstanceOps):
             local.append(agent)
         else:
             scheduler.wake_shared(agent)
-        return 0
 
     def set_state(self, agent: Agent, state: AgentState) -> None:
         """Change an agent's state and tell the owner."""

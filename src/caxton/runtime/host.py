@@ -20,7 +20,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Mapping, Sized
 from ctypes import c_void_p, cast
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,6 +31,7 @@ from caxton.errors import InvalidMessage
 from caxton.messaging.envelope import Incoming, Stamper
 from caxton.runtime import abi
 from caxton.runtime._ffi import HOST_CALLBACK
+from caxton.runtime.agent import CLOSED, WAKE
 
 if TYPE_CHECKING:
     from caxton.runtime.agent import Agent
@@ -57,10 +58,16 @@ class KvWriter(Protocol):
 
 
 class CallContext:
-    """Per-worker state the callbacks read: the agent inside wasm now and the node's services."""
+    """Per-worker state the callbacks read: the agent inside wasm now and the node's services.
+
+    ``agents`` is the runtime's name -> `Agent` map (read-only here) and ``wake`` puts an agent
+    that just became ready on the worker's run queue: `send` queues a message for a local agent
+    itself (`Agent.offer`) and goes through ``route`` only for anyone else.
+    """
 
     __slots__ = (
         "agent",
+        "agents_get",
         "data",
         "flush_at",
         "incoming",
@@ -68,26 +75,28 @@ class CallContext:
         "journal",
         "journal_entries",
         "kv",
-        "local",
         "log_budget",
         "max_message_size",
         "record",
         "route",
         "schedule",
         "stamper",
+        "wake",
     )
 
     def __init__(
         self,
         *,
-        local: Callable[[str, bytes], int | None],
+        agents: Mapping[str, Agent],
+        wake: Callable[[Agent], None],
         route: Callable[[str, bytes], int],
         schedule: Callable[[float, str, bytes], None],
         kv: KvWriter,
         max_message_size: int,
         journal: MessageJournal | None = None,
     ) -> None:
-        self.local = local
+        self.agents_get = agents.get
+        self.wake = wake
         self.journal = journal
         #: The journal's inlined `sent` (see `MessageJournal.hot_path`).
         self.record: Callable[[tuple[Any, ...]], None] | None = None
@@ -114,6 +123,17 @@ class CallContext:
         self.incoming = None
         self.log_budget = LOG_BUDGET
 
+    def local(self, receiver: str, data: bytes) -> int | None:
+        """Queue ``data`` for a local agent: 0, -4, or None (no running local agent)."""
+        target = self.agents_get(receiver)
+        if target is None:
+            return None
+        rc = target.offer(data)
+        if rc == WAKE:
+            self.wake(target)
+            return 0
+        return None if rc == CLOSED else rc  # 0 (already scheduled) or -4 (full)
+
     def send(self, data: bytes | memoryview) -> int:
         """Stamp and route one outgoing message; an ABI return code."""
         agent = self.agent
@@ -129,31 +149,41 @@ class CallContext:
             receiver, out = stamper.stamp(data, agent.sender_json, incoming, agent.name)
         except InvalidMessage:
             return abi.ERR_MALFORMED
+        if type(receiver) is not str or stamper.expired:
+            return self._send_other(receiver, out)
+        # The usual case: one receiver, `local` and `journal.sent` inlined.
+        record = self.record
+        if record is not None:
+            # Recorded before it is queued, so its handled mark (maybe on another worker)
+            # always comes later in the journal.
+            record((stamper.conversation, out, receiver))
+        target = self.agents_get(receiver)
+        rc = None if target is None else target.offer(out)
+        if rc == WAKE:
+            self.wake(target)  # type: ignore[arg-type]
+            rc = abi.OK
+        elif rc is None or rc == CLOSED:
+            journal = self.journal
+            if journal is not None:
+                journal.handled(receiver, out)  # not queued locally: nothing to redeliver
+            rc = self.route(receiver, out)
+        elif rc and record is not None:
+            self.journal.retract(out)  # type: ignore[union-attr]
+        if record is not None and len(self.journal_entries) >= self.flush_at:
+            self.journal.flush()  # type: ignore[union-attr]
+        return rc
+
+    def _send_other(self, receiver: str | list[str], out: bytes) -> int:
+        """`send` for a receiver list, or a message whose ``reply_by`` has passed."""
         journal = self.journal
         if journal is None:
             return self._deliver(receiver, out)
-        if type(receiver) is str and not stamper.expired:
-            # The usual case, with `journal.sent` inlined (one deque append; see
-            # `MessageJournal.hot_path`). Recorded before it is queued, so its handled mark
-            # (maybe on another worker) always comes later in the journal.
-            record = self.record
-            assert record is not None
-            record((stamper.conversation, out, receiver))
-            rc = self.local(receiver, out)
-            if rc is None:
-                journal.handled(receiver, out)  # not queued locally: nothing to redeliver
-                rc = self.route(receiver, out)
-            elif rc:
-                journal.retract(out)
-            if len(self.journal_entries) >= self.flush_at:
-                journal.flush()
-            return rc
-        if stamper.expired:  # the router dead-letters it
-            journal.sent(stamper.conversation, out, None)
+        if self.stamper.expired:  # the router dead-letters it
+            journal.sent(self.stamper.conversation, out, None)
             for one in [receiver] if type(receiver) is str else receiver:
                 self.route(one, out)
             return abi.OK
-        journal.sent(stamper.conversation, out, None)
+        journal.sent(self.stamper.conversation, out, None)
         rc = abi.OK
         delivered = False
         for one in receiver:

@@ -50,7 +50,7 @@ class Scheduler:
         self._shared: deque[Agent] = deque()
         self._cond = threading.Condition(threading.Lock())
         #: Workers waiting for work (a plain attribute, read on the hot path without a call;
-        #: written only under ``_cond``, read racily as a hint: see `Worker.send_local`).
+        #: written only under ``_cond``, read racily as a hint: see `Worker.wake_local`).
         self.idle = 0
         self._stopping = False
         self._threads: list[threading.Thread] = []
