@@ -186,7 +186,7 @@ class Stamper:
     sender while the sender stays in one conversation (they are never mutated).
     """
 
-    __slots__ = ("_heads", "_made", "_out", "_out_incoming", "conversation", "expired")
+    __slots__ = ("_heads", "_made", "conversation", "expired", "last_incoming", "last_out")
 
     #: Senders whose last `Incoming` is kept for reuse before the cache starts over.
     MADE_LIMIT = 4096
@@ -194,8 +194,10 @@ class Stamper:
     def __init__(self) -> None:
         self.conversation: str | None = None
         self.expired = False
-        self._out: bytes | None = None  # the last remembered message, for `incoming_for`
-        self._out_incoming: Incoming | None = None  # what its receiver inherits
+        #: The last remembered message (see the class) and what its receiver inherits.
+        #: ``incoming_for(data)`` is ``last_incoming`` when ``data is last_out``.
+        self.last_out: bytes | None = None
+        self.last_incoming: Incoming | None = None
         #: sender JSON -> ``{"sender":<sender>,"message_id":"<node prefix>`` (spliced first).
         self._heads: dict[bytes, bytes] = {}
         #: sender name -> the `Incoming` last remembered for it (reused while it matches).
@@ -203,8 +205,8 @@ class Stamper:
 
     def incoming_for(self, data: bytes | memoryview | None) -> Incoming:
         """`Incoming(data)`, without decoding when ``data`` is the last message stamped here."""
-        if data is not None and data is self._out:
-            known = self._out_incoming
+        if data is not None and data is self.last_out:
+            known = self.last_incoming
             assert known is not None
             return known
         return Incoming(data)
@@ -222,8 +224,8 @@ class Stamper:
             if len(self._made) >= self.MADE_LIMIT:
                 self._made.clear()
             made = self._made[name] = _known_incoming(name, conversation, part, reply)
-        self._out = out
-        self._out_incoming = made
+        self.last_out = out
+        self.last_incoming = made
 
     def _head(self, sender_json: bytes) -> bytes:
         head = self._heads.get(sender_json)
@@ -249,7 +251,7 @@ class Stamper:
         ``data`` is not a JSON object with a non-empty ``receiver`` and a known
         ``performative``.
         """
-        self._out = None
+        self.last_out = None
         try:
             fast: _FastHeader | None = _decode_fast(data)
         except msgspec.ValidationError:
@@ -303,8 +305,8 @@ class Stamper:
                     and made.reply_with_json is None
                     and made.conversation_part is incoming.conversation_part
                 ):
-                    self._out = out  # `_remember`, inlined for the usual case
-                    self._out_incoming = made
+                    self.last_out = out  # `_remember`, inlined for the usual case
+                    self.last_incoming = made
                 else:
                     self._remember(
                         out,

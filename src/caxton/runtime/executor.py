@@ -127,6 +127,7 @@ class Worker(InstanceOps):
             max_message_size=services.config.max_message_size,
             journal=journal,
         )
+        self.cx.run_queue = self.local
         engine = services.engine
         self.deadline = _ffi.uint64(engine.deadline_ticks(services.config.execution_timeout))
         self.startup_ticks = engine.deadline_ticks(services.config.agent_startup_timeout)
@@ -207,11 +208,14 @@ class Worker(InstanceOps):
                 if inst is not None:
                     inst.refresh()
                     agent.memory_bytes = inst.size
-        with agent.lock:
-            if control or (mailbox and not self.stopping and agent.state in _RUNNABLE):
-                return True
-            agent.scheduled = False
-            return False
+        lock = agent.lock  # acquire/release: nothing in between can raise
+        lock.acquire()
+        if control or (mailbox and not self.stopping and agent.state in _RUNNABLE):
+            lock.release()
+            return True
+        agent.scheduled = False
+        lock.release()
+        return False
 
     def _control(self, agent: Agent) -> None:
         fn, future = agent.control.popleft()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sized
 from ctypes import c_void_p, cast
 from typing import TYPE_CHECKING, Any, Protocol
@@ -79,6 +80,7 @@ class CallContext:
         "max_message_size",
         "record",
         "route",
+        "run_queue",
         "schedule",
         "stamper",
         "wake",
@@ -97,6 +99,9 @@ class CallContext:
     ) -> None:
         self.agents_get = agents.get
         self.wake = wake
+        #: The worker's own run queue, when `wake` is its ``wake_local`` (which appends to an
+        #: empty queue unconditionally, so `send` may do that itself).
+        self.run_queue: deque[Agent] | None = None
         self.journal = journal
         #: The journal's inlined `sent` (see `MessageJournal.hot_path`).
         self.record: Callable[[tuple[Any, ...]], None] | None = None
@@ -144,7 +149,12 @@ class CallContext:
         stamper = self.stamper
         incoming = self.incoming
         if incoming is None:  # decoded lazily, once per handled message, and only if it sends
-            incoming = self.incoming = stamper.incoming_for(self.data)
+            current = self.data
+            if current is not None and current is stamper.last_out:
+                incoming = stamper.last_incoming  # `incoming_for`, inlined for the usual case
+            else:
+                incoming = stamper.incoming_for(current)
+            self.incoming = incoming
         try:
             receiver, out = stamper.stamp(data, agent.sender_json, incoming, agent.name)
         except InvalidMessage:
@@ -160,7 +170,14 @@ class CallContext:
         target = self.agents_get(receiver)
         rc = None if target is None else target.offer(out)
         if rc == WAKE:
-            self.wake(target)  # type: ignore[arg-type]
+            assert target is not None
+            # `Worker.wake_local`, inlined for the usual case: the worker's run queue is
+            # empty (the sender runs, its receiver is next).
+            run_queue = self.run_queue
+            if run_queue is not None and not run_queue:
+                run_queue.append(target)
+            else:
+                self.wake(target)
             rc = abi.OK
         elif rc is None or rc == CLOSED:
             journal = self.journal
