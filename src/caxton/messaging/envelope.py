@@ -186,7 +186,7 @@ class Stamper:
     sender while the sender stays in one conversation (they are never mutated).
     """
 
-    __slots__ = ("_heads", "_made", "conversation", "expired", "last_incoming", "last_out")
+    __slots__ = ("_heads", "_last_incoming", "_last_out", "_made", "conversation", "expired")
 
     #: Senders whose last `Incoming` is kept for reuse before the cache starts over.
     MADE_LIMIT = 4096
@@ -195,9 +195,9 @@ class Stamper:
         self.conversation: str | None = None
         self.expired = False
         #: The last remembered message (see the class) and what its receiver inherits.
-        #: ``incoming_for(data)`` is ``last_incoming`` when ``data is last_out``.
-        self.last_out: bytes | None = None
-        self.last_incoming: Incoming | None = None
+        #: ``incoming_for(data)`` is ``_last_incoming`` when ``data is _last_out``.
+        self._last_out: bytes | None = None
+        self._last_incoming: Incoming | None = None
         #: sender JSON -> ``{"sender":<sender>,"message_id":"<node prefix>`` (spliced first).
         self._heads: dict[bytes, bytes] = {}
         #: sender name -> the `Incoming` last remembered for it (reused while it matches).
@@ -205,8 +205,8 @@ class Stamper:
 
     def incoming_for(self, data: bytes | memoryview | None) -> Incoming:
         """`Incoming(data)`, without decoding when ``data`` is the last message stamped here."""
-        if data is not None and data is self.last_out:
-            known = self.last_incoming
+        if data is not None and data is self._last_out:
+            known = self._last_incoming
             assert known is not None
             return known
         return Incoming(data)
@@ -224,17 +224,16 @@ class Stamper:
             if len(self._made) >= self.MADE_LIMIT:
                 self._made.clear()
             made = self._made[name] = _known_incoming(name, conversation, part, reply)
-        self.last_out = out
-        self.last_incoming = made
+        self._last_out = out
+        self._last_incoming = made
 
-    def _head(self, sender_json: bytes) -> bytes:
-        head = self._heads.get(sender_json)
-        if head is None:
-            if len(self._heads) >= self.MADE_LIMIT:
-                self._heads.clear()
-            head = self._heads[sender_json] = (
-                b'{"sender":' + sender_json + b',"message_id":"' + _NODE_PREFIX
-            )
+    def _new_head(self, sender_json: bytes) -> bytes:
+        """Build and cache the spliced head for a sender `_heads` does not know yet."""
+        if len(self._heads) >= self.MADE_LIMIT:
+            self._heads.clear()
+        head = self._heads[sender_json] = (
+            b'{"sender":' + sender_json + b',"message_id":"' + _NODE_PREFIX
+        )
         return head
 
     def stamp(
@@ -251,7 +250,7 @@ class Stamper:
         ``data`` is not a JSON object with a non-empty ``receiver`` and a known
         ``performative``.
         """
-        self.last_out = None
+        self._last_out = None
         try:
             fast: _FastHeader | None = _decode_fast(data)
         except msgspec.ValidationError:
@@ -268,53 +267,31 @@ class Stamper:
             ms = int(time.time() * 1000)
             head = self._heads.get(sender_json)
             if head is None:
-                head = self._head(sender_json)
-            if incoming.reply_with_json is not None and to == incoming.sender:
-                out = b"".join(
-                    (
-                        head,
-                        b"%x" % next(_counter),
-                        _CREATED_AT,
-                        _now_json if ms == _last_ms else _now(),
-                        incoming.conversation_part,
-                        b',"in_reply_to":',
-                        incoming.reply_with_json,
-                        b",",
-                        data[1:],
-                    )
+                head = self._new_head(sender_json)
+            inherited_reply = incoming.reply_with_json
+            out = b"".join(
+                (
+                    head,
+                    b"%x" % next(_counter),
+                    _CREATED_AT,
+                    _now_json if ms == _last_ms else _now(),
+                    incoming.conversation_part,
+                    b',"in_reply_to":' + inherited_reply
+                    if inherited_reply is not None and to == incoming.sender
+                    else b"",
+                    b",",
+                    data[1:],
                 )
-            else:
-                out = b"".join(
-                    (
-                        head,
-                        b"%x" % next(_counter),
-                        _CREATED_AT,
-                        _now_json if ms == _last_ms else _now(),
-                        incoming.conversation_part,
-                        b",",
-                        data[1:],
-                    )
-                )
+            )
             if name is not None:  # remembered for `incoming_for` (see the class)
                 reply = fast.reply_with
-                made = self._made.get(name)
-                if (
-                    reply is UNSET
-                    and made is not None
-                    and made.conversation is current
-                    and made.reply_with_json is None
-                    and made.conversation_part is incoming.conversation_part
-                ):
-                    self.last_out = out  # `_remember`, inlined for the usual case
-                    self.last_incoming = made
-                else:
-                    self._remember(
-                        out,
-                        name,
-                        current,
-                        incoming.conversation_part,
-                        None if reply is UNSET else bytes(reply),
-                    )
+                self._remember(
+                    out,
+                    name,
+                    current,
+                    incoming.conversation_part,
+                    None if reply is UNSET else bytes(reply),
+                )
             return to, out
         known = True
         try:

@@ -121,13 +121,13 @@ class Worker(InstanceOps):
         self.cx = host.CallContext(
             agents=services.agents,
             wake=self.wake_local,
+            run_queue=self.local,
             route=services.router.route,
             schedule=self.schedule,
             kv=services.kv,
             max_message_size=services.config.max_message_size,
             journal=journal,
         )
-        self.cx.run_queue = self.local
         engine = services.engine
         self.deadline = _ffi.uint64(engine.deadline_ticks(services.config.execution_timeout))
         self.startup_ticks = engine.deadline_ticks(services.config.agent_startup_timeout)

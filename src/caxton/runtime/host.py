@@ -91,6 +91,7 @@ class CallContext:
         *,
         agents: Mapping[str, Agent],
         wake: Callable[[Agent], None],
+        run_queue: deque[Agent] | None = None,
         route: Callable[[str, bytes], int],
         schedule: Callable[[float, str, bytes], None],
         kv: KvWriter,
@@ -100,8 +101,8 @@ class CallContext:
         self.agents_get = agents.get
         self.wake = wake
         #: The worker's own run queue, when `wake` is its ``wake_local`` (which appends to an
-        #: empty queue unconditionally, so `send` may do that itself).
-        self.run_queue: deque[Agent] | None = None
+        #: empty queue unconditionally, so `local` may do that itself).
+        self.run_queue = run_queue
         self.journal = journal
         #: The journal's inlined `sent` (see `MessageJournal.hot_path`).
         self.record: Callable[[tuple[Any, ...]], None] | None = None
@@ -135,8 +136,14 @@ class CallContext:
             return None
         rc = target.offer(data)
         if rc == WAKE:
-            self.wake(target)
-            return 0
+            # The usual case of `wake`: the worker's run queue is empty (the sender runs,
+            # its receiver is next), and ``wake_local`` would append to it.
+            run_queue = self.run_queue
+            if run_queue is not None and not run_queue:
+                run_queue.append(target)
+            else:
+                self.wake(target)
+            return abi.OK
         return None if rc == CLOSED else rc  # 0 (already scheduled) or -4 (full)
 
     def send(self, data: bytes | memoryview) -> int:
@@ -149,37 +156,21 @@ class CallContext:
         stamper = self.stamper
         incoming = self.incoming
         if incoming is None:  # decoded lazily, once per handled message, and only if it sends
-            current = self.data
-            if current is not None and current is stamper.last_out:
-                incoming = stamper.last_incoming  # `incoming_for`, inlined for the usual case
-            else:
-                incoming = stamper.incoming_for(current)
-            self.incoming = incoming
+            incoming = self.incoming = stamper.incoming_for(self.data)
         try:
             receiver, out = stamper.stamp(data, agent.sender_json, incoming, agent.name)
         except InvalidMessage:
             return abi.ERR_MALFORMED
         if type(receiver) is not str or stamper.expired:
             return self._send_other(receiver, out)
-        # The usual case: one receiver, `local` and `journal.sent` inlined.
+        # The usual case: one receiver, `journal.sent` inlined.
         record = self.record
         if record is not None:
             # Recorded before it is queued, so its handled mark (maybe on another worker)
             # always comes later in the journal.
             record((stamper.conversation, out, receiver))
-        target = self.agents_get(receiver)
-        rc = None if target is None else target.offer(out)
-        if rc == WAKE:
-            assert target is not None
-            # `Worker.wake_local`, inlined for the usual case: the worker's run queue is
-            # empty (the sender runs, its receiver is next).
-            run_queue = self.run_queue
-            if run_queue is not None and not run_queue:
-                run_queue.append(target)
-            else:
-                self.wake(target)
-            rc = abi.OK
-        elif rc is None or rc == CLOSED:
+        rc = self.local(receiver, out)
+        if rc is None:
             journal = self.journal
             if journal is not None:
                 journal.handled(receiver, out)  # not queued locally: nothing to redeliver
