@@ -37,10 +37,6 @@ static char name[64] = "bidder";
 static size_t name_len = 6;
 static uint32_t proposals;
 
-static int raw_eq(const char *v, size_t vl, const char *raw) {
-    return vl == strlen(raw) && memcmp(v, raw, vl) == 0;
-}
-
 static void log_text(int level, const char *text) { caxton_log(level, text, strlen(text)); }
 
 /* The agent's name: argv[0], as the runtime starts every agent. */
@@ -166,15 +162,15 @@ int32_t caxton_handle(const char *msg, int32_t len) {
         p = "null";
         pl = 4;
     }
-    if (raw_eq(p, pl, "\"cfp\"")) return on_cfp(msg, n);
-    if (raw_eq(p, pl, "\"accept_proposal\"")) return on_accept(msg, n);
-    if (raw_eq(p, pl, "\"reject_proposal\"")) {
+    if (caxton_raw_eq(p, pl, "\"cfp\"")) return on_cfp(msg, n);
+    if (caxton_raw_eq(p, pl, "\"accept_proposal\"")) return on_accept(msg, n);
+    if (caxton_raw_eq(p, pl, "\"reject_proposal\"")) {
         log_text(CAXTON_LOG_INFO, "bidder: proposal rejected");
         return 0;
     }
-    if (raw_eq(p, pl, "\"inform\"") || raw_eq(p, pl, "\"failure\"") ||
-        raw_eq(p, pl, "\"not_understood\"") || raw_eq(p, pl, "\"agree\"") ||
-        raw_eq(p, pl, "\"refuse\"") || raw_eq(p, pl, "\"propose\"")) {
+    if (caxton_raw_eq(p, pl, "\"inform\"") || caxton_raw_eq(p, pl, "\"failure\"") ||
+        caxton_raw_eq(p, pl, "\"not_understood\"") || caxton_raw_eq(p, pl, "\"agree\"") ||
+        caxton_raw_eq(p, pl, "\"refuse\"") || caxton_raw_eq(p, pl, "\"propose\"")) {
         log_text(CAXTON_LOG_WARN, "bidder: an unexpected answer, ignored");
         return 0;
     }

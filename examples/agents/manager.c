@@ -74,16 +74,6 @@ static uint32_t last_id;
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-static int raw_eq(const char *v, size_t vl, const char *raw) {
-    return vl == strlen(raw) && memcmp(v, raw, vl) == 0;
-}
-
-static int field_is(const char *json, size_t len, const char *key, const char *raw) {
-    const char *v;
-    size_t vl;
-    return caxton_json_field(json, len, key, &v, &vl) == 0 && raw_eq(v, vl, raw);
-}
-
 static void log_text(int level, const char *text) { caxton_log(level, text, strlen(text)); }
 
 static size_t token_json(uint32_t id, char *buf, size_t cap) {
@@ -336,9 +326,10 @@ static int32_t answer(negotiation_t *neg, const char *msg, size_t len) {
             log_text(CAXTON_LOG_WARN, "manager: a late answer after the award, ignored");
             return 0;
         }
-        if (raw_eq(perf, plen, "\"inform\"")) return report(neg, 1);
-        if (raw_eq(perf, plen, "\"failure\"") || raw_eq(perf, plen, "\"not_understood\"") ||
-            raw_eq(perf, plen, "\"refuse\""))
+        if (caxton_raw_eq(perf, plen, "\"inform\"")) return report(neg, 1);
+        if (caxton_raw_eq(perf, plen, "\"failure\"") ||
+            caxton_raw_eq(perf, plen, "\"not_understood\"") ||
+            caxton_raw_eq(perf, plen, "\"refuse\""))
             return report(neg, 0);
         log_text(CAXTON_LOG_WARN, "manager: an unexpected answer to the award, ignored");
         return 0;
@@ -353,7 +344,7 @@ static int32_t answer(negotiation_t *neg, const char *msg, size_t len) {
         return 0;
     }
     int64_t price;
-    if (raw_eq(perf, plen, "\"propose\"")) {
+    if (caxton_raw_eq(perf, plen, "\"propose\"")) {
         if (caxton_json_field(msg, len, "content", &content, &clen) == 0 &&
             caxton_json_get_int(content, clen, "price", &price) == 0) {
             b->state = PROPOSED;
@@ -369,8 +360,9 @@ static int32_t answer(negotiation_t *neg, const char *msg, size_t len) {
             b->state = REFUSED;
             neg->refusals++;
         }
-    } else if (raw_eq(perf, plen, "\"refuse\"") || raw_eq(perf, plen, "\"failure\"") ||
-               raw_eq(perf, plen, "\"not_understood\"")) {
+    } else if (caxton_raw_eq(perf, plen, "\"refuse\"") ||
+               caxton_raw_eq(perf, plen, "\"failure\"") ||
+               caxton_raw_eq(perf, plen, "\"not_understood\"")) {
         b->state = REFUSED;
         neg->refusals++;
     } else {
@@ -396,12 +388,13 @@ int32_t caxton_handle(const char *msg, int32_t len) {
     const char *content;
     size_t clen;
     if (caxton_json_field(msg, n, "content", &content, &clen) == 0 &&
-        caxton_json_is_object(content, clen) && field_is(content, clen, "op", "\"start\""))
+        caxton_json_is_object(content, clen) &&
+        caxton_json_field_is(content, clen, "op", "\"start\""))
         return start(msg, n, content, clen);
-    if (field_is(msg, n, "performative", "\"request\"") ||
-        field_is(msg, n, "performative", "\"query_ref\"") ||
-        field_is(msg, n, "performative", "\"query_if\"") ||
-        field_is(msg, n, "performative", "\"cfp\""))
+    if (caxton_json_field_is(msg, n, "performative", "\"request\"") ||
+        caxton_json_field_is(msg, n, "performative", "\"query_ref\"") ||
+        caxton_json_field_is(msg, n, "performative", "\"query_if\"") ||
+        caxton_json_field_is(msg, n, "performative", "\"cfp\""))
         return reply_error(msg, n, "not_understood", "error",
                            "expected {\"op\":\"start\",\"task\":...,\"bidders\":[NAME,...]}");
     log_text(CAXTON_LOG_WARN, "manager: a message for no negotiation in progress, ignored");

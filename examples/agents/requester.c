@@ -122,16 +122,6 @@ static int each_member(const char *s, size_t n,
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-static int raw_eq(const char *v, size_t vl, const char *raw) {
-    return vl == strlen(raw) && memcmp(v, raw, vl) == 0;
-}
-
-static int field_is(const char *json, size_t len, const char *key, const char *raw) {
-    const char *v;
-    size_t vl;
-    return caxton_json_field(json, len, key, &v, &vl) == 0 && raw_eq(v, vl, raw);
-}
-
 static void log_text(int level, const char *text) { caxton_log(level, text, strlen(text)); }
 
 /* "ask-<id>" as a JSON string into buf; its length. */
@@ -175,7 +165,7 @@ static int32_t reply_error(const char *msg, size_t len, const char *performative
 
 static void copy_member(const char *key, size_t klen, const char *val, size_t vlen, void *arg) {
     caxton_sb *sb = (caxton_sb *)arg;
-    if (raw_eq(key, klen, "\"op\"") || raw_eq(key, klen, "\"responder\"")) return;
+    if (caxton_raw_eq(key, klen, "\"op\"") || caxton_raw_eq(key, klen, "\"responder\"")) return;
     if (sb->buf[sb->len - 1] != '{') caxton_sb_char(sb, ',');
     caxton_sb_raw(sb, key, klen);
     caxton_sb_char(sb, ':');
@@ -290,23 +280,23 @@ static int32_t answer(ask_t *slot, const char *msg, size_t len) {
     size_t plen, clen = 0, vl = 0;
     if (caxton_json_field(msg, len, "performative", &perf, &plen) != 0) return 0;
     if (caxton_json_field(msg, len, "content", &content, &clen) != 0) content = NULL;
-    if (raw_eq(perf, plen, "\"agree\"")) {
+    if (caxton_raw_eq(perf, plen, "\"agree\"")) {
         if (slot->state == WAITING) slot->state = AGREED;
         return 0;
     }
-    if (raw_eq(perf, plen, "\"inform\"")) {
+    if (caxton_raw_eq(perf, plen, "\"inform\"")) {
         pick(content, clen, "result", NULL, &v, &vl);
         return finish(slot, "done", "result", v, vl);
     }
-    if (raw_eq(perf, plen, "\"refuse\"")) {
+    if (caxton_raw_eq(perf, plen, "\"refuse\"")) {
         pick(content, clen, "reason", NULL, &v, &vl);
         return finish(slot, "refused", "reason", v, vl);
     }
-    if (raw_eq(perf, plen, "\"failure\"")) {
+    if (caxton_raw_eq(perf, plen, "\"failure\"")) {
         pick(content, clen, "reason", NULL, &v, &vl);
         return finish(slot, "failed", "reason", v, vl);
     }
-    if (raw_eq(perf, plen, "\"not_understood\"")) {
+    if (caxton_raw_eq(perf, plen, "\"not_understood\"")) {
         pick(content, clen, "error", "reason", &v, &vl);
         return finish(slot, "not_understood", "reason", v, vl);
     }
@@ -330,11 +320,12 @@ int32_t caxton_handle(const char *msg, int32_t len) {
     const char *content;
     size_t clen;
     if (caxton_json_field(msg, n, "content", &content, &clen) == 0 &&
-        caxton_json_is_object(content, clen) && field_is(content, clen, "op", "\"ask\""))
+        caxton_json_is_object(content, clen) &&
+        caxton_json_field_is(content, clen, "op", "\"ask\""))
         return ask(msg, n, content, clen);
-    if (!field_is(msg, n, "performative", "\"request\"") &&
-        !field_is(msg, n, "performative", "\"query_ref\"") &&
-        !field_is(msg, n, "performative", "\"query_if\"")) {
+    if (!caxton_json_field_is(msg, n, "performative", "\"request\"") &&
+        !caxton_json_field_is(msg, n, "performative", "\"query_ref\"") &&
+        !caxton_json_field_is(msg, n, "performative", "\"query_if\"")) {
         log_text(CAXTON_LOG_WARN, "requester: a message for no ask in progress, ignored");
         return 0;
     }

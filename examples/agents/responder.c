@@ -25,10 +25,6 @@
 
 #define PROTOCOL "fipa-request"
 
-static int raw_eq(const char *v, size_t vl, const char *raw) {
-    return vl == strlen(raw) && memcmp(v, raw, vl) == 0;
-}
-
 /* Send {"receiver":<sender>,"performative":P,"protocol":...,"content":C} to the sender. */
 static int reply(const char *msg, size_t len, const char *performative, const char *content,
                  size_t clen) {
@@ -133,11 +129,12 @@ int32_t caxton_handle(const char *msg, int32_t len) {
         v = "null";
         vl = 4;
     }
-    if (raw_eq(v, vl, "\"not_understood\"") || raw_eq(v, vl, "\"failure\"")) {
+    if (caxton_raw_eq(v, vl, "\"not_understood\"") || caxton_raw_eq(v, vl, "\"failure\"")) {
         caxton_log(CAXTON_LOG_WARN, "responder: ignored a not_understood/failure", 43);
         return 0;
     }
-    if (!raw_eq(v, vl, "\"request\"")) return not_understood(msg, n, "responder expects a request");
+    if (!caxton_raw_eq(v, vl, "\"request\""))
+        return not_understood(msg, n, "responder expects a request");
     const char *content;
     size_t clen;
     if (caxton_json_field(msg, n, "content", &content, &clen) != 0 ||

@@ -692,10 +692,22 @@ static inline int caxton_message_read(const char *msg, size_t len, caxton_messag
     return rc == 0 ? CAXTON_OK : rc;
 }
 
+/** 1 if the raw JSON text v[0..vl) is exactly `raw` (e.g. "\"inform\""). */
+static inline int caxton_raw_eq(const char *v, size_t vl, const char *raw) {
+    return vl == strlen(raw) && memcmp(v, raw, vl) == 0;
+}
+
 /** 1 if the field is present and its raw JSON text is exactly `raw` (e.g. "\"inform\""). */
 static inline int caxton_field_is(caxton_field f, const char *raw) {
-    size_t n = strlen(raw);
-    return f.ptr != NULL && f.len == n && memcmp(f.ptr, raw, n) == 0;
+    return f.ptr != NULL && caxton_raw_eq(f.ptr, f.len, raw);
+}
+
+/** 1 if the top-level field `key` of json[0..len) has exactly the raw JSON text `raw`. */
+static inline int caxton_json_field_is(const char *json, size_t len, const char *key,
+                                       const char *raw) {
+    const char *v;
+    size_t vl;
+    return caxton_json_field(json, len, key, &v, &vl) == 0 && caxton_raw_eq(v, vl, raw);
 }
 
 /** 1 if json[0..len) is exactly one JSON object (plus whitespace), else 0. Shallow check. */
