@@ -15,6 +15,7 @@ import wasmtime
 from caxton.config.schema import RuntimeConfig
 from caxton.errors import AgentFailure
 from caxton.runtime import AgentSpec, AgentState, Compiled, Engine, Runtime
+from caxton.runtime.accel import ACCEL
 
 ROOT = Path(__file__).resolve().parents[2]
 WAT = ROOT / "tests" / "fixtures" / "wat"
@@ -79,9 +80,14 @@ def config() -> RuntimeConfig:
     return FAST
 
 
-@pytest.fixture
-def engine(config: RuntimeConfig) -> Iterator[Engine]:
-    eng = Engine(config, cache_dir=None)
+#: Both hot paths when the C extension is built (`test_accel` checks that it is wherever a C
+#: compiler is installed), else the ctypes one only.
+FLAVOURS = ["c", "ctypes"] if ACCEL is not None else ["ctypes"]
+
+
+@pytest.fixture(params=FLAVOURS)
+def engine(config: RuntimeConfig, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    eng = Engine(config, cache_dir=None, accelerated=request.param == "c")
     yield eng
     eng.close()
 

@@ -24,8 +24,11 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 __all__ = [
+    "BAD_POINTER",
+    "FAILED",
     "HOST_CALLBACK",
-    "CallSlots",
+    "Reactor",
+    "address_of",
     "call_unchecked",
     "error_from_ptr",
     "func_address",
@@ -43,6 +46,11 @@ _lib = ctypes.CDLL(str(ffi.filename))
 call_unchecked = _lib.wasmtime_func_call_unchecked
 call_unchecked.restype = c_void_p
 call_unchecked.argtypes = None  # type: ignore[assignment]
+
+#: ``wasmtime_memory_data_size(ctx, memory) -> size_t``
+memory_data_size = _lib.wasmtime_memory_data_size
+memory_data_size.restype = c_size_t
+memory_data_size.argtypes = None  # type: ignore[assignment]
 
 #: ``wasmtime_context_set_epoch_deadline(ctx, ticks)``
 set_epoch_deadline = _lib.wasmtime_context_set_epoch_deadline
@@ -73,21 +81,95 @@ def func_address(func: wasmtime.Func) -> c_void_p:
     return c_void_p(addressof(func._func))
 
 
-class CallSlots:
-    """One worker's argument/result buffer and trap slot for unchecked calls.
+#: `Reactor.handle` results outside the i32 range: the call trapped or failed (see
+#: `Reactor.take_failure`), or ``caxton_alloc`` returned a pointer outside linear memory.
+FAILED = 1 << 32
+BAD_POINTER = FAILED + 1
 
-    A worker thread owns exactly one; ``iv[4 * k]`` is slot k's i32. Not thread-safe by design.
+
+def address_of(fn: object) -> int:
+    """The address of a ctypes function pointer (for the C hot path's `setup`)."""
+    return cast(fn, c_void_p).value or 0  # type: ignore[arg-type]
+
+
+class Reactor:
+    """One reactor instance's ``caxton_alloc`` + copy + ``caxton_handle``, through ctypes.
+
+    The pure-Python twin of ``_accel.Reactor`` (same constructor, results and failure hand-
+    over): used when the C extension is not built. Each holds its own argument slots: a
+    reactor is run by one worker at a time.
     """
 
-    __slots__ = ("args", "args_v", "iv", "trap", "trap_v", "two")
+    __slots__ = (
+        "_alloc",
+        "_args",
+        "_args_v",
+        "_base",
+        "_ctx",
+        "_error",
+        "_handle",
+        "_iv",
+        "_memory",
+        "_size",
+        "_trap",
+        "_trap_v",
+        "_two",
+        "_view",
+    )
 
-    def __init__(self) -> None:
-        self.args = (ffi.wasmtime_val_raw_t * 3)()
-        self.iv = memoryview(self.args).cast("B").cast("i")
-        self.trap = c_void_p()
-        self.args_v = c_void_p(addressof(self.args))
-        self.trap_v = c_void_p(addressof(self.trap))
-        self.two = c_size_t(2)
+    def __init__(self, ctx: int, alloc: int, handle: int, memory: int, base: int) -> None:
+        self._ctx = c_void_p(ctx)
+        self._alloc = c_void_p(alloc)
+        self._handle = c_void_p(handle)
+        self._memory = c_void_p(memory)
+        self._base = base
+        self._args = (ffi.wasmtime_val_raw_t * 2)()
+        self._iv = memoryview(self._args).cast("B").cast("i")
+        self._args_v = c_void_p(addressof(self._args))
+        self._trap = c_void_p()
+        self._trap_v = c_void_p(addressof(self._trap))
+        self._two = c_size_t(2)
+        self._error = 0
+        self._size = 0
+        self._view = memoryview(b"")
+        self._refresh()
+
+    def _refresh(self) -> None:
+        size = int(memory_data_size(self._ctx, self._memory))
+        if size != self._size:
+            self._size = size
+            self._view = memory_view(self._base, size)
+
+    def deliver(self, data: bytes) -> int:
+        """``caxton_handle``'s i32 result for ``data``, or `FAILED` / `BAD_POINTER`."""
+        iv, ctx, args_v, two, trap_v = self._iv, self._ctx, self._args_v, self._two, self._trap_v
+        n = len(data)
+        iv[0] = n
+        err = call_unchecked(ctx, self._alloc, args_v, two, trap_v)
+        if err or self._trap:
+            self._error = err or 0
+            return FAILED
+        ptr = iv[0] & 0xFFFFFFFF
+        end = ptr + n
+        if end > self._size:
+            self._refresh()
+            if end > self._size:
+                return BAD_POINTER
+        self._view[ptr:end] = data
+        iv[0] = ptr
+        iv[4] = n
+        err = call_unchecked(ctx, self._handle, args_v, two, trap_v)
+        if err or self._trap:
+            self._error = err or 0
+            return FAILED
+        return iv[0]
+
+    def take_failure(self) -> tuple[int, int]:
+        """The owned ``wasmtime_error_t*`` and ``wasm_trap_t*`` of the last failed call."""
+        out = (self._error, self._trap.value or 0)
+        self._error = 0
+        self._trap.value = None
+        return out
 
 
 def trap_from_ptr(address: int) -> wasmtime.Trap:

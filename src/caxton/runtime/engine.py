@@ -11,6 +11,8 @@ Everything that is shared by all agents lives here and is created once:
   redeploy never recompiles;
 * the `Linker` with WASI preview 1 and the ``caxton`` host functions, and one `InstancePre` per
   module (imports resolved once, instantiation then costs tens of microseconds);
+* the hot path's flavour: the C extension (`accel`) when it is built, else ctypes; ``accel``
+  picks one explicitly (tests run both);
 * the epoch ticker: ONE thread that advances the epoch every `tick` seconds; an agent call's
   deadline is ``ceil(timeout / tick) + 1`` ticks after the call starts.
 """
@@ -24,8 +26,9 @@ from pathlib import Path
 import wasmtime
 
 from caxton.config.schema import RuntimeConfig
-from caxton.runtime import _ffi, host
+from caxton.runtime import _ffi, accel, host
 from caxton.runtime.cache import CachedModule, ModuleCache, validate_and_load
+from caxton.runtime.sandbox import EntryType
 from caxton.runtime.validate import ModuleInfo
 
 __all__ = ["Compiled", "Engine"]
@@ -45,8 +48,19 @@ class Engine:
     """
 
     def __init__(
-        self, config: RuntimeConfig, *, cache_dir: Path | None, tick: float = 0.01
+        self,
+        config: RuntimeConfig,
+        *,
+        cache_dir: Path | None,
+        tick: float = 0.01,
+        accelerated: bool | None = None,
     ) -> None:
+        if accelerated and accel.ACCEL is None:
+            raise RuntimeError("the C hot path (caxton.runtime._accel) is not available")
+        #: The C extension when used (`accelerated` None: whenever it is available).
+        self.accel = None if accelerated is False else accel.ACCEL
+        #: What an instance's message entry point is built with.
+        self.entry_type: EntryType = _ffi.Reactor if self.accel is None else self.accel.Reactor
         self.config = config
         self.tick = tick
         #: Largest linear memory any instance may have (bytes, whole pages).
@@ -69,7 +83,7 @@ class Engine:
         self.cache = ModuleCache(self.wasm, cache_dir, settings_key=self.settings_key)
         self.linker = wasmtime.Linker(self.wasm)
         self.linker.define_wasi()
-        host.define_host_functions(self.linker)
+        host.define_host_functions(self.linker, self.accel)
         self._pre: dict[str, wasmtime.InstancePre] = {}
         self._pre_lock = threading.Lock()
         self._stop = threading.Event()

@@ -1,9 +1,10 @@
 """A worker: runs one agent's messages at a time on its thread; the message hot path.
 
-Per reactor message: set the epoch deadline (and fuel), ``caxton_alloc(len)`` through a raw
-unchecked call, copy the bytes into linear memory through the memoryview, ``caxton_handle(ptr,
-len)``, check the result. Host callbacks made meanwhile find this worker's `CallContext` in a
-thread-local. About 4-6 µs per message including both wasm calls (notes/wasm-hotpath.md).
+Per reactor message: set the epoch deadline (and fuel), then the instance's `Entry` calls
+``caxton_alloc(len)`` unchecked, copies the bytes into linear memory and calls
+``caxton_handle(ptr, len)`` (in C when the extension is built, else through ctypes); check the
+result. Host callbacks made meanwhile find this worker's `CallContext` in a thread-local. About
+4-6 µs per message including both wasm calls (notes/wasm-hotpath.md).
 
 Failures stay inside the agent: the call's trap or error is translated at `_errors.failure_from`,
 the message is reported failed (with its bytes) to the owner, the instance is dropped, and the
@@ -52,8 +53,8 @@ __all__ = ["BATCH", "Services", "Worker"]
 
 #: Messages of one agent handled before the worker looks at other ready agents.
 BATCH = 64
-_M = 0xFFFFFFFF
-_call = _ffi.call_unchecked
+_I32_MAX = 0x7FFFFFFF  # a `deliver` result above this is `FAILED` or `BAD_POINTER`
+_BAD_POINTER = _ffi.BAD_POINTER
 _RUNNING = AgentState.RUNNING
 _HIBERNATED = AgentState.HIBERNATED
 _RUNNABLE = (_RUNNING, _HIBERNATED)
@@ -95,8 +96,6 @@ class Worker(InstanceOps):
         self.local: deque[Agent] = deque()
         self.pending: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self.stopping = False
-        slots = self.slots = _ffi.CallSlots()
-        self._call_args = (slots.iv, slots.args_v, slots.two, slots.trap_v, slots.trap)
         self.counters = WorkerCounters(bounds)
         self.restarts = 0
         self.hibernations = 0
@@ -247,9 +246,7 @@ class Worker(InstanceOps):
         cx.data = data
         cx.incoming = None
         cx.log_budget = _BUDGET
-        # The worker's call buffers, unpacked from one tuple (fewer attribute loads per message;
-        # they never change after __init__).
-        iv, args_v, two, trap_v, trap = self._call_args
+        entry = inst.entry
         ctx = inst.ctx
         # The deadline is relative to the epoch when it is set; re-arm it at most once per tick
         # (`deadline_ticks` includes a spare tick, so every message still gets its full time).
@@ -259,27 +256,11 @@ class Worker(InstanceOps):
             _ffi.set_epoch_deadline(ctx, self.deadline)
         if inst.fuel is not None:
             _ffi.set_fuel(ctx, inst.fuel)
-        n = len(data)
         t0 = perf_counter()
-        iv[0] = n
-        err = _call(ctx, inst.alloc, args_v, two, trap_v)
-        if err or trap:
-            self._call_failed(agent, data, err, t0)
+        rc = entry.deliver(data)
+        if rc > _I32_MAX:  # FAILED or BAD_POINTER
+            self._call_failed(agent, data, rc, t0)
             return
-        ptr = iv[0] & _M
-        end = ptr + n
-        if end > inst.size and not inst.covers(end):
-            bad = AgentFailure("caxton_alloc returned a pointer outside memory", cause="trap")
-            self._failed(agent, data, bad, perf_counter() - t0, crashed=True)
-            return
-        inst.view[ptr:end] = data
-        iv[0] = ptr
-        iv[4] = n
-        err = _call(ctx, inst.handle, args_v, two, trap_v)
-        if err or trap:
-            self._call_failed(agent, data, err, t0)
-            return
-        rc = iv[0]
         elapsed = perf_counter() - t0
         if agent.logs.output:
             agent.logs.output = False
@@ -300,18 +281,16 @@ class Worker(InstanceOps):
         counters.buckets[bisect_left(counters.bounds, elapsed)] += 1
         counters.duration_sum += elapsed
 
-    def _call_failed(self, agent: Agent, data: bytes, err: int | None, t0: float) -> None:
+    def _call_failed(self, agent: Agent, data: bytes, rc: int, t0: float) -> None:
         elapsed = perf_counter() - t0
-        slots = self.slots
-        exc: BaseException
-        if err:
-            exc = _ffi.error_from_ptr(err)
-        else:
-            address = slots.trap.value or 0
-            slots.trap.value = None
-            exc = _ffi.trap_from_ptr(address)
         inst = agent.inst
-        near = isinstance(exc, wasmtime.Trap) and inst is not None and inst.at_memory_limit()
+        if rc == _BAD_POINTER or inst is None or inst.entry is None:
+            bad = AgentFailure("caxton_alloc returned a pointer outside memory", cause="trap")
+            self._failed(agent, data, bad, elapsed, crashed=True)
+            return
+        error, trap = inst.entry.take_failure()
+        exc: BaseException = _ffi.error_from_ptr(error) if error else _ffi.trap_from_ptr(trap)
+        near = isinstance(exc, wasmtime.Trap) and inst.at_memory_limit()
         self._failed(agent, data, failure_from(exc, at_memory_limit=near), elapsed, crashed=True)
 
     def _failed(

@@ -23,6 +23,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sized
 from ctypes import c_void_p, cast
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import wasmtime
@@ -236,160 +237,219 @@ def _range(inst: Instance, ptr: int, length: int) -> memoryview | None:
     return inst.view[ptr:end]
 
 
-def _send(env: Any, caller: Any, ar: Any, nar: int) -> int:
+# -- the host functions: plain Python functions of the call's arguments -----------------------
+# (i32 arguments arrive unsigned, i64 signed); each returns its i32 result (None for `log`).
+# `define_host_functions` registers them through the C trampoline or a ctypes adapter.
+
+
+def send(ptr: int, length: int) -> int:
+    """``send(ptr, len) -> i32``: stamp and route one message."""
     try:
         cx: CallContext = _tls.cx
         inst = cx.inst
-        ptr = ar[0] & _M
-        end = ptr + (ar[4] & _M)
+        end = ptr + length
         if inst is None or (end > inst.size and not inst.covers(end)):
-            ar[0] = abi.ERR_MALFORMED
-        else:
-            ar[0] = cx.send(inst.view[ptr:end])
+            return abi.ERR_MALFORMED
+        return cx.send(inst.view[ptr:end])
     except Exception:
         _log.exception("caxton.send failed")
-        ar[0] = abi.ERR_MALFORMED
-    return 0
+        return abi.ERR_MALFORMED
 
 
-def _schedule(env: Any, caller: Any, ar: Any, nar: int) -> int:
+def schedule(delay_ms: int, ptr: int, length: int) -> int:
+    """``schedule(delay_ms: i64, ptr, len) -> i32``: deliver a message later."""
     try:
         cx: CallContext = _tls.cx
-        delay_ms = (ar[0] & _M) | (ar[1] << 32)
         inst, agent = cx.inst, cx.agent
-        data = None if inst is None else _range(inst, ar[4] & _M, ar[8] & _M)
+        data = None if inst is None else _range(inst, ptr, length)
         if data is None or agent is None:
-            ar[0] = abi.ERR_MALFORMED
-        elif len(data) > cx.max_message_size:
-            ar[0] = abi.ERR_TOO_LARGE
-        else:
-            if cx.incoming is None:
-                cx.incoming = cx.stamper.incoming_for(cx.data)
-            receiver, out = cx.stamper.stamp(data, agent.sender_json, cx.incoming)
-            receivers = [receiver] if isinstance(receiver, str) else receiver
-            for one in receivers:
-                cx.schedule(max(0, delay_ms) / 1000.0, one, out)
-            ar[0] = abi.OK
+            return abi.ERR_MALFORMED
+        if len(data) > cx.max_message_size:
+            return abi.ERR_TOO_LARGE
+        if cx.incoming is None:
+            cx.incoming = cx.stamper.incoming_for(cx.data)
+        receiver, out = cx.stamper.stamp(data, agent.sender_json, cx.incoming)
+        receivers = [receiver] if isinstance(receiver, str) else receiver
+        for one in receivers:
+            cx.schedule(max(0, delay_ms) / 1000.0, one, out)
+        return abi.OK
     except InvalidMessage:
-        ar[0] = abi.ERR_MALFORMED
+        return abi.ERR_MALFORMED
     except Exception:
         _log.exception("caxton.schedule failed")
-        ar[0] = abi.ERR_MALFORMED
-    return 0
+        return abi.ERR_MALFORMED
 
 
-def _log_fn(env: Any, caller: Any, ar: Any, nar: int) -> int:
+def log(level: int, ptr: int, length: int) -> None:
+    """``log(level, ptr, len)``: one line of the agent's log (within its budget)."""
     try:
         cx: CallContext = _tls.cx
         inst, agent = cx.inst, cx.agent
         if inst is None or agent is None:
-            return 0
-        length = ar[8] & _M
+            return
         if length > cx.log_budget:
             agent.logs.dropped += 1
             cx.log_budget = 0
-            return 0
-        data = _range(inst, ar[4] & _M, length)
+            return
+        data = _range(inst, ptr, length)
         if data is not None:
             cx.log_budget -= length
-            agent.logs.write(ar[0], bytes(data).decode("utf-8", "replace"))
+            # The level is an i32 read unsigned: a negative level stays negative (and invalid).
+            signed = level - (1 << 32) if level & 0x80000000 else level
+            agent.logs.write(signed, bytes(data).decode("utf-8", "replace"))
     except Exception:
         _log.exception("caxton.log failed")
-    return 0
 
 
-def _kv_get(env: Any, caller: Any, ar: Any, nar: int) -> int:
+def kv_get(kptr: int, klen: int, vptr: int, vcap: int) -> int:
+    """``kv_get(key, key_len, buf, cap) -> i32``: the value's length, or KV_ABSENT."""
     try:
         cx: CallContext = _tls.cx
         inst, agent = cx.inst, cx.agent
-        key = None if inst is None else _range(inst, ar[0] & _M, ar[4] & _M)
+        key = None if inst is None else _range(inst, kptr, klen)
         if key is None or agent is None or inst is None:
-            ar[0] = abi.ERR_MALFORMED
-            return 0
+            return abi.ERR_MALFORMED
         value = agent.kv.get(bytes(key))
         if value is None:
-            ar[0] = abi.KV_ABSENT
-            return 0
+            return abi.KV_ABSENT
         n = len(value)
-        if n <= (ar[12] & _M):
-            target = _range(inst, ar[8] & _M, n)
+        if n <= vcap:
+            target = _range(inst, vptr, n)
             if target is None:
-                ar[0] = abi.ERR_MALFORMED
-                return 0
+                return abi.ERR_MALFORMED
             target[:] = value
-        ar[0] = n
+        return n
     except Exception:
         _log.exception("caxton.kv_get failed")
-        ar[0] = abi.ERR_MALFORMED
-    return 0
+        return abi.ERR_MALFORMED
 
 
-def _kv_set(env: Any, caller: Any, ar: Any, nar: int) -> int:
+def kv_set(kptr: int, klen: int, vptr: int, vlen: int) -> int:
+    """``kv_set(key, key_len, value, value_len) -> i32``."""
     try:
         cx: CallContext = _tls.cx
         inst, agent = cx.inst, cx.agent
         if inst is None or agent is None:
-            ar[0] = abi.ERR_NOT_PERMITTED
-            return 0
-        klen, vlen = ar[4] & _M, ar[12] & _M
+            return abi.ERR_NOT_PERMITTED
         if klen > MAX_KV_KEY or vlen > cx.max_message_size:
-            ar[0] = abi.ERR_TOO_LARGE
-            return 0
-        key = _range(inst, ar[0] & _M, klen)
-        value = _range(inst, ar[8] & _M, vlen)
+            return abi.ERR_TOO_LARGE
+        key = _range(inst, kptr, klen)
+        value = _range(inst, vptr, vlen)
         if key is None or value is None:
-            ar[0] = abi.ERR_MALFORMED
-            return 0
+            return abi.ERR_MALFORMED
         k, v = bytes(key), bytes(value)
         agent.kv[k] = v
         cx.kv.set(agent.name, k, v)
-        ar[0] = abi.OK
+        return abi.OK
     except Exception:
         _log.exception("caxton.kv_set failed")
-        ar[0] = abi.ERR_MALFORMED
-    return 0
+        return abi.ERR_MALFORMED
 
 
-def _kv_delete(env: Any, caller: Any, ar: Any, nar: int) -> int:
+def kv_delete(kptr: int, klen: int) -> int:
+    """``kv_delete(key, key_len) -> i32``: OK, or KV_ABSENT."""
     try:
         cx: CallContext = _tls.cx
         inst, agent = cx.inst, cx.agent
-        key = None if inst is None else _range(inst, ar[0] & _M, ar[4] & _M)
+        key = None if inst is None else _range(inst, kptr, klen)
         if key is None or agent is None:
-            ar[0] = abi.ERR_MALFORMED
-            return 0
+            return abi.ERR_MALFORMED
         k = bytes(key)
         if agent.kv.pop(k, None) is None:
-            ar[0] = abi.KV_ABSENT
-        else:
-            cx.kv.delete(agent.name, k)
-            ar[0] = abi.OK
+            return abi.KV_ABSENT
+        cx.kv.delete(agent.name, k)
+        return abi.OK
     except Exception:
         _log.exception("caxton.kv_delete failed")
-        ar[0] = abi.ERR_MALFORMED
-    return 0
+        return abi.ERR_MALFORMED
 
 
-_IMPLEMENTATIONS: dict[str, Callable[[Any, Any, Any, int], int]] = {
-    "send": _send,
-    "log": _log_fn,
-    "kv_get": _kv_get,
-    "kv_set": _kv_set,
-    "kv_delete": _kv_delete,
-    "schedule": _schedule,
+_IMPLEMENTATIONS: dict[str, Callable[..., int | None]] = {
+    "send": send,
+    "log": log,
+    "kv_get": kv_get,
+    "kv_set": kv_set,
+    "kv_delete": kv_delete,
+    "schedule": schedule,
 }
-# The ctypes callback objects must outlive every linker and instance that uses them.
-_KEEP_ALIVE: dict[str, Any] = {}
+
+
+def _kinds(params: list[wasmtime.ValType]) -> str:
+    """The trampoline's parameter kinds: ``i`` per i32, ``I`` per i64."""
+    return "".join("I" if p == wasmtime.ValType.i64() else "i" for p in params)
+
+
+def ctypes_callback(
+    fn: Callable[..., int | None], kinds: str, returns: bool, on_error: int = abi.ERR_MALFORMED
+) -> Any:
+    """A ctypes raw callback calling ``fn`` as the C trampoline does (no C extension).
+
+    Arguments are read from the i32 slots with a 16-byte stride: slot k's low i32 is
+    ``ar[4 * k]`` (an i64 is ``ar[4 * k]`` and ``ar[4 * k + 1]``). A result that is not an
+    i32 (or an exception) becomes ``on_error``.
+    """
+    if kinds == "ii" and returns:  # `send` and `kv_delete`: the hot shape, unrolled
+
+        def two(env: Any, caller: Any, ar: Any, nar: int) -> int:
+            try:
+                ar[0] = fn(ar[0] & _M, ar[4] & _M)
+            except Exception:
+                _log.exception("a caxton host function failed")
+                ar[0] = on_error
+            return 0
+
+        return HOST_CALLBACK(two)
+
+    def call(env: Any, caller: Any, ar: Any, nar: int) -> int:
+        try:
+            args = [
+                ar[4 * k] & _M if kind == "i" else (ar[4 * k] & _M) | (ar[4 * k + 1] << 32)
+                for k, kind in enumerate(kinds)
+            ]
+            result = fn(*args)
+            if returns:
+                ok = type(result) is int and -(1 << 31) <= result < (1 << 31)
+                ar[0] = result if ok else on_error
+        except Exception:
+            _log.exception("a caxton host function failed")
+            if returns:
+                ar[0] = on_error
+        return 0
+
+    return HOST_CALLBACK(call)
+
+
+# The callback objects must outlive every linker and instance that uses them.
+_KEEP_ALIVE: dict[tuple[str, bool], tuple[Any, Any, Any]] = {}
 _NO_FINALIZER = ctypes.CFUNCTYPE(None, c_void_p)()  # a NULL function pointer
 
 
-def define_host_functions(linker: wasmtime.Linker) -> None:
-    """Define the six ``caxton`` imports on ``linker`` as unchecked raw callbacks."""
+def _callback(name: str, accel: ModuleType | None) -> tuple[Any, Any, Any]:
+    """The raw callback, its env pointer and the object owning them, for host function ``name``."""
+    kept = _KEEP_ALIVE.get((name, accel is not None))
+    if kept is not None:
+        return kept
+    params, results = abi.HOST_SIGNATURES[name]
+    fn, kinds, returns = _IMPLEMENTATIONS[name], _kinds(params), bool(results)
+    if accel is None:
+        callback = ctypes_callback(fn, kinds, returns)
+        kept = (cast(callback, ffi.wasmtime_func_unchecked_callback_t), None, callback)
+    else:
+        hf = accel.HostFunction(fn, kinds, returns, abi.ERR_MALFORMED)
+        trampoline = ffi.wasmtime_func_unchecked_callback_t(accel.trampoline_address())
+        kept = (trampoline, c_void_p(hf.env()), hf)
+    _KEEP_ALIVE[(name, accel is not None)] = kept
+    return kept
+
+
+def define_host_functions(linker: wasmtime.Linker, accel: ModuleType | None = None) -> None:
+    """Define the six ``caxton`` imports on ``linker`` as unchecked raw callbacks.
+
+    With ``accel`` (the C extension) they go through its trampoline, else through ctypes.
+    """
     module = abi.HOST_MODULE.encode()
     for name, (params, results) in abi.HOST_SIGNATURES.items():
-        callback = _KEEP_ALIVE.get(name)
-        if callback is None:
-            callback = _KEEP_ALIVE[name] = HOST_CALLBACK(_IMPLEMENTATIONS[name])
+        callback, env, _owner = _callback(name, accel)
         ty = wasmtime.FuncType(params, results)
         raw = name.encode()
         error = ffi.wasmtime_linker_define_func_unchecked(
@@ -399,8 +459,8 @@ def define_host_functions(linker: wasmtime.Linker) -> None:
             raw,
             len(raw),
             ty.ptr(),
-            cast(callback, ffi.wasmtime_func_unchecked_callback_t),
-            None,
+            callback,
+            env,
             _NO_FINALIZER,
         )
         if error:

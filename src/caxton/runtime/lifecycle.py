@@ -137,6 +137,7 @@ class InstanceOps:
             stdout=stdout or agent.stdout,
             stderr=agent.stderr,
             stdin=stdin,
+            entry_type=svc.engine.entry_type,
         )
 
     def start_instance(self, agent: Agent) -> Instance:

@@ -6,7 +6,8 @@ agent's env, stdout/stderr captured into its log, clocks and random as WASI prov
 network, and no filesystem unless a grant directory is given (preopened as ``/data``).
 
 For reactors the exports the hot path calls unchecked (``caxton_alloc``, ``caxton_handle``) are
-verified once per module by `validate.inspect_module` before their raw addresses are cached.
+verified once per module by `validate.inspect_module` before their raw addresses are handed to
+the instance's `Entry` (the C extension's ``Reactor``, or `_ffi.Reactor` through ctypes).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -22,10 +24,26 @@ from caxton.errors import AgentFailure, InvalidWasm
 from caxton.runtime import _ffi
 from caxton.runtime._errors import map_wasm_errors, near_limit
 
-__all__ = ["Instance", "Snapshot"]
+__all__ = ["Entry", "EntryType", "Instance", "Snapshot"]
 
 _PAGE = 64 * 1024
 _MAX_TABLE_ELEMENTS = 100_000
+
+
+class Entry(Protocol):
+    """A reactor's message entry point: ``caxton_alloc`` + copy + ``caxton_handle``."""
+
+    def deliver(self, data: bytes, /) -> int:
+        """The handler's i32 result, or `_ffi.FAILED` / `_ffi.BAD_POINTER`."""
+        ...
+
+    def take_failure(self) -> tuple[int, int]:
+        """The owned ``wasmtime_error_t*`` and ``wasm_trap_t*`` of the last failed call."""
+        ...
+
+
+#: Builds an `Entry` from raw addresses: ``(ctx, alloc, handle, memory, base)``.
+EntryType = Callable[[int, int, int, int, int], Entry]
 
 
 class Snapshot:
@@ -42,19 +60,18 @@ class Snapshot:
 class Instance:
     """A live instance of one agent module in its own store.
 
-    Attributes read on the hot path: ``ctx`` (the store context), ``alloc``/``handle`` (raw
-    function addresses, reactors only), ``view``/``size`` (linear memory). Not thread-safe: the
-    one worker running the agent owns it.
+    Attributes read on the hot path: ``ctx`` (the store context), ``entry`` (reactors only:
+    delivers one message), ``view``/``size`` (linear memory). Not thread-safe: the one worker
+    running the agent owns it.
     """
 
     __slots__ = (
         "_exports",
         "_funcs",
-        "alloc",
         "armed_at",
         "ctx",
+        "entry",
         "fuel",
-        "handle",
         "instance",
         "limit",
         "memory",
@@ -80,6 +97,7 @@ class Instance:
         stdout: Callable[[bytes], int],
         stderr: Callable[[bytes], int],
         stdin: bytes | None = None,
+        entry_type: EntryType = _ffi.Reactor,
     ) -> None:
         self.reactor = reactor
         self.limit = memory_limit
@@ -119,7 +137,7 @@ class Instance:
         self._exports = self.instance.exports(store)
         self._funcs: list[wasmtime.Func] = []
         self.memory: wasmtime.Memory | None = None
-        self.alloc = self.handle = ctypes.c_void_p()
+        self.entry: Entry | None = None
         self.size = 0
         self.view = memoryview(b"")
         memory = self._exports.get("memory")
@@ -134,9 +152,15 @@ class Instance:
                 raise InvalidWasm("not an ABI v1 reactor: caxton_alloc/caxton_handle missing")
             if self.memory is None:
                 raise InvalidWasm("not an ABI v1 reactor: no exported memory")
-            self._funcs += (alloc, handle)  # keep them alive: their addresses are cached
-            self.alloc = _ffi.func_address(alloc)
-            self.handle = _ffi.func_address(handle)
+            self._funcs += (alloc, handle)  # keep them alive: the entry holds their addresses
+            base, _ = _ffi.memory_base_and_size(store, self.memory)
+            self.entry = entry_type(
+                self.ctx.value or 0,
+                _ffi.func_address(alloc).value or 0,
+                _ffi.func_address(handle).value or 0,
+                ctypes.addressof(self.memory._memory),
+                base,
+            )
 
     # -- memory ------------------------------------------------------------------------------
 
@@ -193,9 +217,9 @@ class Instance:
 
     def close(self) -> None:
         """Drop the views and the store (idempotent)."""
+        self.entry = None  # it holds raw pointers into the store
         self.view = memoryview(b"")
         self.size = 0
         self._funcs.clear()
         self.memory = None
-        self.alloc = self.handle = ctypes.c_void_p()
         self.store.close()
