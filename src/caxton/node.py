@@ -188,6 +188,7 @@ class Node:
                 "state_path": str(coordination.local_state_path),
                 "agents": restored,
                 "redelivered": redelivered,
+                "hot_path": "ctypes" if engine.accel is None else "c",
             },
         )
 

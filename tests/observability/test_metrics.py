@@ -12,6 +12,7 @@ from prometheus_client.samples import Sample
 from caxton._version import __version__
 from caxton.errors import ConfigError
 from caxton.observability import UNMATCHED_ROUTE, Metrics, render_metrics
+from caxton.runtime import accel
 
 
 @pytest.fixture
@@ -111,6 +112,7 @@ def test_build_info_up_and_start_time(registry: CollectorRegistry) -> None:
     assert info.labels["version"] == __version__
     assert info.labels["python"] == platform.python_version()
     assert info.labels["wasmtime"].split(".")[0].isdigit()
+    assert info.labels["hot_path"] == accel.describe()
     assert value(families["caxton_up"], "caxton_up") == 1
     assert value(families["caxton_start_time_seconds"], "caxton_start_time_seconds") == 1.7e9
 

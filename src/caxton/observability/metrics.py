@@ -44,6 +44,7 @@ from prometheus_client.exposition import choose_encoder
 from caxton._version import __version__
 from caxton.errors import ConfigError
 from caxton.observability.snapshot import SnapshotCollector, SnapshotSource
+from caxton.runtime import accel
 
 __all__ = ["DEFAULT_BUCKETS", "UNMATCHED_ROUTE", "Metrics", "render_metrics"]
 
@@ -159,8 +160,9 @@ class Metrics:
             ),
             build_info=Gauge(
                 "build_info",
-                "Always 1; the labels say which Caxton, Python and wasmtime are running.",
-                ("version", "python", "wasmtime"),
+                "Always 1; the labels say which Caxton, Python and wasmtime are running, and"
+                " which message hot path (c: the compiled extension, ctypes: without it).",
+                ("version", "python", "wasmtime", "hot_path"),
                 namespace=prefix,
                 registry=registry,
             ),
@@ -177,6 +179,7 @@ class Metrics:
             version=__version__,
             python=platform.python_version(),
             wasmtime=_package_version("wasmtime"),
+            hot_path=accel.describe(),
         ).set(1)
         metrics.up.set(1)
         metrics.start_time.set(time.time() if start_time is None else start_time)
