@@ -1,11 +1,14 @@
 """The ``caxton`` host functions of ABI v1: the ONLY place host functions are defined.
 
-Each function is a raw ``wasmtime_linker_define_func_unchecked`` callback (~1.4 µs per guest call
-instead of ~17 µs through wasmtime-py's trampoline). They are defined once per engine on the
-shared linker, so they do not know which agent is calling: every worker thread binds its
-`CallContext` in a thread-local before it calls into wasm, and a callback reads it from there.
+Each function is a plain Python function of the call's arguments (ints) returning its i32
+result. `define_host_functions` registers it as a raw ``wasmtime_linker_define_func_unchecked``
+callback: through the C extension's trampoline when it is built (`accel`), else through a
+ctypes adapter (~1.4 µs per guest call instead of ~17 µs through wasmtime-py's own callbacks).
+They are defined once per engine on the shared linker, so they do not know which agent is
+calling: every worker thread binds its `CallContext` in a thread-local before it calls into
+wasm, and a function reads it from there.
 
-Rules every callback follows:
+Rules every host function follows:
 
 * it never raises into wasm: any problem becomes the ABI's negative return code (a malformed
   pointer range is ``-1``), and an unexpected exception is logged and mapped to ``-1``;
