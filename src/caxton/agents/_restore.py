@@ -80,6 +80,8 @@ async def _restore_one(service: AgentService, record: AgentRecord) -> Entry:
     )
     if spec.grant_dir is not None:
         await asyncio.to_thread(spec.grant_dir.mkdir, parents=True, exist_ok=True)
+        # Counted now, even if the agent stays hibernated until its next message.
+        await asyncio.to_thread(service.engine.temp_storage.add, spec.grant_dir)
     compiled = await service._compile(wasm, spec)
     entry = Entry(
         spec=spec,

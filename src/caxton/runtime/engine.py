@@ -11,6 +11,8 @@ Everything that is shared by all agents lives here and is created once:
   redeploy never recompiles;
 * the `Linker` with WASI preview 1 and the ``caxton`` host functions, and one `InstancePre` per
   module (imports resolved once, instantiation then costs tens of microseconds);
+* for agents with a granted directory, a second linker whose WASI file writes are checked
+  against `temp_storage_limit` (`wasi_quota`, one `TempStorage` account per node);
 * the hot path's flavour: the C extension (`accel`) when it is built, else ctypes; ``accel``
   picks one explicitly (tests run both);
 * the epoch ticker: ONE thread that advances the epoch every `tick` seconds; an agent call's
@@ -26,8 +28,9 @@ from pathlib import Path
 import wasmtime
 
 from caxton.config.schema import RuntimeConfig
-from caxton.runtime import _ffi, accel, host
+from caxton.runtime import _ffi, accel, host, wasi_quota
 from caxton.runtime.cache import CachedModule, ModuleCache, validate_and_load
+from caxton.runtime.quota import TempStorage
 from caxton.runtime.sandbox import EntryType
 from caxton.runtime.validate import ModuleInfo
 
@@ -84,7 +87,11 @@ class Engine:
         self.linker = wasmtime.Linker(self.wasm)
         self.linker.define_wasi()
         host.define_host_functions(self.linker, self.accel)
-        self._pre: dict[str, wasmtime.InstancePre] = {}
+        #: The node's account of granted-directory bytes (``temp_storage_limit``).
+        self.temp_storage = TempStorage(config.temp_storage_limit)
+        self._granted_linker: wasmtime.Linker | None = None
+        self._relay_pre: wasmtime.InstancePre | None = None
+        self._pre: dict[tuple[str, bool], wasmtime.InstancePre] = {}
         self._pre_lock = threading.Lock()
         self._stop = threading.Event()
         #: Epoch increments so far, as seen from Python (read by workers without a C call).
@@ -104,16 +111,40 @@ class Engine:
             self.cache, wasm, max_size=self.config.max_module_size, memory_limit=limit
         )
 
-    def instance_pre(self, module: CachedModule) -> wasmtime.InstancePre:
-        """The pre-linked form of a module (imports resolved once per module)."""
-        pre = self._pre.get(module.sha256)
+    def instance_pre(self, module: CachedModule, *, granted: bool = False) -> wasmtime.InstancePre:
+        """The pre-linked form of a module (imports resolved once per module).
+
+        ``granted``: for an agent with a granted directory, whose file writes are checked
+        against `temp_storage_limit` (see `wasi_quota`).
+        """
+        key = (module.sha256, granted)
+        pre = self._pre.get(key)
         if pre is None:
             with self._pre_lock:
-                pre = self._pre.get(module.sha256)
+                pre = self._pre.get(key)
                 if pre is None:
-                    pre = self.linker.instantiate_pre(module.module)
-                    self._pre[module.sha256] = pre
+                    linker = self._granted() if granted else self.linker
+                    pre = self._pre[key] = linker.instantiate_pre(module.module)
         return pre
+
+    def _granted(self) -> wasmtime.Linker:
+        """The linker for agents with a grant (made on first use; under `_pre_lock`)."""
+        if self._granted_linker is None:
+            linker = wasmtime.Linker(self.wasm)
+            linker.define_wasi()
+            host.define_host_functions(linker, self.accel)
+            wasi_quota.define_quota_functions(linker)
+            self._granted_linker = linker
+        return self._granted_linker
+
+    def relay_pre(self) -> wasmtime.InstancePre:
+        """The relay module that forwards a granted agent's checked file writes to WASI."""
+        if self._relay_pre is None:
+            with self._pre_lock:
+                if self._relay_pre is None:
+                    relay = wasmtime.Module(self.wasm, wasi_quota.RELAY_WAT)
+                    self._relay_pre = self.linker.instantiate_pre(relay)
+        return self._relay_pre
 
     # -- epochs ------------------------------------------------------------------------------
 

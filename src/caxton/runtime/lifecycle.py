@@ -110,6 +110,8 @@ class InstanceOps:
         self.drop_instance(agent)
         self.svc.snapshots.delete(agent.name)
         self.svc.kv.drop(agent.name)
+        if agent.spec.grant_dir is not None:
+            self.svc.engine.temp_storage.discard(agent.spec.grant_dir)
         return queued
 
     # -- instances ---------------------------------------------------------------------------
@@ -124,9 +126,14 @@ class InstanceOps:
             agent.stderr = OutputCapture(agent.logs, 2, budget=host.LOG_BUDGET)
         spec = agent.spec
         fuel = spec.fuel if spec.fuel is not None else svc.config.fuel
+        engine = svc.engine
+        granted = None
+        if spec.grant_dir is not None:
+            engine.temp_storage.add(spec.grant_dir)
+            granted = (engine.relay_pre(), engine.temp_storage)
         return Instance(
-            svc.engine.wasm,
-            svc.engine.instance_pre(agent.compiled[0]),
+            engine.wasm,
+            engine.instance_pre(agent.compiled[0], granted=granted is not None),
             reactor=agent.kind == "reactor",
             name=agent.name,
             env=spec.env,
@@ -137,7 +144,8 @@ class InstanceOps:
             stdout=stdout or agent.stdout,
             stderr=agent.stderr,
             stdin=stdin,
-            entry_type=svc.engine.entry_type,
+            entry_type=engine.entry_type,
+            granted=granted,
         )
 
     def start_instance(self, agent: Agent) -> Instance:

@@ -21,8 +21,9 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from caxton.errors import AgentFailure, InvalidWasm
-from caxton.runtime import _ffi
+from caxton.runtime import _ffi, wasi_quota
 from caxton.runtime._errors import map_wasm_errors, near_limit
+from caxton.runtime.quota import TempStorage
 
 __all__ = ["Entry", "EntryType", "Instance", "Snapshot"]
 
@@ -98,6 +99,7 @@ class Instance:
         stderr: Callable[[bytes], int],
         stdin: bytes | None = None,
         entry_type: EntryType = _ffi.Reactor,
+        granted: tuple[wasmtime.InstancePre, TempStorage] | None = None,
     ) -> None:
         self.reactor = reactor
         self.limit = memory_limit
@@ -105,9 +107,9 @@ class Instance:
         store.set_limits(
             memory_size=memory_limit,
             table_elements=_MAX_TABLE_ELEMENTS,
-            instances=1,
+            instances=1 if granted is None else 2,  # a granted agent's writes go via a relay
             tables=4,
-            memories=1,
+            memories=1 if granted is None else 2,
         )
         #: Fuel per message as a reusable ctypes argument (None: no metering).
         self.fuel = None if fuel is None else _ffi.uint64(fuel)
@@ -134,6 +136,8 @@ class Instance:
         self.ctx = _ffi.context_pointer(store)
         with map_wasm_errors(what="instantiating the agent"):
             self.instance = pre.instantiate(store)
+            if granted is not None:
+                wasi_quota.attach(self, *granted)
         self._exports = self.instance.exports(store)
         self._funcs: list[wasmtime.Func] = []
         self.memory: wasmtime.Memory | None = None
@@ -218,6 +222,7 @@ class Instance:
     def close(self) -> None:
         """Drop the views and the store (idempotent)."""
         self.entry = None  # it holds raw pointers into the store
+        wasi_quota.detach(self)
         self.view = memoryview(b"")
         self.size = 0
         self._funcs.clear()
