@@ -78,7 +78,10 @@ async def test_writes_stop_at_the_limit_with_enospc(files: Files) -> None:
     assert answer["errno"] == ENOSPC
     assert answer["written"] == 12 * 4096  # every whole chunk that fitted
     assert (data / "a").stat().st_size == 150_000 + 12 * 4096
-    assert files.engine.temp_storage.refused >= 1
+    stats = files.runtime.statistics()  # what the metrics show
+    assert stats.temp_storage_refused == 1
+    assert stats.temp_storage_limit == LIMIT
+    assert stats.temp_storage_bytes == 150_000 + 12 * 4096
 
 
 async def test_deleting_files_frees_the_space(files: Files) -> None:

@@ -76,6 +76,27 @@ def metric_samples(
         "Linear memory of live agent instances.",
     )
     yield ("agent_restarts", "counter", {}, runtime.restarts, "Agent instances restarted.")
+    yield (
+        "temp_storage_bytes",
+        "gauge",
+        {},
+        runtime.temp_storage_bytes,
+        "Bytes of files in agents' granted directories (counted against temp_storage_limit).",
+    )
+    yield (
+        "temp_storage_limit_bytes",
+        "gauge",
+        {},
+        runtime.temp_storage_limit,
+        "The runtime.temp_storage_limit setting.",
+    )
+    yield (
+        "temp_storage_writes_refused",
+        "counter",
+        {},
+        runtime.temp_storage_refused,
+        "Agent file writes refused with ENOSPC because of temp_storage_limit.",
+    )
     yield ("agent_hibernations", "counter", {}, runtime.hibernations, "Agents hibernated.")
     for op, value in (
         ("deploy", agents.deploys),

@@ -380,6 +380,7 @@ class Runtime:
         workers = self._scheduler.workers if self._scheduler is not None else []
         executions, buckets, total = merge([w.counters for w in workers])
         agents = list(self._agents.values())
+        temp = self.engine.temp_storage
         return RuntimeStatistics(
             executions=executions,
             duration_bounds=self._buckets,
@@ -394,4 +395,7 @@ class Runtime:
             restarts=sum(w.restarts for w in workers),
             mailbox_depth=sum(len(a.mailbox) for a in agents),
             workers=len(workers),
+            temp_storage_bytes=temp.used,
+            temp_storage_limit=temp.limit,
+            temp_storage_refused=temp.refused,
         )

@@ -62,6 +62,9 @@ class RuntimeStatistics:
     restarts: int
     mailbox_depth: int  # messages queued over all agents
     workers: int
+    temp_storage_bytes: int = 0  # files in granted directories (`temp_storage_limit`'s account)
+    temp_storage_limit: int = 0
+    temp_storage_refused: int = 0  # writes refused with ENOSPC
 
 
 def merge(counters: Sequence[WorkerCounters]) -> tuple[dict[str, int], tuple[int, ...], float]:
