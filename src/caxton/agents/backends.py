@@ -23,6 +23,7 @@ import msgspec
 from caxton.errors import AgentFailure
 from caxton.runtime import AgentEvents, AgentState, Snapshot
 from caxton.storage import ScheduledRecord, Storage
+from caxton.storage.snapshots import SparseMemory
 
 __all__ = ["PersistingEvents", "StoredKv", "StoredSnapshots", "StoredTimers"]
 
@@ -85,7 +86,8 @@ class StoredSnapshots:
         with self._lock:
             self._known.add(agent)
             self._pending[agent] = snapshot
-        written = self._storage.save_snapshot_nowait(agent, snapshot.memory, meta)
+        memory = SparseMemory(snapshot.size, snapshot.data)
+        written = self._storage.save_snapshot_nowait(agent, memory, meta)
         written.add_done_callback(lambda f: self._settled(agent, snapshot, f))
 
     def _settled(self, agent: str, snapshot: Snapshot, written: Future[None]) -> None:
@@ -102,11 +104,11 @@ class StoredSnapshots:
                 return pending
             if agent not in self._known:
                 return None
-        found = self._storage.load_snapshot_sync(agent)
+        found = self._storage.load_snapshot_sparse_sync(agent)
         if found is None:
             return None
         memory, meta = found
-        return Snapshot(memory, int(meta["pages"]), int(meta["version"]))
+        return Snapshot(memory.size, memory.pages, int(meta["version"]))
 
     def delete(self, agent: str) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ the instance's `Entry` (the C extension's ``Reactor``, or `_ffi.Reactor` through
 from __future__ import annotations
 
 import ctypes
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -28,6 +29,18 @@ from caxton.runtime.quota import TempStorage
 __all__ = ["Entry", "EntryType", "Instance", "Snapshot"]
 
 _PAGE = 64 * 1024
+_ZERO_PAGE = bytes(_PAGE)
+_buffers = threading.local()
+
+
+def _page_buffer() -> bytearray:
+    """This thread's reusable 64 KiB scratch buffer (page-by-page compares)."""
+    buf: bytearray | None = getattr(_buffers, "page", None)
+    if buf is None:
+        buf = _buffers.page = bytearray(_PAGE)
+    return buf
+
+
 _MAX_TABLE_ELEMENTS = 100_000
 
 
@@ -48,14 +61,31 @@ EntryType = Callable[[int, int, int, int, int], Entry]
 
 
 class Snapshot:
-    """The saved linear memory of a hibernated reactor agent."""
+    """The saved linear memory of a hibernated reactor agent: its size and non-zero pages.
 
-    __slots__ = ("memory", "pages", "version")
+    Linear memory is mostly zero pages, so only the others are kept (index -> 64 KiB of
+    bytes); a restore writes just those into the fresh instance.
+    """
 
-    def __init__(self, memory: bytes, pages: int, version: int) -> None:
-        self.memory = memory
-        self.pages = pages
+    __slots__ = ("data", "size", "version")
+
+    def __init__(self, size: int, data: dict[int, bytes], version: int) -> None:
+        self.size = size
+        self.data = data
         self.version = version
+
+    @property
+    def pages(self) -> int:
+        """The memory's size in 64 KiB pages."""
+        return -(-self.size // _PAGE)
+
+    @property
+    def memory(self) -> bytes:
+        """The whole memory, zero pages included (for tests and tools)."""
+        memory = bytearray(self.size)
+        for index, page in self.data.items():
+            memory[index * _PAGE : index * _PAGE + len(page)] = page
+        return bytes(memory)
 
 
 class Instance:
@@ -190,12 +220,25 @@ class Instance:
         return near_limit(self.size, self.limit)
 
     def snapshot(self, version: int) -> Snapshot:
-        """Copy linear memory out (for hibernation)."""
+        """Copy the non-zero pages of linear memory out (for hibernation)."""
         self.refresh()
-        return Snapshot(bytes(self.view), self.size // _PAGE, version)
+        view, size, buf = self.view, self.size, _page_buffer()
+        data: dict[int, bytes] = {}
+        for start in range(0, size - size % _PAGE, _PAGE):
+            buf[:] = view[start : start + _PAGE]  # one memcpy, then a memcmp below
+            if buf != _ZERO_PAGE:
+                data[start // _PAGE] = bytes(buf)
+        tail = size % _PAGE
+        if tail and any(view[size - tail : size]):
+            data[size // _PAGE] = bytes(view[size - tail : size])
+        return Snapshot(size, data, version)
 
     def restore(self, snapshot: Snapshot) -> None:
-        """Grow memory to the snapshot's size and copy its bytes back."""
+        """Grow memory to the snapshot's size and write its pages back.
+
+        The instance is fresh: a page the snapshot does not keep is zeroed only if the
+        module's own initialisation (data segments) left something in it.
+        """
         if self.memory is None:
             raise AgentFailure("cannot restore: the agent has no memory", cause="trap")
         self.refresh()
@@ -204,7 +247,16 @@ class Instance:
             with map_wasm_errors(what="restoring the agent"):
                 self.memory.grow(self.store, missing)
             self.refresh()
-        self.view[: len(snapshot.memory)] = snapshot.memory
+        view, buf, data = self.view, _page_buffer(), snapshot.data
+        for index in range(min(snapshot.pages, self.size // _PAGE)):
+            start = index * _PAGE
+            page = data.get(index)
+            if page is not None:
+                view[start : start + len(page)] = page
+                continue
+            buf[:] = view[start : start + _PAGE]
+            if buf != _ZERO_PAGE:
+                view[start : start + _PAGE] = _ZERO_PAGE
 
     # -- calls through the high-level API (once per instance, not per message) -----------------
 

@@ -16,13 +16,13 @@ import json
 import time
 import zlib
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NamedTuple
 
 from caxton.errors import StorageError
 from caxton.storage._connection import Connection
 from caxton.storage._core import StorageCore
 
-__all__ = ["SnapshotsRepository"]
+__all__ = ["PAGE", "SnapshotsRepository", "SparseMemory", "pack", "unpack", "unpack_sparse"]
 
 #: zlib level for the kept pages: 1 is several times faster than the default, nearly as small.
 COMPRESSION_LEVEL = 1
@@ -33,41 +33,74 @@ _ZERO_PAGE = bytes(PAGE)
 _SPARSE = 0x53
 
 
-def pack(memory: bytes) -> bytes:
-    """``memory`` as a sparse snapshot: only its non-zero pages are kept."""
-    size = len(memory)
-    pages = (size + PAGE - 1) // PAGE
-    bitmap = bytearray((pages + 7) // 8)
-    kept: list[bytes] = []
-    for index in range(pages):
+class SparseMemory(NamedTuple):
+    """A linear memory as its size and its non-zero 64 KiB pages (page index -> bytes)."""
+
+    size: int
+    pages: dict[int, bytes]
+
+    def to_bytes(self) -> bytes:
+        """The whole memory, zero pages included."""
+        memory = bytearray(self.size)
+        for index, page in self.pages.items():
+            memory[index * PAGE : index * PAGE + len(page)] = page
+        return bytes(memory)
+
+
+def nonzero_pages(memory: bytes) -> dict[int, bytes]:
+    """The pages of ``memory`` that are not all zero, by index."""
+    kept: dict[int, bytes] = {}
+    for index in range((len(memory) + PAGE - 1) // PAGE):
         # bytes == bytes is a memcmp (a memoryview comparison would go byte by byte).
         page = memory[index * PAGE : (index + 1) * PAGE]
         if page != (_ZERO_PAGE if len(page) == PAGE else bytes(len(page))):
-            bitmap[index >> 3] |= 1 << (index & 7)
-            kept.append(page)
+            kept[index] = page
+    return kept
+
+
+def pack(memory: bytes | SparseMemory) -> bytes:
+    """``memory`` as a sparse snapshot: only its non-zero pages are kept."""
+    if not isinstance(memory, SparseMemory):
+        memory = SparseMemory(len(memory), nonzero_pages(memory))
+    size = memory.size
+    pages = (size + PAGE - 1) // PAGE
+    bitmap = bytearray((pages + 7) // 8)
+    order = sorted(memory.pages)
+    for index in order:
+        if index >= pages:
+            raise ValueError(f"page {index} is outside a memory of {size} bytes")
+        bitmap[index >> 3] |= 1 << (index & 7)
     header = bytes([_SPARSE]) + size.to_bytes(8, "little") + bytes(bitmap)
-    return header + zlib.compress(b"".join(kept), COMPRESSION_LEVEL)
+    kept = b"".join(memory.pages[index] for index in order)
+    return header + zlib.compress(kept, COMPRESSION_LEVEL)
 
 
-def unpack(packed: bytes) -> bytes:
-    """The memory a `pack` result (or an old zlib snapshot) stands for."""
+def unpack_sparse(packed: bytes) -> SparseMemory:
+    """The memory a `pack` result (or an old zlib snapshot) stands for, page by page."""
     if not packed or packed[0] != _SPARSE:
-        return zlib.decompress(packed)
+        memory = zlib.decompress(packed)
+        return SparseMemory(len(memory), nonzero_pages(memory))
     size = int.from_bytes(packed[1:9], "little")
     pages = (size + PAGE - 1) // PAGE
     bitmap = packed[9 : 9 + (pages + 7) // 8]
     kept = zlib.decompress(packed[9 + len(bitmap) :])
-    memory = bytearray(size)
+    found: dict[int, bytes] = {}
     offset = 0
     for index in range(pages):
         if bitmap[index >> 3] & (1 << (index & 7)):
-            start = index * PAGE
-            length = min(PAGE, size - start)
-            memory[start : start + length] = kept[offset : offset + length]
+            length = min(PAGE, size - index * PAGE)
+            found[index] = kept[offset : offset + length]
+            if len(found[index]) != length:
+                raise ValueError(f"page {index} is cut short")
             offset += length
     if offset != len(kept):
         raise ValueError(f"{len(kept) - offset} bytes left over after the last page")
-    return bytes(memory)
+    return SparseMemory(size, found)
+
+
+def unpack(packed: bytes) -> bytes:
+    """The whole memory a `pack` result (or an old zlib snapshot) stands for."""
+    return unpack_sparse(packed).to_bytes()
 
 
 def _save(conn: Connection, name: str, packed: bytes, meta: str, taken_at: float) -> None:
@@ -88,22 +121,31 @@ def _delete(conn: Connection, name: str) -> bool:
     return conn.execute("DELETE FROM snapshots WHERE name = ?", (name,)) > 0
 
 
-def _unpack(name: str, found: tuple[bytes, str] | None) -> tuple[bytes, dict[str, Any]] | None:
+def _unpack_sparse(
+    name: str, found: tuple[bytes, str] | None
+) -> tuple[SparseMemory, dict[str, Any]] | None:
     if found is None:
         return None
     packed, meta = found
     try:
-        memory = unpack(packed)
+        memory = unpack_sparse(packed)
     except (zlib.error, ValueError, IndexError) as exc:
         raise StorageError(f"the memory snapshot of {name!r} is corrupt: {exc}") from exc
     decoded: dict[str, Any] = json.loads(meta)
     return memory, decoded
 
 
+def _unpack(name: str, found: tuple[bytes, str] | None) -> tuple[bytes, dict[str, Any]] | None:
+    sparse = _unpack_sparse(name, found)
+    return None if sparse is None else (sparse[0].to_bytes(), sparse[1])
+
+
 class SnapshotsRepository(StorageCore):
     """One memory snapshot per agent (mixed into `Storage`); saving replaces the previous one."""
 
-    def save_snapshot_sync(self, name: str, memory: bytes, meta: dict[str, Any]) -> None:
+    def save_snapshot_sync(
+        self, name: str, memory: bytes | SparseMemory, meta: dict[str, Any]
+    ) -> None:
         """Pack and store ``memory`` with ``meta`` (JSON); blocks until committed.
 
         Raises `StorageError` if no agent has that name.
@@ -113,14 +155,18 @@ class SnapshotsRepository(StorageCore):
         now = time.time()
         self.write_sync(lambda c: _save(c, name, packed, text, now))
 
-    async def save_snapshot(self, name: str, memory: bytes, meta: dict[str, Any]) -> None:
+    async def save_snapshot(
+        self, name: str, memory: bytes | SparseMemory, meta: dict[str, Any]
+    ) -> None:
         """`save_snapshot_sync` for the event loop (packing runs in a worker thread)."""
         packed = await asyncio.to_thread(pack, memory)
         text = json.dumps(meta, sort_keys=True)
         now = time.time()
         await self.write(lambda c: _save(c, name, packed, text, now))
 
-    def save_snapshot_nowait(self, name: str, memory: bytes, meta: dict[str, Any]) -> Future[None]:
+    def save_snapshot_nowait(
+        self, name: str, memory: bytes | SparseMemory, meta: dict[str, Any]
+    ) -> Future[None]:
         """Pack ``memory`` now (caller's thread) and queue the write; returns its future.
 
         Writes from one thread commit in submission order, so a later delete or save of the
@@ -138,6 +184,10 @@ class SnapshotsRepository(StorageCore):
     def load_snapshot_sync(self, name: str) -> tuple[bytes, dict[str, Any]] | None:
         """``(memory, meta)`` of the agent's snapshot, or None if it has none."""
         return _unpack(name, self.read_sync(lambda c: _load(c, name)))
+
+    def load_snapshot_sparse_sync(self, name: str) -> tuple[SparseMemory, dict[str, Any]] | None:
+        """`load_snapshot_sync` with the memory kept page by page (no zero pages built)."""
+        return _unpack_sparse(name, self.read_sync(lambda c: _load(c, name)))
 
     async def load_snapshot(self, name: str) -> tuple[bytes, dict[str, Any]] | None:
         """`load_snapshot_sync` for the event loop."""
