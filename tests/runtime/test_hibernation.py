@@ -46,6 +46,18 @@ async def test_hibernate_and_restore_keep_the_memory_counter(
     assert runtime.statistics().hibernations == 1
 
 
+async def test_restore_writes_zero_pages_over_the_modules_data(
+    runtime: Runtime, deploy: Deploy, recorder: Recorder
+) -> None:
+    """Snapshots keep only non-zero pages; a page the agent zeroed must not come back."""
+    await deploy("data", wat("datapage"))
+    assert [await count(runtime, recorder, "data") for _ in range(2)] == [1, 0]
+    assert await runtime.hibernate("data")
+    assert isinstance(runtime.snapshots, MemorySnapshots)
+    assert 1 not in runtime.snapshots.data["data"].data  # page 1 is all zero now: not kept
+    assert await count(runtime, recorder, "data") == 0  # not the data segment's 1 again
+
+
 async def test_idle_agents_hibernate_and_lru_goes_first_under_pressure(
     engine: Engine, recorder: Recorder
 ) -> None:

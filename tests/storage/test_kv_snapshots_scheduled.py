@@ -155,6 +155,10 @@ def test_snapshot_packing_round_trips_any_memory(
     assert snapshots.unpack(packed) == bytes(memory)
     pages = range((size + 65535) // 65536)
     nonzero_pages = [p for p in pages if memory[p * 65536 : (p + 1) * 65536].strip(b"\0")]
+    sparse = snapshots.unpack_sparse(packed)  # what a restore writes back: non-zero pages only
+    assert (sparse.size, sorted(sparse.pages)) == (size, nonzero_pages)
+    assert sparse.to_bytes() == bytes(memory)
+    assert snapshots.pack(sparse) == packed
     # zlib adds at most a few bytes per 16 KiB over the kept pages
     assert len(packed) <= 9 + (size // 65536 + 8) // 8 + len(nonzero_pages) * 65600 + 64
 
