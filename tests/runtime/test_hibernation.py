@@ -58,6 +58,25 @@ async def test_restore_writes_zero_pages_over_the_modules_data(
     assert await count(runtime, recorder, "data") == 0  # not the data segment's 1 again
 
 
+async def test_a_control_operation_does_not_wait_behind_a_message_backlog(
+    runtime: Runtime, deploy: Deploy, recorder: Recorder
+) -> None:
+    """Hibernation (like deploys and stops) jumps the queue of agents with messages."""
+    await deploy("big", wat("bigmem"))
+    await count(runtime, recorder, "big")
+    spinners = [f"spin-{i}" for i in range(6)]
+    for name in spinners:
+        await deploy(name, wat("spin"))
+    for name in spinners:  # each message runs into the 0.3 s execution timeout
+        runtime.deliver_nowait(name, message(name))
+    assert await runtime.hibernate("big")
+    handled = sum(runtime.agent_statistics(n).failures for n in spinners)
+    assert handled <= 2 * FAST.max_concurrent_executions  # not all six spins came first
+    assert runtime.agent_statistics("big").state is AgentState.HIBERNATED
+    for name in spinners:
+        await runtime.stop_agent(name)
+
+
 async def test_idle_agents_hibernate_and_lru_goes_first_under_pressure(
     engine: Engine, recorder: Recorder
 ) -> None:

@@ -171,7 +171,7 @@ class Runtime:
             raise MailboxClosed("the runtime is not running")
         future, wake = agent.submit(fn)
         if wake:
-            self._scheduler.wake(agent)
+            self._scheduler.wake_urgent(agent)
         return await asyncio.wrap_future(future)
 
     async def start_agent(self, spec: AgentSpec, compiled: Compiled) -> AgentStatistics:

@@ -7,8 +7,11 @@ run queue, and a worker drains an agent's mailbox in a batch. Two kinds of run q
   is running) goes there, so the worker continues with the receiver itself as soon as the
   sender's handler returns. A ping-pong pair therefore runs on one thread with no handoffs.
 * one **shared** queue (a deque under a condition variable): agents woken from outside a worker
-  (the event loop's `deliver`, control operations) and the overflow of busy local queues (more
-  than `LOCAL_LIMIT` agents, or any backlog while other workers sit idle).
+  (the event loop's `deliver`) and the overflow of busy local queues (more than `LOCAL_LIMIT`
+  agents, or any backlog while other workers sit idle).
+* one **urgent** queue for control operations (deploy, stop, hibernate, upgrade): taken before
+  anything else, so a maintenance pass or an operator's command never waits behind a backlog of
+  messages (memory-pressure hibernation must outpace the restores that messages cause).
 
 The thread hop (a condition-variable wake, ~35-140 µs) is thus paid per batch of work that
 enters from outside, not per message.
@@ -48,6 +51,7 @@ class Scheduler:
         for worker in workers:
             worker.scheduler = self
         self._shared: deque[Agent] = deque()
+        self._urgent: deque[Agent] = deque()
         self._cond = threading.Condition(threading.Lock())
         #: Workers waiting for work (a plain attribute, read on the hot path without a call;
         #: written only under ``_cond``, read racily as a hint: see `Worker.wake_local`).
@@ -87,6 +91,12 @@ class Scheduler:
             self._shared.append(agent)
             self._cond.notify()
 
+    def wake_urgent(self, agent: Agent) -> None:
+        """Put an agent with a control operation ahead of every other ready agent."""
+        with self._cond:
+            self._urgent.append(agent)
+            self._cond.notify()
+
     def wake_shared(self, agent: Agent) -> None:
         """Put a ready agent on the shared run queue and wake a worker."""
         with self._cond:
@@ -94,27 +104,34 @@ class Scheduler:
             self._cond.notify()
 
     def queued(self) -> int:
-        """Agents waiting on the shared queue."""
-        return len(self._shared)
+        """Agents waiting on the shared and urgent queues."""
+        return len(self._shared) + len(self._urgent)
 
     def _loop(self, worker: Worker) -> None:
         _tls.worker = worker
         host.bind(worker.cx)
-        local, shared, cond = worker.local, self._shared, self._cond
+        local, shared, urgent, cond = worker.local, self._shared, self._urgent, self._cond
         last_flush = perf_counter()
         while not self._stopping:
-            if local:
+            if local and not urgent:  # `urgent` is read without the lock: a hint
                 agent = local.popleft()
             else:
-                worker.flush()
+                if not local:
+                    worker.flush()  # about to wait: post what this worker collected
                 with cond:
-                    while not shared:
+                    # Only this thread appends to `local`, so it cannot fill up meanwhile.
+                    while not urgent and not shared and not local:
                         if self._stopping:
                             return
                         self.idle += 1
                         cond.wait()
                         self.idle -= 1
-                    agent = shared.popleft()
+                    if urgent:
+                        agent = urgent.popleft()
+                    elif local:
+                        agent = local.popleft()
+                    else:
+                        agent = shared.popleft()
             if worker.run(agent):
                 self.wake(agent)
             if worker.pending:
