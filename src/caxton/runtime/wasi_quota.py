@@ -151,10 +151,6 @@ def detach(inst: Instance) -> None:
     _granted.pop(inst.ctx.value or 0, None)
 
 
-def _lookup(caller: Any) -> _Granted | None:
-    return _granted.get(_caller_context(caller) or 0)
-
-
 def _u32(view: memoryview, at: int) -> int:
     return int.from_bytes(view[at : at + 4], "little")
 
