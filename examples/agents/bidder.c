@@ -20,6 +20,9 @@
  *   inform, failure, not_understood, agree, refuse, propose -> nothing (logged)
  *   anything else                   -> not_understood {"error":...}
  *
+ * Each message is read once (caxton_message_read): its performative picks the answer,
+ * which goes to its sender.
+ *
  *   caxton agent deploy examples/agents/bidder.wasm --name bidder-a --env PRICE=30
  *   caxton agent deploy examples/agents/bidder.wasm --name bidder-b --env PRICE=20
  *   caxton agent deploy examples/agents/bidder.wasm --name bidder-c --env REFUSE=1
@@ -79,19 +82,18 @@ static void configure(void) {
     price = 10 + (int64_t)(h % 90);
 }
 
-/* Send {"receiver":<sender>,"performative":P,"protocol":...[,"reply_with":..],"content":C}. */
-static int reply(const char *msg, size_t len, const char *performative, int with_reply_with,
+/* Send {"receiver":<sender>,"performative":P,"protocol":...[,"reply_with":..],"content":C}
+ * to m's sender. */
+static int reply(const caxton_message *m, const char *performative, int with_reply_with,
                  const char *content, size_t clen) {
-    const char *sender;
-    size_t slen;
-    if (caxton_json_field(msg, len, "sender", &sender, &slen) != 0) return CAXTON_ERR_MALFORMED;
-    size_t cap = slen + clen + sizeof name + 128;
+    if (m->sender.ptr == NULL) return CAXTON_ERR_MALFORMED;
+    size_t cap = m->sender.len + clen + sizeof name + 128;
     char *buf = (char *)malloc(cap);
     if (buf == NULL) return CAXTON_ERR_TOO_LARGE;
     caxton_sb sb;
     caxton_sb_init(&sb, buf, cap);
     caxton_sb_cstr(&sb, "{\"receiver\":");
-    caxton_sb_raw(&sb, sender, slen);
+    caxton_sb_raw(&sb, m->sender.ptr, m->sender.len);
     caxton_sb_cstr(&sb, ",\"performative\":\"");
     caxton_sb_cstr(&sb, performative);
     caxton_sb_cstr(&sb, "\",\"protocol\":\"" PROTOCOL "\"");
@@ -110,10 +112,10 @@ static int reply(const char *msg, size_t len, const char *performative, int with
     return rc;
 }
 
-static int32_t on_cfp(const char *msg, size_t len) {
+static int32_t on_cfp(const caxton_message *m) {
     if (refuses) {
         const char *no = "{\"reason\":\"not taking work\"}";
-        return reply(msg, len, "refuse", 0, no, strlen(no)) == 0 ? 0 : 1;
+        return reply(m, "refuse", 0, no, strlen(no)) == 0 ? 0 : 1;
     }
     char out[48];
     caxton_sb sb;
@@ -121,18 +123,18 @@ static int32_t on_cfp(const char *msg, size_t len) {
     caxton_sb_cstr(&sb, "{\"price\":");
     caxton_sb_int(&sb, price);
     caxton_sb_char(&sb, '}');
-    return reply(msg, len, "propose", 1, out, sb.len) == 0 ? 0 : 1;
+    return reply(m, "propose", 1, out, sb.len) == 0 ? 0 : 1;
 }
 
-static int32_t on_accept(const char *msg, size_t len) {
+static int32_t on_accept(const caxton_message *m) {
     if (refuses) {
         const char *no = "{\"reason\":\"no proposal was made\"}";
-        return reply(msg, len, "failure", 0, no, strlen(no)) == 0 ? 0 : 1;
+        return reply(m, "failure", 0, no, strlen(no)) == 0 ? 0 : 1;
     }
-    const char *content, *task = "null";
-    size_t clen, tlen = 4;
-    if (caxton_json_field(msg, len, "content", &content, &clen) == 0 &&
-        caxton_json_field(content, clen, "task", &task, &tlen) != 0) {
+    const char *task = "null";
+    size_t tlen = 4;
+    if (m->content.ptr != NULL &&
+        caxton_json_field(m->content.ptr, m->content.len, "task", &task, &tlen) != 0) {
         task = "null";
         tlen = 4;
     }
@@ -146,7 +148,7 @@ static int32_t on_accept(const char *msg, size_t len) {
     caxton_sb_cstr(&sb, ",\"price\":");
     caxton_sb_int(&sb, price);
     caxton_sb_char(&sb, '}');
-    int rc = sb.overflow ? CAXTON_ERR_TOO_LARGE : reply(msg, len, "inform", 0, out, sb.len);
+    int rc = sb.overflow ? CAXTON_ERR_TOO_LARGE : reply(m, "inform", 0, out, sb.len);
     free(out);
     log_text(CAXTON_LOG_INFO, "bidder: won a contract, task done");
     return rc == 0 ? 0 : 1;
@@ -154,26 +156,24 @@ static int32_t on_accept(const char *msg, size_t len) {
 
 CAXTON_EXPORT("caxton_handle")
 int32_t caxton_handle(const char *msg, int32_t len) {
-    size_t n = (size_t)len;
-    const char *p;
-    size_t pl;
     configure();
-    if (caxton_json_field(msg, n, "performative", &p, &pl) != 0) {
-        p = "null";
-        pl = 4;
-    }
-    if (caxton_raw_eq(p, pl, "\"cfp\"")) return on_cfp(msg, n);
-    if (caxton_raw_eq(p, pl, "\"accept_proposal\"")) return on_accept(msg, n);
-    if (caxton_raw_eq(p, pl, "\"reject_proposal\"")) {
+    caxton_message m;
+    /* The result is not checked: the runtime delivers only valid messages, and an absent
+     * field is {NULL, 0}, which every use below allows for. */
+    (void)caxton_message_read(msg, (size_t)len, &m);
+    caxton_field p = m.performative;
+    if (caxton_field_is(p, "\"cfp\"")) return on_cfp(&m);
+    if (caxton_field_is(p, "\"accept_proposal\"")) return on_accept(&m);
+    if (caxton_field_is(p, "\"reject_proposal\"")) {
         log_text(CAXTON_LOG_INFO, "bidder: proposal rejected");
         return 0;
     }
-    if (caxton_raw_eq(p, pl, "\"inform\"") || caxton_raw_eq(p, pl, "\"failure\"") ||
-        caxton_raw_eq(p, pl, "\"not_understood\"") || caxton_raw_eq(p, pl, "\"agree\"") ||
-        caxton_raw_eq(p, pl, "\"refuse\"") || caxton_raw_eq(p, pl, "\"propose\"")) {
+    if (caxton_field_is(p, "\"inform\"") || caxton_field_is(p, "\"failure\"") ||
+        caxton_field_is(p, "\"not_understood\"") || caxton_field_is(p, "\"agree\"") ||
+        caxton_field_is(p, "\"refuse\"") || caxton_field_is(p, "\"propose\"")) {
         log_text(CAXTON_LOG_WARN, "bidder: an unexpected answer, ignored");
         return 0;
     }
     const char *why = "{\"error\":\"a bidder answers cfp, accept_proposal and reject_proposal\"}";
-    return reply(msg, n, "not_understood", 0, why, strlen(why)) == 0 ? 0 : 1;
+    return reply(&m, "not_understood", 0, why, strlen(why)) == 0 ? 0 : 1;
 }

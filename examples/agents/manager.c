@@ -25,7 +25,9 @@
  * reply_with. Up to 16 negotiations (of up to 16 bidders each) run at once; their state
  * is malloc'd in linear memory and freed at the end. A malformed start gets
  * `not_understood`; a 17th negotiation gets `failure`; duplicate or late answers are
- * logged and ignored.
+ * logged and ignored. Each message is read once (caxton_message_read): its in_reply_to
+ * finds the negotiation an answer belongs to, and only the content is looked into
+ * further.
  *
  *   caxton agent deploy examples/agents/bidder.wasm --name bidder-a --env PRICE=30
  *   caxton agent deploy examples/agents/bidder.wasm --name bidder-b --env PRICE=20
@@ -106,15 +108,13 @@ static int finish_send(caxton_sb *sb) {
     return sb->overflow ? CAXTON_ERR_TOO_LARGE : caxton_send(sb->buf, sb->len);
 }
 
-static int32_t reply_error(const char *msg, size_t len, const char *performative, const char *key,
+static int32_t reply_error(const caxton_message *m, const char *performative, const char *key,
                            const char *why) {
-    const char *sender;
-    size_t slen;
-    if (caxton_json_field(msg, len, "sender", &sender, &slen) != 0 || slen > CLIENT_CAP) return 1;
+    if (m->sender.ptr == NULL || m->sender.len > CLIENT_CAP) return 1;
     char out[CLIENT_CAP + 256];
     caxton_sb sb;
     caxton_sb_init(&sb, out, sizeof out);
-    begin(&sb, sender, slen, performative);
+    begin(&sb, m->sender.ptr, m->sender.len, performative);
     caxton_sb_cstr(&sb, ",\"content\":{\"");
     caxton_sb_cstr(&sb, key);
     caxton_sb_cstr(&sb, "\":");
@@ -172,37 +172,36 @@ static int parse_bidders(negotiation_t *neg, const char *arr, size_t n, const ch
 
 static int32_t decide(negotiation_t *neg);
 
-static int32_t start(const char *msg, size_t len, const char *content, size_t clen) {
-    const char *sender, *task, *list, *rw, *why;
-    size_t slen, tlen, llen, rwlen;
+static int32_t start(const caxton_message *m) {
+    const char *content = m->content.ptr, *task, *list, *why;
+    size_t clen = m->content.len, tlen, llen;
     if (caxton_json_field(content, clen, "task", &task, &tlen) != 0 || tlen > TASK_CAP)
-        return reply_error(msg, len, "not_understood", "error",
+        return reply_error(m, "not_understood", "error",
                            "start needs a task (any JSON value up to 512 bytes)");
     if (caxton_json_field(content, clen, "bidders", &list, &llen) != 0)
-        return reply_error(msg, len, "not_understood", "error",
+        return reply_error(m, "not_understood", "error",
                            "start needs bidders: a list of agent names");
-    if (caxton_json_field(msg, len, "sender", &sender, &slen) != 0 || slen > CLIENT_CAP) return 1;
+    if (m->sender.ptr == NULL || m->sender.len > CLIENT_CAP) return 1;
     int slot = -1;
     for (int i = 0; i < MAX_NEGOTIATIONS && slot < 0; i++)
         if (negotiations[i] == NULL) slot = i;
-    if (slot < 0)
-        return reply_error(msg, len, "failure", "reason", "too many negotiations in progress");
+    if (slot < 0) return reply_error(m, "failure", "reason", "too many negotiations in progress");
     negotiation_t *neg = (negotiation_t *)calloc(1, sizeof *neg);
     if (neg == NULL) return 1;
     if (parse_bidders(neg, list, llen, &why) != 0) {
         free(neg);
-        return reply_error(msg, len, "not_understood", "error", why);
+        return reply_error(m, "not_understood", "error", why);
     }
     negotiations[slot] = neg;
     neg->state = COLLECTING;
     neg->id = ++last_id;
     neg->winner = -1;
-    memcpy(neg->client, sender, slen);
-    neg->client_len = slen;
-    if (caxton_json_field(msg, len, "reply_with", &rw, &rwlen) == 0 && rwlen <= RW_CAP &&
-        rw[0] == '"') {
-        memcpy(neg->client_rw, rw, rwlen);
-        neg->client_rw_len = rwlen;
+    memcpy(neg->client, m->sender.ptr, m->sender.len);
+    neg->client_len = m->sender.len;
+    caxton_field rw = m->reply_with;
+    if (rw.ptr != NULL && rw.len <= RW_CAP && rw.ptr[0] == '"') {
+        memcpy(neg->client_rw, rw.ptr, rw.len);
+        neg->client_rw_len = rw.len;
     }
     memcpy(neg->task, task, tlen);
     neg->task_len = tlen;
@@ -314,55 +313,50 @@ static int32_t report(negotiation_t *neg, int done) {
 
 /* ---- an answer from a bidder --------------------------------------------------------- */
 
-static int32_t answer(negotiation_t *neg, const char *msg, size_t len) {
-    const char *sender, *perf, *content, *rw;
-    size_t slen, plen, clen, rwlen;
-    if (caxton_json_field(msg, len, "sender", &sender, &slen) != 0 ||
-        caxton_json_field(msg, len, "performative", &perf, &plen) != 0)
-        return 0;
+static int32_t answer(negotiation_t *neg, const caxton_message *m) {
+    caxton_field sender = m->sender, perf = m->performative;
+    if (sender.ptr == NULL || perf.ptr == NULL) return 0;
     if (neg->state == AWARDED) {
         bidder_t *win = &neg->bidders[neg->winner];
-        if (slen != win->name_len || memcmp(sender, win->name, slen) != 0) {
+        if (sender.len != win->name_len || memcmp(sender.ptr, win->name, sender.len) != 0) {
             log_text(CAXTON_LOG_WARN, "manager: a late answer after the award, ignored");
             return 0;
         }
-        if (caxton_raw_eq(perf, plen, "\"inform\"")) return report(neg, 1);
-        if (caxton_raw_eq(perf, plen, "\"failure\"") ||
-            caxton_raw_eq(perf, plen, "\"not_understood\"") ||
-            caxton_raw_eq(perf, plen, "\"refuse\""))
+        if (caxton_field_is(perf, "\"inform\"")) return report(neg, 1);
+        if (caxton_field_is(perf, "\"failure\"") || caxton_field_is(perf, "\"not_understood\"") ||
+            caxton_field_is(perf, "\"refuse\""))
             return report(neg, 0);
         log_text(CAXTON_LOG_WARN, "manager: an unexpected answer to the award, ignored");
         return 0;
     }
     bidder_t *b = NULL;
     for (int i = 0; i < neg->count && b == NULL; i++)
-        if (neg->bidders[i].state == WAITING && neg->bidders[i].name_len == slen &&
-            memcmp(neg->bidders[i].name, sender, slen) == 0)
+        if (neg->bidders[i].state == WAITING && neg->bidders[i].name_len == sender.len &&
+            memcmp(neg->bidders[i].name, sender.ptr, sender.len) == 0)
             b = &neg->bidders[i];
     if (b == NULL) {
         log_text(CAXTON_LOG_WARN, "manager: an answer from no waiting bidder, ignored");
         return 0;
     }
     int64_t price;
-    if (caxton_raw_eq(perf, plen, "\"propose\"")) {
-        if (caxton_json_field(msg, len, "content", &content, &clen) == 0 &&
-            caxton_json_get_int(content, clen, "price", &price) == 0) {
+    if (caxton_field_is(perf, "\"propose\"")) {
+        if (m->content.ptr != NULL &&
+            caxton_json_get_int(m->content.ptr, m->content.len, "price", &price) == 0) {
             b->state = PROPOSED;
             b->price = price;
             neg->proposals++;
-            if (caxton_json_field(msg, len, "reply_with", &rw, &rwlen) == 0 && rwlen <= RW_CAP &&
-                rw[0] == '"') {
-                memcpy(b->proposal_rw, rw, rwlen);
-                b->proposal_rw_len = rwlen;
+            caxton_field rw = m->reply_with;
+            if (rw.ptr != NULL && rw.len <= RW_CAP && rw.ptr[0] == '"') {
+                memcpy(b->proposal_rw, rw.ptr, rw.len);
+                b->proposal_rw_len = rw.len;
             }
         } else {
             log_text(CAXTON_LOG_WARN, "manager: a proposal without an integer price is a refusal");
             b->state = REFUSED;
             neg->refusals++;
         }
-    } else if (caxton_raw_eq(perf, plen, "\"refuse\"") ||
-               caxton_raw_eq(perf, plen, "\"failure\"") ||
-               caxton_raw_eq(perf, plen, "\"not_understood\"")) {
+    } else if (caxton_field_is(perf, "\"refuse\"") || caxton_field_is(perf, "\"failure\"") ||
+               caxton_field_is(perf, "\"not_understood\"")) {
         b->state = REFUSED;
         neg->refusals++;
     } else {
@@ -374,28 +368,29 @@ static int32_t answer(negotiation_t *neg, const char *msg, size_t len) {
 
 CAXTON_EXPORT("caxton_handle")
 int32_t caxton_handle(const char *msg, int32_t len) {
-    size_t n = (size_t)len;
-    const char *v;
-    size_t vl;
-    if (caxton_json_field(msg, n, "in_reply_to", &v, &vl) == 0) {
+    caxton_message m;
+    /* The result is not checked: the runtime delivers only valid messages, and an absent
+     * field is {NULL, 0}, which every use below allows for. */
+    (void)caxton_message_read(msg, (size_t)len, &m);
+    if (m.in_reply_to.ptr != NULL) {
         char token[32];
         for (int i = 0; i < MAX_NEGOTIATIONS; i++) {
             if (negotiations[i] == NULL) continue;
             size_t tl = token_json(negotiations[i]->id, token, sizeof token);
-            if (vl == tl && memcmp(v, token, tl) == 0) return answer(negotiations[i], msg, n);
+            if (m.in_reply_to.len == tl && memcmp(m.in_reply_to.ptr, token, tl) == 0)
+                return answer(negotiations[i], &m);
         }
     }
-    const char *content;
-    size_t clen;
-    if (caxton_json_field(msg, n, "content", &content, &clen) == 0 &&
-        caxton_json_is_object(content, clen) &&
+    const char *content = m.content.ptr;
+    size_t clen = m.content.len;
+    if (content != NULL && caxton_json_is_object(content, clen) &&
         caxton_json_field_is(content, clen, "op", "\"start\""))
-        return start(msg, n, content, clen);
-    if (caxton_json_field_is(msg, n, "performative", "\"request\"") ||
-        caxton_json_field_is(msg, n, "performative", "\"query_ref\"") ||
-        caxton_json_field_is(msg, n, "performative", "\"query_if\"") ||
-        caxton_json_field_is(msg, n, "performative", "\"cfp\""))
-        return reply_error(msg, n, "not_understood", "error",
+        return start(&m);
+    if (caxton_field_is(m.performative, "\"request\"") ||
+        caxton_field_is(m.performative, "\"query_ref\"") ||
+        caxton_field_is(m.performative, "\"query_if\"") ||
+        caxton_field_is(m.performative, "\"cfp\""))
+        return reply_error(&m, "not_understood", "error",
                            "expected {\"op\":\"start\",\"task\":...,\"bidders\":[NAME,...]}");
     log_text(CAXTON_LOG_WARN, "manager: a message for no negotiation in progress, ignored");
     return 0;

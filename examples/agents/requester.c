@@ -22,6 +22,8 @@
  * to the client's reply_with. Up to 16 asks can be in progress at once (a table in
  * linear memory keyed by our reply_with); a 17th gets `failure`. A malformed ask gets
  * `not_understood`. Replies that match no ask in progress are logged and ignored.
+ * Each message is read once (caxton_message_read): its in_reply_to finds the ask an
+ * answer belongs to, and only the content is looked into further.
  *
  *   caxton agent deploy examples/agents/responder.wasm --name responder
  *   caxton agent deploy examples/agents/requester.wasm --name requester
@@ -143,15 +145,13 @@ static void begin(caxton_sb *sb, const char *receiver, size_t rlen, const char *
     caxton_sb_cstr(sb, "\",\"protocol\":\"" PROTOCOL "\"");
 }
 
-static int32_t reply_error(const char *msg, size_t len, const char *performative, const char *key,
+static int32_t reply_error(const caxton_message *m, const char *performative, const char *key,
                            const char *why) {
-    const char *sender;
-    size_t slen;
-    if (caxton_json_field(msg, len, "sender", &sender, &slen) != 0 || slen > CLIENT_CAP) return 1;
+    if (m->sender.ptr == NULL || m->sender.len > CLIENT_CAP) return 1;
     char out[CLIENT_CAP + 256];
     caxton_sb sb;
     caxton_sb_init(&sb, out, sizeof out);
-    begin(&sb, sender, slen, performative);
+    begin(&sb, m->sender.ptr, m->sender.len, performative);
     caxton_sb_cstr(&sb, ",\"content\":{\"");
     caxton_sb_cstr(&sb, key);
     caxton_sb_cstr(&sb, "\":");
@@ -172,20 +172,19 @@ static void copy_member(const char *key, size_t klen, const char *val, size_t vl
     caxton_sb_raw(sb, val, vlen);
 }
 
-static int32_t ask(const char *msg, size_t len, const char *content, size_t clen) {
+static int32_t ask(const caxton_message *m) {
+    const char *content = m->content.ptr;
+    size_t clen = m->content.len;
     char name[PEER_CAP];
-    const char *sender, *rw;
-    size_t slen, rwlen;
     int nlen = caxton_json_get_string(content, clen, "responder", name, 64);
     if (nlen <= 0)
-        return reply_error(msg, len, "not_understood", "error",
+        return reply_error(m, "not_understood", "error",
                            "ask needs a string responder (an agent name)");
-    if (caxton_json_field(msg, len, "sender", &sender, &slen) != 0 || slen > CLIENT_CAP) return 1;
+    if (m->sender.ptr == NULL || m->sender.len > CLIENT_CAP) return 1;
     ask_t *slot = NULL;
     for (int i = 0; i < SLOTS && slot == NULL; i++)
         if (asks[i].state == FREE) slot = &asks[i];
-    if (slot == NULL)
-        return reply_error(msg, len, "failure", "reason", "too many requests in progress");
+    if (slot == NULL) return reply_error(m, "failure", "reason", "too many requests in progress");
 
     size_t cap = clen + PEER_CAP + 160;
     char *out = (char *)malloc(cap);
@@ -195,7 +194,7 @@ static int32_t ask(const char *msg, size_t len, const char *content, size_t clen
     caxton_sb_json_str(&peer, name, (size_t)nlen);
     if (peer.overflow) {
         free(out);
-        return reply_error(msg, len, "not_understood", "error", "the responder name is too long");
+        return reply_error(m, "not_understood", "error", "the responder name is too long");
     }
     caxton_sb_init(&sb, out, cap);
     begin(&sb, slot->peer, peer.len, "request");
@@ -215,13 +214,13 @@ static int32_t ask(const char *msg, size_t len, const char *content, size_t clen
     slot->state = WAITING;
     slot->id = id;
     slot->peer_len = peer.len;
-    memcpy(slot->client, sender, slen);
-    slot->client_len = slen;
+    memcpy(slot->client, m->sender.ptr, m->sender.len);
+    slot->client_len = m->sender.len;
     slot->client_rw_len = 0;
-    if (caxton_json_field(msg, len, "reply_with", &rw, &rwlen) == 0 && rwlen <= RW_CAP &&
-        rw[0] == '"') {
-        memcpy(slot->client_rw, rw, rwlen);
-        slot->client_rw_len = rwlen;
+    caxton_field rw = m->reply_with;
+    if (rw.ptr != NULL && rw.len <= RW_CAP && rw.ptr[0] == '"') {
+        memcpy(slot->client_rw, rw.ptr, rw.len);
+        slot->client_rw_len = rw.len;
     }
     return 0;
 }
@@ -268,35 +267,33 @@ static void pick(const char *content, size_t clen, const char *key, const char *
     *vl = clen;
 }
 
-static int32_t answer(ask_t *slot, const char *msg, size_t len) {
-    const char *s;
-    size_t sl;
-    if (caxton_json_field(msg, len, "sender", &s, &sl) != 0 ||
-        !(sl == slot->peer_len && memcmp(s, slot->peer, sl) == 0)) {
+static int32_t answer(ask_t *slot, const caxton_message *m) {
+    caxton_field s = m->sender;
+    if (s.ptr == NULL || s.len != slot->peer_len || memcmp(s.ptr, slot->peer, s.len) != 0) {
         log_text(CAXTON_LOG_WARN, "requester: an answer from someone else, ignored");
         return 0;
     }
-    const char *perf, *content = NULL, *v = NULL;
-    size_t plen, clen = 0, vl = 0;
-    if (caxton_json_field(msg, len, "performative", &perf, &plen) != 0) return 0;
-    if (caxton_json_field(msg, len, "content", &content, &clen) != 0) content = NULL;
-    if (caxton_raw_eq(perf, plen, "\"agree\"")) {
+    caxton_field perf = m->performative;
+    if (perf.ptr == NULL) return 0;
+    const char *content = m->content.ptr, *v = NULL; /* content: NULL if absent */
+    size_t clen = m->content.len, vl = 0;
+    if (caxton_field_is(perf, "\"agree\"")) {
         if (slot->state == WAITING) slot->state = AGREED;
         return 0;
     }
-    if (caxton_raw_eq(perf, plen, "\"inform\"")) {
+    if (caxton_field_is(perf, "\"inform\"")) {
         pick(content, clen, "result", NULL, &v, &vl);
         return finish(slot, "done", "result", v, vl);
     }
-    if (caxton_raw_eq(perf, plen, "\"refuse\"")) {
+    if (caxton_field_is(perf, "\"refuse\"")) {
         pick(content, clen, "reason", NULL, &v, &vl);
         return finish(slot, "refused", "reason", v, vl);
     }
-    if (caxton_raw_eq(perf, plen, "\"failure\"")) {
+    if (caxton_field_is(perf, "\"failure\"")) {
         pick(content, clen, "reason", NULL, &v, &vl);
         return finish(slot, "failed", "reason", v, vl);
     }
-    if (caxton_raw_eq(perf, plen, "\"not_understood\"")) {
+    if (caxton_field_is(perf, "\"not_understood\"")) {
         pick(content, clen, "error", "reason", &v, &vl);
         return finish(slot, "not_understood", "reason", v, vl);
     }
@@ -306,29 +303,30 @@ static int32_t answer(ask_t *slot, const char *msg, size_t len) {
 
 CAXTON_EXPORT("caxton_handle")
 int32_t caxton_handle(const char *msg, int32_t len) {
-    size_t n = (size_t)len;
-    const char *v;
-    size_t vl;
-    if (caxton_json_field(msg, n, "in_reply_to", &v, &vl) == 0) {
+    caxton_message m;
+    /* The result is not checked: the runtime delivers only valid messages, and an absent
+     * field is {NULL, 0}, which every use below allows for. */
+    (void)caxton_message_read(msg, (size_t)len, &m);
+    if (m.in_reply_to.ptr != NULL) {
         char token[32];
         for (int i = 0; i < SLOTS; i++) {
             if (asks[i].state == FREE) continue;
             size_t tl = token_json(asks[i].id, token, sizeof token);
-            if (vl == tl && memcmp(v, token, tl) == 0) return answer(&asks[i], msg, n);
+            if (m.in_reply_to.len == tl && memcmp(m.in_reply_to.ptr, token, tl) == 0)
+                return answer(&asks[i], &m);
         }
     }
-    const char *content;
-    size_t clen;
-    if (caxton_json_field(msg, n, "content", &content, &clen) == 0 &&
-        caxton_json_is_object(content, clen) &&
+    const char *content = m.content.ptr;
+    size_t clen = m.content.len;
+    if (content != NULL && caxton_json_is_object(content, clen) &&
         caxton_json_field_is(content, clen, "op", "\"ask\""))
-        return ask(msg, n, content, clen);
-    if (!caxton_json_field_is(msg, n, "performative", "\"request\"") &&
-        !caxton_json_field_is(msg, n, "performative", "\"query_ref\"") &&
-        !caxton_json_field_is(msg, n, "performative", "\"query_if\"")) {
+        return ask(&m);
+    if (!caxton_field_is(m.performative, "\"request\"") &&
+        !caxton_field_is(m.performative, "\"query_ref\"") &&
+        !caxton_field_is(m.performative, "\"query_if\"")) {
         log_text(CAXTON_LOG_WARN, "requester: a message for no ask in progress, ignored");
         return 0;
     }
-    return reply_error(msg, n, "not_understood", "error",
+    return reply_error(&m, "not_understood", "error",
                        "expected {\"op\":\"ask\",\"responder\":NAME,\"action\":...}");
 }
