@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
 import wasmtime
 
 from caxton.errors import AgentAlreadyExists, AgentNotFound, MailboxClosed, WouldBlock
-from caxton.runtime import AgentSpec, AgentState, MemoryKv, Runtime
+from caxton.runtime import AgentSpec, AgentState, Engine, MemoryKv, Runtime
 
-from .conftest import Deploy, Recorder, example, message, wat
+from .conftest import FAST, Deploy, Recorder, example, message, wat
 
 
 async def test_echo_replies_with_the_message_it_was_given(
@@ -204,3 +205,28 @@ async def test_lifecycle_errors(runtime: Runtime, deploy: Deploy) -> None:
     await _wait_handled(runtime, "nop", 1)
     assert await runtime.remove_agent("nop") == []
     assert runtime.agents() == []
+
+
+async def test_a_conversation_that_never_pauses_does_not_starve_other_agents(
+    recorder: Recorder,
+) -> None:
+    """One worker, a long ping-pong on its local run queue: echo still answers meanwhile."""
+    config = dataclasses.replace(FAST, max_concurrent_executions=1, execution_timeout=5.0)
+    engine = Engine(config, cache_dir=None)
+    try:
+        async with Runtime(
+            config, engine=engine, events=recorder, external=recorder.external
+        ) as runtime:
+            for name in ("pong", "ping", "echo"):
+                compiled = await asyncio.to_thread(engine.compile, example(name))
+                await runtime.start_agent(AgentSpec(name=name), compiled)
+            game = {"op": "start", "peer": "pong", "n": 50_000}
+            runtime.deliver_nowait("ping", message("ping", game))
+            await _wait_handled(runtime, "pong", 100)  # the game is on
+            runtime.deliver_nowait("echo", message("echo", "hi"))
+            first = await recorder.reply(within=60)
+            assert first["sender"] == "echo"  # answered while the game was still on
+            assert runtime.agent_statistics("pong").messages_handled < 50_000
+            assert (await recorder.reply(within=60))["content"] == {"done": 50_000}
+    finally:
+        engine.close()

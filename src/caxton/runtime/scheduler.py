@@ -5,7 +5,9 @@ run queue, and a worker drains an agent's mailbox in a batch. Two kinds of run q
 
 * each worker's **local** queue: an agent woken *by* a worker (a local `send` from the agent it
   is running) goes there, so the worker continues with the receiver itself as soon as the
-  sender's handler returns. A ping-pong pair therefore runs on one thread with no handoffs.
+  sender's handler returns. A ping-pong pair therefore runs on one thread with no handoffs;
+  after `LOCAL_STREAK` such runs in a row the worker serves the shared queue once, so a
+  conversation that never pauses cannot starve other agents.
 * one **shared** queue (a deque under a condition variable): agents woken from outside a worker
   (the event loop's `deliver`) and the overflow of busy local queues (more than `LOCAL_LIMIT`
   agents, or any backlog while other workers sit idle).
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
     from caxton.runtime.agent import Agent
 
 __all__ = ["Scheduler", "current_worker"]
+#: Agents a worker runs from its local queue in a row before it serves the shared queue once:
+#: a ping-pong pair keeps its worker's local queue busy forever, and must not starve the rest.
+LOCAL_STREAK = 64
 #: Longest time a worker holds loop-bound events before posting them (seconds).
 FLUSH_INTERVAL = 0.002
 
@@ -112,10 +117,14 @@ class Scheduler:
         host.bind(worker.cx)
         local, shared, urgent, cond = worker.local, self._shared, self._urgent, self._cond
         last_flush = perf_counter()
+        streak = 0  # agents run from `local` in a row
         while not self._stopping:
-            if local and not urgent:  # `urgent` is read without the lock: a hint
+            # `urgent` and `shared` are read without the lock here: hints, checked below.
+            if local and not urgent and (streak < LOCAL_STREAK or not shared):
                 agent = local.popleft()
+                streak += 1
             else:
+                streak = 0
                 if not local:
                     worker.flush()  # about to wait: post what this worker collected
                 with cond:
@@ -128,10 +137,10 @@ class Scheduler:
                         self.idle -= 1
                     if urgent:
                         agent = urgent.popleft()
-                    elif local:
-                        agent = local.popleft()
-                    else:
+                    elif shared:  # after a streak, shared work gets its turn
                         agent = shared.popleft()
+                    else:
+                        agent = local.popleft()
             if worker.run(agent):
                 self.wake(agent)
             if worker.pending:
