@@ -30,6 +30,7 @@ __all__ = [
     "Reactor",
     "address_of",
     "call_unchecked",
+    "define_unchecked",
     "error_from_ptr",
     "func_address",
     "increment_epoch",
@@ -69,6 +70,38 @@ _increment_epoch.argtypes = [c_void_p]
 #: The raw host callback type: ``(env, caller, args_and_results, n) -> wasm_trap_t*``.
 #: Arguments are read as i32 slots with a 16-byte stride: slot k's low i32 is ``ar[4 * k]``.
 HOST_CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, POINTER(c_int32), c_size_t)
+
+
+_NO_FINALIZER = ctypes.CFUNCTYPE(None, c_void_p)()  # a NULL function pointer
+
+
+def define_unchecked(
+    linker: wasmtime.Linker,
+    module: str,
+    name: str,
+    ty: wasmtime.FuncType,
+    callback: object,
+    env: c_void_p | None = None,
+) -> None:
+    """Define ``module.name`` on ``linker`` as a raw unchecked host callback.
+
+    ``callback`` is a ``wasmtime_func_unchecked_callback_t`` (a ctypes callback cast to it, or
+    the C trampoline's address); it and ``env``'s owner must outlive the linker's instances.
+    """
+    raw_module, raw_name = module.encode(), name.encode()
+    error = ffi.wasmtime_linker_define_func_unchecked(
+        linker.ptr(),
+        raw_module,
+        len(raw_module),
+        raw_name,
+        len(raw_name),
+        ty.ptr(),
+        callback,
+        env,
+        _NO_FINALIZER,
+    )
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
 
 
 def increment_epoch(engine: wasmtime.Engine) -> None:

@@ -20,7 +20,6 @@ Rules every host function follows:
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 from collections import deque
@@ -35,7 +34,7 @@ from wasmtime import _ffi as ffi
 from caxton.errors import InvalidMessage
 from caxton.messaging.envelope import Incoming, Stamper
 from caxton.runtime import abi
-from caxton.runtime._ffi import HOST_CALLBACK
+from caxton.runtime._ffi import HOST_CALLBACK, define_unchecked
 from caxton.runtime.agent import CLOSED, WAKE
 
 if TYPE_CHECKING:
@@ -424,7 +423,6 @@ def ctypes_callback(
 
 # The callback objects must outlive every linker and instance that uses them.
 _KEEP_ALIVE: dict[tuple[str, bool], tuple[Any, Any, Any]] = {}
-_NO_FINALIZER = ctypes.CFUNCTYPE(None, c_void_p)()  # a NULL function pointer
 
 
 def _callback(name: str, accel: ModuleType | None) -> tuple[Any, Any, Any]:
@@ -450,21 +448,8 @@ def define_host_functions(linker: wasmtime.Linker, accel: ModuleType | None = No
 
     With ``accel`` (the C extension) they go through its trampoline, else through ctypes.
     """
-    module = abi.HOST_MODULE.encode()
     for name, (params, results) in abi.HOST_SIGNATURES.items():
         callback, env, _owner = _callback(name, accel)
-        ty = wasmtime.FuncType(params, results)
-        raw = name.encode()
-        error = ffi.wasmtime_linker_define_func_unchecked(
-            linker.ptr(),
-            module,
-            len(module),
-            raw,
-            len(raw),
-            ty.ptr(),
-            callback,
-            env,
-            _NO_FINALIZER,
+        define_unchecked(
+            linker, abi.HOST_MODULE, name, wasmtime.FuncType(params, results), callback, env
         )
-        if error:
-            raise wasmtime.WasmtimeError._from_ptr(error)

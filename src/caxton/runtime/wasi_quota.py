@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from caxton.runtime._ffi import HOST_CALLBACK
+from caxton.runtime._ffi import HOST_CALLBACK, define_unchecked
 from caxton.runtime.quota import TempStorage
 
 if TYPE_CHECKING:
@@ -256,30 +256,15 @@ _SHADOWS: dict[str, tuple[Callable[[_Granted, Any], int], list[wasmtime.ValType]
 }
 # The callback objects must outlive every linker that uses them.
 _KEEP_ALIVE: dict[str, Any] = {}
-_NO_FINALIZER = ctypes.CFUNCTYPE(None, c_void_p)()
 
 
 def define_quota_functions(linker: wasmtime.Linker) -> None:
     """Shadow the WASI calls that grow files on ``linker`` (which has WASI defined)."""
     linker.allow_shadowing = True
-    module = _WASI.encode()
     for name, (fn, params) in _SHADOWS.items():
         callback = _KEEP_ALIVE.get(name)
         if callback is None:
             callback = _KEEP_ALIVE[name] = _raw(fn)
-        ty = wasmtime.FuncType(params, [_I32])
-        raw = name.encode()
-        error = ffi.wasmtime_linker_define_func_unchecked(
-            linker.ptr(),
-            module,
-            len(module),
-            raw,
-            len(raw),
-            ty.ptr(),
-            cast(callback, ffi.wasmtime_func_unchecked_callback_t),
-            None,
-            _NO_FINALIZER,
-        )
-        if error:
-            raise wasmtime.WasmtimeError._from_ptr(error)
+        raw = cast(callback, ffi.wasmtime_func_unchecked_callback_t)
+        define_unchecked(linker, _WASI, name, wasmtime.FuncType(params, [_I32]), raw)
     linker.allow_shadowing = False
