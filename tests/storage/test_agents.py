@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -114,6 +115,17 @@ async def test_update_agent_changes_only_the_given_fields(storage: Storage) -> N
     assert cleared.last_error is None
     assert cleared.limits == {"fuel": 10}
     assert cleared.state == "failed"
+
+
+async def test_update_agent_refuses_a_field_that_is_not_updatable(storage: Storage) -> None:
+    await storage.create_agent(AgentRecord(name="echo"), WASM_1)
+    fields: dict[str, Any] = {"state": "running", "name = 'x', state": "failed"}
+    with pytest.raises(TypeError, match="cannot set name = 'x', state"):
+        await storage.update_agent("echo", **fields)
+    with pytest.raises(TypeError, match="cannot set module_hash"):
+        storage.update_agent_sync("echo", module_hash="0" * 64)  # type: ignore[call-arg]
+    record = await storage.get_agent("echo")
+    assert (record.name, record.state) == ("echo", AgentRecord(name="echo").state)
 
 
 async def test_counters_and_sync_updates_from_a_worker_thread(storage: Storage) -> None:

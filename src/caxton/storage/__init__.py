@@ -10,7 +10,7 @@ stopped with `restore_database`.
 from caxton.storage._connection import Connection, Params, Row
 from caxton.storage._core import StorageState, StorageStatistics
 from caxton.storage._lock import is_locked
-from caxton.storage.agents import UNSET, AgentRecord, VersionRecord, module_hash
+from caxton.storage.agents import AgentChanges, AgentRecord, VersionRecord, module_hash
 from caxton.storage.backup import BackupResult, RestoreResult, backup_database, restore_database
 from caxton.storage.scheduled import ScheduledRecord
 from caxton.storage.schema import SCHEMA_VERSION, Migration
@@ -18,7 +18,7 @@ from caxton.storage.sqlite import Storage
 
 __all__ = [
     "SCHEMA_VERSION",
-    "UNSET",
+    "AgentChanges",
     "AgentRecord",
     "BackupResult",
     "Connection",

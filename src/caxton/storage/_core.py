@@ -11,7 +11,7 @@ import enum
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
@@ -20,7 +20,7 @@ from caxton.errors import StorageError
 from caxton.storage._connection import Connection
 from caxton.storage._lock import StateLock
 from caxton.storage._readers import ReaderPool
-from caxton.storage._writer import Writer
+from caxton.storage._writer import Writer, WriteStatistics
 
 __all__ = ["StorageCore", "StorageState", "StorageStatistics"]
 
@@ -39,23 +39,10 @@ class StorageState(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class StorageStatistics:
-    """A snapshot of the store's counters since it was opened (metrics derive from these)."""
+class StorageStatistics(WriteStatistics):
+    """The store's counters since it was opened: the writer's and the readers' (metrics derive
+    from these; ``ops / commits`` is the group-commit factor)."""
 
-    #: Write ops committed.
-    ops: int
-    #: Write ops that raised and were rolled back (alone; the rest of their batch committed).
-    failed_ops: int
-    #: Transactions committed by the writer.
-    commits: int
-    #: Batches the writer took from its queue; ``ops / commits`` is the group-commit factor.
-    batches: int
-    #: The most ops one transaction held.
-    max_batch: int
-    #: Writes queued and not yet started.
-    queue_depth: int
-    #: Duration of the last COMMIT, seconds.
-    last_commit_seconds: float
     #: Read callables completed.
     reads: int
 
@@ -193,17 +180,7 @@ class StorageCore:
         writer, readers = self._writer, self._readers
         if writer is None or readers is None:
             return StorageStatistics(0, 0, 0, 0, 0, 0, 0.0, 0)
-        w = writer.statistics()
-        return StorageStatistics(
-            ops=w.ops,
-            failed_ops=w.failed_ops,
-            commits=w.commits,
-            batches=w.batches,
-            max_batch=w.max_batch,
-            queue_depth=w.queue_depth,
-            last_commit_seconds=w.last_commit_seconds,
-            reads=readers.reads,
-        )
+        return StorageStatistics(*astuple(writer.statistics()), readers.reads)
 
     # --- writes -----------------------------------------------------------------------------
 

@@ -8,27 +8,31 @@ Storage does not interpret ``state``; the runtime owns its vocabulary.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from caxton.errors import AgentAlreadyExists, AgentNotFound, StorageError
 from caxton.storage._connection import Connection, Row
 from caxton.storage._core import StorageCore
 
-__all__ = ["UNSET", "AgentRecord", "AgentsRepository", "VersionRecord", "module_hash"]
+__all__ = ["AgentChanges", "AgentRecord", "AgentsRepository", "VersionRecord", "module_hash"]
 
 
-class _Unset(enum.Enum):
-    UNSET = "UNSET"
+class AgentChanges(TypedDict, total=False):
+    """The fields `update_agent` may set: absent ones are left as they are."""
 
-
-#: "Leave this field as it is" in `update_agent` (where None means "clear it").
-UNSET = _Unset.UNSET
+    state: str
+    last_error: str | None  # None clears it
+    restarts: int
+    messages_handled: int
+    failures: int
+    env: dict[str, str]
+    limits: dict[str, Any]
+    grants: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -188,16 +192,7 @@ def _set_current(conn: Connection, name: str, version: int) -> None:
 
 _VERSIONS_OF = "SELECT version FROM agent_versions WHERE name = ? ORDER BY version"
 
-_UPDATABLE = (
-    "state",
-    "last_error",
-    "restarts",
-    "messages_handled",
-    "failures",
-    "env",
-    "limits",
-    "grants",
-)
+_UPDATABLE = AgentChanges.__optional_keys__
 _JSON_FIELDS = frozenset({"env", "limits", "grants"})
 
 
@@ -310,39 +305,15 @@ class AgentsRepository(StorageCore):
         """How many agents are stored."""
         return int(await self.read(lambda c: c.fetch_value("SELECT COUNT(*) FROM agents")))
 
-    async def update_agent(
-        self,
-        name: str,
-        *,
-        state: str | _Unset = UNSET,
-        last_error: str | _Unset | None = UNSET,
-        restarts: int | _Unset = UNSET,
-        messages_handled: int | _Unset = UNSET,
-        failures: int | _Unset = UNSET,
-        env: dict[str, str] | _Unset = UNSET,
-        limits: dict[str, Any] | _Unset = UNSET,
-        grants: dict[str, Any] | _Unset = UNSET,
-    ) -> AgentRecord:
+    async def update_agent(self, name: str, **changes: Unpack[AgentChanges]) -> AgentRecord:
         """Set the given fields (others are left alone) and return the updated record."""
-        changes = _changes(locals())
-        return await self.write(lambda c: _update(c, name, changes))
+        checked = _checked(changes)
+        return await self.write(lambda c: _update(c, name, checked))
 
-    def update_agent_sync(
-        self,
-        name: str,
-        *,
-        state: str | _Unset = UNSET,
-        last_error: str | _Unset | None = UNSET,
-        restarts: int | _Unset = UNSET,
-        messages_handled: int | _Unset = UNSET,
-        failures: int | _Unset = UNSET,
-        env: dict[str, str] | _Unset = UNSET,
-        limits: dict[str, Any] | _Unset = UNSET,
-        grants: dict[str, Any] | _Unset = UNSET,
-    ) -> AgentRecord:
+    def update_agent_sync(self, name: str, **changes: Unpack[AgentChanges]) -> AgentRecord:
         """`update_agent` for threads without an event loop."""
-        changes = _changes(locals())
-        return self.write_sync(lambda c: _update(c, name, changes))
+        checked = _checked(changes)
+        return self.write_sync(lambda c: _update(c, name, checked))
 
     def add_to_counters_nowait(
         self, name: str, *, messages_handled: int = 0, failures: int = 0, restarts: int = 0
@@ -389,5 +360,9 @@ class AgentsRepository(StorageCore):
         return self.read_sync(lambda c: _load_module_for(c, name, version))
 
 
-def _changes(arguments: dict[str, Any]) -> dict[str, Any]:
-    return {k: arguments[k] for k in _UPDATABLE if arguments[k] is not UNSET}
+def _checked(changes: AgentChanges) -> dict[str, Any]:
+    """The changes as a plain dict; unknown fields (they would name columns) are refused."""
+    unknown = sorted(set(changes) - _UPDATABLE)
+    if unknown:
+        raise TypeError(f"update_agent() cannot set {', '.join(unknown)}")
+    return dict(changes)
