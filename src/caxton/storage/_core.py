@@ -11,7 +11,7 @@ import enum
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import astuple, dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
@@ -180,7 +180,7 @@ class StorageCore:
         writer, readers = self._writer, self._readers
         if writer is None or readers is None:
             return StorageStatistics(0, 0, 0, 0, 0, 0, 0.0, 0)
-        return StorageStatistics(*astuple(writer.statistics()), readers.reads)
+        return StorageStatistics(**asdict(writer.statistics()), reads=readers.reads)
 
     # --- writes -----------------------------------------------------------------------------
 
