@@ -54,74 +54,6 @@ typedef struct {
 static ask_t asks[SLOTS];
 static uint32_t last_id;
 
-/* ---- a tiny walker over the members of a JSON object (no recursion) ---------------- */
-
-static size_t skip_ws(const char *s, size_t i, size_t n) {
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
-    return i;
-}
-
-/* s[i] is '"': the index after the closing quote, or 0. */
-static size_t skip_string(const char *s, size_t i, size_t n) {
-    for (i++; i < n; i++) {
-        if (s[i] == '"') return i + 1;
-        if (s[i] == '\\') i++;
-    }
-    return 0;
-}
-
-/* The index after the value at s[i], or 0. */
-static size_t skip_value(const char *s, size_t i, size_t n) {
-    if (i >= n) return 0;
-    if (s[i] == '"') return skip_string(s, i, n);
-    if (s[i] == '{' || s[i] == '[') {
-        size_t depth = 0;
-        while (i < n) {
-            if (s[i] == '"') {
-                if ((i = skip_string(s, i, n)) == 0) return 0;
-                continue;
-            }
-            if (s[i] == '{' || s[i] == '[') depth++;
-            if ((s[i] == '}' || s[i] == ']') && --depth == 0) return i + 1;
-            i++;
-        }
-        return 0;
-    }
-    size_t j = i;
-    while (j < n && s[j] != ',' && s[j] != '}' && s[j] != ']' && s[j] != ' ' && s[j] != '\n' &&
-           s[j] != '\r' && s[j] != '\t')
-        j++;
-    return j > i ? j : 0;
-}
-
-/*
- * Call fn(key, klen, value, vlen, arg) for each member of the object s[0..n) (the key
- * raw, with its quotes). Returns 0, or -1 if s is not an object.
- */
-static int each_member(const char *s, size_t n,
-                       void (*fn)(const char *, size_t, const char *, size_t, void *), void *arg) {
-    size_t i = skip_ws(s, 0, n);
-    if (i >= n || s[i] != '{') return -1;
-    i = skip_ws(s, i + 1, n);
-    if (i < n && s[i] == '}') return 0;
-    for (;;) {
-        if (i >= n || s[i] != '"') return -1;
-        size_t kend = skip_string(s, i, n);
-        if (kend == 0) return -1;
-        size_t kstart = i;
-        i = skip_ws(s, kend, n);
-        if (i >= n || s[i] != ':') return -1;
-        i = skip_ws(s, i + 1, n);
-        size_t vend = skip_value(s, i, n);
-        if (vend == 0) return -1;
-        fn(s + kstart, kend - kstart, s + i, vend - i, arg);
-        i = skip_ws(s, vend, n);
-        if (i < n && s[i] == '}') return 0;
-        if (i >= n || s[i] != ',') return -1;
-        i = skip_ws(s, i + 1, n);
-    }
-}
-
 /* ---- helpers --------------------------------------------------------------------- */
 
 static void log_text(int level, const char *text) { caxton_log(level, text, strlen(text)); }
@@ -163,13 +95,20 @@ static int32_t reply_error(const caxton_message *m, const char *performative, co
 
 /* ---- the client's ask ------------------------------------------------------------- */
 
-static void copy_member(const char *key, size_t klen, const char *val, size_t vlen, void *arg) {
-    caxton_sb *sb = (caxton_sb *)arg;
-    if (caxton_raw_eq(key, klen, "\"op\"") || caxton_raw_eq(key, klen, "\"responder\"")) return;
-    if (sb->buf[sb->len - 1] != '{') caxton_sb_char(sb, ',');
-    caxton_sb_raw(sb, key, klen);
-    caxton_sb_char(sb, ':');
-    caxton_sb_raw(sb, val, vlen);
+/* The members of the client's content but "op" and "responder", comma-separated, into sb. */
+static void copy_members(caxton_sb *sb, const char *content, size_t clen) {
+    size_t pos = 0, klen, vlen;
+    const char *key, *val;
+    int escaped, first = 1;
+    while (caxton_json_next(content, clen, &pos, &key, &klen, &escaped, &val, &vlen) == 1) {
+        if (caxton_raw_eq(key, klen, "op") || caxton_raw_eq(key, klen, "responder")) continue;
+        if (!first) caxton_sb_char(sb, ',');
+        first = 0;
+        caxton_sb_char(sb, '"');
+        caxton_sb_raw(sb, key, klen);
+        caxton_sb_cstr(sb, "\":");
+        caxton_sb_raw(sb, val, vlen);
+    }
 }
 
 static int32_t ask(const caxton_message *m) {
@@ -203,7 +142,7 @@ static int32_t ask(const caxton_message *m) {
     caxton_sb_cstr(&sb, ",\"reply_with\":");
     caxton_sb_raw(&sb, token, token_json(id, token, sizeof token));
     caxton_sb_cstr(&sb, ",\"content\":{");
-    each_member(content, clen, copy_member, &sb);
+    copy_members(&sb, content, clen);
     caxton_sb_cstr(&sb, "}}");
     int rc = sb.overflow ? CAXTON_ERR_TOO_LARGE : caxton_send(out, sb.len);
     free(out);
