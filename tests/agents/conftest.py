@@ -3,57 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import wasmtime
 
-from caxton.config import Config, CoordinationConfig, RuntimeConfig
+from caxton.config import Config, CoordinationConfig
 from caxton.node import Node
+from tests.support import fast_runtime, message
 
-ROOT = Path(__file__).resolve().parents[2]
-WAT = ROOT / "tests" / "fixtures" / "wat"
-EXAMPLES = ROOT / "examples" / "agents"
-
-FAST = RuntimeConfig(
-    max_concurrent_executions=2,
-    execution_timeout=0.5,
-    agent_startup_timeout=0.5,
-    agent_shutdown_timeout=2.0,
-    wasm_memory_limit=8 * 1024 * 1024,
-    mailbox_capacity=64,
-    gc_interval=3600.0,
-)
-
-
-def wat(name: str) -> bytes:
-    """A WAT fixture compiled to binary."""
-    return bytes(wasmtime.wat2wasm((WAT / f"{name}.wat").read_text()))
-
-
-def example(name: str) -> bytes:
-    """A committed example agent."""
-    return (EXAMPLES / f"{name}.wasm").read_bytes()
-
-
-def message(receiver: str, content: Any = None, **fields: Any) -> bytes:
-    """A request from the test client ("client") to ``receiver``."""
-    body = {"receiver": receiver, "sender": "client", "performative": "request"}
-    body["content"] = content
-    body.update(fields)
-    return json.dumps(body).encode()
+#: A node's agents get a little longer than the bare runtime's tests to start and handle.
+TIMEOUTS = {"execution_timeout": 0.5, "agent_startup_timeout": 0.5}
 
 
 def node_config(data_dir: Path, **runtime: Any) -> Config:
     """A node on ``data_dir`` with fast runtime settings."""
-    import dataclasses
-
     return Config(
-        runtime=dataclasses.replace(FAST, **runtime),
+        runtime=fast_runtime(**{**TIMEOUTS, **runtime}),
         coordination=CoordinationConfig(local_state_path=data_dir / "local.db"),
     )
 
@@ -82,15 +50,6 @@ class Client:
 
 
 StartNode = Callable[..., Awaitable[Node]]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
-    """Poll ``check`` until it is true (`TimeoutError` after ``within`` seconds)."""
-    async with asyncio.timeout(within):
-        for delay in itertools.repeat(0.01):
-            if await check():
-                return
-            await asyncio.sleep(delay)
 
 
 @pytest.fixture

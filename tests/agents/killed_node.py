@@ -9,7 +9,8 @@ from pathlib import Path
 
 from caxton.agents import DeployRequest
 from caxton.node import Node
-from tests.agents.conftest import Client, example, node_config
+from tests.agents.conftest import Client, node_config
+from tests.support import example
 
 
 async def main(data_dir: Path) -> None:

@@ -17,8 +17,9 @@ from caxton.errors import (
     ModuleTooLarge,
 )
 from caxton.node import Node
+from tests.support import example, wat
 
-from .conftest import Client, StartNode, example, wat
+from .conftest import Client, StartNode
 
 
 async def test_echo_counter_and_command_agents_answer(node: Node, client: Client) -> None:

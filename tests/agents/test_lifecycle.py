@@ -7,8 +7,9 @@ import pytest
 from caxton.agents import DeployRequest
 from caxton.errors import AgentNotFound, AgentStartFailed, InvalidWasm
 from caxton.node import Node
+from tests.support import eventually, example, message, wat
 
-from .conftest import Client, eventually, example, message, wat
+from .conftest import Client
 
 
 async def wait_for_state(node: Node, name: str, state: str) -> None:

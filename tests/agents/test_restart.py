@@ -13,8 +13,9 @@ from pathlib import Path
 import wasmtime
 
 from caxton.agents import DeployRequest
+from tests.support import ROOT, eventually, example, message, wat
 
-from .conftest import ROOT, Client, StartNode, eventually, example, message, wat
+from .conftest import Client, StartNode
 
 
 async def test_clean_restart_brings_agents_back_in_their_states(

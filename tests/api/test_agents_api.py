@@ -17,10 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from caxton.api.app import create_app
 from caxton.config import Config, CoordinationConfig, NetworkingConfig, RuntimeConfig
 from caxton.node import Node
+from tests.support import example, wat
 
-ROOT = Path(__file__).resolve().parents[2]
-WAT = ROOT / "tests" / "fixtures" / "wat"
-EXAMPLES = ROOT / "examples" / "agents"
 KB = 1024
 
 Client = TestClient[Any, Any]
@@ -48,14 +46,6 @@ _LOGGING_WAT = """
     (call $log (i32.const 2) (i32.const 16) (i32.const 15))
     (i32.const RESULT)))
 """
-
-
-def wat(name: str) -> bytes:
-    return wasmtime.wat2wasm((WAT / f"{name}.wat").read_text())
-
-
-def example(name: str) -> bytes:
-    return (EXAMPLES / f"{name}.wasm").read_bytes()
 
 
 def logging_agent(result: int) -> bytes:

@@ -9,21 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import wasmtime
 from aiohttp.test_utils import TestClient, TestServer
 
 from caxton.agents import DeployRequest
 from caxton.api.app import create_app
 from caxton.config import Config, CoordinationConfig, RuntimeConfig
 from caxton.node import Node
+from tests.support import wat
 
-ROOT = Path(__file__).resolve().parents[2]
-WAT = ROOT / "tests" / "fixtures" / "wat"
 MB = 1024 * 1024
-
-
-def wat(name: str) -> bytes:
-    return wasmtime.wat2wasm((WAT / f"{name}.wat").read_text())
 
 
 @pytest.fixture

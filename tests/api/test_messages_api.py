@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,8 @@ from caxton.agents import DeployRequest
 from caxton.api.app import create_app
 from caxton.config import Config, CoordinationConfig, NetworkingConfig, RuntimeConfig
 from caxton.node import Node
+from tests.support import EXAMPLES, eventually
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples" / "agents"
 KB = 1024
 
 Client = TestClient[Any, Any]
@@ -78,17 +77,6 @@ async def error(resp: aiohttp.ClientResponse, status: int, code: str) -> dict[st
     assert body["error"]["message"]
     err: dict[str, Any] = body["error"]
     return err
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 5.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_wait_returns_the_echo_reply(api: Api) -> None:

@@ -15,12 +15,10 @@ from click.testing import CliRunner, Result
 
 from caxton.cli import cli
 from tests.nodeproc import NodeProcess, free_port, write_config
+from tests.support import EXAMPLES, wat
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples" / "agents"
-WAT = ROOT / "tests" / "fixtures" / "wat"
 
 # caxton_init logs a warning, then returns 7: the deploy fails with that line in the details.
 _GRUMPY_WAT = """
@@ -48,8 +46,8 @@ def modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("modules")
     files = {
         "grumpy": wasmtime.wat2wasm(_GRUMPY_WAT),
-        "nop": wasmtime.wat2wasm((WAT / "nop.wat").read_text()),
-        "bad-import": wasmtime.wat2wasm((WAT / "bad_import.wat").read_text()),
+        "nop": wat("nop"),
+        "bad-import": wat("bad_import"),
         "text": b"not a module at all",
     }
     paths = {name: directory / f"{name}.wasm" for name in files}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,11 +12,9 @@ from click.testing import CliRunner, Result
 
 from caxton.cli import cli
 from tests.nodeproc import NodeProcess, write_config
+from tests.support import EXAMPLES
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples" / "agents"
 
 
 @pytest.fixture(scope="module")

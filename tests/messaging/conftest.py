@@ -10,33 +10,22 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import pytest
-import wasmtime
 
 from caxton.config.schema import Config, RuntimeConfig
 from caxton.messaging import Messaging, MessagingOptions
 from caxton.runtime import AgentSpec, Engine, Runtime
 from caxton.storage import AgentRecord, Storage
+from tests.support import EXAMPLES, SDK, example, fast_runtime, wat
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples" / "agents"
-WAT = ROOT / "tests" / "fixtures" / "wat"
 HERE = Path(__file__).resolve().parent
 
-FAST = RuntimeConfig(
-    max_concurrent_executions=2,
-    execution_timeout=0.3,
-    agent_startup_timeout=1.0,
-    agent_shutdown_timeout=2.0,
-    wasm_memory_limit=8 * 1024 * 1024,
-    mailbox_capacity=64,
-    gc_interval=3600.0,
-)
+FAST = fast_runtime(agent_startup_timeout=1.0)
 OPTIONS = MessagingOptions(submit_wait=0.2, flush_interval=0.002, prune_interval=3600.0)
 
 
@@ -63,9 +52,9 @@ class StorageKv:
 def module(name: str) -> bytes:
     """An agent module: an example (``echo``), a WAT fixture (``wat:fail``) or a test C agent."""
     if name.startswith("wat:"):
-        return wasmtime.wat2wasm((WAT / f"{name[4:]}.wat").read_text())
+        return wat(name[4:])
     if (EXAMPLES / f"{name}.wasm").exists():
-        return (EXAMPLES / f"{name}.wasm").read_bytes()
+        return example(name)
     return build_c(HERE / "agents" / f"{name}.c")
 
 
@@ -83,7 +72,7 @@ def build_c(source: Path) -> bytes:
                 "-mexec-model=reactor",
                 "-Wl,--strip-all",
                 "-I",
-                str(ROOT / "sdk" / "c"),
+                str(SDK),
                 "-o",
                 str(out),
                 str(source),
@@ -136,12 +125,3 @@ class Stack:
 async def stack(data_dir: Path) -> AsyncIterator[Stack]:
     async with Stack(data_dir / "local.db") as s:
         yield s
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
-    """Poll ``check`` until it is true (fail after ``within`` seconds)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)

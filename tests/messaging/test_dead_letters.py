@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from caxton.messaging import Messaging
-from tests.messaging.conftest import Stack, eventually
+from tests.messaging.conftest import Stack
+from tests.support import eventually
 
 
 async def ask(messaging: Messaging, receiver: str, **fields: Any) -> tuple[Any, dict[str, Any]]:

@@ -13,7 +13,8 @@ from caxton.errors import InvalidMessage, MessageTooLarge, WouldBlock
 from caxton.messaging import Accepted
 from caxton.messaging.codec import decode_array
 from caxton.storage.messages import MessageBatch
-from tests.messaging.conftest import FAST, Stack, eventually
+from tests.messaging.conftest import FAST, Stack
+from tests.support import eventually
 
 
 async def test_submit_wait_returns_the_reply_and_conversation_lists_both(stack: Stack) -> None:

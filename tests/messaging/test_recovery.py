@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.messaging.conftest import ROOT, Stack, build_c, eventually
+from tests.messaging.conftest import Stack, build_c
+from tests.support import ROOT, eventually
 
 pytestmark = pytest.mark.slow
 

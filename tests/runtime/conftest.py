@@ -3,51 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import wasmtime
 
 from caxton.config.schema import RuntimeConfig
 from caxton.errors import AgentFailure
 from caxton.runtime import AgentSpec, AgentState, Compiled, Engine, Runtime
 from caxton.runtime.accel import ACCEL
-
-ROOT = Path(__file__).resolve().parents[2]
-WAT = ROOT / "tests" / "fixtures" / "wat"
-EXAMPLES = ROOT / "examples" / "agents"
-
-FAST = RuntimeConfig(
-    max_concurrent_executions=2,
-    execution_timeout=0.3,
-    agent_startup_timeout=0.3,
-    agent_shutdown_timeout=2.0,
-    wasm_memory_limit=8 * 1024 * 1024,
-    mailbox_capacity=64,
-    gc_interval=3600.0,
-)
-
-
-def wat(name: str) -> bytes:
-    """A WAT fixture compiled to binary."""
-    return wasmtime.wat2wasm((WAT / f"{name}.wat").read_text())
-
-
-def example(name: str) -> bytes:
-    """A committed example agent."""
-    return (EXAMPLES / f"{name}.wasm").read_bytes()
-
-
-def message(receiver: str, content: Any = None, **fields: Any) -> bytes:
-    """A request from the test client ("client") to ``receiver``."""
-    body = {"receiver": receiver, "sender": "client", "performative": "request"}
-    body["content"] = content
-    body.update(fields)
-    return json.dumps(body).encode()
+from tests.support import FAST
 
 
 class Recorder:
@@ -120,8 +86,3 @@ def deploy(runtime: Runtime, engine: Engine) -> Deploy:
         return compiled
 
     return _deploy
-
-
-def with_config(**changes: Any) -> RuntimeConfig:
-    """FAST with some fields changed (use with ``@pytest.mark.parametrize`` or a fixture)."""
-    return dataclasses.replace(FAST, **changes)

@@ -23,8 +23,9 @@ from wasmtime import _ffi as ffi
 
 from caxton.runtime import Engine, Runtime, _ffi, accel, host
 from caxton.runtime.sandbox import Instance
+from tests.support import FAST, message, wat
 
-from .conftest import FAST, FLAVOURS, Deploy, Recorder, message, wat
+from .conftest import FLAVOURS, Deploy, Recorder
 
 
 def _compiler_present() -> bool:

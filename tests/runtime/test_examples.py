@@ -23,16 +23,15 @@ from typing import Any
 import pytest
 import wasmtime
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples" / "agents"
-FIXTURES = ROOT / "tests" / "fixtures" / "wat"
+from tests.support import EXAMPLES, ROOT, SDK, WAT
+
 BUILD_SCRIPT = ROOT / "scripts" / "build-agents.sh"
 
 SOURCES = sorted(p.stem for p in EXAMPLES.glob("*.c"))
 COMMAND_SOURCES = {
     p.stem for p in EXAMPLES.glob("*.c") if "\n// caxton-mode: command" in p.read_text()
 }
-WAT_FIXTURES = sorted(p.name for p in FIXTURES.glob("*.wat"))
+WAT_FIXTURES = sorted(p.name for p in WAT.glob("*.wat"))
 
 # The caxton host functions of ABI v1: name -> (params, results).
 CAXTON_IMPORTS: dict[str, tuple[list[str], list[str]]] = {
@@ -198,7 +197,7 @@ def test_example_follows_the_abi(agents_dir: Path, name: str) -> None:
 
 @pytest.mark.parametrize("name", WAT_FIXTURES)
 def test_fixture_compiles(name: str) -> None:
-    text = (FIXTURES / name).read_text()
+    text = (WAT / name).read_text()
     assert text.startswith(";; "), "each fixture starts with a comment saying what it is for"
     wasmtime.Module(ENGINE, text)
 
@@ -213,7 +212,7 @@ EXPECTED_PROBLEM = {
 @pytest.mark.parametrize("name", WAT_FIXTURES)
 def test_fixture_abi_validity(name: str) -> None:
     """Only the fixtures meant to be refused at deploy time break the ABI."""
-    problems = abi_problems(wasmtime.Module(ENGINE, (FIXTURES / name).read_text()))
+    problems = abi_problems(wasmtime.Module(ENGINE, (WAT / name).read_text()))
     if name in EXPECTED_PROBLEM:
         assert len(problems) == 1
         assert EXPECTED_PROBLEM[name] in problems[0]
@@ -633,7 +632,7 @@ def test_shout_exits_2_when_stdin_is_not_an_object(
 
 
 def test_wat_echo_sends_the_message_back_as_content(host: AbiHost) -> None:
-    echo = host.spawn(FIXTURES / "echo.wat", "echo")
+    echo = host.spawn(WAT / "echo.wat", "echo")
     message = request({"x": "y"}, sender="alice", receiver="echo")
     assert echo.deliver(message) == 0
     assert host.take() == [
@@ -651,20 +650,20 @@ def test_wat_echo_sends_the_message_back_as_content(host: AbiHost) -> None:
 
 @pytest.mark.parametrize(("fixture", "result"), [("nop.wat", 0), ("fail.wat", 1)])
 def test_wat_handle_results(host: AbiHost, fixture: str, result: int) -> None:
-    agent = host.spawn(FIXTURES / fixture, "a")
+    agent = host.spawn(WAT / fixture, "a")
     for _ in range(3):
         assert agent.deliver(request({"big": "z" * 100_000})) == result
 
 
 @pytest.mark.parametrize("fixture", ["trap.wat", "recursion.wat"])
 def test_wat_traps(host: AbiHost, fixture: str) -> None:
-    agent = host.spawn(FIXTURES / fixture, "a")
+    agent = host.spawn(WAT / fixture, "a")
     with pytest.raises(wasmtime.Trap):
         agent.deliver(request(1))
 
 
 def test_wat_membomb_traps_at_the_memory_limit(host: AbiHost) -> None:
-    agent = host.spawn(FIXTURES / "membomb.wat", "a")
+    agent = host.spawn(WAT / "membomb.wat", "a")
     agent.store.set_limits(memory_size=8 * 1024 * 1024)
     with pytest.raises(wasmtime.Trap):
         agent.deliver(request(1))
@@ -677,7 +676,7 @@ def test_wat_spin_is_stopped_by_fuel() -> None:
     config = wasmtime.Config()
     config.consume_fuel = True
     host = AbiHost(config=config)
-    agent = host.spawn(FIXTURES / "spin.wat", "a")
+    agent = host.spawn(WAT / "spin.wat", "a")
     agent.store.set_fuel(1_000_000)
     with pytest.raises(wasmtime.Trap):
         agent.deliver(request(1))
@@ -687,7 +686,7 @@ def test_wat_init_spin_is_stopped_by_fuel() -> None:
     config = wasmtime.Config()
     config.consume_fuel = True
     host = AbiHost(config=config)
-    module = wasmtime.Module(host.engine, (FIXTURES / "init_spin.wat").read_text())
+    module = wasmtime.Module(host.engine, (WAT / "init_spin.wat").read_text())
     store = wasmtime.Store(host.engine)
     store.set_fuel(1_000_000)
     instance = wasmtime.Linker(host.engine).instantiate(store, module)
@@ -698,19 +697,19 @@ def test_wat_init_spin_is_stopped_by_fuel() -> None:
 
 
 def test_wat_init_fail_returns_7(host: AbiHost) -> None:
-    assert host.spawn(FIXTURES / "init_fail.wat", "a").init_result == 7
+    assert host.spawn(WAT / "init_fail.wat", "a").init_result == 7
 
 
 def test_wat_logspam_logs_64_mib(host: AbiHost) -> None:
     host.keep_log_text = False
-    agent = host.spawn(FIXTURES / "logspam.wat", "a")
+    agent = host.spawn(WAT / "logspam.wat", "a")
     assert agent.deliver(request(1)) == 0
     assert host.log_calls == 1000
 
 
 def test_wat_kvcount_counts_across_restarts(host: AbiHost) -> None:
     for expected in (1, 2):
-        agent = host.spawn(FIXTURES / "kvcount.wat", "kv")
+        agent = host.spawn(WAT / "kvcount.wat", "kv")
         assert agent.deliver(request("x", sender="carol")) == 0
         assert host.take() == [
             {"receiver": "carol", "performative": "inform", "content": expected, "sender": "kv"}
@@ -721,7 +720,7 @@ def test_wat_kvcount_counts_across_restarts(host: AbiHost) -> None:
 
 
 def test_wat_bigmem_keeps_its_counter_in_memory(host: AbiHost) -> None:
-    agent = host.spawn(FIXTURES / "bigmem.wat", "big")
+    agent = host.spawn(WAT / "bigmem.wat", "big")
     memory = agent.instance.exports(agent.store)["memory"]
     assert isinstance(memory, wasmtime.Memory)
     assert memory.size(agent.store) == 16
@@ -735,7 +734,7 @@ def test_wat_bigmem_keeps_its_counter_in_memory(host: AbiHost) -> None:
 
 
 def test_wat_command_exit3(tmp_path: Path) -> None:
-    run = run_command(FIXTURES / "command_exit3.wat", b"{}", tmp_path, name="exit3")
+    run = run_command(WAT / "command_exit3.wat", b"{}", tmp_path, name="exit3")
     assert run.exit_code == 3
     assert run.stdout == ""
 
@@ -743,7 +742,7 @@ def test_wat_command_exit3(tmp_path: Path) -> None:
 def test_abi_host_rejects_the_bad_fixtures(host: AbiHost) -> None:
     """What a runtime that links only WASI + caxton sees for bad_import.wat."""
     with pytest.raises(wasmtime.WasmtimeError, match="foo"):
-        host.spawn(FIXTURES / "bad_import.wat", "a")
+        host.spawn(WAT / "bad_import.wat", "a")
 
 
 # --------------------------------------------------------------------------- SDK helpers
@@ -819,7 +818,7 @@ def test_sdk_json_helpers(tmp_path: Path) -> None:
     wasm = tmp_path / "selftest.wasm"
     subprocess.run(
         ["clang", "--target=wasm32-wasi", "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror",
-         "-mexec-model=command", "-I", str(ROOT / "sdk" / "c"), "-o", str(wasm), str(source)],
+         "-mexec-model=command", "-I", str(SDK), "-o", str(wasm), str(source)],
         check=True,
     )  # fmt: skip
     run = run_command(wasm, b"", tmp_path, name="selftest")

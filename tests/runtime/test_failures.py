@@ -8,9 +8,10 @@ import time
 import pytest
 
 from caxton.errors import AgentStartFailed
-from caxton.runtime import AgentSpec, AgentState, Runtime
+from caxton.runtime import AgentSpec, AgentState, Engine, Runtime
+from tests.support import fast_runtime, message, wat
 
-from .conftest import Deploy, Recorder, message, wat
+from .conftest import Deploy, Recorder
 
 
 @pytest.mark.parametrize(
@@ -145,11 +146,7 @@ async def test_memory_limit_below_the_module_minimum_fails_the_start(deploy: Dep
 
 
 async def test_fuel_limits_each_message(recorder: Recorder) -> None:
-    from caxton.runtime import Engine
-
-    from .conftest import with_config
-
-    config = with_config(fuel=1_000_000, execution_timeout=30.0)
+    config = fast_runtime(fuel=1_000_000, execution_timeout=30.0)
     engine = Engine(config, cache_dir=None)
     try:
         async with Runtime(

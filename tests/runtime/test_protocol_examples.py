@@ -18,18 +18,16 @@ import itertools
 import json
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 import wasmtime
 
 from caxton.runtime import Runtime
+from tests.support import EXAMPLES, example, message
 
-from .conftest import Deploy, Recorder, example, message
+from .conftest import Deploy, Recorder
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples" / "agents"
 ENGINE = wasmtime.Engine()
 I32 = wasmtime.ValType.i32()
 I64 = wasmtime.ValType.i64()

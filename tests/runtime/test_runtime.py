@@ -11,8 +11,9 @@ import wasmtime
 
 from caxton.errors import AgentAlreadyExists, AgentNotFound, MailboxClosed, WouldBlock
 from caxton.runtime import AgentSpec, AgentState, Engine, MemoryKv, Runtime
+from tests.support import FAST, example, message, wat
 
-from .conftest import FAST, Deploy, Recorder, example, message, wat
+from .conftest import Deploy, Recorder
 
 
 async def test_echo_replies_with_the_message_it_was_given(

@@ -1,0 +1,71 @@
+"""What the test packages share: where things are, fixture modules, a fast runtime, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import wasmtime
+
+from caxton.config.schema import RuntimeConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+WAT = ROOT / "tests" / "fixtures" / "wat"
+EXAMPLES = ROOT / "examples" / "agents"
+SDK = ROOT / "sdk" / "c"
+
+#: Runtime settings for tests: two workers, short timeouts, small memory, a small mailbox.
+FAST = RuntimeConfig(
+    max_concurrent_executions=2,
+    execution_timeout=0.3,
+    agent_startup_timeout=0.3,
+    agent_shutdown_timeout=2.0,
+    wasm_memory_limit=8 * 1024 * 1024,
+    mailbox_capacity=64,
+    gc_interval=3600.0,
+)
+
+T = TypeVar("T")
+
+
+def fast_runtime(**changes: Any) -> RuntimeConfig:
+    """`FAST` with some fields changed."""
+    return dataclasses.replace(FAST, **changes)
+
+
+def wat(name: str) -> bytes:
+    """A WAT fixture (tests/fixtures/wat/NAME.wat) compiled to binary."""
+    return bytes(wasmtime.wat2wasm((WAT / f"{name}.wat").read_text()))
+
+
+def example(name: str) -> bytes:
+    """A committed example agent (examples/agents/NAME.wasm)."""
+    return (EXAMPLES / f"{name}.wasm").read_bytes()
+
+
+def message(receiver: str, content: Any = None, **fields: Any) -> bytes:
+    """A request from the test client ("client") to ``receiver``."""
+    body = {"receiver": receiver, "sender": "client", "performative": "request"}
+    body["content"] = content
+    body.update(fields)
+    return json.dumps(body).encode()
+
+
+async def eventually(check: Callable[[], Awaitable[T]], within: float = 5.0) -> T:
+    """Poll ``check`` until it returns something true, and return that.
+
+    Raises `AssertionError` if it has not after ``within`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(0.01)
