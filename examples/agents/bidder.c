@@ -40,8 +40,6 @@ static char name[64] = "bidder";
 static size_t name_len = 6;
 static uint32_t proposals;
 
-static void log_text(int level, const char *text) { caxton_log(level, text, strlen(text)); }
-
 /* The agent's name: argv[0], as the runtime starts every agent. */
 static void load_name(void) {
     __wasi_size_t argc, size;
@@ -63,7 +61,7 @@ static void configure(void) {
     const char *refuse = getenv("REFUSE");
     if (refuse != NULL && strcmp(refuse, "1") == 0) {
         refuses = 1;
-        log_text(CAXTON_LOG_INFO, "bidder: REFUSE=1, refusing every cfp");
+        caxton_log_str(CAXTON_LOG_INFO, "bidder: REFUSE=1, refusing every cfp");
         return;
     }
     const char *p = getenv("PRICE");
@@ -75,7 +73,7 @@ static void configure(void) {
             price = v;
             return;
         }
-        log_text(CAXTON_LOG_WARN, "bidder: PRICE is not a non-negative integer, ignored");
+        caxton_log_str(CAXTON_LOG_WARN, "bidder: PRICE is not a non-negative integer, ignored");
     }
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < name_len; i++) h = (h ^ (uint8_t)name[i]) * 16777619u;
@@ -92,22 +90,17 @@ static int reply(const caxton_message *m, const char *performative, int with_rep
     if (buf == NULL) return CAXTON_ERR_TOO_LARGE;
     caxton_sb sb;
     caxton_sb_init(&sb, buf, cap);
-    caxton_sb_cstr(&sb, "{\"receiver\":");
-    caxton_sb_raw(&sb, m->sender.ptr, m->sender.len);
-    caxton_sb_cstr(&sb, ",\"performative\":\"");
-    caxton_sb_cstr(&sb, performative);
-    caxton_sb_cstr(&sb, "\",\"protocol\":\"" PROTOCOL "\"");
+    caxton_msg_begin(&sb, m->sender.ptr, m->sender.len, performative);
+    caxton_msg_str(&sb, "protocol", PROTOCOL);
     if (with_reply_with) {
-        caxton_sb_cstr(&sb, ",\"reply_with\":\"");
+        caxton_msg_raw(&sb, "reply_with", "\"", 1);
         caxton_sb_escaped(&sb, name, name_len);
         caxton_sb_cstr(&sb, "-p");
         caxton_sb_int(&sb, ++proposals);
         caxton_sb_char(&sb, '"');
     }
-    caxton_sb_cstr(&sb, ",\"content\":");
-    caxton_sb_raw(&sb, content, clen);
-    caxton_sb_char(&sb, '}');
-    int rc = sb.overflow ? CAXTON_ERR_TOO_LARGE : caxton_send(buf, sb.len);
+    caxton_msg_raw(&sb, "content", content, clen);
+    int rc = caxton_msg_send(&sb);
     free(buf);
     return rc;
 }
@@ -150,7 +143,7 @@ static int32_t on_accept(const caxton_message *m) {
     caxton_sb_char(&sb, '}');
     int rc = sb.overflow ? CAXTON_ERR_TOO_LARGE : reply(m, "inform", 0, out, sb.len);
     free(out);
-    log_text(CAXTON_LOG_INFO, "bidder: won a contract, task done");
+    caxton_log_str(CAXTON_LOG_INFO, "bidder: won a contract, task done");
     return rc == 0 ? 0 : 1;
 }
 
@@ -165,13 +158,13 @@ int32_t caxton_handle(const char *msg, int32_t len) {
     if (caxton_field_is(p, "\"cfp\"")) return on_cfp(&m);
     if (caxton_field_is(p, "\"accept_proposal\"")) return on_accept(&m);
     if (caxton_field_is(p, "\"reject_proposal\"")) {
-        log_text(CAXTON_LOG_INFO, "bidder: proposal rejected");
+        caxton_log_str(CAXTON_LOG_INFO, "bidder: proposal rejected");
         return 0;
     }
     if (caxton_field_is(p, "\"inform\"") || caxton_field_is(p, "\"failure\"") ||
         caxton_field_is(p, "\"not_understood\"") || caxton_field_is(p, "\"agree\"") ||
         caxton_field_is(p, "\"refuse\"") || caxton_field_is(p, "\"propose\"")) {
-        log_text(CAXTON_LOG_WARN, "bidder: an unexpected answer, ignored");
+        caxton_log_str(CAXTON_LOG_WARN, "bidder: an unexpected answer, ignored");
         return 0;
     }
     const char *why = "{\"error\":\"a bidder answers cfp, accept_proposal and reject_proposal\"}";

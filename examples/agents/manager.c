@@ -76,8 +76,6 @@ static uint32_t last_id;
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-static void log_text(int level, const char *text) { caxton_log(level, text, strlen(text)); }
-
 static size_t token_json(uint32_t id, char *buf, size_t cap) {
     caxton_sb sb;
     caxton_sb_init(&sb, buf, cap);
@@ -89,23 +87,8 @@ static size_t token_json(uint32_t id, char *buf, size_t cap) {
 
 /* Start a message: {"receiver":R,"performative":"P","protocol":"fipa-contract-net" */
 static void begin(caxton_sb *sb, const char *receiver, size_t rlen, const char *performative) {
-    caxton_sb_cstr(sb, "{\"receiver\":");
-    caxton_sb_raw(sb, receiver, rlen);
-    caxton_sb_cstr(sb, ",\"performative\":\"");
-    caxton_sb_cstr(sb, performative);
-    caxton_sb_cstr(sb, "\",\"protocol\":\"" PROTOCOL "\"");
-}
-
-static void add_raw(caxton_sb *sb, const char *key, const char *raw, size_t rlen) {
-    caxton_sb_cstr(sb, ",\"");
-    caxton_sb_cstr(sb, key);
-    caxton_sb_cstr(sb, "\":");
-    caxton_sb_raw(sb, raw, rlen);
-}
-
-static int finish_send(caxton_sb *sb) {
-    caxton_sb_char(sb, '}');
-    return sb->overflow ? CAXTON_ERR_TOO_LARGE : caxton_send(sb->buf, sb->len);
+    caxton_msg_begin(sb, receiver, rlen, performative);
+    caxton_msg_str(sb, "protocol", PROTOCOL);
 }
 
 static int32_t reply_error(const caxton_message *m, const char *performative, const char *key,
@@ -120,14 +103,14 @@ static int32_t reply_error(const caxton_message *m, const char *performative, co
     caxton_sb_cstr(&sb, "\":");
     caxton_sb_json_str(&sb, why, strlen(why));
     caxton_sb_char(&sb, '}');
-    log_text(CAXTON_LOG_WARN, why);
-    return finish_send(&sb) == 0 ? 0 : 1;
+    caxton_log_str(CAXTON_LOG_WARN, why);
+    return caxton_msg_send(&sb) == 0 ? 0 : 1;
 }
 
 /* Start a message to the client of `neg` (with in_reply_to = the client's reply_with). */
 static void begin_client(caxton_sb *sb, negotiation_t *neg, const char *performative) {
     begin(sb, neg->client, neg->client_len, performative);
-    if (neg->client_rw_len) add_raw(sb, "in_reply_to", neg->client_rw, neg->client_rw_len);
+    if (neg->client_rw_len) caxton_msg_raw(sb, "in_reply_to", neg->client_rw, neg->client_rw_len);
 }
 
 static void close_negotiation(negotiation_t *neg) {
@@ -213,14 +196,14 @@ static int32_t start(const caxton_message *m) {
         caxton_sb sb;
         caxton_sb_init(&sb, out, sizeof out);
         begin(&sb, b->name, b->name_len, "cfp");
-        add_raw(&sb, "reply_with", token, toklen);
+        caxton_msg_raw(&sb, "reply_with", token, toklen);
         caxton_sb_cstr(&sb, ",\"content\":{\"task\":");
         caxton_sb_raw(&sb, neg->task, neg->task_len);
         caxton_sb_char(&sb, '}');
-        if (finish_send(&sb) == 0) {
+        if (caxton_msg_send(&sb) == 0) {
             neg->pending++;
         } else { /* backpressure or not permitted: no answer will come */
-            log_text(CAXTON_LOG_WARN, "manager: a cfp could not be sent; counted as a refusal");
+            caxton_log_str(CAXTON_LOG_WARN, "manager: a cfp could not be sent; counted as a refusal");
             b->state = REFUSED;
             neg->refusals++;
         }
@@ -237,7 +220,7 @@ static int32_t decide(negotiation_t *neg) {
     if (neg->proposals == 0) {
         begin_client(&sb, neg, "failure");
         caxton_sb_cstr(&sb, ",\"content\":{\"reason\":\"no proposals\"}");
-        int rc = finish_send(&sb);
+        int rc = caxton_msg_send(&sb);
         close_negotiation(neg);
         return rc == 0 ? 0 : 1;
     }
@@ -252,19 +235,19 @@ static int32_t decide(negotiation_t *neg) {
     size_t toklen = token_json(neg->id, token, sizeof token);
     bidder_t *win = &neg->bidders[w];
     begin(&sb, win->name, win->name_len, "accept_proposal");
-    add_raw(&sb, "reply_with", token, toklen);
-    if (win->proposal_rw_len) add_raw(&sb, "in_reply_to", win->proposal_rw, win->proposal_rw_len);
+    caxton_msg_raw(&sb, "reply_with", token, toklen);
+    if (win->proposal_rw_len) caxton_msg_raw(&sb, "in_reply_to", win->proposal_rw, win->proposal_rw_len);
     caxton_sb_cstr(&sb, ",\"content\":{\"task\":");
     caxton_sb_raw(&sb, neg->task, neg->task_len);
     caxton_sb_cstr(&sb, ",\"price\":");
     caxton_sb_int(&sb, win->price);
     caxton_sb_char(&sb, '}');
-    if (finish_send(&sb) != 0) {
-        log_text(CAXTON_LOG_ERROR, "manager: could not send accept_proposal");
+    if (caxton_msg_send(&sb) != 0) {
+        caxton_log_str(CAXTON_LOG_ERROR, "manager: could not send accept_proposal");
         caxton_sb_init(&sb, out, sizeof out);
         begin_client(&sb, neg, "failure");
         caxton_sb_cstr(&sb, ",\"content\":{\"reason\":\"could not accept the proposal\"}");
-        int rc = finish_send(&sb);
+        int rc = caxton_msg_send(&sb);
         close_negotiation(neg);
         return rc == 0 ? 0 : 1;
     }
@@ -273,11 +256,11 @@ static int32_t decide(negotiation_t *neg) {
         if (i == w || b->state != PROPOSED) continue;
         caxton_sb_init(&sb, out, sizeof out);
         begin(&sb, b->name, b->name_len, "reject_proposal");
-        if (b->proposal_rw_len) add_raw(&sb, "in_reply_to", b->proposal_rw, b->proposal_rw_len);
+        if (b->proposal_rw_len) caxton_msg_raw(&sb, "in_reply_to", b->proposal_rw, b->proposal_rw_len);
         caxton_sb_cstr(&sb, ",\"content\":{\"task\":");
         caxton_sb_raw(&sb, neg->task, neg->task_len);
         caxton_sb_cstr(&sb, ",\"reason\":\"another proposal was accepted\"}");
-        if (finish_send(&sb) != 0) log_text(CAXTON_LOG_WARN, "manager: a reject_proposal was lost");
+        if (caxton_msg_send(&sb) != 0) caxton_log_str(CAXTON_LOG_WARN, "manager: a reject_proposal was lost");
     }
     return 0;
 }
@@ -306,7 +289,7 @@ static int32_t report(negotiation_t *neg, int done) {
         caxton_sb_raw(&sb, win->name, win->name_len);
         caxton_sb_char(&sb, '}');
     }
-    int rc = finish_send(&sb);
+    int rc = caxton_msg_send(&sb);
     close_negotiation(neg);
     return rc == 0 ? 0 : 1;
 }
@@ -319,14 +302,14 @@ static int32_t answer(negotiation_t *neg, const caxton_message *m) {
     if (neg->state == AWARDED) {
         bidder_t *win = &neg->bidders[neg->winner];
         if (sender.len != win->name_len || memcmp(sender.ptr, win->name, sender.len) != 0) {
-            log_text(CAXTON_LOG_WARN, "manager: a late answer after the award, ignored");
+            caxton_log_str(CAXTON_LOG_WARN, "manager: a late answer after the award, ignored");
             return 0;
         }
         if (caxton_field_is(perf, "\"inform\"")) return report(neg, 1);
         if (caxton_field_is(perf, "\"failure\"") || caxton_field_is(perf, "\"not_understood\"") ||
             caxton_field_is(perf, "\"refuse\""))
             return report(neg, 0);
-        log_text(CAXTON_LOG_WARN, "manager: an unexpected answer to the award, ignored");
+        caxton_log_str(CAXTON_LOG_WARN, "manager: an unexpected answer to the award, ignored");
         return 0;
     }
     bidder_t *b = NULL;
@@ -335,7 +318,7 @@ static int32_t answer(negotiation_t *neg, const caxton_message *m) {
             memcmp(neg->bidders[i].name, sender.ptr, sender.len) == 0)
             b = &neg->bidders[i];
     if (b == NULL) {
-        log_text(CAXTON_LOG_WARN, "manager: an answer from no waiting bidder, ignored");
+        caxton_log_str(CAXTON_LOG_WARN, "manager: an answer from no waiting bidder, ignored");
         return 0;
     }
     int64_t price;
@@ -351,7 +334,7 @@ static int32_t answer(negotiation_t *neg, const caxton_message *m) {
                 b->proposal_rw_len = rw.len;
             }
         } else {
-            log_text(CAXTON_LOG_WARN, "manager: a proposal without an integer price is a refusal");
+            caxton_log_str(CAXTON_LOG_WARN, "manager: a proposal without an integer price is a refusal");
             b->state = REFUSED;
             neg->refusals++;
         }
@@ -360,7 +343,7 @@ static int32_t answer(negotiation_t *neg, const caxton_message *m) {
         b->state = REFUSED;
         neg->refusals++;
     } else {
-        log_text(CAXTON_LOG_WARN, "manager: an unexpected performative from a bidder, ignored");
+        caxton_log_str(CAXTON_LOG_WARN, "manager: an unexpected performative from a bidder, ignored");
         return 0;
     }
     return --neg->pending == 0 ? decide(neg) : 0;
@@ -392,6 +375,6 @@ int32_t caxton_handle(const char *msg, int32_t len) {
         caxton_field_is(m.performative, "\"cfp\""))
         return reply_error(&m, "not_understood", "error",
                            "expected {\"op\":\"start\",\"task\":...,\"bidders\":[NAME,...]}");
-    log_text(CAXTON_LOG_WARN, "manager: a message for no negotiation in progress, ignored");
+    caxton_log_str(CAXTON_LOG_WARN, "manager: a message for no negotiation in progress, ignored");
     return 0;
 }

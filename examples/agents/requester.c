@@ -56,8 +56,6 @@ static uint32_t last_id;
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-static void log_text(int level, const char *text) { caxton_log(level, text, strlen(text)); }
-
 /* "ask-<id>" as a JSON string into buf; its length. */
 static size_t token_json(uint32_t id, char *buf, size_t cap) {
     caxton_sb sb;
@@ -70,11 +68,8 @@ static size_t token_json(uint32_t id, char *buf, size_t cap) {
 
 /* Start a message: {"receiver":R,"performative":"P","protocol":"fipa-request" */
 static void begin(caxton_sb *sb, const char *receiver, size_t rlen, const char *performative) {
-    caxton_sb_cstr(sb, "{\"receiver\":");
-    caxton_sb_raw(sb, receiver, rlen);
-    caxton_sb_cstr(sb, ",\"performative\":\"");
-    caxton_sb_cstr(sb, performative);
-    caxton_sb_cstr(sb, "\",\"protocol\":\"" PROTOCOL "\"");
+    caxton_msg_begin(sb, receiver, rlen, performative);
+    caxton_msg_str(sb, "protocol", PROTOCOL);
 }
 
 static int32_t reply_error(const caxton_message *m, const char *performative, const char *key,
@@ -88,9 +83,9 @@ static int32_t reply_error(const caxton_message *m, const char *performative, co
     caxton_sb_cstr(&sb, key);
     caxton_sb_cstr(&sb, "\":");
     caxton_sb_json_str(&sb, why, strlen(why));
-    caxton_sb_cstr(&sb, "}}");
-    log_text(CAXTON_LOG_WARN, why);
-    return !sb.overflow && caxton_send(out, sb.len) == 0 ? 0 : 1;
+    caxton_sb_char(&sb, '}');
+    caxton_log_str(CAXTON_LOG_WARN, why);
+    return caxton_msg_send(&sb) == 0 ? 0 : 1;
 }
 
 /* ---- the client's ask ------------------------------------------------------------- */
@@ -143,11 +138,11 @@ static int32_t ask(const caxton_message *m) {
     caxton_sb_raw(&sb, token, token_json(id, token, sizeof token));
     caxton_sb_cstr(&sb, ",\"content\":{");
     copy_members(&sb, content, clen);
-    caxton_sb_cstr(&sb, "}}");
-    int rc = sb.overflow ? CAXTON_ERR_TOO_LARGE : caxton_send(out, sb.len);
+    caxton_sb_char(&sb, '}');
+    int rc = caxton_msg_send(&sb);
     free(out);
     if (rc != 0) {
-        log_text(CAXTON_LOG_ERROR, "requester: could not send the request");
+        caxton_log_str(CAXTON_LOG_ERROR, "requester: could not send the request");
         return 1; /* fails the ask: the runtime sends the client a failure */
     }
     slot->state = WAITING;
@@ -190,8 +185,8 @@ static int32_t finish(ask_t *slot, const char *outcome, const char *key, const c
     caxton_sb_cstr(&sb, key);
     caxton_sb_cstr(&sb, "\":");
     caxton_sb_raw(&sb, value, vlen);
-    caxton_sb_cstr(&sb, "}}");
-    int rc = sb.overflow ? CAXTON_ERR_TOO_LARGE : caxton_send(out, sb.len);
+    caxton_sb_char(&sb, '}');
+    int rc = caxton_msg_send(&sb);
     free(out);
     return rc == 0 ? 0 : 1;
 }
@@ -209,7 +204,7 @@ static void pick(const char *content, size_t clen, const char *key, const char *
 static int32_t answer(ask_t *slot, const caxton_message *m) {
     caxton_field s = m->sender;
     if (s.ptr == NULL || s.len != slot->peer_len || memcmp(s.ptr, slot->peer, s.len) != 0) {
-        log_text(CAXTON_LOG_WARN, "requester: an answer from someone else, ignored");
+        caxton_log_str(CAXTON_LOG_WARN, "requester: an answer from someone else, ignored");
         return 0;
     }
     caxton_field perf = m->performative;
@@ -236,7 +231,7 @@ static int32_t answer(ask_t *slot, const caxton_message *m) {
         pick(content, clen, "error", "reason", &v, &vl);
         return finish(slot, "not_understood", "reason", v, vl);
     }
-    log_text(CAXTON_LOG_WARN, "requester: an unexpected performative in an ask, ignored");
+    caxton_log_str(CAXTON_LOG_WARN, "requester: an unexpected performative in an ask, ignored");
     return 0;
 }
 
@@ -263,7 +258,7 @@ int32_t caxton_handle(const char *msg, int32_t len) {
     if (!caxton_field_is(m.performative, "\"request\"") &&
         !caxton_field_is(m.performative, "\"query_ref\"") &&
         !caxton_field_is(m.performative, "\"query_if\"")) {
-        log_text(CAXTON_LOG_WARN, "requester: a message for no ask in progress, ignored");
+        caxton_log_str(CAXTON_LOG_WARN, "requester: a message for no ask in progress, ignored");
         return 0;
     }
     return reply_error(&m, "not_understood", "error",

@@ -38,14 +38,10 @@ static int reply(const caxton_message *m, const char *performative, const char *
     if (buf == NULL) return CAXTON_ERR_TOO_LARGE;
     caxton_sb sb;
     caxton_sb_init(&sb, buf, cap);
-    caxton_sb_cstr(&sb, "{\"receiver\":");
-    caxton_sb_raw(&sb, m->sender.ptr, m->sender.len);
-    caxton_sb_cstr(&sb, ",\"performative\":\"");
-    caxton_sb_cstr(&sb, performative);
-    caxton_sb_cstr(&sb, "\",\"protocol\":\"" PROTOCOL "\",\"content\":");
-    caxton_sb_raw(&sb, content, clen);
-    caxton_sb_char(&sb, '}');
-    int rc = sb.overflow ? CAXTON_ERR_TOO_LARGE : caxton_send(buf, sb.len);
+    caxton_msg_begin(&sb, m->sender.ptr, m->sender.len, performative);
+    caxton_msg_str(&sb, "protocol", PROTOCOL);
+    caxton_msg_raw(&sb, "content", content, clen);
+    int rc = caxton_msg_send(&sb);
     if (buf != small) free(buf);
     return rc;
 }
@@ -70,7 +66,7 @@ static int reply_text(const caxton_message *m, const char *performative, const c
 }
 
 static int32_t not_understood(const caxton_message *m, const char *why) {
-    caxton_log(CAXTON_LOG_WARN, why, strlen(why));
+    caxton_log_str(CAXTON_LOG_WARN, why);
     return reply_text(m, "not_understood", "error", "", why, strlen(why)) == 0 ? 0 : 1;
 }
 

@@ -196,6 +196,11 @@ static inline void caxton_log(int level, const char *text, size_t len) {
 #endif
 }
 
+/** caxton_log() of a NUL-terminated string. */
+static inline void caxton_log_str(int level, const char *text) {
+    caxton_log(level, text, strlen(text));
+}
+
 /**
  * printf-style logging into a CAXTON_LOG_BUFFER-byte buffer on the stack (longer
  * text is cut and ends in "..."). Pulls vsnprintf into the module (~10 KB); use
@@ -772,8 +777,69 @@ static inline int caxton_json_get_int(const char *json, size_t len, const char *
 }
 
 /* ======================================================================== */
-/* Building and sending replies.                                             */
+/* Building messages field by field, and sending replies.                    */
 /* ======================================================================== */
+
+/* Internal: append ,"<key>": (key: plain ASCII, written as given). */
+static inline void caxton__msg_key(caxton_sb *sb, const char *key) {
+    caxton_sb_raw(sb, ",\"", 2);
+    caxton_sb_cstr(sb, key);
+    caxton_sb_raw(sb, "\":", 2);
+}
+
+/** Append ,"<key>":<raw JSON> to a message being built. */
+static inline void caxton_msg_raw(caxton_sb *sb, const char *key, const char *raw, size_t n) {
+    caxton__msg_key(sb, key);
+    caxton_sb_raw(sb, raw, n);
+}
+
+/** Append ,"<key>":"<text>" (n bytes of UTF-8 text, JSON-escaped). */
+static inline void caxton_msg_str_n(caxton_sb *sb, const char *key, const char *text, size_t n) {
+    caxton__msg_key(sb, key);
+    caxton_sb_json_str(sb, text, n);
+}
+
+/** caxton_msg_str_n() of a NUL-terminated string. */
+static inline void caxton_msg_str(caxton_sb *sb, const char *key, const char *text) {
+    caxton_msg_str_n(sb, key, text, strlen(text));
+}
+
+/** Append ,"<key>":<integer>. */
+static inline void caxton_msg_int(caxton_sb *sb, const char *key, int64_t value) {
+    caxton__msg_key(sb, key);
+    caxton_sb_int(sb, value);
+}
+
+/**
+ * Start a message in `sb`: {"receiver":<receiver_json>,"performative":"<p>".
+ * `receiver_json` is raw JSON (a quoted name or a list of names), as the fields
+ * of caxton_message hold it. Add fields with caxton_msg_raw/_str/_int, then
+ * caxton_msg_send() (or caxton_msg_end() to keep the text):
+ *
+ *   char out[512]; caxton_sb sb; caxton_sb_init(&sb, out, sizeof out);
+ *   caxton_msg_begin(&sb, m.sender.ptr, m.sender.len, "propose");
+ *   caxton_msg_str(&sb, "protocol", "fipa-contract-net");
+ *   caxton_msg_raw(&sb, "content", "{\"price\":42}", 12);
+ *   if (caxton_msg_send(&sb) != 0) ...
+ */
+static inline void caxton_msg_begin(caxton_sb *sb, const char *receiver_json, size_t rlen,
+                                    const char *performative) {
+    caxton_sb_raw(sb, "{\"receiver\":", 12);
+    caxton_sb_raw(sb, receiver_json, rlen);
+    caxton_msg_str(sb, "performative", performative);
+}
+
+/** Close the message: its length, or CAXTON_ERR_TOO_LARGE if it did not fit. */
+static inline int caxton_msg_end(caxton_sb *sb) {
+    caxton_sb_char(sb, '}');
+    return caxton_sb_finish(sb);
+}
+
+/** Close the message and caxton_send() it. Returns the codes of caxton_send(). */
+static inline int caxton_msg_send(caxton_sb *sb) {
+    int n = caxton_msg_end(sb);
+    return n < 0 ? n : caxton_send(sb->buf, (size_t)n);
+}
 
 /* Internal: send {"receiver":<receiver_json>,"performative":"<p>","content":<c>}. */
 static inline int caxton__send3(const char *receiver_json, size_t rlen, const char *performative,
@@ -782,21 +848,15 @@ static inline int caxton__send3(const char *receiver_json, size_t rlen, const ch
         content_json = "null";
         clen = 4;
     }
-    size_t plen = strlen(performative);
-    size_t need = 48 + rlen + plen + clen;
+    size_t need = 48 + rlen + strlen(performative) + clen;
     char stackbuf[512];
     char *buf = need <= sizeof stackbuf ? stackbuf : (char *)malloc(need);
     if (buf == NULL) return CAXTON_ERR_TOO_LARGE;
     caxton_sb sb;
     caxton_sb_init(&sb, buf, need);
-    caxton_sb_raw(&sb, "{\"receiver\":", 12);
-    caxton_sb_raw(&sb, receiver_json, rlen);
-    caxton_sb_raw(&sb, ",\"performative\":", 16);
-    caxton_sb_json_str(&sb, performative, plen);
-    caxton_sb_raw(&sb, ",\"content\":", 11);
-    caxton_sb_raw(&sb, content_json, clen);
-    caxton_sb_char(&sb, '}');
-    int rc = sb.overflow ? CAXTON_ERR_TOO_LARGE : caxton_send(buf, sb.len);
+    caxton_msg_begin(&sb, receiver_json, rlen, performative);
+    caxton_msg_raw(&sb, "content", content_json, clen);
+    int rc = caxton_msg_send(&sb);
     if (buf != stackbuf) free(buf);
     return rc;
 }

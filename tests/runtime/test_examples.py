@@ -803,6 +803,23 @@ int main(void) {
     caxton_sb_json_str(&sb, "tab\there", 8); caxton_sb_int(&sb, 0);
     CHECK(strcmp(buf, "\"tab\\there\"0") == 0);
 
+    char msg[128];
+    caxton_sb_init(&sb, msg, sizeof msg);
+    caxton_msg_begin(&sb, "\"bob\"", 5, "inform");
+    caxton_msg_str(&sb, "protocol", "fipa-\"x\"");
+    caxton_msg_int(&sb, "n", -7);
+    caxton_msg_raw(&sb, "content", "{\"a\":[1]}", 9);
+    CHECK(caxton_msg_end(&sb) == 93);
+    CHECK(strcmp(msg, "{\"receiver\":\"bob\",\"performative\":\"inform\","
+                      "\"protocol\":\"fipa-\\\"x\\\"\",\"n\":-7,\"content\":{\"a\":[1]}}") == 0);
+    caxton_sb_init(&sb, msg, 30);
+    caxton_msg_begin(&sb, "\"bob\"", 5, "inform");
+    CHECK(caxton_msg_send(&sb) == CAXTON_ERR_TOO_LARGE);  /* nothing is sent */
+    caxton_sb_init(&sb, msg, sizeof msg);
+    caxton_msg_begin(&sb, "[\"a\",\"b\"]", 9, "cfp");
+    caxton_msg_raw(&sb, "content", "null", 4);
+    CHECK(caxton_msg_send(&sb) == 0);  /* a command agent's send: one stdout line */
+
     printf("%d failures\n", failures);
     return failures != 0;
 }
@@ -822,5 +839,7 @@ def test_sdk_json_helpers(tmp_path: Path) -> None:
         check=True,
     )  # fmt: skip
     run = run_command(wasm, b"", tmp_path, name="selftest")
-    assert run.stdout.endswith("0 failures\n"), run.stdout
+    assert run.stdout.endswith(
+        '{"receiver":["a","b"],"performative":"cfp","content":null}\n0 failures\n'
+    ), run.stdout
     assert run.exit_code == 0
