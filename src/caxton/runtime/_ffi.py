@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 from ctypes import POINTER, addressof, byref, c_char, c_int32, c_size_t, c_uint64, c_void_p, cast
+from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -43,25 +44,23 @@ __all__ = [
 
 _lib = ctypes.CDLL(str(ffi.filename))
 
+
+def _raw_function(name: str, restype: Any) -> Any:
+    """A C-API function with no argument conversion: callers pass ready ctypes values."""
+    fn = getattr(_lib, name)
+    fn.restype = restype
+    fn.argtypes = None
+    return fn
+
+
 #: ``wasmtime_func_call_unchecked(ctx, func, args_and_results, len, trap_out) -> error*``
-call_unchecked = _lib.wasmtime_func_call_unchecked
-call_unchecked.restype = c_void_p
-call_unchecked.argtypes = None  # type: ignore[assignment]
-
+call_unchecked = _raw_function("wasmtime_func_call_unchecked", c_void_p)
 #: ``wasmtime_memory_data_size(ctx, memory) -> size_t``
-memory_data_size = _lib.wasmtime_memory_data_size
-memory_data_size.restype = c_size_t
-memory_data_size.argtypes = None  # type: ignore[assignment]
-
+memory_data_size = _raw_function("wasmtime_memory_data_size", c_size_t)
 #: ``wasmtime_context_set_epoch_deadline(ctx, ticks)``
-set_epoch_deadline = _lib.wasmtime_context_set_epoch_deadline
-set_epoch_deadline.restype = None
-set_epoch_deadline.argtypes = None  # type: ignore[assignment]
-
+set_epoch_deadline = _raw_function("wasmtime_context_set_epoch_deadline", None)
 #: ``wasmtime_context_set_fuel(ctx, fuel) -> error*``
-set_fuel = _lib.wasmtime_context_set_fuel
-set_fuel.restype = c_void_p
-set_fuel.argtypes = None  # type: ignore[assignment]
+set_fuel = _raw_function("wasmtime_context_set_fuel", c_void_p)
 
 _increment_epoch = _lib.wasmtime_engine_increment_epoch
 _increment_epoch.restype = None
