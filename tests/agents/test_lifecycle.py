@@ -128,7 +128,7 @@ async def test_logs_statistics_and_metric_samples(node: Node, client: Client) ->
     assert stats.by_state == {"running": 1, "stopped": 1}
     assert stats.deploys == 2
     samples = {(s[0], tuple(sorted(s[2].items()))): s[3] for s in node.agents.metric_samples()}
-    assert samples[("agents_total", ())] == 2
+    assert samples[("agents_deployed", ())] == 2
     assert samples[("agents", (("state", "stopped"),))] == 1
     assert samples[("agent_executions", (("status", "ok"),))] == 1
     bounds, counts, total, count = samples[("agent_execution_duration_seconds", ())]

@@ -36,7 +36,7 @@ def metric_samples(
     agents: AgentServiceStatistics, runtime: RuntimeStatistics
 ) -> Iterator[Sequence[Any]]:
     """The agent metrics of issue 3, item 8, as snapshot-collector records."""
-    yield ("agents_total", "gauge", {}, agents.agents, "Deployed agents.")
+    yield ("agents_deployed", "gauge", {}, agents.agents, "Deployed agents.")
     for state in AgentState:
         yield (
             "agents",

@@ -1,0 +1,236 @@
+"""A real node's ``/metrics`` and the operator's rules file, checked by the real ``promtool``.
+
+One node process serves some traffic (an ``echo`` agent answering requests, a message to an
+unknown receiver that becomes a dead letter, an ``/api/v1/events`` WebSocket opened and closed),
+then its metrics listener is scraped in the Prometheus text format, as a Prometheus server or
+``curl | promtool check metrics`` reads it. ``promtool`` (Debian package ``prometheus``) lints the
+scrape, checks docs/prometheus/caxton-rules.yml and runs its unit tests on synthetic series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.nodeproc import NodeProcess, write_config
+from tests.support import EXAMPLES, ROOT, eventually
+
+pytestmark = pytest.mark.slow
+
+RULES_DIR = ROOT / "docs" / "prometheus"
+RULES = RULES_DIR / "caxton-rules.yml"
+RULE_TESTS = RULES_DIR / "caxton-rules.test.yml"
+
+#: Requests sent to the echo agent (each one answered with an ``inform``).
+ECHOES = 5
+#: The metric families the messaging issue promises, and their Prometheus types.
+PROMISED = {
+    "caxton_messages_sent_total": "counter",
+    "caxton_messages_received_total": "counter",
+    "caxton_message_processing_duration_seconds": "histogram",
+    "caxton_message_queue_size": "gauge",
+    "caxton_message_errors_total": "counter",
+    "caxton_dead_letters_total": "counter",
+    "caxton_event_subscribers": "gauge",  # open /api/v1/events WebSocket streams
+    "caxton_http_requests_total": "counter",
+    "caxton_build_info": "gauge",
+}
+_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Scrapes:
+    """What GET /metrics answered while the event stream was open, and after all traffic."""
+
+    content_type: str
+    stream_open: str
+    final: str
+
+
+def _value(text: str, name: str, **labels: str) -> float | None:
+    """The sample ``name`` whose labels include ``labels``, or None if there is none."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return float(sample.value)
+    return None
+
+
+def _types(text: str) -> dict[str, str]:
+    """``# TYPE`` lines: metric name as exposed -> type."""
+    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
+
+
+def _sample_names(text: str) -> set[str]:
+    return {
+        re.split(r"[{ ]", line, maxsplit=1)[0]
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+async def _scrape(session: aiohttp.ClientSession, node: NodeProcess) -> tuple[str, str]:
+    async with session.get(node.url("metrics", "/metrics")) as resp:
+        assert resp.status == 200, await resp.text()
+        return resp.headers["Content-Type"], await resp.text()
+
+
+async def _traffic(node: NodeProcess) -> Scrapes:
+    api = node.url("api", "/api/v1")
+    async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+        async with session.post(
+            f"{api}/agents",
+            params={"name": "echo"},
+            data=(EXAMPLES / "echo.wasm").read_bytes(),
+            headers={"Content-Type": "application/wasm"},
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+
+        async with session.ws_connect(f"{api}/events", heartbeat=None) as ws:
+            first = await ws.receive_json(timeout=5)
+            assert first["type"] == "subscribed", first
+            for i in range(ECHOES):
+                body = {"receiver": "echo", "sender": "ops", "performative": "request"}
+                async with session.post(
+                    f"{api}/messages", params={"wait": "5s"}, json={**body, "content": {"n": i}}
+                ) as resp:
+                    assert resp.status == 200, await resp.text()
+                    reply = await resp.json()
+                assert (reply["sender"], reply["performative"]) == ("echo", "inform")
+                assert reply["content"] == {"n": i}
+            ghost = {"receiver": "ghost", "sender": "ops", "performative": "inform"}
+            async with session.post(f"{api}/messages", json=ghost) as resp:
+                assert resp.status == 202, await resp.text()
+
+            async def dead_letter_counted() -> str | None:
+                _, text = await _scrape(session, node)
+                counted = _value(text, "caxton_dead_letters_total", reason="unknown_receiver")
+                return text if counted else None
+
+            stream_open = await eventually(dead_letter_counted)
+
+        async def stream_gone() -> tuple[str, str] | None:
+            content_type, text = await _scrape(session, node)
+            return (content_type, text) if _value(text, "caxton_event_subscribers") == 0 else None
+
+        content_type, final = await eventually(stream_gone)
+    return Scrapes(content_type=content_type, stream_open=stream_open, final=final)
+
+
+@pytest.fixture(scope="module")
+def scrapes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrapes]:
+    directory = tmp_path_factory.mktemp("promtool")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith("CAXTON_") or name == "JWT_SECRET":
+                mp.delenv(name)
+        with NodeProcess(write_config(directory)).start() as node:
+            yield asyncio.run(_traffic(node))
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail(
+            "promtool is not installed: `apt-get install prometheus` (scripts/test installs it "
+            "in CI); these tests check the node's metrics with the real tool"
+        )
+    return path
+
+
+def _run(promtool: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [promtool, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=RULES_DIR,
+    )
+
+
+def _output(result: subprocess.CompletedProcess[str]) -> str:
+    return (
+        f"promtool exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+
+
+def test_scrape_is_the_text_format_promtool_reads(scrapes: Scrapes) -> None:
+    # `promtool check metrics` parses the text format 0.0.4 only (not OpenMetrics).
+    assert scrapes.content_type.startswith("text/plain; version=0.0.4"), scrapes.content_type
+
+
+def test_promtool_check_metrics_finds_no_problem(scrapes: Scrapes, promtool: str) -> None:
+    for text in (scrapes.stream_open, scrapes.final):
+        result = _run(promtool, "check", "metrics", stdin=text)
+        assert result.returncode == 0, _output(result)
+        assert result.stdout.strip() == "", _output(result)
+        assert result.stderr.strip() == "", _output(result)
+
+
+def test_the_promised_families_are_exposed(scrapes: Scrapes) -> None:
+    text = scrapes.final
+    types = _types(text)
+    exposed = {name: types.get(name) for name in PROMISED}
+    assert exposed == PROMISED
+    assert all(name.startswith("caxton_") for name in types)
+
+    assert (_value(text, "caxton_messages_sent_total") or 0) >= ECHOES
+    assert (_value(text, "caxton_messages_received_total") or 0) >= ECHOES
+    duration = "caxton_message_processing_duration_seconds"
+    assert (_value(text, f"{duration}_count") or 0) >= ECHOES
+    assert _value(text, f"{duration}_bucket", le="+Inf") == _value(text, f"{duration}_count")
+    assert _value(text, "caxton_message_queue_size") == 0
+    assert _value(text, "caxton_dead_letters_total", reason="unknown_receiver") == 1
+    assert _value(text, "caxton_message_errors_total", reason="unknown_receiver") == 1
+    answered = _value(
+        text, "caxton_http_requests_total", method="POST", route="/api/v1/messages", status="200"
+    )
+    assert answered == ECHOES
+    accepted = _value(
+        text, "caxton_http_requests_total", method="POST", route="/api/v1/messages", status="202"
+    )
+    assert accepted == 1
+    assert _value(text, "caxton_build_info") == 1
+    assert re.search(r'^caxton_build_info\{.*version="[^"]+".*\} 1\.0$', text, re.MULTILINE)
+
+
+def test_websocket_streams_are_counted(scrapes: Scrapes) -> None:
+    assert _value(scrapes.stream_open, "caxton_event_subscribers") == 1
+    assert _value(scrapes.final, "caxton_event_subscribers") == 0
+    assert _value(scrapes.final, "caxton_event_subscribers_dropped_total") == 0
+
+
+def test_rules_file_passes_promtool_check_rules(promtool: str) -> None:
+    result = _run(promtool, "check", "rules", str(RULES))
+    assert result.returncode == 0, _output(result)
+    text = RULES.read_text()
+    rules = len(re.findall(r"^\s*- (?:alert|record): ", text, re.MULTILINE))
+    assert f"SUCCESS: {rules} rules found" in result.stdout, _output(result)
+
+
+def test_rules_unit_tests_pass(promtool: str) -> None:
+    result = _run(promtool, "test", "rules", RULE_TESTS.name)
+    assert result.returncode == 0, _output(result)
+    assert "SUCCESS" in result.stdout, _output(result)
+    alerts = set(re.findall(r"^\s*- alert: (\w+)", RULES.read_text(), re.MULTILINE))
+    tested = set(re.findall(r"^\s*alertname: (\w+)", RULE_TESTS.read_text(), re.MULTILINE))
+    assert alerts, "no alerts in the rules file"
+    assert alerts == tested, "every alert needs a unit test (and only those)"
+
+
+def test_rules_only_use_metrics_the_node_exposes(scrapes: Scrapes) -> None:
+    # Names of scraped series, not of recorded ones (``instance:caxton_messages_sent:rate5m``).
+    used = set(re.findall(r"(?<![\w:])caxton_\w+(?![\w:])", RULES.read_text()))
+    assert used, "the rules use no caxton_ metric"
+    assert used - _sample_names(scrapes.final) == set()
