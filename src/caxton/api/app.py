@@ -19,6 +19,7 @@ from caxton.api.agents import agent_routes
 from caxton.api.debug import debug_routes, setup_debug
 from caxton.api.errors import error_middleware
 from caxton.api.events import event_routes, setup_event_streams
+from caxton.api.forwarded import forwarded_middleware
 from caxton.api.health import health_routes
 from caxton.api.keys import MAX_REQUEST_SIZE, NODE, REQUEST_TIMEOUT
 from caxton.api.messages import message_routes
@@ -81,11 +82,15 @@ def create_app(
 ) -> web.Application:
     """The API application for `node`.
 
-    Middlewares, outermost first: request metrics and access log, the request span, CORS, rate
+    Middlewares, outermost first: the client's address behind trusted proxies, request metrics
+    and access log, the request span, CORS, rate
     limits and authentication (as `[security]` asks), then the error envelope.
     """
     networking = node.config.networking
-    middlewares: list[Any] = [_observe_middleware(observer)]
+    middlewares: list[Any] = []
+    if node.config.security.trusted_proxies:  # first: everything after sees the real client
+        middlewares.append(forwarded_middleware(node.config.security.trusted_proxies))
+    middlewares.append(_observe_middleware(observer))
     if tracer is not None:
         middlewares.append(tracing_middleware(tracer))
     middlewares += security_middlewares(node.config.security)

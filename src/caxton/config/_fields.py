@@ -277,6 +277,16 @@ def origin(value: Any) -> str:
     return str(value).rstrip("/")
 
 
+def network(value: Any) -> str:
+    """An IP address or network (``"10.0.1.0/24"``, ``"127.0.0.1"``, ``"::1"``), normalised."""
+    try:
+        if isinstance(value, str):
+            return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        pass
+    raise _fail('an IP address or network such as "10.0.1.0/24"', value)
+
+
 def http_method(value: Any) -> str:
     """A standard HTTP method, any case, stored upper-case."""
     if isinstance(value, str) and value.upper() in _HTTP_METHODS:
@@ -387,6 +397,7 @@ SECTIONS: dict[str, Section] = {
             "cors_enabled": boolean,
             "cors_origins": _array(origin, "origins"),
             "cors_methods": _array(http_method, "HTTP methods"),
+            "trusted_proxies": _array(network, "IP addresses or networks"),
         },
     ),
 }

@@ -186,6 +186,8 @@ class SecurityConfig:
     cors_enabled: bool = False
     cors_origins: tuple[str, ...] = ()
     cors_methods: tuple[str, ...] = ("GET", "POST", "PUT", "DELETE")
+    #: Reverse proxies (addresses or networks) whose X-Forwarded-For / X-Real-IP name the client.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
