@@ -20,7 +20,7 @@ from caxton.api.debug import debug_routes, setup_debug
 from caxton.api.errors import error_middleware
 from caxton.api.events import event_routes, setup_event_streams
 from caxton.api.forwarded import forwarded_middleware
-from caxton.api.health import health_routes
+from caxton.api.health import health_routes, readiness_middleware
 from caxton.api.keys import MAX_REQUEST_SIZE, NODE, REQUEST_TIMEOUT
 from caxton.api.messages import message_routes
 from caxton.api.routes import Route, add_routes, openapi_document
@@ -83,7 +83,7 @@ def create_app(
     """The API application for `node`.
 
     Middlewares, outermost first: the client's address behind trusted proxies, request metrics
-    and access log, the request span, CORS, rate
+    and access log, the request span, 503 while the node is not running, CORS, rate
     limits and authentication (as `[security]` asks), then the error envelope.
     """
     networking = node.config.networking
@@ -93,6 +93,7 @@ def create_app(
     middlewares.append(_observe_middleware(observer))
     if tracer is not None:
         middlewares.append(tracing_middleware(tracer))
+    middlewares.append(readiness_middleware(node))
     middlewares += security_middlewares(node.config.security)
     middlewares.append(error_middleware)
     app = web.Application(
