@@ -142,11 +142,15 @@ class StorageCore:
             self._state = StorageState.CLOSED
             writer, readers, lock = self._writer, self._readers, self._lock
         try:
+            # Readers first: the writer's connection must be the last one open, so that its
+            # close checkpoints the WAL and deletes local.db-wal / -shm (a read-only reader
+            # closing last leaves them behind, and a restore by the guide's `gunzip -c >
+            # local.db` would then have the old WAL replayed over the restored file).
+            if readers is not None:
+                readers.stop()
             if writer is not None:
                 writer.stop()
                 writer.join()
-            if readers is not None:
-                readers.stop()
         finally:
             if lock is not None:
                 lock.release()
