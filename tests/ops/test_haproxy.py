@@ -8,9 +8,7 @@ to match the guide's text and explained where it is made. haproxy runs in the fo
 
 from __future__ import annotations
 
-import datetime
 import http.client
-import ipaddress
 import itertools
 import json
 import shutil
@@ -24,14 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.nodeproc import NodeProcess, free_port, write_config
 from tests.support import EXAMPLES, message
+from tests.tls import self_signed
 
 pytestmark = pytest.mark.slow
 
@@ -130,30 +125,7 @@ def _adapted_config(
 
 def _self_signed_pem(directory: Path) -> tuple[Path, Path]:
     """(haproxy's ``crt`` file: certificate then key, the certificate alone for clients)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "caxton-haproxy-test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    cert_pem, key_pem = self_signed("caxton-haproxy-test")
     pem = directory / "caxton.pem"
     pem.write_bytes(cert_pem + key_pem)
     ca = directory / "ca.crt"

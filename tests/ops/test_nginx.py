@@ -24,9 +24,7 @@ nginx runs in the foreground (``-g 'daemon off;'``) as a child of the test, afte
 from __future__ import annotations
 
 import contextlib
-import datetime
 import grp
-import ipaddress
 import json
 import os
 import pwd
@@ -44,13 +42,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from tests.nodeproc import NodeProcess, free_port, write_config
 from tests.support import eventually, example
+from tests.tls import self_signed
 
 pytestmark = pytest.mark.slow
 
@@ -190,37 +185,12 @@ class Certificate:
         return ctx
 
 
-def self_signed(directory: Path) -> Certificate:
+def certificate(directory: Path) -> Certificate:
     """An RSA certificate for 127.0.0.1 (the guide's suites are ECDHE-RSA / DHE-RSA)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "caxton.example.com")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    cert, key = self_signed("caxton.example.com", rsa_key=True)
     paths = Certificate(directory / "caxton.crt", directory / "caxton.key")
-    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    paths.cert.write_bytes(cert)
+    paths.key.write_bytes(key)
     return paths
 
 
@@ -356,7 +326,7 @@ def nodes(directory: Path, count: int) -> Iterator[list[NodeProcess]]:
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
-    return self_signed(tmp_path_factory.mktemp("tls"))
+    return certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
