@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import wasmtime
 
 from caxton.config.schema import RuntimeConfig
@@ -69,3 +70,14 @@ async def eventually(check: Callable[[], Awaitable[T]], within: float = 5.0) -> 
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(0.01)
+
+
+async def next_event(ws: aiohttp.ClientWebSocketResponse, *types: str) -> dict[str, Any]:
+    """The next ``/api/v1/events`` frame of one of ``types`` (others, heartbeats included unless
+    asked for, are skipped)."""
+    while True:
+        msg = await ws.receive(timeout=5)
+        assert msg.type is aiohttp.WSMsgType.TEXT, msg
+        event: dict[str, Any] = json.loads(msg.data)
+        if event["type"] in types:
+            return event

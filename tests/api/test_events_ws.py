@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.api.test_messages_api import Api, api, error, ok
+from tests.support import next_event
 
 __all__ = ["api"]
 
@@ -21,16 +21,6 @@ async def connect(api: Api, **query: str) -> aiohttp.ClientWebSocketResponse:
     hello = await ws.receive_json(timeout=5)
     assert hello["type"] == "subscribed"
     return ws
-
-
-async def next_event(ws: aiohttp.ClientWebSocketResponse, *types: str) -> dict[str, Any]:
-    """The next frame of one of ``types`` (heartbeats are skipped unless asked for)."""
-    while True:
-        msg = await ws.receive(timeout=5)
-        assert msg.type is aiohttp.WSMsgType.TEXT, msg
-        event: dict[str, Any] = json.loads(msg.data)
-        if event["type"] in types:
-            return event
 
 
 async def agent_state(ws: aiohttp.ClientWebSocketResponse, state: str) -> dict[str, Any]:

@@ -44,7 +44,7 @@ import aiohttp
 import pytest
 
 from tests.nodeproc import NodeProcess, free_port, write_config
-from tests.support import eventually, example
+from tests.support import eventually, example, next_event
 from tests.tls import self_signed
 
 pytestmark = pytest.mark.slow
@@ -393,16 +393,6 @@ async def ask(client: aiohttp.ClientSession, receiver: str, content: Any) -> dic
         assert resp.headers["X-Caxton-Message-Id"]
         assert resp.headers["X-Caxton-Conversation-Id"] == reply["conversation_id"]
     return reply
-
-
-async def next_event(ws: aiohttp.ClientWebSocketResponse, *types: str) -> dict[str, Any]:
-    """The next frame of one of ``types``."""
-    while True:
-        msg = await ws.receive(timeout=5)
-        assert msg.type is aiohttp.WSMsgType.TEXT, msg
-        event: dict[str, Any] = json.loads(msg.data)
-        if event["type"] in types:
-            return event
 
 
 # -- one node behind the guide's nginx ----------------------------------------------------------
