@@ -40,7 +40,7 @@ PROMISED = {
     "caxton_message_queue_size": "gauge",
     "caxton_message_errors_total": "counter",
     "caxton_dead_letters_total": "counter",
-    "caxton_event_subscribers": "gauge",  # open /api/v1/events WebSocket streams
+    "caxton_websocket_connections": "gauge",  # open /api/v1/events streams
     "caxton_http_requests_total": "counter",
     "caxton_build_info": "gauge",
 }
@@ -120,7 +120,8 @@ async def _traffic(node: NodeProcess) -> Scrapes:
 
         async def stream_gone() -> tuple[str, str] | None:
             content_type, text = await _scrape(session, node)
-            return (content_type, text) if _value(text, "caxton_event_subscribers") == 0 else None
+            gone = _value(text, "caxton_websocket_connections") == 0
+            return (content_type, text) if gone else None
 
         content_type, final = await eventually(stream_gone)
     return Scrapes(content_type=content_type, stream_open=stream_open, final=final)
@@ -206,9 +207,9 @@ def test_the_promised_families_are_exposed(scrapes: Scrapes) -> None:
 
 
 def test_websocket_streams_are_counted(scrapes: Scrapes) -> None:
-    assert _value(scrapes.stream_open, "caxton_event_subscribers") == 1
-    assert _value(scrapes.final, "caxton_event_subscribers") == 0
-    assert _value(scrapes.final, "caxton_event_subscribers_dropped_total") == 0
+    assert _value(scrapes.stream_open, "caxton_websocket_connections") == 1
+    assert _value(scrapes.final, "caxton_websocket_connections") == 0
+    assert _value(scrapes.final, "caxton_websocket_connections_dropped_total") == 0
 
 
 def test_rules_file_passes_promtool_check_rules(promtool: str) -> None:

@@ -103,11 +103,18 @@ class MetricsMixin:
             if reason != "handler_failed":  # counted above by cause
                 yield ("message_errors", "counter", {"reason": reason}, n, "")
         yield ("message_journal_depth", "gauge", {}, s.journal_depth, "Journal entries unwritten.")
-        yield ("event_subscribers", "gauge", {}, s.subscribers, "Live event stream subscribers.")
+        # Every subscriber of the event bus is a GET /api/v1/events WebSocket stream.
         yield (
-            "event_subscribers_dropped",
+            "websocket_connections",
+            "gauge",
+            {},
+            s.subscribers,
+            "Open /api/v1/events WebSocket streams.",
+        )
+        yield (
+            "websocket_connections_dropped",
             "counter",
             {},
             s.subscribers_dropped,
-            "Slow event stream subscribers dropped.",
+            "WebSocket streams closed for being too slow (close code 4008).",
         )
