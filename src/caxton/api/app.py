@@ -83,7 +83,7 @@ def create_app(
     """The API application for `node`.
 
     Middlewares, outermost first: the client's address behind trusted proxies, request metrics
-    and access log, the request span, 503 while the node is not running, CORS, rate
+    and access log, the request span, 503 until the node has started, CORS, rate
     limits and authentication (as `[security]` asks), then the error envelope.
     """
     networking = node.config.networking

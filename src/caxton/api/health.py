@@ -1,9 +1,11 @@
 """Liveness and readiness: `/health` never checks dependencies, `/ready` does.
 
-While the node is starting or draining, every other route answers ``503 UNAVAILABLE`` with
-``Retry-After`` (`readiness_middleware`): a load balancer that checks ``/health`` may send a
-request before the node has restored its agents or after it began to shut down, and the
-client should be told to retry, not get a 500 or a dead letter for an agent not back yet.
+Until the node has started, every other route answers ``503 UNAVAILABLE`` with ``Retry-After``
+(`readiness_middleware`): a load balancer that checks ``/health`` may send a request before the
+node has restored its agents, and the client should be told to retry, not get a 500 or a dead
+letter for an agent not back yet. A draining node (SIGTERM) reports 503 on ``/ready`` but still
+serves what reaches it: its listener has stopped accepting connections, and a request that
+arrives on an open keep-alive connection meanwhile is served rather than refused.
 """
 
 from __future__ import annotations
@@ -47,21 +49,18 @@ async def ready(request: web.Request) -> web.Response:
 
 
 def readiness_middleware(node: Node) -> Any:
-    """503 ``UNAVAILABLE`` (``Retry-After: 1``) for work that arrives while the node is not
-    running; requests already being handled when a drain begins are not affected."""
+    """503 ``UNAVAILABLE`` (``Retry-After: 1``) for work that arrives before the node has
+    started (or after it has closed)."""
+    serving = (NodeState.RUNNING, NodeState.DRAINING)
 
     @web.middleware
     async def readiness(request: web.Request, handler: Any) -> web.StreamResponse:
-        if node.state is not NodeState.RUNNING and request.path not in ALWAYS_SERVED:
-            doing = (
-                "starting"
-                if node.state in (NodeState.UNSTARTED, NodeState.STARTING)
-                else ("shutting down")
-            )
+        if node.state not in serving and request.path not in ALWAYS_SERVED:
+            closed = node.state is NodeState.CLOSED
             return error_response(
                 503,
                 "UNAVAILABLE",
-                f"the node is {doing}; retry shortly",
+                "the node is closed" if closed else "the node is starting; retry shortly",
                 {"state": node.state.value},
                 headers={"Retry-After": "1"},
             )
