@@ -12,7 +12,6 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 
 def free_port() -> int:
@@ -22,11 +21,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(directory: Path, extra: str = "", **sections: dict[str, Any]) -> Path:
-    """A config file with fresh loopback ports and state under `directory`."""
+def write_config(directory: Path, extra: str = "", *, networking: str = "") -> Path:
+    """A config file with fresh loopback ports and state under `directory`.
+
+    ``extra`` is appended (whole sections); ``networking`` is added to ``[networking]``.
+    """
     ports = {name: free_port() for name in ("api", "metrics", "admin")}
     text = f"""
 [networking]
+{networking}
 bind_address = "127.0.0.1:{ports["api"]}"
 metrics_address = "127.0.0.1:{ports["metrics"]}"
 admin_address = "127.0.0.1:{ports["admin"]}"

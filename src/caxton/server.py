@@ -5,9 +5,9 @@
 misconfigured port fails fast and ``/health`` answers early: listeners bind first (``/ready``
 says 503 until the node is started), then the node opens its state and starts its services.
 
-Shutdown (SIGTERM or SIGINT): readiness turns false, the API stops accepting connections,
-in-flight requests and agent work drain within ``agent_shutdown_timeout``, then the node closes
-its state file and the process exits 0.
+Shutdown (SIGTERM or SIGINT): readiness turns false; after ``networking.drain_delay`` (0 by
+default) the API stops accepting connections, in-flight requests and agent work drain within
+``agent_shutdown_timeout``, then the node closes its state file and the process exits 0.
 """
 
 from __future__ import annotations
@@ -209,8 +209,18 @@ class Server:
         await self._stopping.wait()
 
     async def drain(self) -> None:
-        """Stop accepting work, let in-flight work finish, then close everything."""
+        """Stop accepting work, let in-flight work finish, then close everything.
+
+        ``/ready`` turns 503 first. With ``networking.drain_delay``, the API goes on serving
+        (answering ``Connection: close``) for that long, so a load balancer checking ``/ready``
+        takes the node out before its listener closes: a request sent on a keep-alive
+        connection just as the node closed it would get no answer at all.
+        """
         self.node.begin_drain()
+        delay = self.config.networking.drain_delay
+        if delay > 0:
+            log.info("draining: serving %.1fs more while balancers notice /ready", delay)
+            await asyncio.sleep(delay)
         for listener in self.listeners[:1]:
             await listener.stop_accepting()
         await self.aclose()
@@ -252,7 +262,9 @@ async def run_server(
     try:
         await server.wait_stopping()
         log.info("stopping: draining in-flight work")
-        budget = config.runtime.agent_shutdown_timeout + SHUTDOWN_MARGIN
+        budget = (
+            config.networking.drain_delay + config.runtime.agent_shutdown_timeout + SHUTDOWN_MARGIN
+        )
         try:
             async with asyncio.timeout(budget):
                 await server.drain()

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,31 @@ def test_node_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert http
     assert all("duration_ms" in r and r["method"] == "GET" for r in http)
     assert 200 in {r["status"] for r in http}
+
+
+def test_drain_delay_keeps_serving_after_ready_turns_503(tmp_path: Path) -> None:
+    """For a load balancer checking /ready: the node leaves the rotation before it stops."""
+    cfg = write_config(tmp_path, networking='drain_delay = "1500ms"')
+    with NodeProcess(cfg).start() as node:
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        deadline = started + 5
+        while node.get("api", "/ready")[0] != 503:
+            assert time.monotonic() < deadline, "/ready never turned 503"
+            time.sleep(0.02)
+        with urllib.request.urlopen(node.url("api", "/api/v1/agents"), timeout=5) as resp:
+            assert resp.status == 200
+            assert resp.headers["Connection"] == "close"  # the next request goes elsewhere
+        assert time.monotonic() - started < 1.5  # still inside the delay
+        code, stderr = node.stop(signal.SIGTERM)
+        assert code == 0, stderr
+        assert time.monotonic() - started >= 1.5  # the listener stayed up for the delay
+    messages = [
+        json.loads(line)["message"]
+        for line in (tmp_path / "logs" / "caxton.log").read_text().splitlines()
+    ]
+    assert "caxton stopped" in messages
 
 
 def test_sigint_also_drains_and_exits_zero(tmp_path: Path) -> None:

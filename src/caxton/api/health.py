@@ -4,8 +4,8 @@ Until the node has started, every other route answers ``503 UNAVAILABLE`` with `
 (`readiness_middleware`): a load balancer that checks ``/health`` may send a request before the
 node has restored its agents, and the client should be told to retry, not get a 500 or a dead
 letter for an agent not back yet. A draining node (SIGTERM) reports 503 on ``/ready`` but still
-serves what reaches it: its listener has stopped accepting connections, and a request that
-arrives on an open keep-alive connection meanwhile is served rather than refused.
+serves what reaches it, with ``Connection: close`` so that clients and balancers open their next
+connection elsewhere (for ``networking.drain_delay``, then its listener closes).
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ def readiness_middleware(node: Node) -> Any:
                 headers={"Retry-After": "1"},
             )
         response: web.StreamResponse = await handler(request)
+        if node.state is NodeState.DRAINING and not response.prepared:
+            response.force_close()  # the next request on this connection would find it gone
         return response
 
     return readiness

@@ -129,6 +129,14 @@ def duration(value: Any) -> float:
     return seconds
 
 
+def duration_or_zero(value: Any) -> float:
+    """A duration of zero or more (see `parse_duration`), in seconds."""
+    seconds = parse_duration(value)
+    if seconds < 0:
+        raise _fail('a duration such as "0s" or "5s"', value)
+    return seconds
+
+
 def size(value: Any) -> int:
     """A size above zero (see `parse_size`), in bytes."""
     if isinstance(value, float):
@@ -348,6 +356,7 @@ SECTIONS: dict[str, Section] = {
             "tls_key_path": path,
             "tls_ca_path": path,
             "max_request_size": size,
+            "drain_delay": duration_or_zero,
         },
     ),
     "coordination": Section(

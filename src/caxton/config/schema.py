@@ -119,8 +119,10 @@ class NetworkingConfig:
     tls_cert_path: Path | None = None
     tls_key_path: Path | None = None
     tls_ca_path: Path | None = None
-    # Caxton addition:
+    # Caxton additions:
     max_request_size: int = 64 * MB  # bytes of one HTTP request body
+    #: On SIGTERM, keep serving this long after /ready turns 503 (for load balancers to notice).
+    drain_delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
