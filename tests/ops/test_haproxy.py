@@ -404,12 +404,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield running
 
 
-def test_guide_config_is_valid_and_warning_free(tmp_path: Path) -> None:
+def _configs_only(tmp_path: Path) -> tuple[list[NodeProcess], Path]:
+    """Two nodes' configs (not started: `haproxy -c` needs addresses, not live servers) and a
+    certificate file."""
     nodes = []
-    for name in ("n1", "n2"):  # configs only: `haproxy -c` needs addresses, not live servers
+    for name in ("n1", "n2"):
         (tmp_path / name).mkdir()
         nodes.append(NodeProcess(write_config(tmp_path / name)))
     pem, _ = _self_signed_pem(tmp_path)
+    return nodes, pem
+
+
+def test_guide_config_is_valid_and_warning_free(tmp_path: Path) -> None:
+    nodes, pem = _configs_only(tmp_path)
     cfg = _write_config(tmp_path, nodes, pem)[0]
     output = _check_config(cfg)
     assert "Configuration file is valid" in output
@@ -603,11 +610,7 @@ def _report(failed: list[Outcome], since: float, cluster: Cluster, what: str) ->
 
 
 def test_recommended_config_is_the_guides_plus_the_docs_lines(tmp_path: Path) -> None:
-    nodes = []
-    for name in ("n1", "n2"):  # configs only: `haproxy -c` needs addresses, not live servers
-        (tmp_path / name).mkdir()
-        nodes.append(NodeProcess(write_config(tmp_path / name)))
-    pem, _ = _self_signed_pem(tmp_path)
+    nodes, pem = _configs_only(tmp_path)
     ports = {"http_port": 1080, "https_port": 1443, "metrics_port": 1909}
     guide = _adapted_config(pem=pem, nodes=nodes, **ports).splitlines()
     recommended = _recommended_config(pem=pem, nodes=nodes, **ports).splitlines()
