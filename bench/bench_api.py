@@ -159,23 +159,29 @@ async def latency(base: str, requests: int) -> dict[str, Any]:
     }
 
 
-def _wrk(url: str, seconds: int, connections: int, script: str | None = None) -> str:
-    """wrk's report (one thread: the node gets the other cores)."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+def _wrk(url: str, seconds: int, connections: int, script: str = "") -> tuple[int, str]:
+    """The requests wrk made, and its report (one thread: the node gets the other cores).
+
+    ``script`` is wrk's Lua script (empty: plain GETs).
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
-        lua.write(script or "")
+        lua.write(script)
     try:
-        if script is not None:
-            command[-1:-1] = ["-s", lua.name]
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua.name, url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     finally:
         os.unlink(lua.name)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return total, out
 
 
 def wrk_health(base: str, seconds: int, connections: int) -> dict[str, Any]:
     """``GET /health`` per second with wrk: this machine's HTTP ceiling for one request."""
-    out = _wrk(base + "/health", seconds, connections)
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    total, _ = _wrk(base + "/health", seconds, connections)
     return {"tool": "wrk", "connections": connections, "requests_per_second": total // seconds}
 
 
@@ -185,8 +191,7 @@ def wrk_throughput(base: str, seconds: int, connections: int, bulk: int = 1) -> 
     ``bulk`` > 1 posts JSON arrays of that many messages (the API's bulk send).
     """
     body = json.dumps(SINK_MESSAGE) if bulk == 1 else json.dumps([SINK_MESSAGE] * bulk)
-    out = _wrk(base + "/api/v1/messages", seconds, connections, _LUA % body)
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    total, out = _wrk(base + "/api/v1/messages", seconds, connections, _LUA % body)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     failed = int(non2xx.group(1)) if non2xx else 0
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
