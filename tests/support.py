@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import pytest
 import wasmtime
 
 from caxton.config.schema import RuntimeConfig
@@ -81,3 +84,15 @@ async def next_event(ws: aiohttp.ClientWebSocketResponse, *types: str) -> dict[s
         event: dict[str, Any] = json.loads(msg.data)
         if event["type"] in types:
             return event
+
+
+def tool(name: str, package: str) -> str:
+    """The path of a system tool the tests run for real (also looked for in the sbin folders,
+    which a non-root PATH may lack); the test fails, naming the Debian package, without it."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin"])
+    path = shutil.which(name, path=search)
+    if path is None:
+        pytest.fail(
+            f"{name} is not installed: apt-get install {package} (scripts/test installs it)"
+        )
+    return path

@@ -18,7 +18,6 @@ import asyncio
 import http.client
 import itertools
 import json
-import shutil
 import ssl
 import subprocess
 import threading
@@ -33,7 +32,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.nodeproc import NodeProcess, free_port, write_config
-from tests.support import EXAMPLES, ROOT, message
+from tests.support import EXAMPLES, ROOT, message, tool
 from tests.tls import self_signed
 
 pytestmark = pytest.mark.slow
@@ -86,12 +85,7 @@ DRAIN_DELAY = 'drain_delay = "1s"'
 
 
 def _haproxy() -> str:
-    path = shutil.which("haproxy") or (
-        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
-    )
-    if path is None:
-        pytest.fail("haproxy is not installed: install the Debian package `haproxy`")
-    return path
+    return tool("haproxy", "haproxy")
 
 
 def _replace(text: str, old: str, new: str) -> str:

@@ -28,7 +28,6 @@ import grp
 import json
 import os
 import pwd
-import shutil
 import signal
 import socket
 import ssl
@@ -44,7 +43,7 @@ import aiohttp
 import pytest
 
 from tests.nodeproc import NodeProcess, free_port, write_config
-from tests.support import eventually, example, next_event
+from tests.support import eventually, example, next_event, tool
 from tests.tls import self_signed
 
 pytestmark = pytest.mark.slow
@@ -164,13 +163,7 @@ def api_address(node: NodeProcess) -> str:
 
 
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        pytest.fail(
-            "nginx is not installed; tests/ops/test_nginx.py runs the deployment guide's nginx "
-            "configuration: apt-get install nginx-light"
-        )
-    return found
+    return tool("nginx", "nginx-light")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.nodeproc import NodeProcess, write_config
-from tests.support import EXAMPLES, ROOT, eventually
+from tests.support import EXAMPLES, ROOT, eventually, tool
 
 pytestmark = pytest.mark.slow
 
@@ -140,13 +139,7 @@ def scrapes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrapes]:
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool is not installed: `apt-get install prometheus` (scripts/test installs it "
-            "in CI); these tests check the node's metrics with the real tool"
-        )
-    return path
+    return tool("promtool", "prometheus")
 
 
 def _run(promtool: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

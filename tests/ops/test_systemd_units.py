@@ -27,7 +27,7 @@ import pytest
 
 from caxton.server import SHUTDOWN_MARGIN
 from tests.nodeproc import NodeProcess, write_config
-from tests.support import EXAMPLES, message
+from tests.support import EXAMPLES, message, tool
 
 pytestmark = pytest.mark.slow
 
@@ -135,10 +135,7 @@ SYSTEMD_STOP_TIMEOUT = 90.0
 
 
 def _systemd_analyze() -> str:
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        pytest.fail("systemd-analyze is not installed: install the Debian package `systemd`")
-    return path
+    return tool("systemd-analyze", "systemd")
 
 
 def _caxton_executable() -> str:
@@ -380,9 +377,9 @@ def test_backup_service_commands_on_a_running_node(tmp_path: Path) -> None:
         [str(root / "scripts" / "backup-state.sh")],
         [str(root / "scripts" / "backup-config.sh")],
     ]
-    for tool in ("sqlite3", "gzip", "tar", "find"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"the backup scripts need `{tool}`: install the Debian package `{tool}`")
+    for name, package in (("sqlite3", "sqlite3"), ("gzip", "gzip"), ("tar", "tar")):
+        tool(name, package)  # what the backup scripts run
+    tool("find", "findutils")
 
     backups = root / "backups"
     backups.mkdir()
