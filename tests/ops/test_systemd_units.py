@@ -377,9 +377,9 @@ def test_backup_service_commands_on_a_running_node(tmp_path: Path) -> None:
         [str(root / "scripts" / "backup-state.sh")],
         [str(root / "scripts" / "backup-config.sh")],
     ]
-    for name, package in (("sqlite3", "sqlite3"), ("gzip", "gzip"), ("tar", "tar")):
-        tool(name, package)  # what the backup scripts run
-    tool("find", "findutils")
+    # What the backup scripts run.
+    for name, package in [("sqlite3",) * 2, ("gzip",) * 2, ("tar",) * 2, ("find", "findutils")]:
+        tool(name, package)
 
     backups = root / "backups"
     backups.mkdir()
