@@ -15,14 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from caxton.api.errors import error_response
-from caxton.api.keys import NODE
+from caxton.api.keys import NODE, PUBLIC_PATHS
 from caxton.api.routes import Route
 from caxton.node import Node, NodeState
 
-__all__ = ["ALWAYS_SERVED", "health_routes", "readiness_middleware"]
-
-#: Routes served whatever the node's state.
-ALWAYS_SERVED = frozenset({"/health", "/ready", "/api/v1/openapi.json"})
+__all__ = ["health_routes", "readiness_middleware"]
 
 
 async def health(request: web.Request) -> web.Response:
@@ -55,7 +52,7 @@ def readiness_middleware(node: Node) -> Any:
 
     @web.middleware
     async def readiness(request: web.Request, handler: Any) -> web.StreamResponse:
-        if node.state not in serving and request.path not in ALWAYS_SERVED:
+        if node.state not in serving and request.path not in PUBLIC_PATHS:
             closed = node.state is NodeState.CLOSED
             return error_response(
                 503,

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from caxton.api.errors import error_response
+from caxton.api.keys import PUBLIC_PATHS
 from caxton.config import SecurityConfig
 from caxton.errors import SecurityError
 from caxton.security import TokenIssuer
@@ -32,7 +33,6 @@ log = logging.getLogger("caxton.security")
 #: Who the request's token names (set when authentication is on).
 PRINCIPAL = web.RequestKey("principal", str)
 
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/api/v1/openapi.json"})
 _IDLE_BUCKET_SECONDS = 300.0
 
 
