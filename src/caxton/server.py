@@ -70,6 +70,13 @@ def check_listen_policy(config: Config) -> None:
     )
 
 
+_CLIENT_AUTH = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+}
+
+
 def _ssl_context(config: Config) -> ssl.SSLContext | None:
     net = config.networking
     if not net.tls_enabled:
@@ -80,13 +87,20 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(net.tls_cert_path, net.tls_key_path)
-        if net.tls_ca_path is not None:
-            context.load_verify_locations(net.tls_ca_path)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
             f"networking.tls_cert_path / tls_key_path: cannot load the TLS certificate "
             f"{net.tls_cert_path} with key {net.tls_key_path}: {exc}"
         ) from exc
+    if net.tls_ca_path is not None:
+        try:
+            context.load_verify_locations(net.tls_ca_path)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"networking.tls_ca_path: cannot load the CA bundle {net.tls_ca_path}: {exc}"
+            ) from exc
+    # Client certificates (the config check guarantees tls_ca_path for the other two modes).
+    context.verify_mode = _CLIENT_AUTH[net.tls_client_auth]
     return context
 
 
