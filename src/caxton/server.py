@@ -36,6 +36,9 @@ log = logging.getLogger("caxton.server")
 
 #: Seconds allowed on top of agent_shutdown_timeout for closing listeners and the state file.
 SHUTDOWN_MARGIN = 2.0
+#: Connections the API accepts beyond max_connections, for /health and /ready only.
+API_PROBE_SLOTS = 8
+PROBE_PATHS = frozenset({"/health", "/ready"})
 
 
 def check_listen_policy(config: Config) -> None:
@@ -131,13 +134,15 @@ class Server:
         """The API listener (the first one)."""
         return self.listeners[0]
 
-    def _limits(self, max_connections: int) -> ConnectionLimits:
+    def _limits(self, max_connections: int, *, probe_slots: int = 0) -> ConnectionLimits:
         net = self.config.networking
         return ConnectionLimits(
             max_connections=max_connections,
             connection_timeout=net.connection_timeout,
             keepalive_timeout=net.keepalive_timeout,
             shutdown_timeout=self.config.runtime.agent_shutdown_timeout,
+            probe_slots=probe_slots,
+            probe_paths=PROBE_PATHS,
         )
 
     async def start(self) -> None:
@@ -159,7 +164,7 @@ class Server:
             api_app,
             net.bind_address,
             name="API",
-            limits=self._limits(net.max_connections),
+            limits=self._limits(net.max_connections, probe_slots=API_PROBE_SLOTS),
             ssl_context=_ssl_context(self.config),
         )
         self.listeners.append(api)
