@@ -187,3 +187,28 @@ def test_admin_and_metrics_stay_plain_http_on_loopback(tls_node: TlsNode) -> Non
     status, body = tls_node.node.get("metrics", "/metrics")
     assert status == 200
     assert b"caxton_" in body
+
+
+def test_a_certificate_for_another_name_says_so(tls_node: TlsNode) -> None:
+    """The test CA signed the node's certificate for 127.0.0.1 and localhost only."""
+    from caxton.cli._tls import explain_tls_failure
+
+    context = ssl.create_default_context(cafile=str(tls_node.pki.ca))
+    port = int(tls_node.api.rsplit(":", 1)[1])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        pytest.raises(ssl.SSLCertVerificationError) as info,
+    ):
+        context.wrap_socket(raw, server_hostname="node.example")
+    why = explain_tls_failure("https://node.example", info.value)
+    assert why is not None
+    assert "does not name this address" in why
+
+
+def test_https_against_a_plain_port_says_use_http(tmp_path_factory: pytest.TempPathFactory) -> None:
+    directory = tmp_path_factory.mktemp("plain")
+    with NodeProcess(write_config(directory)).start() as node:
+        plain = node.url("api", "")
+        result = agent_list("--server", plain.replace("http://", "https://"))
+    assert result.exit_code == 1
+    assert f"this port does not speak TLS: use {plain}" in result.output

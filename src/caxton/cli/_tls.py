@@ -169,6 +169,11 @@ def explain_tls_failure(server: str, exc: BaseException) -> str | None:
     upper = text.upper()
     if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in upper:
         reason = getattr(exc, "verify_message", None) or text
+        if "MISMATCH" in str(reason).upper():
+            return (
+                f"the node's TLS certificate does not name this address ({reason}): use a "
+                "--server host name or IP address that the certificate lists"
+            )
         return f"the node's TLS certificate is not trusted ({reason}): {_CA_HINT}"
     if "CERTIFICATE_REQUIRED" in upper or "CERTIFICATE REQUIRED" in upper:
         return _CLIENT_HINT
