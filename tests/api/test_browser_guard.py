@@ -234,6 +234,9 @@ async def test_the_admin_listener_checks_host_even_with_auth(tmp_path: Path) -> 
         await refused(await client.get("/config", headers={"Host": "evil.example:8081"}), 421)
         assert (await client.get("/config", headers={"Host": "localhost:8081"})).status == 200
         assert (await client.get("/health", headers={"Host": "evil.example"})).status == 200
+        doc = await (await client.get("/openapi.json")).json()
+        assert "421" in doc["paths"]["/config"]["get"]["responses"]
+        assert "421" not in doc["paths"]["/health"]["get"]["responses"]
     finally:
         await client.close()
         await node.aclose()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from caxton.api.browser import browser_guard_middleware
+from caxton.api.browser import browser_guard_middleware, with_browser_responses
 from caxton.api.errors import error_middleware
 from caxton.api.health import health
 from caxton.api.keys import MAX_REQUEST_SIZE, NODE, REQUEST_TIMEOUT
@@ -67,5 +67,6 @@ def create_admin_app(node: Node) -> web.Application:
     routes.append(
         Route(method="GET", path="/openapi.json", handler=openapi, summary="OpenAPI", tag="admin")
     )
+    routes[:] = with_browser_responses(routes)
     add_routes(app, routes)
     return app
