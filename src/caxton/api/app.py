@@ -16,7 +16,7 @@ from aiohttp import web
 from opentelemetry.trace import Tracer
 
 from caxton.api.agents import agent_routes
-from caxton.api.debug import debug_routes, setup_debug
+from caxton.api.debug import debug_routes
 from caxton.api.errors import error_middleware
 from caxton.api.events import event_routes, setup_event_streams
 from caxton.api.forwarded import forwarded_middleware
@@ -105,7 +105,6 @@ def create_app(
     app[MAX_REQUEST_SIZE] = networking.max_request_size
 
     setup_event_streams(app)
-    setup_debug(app)
 
     routes: list[Route] = [
         *health_routes(),
