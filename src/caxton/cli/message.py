@@ -124,7 +124,7 @@ def send(
     if output == "json":
         echo_json(answer)
     elif wait:
-        # With --wait the server answers with the reply itself (DESIGN.md section 4).
+        # With --wait the server answers with the reply itself (docs/api.md, POST /api/v1/messages).
         _print_reply(answer)
     else:
         _print_ids(answer)
