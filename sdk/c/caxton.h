@@ -23,7 +23,7 @@
  *   }
  *
  * This header defines the `caxton_alloc` export for you (see CAXTON_NO_DEFAULT_ALLOC).
- * The message is UTF-8 JSON (DESIGN.md section 3). With the default allocator it is
+ * The message is UTF-8 JSON (docs/messaging.md, "The message"). With the default allocator it is
  * also NUL-terminated (msg[len] == 0) and stays valid until caxton_handle returns.
  * Return 0 when the message was handled; anything else fails it (the runtime
  * dead-letters it and sends a `failure` to a sender that asked for a reply).
@@ -636,7 +636,7 @@ typedef struct caxton_field {
     size_t len;
 } caxton_field;
 
-/** The envelope fields of a message (DESIGN.md section 3), read by caxton_message_read(). */
+/** The envelope fields of a message (docs/messaging.md, "The message"), read by caxton_message_read(). */
 typedef struct caxton_message {
     caxton_field sender, receiver, performative, content, conversation_id, reply_with,
         in_reply_to, message_id;

@@ -176,6 +176,7 @@ class Node:
             redelivered = await messaging.recover()
             if prepare is not None:
                 await prepare(self)
+            agents = len(self._agents.names())  # restored plus what `prepare` deployed
         except BaseException:
             await self.aclose()
             raise
@@ -186,7 +187,8 @@ class Node:
             extra={
                 "node_id": storage.node_id,
                 "state_path": str(coordination.local_state_path),
-                "agents": restored,
+                "agents": agents,
+                "restored": restored,
                 "redelivered": redelivered,
                 "hot_path": "ctypes" if engine.accel is None else "c",
             },
@@ -240,4 +242,7 @@ class Node:
                     await storage.aclose()
             finally:
                 self.state = NodeState.CLOSED
-                log.info("node stopped")
+                # Only a node that started stops: after a failed start, the caller reports the
+                # error, and a "node stopped" line before it would read as a clean shutdown.
+                if self.started_at is not None:
+                    log.info("node stopped")

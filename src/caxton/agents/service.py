@@ -115,7 +115,10 @@ class AgentService:
         )
         if name in self._entries or name in self._reserved:
             raise AgentAlreadyExists(
-                f"an agent named {name!r} already exists", details={"name": name}
+                f"an agent named {name!r} already exists; to run new code under that name, "
+                f"upgrade it (caxton agent upgrade {name} FILE, or PUT /api/v1/agents/{name}), "
+                "or deploy under another name",
+                details={"name": name},
             )
         if len(self._entries) + len(self._reserved) >= rt.max_agents:
             raise AgentLimitReached(

@@ -81,6 +81,15 @@ def count(value: Any) -> int:
     return int(value)
 
 
+def days_or_forever(value: Any) -> int:
+    """A whole number of days, at least 0 (``log_retention_days``: 0 keeps files forever)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        value = _number_text(value, "a whole number of days (0 keeps forever)", int)
+    if value < 0:
+        raise _fail("a whole number of days, at least 0 (0 keeps forever)", value)
+    return int(value)
+
+
 def _real(value: Any, expected: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return float(_number_text(value, expected, float))
@@ -386,7 +395,7 @@ SECTIONS: dict[str, Section] = {
             "log_format": _choice({"json": "json", "text": "text"}),
             "log_file": path,
             "log_rotation": _choice({"daily": "daily", "hourly": "hourly", "never": "never"}),
-            "log_retention_days": count,
+            "log_retention_days": days_or_forever,
             "enable_metrics": boolean,
             "metrics_prefix": metrics_prefix,
             "histogram_buckets": histogram_buckets,

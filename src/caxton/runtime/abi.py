@@ -1,4 +1,4 @@
-"""ABI v1 constants: the contract between Caxton and agent modules (DESIGN.md section 2).
+"""ABI v1 constants: the contract between Caxton and agent modules (docs/agents.md, ABI v1).
 
 WARNING: ONLY APPEND TO THESE LISTS. The names, signatures and numeric codes are part of the
 guest ABI; agents compiled against version 1 rely on them forever. A new ABI version adds
