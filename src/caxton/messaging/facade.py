@@ -93,7 +93,12 @@ class Messaging(FailureOps, MetricsMixin):
         self.journal = Journal(storage.write_messages_nowait)
         self.replies = Replies(self.options.max_clients)
         self.bus = EventBus()
-        self.router = MessagingRouter(self.journal, self.replies, self._dead_letter_soon)
+        self.router = MessagingRouter(
+            self.journal,
+            self.replies,
+            self._dead_letter_soon,
+            dead_letters_per_second=config.runtime.max_dead_letters_per_second,
+        )
         self.runtime: Runtime | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()

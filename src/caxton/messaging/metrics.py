@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from caxton.messaging.bus import EventBus
     from caxton.messaging.journal import Journal
     from caxton.messaging.replies import Replies
+    from caxton.messaging.router import MessagingRouter
     from caxton.runtime.runtime import Runtime
 
 __all__ = ["MessagingStatistics", "MetricsMixin"]
@@ -44,6 +45,7 @@ class MetricsMixin:
     replies: Replies
     bus: EventBus
     runtime: Runtime | None
+    router: MessagingRouter
     submitted: int
     dead_letter_counts: dict[str, int]
 
@@ -102,6 +104,22 @@ class MetricsMixin:
             yield ("dead_letters", "counter", {"reason": reason}, n, "Dead letters, by reason.")
             if reason != "handler_failed":  # counted above by cause
                 yield ("message_errors", "counter", {"reason": reason}, n, "")
+        for reason, n in sorted(self.router.dropped.items()):
+            yield (
+                "dead_letters_dropped",
+                "counter",
+                {"reason": reason},
+                n,
+                "Dead letters of agents' sends not stored: over max_dead_letters_per_second.",
+            )
+        if runtime is not None:
+            yield (
+                "agent_sends_over_budget",
+                "counter",
+                {},
+                runtime.sends_over_budget(),
+                "Agent sends refused with -7: over max_sends_per_message or the per-second budget.",
+            )
         yield ("message_journal_depth", "gauge", {}, s.journal_depth, "Journal entries unwritten.")
         # Every subscriber of the event bus is a GET /api/v1/events WebSocket stream.
         yield (
