@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import struct
@@ -23,6 +24,8 @@ from caxton.config import Config, CoordinationConfig
 from caxton.messaging.journal import build_batch
 from caxton.node import Node
 from caxton.runtime import abi
+from caxton.storage._connection import Connection
+from tests.messaging.conftest import OPTIONS, Stack
 from tests.support import eventually, fast_runtime, wat
 
 pytestmark = pytest.mark.slow
@@ -189,3 +192,26 @@ def test_a_retraction_removes_the_pending_row_in_its_own_batch_or_a_later_one() 
     assert first.pending == [("m-1", "b", data)]
     later, _ = build_batch([(data,)])
     assert later.retracted == ["m-1"]
+
+
+async def test_history_is_pruned_as_soon_as_a_flood_passes_a_quarter_of_its_budget(
+    tmp_path: Path,
+) -> None:
+    options = dataclasses.replace(OPTIONS, max_history=4000, prune_interval=3600.0)
+    async with Stack(tmp_path / "local.db", fast_runtime(execution_timeout=10.0), options) as stack:
+        await stack.deploy("amp", "wat:amplify")
+        await stack.messaging.submit({"receiver": "amp", "performative": "inform"}, client="t")
+
+        async def flooded() -> bool:
+            return stack.messaging.journal.sent_total > 20_000
+
+        await eventually(flooded, within=20)
+        await stack.runtime.stop_agent("amp")
+        await asyncio.sleep(1.5)  # a check of the prune loop
+
+        def kept(c: Connection) -> int:
+            return int(c.fetch_value("SELECT COALESCE(SUM(count), 0) FROM conversation_chunks"))
+
+        # The budget, plus less than a quarter of it since the last prune (without the
+        # quarter rule, the first prune comes after prune_interval: an hour).
+        assert await stack.storage.read(kept) <= 4000 + 1000
