@@ -215,3 +215,25 @@ async def test_history_is_pruned_as_soon_as_a_flood_passes_a_quarter_of_its_budg
         # The budget, plus less than a quarter of it since the last prune (without the
         # quarter rule, the first prune comes after prune_interval: an hour).
         assert await stack.storage.read(kept) <= 4000 + 1000
+
+
+async def test_replies_to_api_clients_are_not_limited_by_the_per_second_budget(
+    tmp_path: Path,
+) -> None:
+    node = Node(_config(tmp_path / "local.db", max_external_sends_per_second=1))
+    await node.start()
+    try:
+        await node.agents.deploy(DeployRequest(name="echo", wasm=wat("echo")))
+        for i in range(20):
+            accepted = await node.messaging.submit(
+                {"receiver": "echo", "performative": "request", "content": i},
+                client="t",
+                wait=True,
+            )
+            assert accepted.reply is not None
+            reply = await accepted.reply.wait(5.0)
+            assert reply is not None
+            assert reply["performative"] == "inform"
+        assert node.runtime.sends_over_budget() == 0
+    finally:
+        await node.aclose()

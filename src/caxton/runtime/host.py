@@ -86,6 +86,7 @@ class CallContext:
         "log_budget",
         "max_message_size",
         "record",
+        "replied",
         "route",
         "run_queue",
         "schedule",
@@ -135,6 +136,8 @@ class CallContext:
         #: `send` calls left while handling the current message (reset per message).
         self.sends_left = max_sends_per_message
         self.external_per_second = max_external_sends_per_second
+        #: The `incoming` whose sender got its one uncounted reply (see `_send_external`).
+        self.replied: Incoming | None = None
 
     def enter(self, agent: Agent, inst: Instance, data: bytes | None) -> None:
         """Make ``agent`` (running in ``inst``, handling ``data``) the current caller."""
@@ -245,8 +248,15 @@ class CallContext:
     def _send_external(
         self, agent: Agent, conversation: str | None, receiver: str, out: bytes
     ) -> int:
-        """`send` to one receiver that is no local agent (clients, unknown names, remote)."""
-        if not self.external_allowed(agent):
+        """`send` to one receiver that is no local agent (clients, unknown names, remote).
+
+        The first reply to the sender of the message being handled is not counted: answering
+        API clients is bounded by what they send, at any rate.
+        """
+        incoming = self.incoming
+        if incoming is not self.replied and receiver == incoming.sender:  # type: ignore[union-attr]
+            self.replied = incoming
+        elif not self.external_allowed(agent):
             return abi.ERR_OVER_BUDGET
         journal = self.journal
         if journal is not None:
