@@ -237,3 +237,21 @@ async def test_replies_to_api_clients_are_not_limited_by_the_per_second_budget(
         assert node.runtime.sends_over_budget() == 0
     finally:
         await node.aclose()
+
+
+async def test_dead_letters_are_capped_at_once_and_the_expired_counted(tmp_path: Path) -> None:
+    options = dataclasses.replace(OPTIONS, max_dead_letters=400, prune_interval=3600.0)
+    async with Stack(tmp_path / "local.db", fast_runtime(execution_timeout=10.0), options) as stack:
+        await stack.deploy("flood", "wat:sendflood")
+        await stack.messaging.submit({"receiver": "flood", "performative": "inform"}, client="t")
+
+        async def owed() -> bool:  # 1000 sends to nobody, within the dead-letter rate
+            return sum(stack.messaging.dead_letter_counts.values()) >= 1000
+
+        await eventually(owed, within=20)
+        await asyncio.sleep(1.5)  # a check of the prune loop
+        _, stored = await stack.messaging.dead_letters()
+        assert stored <= 400
+        assert stack.messaging.dead_letters_expired == 1000 - stored
+        samples = {s[0]: s for s in stack.messaging.metric_samples()}
+        assert samples["dead_letters_expired"][3] == 1000 - stored

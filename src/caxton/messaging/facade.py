@@ -109,6 +109,8 @@ class Messaging(FailureOps, MetricsMixin):
         self._group: tuple[MessageBatch, list[asyncio.Future[None]]] | None = None
         self.submitted = 0
         self.dead_letter_counts = dict.fromkeys(dl.REASONS, 0)
+        #: The oldest dead letters deleted beyond ``max_dead_letters``.
+        self.dead_letters_expired = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -176,10 +178,12 @@ class Messaging(FailureOps, MetricsMixin):
 
     async def prune(self) -> tuple[int, int]:
         """Enforce ``max_history`` and ``max_dead_letters`` now: (chunks, dead letters) dropped."""
-        return await self.storage.prune_messages(
+        dropped = await self.storage.prune_messages(
             max_history=self.options.max_history,
             max_dead_letters=self.options.max_dead_letters,
         )
+        self.dead_letters_expired += dropped[1]
+        return dropped
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

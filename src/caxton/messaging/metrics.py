@@ -48,6 +48,7 @@ class MetricsMixin:
     router: MessagingRouter
     submitted: int
     dead_letter_counts: dict[str, int]
+    dead_letters_expired: int
 
     def statistics(self) -> MessagingStatistics:
         """A frozen snapshot of the counters."""
@@ -104,6 +105,13 @@ class MetricsMixin:
             yield ("dead_letters", "counter", {"reason": reason}, n, "Dead letters, by reason.")
             if reason != "handler_failed":  # counted above by cause
                 yield ("message_errors", "counter", {"reason": reason}, n, "")
+        yield (
+            "dead_letters_expired",
+            "counter",
+            {},
+            self.dead_letters_expired,
+            "The oldest dead letters deleted beyond the 100,000 kept.",
+        )
         for reason, n in sorted(self.router.dropped.items()):
             yield (
                 "dead_letters_dropped",

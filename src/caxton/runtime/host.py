@@ -278,9 +278,12 @@ class CallContext:
         journal = self.journal
         if journal is None:
             return self._deliver(agent, receiver, out)
-        if self.stamper.expired:  # the router dead-letters it
+        if self.stamper.expired:  # the router dead-letters it: non-local for the budget
+            receivers = [receiver] if type(receiver) is str else receiver
+            if not all([self.external_allowed(agent) for _ in receivers]):
+                return abi.ERR_OVER_BUDGET
             journal.sent(self.stamper.conversation, out, None)
-            for one in [receiver] if type(receiver) is str else receiver:
+            for one in receivers:
                 self.route(one, out)
             return abi.OK
         journal.sent(self.stamper.conversation, out, None)

@@ -154,7 +154,17 @@ def _add_dead_letter(
     conn: Connection, record: DeadLetterRecord, done: tuple[str, str] | None
 ) -> int:
     if done is not None:
-        conn.execute("DELETE FROM pending_deliveries WHERE message_id = ? AND receiver = ?", done)
+        deleted = conn.execute(
+            "DELETE FROM pending_deliveries WHERE message_id = ? AND receiver = ?", done
+        )
+        if not deleted:  # rare: already dead-lettered by `dead_letter_pending` (a removal)?
+            earlier = conn.fetch_value(
+                "SELECT id FROM dead_letters WHERE message_id = ? AND receiver = ?"
+                " ORDER BY id DESC LIMIT 1",
+                done,
+            )
+            if earlier is not None:
+                return int(earlier)
     return conn.insert(
         "INSERT INTO dead_letters(message_id, conversation_id, sender, receiver, reason,"
         " details, created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -274,7 +284,9 @@ class MessagesRepository(StorageCore):
         """Store a dead letter (``record.id`` is ignored) and return its id.
 
         ``done`` = (message_id, receiver) also deletes that pending delivery, in the same
-        transaction: a dead-lettered message is not delivered again by `recover`.
+        transaction: a dead-lettered message is not delivered again by `recover`. If there is
+        no such delivery but a dead letter for it exists (its agent was removed while the
+        message failed), nothing is added and that one's id is returned.
         """
         return await self.write(lambda c: _add_dead_letter(c, record, done))
 
