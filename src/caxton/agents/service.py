@@ -248,6 +248,9 @@ class AgentService:
         async with self._locked(name) as entry:
             with suppress(AgentNotFound):
                 await self.runtime.remove_agent(name)
+            # Its queued messages have pending rows once the journal is flushed; deleting
+            # the agent turns them into dead letters (never delivered to a later namesake).
+            await self.runtime.flush_journal()
             await self.storage.delete_agent(name)
             del self._entries[name]
             if entry.spec.grant_dir is not None:

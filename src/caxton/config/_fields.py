@@ -348,6 +348,9 @@ SECTIONS: dict[str, Section] = {
             "mailbox_capacity": count,
             "max_module_size": size,
             "fuel": count,
+            "max_sends_per_message": count,
+            "max_external_sends_per_second": count,
+            "max_dead_letters_per_second": count,
         },
     ),
     "networking": Section(

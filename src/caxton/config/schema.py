@@ -104,6 +104,15 @@ class RuntimeConfig:
     mailbox_capacity: int = 1024  # messages queued per agent before backpressure
     max_module_size: int = 32 * MB  # bytes of one uploaded .wasm
     fuel: int | None = None  # optional per-message fuel budget (None: unlimited)
+    # Send budgets (issue: hostile agents)
+    # (Caxton additions too; what an agent sees is in docs/agents.md)
+    max_sends_per_message: int = 1000  # `send` calls while handling one message
+    #: per agent, sends to anyone but a running local agent (unknown names, API clients,
+    #: stopped agents, other nodes): each costs the event loop and maybe a dead letter
+    max_external_sends_per_second: int = 10_000
+    #: node-wide, dead letters stored for what agents sent to unknown or stopped receivers;
+    #: beyond it they are counted (caxton_dead_letters_dropped_total) and not stored
+    max_dead_letters_per_second: int = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,7 @@ __all__ = [
     "ERR_BACKPRESSURE",
     "ERR_MALFORMED",
     "ERR_NOT_PERMITTED",
+    "ERR_OVER_BUDGET",
     "ERR_TOO_LARGE",
     "HOST_MODULE",
     "KV_ABSENT",
@@ -32,6 +33,10 @@ ERR_MALFORMED: Final = -1  # not a JSON object, no receiver, or a pointer range 
 ERR_TOO_LARGE: Final = -2  # above max_message_size (or the kv value limit)
 ERR_NOT_PERMITTED: Final = -3  # the agent may not do this
 ERR_BACKPRESSURE: Final = -4  # the receiver's mailbox is full
+#: Over the agent's send budget (`runtime.max_sends_per_message`, or
+#: `runtime.max_external_sends_per_second`); nothing was kept. Not -5/-6: the C SDK's JSON
+#: helpers return those (CAXTON_JSON_NOT_FOUND, CAXTON_JSON_WRONG_TYPE).
+ERR_OVER_BUDGET: Final = -7
 KV_ABSENT: Final = -1  # kv_get / kv_delete: no such key
 
 _I32 = wasmtime.ValType.i32()

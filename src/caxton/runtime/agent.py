@@ -92,6 +92,8 @@ class Agent:
         "closed",
         "compiled",
         "control",
+        "external_credit",
+        "external_window",
         "failures",
         "inst",
         "kind",
@@ -109,6 +111,7 @@ class Agent:
         "restarts",
         "scheduled",
         "sender_json",
+        "sends_over_budget",
         "spec",
         "state",
         "stderr",
@@ -150,6 +153,11 @@ class Agent:
         self.memory_bytes = 0
         self.memory_checked = 0.0  # clock time of the last memory-size refresh
         self.last_active: float | None = None
+        # The send budget for receivers that are not running local agents (`host`): sends
+        # left in the current one-second window, and when the window started.
+        self.external_credit = 0
+        self.external_window = float("-inf")
+        self.sends_over_budget = 0  # sends refused with ERR_OVER_BUDGET
 
     def offer(self, data: bytes) -> int:
         """Queue one message: 0 (queued), `WAKE`, `CLOSED`, or ``abi.ERR_BACKPRESSURE`` (-4)."""
@@ -171,6 +179,19 @@ class Agent:
         self.scheduled = True
         lock.release()
         return WAKE
+
+    def offer_within(self, data: bytes, limit: int) -> int:
+        """`offer` with ``limit`` instead of the capacity (recovery after a restart)."""
+        with self.lock:
+            if self.closed:
+                return CLOSED
+            if len(self.mailbox) >= limit:
+                return -4
+            self.mailbox.append(data)
+            if self.scheduled:
+                return 0
+            self.scheduled = True
+            return WAKE
 
     def submit(self, fn: Callable[[Any], Any]) -> tuple[Future[Any], bool]:
         """Queue a control operation; returns its future and whether a wake is needed."""

@@ -126,7 +126,10 @@ class Worker(InstanceOps):
             kv=services.kv,
             max_message_size=services.config.max_message_size,
             journal=journal,
+            max_sends_per_message=services.config.max_sends_per_message,
+            max_external_sends_per_second=services.config.max_external_sends_per_second,
         )
+        self._sends_per_message = services.config.max_sends_per_message
         engine = services.engine
         self.deadline = _ffi.uint64(engine.deadline_ticks(services.config.execution_timeout))
         self.startup_ticks = engine.deadline_ticks(services.config.agent_startup_timeout)
@@ -246,6 +249,7 @@ class Worker(InstanceOps):
         cx.data = data
         cx.incoming = None
         cx.log_budget = _BUDGET
+        cx.sends_left = self._sends_per_message
         entry = inst.entry
         ctx = inst.ctx
         # The deadline is relative to the epoch when it is set; re-arm it at most once per tick

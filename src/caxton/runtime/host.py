@@ -15,7 +15,9 @@ Rules every host function follows:
 * it reads guest memory through the instance's memoryview, re-reading the memory size only when
   a range goes past the cached size (the memory may have grown);
 * it never re-enters wasm: `send` only stamps the envelope and enqueues the bytes: into a local
-  agent's mailbox directly (``local``), or through the `Router` for anyone else.
+  agent's mailbox directly (``local``), or through the `Router` for anyone else;
+* `send` keeps the agent's send budgets (`CallContext.send`) and leaves no trace of a send it
+  refuses: a full mailbox is refused before the message is journaled.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sized
 from ctypes import c_void_p, cast
+from time import monotonic
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -73,6 +76,7 @@ class CallContext:
         "agent",
         "agents_get",
         "data",
+        "external_per_second",
         "flush_at",
         "incoming",
         "inst",
@@ -82,9 +86,12 @@ class CallContext:
         "log_budget",
         "max_message_size",
         "record",
+        "replied",
         "route",
         "run_queue",
         "schedule",
+        "sends_left",
+        "sends_per_message",
         "stamper",
         "wake",
     )
@@ -100,6 +107,8 @@ class CallContext:
         kv: KvWriter,
         max_message_size: int,
         journal: MessageJournal | None = None,
+        max_sends_per_message: int = 1000,
+        max_external_sends_per_second: int = 10_000,
     ) -> None:
         self.agents_get = agents.get
         self.wake = wake
@@ -123,6 +132,12 @@ class CallContext:
         self.data: bytes | None = None  # the message being handled (None in init)
         self.incoming: Incoming | None = None
         self.log_budget = LOG_BUDGET
+        self.sends_per_message = max_sends_per_message
+        #: `send` calls left while handling the current message (reset per message).
+        self.sends_left = max_sends_per_message
+        self.external_per_second = max_external_sends_per_second
+        #: The `incoming` whose sender got its one uncounted reply (see `_send_external`).
+        self.replied: Incoming | None = None
 
     def enter(self, agent: Agent, inst: Instance, data: bytes | None) -> None:
         """Make ``agent`` (running in ``inst``, handling ``data``) the current caller."""
@@ -131,6 +146,7 @@ class CallContext:
         self.data = data
         self.incoming = None
         self.log_budget = LOG_BUDGET
+        self.sends_left = self.sends_per_message
 
     def local(self, receiver: str, data: bytes) -> int | None:
         """Queue ``data`` for a local agent: 0, -4, or None (no running local agent)."""
@@ -150,10 +166,22 @@ class CallContext:
         return None if rc == CLOSED else rc  # 0 (already scheduled) or -4 (full)
 
     def send(self, data: bytes | memoryview) -> int:
-        """Stamp and route one outgoing message; an ABI return code."""
+        """Stamp and route one outgoing message; an ABI return code.
+
+        Budgets, checked with a counter compare each: `sends_left` per handled message, and
+        `external_allowed` per agent and second for receivers that are not running local
+        agents. A refused send (``-4``, ``-7``) leaves nothing behind: a full mailbox is
+        refused before the journal sees the message, and a mailbox that fills in between
+        is undone with `retract` (no history, no pending row).
+        """
         agent = self.agent
         if agent is None:
             return abi.ERR_NOT_PERMITTED
+        left = self.sends_left
+        if left <= 0:
+            agent.sends_over_budget += 1
+            return abi.ERR_OVER_BUDGET
+        self.sends_left = left - 1
         if len(data) > self.max_message_size:
             return abi.ERR_TOO_LARGE
         stamper = self.stamper
@@ -166,32 +194,96 @@ class CallContext:
             return abi.ERR_MALFORMED
         if type(receiver) is not str or stamper.expired:
             return self._send_other(receiver, out)
-        # The usual case: one receiver, `journal.sent` inlined.
+        target = self.agents_get(receiver)
+        if target is None:
+            return self._send_external(agent, stamper.conversation, receiver, out)
+        if len(target.mailbox) >= target.capacity and not target.closed:
+            return abi.ERR_BACKPRESSURE  # refused before anything is recorded
+        # The usual case: one local receiver with room, `journal.sent` inlined.
         record = self.record
         if record is not None:
             # Recorded before it is queued, so its handled mark (maybe on another worker)
             # always comes later in the journal.
             record((stamper.conversation, out, receiver))
-        rc = self.local(receiver, out)
-        if rc is None:
+        rc = target.offer(out)
+        if rc == WAKE:
+            # The usual case of `wake`: the worker's run queue is empty (the sender runs,
+            # its receiver is next), and ``wake_local`` would append to it.
+            run_queue = self.run_queue
+            if run_queue is not None and not run_queue:
+                run_queue.append(target)
+            else:
+                self.wake(target)
+            rc = abi.OK
+        elif rc == CLOSED:  # stopped meanwhile: the router dead-letters it
             journal = self.journal
             if journal is not None:
                 journal.handled(receiver, out)  # not queued locally: nothing to redeliver
-            rc = self.route(receiver, out)
-        elif rc and record is not None:
+            if self.external_allowed(agent):
+                rc = self.route(receiver, out)
+            else:
+                rc = abi.ERR_OVER_BUDGET
+                if journal is not None:
+                    journal.retract(out)
+        elif rc and record is not None:  # the mailbox filled since the check above
             self.journal.retract(out)  # type: ignore[union-attr]
         if record is not None and len(self.journal_entries) >= self.flush_at:
             self.journal.flush()  # type: ignore[union-attr]
         return rc
 
+    def external_allowed(self, agent: Agent) -> bool:
+        """Take one send from the agent's per-second budget for non-local receivers."""
+        credit = agent.external_credit
+        if credit > 0:
+            agent.external_credit = credit - 1
+            return True
+        now = monotonic()
+        if now - agent.external_window >= 1.0:
+            agent.external_window = now
+            agent.external_credit = self.external_per_second - 1
+            return True
+        agent.sends_over_budget += 1
+        return False
+
+    def _send_external(
+        self, agent: Agent, conversation: str | None, receiver: str, out: bytes
+    ) -> int:
+        """`send` to one receiver that is no local agent (clients, unknown names, remote).
+
+        The first reply to the sender of the message being handled is not counted: answering
+        API clients is bounded by what they send, at any rate.
+        """
+        incoming = self.incoming
+        if incoming is not self.replied and receiver == incoming.sender:  # type: ignore[union-attr]
+            self.replied = incoming
+        elif not self.external_allowed(agent):
+            return abi.ERR_OVER_BUDGET
+        journal = self.journal
+        if journal is not None:
+            journal.sent(conversation, out, None)  # history only: nothing to redeliver
+        return self.route(receiver, out)
+
     def _send_other(self, receiver: str | list[str], out: bytes) -> int:
-        """`send` for a receiver list, or a message whose ``reply_by`` has passed."""
+        """`send` for a receiver list, or a message whose ``reply_by`` has passed.
+
+        Each receiver of a list counts as one send of the per-message budget.
+        """
+        agent = self.agent
+        assert agent is not None
+        extra = 0 if type(receiver) is str else len(receiver) - 1
+        if extra > self.sends_left:
+            agent.sends_over_budget += 1
+            return abi.ERR_OVER_BUDGET
+        self.sends_left -= extra
         journal = self.journal
         if journal is None:
-            return self._deliver(receiver, out)
-        if self.stamper.expired:  # the router dead-letters it
+            return self._deliver(agent, receiver, out)
+        if self.stamper.expired:  # the router dead-letters it: non-local for the budget
+            receivers = [receiver] if type(receiver) is str else receiver
+            if not all([self.external_allowed(agent) for _ in receivers]):
+                return abi.ERR_OVER_BUDGET
             journal.sent(self.stamper.conversation, out, None)
-            for one in [receiver] if type(receiver) is str else receiver:
+            for one in receivers:
                 self.route(one, out)
             return abi.OK
         journal.sent(self.stamper.conversation, out, None)
@@ -202,7 +294,7 @@ class CallContext:
             code = self.local(one, out)
             if code is None:
                 journal.handled(one, out)
-                code = self.route(one, out)
+                code = self.route(one, out) if self.external_allowed(agent) else abi.ERR_OVER_BUDGET
             elif code:
                 journal.handled(one, out)
             if code:
@@ -213,15 +305,12 @@ class CallContext:
             journal.retract(out)
         return rc
 
-    def _deliver(self, receiver: str | list[str], out: bytes) -> int:
-        if type(receiver) is str:
-            rc = self.local(receiver, out)
-            return self.route(receiver, out) if rc is None else rc
+    def _deliver(self, agent: Agent, receiver: str | list[str], out: bytes) -> int:
         rc = abi.OK
-        for one in receiver:
+        for one in [receiver] if type(receiver) is str else receiver:
             code = self.local(one, out)
             if code is None:
-                code = self.route(one, out)
+                code = self.route(one, out) if self.external_allowed(agent) else abi.ERR_OVER_BUDGET
             if code:
                 rc = code
         return rc

@@ -265,6 +265,20 @@ class Runtime:
         self._agents.pop(name, None)
         return queued
 
+    def sends_over_budget(self) -> int:
+        """Sends refused with ``ERR_OVER_BUDGET`` since start, all agents together."""
+        return sum(agent.sends_over_budget for agent in list(self._agents.values()))
+
+    async def flush_journal(self) -> None:
+        """Hand what the router's journal recorded so far to storage.
+
+        A storage write submitted after this commits after those records (the writer keeps
+        order): `AgentService.remove` relies on it to dead-letter every pending delivery.
+        """
+        journal = getattr(self.router, "journal", None)
+        if journal is not None:
+            await asyncio.to_thread(journal.flush)
+
     async def hibernate(self, name: str) -> bool:
         """Save the agent's linear memory and drop its instance; the next message restores it."""
         agent = self._agent(name)
@@ -308,6 +322,23 @@ class Runtime:
                 # event loop into a busy poller (a fixed 2 ms poll did, under bulk sends).
                 await asyncio.sleep(min(delay, deadline - now))
                 delay = min(delay * 2, 0.05)
+
+    def deliver_recovered(self, name: str, data: bytes) -> None:
+        """Queue a delivery accepted before a restart, even into a full mailbox.
+
+        It was in the mailbox (or being handled) when the node stopped, so it goes ahead of
+        what agents send meanwhile: up to twice the capacity, then `WouldBlock` as
+        `deliver_nowait` (an agent sending to itself must not hold recovery up).
+        """
+        agent = self._agent(name)
+        rc = agent.offer_within(data, 2 * agent.capacity)
+        if rc == WAKE:
+            assert self._scheduler is not None
+            self._scheduler.wake(agent)
+        elif rc == CLOSED:
+            raise MailboxClosed(f"agent {name!r} is not accepting messages")
+        elif rc:
+            raise WouldBlock(f"the mailbox of {name!r} is full")
 
     def enqueue_local(self, name: str, data: bytes) -> int | None:
         """Router hook: 0 or -4 for a local agent accepting messages, None otherwise."""
