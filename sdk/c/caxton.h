@@ -42,6 +42,8 @@
  *   CAXTON_ERR_TOO_LARGE      -2  over the configured size limit (or your buffer)
  *   CAXTON_ERR_NOT_PERMITTED  -3  the agent may not do this (receiver, quota, ...)
  *   CAXTON_ERR_BACKPRESSURE   -4  the receiver's mailbox is full: try again later
+ *   CAXTON_ERR_QUOTA          -8  over the agent's quota: kv keys or bytes (kv_set),
+ *                                 pending timers (schedule); nothing was kept
  * kv_get and kv_delete use -1 for "absent" (CAXTON_KV_ABSENT).
  * The JSON helpers of this SDK (never the host) also return
  *   CAXTON_JSON_NOT_FOUND     -5  the object has no such field
@@ -77,6 +79,7 @@ extern "C" {
 #define CAXTON_ERR_TOO_LARGE (-2)
 #define CAXTON_ERR_NOT_PERMITTED (-3)
 #define CAXTON_ERR_BACKPRESSURE (-4)
+#define CAXTON_ERR_QUOTA (-8)
 #define CAXTON_KV_ABSENT (-1)
 #define CAXTON_JSON_NOT_FOUND (-5)
 #define CAXTON_JSON_WRONG_TYPE (-6)

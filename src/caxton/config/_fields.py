@@ -339,6 +339,12 @@ SECTIONS: dict[str, Section] = {
             "mailbox_capacity": count,
             "max_module_size": size,
             "fuel": count,
+            "agent_log_bytes_per_second": size,
+            "agent_log_lines_per_second": count,
+            "agent_kv_max_keys": count,
+            "agent_kv_max_bytes": size,
+            "agent_kv_cache_size": size,
+            "agent_max_timers": count,
         },
     ),
     "networking": Section(

@@ -16,6 +16,7 @@ __all__ = [
     "ERR_BACKPRESSURE",
     "ERR_MALFORMED",
     "ERR_NOT_PERMITTED",
+    "ERR_QUOTA",
     "ERR_TOO_LARGE",
     "HOST_MODULE",
     "KV_ABSENT",
@@ -33,6 +34,9 @@ ERR_TOO_LARGE: Final = -2  # above max_message_size (or the kv value limit)
 ERR_NOT_PERMITTED: Final = -3  # the agent may not do this
 ERR_BACKPRESSURE: Final = -4  # the receiver's mailbox is full
 KV_ABSENT: Final = -1  # kv_get / kv_delete: no such key
+# -5 and -6 are the C SDK's JSON helper codes (CAXTON_JSON_NOT_FOUND, _WRONG_TYPE).
+#: Over the agent's quota: key/value keys or bytes (`kv_set`), pending timers (`schedule`).
+ERR_QUOTA: Final = -8
 
 _I32 = wasmtime.ValType.i32()
 _I64 = wasmtime.ValType.i64()

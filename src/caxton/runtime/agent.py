@@ -2,7 +2,7 @@
 
 An agent is owned by at most one worker at a time: `scheduled` is True from the moment it is put
 on a run queue until the worker that ran it finds nothing left to do. Only that worker touches
-the instance, kv dict and counters; the mailbox and the control queue are the only parts other
+the instance, kv view and counters; the mailbox and the control queue are the only parts other
 threads write, always under `lock`.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from caxton.runtime.kvstore import AgentKv
 from caxton.runtime.logs import LogRing
 from caxton.runtime.supervisor import RestartBudget
 
@@ -123,6 +124,7 @@ class Agent:
         capacity: int,
         memory_limit: int,
         budget: RestartBudget,
+        log_rates: tuple[int, int] = (64 * 1024, 200),
     ) -> None:
         self.name = spec.name
         self.spec = spec
@@ -139,8 +141,8 @@ class Agent:
         self.scheduled = False
         self.closed = False
         self.inst: Any = None  # sandbox.Instance while live
-        self.kv: dict[bytes, bytes] = {}
-        self.logs = LogRing(spec.name)
+        self.kv: AgentKv | None = None  # set when the agent is started or loaded
+        self.logs = LogRing(spec.name, bytes_per_second=log_rates[0], lines_per_second=log_rates[1])
         self.stdout: Any = None  # logs.OutputCapture, created with the first instance
         self.stderr: Any = None
         self.messages_handled = 0

@@ -38,6 +38,7 @@ from caxton.runtime.backends import (
 )
 from caxton.runtime.engine import Compiled, Engine
 from caxton.runtime.executor import Services, Worker
+from caxton.runtime.logbudget import INTERVAL as LOG_INTERVAL
 from caxton.runtime.logs import LogLine
 from caxton.runtime.maintenance import Candidate, choose_hibernations
 from caxton.runtime.router import LocalRouter
@@ -124,6 +125,7 @@ class Runtime:
         self._tasks = [
             loop.create_task(self._timers.serve(), name="caxton-timers"),
             loop.create_task(self._maintenance(), name="caxton-maintenance"),
+            loop.create_task(self._log_summaries(), name="caxton-log-summaries"),
         ]
         self._state = _State.RUNNING
 
@@ -209,6 +211,10 @@ class Runtime:
             capacity=self.config.mailbox_capacity,
             memory_limit=self._memory_limit(spec),
             budget=RestartBudget(*self._budget),
+            log_rates=(
+                self.config.agent_log_bytes_per_second,
+                self.config.agent_log_lines_per_second,
+            ),
         )
         self._agents[spec.name] = agent
         return agent
@@ -337,6 +343,13 @@ class Runtime:
             await asyncio.sleep(self.config.gc_interval)
             await self.maintain()
 
+    async def _log_summaries(self) -> None:
+        """Report each agent's log drops of the last interval, even when it went quiet."""
+        while True:
+            await asyncio.sleep(LOG_INTERVAL)
+            for agent in list(self._agents.values()):
+                agent.logs.budget.summarise()
+
     async def maintain(self) -> list[str]:
         """One maintenance pass: hibernate idle agents and LRU agents under memory pressure."""
         now = self.clock.monotonic()
@@ -398,4 +411,9 @@ class Runtime:
             temp_storage_bytes=temp.used,
             temp_storage_limit=temp.limit,
             temp_storage_refused=temp.refused,
+            logs_dropped={
+                a.name: (a.logs.budget.dropped, a.logs.budget.dropped_bytes)
+                for a in agents
+                if a.logs.budget.dropped
+            },
         )
