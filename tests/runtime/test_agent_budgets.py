@@ -154,3 +154,32 @@ def test_the_quota_code_is_the_one_the_sdk_and_docs_name() -> None:
     assert f"| `{abi.ERR_QUOTA}` | over quota |" in (ROOT / "docs" / "agents.md").read_text()
     taken = {abi.ERR_MALFORMED, abi.ERR_TOO_LARGE, abi.ERR_NOT_PERMITTED, abi.ERR_BACKPRESSURE}
     assert abi.ERR_QUOTA not in taken | {-5, -6}  # -5/-6: the SDK's JSON helpers
+
+
+@pytest.mark.parametrize("config", [fast_runtime(agent_max_timers=250)])
+async def test_a_timer_flood_stops_at_the_agents_timer_cap(
+    runtime: Runtime, deploy: Deploy, recorder: Recorder
+) -> None:
+    """Attack 11: 200k timers from one agent stalled the loop; now `schedule` returns -8."""
+    await deploy("ticker", wat("timerflood"))
+    await deploy("echo", wat("echo"))
+    runtime.deliver_nowait("ticker", message("ticker"))
+    name, _data, error = await recorder.failure()
+    assert (name, error.message) == ("ticker", "caxton_handle returned -8")
+    await asyncio.sleep(0.05)  # the accepted timers reach the loop
+    assert runtime._timers is not None
+    assert len(runtime._timers) == 250
+    assert runtime._agents["ticker"].timers == 250
+    runtime.deliver_nowait("echo", message("echo", "still here"))
+    assert (await recorder.reply())["content"]["content"] == "still here"
+
+
+async def test_a_fired_timer_frees_its_place_under_the_cap(
+    runtime: Runtime, deploy: Deploy
+) -> None:
+    await deploy("echo", wat("echo"))
+    body = message("echo", "later").replace(b'"sender": "client"', b'"sender": "echo"')
+    runtime.schedule(0.05, "echo", body, "echo")
+    assert runtime._agents["echo"].timers == 1
+    await asyncio.sleep(0.3)
+    assert runtime._agents["echo"].timers == 0

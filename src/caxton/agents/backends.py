@@ -167,13 +167,24 @@ class StoredTimers:
     """`TimerBackend` over `Storage` scheduled rows (loop thread; never blocks).
 
     A row belongs to the agent that scheduled it (the message's ``sender``; removing the
-    agent cancels its timers) and holds ``json(receiver) + b"\\n" + message``, so a receiver
-    that is not an agent (an API client) survives too. Due times are stored as unix seconds.
+    agent cancels its timers) and holds ``json([receiver, delay]) + b"\\n" + message``, so a
+    receiver that is not an agent (an API client) survives too. Due times are stored as unix
+    seconds (the only clock that means anything across a restart), with the delay that was
+    left when the row was written: a timer re-armed after a restart waits at most that long,
+    however far the wall clock jumped back meanwhile (rows of older versions hold
+    ``json(receiver)`` and no delay).
     """
 
-    def __init__(self, storage: Storage, *, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ):
         self._storage = storage
         self._monotonic = monotonic
+        self._wall = wall
         self._rows: dict[int, Future[int]] = {}
 
     def add(self, timer_id: int, due: float, receiver: str, data: bytes) -> None:
@@ -183,9 +194,9 @@ class StoredTimers:
             owner = None
         if owner is None:
             return  # not persisted; it still fires unless the node restarts first
-        due_at = time.time() + (due - self._monotonic())
-        body = msgspec.json.encode(receiver) + b"\n" + data
-        future = self._storage.add_scheduled_nowait(owner, due_at, body)
+        delay = max(0.0, due - self._monotonic())
+        body = msgspec.json.encode([receiver, round(delay, 3)]) + b"\n" + data
+        future = self._storage.add_scheduled_nowait(owner, self._wall() + delay, body)
         future.add_done_callback(_report)
         self._rows[timer_id] = future
 
@@ -199,10 +210,19 @@ class StoredTimers:
             self._storage.delete_scheduled_nowait(future.result()).add_done_callback(_report)
 
     @staticmethod
-    def decode(record: ScheduledRecord) -> tuple[str, bytes]:
-        """``(receiver, message)`` of a stored timer."""
+    def decode(record: ScheduledRecord, now: float) -> tuple[str, bytes, float]:
+        """``(receiver, message, seconds to wait from now)`` of a stored timer.
+
+        ``now`` is the wall clock (unix seconds); the wait is never more than the delay the
+        timer had left when it was stored.
+        """
         head, _, data = record.body.partition(b"\n")
-        return msgspec.json.decode(head, type=str), data
+        stored: str | list[Any] = msgspec.json.decode(head, type=str | list[Any])
+        wait = max(0.0, record.due_at - now)
+        if isinstance(stored, str):
+            return stored, data, wait
+        receiver, left = stored
+        return str(receiver), data, min(wait, float(left))
 
 
 class PersistingEvents:

@@ -2,8 +2,8 @@
 
 An agent is owned by at most one worker at a time: `scheduled` is True from the moment it is put
 on a run queue until the worker that ran it finds nothing left to do. Only that worker touches
-the instance, kv view and counters; the mailbox and the control queue are the only parts other
-threads write, always under `lock`.
+the instance, kv view and counters; the mailbox, the control queue and the pending-timer count
+are the only parts other threads write, always under `lock`.
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ class Agent:
         "lock",
         "logs",
         "mailbox",
+        "max_timers",
         "memory_bytes",
         "memory_checked",
         "memory_limit",
@@ -114,6 +115,7 @@ class Agent:
         "state",
         "stderr",
         "stdout",
+        "timers",
     )
 
     def __init__(
@@ -124,6 +126,7 @@ class Agent:
         capacity: int,
         memory_limit: int,
         budget: RestartBudget,
+        max_timers: int = 1000,
         log_rates: tuple[int, int] = (64 * 1024, 200),
     ) -> None:
         self.name = spec.name
@@ -140,6 +143,9 @@ class Agent:
         self.lock = threading.Lock()
         self.scheduled = False
         self.closed = False
+        #: Timers this agent scheduled that have not fired (under `lock`), and their cap.
+        self.timers = 0
+        self.max_timers = max_timers
         self.inst: Any = None  # sandbox.Instance while live
         self.kv: AgentKv | None = None  # set when the agent is started or loaded
         self.logs = LogRing(spec.name, bytes_per_second=log_rates[0], lines_per_second=log_rates[1])

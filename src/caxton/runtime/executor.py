@@ -75,7 +75,7 @@ class Services:
     events: AgentEvents
     clock: Clock
     loop: asyncio.AbstractEventLoop
-    add_timer: Callable[[float, str, bytes], None]  # runs on the loop thread
+    add_timer: Callable[[float, str, bytes, str | None], None]  # runs on the loop thread
     agents: dict[str, Agent]  # the runtime's agents by name (read-only here)
 
 
@@ -147,8 +147,9 @@ class Worker(InstanceOps):
                 self.svc.loop.call_soon_threadsafe(_run_batch, batch)
 
     def schedule(self, delay: float, receiver: str, data: bytes) -> None:
-        """The host's `schedule`: hand the timer to the loop thread."""
-        self.post(self.svc.add_timer, delay, receiver, data)
+        """The host's `schedule`: hand the timer to the loop thread (owned by the caller)."""
+        agent = self.cx.agent
+        self.post(self.svc.add_timer, delay, receiver, data, None if agent is None else agent.name)
 
     def wake_local(self, agent: Agent) -> None:
         """Run an agent that a message sent on this worker just made ready.

@@ -273,6 +273,10 @@ def schedule(delay_ms: int, ptr: int, length: int) -> int:
             cx.incoming = cx.stamper.incoming_for(cx.data)
         receiver, out = cx.stamper.stamp(data, agent.sender_json, cx.incoming)
         receivers = [receiver] if isinstance(receiver, str) else receiver
+        with agent.lock:  # the agent's pending timers (they fire on the loop thread)
+            if agent.timers + len(receivers) > agent.max_timers:
+                return abi.ERR_QUOTA
+            agent.timers += len(receivers)
         for one in receivers:
             cx.schedule(max(0, delay_ms) / 1000.0, one, out)
         return abi.OK

@@ -99,7 +99,9 @@ class Runtime:
         if self._state is not _State.UNSTARTED:
             raise RuntimeError(f"runtime is {self._state.value}")
         loop = self._loop = asyncio.get_running_loop()
-        self._timers = TimerQueue(self.clock, self.router.route, self._timer_backend)
+        self._timers = TimerQueue(
+            self.clock, self.router.route, self._timer_backend, self._timer_released
+        )
         services = Services(
             engine=self.engine,
             config=self.config,
@@ -211,6 +213,7 @@ class Runtime:
             capacity=self.config.mailbox_capacity,
             memory_limit=self._memory_limit(spec),
             budget=RestartBudget(*self._budget),
+            max_timers=self.config.agent_max_timers,
             log_rates=(
                 self.config.agent_log_bytes_per_second,
                 self.config.agent_log_lines_per_second,
@@ -241,11 +244,25 @@ class Runtime:
             raise
         return result
 
-    def schedule(self, delay: float, receiver: str, data: bytes) -> None:
-        """Arm a timer from the loop thread (how the node re-arms persisted timers)."""
+    def schedule(self, delay: float, receiver: str, data: bytes, owner: str | None = None) -> None:
+        """Arm a timer from the loop thread (how the node re-arms persisted timers).
+
+        ``owner`` (the agent that scheduled it) counts it among that agent's pending timers
+        (re-armed timers were accepted once: they count even above ``agent_max_timers``).
+        """
         if self._timers is None:
             raise MailboxClosed("the runtime is not running")
-        self._timers.add(delay, receiver, data)
+        agent = self._agents.get(owner) if owner is not None else None
+        if agent is not None:
+            with agent.lock:
+                agent.timers += 1
+        self._timers.add(delay, receiver, data, owner)
+
+    def _timer_released(self, owner: str) -> None:
+        agent = self._agents.get(owner)
+        if agent is not None:
+            with agent.lock:
+                agent.timers = max(0, agent.timers - 1)
 
     async def stop_agent(self, name: str) -> None:
         """Stop an agent after its current message; queued messages stay for the next start."""
