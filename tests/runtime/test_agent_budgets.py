@@ -9,7 +9,7 @@ import time
 import pytest
 
 from caxton.config.schema import RuntimeConfig
-from caxton.runtime import MemoryKv, Runtime, abi
+from caxton.runtime import AgentSpec, Engine, MemoryKv, Runtime, abi
 from tests.support import ROOT, fast_runtime, message, wat
 
 from .conftest import Deploy, Recorder
@@ -183,3 +183,41 @@ async def test_a_fired_timer_frees_its_place_under_the_cap(
     assert runtime._agents["echo"].timers == 1
     await asyncio.sleep(0.3)
     assert runtime._agents["echo"].timers == 0
+
+
+LOOPERS = 3  # more than the runtime's two workers
+
+
+async def test_looping_agents_do_not_starve_a_well_behaved_one(
+    config: RuntimeConfig, engine: Engine, recorder: Recorder
+) -> None:
+    """Attack 11: 11 of 33 echo probes timed out while loopers spun on every worker."""
+    timeout = config.execution_timeout
+    runtime = Runtime(
+        config, engine=engine, events=recorder, external=recorder.external, max_restarts=10_000
+    )
+    async with runtime:
+        spin = await asyncio.to_thread(engine.compile, wat("spin"))
+        echo = await asyncio.to_thread(engine.compile, wat("echo"))
+        for i in range(LOOPERS):
+            await runtime.start_agent(AgentSpec(name=f"loop-{i}"), spin)
+        await runtime.start_agent(AgentSpec(name="echo"), echo)
+        for _ in range(20):
+            for i in range(LOOPERS):
+                runtime.deliver_nowait(f"loop-{i}", message(f"loop-{i}"))
+        # Each looper is known to be one once its first message ran into the deadline.
+        await asyncio.sleep(timeout * 2.5)
+        latencies = []
+        t_end = time.monotonic() + 10 * timeout
+        while time.monotonic() < t_end:
+            t0 = time.monotonic()
+            runtime.deliver_nowait("echo", message("echo", "ping"))
+            assert (await recorder.reply(within=5.0))["content"]["content"] == "ping"
+            latencies.append(time.monotonic() - t0)
+            await asyncio.sleep(timeout / 3)
+        failures = [runtime.agent_statistics(f"loop-{i}").failures for i in range(LOOPERS)]
+    # Echo answers at once: at most all workers but one are running loopers.
+    assert max(latencies) < timeout / 2, latencies
+    # And the loopers still take their turns (each of their messages runs into the deadline).
+    assert sum(failures) >= 10
+    assert min(failures) >= 2

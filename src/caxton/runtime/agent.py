@@ -111,6 +111,7 @@ class Agent:
         "restarts",
         "scheduled",
         "sender_json",
+        "slow",
         "spec",
         "state",
         "stderr",
@@ -143,6 +144,9 @@ class Agent:
         self.lock = threading.Lock()
         self.scheduled = False
         self.closed = False
+        #: Its last message ran into ``execution_timeout``: it runs one message per turn, on
+        #: at most all workers but one (see `scheduler`), until a message finishes in time.
+        self.slow = False
         #: Timers this agent scheduled that have not fired (under `lock`), and their cap.
         self.timers = 0
         self.max_timers = max_timers

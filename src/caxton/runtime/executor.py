@@ -174,8 +174,8 @@ class Worker(InstanceOps):
 
     # -- running an agent --------------------------------------------------------------------
 
-    def run(self, agent: Agent) -> bool:
-        """Run an agent's control operations and up to `BATCH` messages; True to requeue."""
+    def run(self, agent: Agent, limit: int = BATCH) -> bool:
+        """Run an agent's control operations and up to ``limit`` messages; True to requeue."""
         mailbox, control = agent.mailbox, agent.control
         processed = 0
         handle = self.handle
@@ -184,7 +184,9 @@ class Worker(InstanceOps):
                 self._control(agent)
                 continue
             state = agent.state
-            if (state is not _RUNNING and state is not _HIBERNATED) or processed >= BATCH:
+            if (state is not _RUNNING and state is not _HIBERNATED) or processed >= limit:
+                break
+            if agent.slow and processed:  # a message ran into the deadline: others first
                 break
             # Test before popping instead of catching IndexError: a ping-pong agent finds its
             # mailbox empty after every message, and a raised-and-caught exception costs more
@@ -299,6 +301,8 @@ class Worker(InstanceOps):
     ) -> None:
         agent.failures += 1
         agent.last_error = f"{failure.cause}: {failure.message}"
+        if failure.cause == "deadline":
+            agent.slow = True  # see `scheduler`: it no longer gets every worker
         self.counters.record(failure.cause, elapsed)
         if agent.stdout is not None:
             agent.stdout.reset()

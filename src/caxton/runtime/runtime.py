@@ -176,6 +176,8 @@ class Runtime:
         future, wake = agent.submit(fn)
         if wake:
             self._scheduler.wake_urgent(agent)
+        elif agent.slow:  # it may be parked, waiting for a slow slot (see `scheduler`)
+            self._scheduler.nudge(agent)
         return await asyncio.wrap_future(future)
 
     async def start_agent(self, spec: AgentSpec, compiled: Compiled) -> AgentStatistics:
