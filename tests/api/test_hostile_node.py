@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.nodeproc import NodeProcess, free_port
 from tests.support import wat
@@ -144,6 +145,7 @@ def _flood(
     start: Callable[[Api], None],
     stop: Callable[[Api], None] | None = None,
     echo_bound: float = 1.0,
+    check: Callable[[NodeProcess], None] | None = None,
 ) -> Figures:
     """Deploy ``hostile`` (name, fixture) and echo, flood, measure, restart; the figures.
 
@@ -181,6 +183,8 @@ def _flood(
         time.sleep(0.5)  # the storage writer and the log catch up
         figures.rss_growth = max(rss_max, _rss(node)) - rss0
         figures.extra["db_wal_running_kib"] = (_size(*db) - db0) // 1024
+        if check is not None:
+            check(node)
         code, err = node.stop()
         assert code == 0, err[-2000:]
     # Measured once the node has stopped (its WAL checkpointed into the database file).
@@ -222,7 +226,26 @@ def _stop(name: str) -> Callable[[Api], None]:
 
 def test_a_log_flood_stays_within_the_log_rate_budget(tmp_path: Path) -> None:
     """H1: one message made an agent log 1.7 GB in 21 s."""
-    figures = _flood(tmp_path, [("flood", "logloop")], lambda a: _post(a, "flood"), _stop("flood"))
+    dropped: list[float] = []
+
+    def metrics(node: NodeProcess) -> None:
+        status, body = node.get("metrics", "/metrics")
+        assert status == 200
+        families = text_string_to_metric_families(body.decode())
+        dropped.extend(
+            s.value
+            for f in families
+            if f.name == "caxton_agent_log_dropped"
+            for s in f.samples
+            if s.labels == {"agent": "flood"} and s.name.endswith("_total")
+        )
+
+    figures = _flood(
+        tmp_path, [("flood", "logloop")], lambda a: _post(a, "flood"), _stop("flood"), check=metrics
+    )
+    assert dropped
+    assert dropped[0] > 1000
+    print(f"log lines dropped: {dropped[0]:.0f}")
     # Bytes of text within the rate (a burst of one second's worth), plus the JSON around each
     # admitted line (~300 bytes), one summary line per second and the node's own lines.
     allowed = (FLOOD + 2) * (LOG_RATE + LOG_LINES * 300) + 256 * 1024
