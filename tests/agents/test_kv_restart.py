@@ -8,7 +8,7 @@ import tracemalloc
 from pathlib import Path
 
 from caxton.agents import DeployRequest
-from tests.support import wat
+from tests.support import message, wat
 
 from .conftest import Client, StartNode
 
@@ -42,3 +42,16 @@ async def test_a_restart_reads_none_of_the_keys_an_agent_stored(
     # The agent reads its keys when it asks for them.
     assert await client.ask(node, "counter") == 2
     assert await node.storage.kv_get("counter", b"key-0199999") == VALUE
+
+
+async def test_kv_reads_its_own_writes_through_sqlite_when_nothing_is_cached(
+    start_node: StartNode, client: Client
+) -> None:
+    """Writes are committed behind the agent's back: a read must still see the last one."""
+    node = await start_node(agent_kv_cache_size=64)
+    await node.agents.deploy(DeployRequest(name="counter", wasm=wat("kvcount")))
+    for _ in range(40):
+        node.runtime.deliver_nowait("counter", message("counter"))
+    counts = [(await client.reply())["content"] for _ in range(40)]
+    assert counts == list(range(1, 41))
+    assert await node.storage.kv_get("counter", b"count") == b"40"
