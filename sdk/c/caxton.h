@@ -40,10 +40,12 @@
  * Return codes. The host functions return 0 or one of these (never anything else):
  *   CAXTON_ERR_MALFORMED      -1  not a valid message (or key/value), or no such field
  *   CAXTON_ERR_TOO_LARGE      -2  over the configured size limit (or your buffer)
- *   CAXTON_ERR_NOT_PERMITTED  -3  the agent may not do this (receiver, quota, ...)
+ *   CAXTON_ERR_NOT_PERMITTED  -3  the agent may not do this (e.g. not inside a handler)
  *   CAXTON_ERR_BACKPRESSURE   -4  the receiver's mailbox is full: try again later
  *   CAXTON_ERR_OVER_BUDGET    -7  send: over the agent's send budget (per message or
  *                                 per second); nothing was sent
+ *   CAXTON_ERR_QUOTA          -8  over the agent's quota: kv keys or bytes (kv_set),
+ *                                 pending timers (schedule); nothing was kept
  * kv_get and kv_delete use -1 for "absent" (CAXTON_KV_ABSENT).
  * The JSON helpers of this SDK (never the host) also return
  *   CAXTON_JSON_NOT_FOUND     -5  the object has no such field
@@ -80,6 +82,7 @@ extern "C" {
 #define CAXTON_ERR_NOT_PERMITTED (-3)
 #define CAXTON_ERR_BACKPRESSURE (-4)
 #define CAXTON_ERR_OVER_BUDGET (-7)
+#define CAXTON_ERR_QUOTA (-8)
 #define CAXTON_KV_ABSENT (-1)
 #define CAXTON_JSON_NOT_FOUND (-5)
 #define CAXTON_JSON_WRONG_TYPE (-6)

@@ -351,6 +351,12 @@ SECTIONS: dict[str, Section] = {
             "max_sends_per_message": count,
             "max_external_sends_per_second": count,
             "max_dead_letters_per_second": count,
+            "agent_log_bytes_per_second": size,
+            "agent_log_lines_per_second": count,
+            "agent_kv_max_keys": count,
+            "agent_kv_max_bytes": size,
+            "agent_kv_cache_size": size,
+            "agent_max_timers": count,
         },
     ),
     "networking": Section(

@@ -17,6 +17,7 @@ __all__ = [
     "ERR_MALFORMED",
     "ERR_NOT_PERMITTED",
     "ERR_OVER_BUDGET",
+    "ERR_QUOTA",
     "ERR_TOO_LARGE",
     "HOST_MODULE",
     "KV_ABSENT",
@@ -37,6 +38,8 @@ ERR_BACKPRESSURE: Final = -4  # the receiver's mailbox is full
 #: `runtime.max_external_sends_per_second`); nothing was kept. Not -5/-6: the C SDK's JSON
 #: helpers return those (CAXTON_JSON_NOT_FOUND, CAXTON_JSON_WRONG_TYPE).
 ERR_OVER_BUDGET: Final = -7
+#: Over the agent's quota: key/value keys or bytes (`kv_set`), pending timers (`schedule`).
+ERR_QUOTA: Final = -8
 KV_ABSENT: Final = -1  # kv_get / kv_delete: no such key
 
 _I32 = wasmtime.ValType.i32()

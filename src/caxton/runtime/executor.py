@@ -75,7 +75,7 @@ class Services:
     events: AgentEvents
     clock: Clock
     loop: asyncio.AbstractEventLoop
-    add_timer: Callable[[float, str, bytes], None]  # runs on the loop thread
+    add_timer: Callable[[float, str, bytes, str | None], None]  # runs on the loop thread
     agents: dict[str, Agent]  # the runtime's agents by name (read-only here)
 
 
@@ -150,8 +150,9 @@ class Worker(InstanceOps):
                 self.svc.loop.call_soon_threadsafe(_run_batch, batch)
 
     def schedule(self, delay: float, receiver: str, data: bytes) -> None:
-        """The host's `schedule`: hand the timer to the loop thread."""
-        self.post(self.svc.add_timer, delay, receiver, data)
+        """The host's `schedule`: hand the timer to the loop thread (owned by the caller)."""
+        agent = self.cx.agent
+        self.post(self.svc.add_timer, delay, receiver, data, None if agent is None else agent.name)
 
     def wake_local(self, agent: Agent) -> None:
         """Run an agent that a message sent on this worker just made ready.
@@ -176,8 +177,8 @@ class Worker(InstanceOps):
 
     # -- running an agent --------------------------------------------------------------------
 
-    def run(self, agent: Agent) -> bool:
-        """Run an agent's control operations and up to `BATCH` messages; True to requeue."""
+    def run(self, agent: Agent, limit: int = BATCH) -> bool:
+        """Run an agent's control operations and up to ``limit`` messages; True to requeue."""
         mailbox, control = agent.mailbox, agent.control
         processed = 0
         handle = self.handle
@@ -186,7 +187,9 @@ class Worker(InstanceOps):
                 self._control(agent)
                 continue
             state = agent.state
-            if (state is not _RUNNING and state is not _HIBERNATED) or processed >= BATCH:
+            if (state is not _RUNNING and state is not _HIBERNATED) or processed >= limit:
+                break
+            if agent.slow and processed:  # a message ran into the deadline: others first
                 break
             # Test before popping instead of catching IndexError: a ping-pong agent finds its
             # mailbox empty after every message, and a raised-and-caught exception costs more
@@ -302,6 +305,8 @@ class Worker(InstanceOps):
     ) -> None:
         agent.failures += 1
         agent.last_error = f"{failure.cause}: {failure.message}"
+        if failure.cause == "deadline":
+            agent.slow = True  # see `scheduler`: it no longer gets every worker
         self.counters.record(failure.cause, elapsed)
         if agent.stdout is not None:
             agent.stdout.reset()

@@ -39,6 +39,7 @@ from caxton.messaging.envelope import Incoming, Stamper
 from caxton.runtime import abi
 from caxton.runtime._ffi import HOST_CALLBACK, define_unchecked
 from caxton.runtime.agent import CLOSED, WAKE
+from caxton.runtime.logs import MAX_LINE
 
 if TYPE_CHECKING:
     from caxton.runtime.agent import Agent
@@ -361,6 +362,10 @@ def schedule(delay_ms: int, ptr: int, length: int) -> int:
             cx.incoming = cx.stamper.incoming_for(cx.data)
         receiver, out = cx.stamper.stamp(data, agent.sender_json, cx.incoming)
         receivers = [receiver] if isinstance(receiver, str) else receiver
+        with agent.lock:  # the agent's pending timers (they fire on the loop thread)
+            if agent.timers + len(receivers) > agent.max_timers:
+                return abi.ERR_QUOTA
+            agent.timers += len(receivers)
         for one in receivers:
             cx.schedule(max(0, delay_ms) / 1000.0, one, out)
         return abi.OK
@@ -379,15 +384,15 @@ def log(level: int, ptr: int, length: int) -> None:
         if inst is None or agent is None:
             return
         if length > cx.log_budget:
-            agent.logs.dropped += 1
+            agent.logs.dropped_per_message += 1
             cx.log_budget = 0
             return
         data = _range(inst, ptr, length)
-        if data is not None:
+        if data is not None and agent.logs.budget.admit(min(length, MAX_LINE)):  # per second
             cx.log_budget -= length
             # The level is an i32 read unsigned: a negative level stays negative (and invalid).
             signed = level - (1 << 32) if level & 0x80000000 else level
-            agent.logs.write(signed, bytes(data).decode("utf-8", "replace"))
+            agent.logs.append(signed, bytes(data).decode("utf-8", "replace"))
     except Exception:
         _log.exception("caxton.log failed")
 
@@ -400,7 +405,10 @@ def kv_get(kptr: int, klen: int, vptr: int, vcap: int) -> int:
         key = None if inst is None else _range(inst, kptr, klen)
         if key is None or agent is None or inst is None:
             return abi.ERR_MALFORMED
-        value = agent.kv.get(bytes(key))
+        kv = agent.kv
+        if kv is None:
+            return abi.ERR_NOT_PERMITTED
+        value = kv.get(bytes(key))
         if value is None:
             return abi.KV_ABSENT
         n = len(value)
@@ -428,10 +436,10 @@ def kv_set(kptr: int, klen: int, vptr: int, vlen: int) -> int:
         value = _range(inst, vptr, vlen)
         if key is None or value is None:
             return abi.ERR_MALFORMED
-        k, v = bytes(key), bytes(value)
-        agent.kv[k] = v
-        cx.kv.set(agent.name, k, v)
-        return abi.OK
+        kv = agent.kv
+        if kv is None:
+            return abi.ERR_NOT_PERMITTED
+        return kv.set(bytes(key), bytes(value))  # OK, or ERR_QUOTA (nothing kept)
     except Exception:
         _log.exception("caxton.kv_set failed")
         return abi.ERR_MALFORMED
@@ -445,11 +453,10 @@ def kv_delete(kptr: int, klen: int) -> int:
         key = None if inst is None else _range(inst, kptr, klen)
         if key is None or agent is None:
             return abi.ERR_MALFORMED
-        k = bytes(key)
-        if agent.kv.pop(k, None) is None:
-            return abi.KV_ABSENT
-        cx.kv.delete(agent.name, k)
-        return abi.OK
+        kv = agent.kv
+        if kv is None:
+            return abi.ERR_NOT_PERMITTED
+        return abi.OK if kv.delete(bytes(key)) else abi.KV_ABSENT
     except Exception:
         _log.exception("caxton.kv_delete failed")
         return abi.ERR_MALFORMED

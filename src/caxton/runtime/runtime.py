@@ -38,6 +38,7 @@ from caxton.runtime.backends import (
 )
 from caxton.runtime.engine import Compiled, Engine
 from caxton.runtime.executor import Services, Worker
+from caxton.runtime.logbudget import INTERVAL as LOG_INTERVAL
 from caxton.runtime.logs import LogLine
 from caxton.runtime.maintenance import Candidate, choose_hibernations
 from caxton.runtime.router import LocalRouter
@@ -98,7 +99,9 @@ class Runtime:
         if self._state is not _State.UNSTARTED:
             raise RuntimeError(f"runtime is {self._state.value}")
         loop = self._loop = asyncio.get_running_loop()
-        self._timers = TimerQueue(self.clock, self.router.route, self._timer_backend)
+        self._timers = TimerQueue(
+            self.clock, self.router.route, self._timer_backend, self._timer_released
+        )
         services = Services(
             engine=self.engine,
             config=self.config,
@@ -124,6 +127,7 @@ class Runtime:
         self._tasks = [
             loop.create_task(self._timers.serve(), name="caxton-timers"),
             loop.create_task(self._maintenance(), name="caxton-maintenance"),
+            loop.create_task(self._log_summaries(), name="caxton-log-summaries"),
         ]
         self._state = _State.RUNNING
 
@@ -172,6 +176,8 @@ class Runtime:
         future, wake = agent.submit(fn)
         if wake:
             self._scheduler.wake_urgent(agent)
+        elif agent.slow:  # it may be parked, waiting for a slow slot (see `scheduler`)
+            self._scheduler.nudge(agent)
         return await asyncio.wrap_future(future)
 
     async def start_agent(self, spec: AgentSpec, compiled: Compiled) -> AgentStatistics:
@@ -209,6 +215,11 @@ class Runtime:
             capacity=self.config.mailbox_capacity,
             memory_limit=self._memory_limit(spec),
             budget=RestartBudget(*self._budget),
+            max_timers=self.config.agent_max_timers,
+            log_rates=(
+                self.config.agent_log_bytes_per_second,
+                self.config.agent_log_lines_per_second,
+            ),
         )
         self._agents[spec.name] = agent
         return agent
@@ -235,11 +246,25 @@ class Runtime:
             raise
         return result
 
-    def schedule(self, delay: float, receiver: str, data: bytes) -> None:
-        """Arm a timer from the loop thread (how the node re-arms persisted timers)."""
+    def schedule(self, delay: float, receiver: str, data: bytes, owner: str | None = None) -> None:
+        """Arm a timer from the loop thread (how the node re-arms persisted timers).
+
+        ``owner`` (the agent that scheduled it) counts it among that agent's pending timers
+        (re-armed timers were accepted once: they count even above ``agent_max_timers``).
+        """
         if self._timers is None:
             raise MailboxClosed("the runtime is not running")
-        self._timers.add(delay, receiver, data)
+        agent = self._agents.get(owner) if owner is not None else None
+        if agent is not None:
+            with agent.lock:
+                agent.timers += 1
+        self._timers.add(delay, receiver, data, owner)
+
+    def _timer_released(self, owner: str) -> None:
+        agent = self._agents.get(owner)
+        if agent is not None:
+            with agent.lock:
+                agent.timers = max(0, agent.timers - 1)
 
     async def stop_agent(self, name: str) -> None:
         """Stop an agent after its current message; queued messages stay for the next start."""
@@ -368,6 +393,13 @@ class Runtime:
             await asyncio.sleep(self.config.gc_interval)
             await self.maintain()
 
+    async def _log_summaries(self) -> None:
+        """Report each agent's log drops of the last interval, even when it went quiet."""
+        while True:
+            await asyncio.sleep(LOG_INTERVAL)
+            for agent in list(self._agents.values()):
+                agent.logs.budget.summarise()
+
     async def maintain(self) -> list[str]:
         """One maintenance pass: hibernate idle agents and LRU agents under memory pressure."""
         now = self.clock.monotonic()
@@ -429,4 +461,9 @@ class Runtime:
             temp_storage_bytes=temp.used,
             temp_storage_limit=temp.limit,
             temp_storage_refused=temp.refused,
+            logs_dropped={
+                a.name: (a.logs.budget.dropped, a.logs.budget.dropped_bytes)
+                for a in agents
+                if a.logs.budget.dropped
+            },
         )
