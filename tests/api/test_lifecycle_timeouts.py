@@ -18,10 +18,12 @@ from typing import Any
 import aiohttp
 import pytest
 import wasmtime
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from caxton.api.app import create_app
-from caxton.config import Config, CoordinationConfig, NetworkingConfig, RuntimeConfig
+from caxton.api.keys import REQUEST_TIMEOUT
+from caxton.config import Config, CoordinationConfig, RuntimeConfig
 from caxton.errors import AgentNotFound
 from caxton.node import Node
 from tests.support import eventually, wat
@@ -59,34 +61,50 @@ def slow_init(result: int) -> bytes:
     return wasmtime.wat2wasm(_SLOW_INIT.replace("RESULT", str(result)))
 
 
-def config(directory: Path, request_timeout: float) -> Config:
-    return Config(
-        coordination=CoordinationConfig(local_state_path=directory / "local.db"),
-        runtime=RUNTIME,
-        networking=dataclasses.replace(NetworkingConfig(), request_timeout=request_timeout),
-    )
+@dataclasses.dataclass
+class Opened:
+    """A node with two apps: ``impatient`` (``request_timeout`` = `TIMEOUT`) for the operation
+    under test, ``client`` (the default timeout) for everything that checks what happened."""
+
+    node: Node
+    impatient: Client
+    client: Client
+
+    async def aclose(self) -> None:
+        await self.impatient.close()
+        await self.client.close()
+        await self.node.aclose()
 
 
-OpenNode = Callable[..., Awaitable[tuple[Node, Client]]]
+OpenNode = Callable[[], Awaitable[Opened]]
+
+
+async def serve(app: web.Application) -> Client:
+    client: Client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
 
 
 @pytest.fixture
 async def open_node(tmp_path: Path) -> AsyncIterator[OpenNode]:
-    """Start a node on ``tmp_path`` (again, after the last one is closed) with its app."""
-    opened: list[tuple[Node, Client]] = []
+    """Start a node on ``tmp_path`` (again, after the last one is closed) with its apps."""
+    opened: list[Opened] = []
 
-    async def start(request_timeout: float = TIMEOUT) -> tuple[Node, Client]:
-        node = Node(config(tmp_path, request_timeout))
+    async def start() -> Opened:
+        config = Config(
+            coordination=CoordinationConfig(local_state_path=tmp_path / "local.db"),
+            runtime=RUNTIME,
+        )
+        node = Node(config)
         await node.start()
-        client: Client = TestClient(TestServer(create_app(node)))
-        await client.start_server()
-        opened.append((node, client))
-        return node, client
+        impatient = create_app(node)
+        impatient[REQUEST_TIMEOUT] = TIMEOUT
+        opened.append(Opened(node, await serve(impatient), await serve(create_app(node))))
+        return opened[-1]
 
     yield start
-    for node, client in reversed(opened):
-        await client.close()
-        await node.aclose()
+    for each in reversed(opened):
+        await each.aclose()
 
 
 def b64(data: bytes) -> str:
@@ -124,8 +142,11 @@ async def names(client: Client) -> list[str]:
 async def test_a_timed_out_deploy_completes_and_is_visible_everywhere(
     open_node: OpenNode,
 ) -> None:
-    node, client = await open_node()
-    resp = await client.post("/api/v1/agents", json={"name": "slow", "wasm": b64(slow_init(0))})
+    opened = await open_node()
+    node, client = opened.node, opened.client
+    resp = await opened.impatient.post(
+        "/api/v1/agents", json={"name": "slow", "wasm": b64(slow_init(0))}
+    )
     await timed_out(resp)
 
     found = await eventually(lambda: agent(client, "slow"), within=15)
@@ -154,8 +175,11 @@ async def test_a_timed_out_deploy_completes_and_is_visible_everywhere(
 
 
 async def test_a_timed_out_deploy_that_fails_leaves_nothing(open_node: OpenNode) -> None:
-    node, client = await open_node()
-    resp = await client.post("/api/v1/agents", json={"name": "bad", "wasm": b64(slow_init(1))})
+    opened = await open_node()
+    node, client = opened.node, opened.client
+    resp = await opened.impatient.post(
+        "/api/v1/agents", json={"name": "bad", "wasm": b64(slow_init(1))}
+    )
     await timed_out(resp)
 
     async def failed() -> bool:
@@ -173,11 +197,12 @@ async def test_a_timed_out_deploy_that_fails_leaves_nothing(open_node: OpenNode)
 async def test_a_timed_out_upgrade_completes_and_survives_a_restart(
     open_node: OpenNode,
 ) -> None:
-    node, client = await open_node()
+    opened = await open_node()
+    client = opened.client
     resp = await client.post("/api/v1/agents", json={"name": "app", "wasm": b64(wat("nop"))})
     assert resp.status == 201, await resp.text()
     v2 = slow_init(0)
-    resp = await client.put(
+    resp = await opened.impatient.put(
         "/api/v1/agents/app", data=v2, headers={"Content-Type": "application/wasm"}
     )
     await timed_out(resp)
@@ -187,16 +212,14 @@ async def test_a_timed_out_upgrade_completes_and_survives_a_restart(
     assert found["module_sha256"] == hashlib.sha256(v2).hexdigest()
     assert found["state"] == "running"
 
-    await client.close()
-    await node.aclose()
-    node, client = await open_node()
-    found = await agent(client, "app")
+    await opened.aclose()
+    found = await agent((await open_node()).client, "app")
     assert (found["version"], found["versions"]) == (2, [1, 2])
     assert found["module_sha256"] == hashlib.sha256(v2).hexdigest()
 
 
 async def test_an_upgrade_whose_client_went_away_completes(open_node: OpenNode) -> None:
-    _, client = await open_node(request_timeout=60.0)
+    client = (await open_node()).client
     resp = await client.post("/api/v1/agents", json={"name": "app", "wasm": b64(wat("nop"))})
     assert resp.status == 201, await resp.text()
     v2 = slow_init(0)
