@@ -1,7 +1,7 @@
 """The runtime's seams (`caxton.runtime.backends`) implemented over the node's SQLite store.
 
-* `StoredKv`: the host's ``kv_*`` imports; reads a key at a time, persists each change without
-  blocking the worker (group-committed, in issue order) and serves its own uncommitted writes.
+* `StoredKv`: the host's ``kv_*`` imports; reads a key at a time; each change returns once
+  committed (group-committed with other writes, in issue order), or raises `StorageError`.
 * `StoredSnapshots`: hibernated agents' linear memory (packed by storage, written behind).
 * `StoredTimers`: pending ``schedule`` timers, so a restart re-arms what is still due.
 * `PersistingEvents`: marks agents whose state changed or whose message failed, so the agent
@@ -68,10 +68,16 @@ class StoredKv:
         return self._storage.kv_usage_sync(agent)
 
     def set(self, agent: str, key: bytes, value: bytes) -> None:
-        self._track(agent, key, value, self._storage.kv_set_nowait(agent, key, value))
+        # Waits for the commit (group-committed with everything else being written), so that
+        # kv_set answers OK only for a value that is on disk, and an error when it is not.
+        future = self._storage.kv_set_nowait(agent, key, value)
+        self._track(agent, key, value, future)
+        future.result()
 
     def delete(self, agent: str, key: bytes) -> None:
-        self._track(agent, key, None, self._storage.kv_delete_nowait(agent, key))
+        future = self._storage.kv_delete_nowait(agent, key)
+        self._track(agent, key, None, future)
+        future.result()
 
     def drop(self, agent: str) -> None:
         with self._lock:
