@@ -169,6 +169,7 @@ def test_a_full_disk_fails_writes_loudly_once_and_loses_nothing_acknowledged(
     assert len(full) == 1, full
     assert "can be written again" in log
     assert "no such savepoint" not in log
+    assert "Traceback" not in log  # one line for the episode, not a traceback per failure
 
     # A restart finds every acknowledged write (the first message may be delivered again: its
     # completion could not be written while the disk was full).
