@@ -99,6 +99,7 @@ class Health:
         self.path = path
         self._lock = threading.Lock()
         self._identity: tuple[int, int] | None = None
+        self._fd: int | None = None
         self._write_problem: str | None = None
         self._file_problem: str | None = None
         self._failed_writes = 0
@@ -115,9 +116,21 @@ class Health:
         return self._write_problem is not None
 
     def opened(self) -> None:
-        """Remember which file the node opened (called once the database is open)."""
-        st = os.stat(self.path)
+        """Remember which file the node opened (called once the database is open).
+
+        The header is read through a descriptor kept open until `close`: closing any
+        descriptor of the database file would drop the POSIX locks SQLite holds on it in this
+        process (SQLite's "how to corrupt" list), so the file is never opened and closed again.
+        """
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        st = os.fstat(self._fd)
         self._identity = (st.st_dev, st.st_ino)
+
+    def close(self) -> None:
+        """Close the descriptor `opened` took (after SQLite's connections are closed)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def write_failed(self, error: sqlite3.Error, ops: int) -> None:
         """A transaction of ``ops`` writes failed with ``error`` (`storage_failure`)."""
@@ -163,13 +176,12 @@ class Health:
             log.warning("the state database %s looks sound again", self.path)
 
     def _file_check(self) -> str | None:
-        if self._identity is None:
+        if self._identity is None or self._fd is None:
             return None
         restart = "restore it from a backup and restart the node"
         try:
             st = os.stat(self.path)
-            with open(self.path, "rb") as file:
-                header = file.read(len(_HEADER))
+            header = os.pread(self._fd, len(_HEADER), 0)
         except FileNotFoundError:
             return (
                 f"the state database {self.path} was deleted while the node runs: what it "

@@ -165,6 +165,7 @@ class Writer:
             self._serve(conn)
         finally:
             _connection.close(conn)
+            self.health.close()  # after the connection: see Health.opened
 
     def _fail_startup(self, exc: BaseException) -> None:
         with self._submit_lock:
