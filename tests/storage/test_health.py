@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from caxton.api.admin import create_admin_app
 from caxton.api.app import create_app
 from caxton.config import Config, CoordinationConfig
 from caxton.errors import StorageError
@@ -69,6 +70,14 @@ async def test_a_deleted_database_file_makes_the_node_unready(
         assert str(n.storage.path) in reason
         assert "deleted" in error["message"]
         await eventually(lambda: not_ready(client))  # it stays so
+        admin: Client = TestClient(TestServer(create_admin_app(n)))
+        await admin.start_server()
+        try:
+            status = await (await admin.get("/status")).json()
+        finally:
+            await admin.close()
+        assert status["ready"] is False
+        assert "deleted" in status["reasons"]["storage"]
     logged = [r for r in caplog.records if "deleted" in r.getMessage()]
     assert len(logged) == 1
 
