@@ -22,7 +22,7 @@ import msgspec
 
 from caxton.errors import AgentFailure
 from caxton.runtime import AgentEvents, AgentState, Snapshot
-from caxton.storage import ScheduledRecord, Storage
+from caxton.storage import ScheduledRecord, Storage, is_storage_failure
 from caxton.storage.snapshots import SparseMemory
 
 __all__ = ["PersistingEvents", "StoredKv", "StoredSnapshots", "StoredTimers"]
@@ -35,7 +35,7 @@ USAGE_WAIT = 5.0
 
 def _report(future: Future[Any]) -> None:
     exc = future.exception()
-    if exc is not None:
+    if exc is not None and not is_storage_failure(exc):  # the store logs a full disk once
         log.warning("a background write for an agent failed: %s", exc)
 
 
@@ -137,8 +137,9 @@ class StoredSnapshots:
         with self._lock:
             if self._pending.get(agent) is snapshot:
                 del self._pending[agent]
-        if written.exception() is not None:
-            log.error("saving the memory snapshot of %s failed: %s", agent, written.exception())
+        error = written.exception()
+        if error is not None and not is_storage_failure(error):
+            log.error("saving the memory snapshot of %s failed: %s", agent, error)
 
     def load(self, agent: str) -> Snapshot | None:
         with self._lock:

@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["CHECK_INTERVAL", "Health", "storage_failure"]
+__all__ = ["CHECK_INTERVAL", "Health", "is_storage_failure", "storage_failure"]
 
 log = logging.getLogger("caxton.storage")
 
@@ -64,6 +64,11 @@ def storage_failure(exc: BaseException) -> sqlite3.Error | None:
             return seen if isinstance(code, int) and code & 0xFF in _FATAL else None
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def is_storage_failure(exc: BaseException) -> bool:
+    """True when ``exc`` says the store cannot write at all (it logs that once per episode)."""
+    return storage_failure(exc) is not None
 
 
 def _kind(error: sqlite3.Error, path: Path) -> str:
