@@ -239,3 +239,20 @@ async def test_an_upgrade_whose_client_went_away_completes(open_node: OpenNode) 
 
     found = await eventually(lambda: at_version(client, "app", 2), within=15)
     assert found["module_sha256"] == hashlib.sha256(v2).hexdigest()
+
+
+async def test_a_timed_out_rollback_completes(open_node: OpenNode) -> None:
+    opened = await open_node()
+    client = opened.client
+    v1 = slow_init(0)
+    resp = await client.post("/api/v1/agents", json={"name": "app", "wasm": b64(v1)})
+    assert resp.status == 201, await resp.text()
+    resp = await client.put(
+        "/api/v1/agents/app", data=wat("nop"), headers={"Content-Type": "application/wasm"}
+    )
+    assert resp.status == 200, await resp.text()
+    await timed_out(await opened.impatient.put("/api/v1/agents/app?version=1"))
+
+    found = await eventually(lambda: at_version(client, "app", 1), within=15)
+    assert found["module_sha256"] == hashlib.sha256(v1).hexdigest()
+    assert found["versions"] == [1, 2]
