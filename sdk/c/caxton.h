@@ -46,6 +46,8 @@
  *                                 per second); nothing was sent
  *   CAXTON_ERR_QUOTA          -8  over the agent's quota: kv keys or bytes (kv_set),
  *                                 pending timers (schedule); nothing was kept
+ *   CAXTON_ERR_STORAGE        -9  kv_set/kv_delete: the node cannot write its store (disk
+ *                                 full): nothing was changed; try again later
  * kv_get and kv_delete use -1 for "absent" (CAXTON_KV_ABSENT).
  * The JSON helpers of this SDK (never the host) also return
  *   CAXTON_JSON_NOT_FOUND     -5  the object has no such field
@@ -83,6 +85,7 @@ extern "C" {
 #define CAXTON_ERR_BACKPRESSURE (-4)
 #define CAXTON_ERR_OVER_BUDGET (-7)
 #define CAXTON_ERR_QUOTA (-8)
+#define CAXTON_ERR_STORAGE (-9)
 #define CAXTON_KV_ABSENT (-1)
 #define CAXTON_JSON_NOT_FOUND (-5)
 #define CAXTON_JSON_WRONG_TYPE (-6)
@@ -118,7 +121,7 @@ int32_t caxton_host_kv_get(const char *kptr, int32_t klen, void *vptr, int32_t v
 /** kv_set(kptr, klen, vptr, vlen) -> i32: 0 or a negative CAXTON_ERR_*. Durable. */
 CAXTON__IMPORT("kv_set")
 int32_t caxton_host_kv_set(const char *kptr, int32_t klen, const void *vptr, int32_t vlen);
-/** kv_delete(kptr, klen) -> i32: 0, or -1 if absent. */
+/** kv_delete(kptr, klen) -> i32: 0, -1 if absent, or CAXTON_ERR_STORAGE. */
 CAXTON__IMPORT("kv_delete") int32_t caxton_host_kv_delete(const char *kptr, int32_t klen);
 /** schedule(delay_ms: i64, ptr, len) -> i32: send the message later; codes as send. */
 CAXTON__IMPORT("schedule")

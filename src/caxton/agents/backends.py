@@ -1,7 +1,7 @@
 """The runtime's seams (`caxton.runtime.backends`) implemented over the node's SQLite store.
 
-* `StoredKv`: the host's ``kv_*`` imports; reads a key at a time, persists each change without
-  blocking the worker (group-committed, in issue order) and serves its own uncommitted writes.
+* `StoredKv`: the host's ``kv_*`` imports; reads a key at a time; each change returns once
+  committed (group-committed with other writes, in issue order), or raises `StorageError`.
 * `StoredSnapshots`: hibernated agents' linear memory (packed by storage, written behind).
 * `StoredTimers`: pending ``schedule`` timers, so a restart re-arms what is still due.
 * `PersistingEvents`: marks agents whose state changed or whose message failed, so the agent
@@ -22,7 +22,7 @@ import msgspec
 
 from caxton.errors import AgentFailure
 from caxton.runtime import AgentEvents, AgentState, Snapshot
-from caxton.storage import ScheduledRecord, Storage
+from caxton.storage import ScheduledRecord, Storage, is_storage_failure
 from caxton.storage.snapshots import SparseMemory
 
 __all__ = ["PersistingEvents", "StoredKv", "StoredSnapshots", "StoredTimers"]
@@ -35,7 +35,7 @@ USAGE_WAIT = 5.0
 
 def _report(future: Future[Any]) -> None:
     exc = future.exception()
-    if exc is not None:
+    if exc is not None and not is_storage_failure(exc):  # the store logs a full disk once
         log.warning("a background write for an agent failed: %s", exc)
 
 
@@ -68,10 +68,16 @@ class StoredKv:
         return self._storage.kv_usage_sync(agent)
 
     def set(self, agent: str, key: bytes, value: bytes) -> None:
-        self._track(agent, key, value, self._storage.kv_set_nowait(agent, key, value))
+        # Waits for the commit (group-committed with everything else being written), so that
+        # kv_set answers OK only for a value that is on disk, and an error when it is not.
+        future = self._storage.kv_set_nowait(agent, key, value)
+        self._track(agent, key, value, future)
+        future.result()
 
     def delete(self, agent: str, key: bytes) -> None:
-        self._track(agent, key, None, self._storage.kv_delete_nowait(agent, key))
+        future = self._storage.kv_delete_nowait(agent, key)
+        self._track(agent, key, None, future)
+        future.result()
 
     def drop(self, agent: str) -> None:
         with self._lock:
@@ -131,8 +137,9 @@ class StoredSnapshots:
         with self._lock:
             if self._pending.get(agent) is snapshot:
                 del self._pending[agent]
-        if written.exception() is not None:
-            log.error("saving the memory snapshot of %s failed: %s", agent, written.exception())
+        error = written.exception()
+        if error is not None and not is_storage_failure(error):
+            log.error("saving the memory snapshot of %s failed: %s", agent, error)
 
     def load(self, agent: str) -> Snapshot | None:
         with self._lock:

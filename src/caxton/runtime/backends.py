@@ -39,7 +39,11 @@ __all__ = [
 
 
 class KvBackend(Protocol):
-    """Durable per-agent key/value storage."""
+    """Durable per-agent key/value storage.
+
+    `set` and `delete` are called from worker threads and return once the change is durable;
+    they raise `caxton.errors.StorageError` when it could not be made (nothing changed).
+    """
 
     def get(self, agent: str, key: bytes) -> bytes | None: ...
     def usage(self, agent: str) -> tuple[int, int]:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from caxton.errors import InvalidMessage
+from caxton.errors import InvalidMessage, StorageError
 from caxton.messaging.envelope import Incoming, Stamper
 from caxton.runtime import abi
 from caxton.runtime._ffi import HOST_CALLBACK, define_unchecked
@@ -59,7 +59,8 @@ LOG_BUDGET = 64 * 1024
 
 
 class KvWriter(Protocol):
-    """Where kv writes go after the in-memory dict (non-blocking, in call order)."""
+    """Where kv writes go: each returns once the change is durable (in call order),
+    and raises `StorageError` (nothing kept) when the store cannot write it."""
 
     def set(self, agent: str, key: bytes, value: bytes) -> None: ...
     def delete(self, agent: str, key: bytes) -> None: ...
@@ -424,7 +425,7 @@ def kv_get(kptr: int, klen: int, vptr: int, vcap: int) -> int:
 
 
 def kv_set(kptr: int, klen: int, vptr: int, vlen: int) -> int:
-    """``kv_set(key, key_len, value, value_len) -> i32``."""
+    """``kv_set(key, key_len, value, value_len) -> i32``: OK once stored, or ERR_STORAGE."""
     try:
         cx: CallContext = _tls.cx
         inst, agent = cx.inst, cx.agent
@@ -440,13 +441,15 @@ def kv_set(kptr: int, klen: int, vptr: int, vlen: int) -> int:
         if kv is None:
             return abi.ERR_NOT_PERMITTED
         return kv.set(bytes(key), bytes(value))  # OK, or ERR_QUOTA (nothing kept)
+    except StorageError:
+        return abi.ERR_STORAGE
     except Exception:
         _log.exception("caxton.kv_set failed")
         return abi.ERR_MALFORMED
 
 
 def kv_delete(kptr: int, klen: int) -> int:
-    """``kv_delete(key, key_len) -> i32``: OK, or KV_ABSENT."""
+    """``kv_delete(key, key_len) -> i32``: OK, KV_ABSENT, or ERR_STORAGE (still stored)."""
     try:
         cx: CallContext = _tls.cx
         inst, agent = cx.inst, cx.agent
@@ -457,6 +460,8 @@ def kv_delete(kptr: int, klen: int) -> int:
         if kv is None:
             return abi.ERR_NOT_PERMITTED
         return abi.OK if kv.delete(bytes(key)) else abi.KV_ABSENT
+    except StorageError:
+        return abi.ERR_STORAGE
     except Exception:
         _log.exception("caxton.kv_delete failed")
         return abi.ERR_MALFORMED

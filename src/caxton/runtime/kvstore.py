@@ -2,8 +2,8 @@
 
 Nothing is loaded when an agent starts. `AgentKv.get` answers from a small LRU cache (at most
 ``cache_size`` bytes of keys and values, absent keys included) and reads the backend on a miss;
-`set` and `delete` update the cache and hand the change to the backend, which persists it
-without blocking and answers its own reads with not-yet-committed writes (read your writes).
+`set` and `delete` hand the change to the backend, which returns once it is committed (or
+raises `StorageError`: then nothing is kept and the cache is unchanged), then update the cache.
 So memory does not grow with what an agent stores, and a restart does not read an agent's map.
 
 Quota: an agent may keep at most ``max_keys`` keys and ``max_bytes`` bytes of keys plus values.
@@ -82,28 +82,31 @@ class AgentKv:
         return value
 
     def set(self, key: bytes, value: bytes) -> int:
-        """Store ``key = value``: `abi.OK`, or `abi.ERR_QUOTA` (nothing kept)."""
+        """Store ``key = value``: `abi.OK`, or `abi.ERR_QUOTA` (nothing kept).
+
+        Raises `StorageError` when the store cannot write it (nothing kept).
+        """
         old = self.get(key)
         usage = self._counted()
         keys = usage[0] + (old is None)
         size = usage[1] + len(key) + len(value) - (0 if old is None else len(key) + len(old))
         if (keys > self._max_keys and old is None) or (size > self._max_bytes and size > usage[1]):
             return abi.ERR_QUOTA
+        self._backend.set(self.name, key, value)  # durable first: `StorageError`, nothing kept
         usage[0], usage[1] = keys, size
         self._remember(key, value)
-        self._backend.set(self.name, key, value)
         return abi.OK
 
     def delete(self, key: bytes) -> bool:
-        """Delete ``key``; whether it existed."""
+        """Delete ``key``; whether it existed (`StorageError`: the store could not; it stays)."""
         old = self.get(key)
         if old is None:
             return False
+        self._backend.delete(self.name, key)  # durable first: `StorageError`, nothing changed
         if self._usage is not None:
             self._usage[0] -= 1
             self._usage[1] -= len(key) + len(old)
         self._remember(key, None)
-        self._backend.delete(self.name, key)
         return True
 
     def clear_cache(self) -> None:

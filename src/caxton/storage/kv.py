@@ -2,8 +2,9 @@
 
 The runtime reads one key at a time (`kv_get_sync`, behind a small per-agent cache), counts an
 agent's usage once for its quota (`kv_usage_sync`), and persists every change with
-`kv_set_nowait`/`kv_delete_nowait`: these return at once from the wasm worker thread, are applied
-in the order they were issued, and share commits with everything else being written.
+`kv_set_nowait`/`kv_delete_nowait`: these are applied in the order they were issued and share
+commits with everything else being written; the worker waits for the commit, so ``kv_set``
+answers OK only for a stored value and reports a write that failed.
 `kv_load` (the whole map) is for tools and tests, not for the runtime.
 """
 
