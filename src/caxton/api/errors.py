@@ -10,11 +10,13 @@ leak internals.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
 from aiohttp import web
 
+from caxton.api.json_body import check_depth
 from caxton.api.keys import MAX_REQUEST_SIZE, REQUEST_TIMEOUT
 from caxton.errors import Error
 
@@ -62,13 +64,33 @@ def error_response(
 
 
 async def read_json(request: web.Request) -> Any:
-    """The request body as JSON, or a 400 INVALID_REQUEST saying why it is not."""
+    """The request body as JSON, or a 400 INVALID_REQUEST saying why it is not.
+
+    A ``charset`` other than one Python knows is 415; JSON nested deeper than
+    `~caxton.api.json_body.MAX_JSON_DEPTH` is 400 before it is decoded.
+    """
+    charset = request.charset or "utf-8"
+    body = await request.read()
     try:
-        return await request.json()
+        text = body.decode(charset)
+    except LookupError:  # not a codec, or not a text one ("rot13")
+        raise ApiError(
+            415,
+            "INVALID_REQUEST",
+            f"unknown charset {charset!r:.40} in Content-Type: send JSON as UTF-8",
+            details={"charset": charset[:40]},
+        ) from None
     except ValueError as exc:
         raise ApiError(
+            400, "INVALID_REQUEST", f"the request body is not {charset:.40} text: {exc}"
+        ) from None
+    check_depth(body)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(
             400, "INVALID_REQUEST", f"the request body is not valid JSON: {exc}"
-        ) from exc
+        ) from None
 
 
 def _from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Response:

@@ -21,9 +21,10 @@ import msgspec
 from aiohttp import web
 
 from caxton.agents._model import rfc3339
-from caxton.api.agent_forms import query_int
+from caxton.api.agent_forms import ascii_digits, query_int
 from caxton.api.agent_schemas import MAX_PAGE
 from caxton.api.errors import ApiError
+from caxton.api.json_body import MAX_JSON_DEPTH, check_depth
 from caxton.api.keys import NODE, REQUEST_TIMEOUT
 from caxton.api.routes import Route
 from caxton.config import parse_duration
@@ -159,6 +160,8 @@ def _ids(accepted: Accepted) -> dict[str, Any]:
     }
 
 
+#: The largest row id SQLite has.
+_MAX_ID = 2**63 - 1
 #: Messages one bulk request may carry.
 MAX_BULK = 1000
 
@@ -222,7 +225,10 @@ async def send(request: web.Request) -> web.Response:
         )
     body = await request.read()
     if body.lstrip()[:1] == b"[":
+        # The array is one more level: each message in it may nest as deep as one sent alone.
+        check_depth(body, limit=MAX_JSON_DEPTH + 1)
         return await _send_bulk(request, body)
+    check_depth(body, what="the message")
     wait = _wait_seconds(request)
     if not body.strip():
         raise InvalidMessage("the request body must be a message (a JSON object)")
@@ -299,8 +305,13 @@ async def dead_letters(request: web.Request) -> web.Response:
 async def redrive(request: web.Request) -> web.Response:
     """``POST /api/v1/dead-letters/{id}/redrive``: deliver its message again (same ids)."""
     text = request.match_info["id"]
-    if not text.isdigit():
-        raise InvalidRequest(f"id: expected a dead letter's number, got {text!r}")
+    if not (text.isascii() and text.isdigit()):  # isdigit alone is true for "¹" and "٣"
+        raise InvalidRequest(
+            f"id: expected a dead letter's number (ASCII digits), got {text!r:.40}",
+            details={"field": "id"},
+        )
+    if not ascii_digits(text) or int(text) > _MAX_ID:  # no row has it; SQLite can't be asked
+        raise ApiError(404, "NOT_FOUND", f"no dead letter {text:.40}", details={"id": text[:40]})
     dead_id = int(text)
     try:
         accepted = await messaging_of(request).redrive(dead_id)
@@ -374,7 +385,7 @@ def message_routes() -> list[Route]:
             tag="messages",
             responses={
                 202: "Accepted again",
-                400: "INVALID_REQUEST: redriven already",
+                400: "INVALID_REQUEST: redriven already, or the id is not a number",
                 404: "NOT_FOUND: no such dead letter",
                 429: "RESOURCE_LIMIT_EXCEEDED: the mailbox stayed full",
             },
