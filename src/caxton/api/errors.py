@@ -15,12 +15,13 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from caxton.api.json_body import check_depth
 from caxton.api.keys import MAX_REQUEST_SIZE, REQUEST_TIMEOUT
 from caxton.errors import Error
 
-__all__ = ["ApiError", "error_middleware", "error_response", "read_json"]
+__all__ = ["ApiError", "bad_http_message", "error_middleware", "error_response", "read_json"]
 
 log = logging.getLogger("caxton.http")
 
@@ -93,6 +94,23 @@ async def read_json(request: web.Request) -> Any:
         ) from None
 
 
+def bad_http_message(exc: HttpProcessingError, remote: str | None) -> web.Response:
+    """The envelope for a request HTTP itself refuses (logged once, at WARNING)."""
+    status = exc.code if 400 <= exc.code < 500 else 400
+    reason = " ".join(str(exc.message).split())[:200] or type(exc).__name__
+    log.warning(
+        "refused a malformed HTTP request from %s: %s",
+        remote,
+        reason,
+        extra={"remote": remote, "status": status, "reason": reason},
+    )
+    response = error_response(
+        status, _HTTP_CODES.get(status, "INVALID_REQUEST"), f"malformed HTTP request: {reason}"
+    )
+    response.force_close()
+    return response
+
+
 def _from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Response:
     status = exc.status
     code = _HTTP_CODES.get(status, "INVALID_REQUEST" if status < 500 else "INTERNAL_ERROR")
@@ -137,6 +155,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             "UNAVAILABLE",
             f"the request took longer than request_timeout ({timeout:g}s)",
         )
+    except HttpProcessingError as exc:  # the body's framing is broken (bad chunked encoding)
+        return bad_http_message(exc, request.remote)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from caxton.api.http_errors import use_json_errors
 from caxton.config import Address
 from caxton.errors import Error
 
@@ -68,6 +69,7 @@ class _Guard:
             transport.abort()
             return
         self._made(handler, transport)
+        use_json_errors(handler)
         loop = asyncio.get_running_loop()
         self._waiting[handler] = loop.call_later(
             self.limits.connection_timeout, self._expire, handler, transport
