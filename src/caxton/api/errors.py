@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from caxton.api.json_body import check_depth
 from caxton.api.keys import MAX_REQUEST_SIZE, REQUEST_TIMEOUT
-from caxton.errors import Error
+from caxton.errors import Error, StorageError
 
 __all__ = ["ApiError", "bad_http_message", "error_middleware", "error_response", "read_json"]
 
@@ -143,6 +143,11 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
                 response = await handler(request)
     except ApiError as exc:
         return error_response(exc.http_status, exc.http_code, exc.message, exc.details)
+    except StorageError as exc:
+        # SQLite's words and the statement stay in the server log; the client learns only
+        # that the state store failed (it may retry, or an operator looks at the log).
+        log.error("storage failed in %s %s: %s", request.method, request.path, exc.message)
+        return error_response(exc.status, exc.code, "the state store failed; see the server log")
     except Error as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except web.HTTPException as exc:
