@@ -26,7 +26,7 @@ from caxton.api.agent_schemas import (
     UPGRADE_BODY,
 )
 from caxton.api.keys import NODE
-from caxton.api.routes import Route
+from caxton.api.routes import Route, integer
 from caxton.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def agent_routes() -> list[Route]:
             query={
                 "name": "application/wasm form: the agent's name",
                 "memory": 'application/wasm form: memory limit ("64MB" or bytes)',
-                "fuel": "application/wasm form: fuel per message",
+                "fuel": integer("application/wasm form: fuel per message", 1, 2**63 - 1),
                 "grant_dir": "application/wasm form: grant a per-agent data directory",
                 "env": "application/wasm form: K=V, repeatable",
             },
@@ -173,8 +173,8 @@ def agent_routes() -> list[Route]:
             tag="agents",
             responses={200: "One page of agents", 400: "INVALID_REQUEST: bad offset or limit"},
             query={
-                "offset": "agents to skip (default 0)",
-                "limit": f"page size (default 100, at most {MAX_PAGE})",
+                "offset": integer("agents to skip (default 0)", 0, 2**31),
+                "limit": integer(f"page size (default 100, at most {MAX_PAGE})", 1, MAX_PAGE),
             },
             response_schema=LIST_SCHEMA,
         ),
@@ -195,7 +195,7 @@ def agent_routes() -> list[Route]:
             tag="agents",
             request_body=UPGRADE_BODY,
             responses={200: "The agent at its new version", **BAD_MODULE, **NOT_FOUND},
-            query={"version": "roll back to this stored version (send no body)"},
+            query={"version": integer("roll back to this stored version (send no body)", 1, 2**31)},
             response_schema=AGENT_SCHEMA,
         ),
         Route(
@@ -232,7 +232,13 @@ def agent_routes() -> list[Route]:
             summary="The agent's recent log lines (caxton.log and WASI stdout/stderr)",
             tag="agents",
             responses={200: "Oldest first", 400: "INVALID_REQUEST: bad n", **NOT_FOUND},
-            query={"n": f"how many recent lines (default 100, at most {MAX_LOG_LINES})"},
+            query={
+                "n": integer(
+                    f"how many recent lines (default 100, at most {MAX_LOG_LINES})",
+                    0,
+                    MAX_LOG_LINES,
+                )
+            },
             response_schema=LOGS_SCHEMA,
         ),
     ]

@@ -87,5 +87,13 @@ def health_routes() -> list[Route]:
             summary="Readiness probe: storage open and the node started",
             tag="health",
             responses={200: "Ready", 503: "Not ready; details.checks says which check fails"},
+            response_schema={
+                "type": "object",
+                "required": ["status", "checks"],
+                "properties": {
+                    "status": {"const": "ready"},
+                    "checks": {"type": "object", "additionalProperties": {"type": "boolean"}},
+                },
+            },
         ),
     ]

@@ -26,7 +26,7 @@ from caxton.api.agent_schemas import MAX_PAGE
 from caxton.api.errors import ApiError
 from caxton.api.json_body import MAX_JSON_DEPTH, check_depth
 from caxton.api.keys import NODE, REQUEST_TIMEOUT
-from caxton.api.routes import Route
+from caxton.api.routes import Route, integer
 from caxton.config import parse_duration
 from caxton.errors import Error, InvalidMessage, InvalidRequest
 from caxton.messaging import Accepted, DeadLetter, Messaging
@@ -326,8 +326,8 @@ async def redrive(request: web.Request) -> web.Response:
 
 
 _PAGE_QUERY = {
-    "offset": "items to skip (default 0)",
-    "limit": f"page size (default 100, at most {MAX_PAGE})",
+    "offset": integer("items to skip (default 0)", 0, 2**31),
+    "limit": integer(f"page size (default 100, at most {MAX_PAGE})", 1, MAX_PAGE),
 }
 
 
@@ -352,6 +352,7 @@ def message_routes() -> list[Route]:
             },
             query={"wait": "wait this long for the first reply (e.g. 5s, 200ms)"},
             response_schema=REPLY_SCHEMA,
+            status_schemas={200: {**_MESSAGE, "required": []}},
         ),
         Route(
             method="GET",
