@@ -36,6 +36,9 @@ log = logging.getLogger("caxton.server")
 
 #: Seconds allowed on top of agent_shutdown_timeout for closing listeners and the state file.
 SHUTDOWN_MARGIN = 2.0
+#: Connections the API accepts beyond max_connections, for /health and /ready only.
+API_PROBE_SLOTS = 8
+PROBE_PATHS = frozenset({"/health", "/ready"})
 
 
 def check_listen_policy(config: Config) -> None:
@@ -70,6 +73,13 @@ def check_listen_policy(config: Config) -> None:
     )
 
 
+_CLIENT_AUTH = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+}
+
+
 def _ssl_context(config: Config) -> ssl.SSLContext | None:
     net = config.networking
     if not net.tls_enabled:
@@ -80,13 +90,20 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(net.tls_cert_path, net.tls_key_path)
-        if net.tls_ca_path is not None:
-            context.load_verify_locations(net.tls_ca_path)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
             f"networking.tls_cert_path / tls_key_path: cannot load the TLS certificate "
             f"{net.tls_cert_path} with key {net.tls_key_path}: {exc}"
         ) from exc
+    if net.tls_ca_path is not None:
+        try:
+            context.load_verify_locations(net.tls_ca_path)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"networking.tls_ca_path: cannot load the CA bundle {net.tls_ca_path}: {exc}"
+            ) from exc
+    # Client certificates (the config check guarantees tls_ca_path for the other two modes).
+    context.verify_mode = _CLIENT_AUTH[net.tls_client_auth]
     return context
 
 
@@ -117,13 +134,15 @@ class Server:
         """The API listener (the first one)."""
         return self.listeners[0]
 
-    def _limits(self, max_connections: int) -> ConnectionLimits:
+    def _limits(self, max_connections: int, *, probe_slots: int = 0) -> ConnectionLimits:
         net = self.config.networking
         return ConnectionLimits(
             max_connections=max_connections,
             connection_timeout=net.connection_timeout,
             keepalive_timeout=net.keepalive_timeout,
             shutdown_timeout=self.config.runtime.agent_shutdown_timeout,
+            probe_slots=probe_slots,
+            probe_paths=PROBE_PATHS,
         )
 
     async def start(self) -> None:
@@ -145,7 +164,7 @@ class Server:
             api_app,
             net.bind_address,
             name="API",
-            limits=self._limits(net.max_connections),
+            limits=self._limits(net.max_connections, probe_slots=API_PROBE_SLOTS),
             ssl_context=_ssl_context(self.config),
         )
         self.listeners.append(api)

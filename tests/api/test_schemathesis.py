@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 #: Examples per operation and phase.
 MAX_EXAMPLES = 20
 #: Seconds one run (one node) may take in all.
-MAX_TIME = 35
+MAX_TIME = 30
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",

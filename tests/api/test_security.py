@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from caxton.api.app import create_app
 from caxton.config import Config, CoordinationConfig, Secret, SecurityConfig
+from caxton.errors import SecurityError
 from caxton.node import Node
 from caxton.security import TokenIssuer
 
@@ -102,3 +103,46 @@ async def test_cors_preflight_and_headers(tmp_path: Path) -> None:
         assert plain.headers["Access-Control-Allow-Origin"] == "https://dashboard.example.com"
         none = await client.get("/health", headers={"Origin": "https://evil.example"})
         assert "Access-Control-Allow-Origin" not in none.headers
+
+
+def test_tokens_allow_a_small_clock_skew() -> None:
+    """A token minted on a machine whose clock is a few seconds ahead is accepted; one whose
+    ``iat`` or ``nbf`` is further in the future than `CLOCK_SKEW_LEEWAY` is not."""
+    import time
+    import warnings
+
+    import jwt
+
+    from caxton.security.tokens import CLOCK_SKEW_LEEWAY
+
+    def encode(claims: dict[str, Any]) -> str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the test secret is under 32 bytes
+            return jwt.encode(claims, SECRET)
+
+    issuer = TokenIssuer(SECRET, default_expiry=600)
+    ahead = time.time() + 20
+    assert CLOCK_SKEW_LEEWAY == 30.0
+    assert issuer.verify(issuer.create("laptop", now=ahead)).subject == "laptop"
+    payload = {"iss": "caxton", "sub": "laptop", "iat": int(ahead), "exp": int(ahead) + 600}
+    assert issuer.verify(encode({**payload, "nbf": int(ahead)})).subject == "laptop"
+    # A token that expired a few seconds ago on this clock is still fine, for the same reason.
+    late = time.time() - 600 - 10
+    assert issuer.verify(issuer.create("slow", now=late)).subject == "slow"
+
+    far = time.time() + 120
+    with pytest.raises(SecurityError, match="not yet valid"):
+        issuer.verify(issuer.create("future", now=far))
+    with pytest.raises(SecurityError, match="not yet valid"):
+        issuer.verify(encode({**payload, "nbf": int(far)}))
+
+
+def test_serve_and_config_check_refuse_the_same_secrets() -> None:
+    from caxton.security.tokens import MIN_SECRET_CHARS, secret_problem
+
+    assert secret_problem("x" * MIN_SECRET_CHARS) is None
+    problem = secret_problem("x" * (MIN_SECRET_CHARS - 1))
+    assert problem is not None
+    with pytest.raises(SecurityError) as info:
+        TokenIssuer("x" * (MIN_SECRET_CHARS - 1), default_expiry=60)
+    assert info.value.message == problem

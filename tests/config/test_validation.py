@@ -232,6 +232,22 @@ def errors_of(path: Path, environ: dict[str, str] | None = None) -> list[str]:
             "networking.tls_key_path: tls_enabled = true needs tls_key_path",
             id="tls-without-paths",
         ),
+        pytest.param(
+            '[security]\nauth_enabled = true\njwt_secret = "short"',
+            "security.jwt_secret: the JWT secret must be at least 8 characters (the node would "
+            "refuse to start with it)",
+            id="auth-with-a-secret-serve-refuses",
+        ),
+        pytest.param(
+            '[networking]\ntls_client_auth = "required"',
+            'networking.tls_client_auth: "required" needs tls_enabled = true',
+            id="client-auth-without-tls",
+        ),
+        pytest.param(
+            '[networking]\ntls_client_auth = "sometimes"',
+            'networking.tls_client_auth: expected one of none, optional, required, got "sometimes"',
+            id="client-auth-unknown-mode",
+        ),
     ],
 )
 def test_bad_value(write_config: WriteConfig, toml: str, error: str) -> None:
@@ -337,3 +353,31 @@ def test_secret_never_appears_in_errors(write_config: WriteConfig, toml: str) ->
     assert SECRET not in str(info.value)
     assert SECRET not in repr(info.value.details)
     assert "12345678" not in str(info.value)
+
+
+def test_client_auth_needs_the_ca_and_names_the_file(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    cert = tmp_path / "server.crt"
+    cert.write_text("PEM\n")
+    path = write_config(
+        "[networking]\ntls_enabled = true\n"
+        f'tls_cert_path = "{cert}"\ntls_key_path = "{cert}"\ntls_client_auth = "required"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert info.value.message == (
+        f'{path}: networking.tls_client_auth: "required" needs tls_ca_path (the CA that signs '
+        "the client certificates)"
+    )
+    ca = tmp_path / "ca.pem"
+    ca.write_text("PEM\n")
+    config = load_config(
+        write_config(
+            "[networking]\ntls_enabled = true\n"
+            f'tls_cert_path = "{cert}"\ntls_key_path = "{cert}"\ntls_ca_path = "{ca}"\n'
+            'tls_client_auth = "Optional"\n'
+        ),
+        environ={},
+    )
+    assert config.networking.tls_client_auth == "optional"

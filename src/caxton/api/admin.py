@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from caxton.api.browser import browser_guard_middleware, with_browser_responses
 from caxton.api.errors import error_middleware
 from caxton.api.health import health
 from caxton.api.keys import MAX_REQUEST_SIZE, NODE, REQUEST_TIMEOUT
@@ -42,7 +43,9 @@ async def node_status(request: web.Request) -> web.Response:
 
 def create_admin_app(node: Node) -> web.Application:
     """The admin application for `node`."""
-    app = web.Application(middlewares=[error_middleware])
+    # No tokens here (loopback only), so Host is always checked: DNS rebinding.
+    guard = browser_guard_middleware(node.config, authenticated=False)
+    app = web.Application(middlewares=[guard, error_middleware])
     app[NODE] = node
     app[REQUEST_TIMEOUT] = node.config.networking.request_timeout
     app[MAX_REQUEST_SIZE] = 1024 * 1024
@@ -64,5 +67,6 @@ def create_admin_app(node: Node) -> web.Application:
     routes.append(
         Route(method="GET", path="/openapi.json", handler=openapi, summary="OpenAPI", tag="admin")
     )
+    routes[:] = with_browser_responses(routes)
     add_routes(app, routes)
     return app

@@ -16,6 +16,12 @@ from aiohttp import web
 from opentelemetry.trace import Tracer
 
 from caxton.api.agents import agent_routes
+from caxton.api.browser import (
+    BODY_TYPES,
+    body_types,
+    browser_guard_middleware,
+    with_browser_responses,
+)
 from caxton.api.debug import debug_routes, setup_debug
 from caxton.api.errors import error_middleware
 from caxton.api.events import event_routes, setup_event_streams
@@ -83,8 +89,9 @@ def create_app(
     """The API application for `node`.
 
     Middlewares, outermost first: the client's address behind trusted proxies, request metrics
-    and access log, the request span, 503 until the node has started, CORS, rate
-    limits and authentication (as `[security]` asks), then the error envelope.
+    and access log, the request span, 503 until the node has started, the browser guard
+    (Origin, Content-Type, Host: `caxton.api.browser`), CORS, rate limits and authentication
+    (as `[security]` asks), then the error envelope.
     """
     networking = node.config.networking
     middlewares: list[Any] = []
@@ -94,6 +101,7 @@ def create_app(
     if tracer is not None:
         middlewares.append(tracing_middleware(tracer))
     middlewares.append(readiness_middleware(node))
+    middlewares.append(browser_guard_middleware(node.config))
     middlewares += security_middlewares(node.config.security)
     middlewares.append(error_middleware)
     app = web.Application(
@@ -107,13 +115,16 @@ def create_app(
     setup_event_streams(app)
     setup_debug(app)
 
-    routes: list[Route] = [
-        *health_routes(),
-        *agent_routes(),
-        *debug_routes(),
-        *message_routes(),
-        *event_routes(),
-    ]
+    routes: list[Route] = with_browser_responses(
+        [
+            *health_routes(),
+            *agent_routes(),
+            *debug_routes(),
+            *message_routes(),
+            *event_routes(),
+        ]
+    )
+    app[BODY_TYPES] = body_types(routes)
 
     security = node.config.security
     guards = Guards(

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
-__all__ = ["client_address", "forwarded_middleware", "parse_networks"]
+__all__ = ["client_address", "forwarded_middleware", "parse_networks", "trusted_peer"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -50,6 +50,14 @@ def _address(text: str) -> Address | None:
 def _trusted(address: Address, networks: tuple[Network, ...]) -> bool:
     mapped = getattr(address, "ipv4_mapped", None)  # "::ffff:127.0.0.1" from a dual stack
     return any(address in net or (mapped is not None and mapped in net) for net in networks)
+
+
+def trusted_peer(peername: object, networks: tuple[Network, ...]) -> bool:
+    """True when a socket's ``peername`` (``(host, port, ...)``) is one of the trusted proxies."""
+    if not isinstance(peername, tuple) or not peername:
+        return False
+    address = _address(str(peername[0]))
+    return address is not None and _trusted(address, networks)
 
 
 def client_address(

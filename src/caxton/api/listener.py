@@ -5,6 +5,14 @@ own: ``max_connections`` (connections beyond it are closed at once and counted) 
 ``connection_timeout`` (a connection that has not sent its first request by then is closed).
 ``keepalive_timeout`` is aiohttp's own idle timeout. A port already in use raises
 `ListenError`, which the CLI turns into a clear message and exit code.
+
+Probe slots: ``max_connections`` idle sockets must not take ``/health`` down with them (a
+liveness probe that fails gets the process restarted, which is what the attacker wants). With
+`ConnectionLimits.probe_slots`, a connection that arrives when the others are all in use is
+still accepted on one of those few slots, on stricter terms: it must send its request within
+`PROBE_TIMEOUT`, only `ConnectionLimits.probe_paths` (``/health``, ``/ready``) are served on
+it (anything else answers ``503 UNAVAILABLE`` with ``Retry-After``), and it is closed after one
+response. An attacker who fills those slots too loses each of them within a second.
 """
 
 from __future__ import annotations
@@ -19,11 +27,15 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from caxton.api.errors import error_response
 from caxton.api.http_errors import use_json_errors
 from caxton.config import Address
 from caxton.errors import Error
 
-__all__ = ["ConnectionLimits", "ListenError", "Listener"]
+__all__ = ["PROBE_TIMEOUT", "ConnectionLimits", "ListenError", "Listener"]
+
+#: Seconds a connection on a probe slot has to send its request.
+PROBE_TIMEOUT = 1.0
 
 log = logging.getLogger("caxton.http")
 
@@ -40,6 +52,10 @@ class ConnectionLimits:
     connection_timeout: float
     keepalive_timeout: float
     shutdown_timeout: float
+    #: connections accepted beyond max_connections for health probes only (see the module)
+    probe_slots: int = 0
+    #: what a connection on a probe slot may ask for
+    probe_paths: frozenset[str] = frozenset()
 
 
 class _Guard:
@@ -51,35 +67,61 @@ class _Guard:
         self._server = server
         #: connections that have not sent their first request yet -> their expiry timer
         self._waiting: dict[RequestHandler, asyncio.TimerHandle] = {}
+        #: connections on a probe slot
+        self._probes: set[RequestHandler] = set()
         self._made = server.connection_made
         self._lost = server.connection_lost
         self._factory = server.request_factory
+        self._handler = server.request_handler
         # Instance attributes shadow the methods; this is the one place we hook aiohttp.
         server.connection_made = self._connection_made  # type: ignore[method-assign]
         server.connection_lost = self._connection_lost  # type: ignore[method-assign]
         server.request_factory = self._request_factory
+        if limits.probe_slots:
+            server.request_handler = self._handle
 
     @property
     def active(self) -> int:
         return len(self._server.connections)
 
     def _connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
-        if self.active >= self.limits.max_connections:
-            self.rejected += 1
-            transport.abort()
-            return
+        timeout = self.limits.connection_timeout
+        if self.active - len(self._probes) >= self.limits.max_connections:
+            if len(self._probes) >= self.limits.probe_slots:
+                self.rejected += 1
+                transport.abort()
+                return
+            self._probes.add(handler)
+            timeout = min(timeout, PROBE_TIMEOUT)
         self._made(handler, transport)
         use_json_errors(handler)
         loop = asyncio.get_running_loop()
-        self._waiting[handler] = loop.call_later(
-            self.limits.connection_timeout, self._expire, handler, transport
-        )
+        self._waiting[handler] = loop.call_later(timeout, self._expire, handler, transport)
 
     def _connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
         timer = self._waiting.pop(handler, None)
         if timer is not None:
             timer.cancel()
+        self._probes.discard(handler)
         self._lost(handler, exc)
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.protocol not in self._probes:
+            return await self._handler(request)
+        if request.path in self.limits.probe_paths:
+            response = await self._handler(request)
+        else:
+            response = error_response(
+                503,
+                "UNAVAILABLE",
+                f"the server has max_connections ({self.limits.max_connections}) connections "
+                "open; only " + ", ".join(sorted(self.limits.probe_paths)) + " are answered "
+                "until some close",
+                {"max_connections": self.limits.max_connections},
+                headers={"Retry-After": "1"},
+            )
+        response.force_close()
+        return response
 
     def _expire(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         if self._waiting.pop(handler, None) is not None:

@@ -55,7 +55,8 @@ class Guards:
 
     ``auth_header`` (authentication is on): 401, and the bearer and API-key schemes;
     ``rate_limited``: 429 ``RATE_LIMITED``. Always: 503 (the node is starting, or the request
-    took longer than ``request_timeout``) and 403 (an ``Origin`` or ``Host`` the node refuses).
+    took longer than ``request_timeout``). The browser guard's 403/415/421 are added to the
+    routes themselves (`caxton.api.browser.with_browser_responses`).
     """
 
     public_paths: frozenset[str]
@@ -119,7 +120,6 @@ def _statuses(route: Route, guards: Guards | None) -> dict[int, str]:
     if guards is not None and route.path not in guards.public_paths:
         if guards.auth_header is not None:
             extra[401] = "UNAUTHORIZED: no token, or not a valid one"
-        extra[403] = "FORBIDDEN: an Origin or Host this node does not accept"
         if guards.rate_limited:
             extra[429] = "RATE_LIMITED: too many requests from this client (see Retry-After)"
         extra[503] = "UNAVAILABLE: the node is starting, or the request took longer than "

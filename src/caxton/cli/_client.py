@@ -1,14 +1,16 @@
 """A small synchronous client for the Caxton HTTP API, used by the CLI's client commands.
 
 The server comes from ``--server`` or ``CAXTON_SERVER`` (default ``http://127.0.0.1:8080``),
-the token from ``--token`` or ``CAXTON_TOKEN``. API errors keep their envelope so the CLI can
-print the server's own message and exit 1.
+the token from ``--token`` or ``CAXTON_TOKEN``, TLS trust and client certificates from
+``--ca-cert``, ``--client-cert`` and ``--client-key`` (`caxton.cli._tls`). API errors keep
+their envelope so the CLI can print the server's own message and exit 1.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,6 +19,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
+
+from caxton.cli._tls import (
+    current_ssl_context,
+    explain_tls_failure,
+    handshake_failure,
+    has_client_cert,
+    speaks_tls,
+    tls_options,
+)
 
 __all__ = ["ApiClient", "ApiFailure", "client_options"]
 
@@ -43,6 +54,10 @@ class ApiClient:
     server: str
     token: str | None = None
     timeout: float = 30.0
+    #: CA and client certificate for https:// (None: the system's trust store, no certificate)
+    ssl_context: ssl.SSLContext | None = None
+    #: whether `ssl_context` carries a client certificate (to explain a refusal)
+    client_cert: bool = False
 
     def request(
         self,
@@ -69,7 +84,9 @@ class ApiClient:
             headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+            with urllib.request.urlopen(
+                req, timeout=timeout or self.timeout, context=self.ssl_context
+            ) as resp:
                 raw = resp.read()
                 return resp.status, json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:
@@ -83,12 +100,32 @@ class ApiClient:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ApiFailure(
-                0, "UNREACHABLE", f"cannot reach the Caxton server at {self.server}: {reason}", {}
+                0,
+                "UNREACHABLE",
+                self._unreachable(reason if isinstance(reason, BaseException) else exc, reason),
+                {},
             ) from exc
+
+    def _unreachable(self, cause: BaseException, reason: object) -> str:
+        """The one line for a failed call: what to pass when TLS is the problem."""
+        why = explain_tls_failure(self.server, cause)
+        if why is None and isinstance(cause, ConnectionError):
+            if self.server.startswith("http://"):
+                # A TLS listener drops a plain-HTTP request without an answer.
+                if speaks_tls(self.server):
+                    why = f"this port speaks TLS: use https://{self.server.split('://', 1)[1]}"
+            else:
+                why = handshake_failure(
+                    self.server, self.ssl_context, has_client_cert=self.client_cert
+                )
+        if why is not None:
+            return f"cannot talk to the Caxton server at {self.server}: {why}"
+        return f"cannot reach the Caxton server at {self.server}: {reason}"
 
 
 def client_options(func: F) -> F:
-    """``--server``, ``--token`` and ``--output`` for every client command."""
+    """``--server``, ``--token``, ``--output`` and the TLS options for every client command."""
+    func = tls_options(func)
     func = click.option(
         "--output",
         "-o",
@@ -126,7 +163,12 @@ def make_client(server: str, token: str | None) -> ApiClient:
     """A client for `server`, accepting ``host:port`` without a scheme."""
     if "://" not in server:
         server = "http://" + server
-    return ApiClient(server=server, token=token or os.environ.get("CAXTON_TOKEN") or None)
+    return ApiClient(
+        server=server,
+        token=token or os.environ.get("CAXTON_TOKEN") or None,
+        ssl_context=current_ssl_context(),
+        client_cert=has_client_cert(),
+    )
 
 
 __all__ += ["make_client", "page_options"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from caxton.config._units import format_size
 from caxton.config.schema import Address, Config
+from caxton.security.tokens import secret_problem
 
 __all__ = ["JwtSource", "cross_check"]
 
@@ -50,6 +51,8 @@ def _check_secret(config: Config, failed: set[str], jwt: JwtSource) -> Iterator[
         yield f'{need}; set jwt_secret = "${{JWT_SECRET}}" and export JWT_SECRET'
     elif not security.jwt_secret.reveal():
         yield f"{need}, but the value is empty"
+    elif (problem := secret_problem(security.jwt_secret.reveal())) is not None:
+        yield f"security.jwt_secret: {problem} (the node would refuse to start with it)"
 
 
 def _check_file(key: str, path: Path | None, required: bool) -> Iterator[str]:
@@ -66,6 +69,15 @@ def _check_file(key: str, path: Path | None, required: bool) -> Iterator[str]:
 
 def _check_tls(config: Config, failed: set[str]) -> Iterator[str]:
     networking = config.networking
+    client_auth = networking.tls_client_auth
+    if client_auth != "none" and "networking.tls_client_auth" not in failed:
+        if not networking.tls_enabled:
+            yield f'networking.tls_client_auth: "{client_auth}" needs tls_enabled = true'
+        elif networking.tls_ca_path is None and "networking.tls_ca_path" not in failed:
+            yield (
+                f'networking.tls_client_auth: "{client_auth}" needs tls_ca_path (the CA '
+                "that signs the client certificates)"
+            )
     if not networking.tls_enabled:
         return
     for key, path, required in (

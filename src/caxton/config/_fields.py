@@ -357,6 +357,9 @@ SECTIONS: dict[str, Section] = {
             "tls_ca_path": path,
             "max_request_size": size,
             "drain_delay": duration_or_zero,
+            "tls_client_auth": _choice(
+                {"none": "none", "optional": "optional", "required": "required"}
+            ),
         },
     ),
     "coordination": Section(

@@ -37,6 +37,8 @@ GB = 1024 * MB
 JournalMode = Literal["WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY", "OFF"]
 LogFormat = Literal["json", "text"]
 LogRotation = Literal["daily", "hourly", "never"]
+#: Whether the API asks TLS clients for a certificate signed by ``tls_ca_path``.
+ClientAuth = Literal["none", "optional", "required"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,8 @@ class NetworkingConfig:
     max_request_size: int = 64 * MB  # bytes of one HTTP request body
     #: On SIGTERM, keep serving this long after /ready turns 503 (for load balancers to notice).
     drain_delay: float = 0.0
+    #: "required": a TLS client without a certificate signed by tls_ca_path fails the handshake.
+    tls_client_auth: ClientAuth = "none"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,11 +14,30 @@ from dataclasses import dataclass
 
 from caxton.errors import SecurityError
 
-__all__ = ["ALGORITHM", "Claims", "TokenIssuer"]
+__all__ = [
+    "ALGORITHM",
+    "CLOCK_SKEW_LEEWAY",
+    "MIN_SECRET_CHARS",
+    "Claims",
+    "TokenIssuer",
+    "secret_problem",
+]
 
 ALGORITHM = "HS256"
 ISSUER = "caxton"
 MIN_RECOMMENDED_BYTES = 32
+#: The shortest secret a node accepts (`serve`, `token create` and `config check` all refuse less).
+MIN_SECRET_CHARS = 8
+#: Seconds of clock skew allowed between the machine that issued a token and this node, for
+#: ``iat``, ``nbf`` and ``exp`` (a token minted on a laptop a few seconds ahead still works).
+CLOCK_SKEW_LEEWAY = 30.0
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why `secret` cannot sign tokens, or None (the one rule serve and config check share)."""
+    if len(secret) < MIN_SECRET_CHARS:
+        return f"the JWT secret must be at least {MIN_SECRET_CHARS} characters"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +53,9 @@ class TokenIssuer:
     """Issues and verifies tokens with one secret."""
 
     def __init__(self, secret: str, *, default_expiry: float) -> None:
-        if len(secret) < 8:
-            raise SecurityError("the JWT secret must be at least 8 characters")
+        problem = secret_problem(secret)
+        if problem is not None:
+            raise SecurityError(problem)
         self._secret = secret
         self.default_expiry = default_expiry
 
@@ -75,6 +95,7 @@ class TokenIssuer:
                     self._secret,
                     algorithms=[ALGORITHM],
                     issuer=ISSUER,
+                    leeway=CLOCK_SKEW_LEEWAY,
                     options={"require": ["exp", "iat", "sub"]},
                 )
         except jwt.ExpiredSignatureError as exc:
