@@ -87,6 +87,9 @@ BAD = {
     + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
     "invalid header character": b"GET /health HTTP/1.1\r\n" + HOST + b"X-Bad\x01: a\r\n\r\n",
     "space before colon": b"GET /health HTTP/1.1\r\n" + HOST + b"X-Bad : a\r\n\r\n",
+    "undecodable gzip body": b"POST /api/v1/messages HTTP/1.1\r\n"
+    + HOST
+    + b"Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}",
     "broken chunked framing": b"POST /api/v1/messages HTTP/1.1\r\n"
     + HOST
     + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
@@ -109,6 +112,28 @@ async def test_malformed_http_is_a_json_envelope_and_one_warning(
     assert refused[0].levelno == logging.WARNING
     assert refused[0].exc_info is None
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_an_unknown_expect_is_417_in_the_envelope_and_100_continue_works(port: int) -> None:
+    request = b"POST /api/v1/messages HTTP/1.1\r\n" + HOST + b"Content-Type: application/json\r\n"
+    status, headers, body = await exchange(
+        port, request + b"Expect: 200-ok\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    assert status == 417
+    assert headers["content-type"].startswith("application/json")
+    assert body["error"]["code"] == "INVALID_REQUEST"
+    assert "100-continue" in body["error"]["message"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            request + b"Expect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+        )
+        assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 100 Continue\r\n"
+        writer.write(b"{}")
+        answer = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    assert answer.lstrip().startswith(b"HTTP/1.1 400 ")  # the body came: performative: required
 
 
 async def test_the_listener_still_serves_after_malformed_requests(port: int) -> None:

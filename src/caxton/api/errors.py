@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from caxton.api.json_body import check_depth
 from caxton.api.keys import MAX_REQUEST_SIZE, REQUEST_TIMEOUT
@@ -97,7 +98,10 @@ async def read_json(request: web.Request) -> Any:
 def bad_http_message(exc: HttpProcessingError, remote: str | None) -> web.Response:
     """The envelope for a request HTTP itself refuses (logged once, at WARNING)."""
     status = exc.code if 400 <= exc.code < 500 else 400
-    reason = " ".join(str(exc.message).split())[:200] or type(exc).__name__
+    text = " ".join(str(exc.message).split())
+    if text.startswith("400, message: "):  # a payload error wraps the parser's own text
+        text = text[len("400, message: ") :]
+    reason = text[:200] or type(exc).__name__
     log.warning(
         "refused a malformed HTTP request from %s: %s",
         remote,
@@ -160,7 +164,13 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             "UNAVAILABLE",
             f"the request took longer than request_timeout ({timeout:g}s)",
         )
-    except HttpProcessingError as exc:  # the body's framing is broken (bad chunked encoding)
+    except (HttpProcessingError, RequestPayloadError) as exc:
+        # The body's framing is broken (bad chunking) or it cannot be decoded (bad gzip). No
+        # more of it can be read: end it here, or aiohttp reads it again after the response
+        # (its lingering close) and logs the same error with a traceback.
+        request.content.feed_eof()
+        if isinstance(exc, RequestPayloadError):
+            exc = HttpProcessingError(code=400, message=str(exc))
         return bad_http_message(exc, request.remote)
     except (asyncio.CancelledError, ConnectionResetError):
         raise

@@ -6,12 +6,13 @@ Each `Route` carries what a client needs to know (summary, request body, respons
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from caxton._version import __version__
 
@@ -88,7 +89,26 @@ class Route:
 def add_routes(app: web.Application, routes: Iterable[Route]) -> None:
     """Register every route on the aiohttp router."""
     for route in routes:
-        app.router.add_route(route.method, route.path, route.handler)
+        app.router.add_route(route.method, route.path, route.handler, expect_handler=_expect)
+
+
+async def _expect(request: web.Request) -> None:
+    """aiohttp's ``Expect`` handling (it runs before any middleware), with a JSON 417."""
+    expect = request.headers.get("Expect", "")
+    if request.version != HttpVersion11:
+        return
+    if expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the real response has not started
+        return
+    body = {
+        "error": {
+            "code": "INVALID_REQUEST",
+            "message": f"unknown Expect: {expect[:80]!r}; only 100-continue is supported",
+            "details": {},
+        }
+    }
+    raise web.HTTPExpectationFailed(text=json.dumps(body), content_type="application/json")
 
 
 _PATH_PARAM = re.compile(r"{(\w+)}")
