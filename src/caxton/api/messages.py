@@ -30,6 +30,7 @@ from caxton.api.routes import Route, integer
 from caxton.config import parse_duration
 from caxton.errors import Error, InvalidMessage, InvalidRequest
 from caxton.messaging import Accepted, DeadLetter, Messaging
+from caxton.messaging.codec import NAME, PERFORMATIVES
 
 __all__ = ["WAIT_MARGIN", "dead_letter_dict", "json_response", "message_routes", "messaging_of"]
 
@@ -40,13 +41,23 @@ _IDS: dict[str, Any] = {
     "sender": {"type": "string", "description": "the caller's name (made up if not given)"},
     "receivers": {"type": "array", "items": {"type": "string"}},
 }
+_NAME: dict[str, Any] = {"type": "string", "pattern": NAME.pattern}
 _MESSAGE: dict[str, Any] = {
     "type": "object",
     "required": ["performative", "receiver"],
     "properties": {
-        "performative": {"type": "string", "description": "one of the 22 FIPA acts"},
-        "receiver": {"type": ["string", "array"], "items": {"type": "string"}},
-        "sender": {"type": "string", "description": "the caller's name; not an agent's"},
+        "performative": {
+            "enum": sorted(PERFORMATIVES),
+            "description": "one of the 22 FIPA acts (the FIPA hyphen spelling and any case "
+            "are accepted too, and stored as listed)",
+        },
+        "receiver": {
+            "anyOf": [
+                _NAME,
+                {"type": "array", "items": _NAME, "minItems": 1, "uniqueItems": True},
+            ]
+        },
+        "sender": {**_NAME, "description": "the caller's name; not an agent's"},
         "content": {"description": "any JSON value"},
         "reply_by": {"type": "string", "format": "date-time"},
         **{f: {"type": "string", "maxLength": 256} for f in _TEXT_FIELDS},
