@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from caxton.agents._model import AgentInfo, DeployRequest
+from caxton.agents._model import NAME_PATTERN, AgentInfo, DeployRequest
 from caxton.api.agent_forms import DEPLOY, UPGRADE, query_int, read_upload
 from caxton.api.agent_schemas import (
     AGENT_SCHEMA,
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["agent_routes"]
 
 PREFIX = "/api/v1/agents"
+#: The ``{name}`` of the agent routes (anything else is simply not found).
+_NAME = {"name": {"type": "string", "pattern": NAME_PATTERN.pattern}}
 
 
 def _service(request: web.Request) -> AgentService:
@@ -181,6 +183,7 @@ def agent_routes() -> list[Route]:
         Route(
             method="GET",
             path=item,
+            path_schemas=_NAME,
             handler=show,
             summary="Show one agent: state, version, limits, counters",
             tag="agents",
@@ -190,6 +193,7 @@ def agent_routes() -> list[Route]:
         Route(
             method="PUT",
             path=item,
+            path_schemas=_NAME,
             handler=upgrade,
             summary="Upgrade to a new module, or roll back with ?version=N (no body)",
             tag="agents",
@@ -201,6 +205,7 @@ def agent_routes() -> list[Route]:
         Route(
             method="DELETE",
             path=item,
+            path_schemas=_NAME,
             handler=remove,
             summary="Stop and remove an agent",
             tag="agents",
@@ -209,6 +214,7 @@ def agent_routes() -> list[Route]:
         Route(
             method="POST",
             path=f"{item}/stop",
+            path_schemas=_NAME,
             handler=stop,
             summary="Stop an agent (the message being handled finishes first)",
             tag="agents",
@@ -218,6 +224,7 @@ def agent_routes() -> list[Route]:
         Route(
             method="POST",
             path=f"{item}/start",
+            path_schemas=_NAME,
             handler=start,
             summary="Start a stopped or failed agent",
             tag="agents",
@@ -228,6 +235,7 @@ def agent_routes() -> list[Route]:
         Route(
             method="GET",
             path=f"{item}/logs",
+            path_schemas=_NAME,
             handler=logs,
             summary="The agent's recent log lines (caxton.log and WASI stdout/stderr)",
             tag="agents",

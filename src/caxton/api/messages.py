@@ -392,6 +392,7 @@ def message_routes() -> list[Route]:
         Route(
             method="POST",
             path="/api/v1/dead-letters/{id}/redrive",
+            path_schemas={"id": {"type": "string", "pattern": "^[0-9]{1,19}$"}},
             handler=redrive,
             summary="Deliver a dead letter's message again to its receiver (same ids)",
             tag="messages",

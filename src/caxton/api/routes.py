@@ -84,6 +84,8 @@ class Route:
     response_schema: dict[str, Any] | None = None
     #: ... unless this gives one for that status
     status_schemas: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: path parameter name -> its JSON schema (default: any string)
+    path_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def add_routes(app: web.Application, routes: Iterable[Route]) -> None:
@@ -151,7 +153,12 @@ def _statuses(route: Route, guards: Guards | None) -> dict[int, str]:
 
 def _operation(route: Route, guards: Guards | None = None) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": route.path_schemas.get(name, {"type": "string"}),
+        }
         for name in _PATH_PARAM.findall(route.path)
     ]
     params += [_query(name, spec) for name, spec in route.query.items()]
