@@ -23,7 +23,7 @@
  *   }
  *
  * This header defines the `caxton_alloc` export for you (see CAXTON_NO_DEFAULT_ALLOC).
- * The message is UTF-8 JSON (DESIGN.md section 3). With the default allocator it is
+ * The message is UTF-8 JSON (docs/messaging.md, "The message"). With the default allocator it is
  * also NUL-terminated (msg[len] == 0) and stays valid until caxton_handle returns.
  * Return 0 when the message was handled; anything else fails it (the runtime
  * dead-letters it and sends a `failure` to a sender that asked for a reply).
@@ -40,8 +40,14 @@
  * Return codes. The host functions return 0 or one of these (never anything else):
  *   CAXTON_ERR_MALFORMED      -1  not a valid message (or key/value), or no such field
  *   CAXTON_ERR_TOO_LARGE      -2  over the configured size limit (or your buffer)
- *   CAXTON_ERR_NOT_PERMITTED  -3  the agent may not do this (receiver, quota, ...)
+ *   CAXTON_ERR_NOT_PERMITTED  -3  the agent may not do this (e.g. not inside a handler)
  *   CAXTON_ERR_BACKPRESSURE   -4  the receiver's mailbox is full: try again later
+ *   CAXTON_ERR_OVER_BUDGET    -7  send: over the agent's send budget (per message or
+ *                                 per second); nothing was sent
+ *   CAXTON_ERR_QUOTA          -8  over the agent's quota: kv keys or bytes (kv_set),
+ *                                 pending timers (schedule); nothing was kept
+ *   CAXTON_ERR_STORAGE        -9  kv_set/kv_delete: the node cannot write its store (disk
+ *                                 full): nothing was changed; try again later
  * kv_get and kv_delete use -1 for "absent" (CAXTON_KV_ABSENT).
  * The JSON helpers of this SDK (never the host) also return
  *   CAXTON_JSON_NOT_FOUND     -5  the object has no such field
@@ -77,6 +83,9 @@ extern "C" {
 #define CAXTON_ERR_TOO_LARGE (-2)
 #define CAXTON_ERR_NOT_PERMITTED (-3)
 #define CAXTON_ERR_BACKPRESSURE (-4)
+#define CAXTON_ERR_OVER_BUDGET (-7)
+#define CAXTON_ERR_QUOTA (-8)
+#define CAXTON_ERR_STORAGE (-9)
 #define CAXTON_KV_ABSENT (-1)
 #define CAXTON_JSON_NOT_FOUND (-5)
 #define CAXTON_JSON_WRONG_TYPE (-6)
@@ -112,7 +121,7 @@ int32_t caxton_host_kv_get(const char *kptr, int32_t klen, void *vptr, int32_t v
 /** kv_set(kptr, klen, vptr, vlen) -> i32: 0 or a negative CAXTON_ERR_*. Durable. */
 CAXTON__IMPORT("kv_set")
 int32_t caxton_host_kv_set(const char *kptr, int32_t klen, const void *vptr, int32_t vlen);
-/** kv_delete(kptr, klen) -> i32: 0, or -1 if absent. */
+/** kv_delete(kptr, klen) -> i32: 0, -1 if absent, or CAXTON_ERR_STORAGE. */
 CAXTON__IMPORT("kv_delete") int32_t caxton_host_kv_delete(const char *kptr, int32_t klen);
 /** schedule(delay_ms: i64, ptr, len) -> i32: send the message later; codes as send. */
 CAXTON__IMPORT("schedule")
@@ -636,7 +645,7 @@ typedef struct caxton_field {
     size_t len;
 } caxton_field;
 
-/** The envelope fields of a message (DESIGN.md section 3), read by caxton_message_read(). */
+/** The envelope fields of a message (docs/messaging.md, "The message"), read by caxton_message_read(). */
 typedef struct caxton_message {
     caxton_field sender, receiver, performative, content, conversation_id, reply_with,
         in_reply_to, message_id;

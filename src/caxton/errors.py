@@ -23,7 +23,7 @@ The tree::
     ├── ClusterError              membership or remote delivery failed
     └── SecurityError             authentication or authorisation failed
 
-Each class carries a stable ``code`` (the API error code of DESIGN.md section 4) and optional
+Each class carries a stable ``code`` (the API error code of docs/api.md) and optional
 ``details``, so the HTTP layer can turn any of them into the JSON error envelope without knowing
 the class.
 """

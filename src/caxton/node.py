@@ -22,7 +22,7 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from caxton.config import Config
@@ -56,6 +56,8 @@ class Readiness:
     storage: bool
     started: bool
     runtime: bool = False
+    #: Why a check fails, by check name, when there is more to say than false (storage).
+    reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -176,6 +178,7 @@ class Node:
             redelivered = await messaging.recover()
             if prepare is not None:
                 await prepare(self)
+            agents = len(self._agents.names())  # restored plus what `prepare` deployed
         except BaseException:
             await self.aclose()
             raise
@@ -186,7 +189,8 @@ class Node:
             extra={
                 "node_id": storage.node_id,
                 "state_path": str(coordination.local_state_path),
-                "agents": restored,
+                "agents": agents,
+                "restored": restored,
                 "redelivered": redelivered,
                 "hot_path": "ctypes" if engine.accel is None else "c",
             },
@@ -195,10 +199,12 @@ class Node:
     def readiness(self) -> Readiness:
         """Whether the node is ready for work, and why not."""
         running = self.state is NodeState.RUNNING
+        problem = None if self._storage is None else self._storage.problem
         return Readiness(
-            storage=self._storage is not None and running,
+            storage=self._storage is not None and running and problem is None,
             started=running,
             runtime=self._runtime is not None and running,
+            reasons={} if problem is None else {"storage": problem},
         )
 
     def begin_drain(self) -> None:
@@ -240,4 +246,7 @@ class Node:
                     await storage.aclose()
             finally:
                 self.state = NodeState.CLOSED
-                log.info("node stopped")
+                # Only a node that started stops: after a failed start, the caller reports the
+                # error, and a "node stopped" line before it would read as a clean shutdown.
+                if self.started_at is not None:
+                    log.info("node stopped")

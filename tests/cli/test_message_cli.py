@@ -153,3 +153,51 @@ def test_debug_sections(server: str) -> None:
     assert view["mailbox"]["capacity"] > 0
     assert run(server, "debug").exit_code == 2
     assert run(server, "debug", "--agent-id", "nobody").exit_code == 1
+
+
+def test_send_without_wait_prints_the_ids(server: str) -> None:
+    result = send(server, "--to", "echo", "-p", "inform", "--conversation", "cli-ids-1")
+    assert result.exit_code == 0, result.stderr
+    fields = dict(line.split(None, 1) for line in result.stdout.splitlines() if line.strip())
+    assert fields["conversation"] == "cli-ids-1"
+    assert fields["receivers"] == "echo"
+    assert fields["sender"].startswith("client-")
+    deadline = time.monotonic() + 5
+    while True:
+        page = run_json(server, "conversation", "show", "cli-ids-1")
+        if page["total"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert page["messages"][0]["message_id"] == fields["message"]
+
+
+def test_a_failure_or_not_understood_reply_exits_5(server: str) -> None:
+    failed = send(server, "--to", "nobody-cli", "-p", "request", "--wait", "5s")
+    assert failed.exit_code == 5, failed.stderr
+    assert "failure" in failed.stdout  # the reply is printed all the same
+    assert "unknown_receiver" in failed.stdout
+    assert "replied failure" in failed.stderr
+    as_json = run(server, "message", "send", "--to", "nobody-cli", "-p", "request",
+                  "--wait", "5s", "-o", "json")  # fmt: skip
+    assert as_json.exit_code == 5
+    assert json.loads(as_json.stdout)["performative"] == "failure"
+    deployed = run(server, "agent", "deploy", str(EXAMPLES / "ping.wasm"), "--name", "ping-cli")
+    assert deployed.exit_code == 0, deployed.stderr
+    puzzled = send(server, "--to", "ping-cli", "-p", "request", "--content", '"?"', "--wait", "5s")
+    assert puzzled.exit_code == 5, puzzled.stderr
+    assert "not_understood" in puzzled.stdout
+    fine = send(server, "--to", "echo", "-p", "request", "--wait", "5s")
+    assert fine.exit_code == 0, fine.stderr
+
+
+def test_debug_shows_earlier_messages_on_its_first_call(server: str) -> None:
+    deployed = run(server, "agent", "deploy", str(EXAMPLES / "echo.wasm"), "--name", "dbg-first")
+    assert deployed.exit_code == 0, deployed.stderr
+    sent = send(server, "--to", "dbg-first", "-p", "request", "--content", '{"before":1}',
+                "--wait", "5s")  # fmt: skip
+    assert sent.exit_code == 0, sent.stderr
+    first = run(server, "debug", "--agent-id", "dbg-first")
+    assert first.exit_code == 0, first.stderr
+    section = first.stdout.split("== recent messages")[1].split("== log")[0]
+    assert section.count('{"before":1}') == 2  # the request and echo's reply
+    assert "none" not in section

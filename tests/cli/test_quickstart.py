@@ -83,3 +83,42 @@ def test_quick_start_agents_answer_and_negotiate(tmp_path: Path) -> None:
             answer = next(i for i, s in enumerate(steps) if s[0] == bidder)
             assert cfp < answer
         assert node.stop()[0] == 0
+
+
+def _console_commands(doc: Path, heading: str) -> list[list[str]]:
+    """The ``$ caxton ...`` lines of the first console block after ``heading`` (comments off)."""
+    import shlex
+
+    text = doc.read_text()
+    block = text[text.index(heading) :].split("```console\n", 1)[1].split("```", 1)[0]
+    lines = [line.removeprefix("$ ") for line in block.splitlines() if line.startswith("$ ")]
+    return [shlex.split(line, comments=True) for line in lines]
+
+
+def test_agents_doc_quick_start_works_on_the_readme_node(tmp_path: Path) -> None:
+    """docs/agents.md's quick start, run against a node started as the README starts one."""
+    root = Path(__file__).resolve().parents[2]
+    commands = _console_commands(root / "docs" / "agents.md", "## Quick start")
+    assert commands[0][:2] == ["caxton", "serve"]
+    cfg = write_config(tmp_path)
+    node = NodeProcess(cfg, args=["serve", "--config", str(cfg), "--examples"])  # as the README
+    with node.start(timeout=60):
+        server = node.url("api", "")
+        assert "echo" in {a["name"] for a in caxton(server, "agent", "list")["agents"]}
+        for command in commands[1:]:
+            assert command[0] == "caxton"
+            proc = subprocess.run(
+                [sys.executable, "-m", "caxton", *command[1:], "--server", server],
+                capture_output=True, text=True, timeout=60, cwd=root,
+            )  # fmt: skip
+            assert proc.returncode == 0, (command, proc.stderr)
+        assert '"hello": "world"' in proc.stdout  # the last one: the reply
+
+        taken = subprocess.run(
+            [sys.executable, "-m", "caxton", "agent", "deploy", "examples/agents/echo.wasm",
+             "--name", "echo", "--server", server],
+            capture_output=True, text=True, timeout=60, cwd=root,
+        )  # fmt: skip
+        assert taken.returncode == 1
+        assert "already exists" in taken.stderr
+        assert "caxton agent upgrade echo FILE" in taken.stderr

@@ -20,6 +20,11 @@ from tests.nodeproc import NodeProcess, free_port, write_config
 pytestmark = pytest.mark.slow
 
 
+def _messages(directory: Path) -> list[str]:
+    log = directory / "logs" / "caxton.log"
+    return [json.loads(line)["message"] for line in log.read_text().splitlines()]
+
+
 def test_node_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     with NodeProcess(cfg).start() as node:
@@ -112,6 +117,7 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         assert "already in use" in text
         assert port in text
         assert "Traceback" not in text
+    assert "node stopped" not in _messages(tmp_path)  # it never started
 
 
 def test_second_node_on_the_same_state_file_is_refused(tmp_path: Path) -> None:
@@ -131,6 +137,7 @@ def test_second_node_on_the_same_state_file_is_refused(tmp_path: Path) -> None:
             assert second.proc.returncode == 4
             assert str(first.proc.pid if first.proc else "") in err.decode()
         assert first.get("api", "/ready")[0] == 200
+    assert "node stopped" not in _messages(other_dir)  # the refused one never started
 
 
 def test_embedded_default_refuses_a_public_address(tmp_path: Path) -> None:
@@ -155,3 +162,24 @@ def test_caxton_with_no_subcommand_runs_a_node(tmp_path: Path) -> None:
         assert node.get("api", "/health")[0] == 200
         code, _ = node.stop()
         assert code == 0
+
+
+def test_first_start_reports_the_examples_and_sigterm_exits_at_once(tmp_path: Path) -> None:
+    """The `node started` line counts the example agents; an idle node exits right away."""
+    cfg = write_config(tmp_path, networking='drain_delay = "20ms"')
+    node = NodeProcess(cfg, args=["serve", "--config", str(cfg), "--examples"])
+    with node.start(timeout=60):
+        time.sleep(0.3)  # idle
+        started = time.monotonic()
+        code, stderr = node.stop(signal.SIGTERM)
+        took = time.monotonic() - started
+        assert code == 0, stderr
+    assert took < 1.0, f"exit took {took:.2f}s after SIGTERM"
+    records = [
+        json.loads(line) for line in (tmp_path / "logs" / "caxton.log").read_text().splitlines()
+    ]
+    deployed = [r for r in records if r["message"].startswith("deployed example agent")]
+    (started_line,) = [r for r in records if r["message"] == "node started"]
+    assert len(deployed) >= 10
+    assert started_line["agents"] == len(deployed)
+    assert started_line["restored"] == 0

@@ -51,3 +51,53 @@ def test_api_requests_become_spans(tmp_path: Path) -> None:
     assert path == "/v1/traces"
     assert content_type == "application/x-protobuf"
     assert b"GET /health" in b"".join(r[2] for r in _Sink.received)
+
+
+class _Down(http.server.BaseHTTPRequestHandler):
+    """A collector that is there but failing: 503, which the exporter retries."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("collector", ["failing", "closed port"])
+def test_sigterm_does_not_wait_for_a_dead_collector(tmp_path: Path, collector: str) -> None:
+    """The exporter's retry backoff used to hold a stopped node for seconds after its drain."""
+    import json
+    import signal
+    import socket
+    import time
+
+    down = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Down)
+    thread = threading.Thread(target=down.serve_forever, daemon=True)
+    thread.start()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    port = down.server_address[1] if collector == "failing" else closed.getsockname()[1]
+    try:
+        extra = f'enable_tracing = true\ntrace_sample_rate = 1.0\notlp_endpoint = "http://127.0.0.1:{port}"\n'
+        cfg = write_config(tmp_path, networking='drain_delay = "20ms"')
+        cfg.write_text(
+            cfg.read_text().replace('log_format = "json"\n', f'log_format = "json"\n{extra}')
+        )
+        with NodeProcess(cfg).start() as node:
+            for _ in range(5):
+                assert node.get("api", "/api/v1/agents")[0] == 200  # spans to export
+            started = time.monotonic()
+            code, stderr = node.stop(signal.SIGTERM)
+            took = time.monotonic() - started
+            assert code == 0, stderr
+    finally:
+        down.shutdown()
+        closed.close()
+    assert took < 1.0, f"exit took {took:.2f}s after SIGTERM"
+    log = (tmp_path / "logs" / "caxton.log").read_text().splitlines()
+    messages = [json.loads(line)["message"] for line in log]
+    assert "caxton stopped" in messages
+    assert not any("shutdown took longer" in m for m in messages)

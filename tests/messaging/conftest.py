@@ -35,8 +35,11 @@ class StorageKv:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
-    def load(self, agent: str) -> dict[bytes, bytes]:
-        return self.storage.kv_load_sync(agent)
+    def get(self, agent: str, key: bytes) -> bytes | None:
+        return self.storage.kv_get_sync(agent, key)
+
+    def usage(self, agent: str) -> tuple[int, int]:
+        return self.storage.kv_usage_sync(agent)
 
     def set(self, agent: str, key: bytes, value: bytes) -> None:
         self.storage.kv_set_nowait(agent, key, value)

@@ -24,7 +24,7 @@ __all__ = [
     "rfc3339",
 ]
 
-#: Agent names, unique in the cluster (DESIGN.md section 3).
+#: Agent names, unique in the cluster (docs/messaging.md, "The message").
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 

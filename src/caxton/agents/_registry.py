@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from caxton.errors import AgentNotFound
+from caxton.errors import AgentNotFound, StorageError
 from caxton.runtime import AgentSpec, AgentStatistics, Compiled, Runtime
 from caxton.storage import Storage
 
@@ -111,6 +111,11 @@ class Writer:
                     await asyncio.sleep(0.01)  # let a burst of events coalesce
                     names, self.dirty = self.dirty, set()
                     await self.write(names)
+            except StorageError as exc:
+                # The store logs a full disk (or a deleted file) once per episode; the records
+                # stay dirty and are written by a later pass.
+                if self._storage.problem is None:
+                    log.error("writing agent records failed: %s", exc)
             except Exception:
                 log.exception("writing agent records failed")
 

@@ -124,6 +124,6 @@ async def _rearm_timers(service: AgentService) -> None:
     storage, runtime = service.storage, service.runtime
     now = time.time()
     for record in await storage.list_scheduled():
-        receiver, data = StoredTimers.decode(record)
-        runtime.schedule(max(0.0, record.due_at - now), receiver, data)
+        receiver, data, wait = StoredTimers.decode(record, now)
+        runtime.schedule(wait, receiver, data, record.name)
         storage.delete_scheduled_nowait(record.id)

@@ -98,6 +98,21 @@ def metric_samples(
         "Agent file writes refused with ENOSPC because of temp_storage_limit.",
     )
     yield ("agent_hibernations", "counter", {}, runtime.hibernations, "Agents hibernated.")
+    for name, (lines, size) in sorted(runtime.logs_dropped.items()):
+        yield (
+            "agent_log_dropped",
+            "counter",
+            {"agent": name},
+            lines,
+            "Log lines an agent wrote over its log rate budget (dropped).",
+        )
+        yield (
+            "agent_log_dropped_bytes",
+            "counter",
+            {"agent": name},
+            size,
+            "Bytes of log lines an agent wrote over its log rate budget (dropped).",
+        )
     for op, value in (
         ("deploy", agents.deploys),
         ("deploy_failed", agents.deploy_failures),

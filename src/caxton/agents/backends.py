@@ -1,7 +1,7 @@
 """The runtime's seams (`caxton.runtime.backends`) implemented over the node's SQLite store.
 
-* `StoredKv`: the host's ``kv_*`` imports; loads a whole map when an instance starts, persists
-  each change without blocking the worker (group-committed, in issue order).
+* `StoredKv`: the host's ``kv_*`` imports; reads a key at a time; each change returns once
+  committed (group-committed with other writes, in issue order), or raises `StorageError`.
 * `StoredSnapshots`: hibernated agents' linear memory (packed by storage, written behind).
 * `StoredTimers`: pending ``schedule`` timers, so a restart re-arms what is still due.
 * `PersistingEvents`: marks agents whose state changed or whose message failed, so the agent
@@ -15,44 +15,87 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import Any
 
 import msgspec
 
 from caxton.errors import AgentFailure
 from caxton.runtime import AgentEvents, AgentState, Snapshot
-from caxton.storage import ScheduledRecord, Storage
+from caxton.storage import ScheduledRecord, Storage, is_storage_failure
 from caxton.storage.snapshots import SparseMemory
 
 __all__ = ["PersistingEvents", "StoredKv", "StoredSnapshots", "StoredTimers"]
 
 log = logging.getLogger("caxton.agents")
 
+#: Longest wait (seconds) for an agent's queued key/value writes before its usage is counted.
+USAGE_WAIT = 5.0
+
 
 def _report(future: Future[Any]) -> None:
     exc = future.exception()
-    if exc is not None:
+    if exc is not None and not is_storage_failure(exc):  # the store logs a full disk once
         log.warning("a background write for an agent failed: %s", exc)
 
 
 class StoredKv:
-    """`KvBackend` over `Storage` kv (survives restarts)."""
+    """`KvBackend` over `Storage` kv (survives restarts).
+
+    Writes are queued without waiting; until one commits, its value (None for a delete) stays
+    in ``_pending`` so a `get` right after a `set` sees it (the runtime's cache may have
+    evicted the key meanwhile), and `usage` waits for the agent's queued writes first.
+    """
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
+        self._lock = threading.Lock()
+        #: (agent, key) -> (the write's future, its value or None for a delete).
+        self._pending: dict[tuple[str, bytes], tuple[Future[Any], bytes | None]] = {}
 
-    def load(self, agent: str) -> dict[bytes, bytes]:
-        return self._storage.kv_load_sync(agent)
+    def get(self, agent: str, key: bytes) -> bytes | None:
+        with self._lock:
+            pending = self._pending.get((agent, key))
+        if pending is not None:
+            return pending[1]
+        return self._storage.kv_get_sync(agent, key)
+
+    def usage(self, agent: str) -> tuple[int, int]:
+        with self._lock:
+            queued = [f for (name, _), (f, _) in self._pending.items() if name == agent]
+        if queued:
+            wait(queued, timeout=USAGE_WAIT)
+        return self._storage.kv_usage_sync(agent)
 
     def set(self, agent: str, key: bytes, value: bytes) -> None:
-        self._storage.kv_set_nowait(agent, key, value).add_done_callback(_report)
+        # Waits for the commit (group-committed with everything else being written), so that
+        # kv_set answers OK only for a value that is on disk, and an error when it is not.
+        future = self._storage.kv_set_nowait(agent, key, value)
+        self._track(agent, key, value, future)
+        future.result()
 
     def delete(self, agent: str, key: bytes) -> None:
-        self._storage.kv_delete_nowait(agent, key).add_done_callback(_report)
+        future = self._storage.kv_delete_nowait(agent, key)
+        self._track(agent, key, None, future)
+        future.result()
 
     def drop(self, agent: str) -> None:
+        with self._lock:
+            for pair in [p for p in self._pending if p[0] == agent]:
+                del self._pending[pair]
         self._storage.kv_clear_nowait(agent).add_done_callback(_report)
+
+    def _track(self, agent: str, key: bytes, value: bytes | None, future: Future[Any]) -> None:
+        with self._lock:
+            self._pending[(agent, key)] = (future, value)
+        future.add_done_callback(lambda f: self._settled(agent, key, f))
+
+    def _settled(self, agent: str, key: bytes, future: Future[Any]) -> None:
+        with self._lock:
+            pending = self._pending.get((agent, key))
+            if pending is not None and pending[0] is future:
+                del self._pending[(agent, key)]
+        _report(future)
 
 
 class StoredSnapshots:
@@ -94,8 +137,9 @@ class StoredSnapshots:
         with self._lock:
             if self._pending.get(agent) is snapshot:
                 del self._pending[agent]
-        if written.exception() is not None:
-            log.error("saving the memory snapshot of %s failed: %s", agent, written.exception())
+        error = written.exception()
+        if error is not None and not is_storage_failure(error):
+            log.error("saving the memory snapshot of %s failed: %s", agent, error)
 
     def load(self, agent: str) -> Snapshot | None:
         with self._lock:
@@ -130,13 +174,24 @@ class StoredTimers:
     """`TimerBackend` over `Storage` scheduled rows (loop thread; never blocks).
 
     A row belongs to the agent that scheduled it (the message's ``sender``; removing the
-    agent cancels its timers) and holds ``json(receiver) + b"\\n" + message``, so a receiver
-    that is not an agent (an API client) survives too. Due times are stored as unix seconds.
+    agent cancels its timers) and holds ``json([receiver, delay]) + b"\\n" + message``, so a
+    receiver that is not an agent (an API client) survives too. Due times are stored as unix
+    seconds (the only clock that means anything across a restart), with the delay that was
+    left when the row was written: a timer re-armed after a restart waits at most that long,
+    however far the wall clock jumped back meanwhile (rows of older versions hold
+    ``json(receiver)`` and no delay).
     """
 
-    def __init__(self, storage: Storage, *, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ):
         self._storage = storage
         self._monotonic = monotonic
+        self._wall = wall
         self._rows: dict[int, Future[int]] = {}
 
     def add(self, timer_id: int, due: float, receiver: str, data: bytes) -> None:
@@ -146,9 +201,9 @@ class StoredTimers:
             owner = None
         if owner is None:
             return  # not persisted; it still fires unless the node restarts first
-        due_at = time.time() + (due - self._monotonic())
-        body = msgspec.json.encode(receiver) + b"\n" + data
-        future = self._storage.add_scheduled_nowait(owner, due_at, body)
+        delay = max(0.0, due - self._monotonic())
+        body = msgspec.json.encode([receiver, round(delay, 3)]) + b"\n" + data
+        future = self._storage.add_scheduled_nowait(owner, self._wall() + delay, body)
         future.add_done_callback(_report)
         self._rows[timer_id] = future
 
@@ -162,10 +217,19 @@ class StoredTimers:
             self._storage.delete_scheduled_nowait(future.result()).add_done_callback(_report)
 
     @staticmethod
-    def decode(record: ScheduledRecord) -> tuple[str, bytes]:
-        """``(receiver, message)`` of a stored timer."""
+    def decode(record: ScheduledRecord, now: float) -> tuple[str, bytes, float]:
+        """``(receiver, message, seconds to wait from now)`` of a stored timer.
+
+        ``now`` is the wall clock (unix seconds); the wait is never more than the delay the
+        timer had left when it was stored.
+        """
         head, _, data = record.body.partition(b"\n")
-        return msgspec.json.decode(head, type=str), data
+        stored: str | list[Any] = msgspec.json.decode(head, type=str | list[Any])
+        wait = max(0.0, record.due_at - now)
+        if isinstance(stored, str):
+            return stored, data, wait
+        receiver, left = stored
+        return str(receiver), data, min(wait, float(left))
 
 
 class PersistingEvents:

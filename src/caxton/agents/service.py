@@ -9,6 +9,10 @@ happens, so of two concurrent deploys of one name exactly one wins.
 Failure leaves nothing half done: a deploy whose ``caxton_init`` fails deletes the record it
 stored; an upgrade or rollback whose module fails to start leaves the old version current and
 running (the new module is only stored once it runs).
+
+Whatever happens to the caller, an operation once begun runs to its end (`Operations`): a
+caller that is cancelled (the HTTP request passed ``request_timeout``, or its client went away)
+stops waiting, the operation completes or fails and undoes itself, and every view agrees.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 from caxton.agents import _restore
 from caxton.agents._model import AgentInfo, DeployRequest, check_env, check_limits, check_name
+from caxton.agents._operations import Operations
 from caxton.agents._registry import Entry, Writer
 from caxton.agents._stats import AgentServiceStatistics, metric_samples
 from caxton.agents.backends import PersistingEvents
@@ -55,6 +60,7 @@ class AgentService:
             asyncio.Lock
         )
         self._counts = collections.Counter[str]()
+        self._operations = Operations()
         self._writer = Writer(storage, runtime, self._entries, COUNTER_FLUSH_INTERVAL)
         events = runtime.events
         if isinstance(events, PersistingEvents):
@@ -115,7 +121,10 @@ class AgentService:
         )
         if name in self._entries or name in self._reserved:
             raise AgentAlreadyExists(
-                f"an agent named {name!r} already exists", details={"name": name}
+                f"an agent named {name!r} already exists; to run new code under that name, "
+                f"upgrade it (caxton agent upgrade {name} FILE, or PUT /api/v1/agents/{name}), "
+                "or deploy under another name",
+                details={"name": name},
             )
         if len(self._entries) + len(self._reserved) >= rt.max_agents:
             raise AgentLimitReached(
@@ -123,6 +132,13 @@ class AgentService:
                 details={"max_agents": rt.max_agents},
             )
         self._reserved.add(name)
+        return await self._operations.run(
+            f"deploy of {name!r}", self._deploy_reserved(req, name, env)
+        )
+
+    async def _deploy_reserved(
+        self, req: DeployRequest, name: str, env: dict[str, str]
+    ) -> AgentInfo:
         try:
             entry = await self._deploy(req, name, env)
         except BaseException:
@@ -178,6 +194,9 @@ class AgentService:
         A module that fails validation (`InvalidWasm`) or to start (`AgentStartFailed`) is not
         stored, and the old version stays current and running.
         """
+        return await self._operations.run(f"upgrade of {name!r}", self._upgrade(name, wasm))
+
+    async def _upgrade(self, name: str, wasm: bytes) -> AgentInfo:
         async with self._locked(name) as entry:
             compiled = await self._compile(wasm, entry.spec)
             version = max(entry.versions) + 1
@@ -200,6 +219,9 @@ class AgentService:
 
         Raises `AgentNotFound` if the agent has no such version.
         """
+        return await self._operations.run(f"rollback of {name!r}", self._rollback(name, version))
+
+    async def _rollback(self, name: str, version: int) -> AgentInfo:
         async with self._locked(name) as entry:
             if version not in entry.versions:
                 raise AgentNotFound(
@@ -223,6 +245,9 @@ class AgentService:
 
     async def stop(self, name: str) -> AgentInfo:
         """Stop the agent after its current message; queued messages wait for `start`."""
+        return await self._operations.run(f"stop of {name!r}", self._stop(name))
+
+    async def _stop(self, name: str) -> AgentInfo:
         async with self._locked(name) as entry:
             await self.runtime.stop_agent(name)
             await self._persist(entry)
@@ -233,6 +258,9 @@ class AgentService:
 
         Raises `AgentStartFailed` (state unchanged) if ``caxton_init`` fails.
         """
+        return await self._operations.run(f"start of {name!r}", self._start(name))
+
+    async def _start(self, name: str) -> AgentInfo:
         async with self._locked(name) as entry:
             state = self.runtime.agent_statistics(name).state
             if state not in (AgentState.RUNNING, AgentState.HIBERNATED):
@@ -242,9 +270,15 @@ class AgentService:
 
     async def remove(self, name: str) -> None:
         """Remove the agent: its instance, record, versions, kv, snapshot, timers, directory."""
+        await self._operations.run(f"removal of {name!r}", self._remove(name))
+
+    async def _remove(self, name: str) -> None:
         async with self._locked(name) as entry:
             with suppress(AgentNotFound):
                 await self.runtime.remove_agent(name)
+            # Its queued messages have pending rows once the journal is flushed; deleting
+            # the agent turns them into dead letters (never delivered to a later namesake).
+            await self.runtime.flush_journal()
             await self.storage.delete_agent(name)
             del self._entries[name]
             if entry.spec.grant_dir is not None:
@@ -320,6 +354,8 @@ class AgentService:
         if self._closed:
             return
         self._closed = True
+        # An operation whose runtime call cannot finish any more is cancelled after the budget.
+        await self._operations.aclose(self.config.runtime.agent_shutdown_timeout + 1.0)
         await self._writer.aclose()
         await self.flush()
 

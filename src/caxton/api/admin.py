@@ -36,6 +36,7 @@ async def node_status(request: web.Request) -> web.Response:
             "state": node.state.value,
             "ready": readiness.ready,
             "checks": readiness.as_dict(),
+            "reasons": readiness.reasons,
             "started_at": node.started_at,
         }
     )

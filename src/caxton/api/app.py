@@ -22,7 +22,7 @@ from caxton.api.browser import (
     browser_guard_middleware,
     with_browser_responses,
 )
-from caxton.api.debug import debug_routes, setup_debug
+from caxton.api.debug import debug_routes
 from caxton.api.errors import error_middleware
 from caxton.api.events import event_routes, setup_event_streams
 from caxton.api.forwarded import forwarded_middleware
@@ -113,7 +113,6 @@ def create_app(
     app[MAX_REQUEST_SIZE] = networking.max_request_size
 
     setup_event_streams(app)
-    setup_debug(app)
 
     routes: list[Route] = with_browser_responses(
         [

@@ -4,19 +4,13 @@ State, kind, version, limits, memory, mailbox depth and capacity, counters, the 
 (error and warning log lines, ``handler_failed`` dead letters), the agent's recent dead
 letters, its recent messages and the tail of its log.
 
-Recent messages come from a `Recorder`: the first debug request for an agent subscribes to the
-event bus for that agent and keeps its last `RING` messages, until nobody has asked for
-`IDLE` seconds (at most `MAX_RECORDED` agents at once). Recording is lazy because a bus
-subscriber makes the node decode every message; the answer says since when it records.
+Recent messages are read back from the conversation history the node keeps anyway (see
+`caxton.messaging.recent`), so they are there on the first call, including what happened
+before anyone asked.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -27,96 +21,16 @@ from caxton.api.agent_schemas import AGENT_SCHEMA
 from caxton.api.keys import NODE
 from caxton.api.messages import dead_letter_dict, json_response, messaging_of
 from caxton.api.routes import Route
-from caxton.messaging import Messaging, Subscription
+from caxton.messaging import Messaging
+from caxton.messaging.recent import SCAN, recent_messages
 
-__all__ = ["Recorder", "debug_routes", "setup_debug"]
+__all__ = ["debug_routes"]
 
+#: Most recent messages one call shows.
 RING = 100
-IDLE = 600.0
-MAX_RECORDED = 32
 #: Dead letters scanned (the newest) for the agent's own.
 DEAD_LETTER_SCAN = 500
 LAST_ERRORS = 10
-
-
-@dataclass(slots=True)
-class _Recording:
-    name: str
-    sub: Subscription
-    since: float
-    touched: float
-    ring: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RING))
-    task: asyncio.Task[None] | None = None
-
-
-class Recorder:
-    """Recent messages per debugged agent, fed by the event bus (loop thread only)."""
-
-    def __init__(self) -> None:
-        self._recordings: dict[str, _Recording] = {}
-
-    def recent(self, messaging: Messaging, name: str) -> tuple[list[dict[str, Any]], float]:
-        """The agent's recorded messages (oldest first) and since when; starts recording."""
-        now = time.monotonic()
-        rec = self._recordings.get(name)
-        if rec is None:
-            if len(self._recordings) >= MAX_RECORDED:
-                oldest = min(self._recordings.values(), key=lambda r: r.touched)
-                self._stop(oldest)
-            rec = _Recording(name, self._subscribe(messaging, name), time.time(), now)
-            rec.task = asyncio.get_running_loop().create_task(self._run(messaging, rec))
-            self._recordings[name] = rec
-        rec.touched = now
-        return list(rec.ring), rec.since
-
-    @staticmethod
-    def _subscribe(messaging: Messaging, name: str) -> Subscription:
-        return messaging.subscribe(agent=name, max_queue=10_000)
-
-    async def _run(self, messaging: Messaging, rec: _Recording) -> None:
-        while True:
-            idle = IDLE - (time.monotonic() - rec.touched)
-            try:
-                async with asyncio.timeout(max(idle, 0.0)):
-                    event = await anext(rec.sub)
-            except TimeoutError:
-                self._stop(rec)
-                return
-            except StopAsyncIteration:
-                if not rec.sub.dropped:
-                    return
-                rec.sub = self._subscribe(messaging, rec.name)
-                continue
-            if event.get("type") == "message":
-                rec.ring.append(event)
-
-    def _stop(self, rec: _Recording) -> None:
-        rec.sub.close()
-        self._recordings.pop(rec.name, None)
-        if rec.task is not None and rec.task is not asyncio.current_task():
-            rec.task.cancel()
-
-    async def aclose(self) -> None:
-        """Stop every recording."""
-        tasks = [r.task for r in self._recordings.values() if r.task is not None]
-        for rec in list(self._recordings.values()):
-            self._stop(rec)
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-RECORDER = web.AppKey("debug_recorder", Recorder)
-
-
-def setup_debug(app: web.Application) -> None:
-    """Give the app its recorder, stopped on cleanup."""
-    app[RECORDER] = Recorder()
-
-    async def stop(app: web.Application) -> None:
-        await app[RECORDER].aclose()
-
-    app.on_cleanup.append(stop)
 
 
 async def _dead_letters(messaging: Messaging, name: str) -> list[dict[str, Any]]:
@@ -137,7 +51,7 @@ async def debug(request: web.Request) -> web.Response:
     messaging = messaging_of(request)
     lines = agents.logs(name, max(n_logs, 200))
     letters = await _dead_letters(messaging, name)
-    recent, since = request.app[RECORDER].recent(messaging, name)
+    recent = await recent_messages(messaging, name, n_messages)
     errors = [
         {"time": rfc3339(line.time), "source": "log", "level": line.level, "text": line.text}
         for line in lines
@@ -166,8 +80,9 @@ async def debug(request: web.Request) -> web.Response:
             "last_errors": errors[-LAST_ERRORS:],
             "dead_letters": letters[-LAST_ERRORS:],
             "recent_messages": {
-                "recording_since": rfc3339(since),
-                "messages": recent[-n_messages:] if n_messages else [],
+                "messages": recent.messages,
+                "scanned": recent.scanned,
+                "complete": recent.complete,
             },
             "logs": [
                 {"time": rfc3339(line.time), "level": line.level, "text": line.text}
@@ -191,7 +106,9 @@ _DEBUG_SCHEMA: dict[str, Any] = {
         "dead_letters": {"type": "array", "description": "the agent's latest dead letters"},
         "recent_messages": {
             "type": "object",
-            "description": "recording_since and messages (from or to the agent, oldest first)",
+            "description": "messages (from or to the agent, oldest first, from the message "
+            f"history), scanned (history messages looked at, at most {SCAN}) and complete "
+            "(true when that was the whole history)",
         },
         "logs": {"type": "array", "description": "time, level, text; oldest first"},
     },

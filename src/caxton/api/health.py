@@ -33,14 +33,13 @@ async def ready(request: web.Request) -> web.Response:
     readiness = node.readiness()
     if readiness.ready:
         return web.json_response({"status": "ready", "checks": readiness.as_dict()})
+    details: dict[str, Any] = {"checks": readiness.as_dict()}
+    message = f"the node is not ready ({node.state.value})"
+    if readiness.reasons:
+        details["reasons"] = readiness.reasons
+        message += ": " + "; ".join(readiness.reasons.values())
     return web.json_response(
-        {
-            "error": {
-                "code": "UNAVAILABLE",
-                "message": f"the node is not ready ({node.state.value})",
-                "details": {"checks": readiness.as_dict()},
-            }
-        },
+        {"error": {"code": "UNAVAILABLE", "message": message, "details": details}},
         status=503,
     )
 
@@ -84,9 +83,12 @@ def health_routes() -> list[Route]:
             method="GET",
             path="/ready",
             handler=ready,
-            summary="Readiness probe: storage open and the node started",
+            summary="Readiness probe: storage open and writable, the node started",
             tag="health",
-            responses={200: "Ready", 503: "Not ready; details.checks says which check fails"},
+            responses={
+                200: "Ready",
+                503: "Not ready; details.checks says which check fails, details.reasons why",
+            },
             response_schema={
                 "type": "object",
                 "required": ["status", "checks"],

@@ -8,11 +8,13 @@ Exit codes a script can trust:
 2     bad usage or a configuration error (names the file and the key)
 3     a listener could not bind (port in use, not permitted)
 4     the state file is in use by a running node
+5     ``message send --wait``: the reply is ``failure`` or ``not_understood`` (it is printed)
 ====  =====================================================================
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 import click
@@ -51,6 +53,20 @@ class _LazyGroup(click.Group):
         command = getattr(importlib.import_module(module), attr)
         assert isinstance(command, click.Command)
         return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """As click's, with "did you mean" for a mistyped command (`caxton agnet`)."""
+        name = args[0] if args else ""
+        known = self.list_commands(ctx)
+        if name and name not in known and not name.startswith("-") and not ctx.resilient_parsing:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f" Did you mean {close[0]!r}?" if len(close) == 1 else ""
+            if len(close) > 1:
+                hint = " (Did you mean one of: " + ", ".join(close) + "?)"
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
 
 
 @click.group(

@@ -3,11 +3,15 @@
 The server comes from ``--server`` or ``CAXTON_SERVER`` (default ``http://127.0.0.1:8080``),
 the token from ``--token`` or ``CAXTON_TOKEN``, TLS trust and client certificates from
 ``--ca-cert``, ``--client-cert`` and ``--client-key`` (`caxton.cli._tls`). API errors keep
-their envelope so the CLI can print the server's own message and exit 1.
+their envelope so the CLI can print the server's own message and exit 1. Whatever else goes
+wrong (a server address that is not an http(s) URL, a server that is not Caxton, one that does
+not speak HTTP) is one `ApiFailure` whose message says what to check: never a traceback, never a
+silent wait.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import ssl
@@ -32,6 +36,8 @@ from caxton.cli._tls import (
 __all__ = ["ApiClient", "ApiFailure", "client_options"]
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+#: `ApiFailure.code` of a ``--server`` value that is not a usable URL (the CLI exits 2).
+BAD_SERVER = "BAD_SERVER"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,15 +94,14 @@ class ApiClient:
                 req, timeout=timeout or self.timeout, context=self.ssl_context
             ) as resp:
                 raw = resp.read()
-                return resp.status, json.loads(raw) if raw else None
+                return resp.status, self._decode(resp.status, resp.headers, raw)
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
                 err = json.loads(raw)["error"]
                 raise ApiFailure(exc.code, err["code"], err["message"], err.get("details") or {})
             except (ValueError, KeyError, TypeError):
-                text = raw.decode(errors="replace")[:200]
-                raise ApiFailure(exc.code, "HTTP_ERROR", f"HTTP {exc.code}: {text}", {}) from None
+                raise self._not_caxton(exc.code, exc.headers, raw) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ApiFailure(
@@ -105,6 +110,36 @@ class ApiClient:
                 self._unreachable(reason if isinstance(reason, BaseException) else exc, reason),
                 {},
             ) from exc
+        except http.client.HTTPException as exc:
+            raise ApiFailure(
+                0,
+                "UNREACHABLE",
+                f"{self.server} did not answer in HTTP ({type(exc).__name__}): is --server the "
+                "address of a Caxton node's API (and http:// or https:// as the node serves)?",
+                {},
+            ) from exc
+
+    def _decode(self, status: int, headers: Any, raw: bytes) -> Any:
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise self._not_caxton(status, headers, raw) from None
+
+    def _not_caxton(self, status: int, headers: Any, raw: bytes) -> ApiFailure:
+        """An answer that is not Caxton's JSON: say what came back and what to check."""
+        kind = (headers.get("Content-Type") if headers is not None else None) or "no content type"
+        first = raw.decode(errors="replace").strip().splitlines()[:1]
+        sample = f": {first[0][:80]!r}" if first else ""
+        reason = http.client.responses.get(status, "")
+        return ApiFailure(
+            status,
+            "HTTP_ERROR",
+            f"{self.server} answered HTTP {status} {reason} ({kind}{sample}), not a Caxton API "
+            "answer: is --server (or CAXTON_SERVER) the address of a Caxton node's API?",
+            {},
+        )
 
     def _unreachable(self, cause: BaseException, reason: object) -> str:
         """The one line for a failed call: what to pass when TLS is the problem."""
@@ -121,6 +156,36 @@ class ApiClient:
         if why is not None:
             return f"cannot talk to the Caxton server at {self.server}: {why}"
         return f"cannot reach the Caxton server at {self.server}: {reason}"
+
+
+def server_url(server: str) -> str:
+    """``server`` as an ``http(s)://host[:port]`` URL (``host:port`` gets ``http://``).
+
+    Raises `ApiFailure` with code `BAD_SERVER` for anything else, naming what is wrong.
+    """
+    url = server.strip()
+    if "://" not in url:
+        url = "http://" + url
+    parts = urllib.parse.urlsplit(url)
+    problem = None
+    if parts.scheme not in ("http", "https"):
+        problem = f"the scheme must be http:// or https://, not {parts.scheme}://"
+    elif not parts.hostname or any(c.isspace() for c in url):
+        problem = "not a URL"
+    else:
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            problem = "the port is not a number from 0 to 65535"
+    if problem is not None:
+        raise ApiFailure(
+            0,
+            BAD_SERVER,
+            f"--server {server!r} (or CAXTON_SERVER): {problem}; expected a URL such as "
+            f"{DEFAULT_SERVER} or https://caxton.example.com:8443",
+            {},
+        )
+    return url
 
 
 def client_options(func: F) -> F:
@@ -160,15 +225,13 @@ def page_options(func: F) -> F:
 
 
 def make_client(server: str, token: str | None) -> ApiClient:
-    """A client for `server`, accepting ``host:port`` without a scheme."""
-    if "://" not in server:
-        server = "http://" + server
+    """A client for `server`, accepting ``host:port`` without a scheme (see `server_url`)."""
     return ApiClient(
-        server=server,
+        server=server_url(server),
         token=token or os.environ.get("CAXTON_TOKEN") or None,
         ssl_context=current_ssl_context(),
         client_cert=has_client_cert(),
     )
 
 
-__all__ += ["make_client", "page_options"]
+__all__ += ["BAD_SERVER", "make_client", "page_options", "server_url"]

@@ -15,6 +15,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_LISTEN",
     "EXIT_LOCKED",
+    "EXIT_REPLY_FAILED",
     "config_option",
     "fail",
     "load_or_exit",
@@ -24,6 +25,7 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_LISTEN = 3
 EXIT_LOCKED = 4
+EXIT_REPLY_FAILED = 5
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,9 +48,13 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     raise SystemExit(code)
 
 
-def load_or_exit(path: str | None) -> Config:
-    """The effective configuration, or exit 2 with every problem listed."""
+def load_or_exit(path: str | None, *, require_secret: bool = True) -> Config:
+    """The effective configuration, or exit 2 with every problem listed.
+
+    `require_secret` False: a command that never uses ``security.jwt_secret`` runs without it
+    (see `load_config`); each command decides.
+    """
     try:
-        return load_config(path)
+        return load_config(path, require_secret=require_secret)
     except ConfigError as exc:
         fail(f"configuration error:\n{exc.message}", EXIT_CONFIG)

@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from caxton.cli._client import ApiFailure
-from caxton.cli._common import EXIT_FAILED
+from caxton.cli._client import BAD_SERVER, ApiFailure
+from caxton.cli._common import EXIT_CONFIG, EXIT_FAILED
 
 __all__ = [
     "api_errors",
@@ -133,10 +133,13 @@ def _print_details(details: dict[str, Any]) -> None:
 
 @contextmanager
 def api_errors() -> Iterator[None]:
-    """Turn an `ApiFailure` into ``caxton: <message>`` (+ details) on stderr and exit 1."""
+    """Turn an `ApiFailure` into ``caxton: <message>`` (+ details) on stderr and exit 1.
+
+    A ``--server`` that is not a URL is bad usage: exit 2.
+    """
     try:
         yield
     except ApiFailure as exc:
         click.echo(f"caxton: {exc.message}", err=True)
         _print_details(exc.details)
-        raise SystemExit(EXIT_FAILED) from None
+        raise SystemExit(EXIT_CONFIG if exc.code == BAD_SERVER else EXIT_FAILED) from None

@@ -24,7 +24,7 @@ def backup() -> None:
 @config_option
 def create(dest: Path, use_gzip: bool, config_path: str | None) -> None:
     """Copy the state to DEST while the node keeps running (SQLite online backup)."""
-    cfg = load_or_exit(config_path)
+    cfg = load_or_exit(config_path, require_secret=False)  # a backup job needs no secret
     source = cfg.coordination.local_state_path
     if not source.exists():
         fail(f"no state file at {source} (coordination.local_state_path)")
@@ -40,7 +40,7 @@ def create(dest: Path, use_gzip: bool, config_path: str | None) -> None:
 @config_option
 def restore(src: Path, config_path: str | None) -> None:
     """Replace the state file with SRC (.db or .db.gz). Refuses while a node runs on it."""
-    cfg = load_or_exit(config_path)
+    cfg = load_or_exit(config_path, require_secret=False)
     target = cfg.coordination.local_state_path
     try:
         result = restore_database(src, target)

@@ -44,7 +44,7 @@ def check(file: str | None, config_path: str | None) -> None:
 )
 def show(config_path: str | None, output: str) -> None:
     """Print the effective configuration (defaults filled in, secrets masked)."""
-    cfg = load_or_exit(config_path)
+    cfg = load_or_exit(config_path, require_secret=False)  # shown masked, never used
     if output == "json":
         click.echo(json.dumps(config_to_dict(cfg, mask_secrets=True), indent=2))
     else:

@@ -82,7 +82,7 @@ def _show(view: dict[str, Any]) -> None:
     else:
         click.echo("none")
     recent = view.get("recent_messages") or {}
-    _section(f"recent messages (recorded since {human_time(recent.get('recording_since'))})")
+    _section("recent messages (from and to the agent, oldest first)")
     messages = recent.get("messages") or []
     if messages:
         print_table(
@@ -100,7 +100,12 @@ def _show(view: dict[str, Any]) -> None:
             ],
         )
     else:
-        click.echo("none yet (recording starts at the first debug call; run it again)")
+        where = (
+            "the message history"
+            if recent.get("complete")
+            else (f"the last {recent.get('scanned')} messages of the history")
+        )
+        click.echo(f"none in {where}")
     _section("log")
     lines = view.get("logs") or []
     if not lines:

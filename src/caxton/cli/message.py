@@ -2,7 +2,9 @@
 
 ``--content`` is JSON (an object, a number, ``"a string"`` in quotes, ...). A bare word such as
 ``hello`` is refused with a hint to quote it, so a typo in JSON never silently becomes text.
-With ``--wait``, the command prints the reply, or exits 1 when none came in time.
+Without ``--wait`` it prints the ids the node gave the message. With ``--wait`` it prints the
+reply, exits 1 when none came in time, and exits `EXIT_REPLY_FAILED` (5) when the reply is a
+``failure`` or ``not_understood``: a script can tell "the agent said no" from success.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import click
 
 from caxton.cli._client import client_options, make_client
+from caxton.cli._common import EXIT_REPLY_FAILED
 from caxton.cli._output import api_errors, echo_json, print_fields
 from caxton.config import parse_duration
 
@@ -20,6 +23,8 @@ __all__ = ["call", "content_text", "message"]
 
 #: Extra seconds the HTTP call may take beyond ``--wait``.
 _SLACK = 10.0
+#: Replies that mean the request was not carried out: ``--wait`` exits `EXIT_REPLY_FAILED`.
+FAILED_REPLIES = frozenset({"failure", "not_understood"})
 
 
 def call(
@@ -100,7 +105,10 @@ def send(
     output: str,
     **fields: str | None,
 ) -> None:
-    """Send one message; print its ids, or with --wait the reply (exit 1 if none came)."""
+    """Send one message; print its ids, or with --wait the reply.
+
+    With --wait: exit 1 if no reply came in time, 5 if the reply is failure or not_understood.
+    """
     body: dict[str, Any] = {
         "performative": performative,
         "receiver": receivers[0] if len(receivers) == 1 else list(receivers),
@@ -115,18 +123,36 @@ def send(
     )
     if output == "json":
         echo_json(answer)
-        return
-    if wait:
-        # With --wait the server answers with the reply itself (DESIGN.md section 4).
-        reply: dict[str, Any] = answer
-        print_fields(
-            [
-                ("conversation", reply.get("conversation_id")),
-                ("reply", reply.get("message_id")),
-                ("from", reply.get("sender")),
-                ("to", reply.get("receiver")),
-                ("performative", reply.get("performative")),
-                ("in reply to", reply.get("in_reply_to")),
-            ]
-        )
-        click.echo(json.dumps(reply.get("content"), indent=2, ensure_ascii=False))
+    elif wait:
+        # With --wait the server answers with the reply itself (docs/api.md, POST /api/v1/messages).
+        _print_reply(answer)
+    else:
+        _print_ids(answer)
+    if wait and isinstance(answer, dict) and answer.get("performative") in FAILED_REPLIES:
+        click.echo(f"caxton: {answer.get('sender')} replied {answer['performative']}", err=True)
+        raise SystemExit(EXIT_REPLY_FAILED)
+
+
+def _print_ids(accepted: dict[str, Any]) -> None:
+    print_fields(
+        [
+            ("message", accepted.get("message_id")),
+            ("conversation", accepted.get("conversation_id")),
+            ("sender", accepted.get("sender")),
+            ("receivers", ", ".join(map(str, accepted.get("receivers") or []))),
+        ]
+    )
+
+
+def _print_reply(reply: dict[str, Any]) -> None:
+    print_fields(
+        [
+            ("conversation", reply.get("conversation_id")),
+            ("reply", reply.get("message_id")),
+            ("from", reply.get("sender")),
+            ("to", reply.get("receiver")),
+            ("performative", reply.get("performative")),
+            ("in reply to", reply.get("in_reply_to")),
+        ]
+    )
+    click.echo(json.dumps(reply.get("content"), indent=2, ensure_ascii=False))

@@ -30,10 +30,15 @@ class JwtSource:
     unset_variable: str | None = None  # it was "${NAME}" and NAME is not set
 
 
-def cross_check(config: Config, *, failed: set[str], jwt: JwtSource) -> list[str]:
-    """Every cross-key problem of `config`, one line each (empty when there is none)."""
+def cross_check(
+    config: Config, *, failed: set[str], jwt: JwtSource, require_secret: bool = True
+) -> list[str]:
+    """Every cross-key problem of `config`, one line each (empty when there is none).
+
+    `require_secret` False skips the JWT secret check (for commands that never use it).
+    """
     return [
-        *_check_secret(config, failed, jwt),
+        *(_check_secret(config, failed, jwt) if require_secret else ()),
         *_check_tls(config, failed),
         *_check_memory(config, failed),
         *_check_listeners(config, failed),

@@ -81,6 +81,15 @@ def count(value: Any) -> int:
     return int(value)
 
 
+def days_or_forever(value: Any) -> int:
+    """A whole number of days, at least 0 (``log_retention_days``: 0 keeps files forever)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        value = _number_text(value, "a whole number of days (0 keeps forever)", int)
+    if value < 0:
+        raise _fail("a whole number of days, at least 0 (0 keeps forever)", value)
+    return int(value)
+
+
 def _real(value: Any, expected: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return float(_number_text(value, expected, float))
@@ -339,6 +348,15 @@ SECTIONS: dict[str, Section] = {
             "mailbox_capacity": count,
             "max_module_size": size,
             "fuel": count,
+            "max_sends_per_message": count,
+            "max_external_sends_per_second": count,
+            "max_dead_letters_per_second": count,
+            "agent_log_bytes_per_second": size,
+            "agent_log_lines_per_second": count,
+            "agent_kv_max_keys": count,
+            "agent_kv_max_bytes": size,
+            "agent_kv_cache_size": size,
+            "agent_max_timers": count,
         },
     ),
     "networking": Section(
@@ -386,7 +404,7 @@ SECTIONS: dict[str, Section] = {
             "log_format": _choice({"json": "json", "text": "text"}),
             "log_file": path,
             "log_rotation": _choice({"daily": "daily", "hourly": "hourly", "never": "never"}),
-            "log_retention_days": count,
+            "log_retention_days": days_or_forever,
             "enable_metrics": boolean,
             "metrics_prefix": metrics_prefix,
             "histogram_buckets": histogram_buckets,

@@ -38,7 +38,10 @@ _TOML_POSITION = re.compile(r"^(?P<what>.*) \(at line (?P<line>\d+), column (?P<
 
 
 def load_config(
-    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    require_secret: bool = True,
 ) -> Config:
     """Load, validate and return the effective configuration.
 
@@ -48,6 +51,11 @@ def load_config(
             ``./caxton-data``).
         environ: variables for ``${VAR}`` substitution and the ``CAXTON_*`` overrides;
             `os.environ` when None.
+        require_secret: whether ``auth_enabled = true`` without a usable ``jwt_secret`` is an
+            error. True for what signs or checks tokens (serving, ``token create``) and for
+            ``config check``; False for commands that never use the secret (``config show``,
+            ``backup``), so that a backup job need not hold it. ``security.jwt_secret`` is then
+            None when its variable is not set.
 
     Relative paths in the file (and in the embedded default) are made absolute against the
     current working directory. `Config.source` is the resolved path of the file read, or
@@ -69,7 +77,7 @@ def load_config(
     else:
         file = str(path)
         document = _read(Path(path), file, origin)
-        config, errors = _build(document, env, file)
+        config, errors = _build(document, env, file, require_secret=require_secret)
         config = config.replace(source=Path(path).resolve())
     config = _apply_overrides(config, env, errors)
     if errors:
@@ -126,7 +134,7 @@ def _suggest(word: str, options: list[str]) -> str | None:
 
 
 def _build(
-    document: dict[str, Any], environ: Mapping[str, str], file: str
+    document: dict[str, Any], environ: Mapping[str, str], file: str, *, require_secret: bool
 ) -> tuple[Config, list[str]]:
     """Parse every section; returns the config (defaults where a key failed) and the errors."""
     errors: list[str] = []
@@ -177,7 +185,10 @@ def _build(
                     jwt = JwtSource(given=True)
         sections[name] = spec.cls(**values)
     config = _absolute_paths(Config(**sections))
-    errors.extend(f"{file}: {line}" for line in cross_check(config, failed=failed, jwt=jwt))
+    errors.extend(
+        f"{file}: {line}"
+        for line in cross_check(config, failed=failed, jwt=jwt, require_secret=require_secret)
+    )
     return config, errors
 
 

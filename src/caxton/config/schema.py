@@ -31,6 +31,7 @@ __all__ = [
 
 DEFAULT_DATA_DIR = Path("caxton-data")
 
+KB = 1024
 MB = 1024 * 1024
 GB = 1024 * MB
 
@@ -104,6 +105,21 @@ class RuntimeConfig:
     mailbox_capacity: int = 1024  # messages queued per agent before backpressure
     max_module_size: int = 32 * MB  # bytes of one uploaded .wasm
     fuel: int | None = None  # optional per-message fuel budget (None: unlimited)
+    # Send budgets (Caxton additions; what an agent sees is in docs/agents.md):
+    max_sends_per_message: int = 1000  # `send` calls while handling one message
+    #: per agent, sends to anyone but a running local agent (unknown names, API clients,
+    #: stopped agents, other nodes): each costs the event loop and maybe a dead letter
+    max_external_sends_per_second: int = 10_000
+    #: node-wide, dead letters stored for what agents sent to unknown or stopped receivers;
+    #: beyond it they are counted (caxton_dead_letters_dropped_total) and not stored
+    max_dead_letters_per_second: int = 1000
+    # Log, key/value and timer budgets per agent (Caxton additions; docs/agents.md):
+    agent_log_bytes_per_second: int = 64 * KB  # log text per agent (burst: one second's worth)
+    agent_log_lines_per_second: int = 200  # log lines per agent (burst: one second's worth)
+    agent_kv_max_keys: int = 10_000  # keys one agent may store
+    agent_kv_max_bytes: int = 16 * MB  # bytes of keys and values one agent may store
+    agent_kv_cache_size: int = 1 * MB  # kv bytes kept in memory per live agent (LRU)
+    agent_max_timers: int = 1000  # pending `schedule` timers per agent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""The FIPA-ACL envelope of DESIGN.md section 3: validation, normalisation and encoding.
+"""The FIPA-ACL envelope (docs/messaging.md, "The message"): validation, normalisation, encoding.
 
 `parse_message` is the gate for messages that enter from outside the runtime (the API, the
 dead-letter redrive, recovery): it returns a plain dict with every field checked, or raises

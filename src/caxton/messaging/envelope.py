@@ -1,4 +1,4 @@
-"""Completing the envelope of a message an agent sends (DESIGN.md sections 2 and 3).
+"""Completing the envelope of a message an agent sends (docs/agents.md; docs/messaging.md).
 
 The host's `send` sets ``sender``, ``message_id`` and ``created_at``; a message sent while the
 agent handles another inherits that message's ``conversation_id`` unless it sets one (and gets a

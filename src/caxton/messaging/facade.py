@@ -93,7 +93,12 @@ class Messaging(FailureOps, MetricsMixin):
         self.journal = Journal(storage.write_messages_nowait)
         self.replies = Replies(self.options.max_clients)
         self.bus = EventBus()
-        self.router = MessagingRouter(self.journal, self.replies, self._dead_letter_soon)
+        self.router = MessagingRouter(
+            self.journal,
+            self.replies,
+            self._dead_letter_soon,
+            dead_letters_per_second=config.runtime.max_dead_letters_per_second,
+        )
         self.runtime: Runtime | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -104,6 +109,8 @@ class Messaging(FailureOps, MetricsMixin):
         self._group: tuple[MessageBatch, list[asyncio.Future[None]]] | None = None
         self.submitted = 0
         self.dead_letter_counts = dict.fromkeys(dl.REASONS, 0)
+        #: The oldest dead letters deleted beyond ``max_dead_letters``.
+        self.dead_letters_expired = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -144,16 +151,39 @@ class Messaging(FailureOps, MetricsMixin):
                 self.journal.flush(block=False)
 
     async def _prune_loop(self) -> None:
+        """Prune every ``prune_interval``, and as soon as a quarter of ``max_history`` (or of
+        ``max_dead_letters``) came in since the last time: a flood cannot outgrow the budget
+        by a minute of traffic (checked once a second; counters only)."""
+        options = self.options
+        loop = asyncio.get_running_loop()
+        last, mark = loop.time(), self._prune_mark()
         while True:
-            await asyncio.sleep(self.options.prune_interval)
-            await self.prune()
+            await asyncio.sleep(min(1.0, options.prune_interval))
+            history, letters = self._prune_mark()
+            due = loop.time() - last >= options.prune_interval
+            if (
+                due
+                or history - mark[0] >= max(1, options.max_history // 4)
+                or letters - mark[1] >= max(1, options.max_dead_letters // 4)
+            ):
+                await self.prune()
+                last, mark = loop.time(), (history, letters)
+
+    def _prune_mark(self) -> tuple[int, int]:
+        """Messages recorded and dead letters counted since start."""
+        return (
+            self.submitted + self.journal.sent_total,
+            sum(self.dead_letter_counts.values()),
+        )
 
     async def prune(self) -> tuple[int, int]:
         """Enforce ``max_history`` and ``max_dead_letters`` now: (chunks, dead letters) dropped."""
-        return await self.storage.prune_messages(
+        dropped = await self.storage.prune_messages(
             max_history=self.options.max_history,
             max_dead_letters=self.options.max_dead_letters,
         )
+        self.dead_letters_expired += dropped[1]
+        return dropped
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -128,9 +128,13 @@ class FailureOps:
         """Deliver again every delivery a previous run accepted and did not finish.
 
         Call it after the agents are started. Returns how many were delivered; expired ones,
-        and ones whose agent is gone or stays full for ``recover_wait``, are dead-lettered.
+        and ones whose agent is gone or stays full, are dead-lettered. Recovered deliveries
+        go ahead of what agents send meanwhile (`Runtime.deliver_recovered`); past that, a
+        mailbox gets ``recover_wait`` once: the rest for a receiver that stayed full is
+        dead-lettered without waiting again, so a busy agent cannot hold the start up.
         """
         runtime, count, after = self._runtime(), 0, 0
+        full: set[str] = set()
         while True:
             rows = await self.storage.pending_deliveries(after=after, limit=1000)
             rows = [r for r in rows if r.seq <= self._recover_upto]
@@ -145,7 +149,15 @@ class FailureOps:
                     )
                     continue
                 try:
-                    await runtime.deliver(row.receiver, row.body, wait=self.options.recover_wait)
+                    try:
+                        runtime.deliver_recovered(row.receiver, row.body)
+                    except WouldBlock:
+                        if row.receiver in full:
+                            raise
+                        full.add(row.receiver)
+                        wait = self.options.recover_wait
+                        await runtime.deliver(row.receiver, row.body, wait=wait)
+                        full.discard(row.receiver)
                     count += 1
                 except WouldBlock:
                     await self._dead_letter(

@@ -125,7 +125,8 @@ def _build(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes], int
                 retracted = set()
             retracted.add(id(entry[0]))
     handled = len(items) - sent_entries - (0 if retracted is None else _count_retractions(items))
-    if retracted:  # a retracted message is not history (its sent entry came before)
+    batch = MessageBatch()
+    if retracted:  # a retracted message is neither history nor pending (see `Journal.retract`)
         sent = [d for d in sent if id(d) not in retracted]
         for conversation, same in list(chunks.items()):
             kept = [d for d in same if id(d) not in retracted]
@@ -133,7 +134,9 @@ def _build(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes], int
                 chunks[conversation] = kept
             else:
                 del chunks[conversation]
-    batch = MessageBatch()
+        for key in [key for key in pending if key[0] in retracted]:
+            del pending[key]
+        batch.retracted = _retracted_earlier(items)
     for conversation, same in chunks.items():
         batch.chunks.append((conversation, len(same), b"[" + b",".join(same) + b"]"))
     for _, data, receiver in pending.values():
@@ -146,6 +149,23 @@ def _build(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes], int
 
 def _count_retractions(items: list[tuple[Any, ...]]) -> int:
     return sum(1 for entry in items if len(entry) == 1)
+
+
+def _retracted_earlier(items: list[tuple[Any, ...]]) -> list[str]:
+    """The message ids of retractions whose sent entry an earlier flush already wrote.
+
+    Another thread may flush between a `Journal.sent` and its `Journal.retract`: then the
+    pending row is in storage already, and this batch deletes it (by message id: a retracted
+    message was queued for nobody).
+    """
+    sent_here = {id(entry[1]) for entry in items if len(entry) == 3}
+    ids: list[str] = []
+    for entry in items:
+        if len(entry) == 1 and id(entry[0]) not in sent_here:
+            mid = message_id_of(entry[0])
+            if mid is not None:
+                ids.append(mid)
+    return ids
 
 
 class Journal:
@@ -196,7 +216,12 @@ class Journal:
         return self._append, self._queue, self._flush_at
 
     def retract(self, data: bytes) -> None:
-        """Forget a message recorded by `sent` that was not sent after all (backpressure)."""
+        """Forget a message recorded by `sent` that was not sent after all (backpressure).
+
+        The sender was told it failed, so nothing of it may stay: no history and no pending
+        row (a pending row would be delivered again after a restart), also when a flush
+        wrote the `sent` entry before this call.
+        """
         self._append((data,))
 
     # -- flushing -----------------------------------------------------------------------------

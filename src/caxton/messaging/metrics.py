@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from caxton.messaging.bus import EventBus
     from caxton.messaging.journal import Journal
     from caxton.messaging.replies import Replies
+    from caxton.messaging.router import MessagingRouter
     from caxton.runtime.runtime import Runtime
 
 __all__ = ["MessagingStatistics", "MetricsMixin"]
@@ -44,8 +45,10 @@ class MetricsMixin:
     replies: Replies
     bus: EventBus
     runtime: Runtime | None
+    router: MessagingRouter
     submitted: int
     dead_letter_counts: dict[str, int]
+    dead_letters_expired: int
 
     def statistics(self) -> MessagingStatistics:
         """A frozen snapshot of the counters."""
@@ -102,6 +105,29 @@ class MetricsMixin:
             yield ("dead_letters", "counter", {"reason": reason}, n, "Dead letters, by reason.")
             if reason != "handler_failed":  # counted above by cause
                 yield ("message_errors", "counter", {"reason": reason}, n, "")
+        yield (
+            "dead_letters_expired",
+            "counter",
+            {},
+            self.dead_letters_expired,
+            "The oldest dead letters deleted beyond the 100,000 kept.",
+        )
+        for reason, n in sorted(self.router.dropped.items()):
+            yield (
+                "dead_letters_dropped",
+                "counter",
+                {"reason": reason},
+                n,
+                "Dead letters of agents' sends not stored: over max_dead_letters_per_second.",
+            )
+        if runtime is not None:
+            yield (
+                "agent_sends_over_budget",
+                "counter",
+                {},
+                runtime.sends_over_budget(),
+                "Agent sends refused with -7: over max_sends_per_message or the per-second budget.",
+            )
         yield ("message_journal_depth", "gauge", {}, s.journal_depth, "Journal entries unwritten.")
         # Every subscriber of the event bus is a GET /api/v1/events WebSocket stream.
         yield (

@@ -33,7 +33,8 @@ class MessagingOptions:
     max_history: int = 1_000_000
     #: Dead letters kept; the oldest are deleted beyond it.
     max_dead_letters: int = 100_000
-    #: How often the limits above are enforced (seconds).
+    #: How often the limits above are enforced (seconds); also as soon as a quarter of a
+    #: limit's worth came in since the last time (checked every second).
     prune_interval: float = 60.0
     #: API client names remembered as reply addresses (least recently used are forgotten;
     #: a client waiting for a reply is always known).

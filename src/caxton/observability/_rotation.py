@@ -17,15 +17,19 @@ file times, so copying logs around does not change what is kept. ``retention_day
 everything.
 
 Failure. Nothing here raises into the caller of ``logger.info()``: a failed rotation, rename,
-delete or write goes to `logging.Handler.handleError` (one report on stderr) and the handler keeps
-writing to whatever file it has open.
+delete or write goes to `handleError` and the handler keeps writing to whatever file it has
+open. A disk that is full stays full for many lines, so `handleError` prints ONE line on stderr
+when writing starts to fail (no traceback) and counts the lines it drops; the first line written
+after that is preceded by one saying how many were dropped (in the file, and on stderr).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from io import TextIOWrapper
@@ -58,6 +62,23 @@ def period_suffix(moment: datetime, rotation: Rotation) -> str:
     if rotation == "hourly":
         return local.strftime("%Y-%m-%d-%H")
     return ""
+
+
+def _stderr(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+def _ends_mid_line(path: Path) -> bool:
+    try:
+        with open(path, "rb") as file:
+            file.seek(-1, os.SEEK_END)
+            return file.read(1) != b"\n"
+    except OSError:  # empty or unreadable
+        return False
 
 
 def rotated_file_date(base: Path, candidate: Path) -> date | None:
@@ -94,22 +115,79 @@ class RotatingLogFileHandler(logging.FileHandler):
         self._clock = clock
         now = clock()
         self._period = period_suffix(now, rotation)
+        #: Lines dropped since writing started to fail (0 while it works).
+        self.dropped = 0
+        self._failed = False  # set by handleError during one emit
+        self._reported: set[str] = set()  # the errors told on stderr in this episode
         self._rotate_leftover(now)
         super().__init__(self.path, mode="a", encoding="utf-8")
         self._prune_quietly(now)
 
     def emit(self, record: logging.LogRecord) -> None:
+        self._failed = False
         try:
             self._maybe_rotate()
         except Exception:  # rotation failed: report it and keep writing to the active file
-            self.handleError(record)
+            self._tell()
         try:
             if self.stream is None:
                 self.stream = self._open()
         except Exception:
             self.handleError(record)
             return
+        if self.dropped and not self._failed and not self._report_recovery(record):
+            self.dropped += 1  # still failing: this line is dropped too
+            return
         super().emit(record)  # reports its own write failures through handleError
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Count the dropped line; say so on stderr once per episode and kind of error (a full
+        disk is one line, however many lines it drops), without a traceback.
+
+        The file is closed, dropping what its buffer still holds (a failed line must not turn up
+        later, out of order); the next line opens it again.
+        """
+        self._failed = True
+        self.dropped += 1
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            with contextlib.suppress(Exception):  # its flush fails again: the data goes
+                stream.close()
+        self._tell()
+
+    def _tell(self) -> None:
+        """Say on stderr what is failing now (in an ``except`` block), once per kind."""
+        error = sys.exc_info()[1]
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        kind = f"{reason} ({type(error).__name__})"
+        if kind in self._reported or len(self._reported) >= 8:
+            return
+        self._reported.add(kind)
+        _stderr(
+            f"caxton: cannot write the log file {self.path}: {kind}; log lines are dropped "
+            "(and counted) until it can be written again"
+        )
+
+    def _report_recovery(self, record: logging.LogRecord) -> bool:
+        """Write how many lines were dropped before ``record``; False if writing still fails."""
+        dropped = self.dropped
+        text = f"{dropped} log lines were dropped: the log file {self.path} could not be written"
+        notice = logging.makeLogRecord(
+            {"name": "caxton.observability", "levelno": logging.WARNING, "msg": text}
+        )
+        notice.levelname = "WARNING"
+        notice.created, notice.msecs = record.created, record.msecs
+        if self.stream is not None and _ends_mid_line(self.path):
+            with contextlib.suppress(Exception):  # a failure shows in the emit below
+                self.stream.write(self.terminator)  # after the line a full disk cut short
+        super().emit(notice)
+        if self._failed:
+            self.dropped = dropped  # the notice is not one of the log's lines
+            return False
+        self.dropped = 0
+        self._reported.clear()
+        _stderr(f"caxton: the log file {self.path} is written again; {dropped} lines were dropped")
+        return True
 
     def _open(self) -> TextIOWrapper:
         # The directory may have been removed under a running node; recreate it.
@@ -175,4 +253,4 @@ class RotatingLogFileHandler(logging.FileHandler):
         try:
             self._prune(now)
         except OSError:
-            self.handleError(logging.makeLogRecord({"msg": "log retention failed"}))
+            self._tell()

@@ -19,6 +19,10 @@ per process, so tests could not undo it); code gets its tracer from `Tracing.tra
 Failure: a bad sample rate or endpoint raises `ConfigError` at configuration time. An
 unreachable collector never blocks or fails the node: export happens on the processor's thread,
 failures are logged by OpenTelemetry, and `Tracing.shutdown` gives up after ``otlp_timeout``.
+
+Shutdown makes one last attempt per queued batch and no retries: the exporter's retry backoff
+(about 1 s, then 2 s, 4 s, ...) would otherwise hold a stopping node for up to ``otlp_timeout``
+after its drain is done, for a collector that is down.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import trace
@@ -70,6 +74,8 @@ class Tracing:
     provider: TracerProvider | None = None
     #: Bound on `shutdown` (``otlp_timeout``).
     timeout: float = 10.0
+    #: The OTLP exporter, told to stop retrying at `shutdown`; None when tracing is off.
+    exporter: Any = None
 
     @property
     def enabled(self) -> bool:
@@ -92,6 +98,7 @@ class Tracing:
         self.tracer = trace.NoOpTracer()
         if provider is None:
             return True
+        _stop_retrying(self.exporter)
         return self._bounded(provider.shutdown)
 
     def _bounded(self, action: Callable[[], object]) -> bool:
@@ -102,6 +109,22 @@ class Tracing:
         worker.start()
         worker.join(self.timeout)
         return not worker.is_alive()
+
+
+def _stop_retrying(exporter: Any) -> None:
+    """Make `exporter` give up a failed export at once instead of sleeping before a retry.
+
+    The OTLP exporter waits between retries on an event that its own shutdown sets, but the
+    SDK shuts the exporter down only after the final flush (which is what retries). Setting that
+    event first keeps the final flush's first attempt and skips the backoff sleeps, including
+    one a background export is in right now. The event is not public API: where an exporter
+    version keeps it elsewhere, nothing changes (shutdown is still bounded by ``otlp_timeout``).
+    """
+    for owner, name in ((getattr(exporter, "_client", None), "_shutdown_event"),
+                        (exporter, "_shutdown_in_progress")):  # fmt: skip
+        event = getattr(owner, name, None)
+        if isinstance(event, threading.Event):
+            event.set()
 
 
 def configure_tracing(
@@ -154,4 +177,5 @@ def configure_tracing(
         tracer=provider.get_tracer("caxton", __version__),
         provider=provider,
         timeout=config.otlp_timeout,
+        exporter=exporter,
     )

@@ -2,7 +2,7 @@
 
 What an agent is and what it may touch
 --------------------------------------
-An agent is a WebAssembly module (ABI v1, DESIGN.md section 2) running in its own wasmtime
+An agent is a WebAssembly module (ABI v1, docs/agents.md) running in its own wasmtime
 `Store`: its own linear memory (capped per agent), at most one instance, bounded tables, a
 stack limit, an epoch deadline per message and optional fuel. It sees the world only through
 its imports: WASI preview 1 with argv ``[name]``, the env it was deployed with, stdout/stderr

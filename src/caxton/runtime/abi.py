@@ -1,4 +1,4 @@
-"""ABI v1 constants: the contract between Caxton and agent modules (DESIGN.md section 2).
+"""ABI v1 constants: the contract between Caxton and agent modules (docs/agents.md, ABI v1).
 
 WARNING: ONLY APPEND TO THESE LISTS. The names, signatures and numeric codes are part of the
 guest ABI; agents compiled against version 1 rely on them forever. A new ABI version adds
@@ -16,6 +16,9 @@ __all__ = [
     "ERR_BACKPRESSURE",
     "ERR_MALFORMED",
     "ERR_NOT_PERMITTED",
+    "ERR_OVER_BUDGET",
+    "ERR_QUOTA",
+    "ERR_STORAGE",
     "ERR_TOO_LARGE",
     "HOST_MODULE",
     "KV_ABSENT",
@@ -32,6 +35,13 @@ ERR_MALFORMED: Final = -1  # not a JSON object, no receiver, or a pointer range 
 ERR_TOO_LARGE: Final = -2  # above max_message_size (or the kv value limit)
 ERR_NOT_PERMITTED: Final = -3  # the agent may not do this
 ERR_BACKPRESSURE: Final = -4  # the receiver's mailbox is full
+#: Over the agent's send budget (`runtime.max_sends_per_message`, or
+#: `runtime.max_external_sends_per_second`); nothing was kept. Not -5/-6: the C SDK's JSON
+#: helpers return those (CAXTON_JSON_NOT_FOUND, CAXTON_JSON_WRONG_TYPE).
+ERR_OVER_BUDGET: Final = -7
+#: Over the agent's quota: key/value keys or bytes (`kv_set`), pending timers (`schedule`).
+ERR_QUOTA: Final = -8
+ERR_STORAGE: Final = -9  # kv_set / kv_delete: the store cannot write (disk full): nothing kept
 KV_ABSENT: Final = -1  # kv_get / kv_delete: no such key
 
 _I32 = wasmtime.ValType.i32()

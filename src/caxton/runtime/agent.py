@@ -2,8 +2,8 @@
 
 An agent is owned by at most one worker at a time: `scheduled` is True from the moment it is put
 on a run queue until the worker that ran it finds nothing left to do. Only that worker touches
-the instance, kv dict and counters; the mailbox and the control queue are the only parts other
-threads write, always under `lock`.
+the instance, kv view and counters; the mailbox, the control queue and the pending-timer count
+are the only parts other threads write, always under `lock`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from caxton.runtime.kvstore import AgentKv
 from caxton.runtime.logs import LogRing
 from caxton.runtime.supervisor import RestartBudget
 
@@ -92,6 +93,8 @@ class Agent:
         "closed",
         "compiled",
         "control",
+        "external_credit",
+        "external_window",
         "failures",
         "inst",
         "kind",
@@ -101,6 +104,7 @@ class Agent:
         "lock",
         "logs",
         "mailbox",
+        "max_timers",
         "memory_bytes",
         "memory_checked",
         "memory_limit",
@@ -109,10 +113,13 @@ class Agent:
         "restarts",
         "scheduled",
         "sender_json",
+        "sends_over_budget",
+        "slow",
         "spec",
         "state",
         "stderr",
         "stdout",
+        "timers",
     )
 
     def __init__(
@@ -123,6 +130,8 @@ class Agent:
         capacity: int,
         memory_limit: int,
         budget: RestartBudget,
+        max_timers: int = 1000,
+        log_rates: tuple[int, int] = (64 * 1024, 200),
     ) -> None:
         self.name = spec.name
         self.spec = spec
@@ -138,9 +147,15 @@ class Agent:
         self.lock = threading.Lock()
         self.scheduled = False
         self.closed = False
+        #: Its last message ran into ``execution_timeout``: it runs one message per turn, on
+        #: at most all workers but one (see `scheduler`), until a message finishes in time.
+        self.slow = False
+        #: Timers this agent scheduled that have not fired (under `lock`), and their cap.
+        self.timers = 0
+        self.max_timers = max_timers
         self.inst: Any = None  # sandbox.Instance while live
-        self.kv: dict[bytes, bytes] = {}
-        self.logs = LogRing(spec.name)
+        self.kv: AgentKv | None = None  # set when the agent is started or loaded
+        self.logs = LogRing(spec.name, bytes_per_second=log_rates[0], lines_per_second=log_rates[1])
         self.stdout: Any = None  # logs.OutputCapture, created with the first instance
         self.stderr: Any = None
         self.messages_handled = 0
@@ -150,6 +165,11 @@ class Agent:
         self.memory_bytes = 0
         self.memory_checked = 0.0  # clock time of the last memory-size refresh
         self.last_active: float | None = None
+        # The send budget for receivers that are not running local agents (`host`): sends
+        # left in the current one-second window, and when the window started.
+        self.external_credit = 0
+        self.external_window = float("-inf")
+        self.sends_over_budget = 0  # sends refused with ERR_OVER_BUDGET
 
     def offer(self, data: bytes) -> int:
         """Queue one message: 0 (queued), `WAKE`, `CLOSED`, or ``abi.ERR_BACKPRESSURE`` (-4)."""
@@ -171,6 +191,19 @@ class Agent:
         self.scheduled = True
         lock.release()
         return WAKE
+
+    def offer_within(self, data: bytes, limit: int) -> int:
+        """`offer` with ``limit`` instead of the capacity (recovery after a restart)."""
+        with self.lock:
+            if self.closed:
+                return CLOSED
+            if len(self.mailbox) >= limit:
+                return -4
+            self.mailbox.append(data)
+            if self.scheduled:
+                return 0
+            self.scheduled = True
+            return WAKE
 
     def submit(self, fn: Callable[[Any], Any]) -> tuple[Future[Any], bool]:
         """Queue a control operation; returns its future and whether a wake is needed."""

@@ -1,8 +1,9 @@
 """The runtime's seams to the rest of the node, each a small Protocol with an in-memory version.
 
-* `KvBackend`: durable per-agent key/value (SQLite in a node). `load` blocks and runs on a worker
-  thread when an agent starts; `set`/`delete` are called on worker threads in the order the
-  agent made them and must not block (the SQLite one hands them to its writer thread).
+* `KvBackend`: durable per-agent key/value (SQLite in a node), read a key at a time through
+  `kvstore.AgentKv`'s cache. `get` and `usage` may block briefly (worker threads); `set`/`delete`
+  are called on worker threads in the order the agent made them and must not block (the SQLite
+  one hands them to its writer thread), and a later `get` must see them (read your writes).
 * `SnapshotBackend`: hibernated agents' linear memory (`save`/`load`/`delete`, worker threads).
 * `Router`: where outgoing messages go (`route`, worker threads and the loop thread); the
   messaging layer supplies the real one, `runtime.LocalRouter` is the default. A router with a
@@ -38,9 +39,17 @@ __all__ = [
 
 
 class KvBackend(Protocol):
-    """Durable per-agent key/value storage."""
+    """Durable per-agent key/value storage.
 
-    def load(self, agent: str) -> dict[bytes, bytes]: ...
+    `set` and `delete` are called from worker threads and return once the change is durable;
+    they raise `caxton.errors.StorageError` when it could not be made (nothing changed).
+    """
+
+    def get(self, agent: str, key: bytes) -> bytes | None: ...
+    def usage(self, agent: str) -> tuple[int, int]:
+        """(keys, bytes of keys and values) the agent stores."""
+        ...
+
     def set(self, agent: str, key: bytes, value: bytes) -> None: ...
     def delete(self, agent: str, key: bytes) -> None: ...
     def drop(self, agent: str) -> None: ...
@@ -121,9 +130,14 @@ class MemoryKv:
         self.data: dict[str, dict[bytes, bytes]] = {}
         self._lock = threading.Lock()
 
-    def load(self, agent: str) -> dict[bytes, bytes]:
+    def get(self, agent: str, key: bytes) -> bytes | None:
         with self._lock:
-            return dict(self.data.get(agent, {}))
+            return self.data.get(agent, {}).get(key)
+
+    def usage(self, agent: str) -> tuple[int, int]:
+        with self._lock:
+            pairs = self.data.get(agent, {})
+            return len(pairs), sum(len(k) + len(v) for k, v in pairs.items())
 
     def set(self, agent: str, key: bytes, value: bytes) -> None:
         with self._lock:

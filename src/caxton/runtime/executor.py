@@ -75,7 +75,7 @@ class Services:
     events: AgentEvents
     clock: Clock
     loop: asyncio.AbstractEventLoop
-    add_timer: Callable[[float, str, bytes], None]  # runs on the loop thread
+    add_timer: Callable[[float, str, bytes, str | None], None]  # runs on the loop thread
     agents: dict[str, Agent]  # the runtime's agents by name (read-only here)
 
 
@@ -126,7 +126,10 @@ class Worker(InstanceOps):
             kv=services.kv,
             max_message_size=services.config.max_message_size,
             journal=journal,
+            max_sends_per_message=services.config.max_sends_per_message,
+            max_external_sends_per_second=services.config.max_external_sends_per_second,
         )
+        self._sends_per_message = services.config.max_sends_per_message
         engine = services.engine
         self.deadline = _ffi.uint64(engine.deadline_ticks(services.config.execution_timeout))
         self.startup_ticks = engine.deadline_ticks(services.config.agent_startup_timeout)
@@ -147,8 +150,9 @@ class Worker(InstanceOps):
                 self.svc.loop.call_soon_threadsafe(_run_batch, batch)
 
     def schedule(self, delay: float, receiver: str, data: bytes) -> None:
-        """The host's `schedule`: hand the timer to the loop thread."""
-        self.post(self.svc.add_timer, delay, receiver, data)
+        """The host's `schedule`: hand the timer to the loop thread (owned by the caller)."""
+        agent = self.cx.agent
+        self.post(self.svc.add_timer, delay, receiver, data, None if agent is None else agent.name)
 
     def wake_local(self, agent: Agent) -> None:
         """Run an agent that a message sent on this worker just made ready.
@@ -173,8 +177,8 @@ class Worker(InstanceOps):
 
     # -- running an agent --------------------------------------------------------------------
 
-    def run(self, agent: Agent) -> bool:
-        """Run an agent's control operations and up to `BATCH` messages; True to requeue."""
+    def run(self, agent: Agent, limit: int = BATCH) -> bool:
+        """Run an agent's control operations and up to ``limit`` messages; True to requeue."""
         mailbox, control = agent.mailbox, agent.control
         processed = 0
         handle = self.handle
@@ -183,7 +187,9 @@ class Worker(InstanceOps):
                 self._control(agent)
                 continue
             state = agent.state
-            if (state is not _RUNNING and state is not _HIBERNATED) or processed >= BATCH:
+            if (state is not _RUNNING and state is not _HIBERNATED) or processed >= limit:
+                break
+            if agent.slow and processed:  # a message ran into the deadline: others first
                 break
             # Test before popping instead of catching IndexError: a ping-pong agent finds its
             # mailbox empty after every message, and a raised-and-caught exception costs more
@@ -250,6 +256,7 @@ class Worker(InstanceOps):
         cx.data = data
         cx.incoming = None
         cx.log_budget = _BUDGET
+        cx.sends_left = self._sends_per_message
         entry = inst.entry
         ctx = inst.ctx
         # The deadline is relative to the epoch when it is set; re-arm it at most once per tick
@@ -302,6 +309,8 @@ class Worker(InstanceOps):
     ) -> None:
         agent.failures += 1
         agent.last_error = f"{failure.cause}: {failure.message}"
+        if failure.cause == "deadline":
+            agent.slow = True  # see `scheduler`: it no longer gets every worker
         self.counters.record(failure.cause, elapsed)
         if agent.stdout is not None:
             agent.stdout.reset()

@@ -15,7 +15,9 @@ Rules every host function follows:
 * it reads guest memory through the instance's memoryview, re-reading the memory size only when
   a range goes past the cached size (the memory may have grown);
 * it never re-enters wasm: `send` only stamps the envelope and enqueues the bytes: into a local
-  agent's mailbox directly (``local``), or through the `Router` for anyone else.
+  agent's mailbox directly (``local``), or through the `Router` for anyone else;
+* `send` keeps the agent's send budgets (`CallContext.send`) and leaves no trace of a send it
+  refuses: a full mailbox is refused before the message is journaled.
 """
 
 from __future__ import annotations
@@ -25,17 +27,19 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sized
 from ctypes import c_void_p, cast
+from time import monotonic
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from caxton.errors import InvalidMessage
+from caxton.errors import InvalidMessage, StorageError
 from caxton.messaging.envelope import Incoming, Stamper
 from caxton.runtime import abi
 from caxton.runtime._ffi import HOST_CALLBACK, define_unchecked
 from caxton.runtime.agent import CLOSED, WAKE
+from caxton.runtime.logs import MAX_LINE
 
 if TYPE_CHECKING:
     from caxton.runtime.agent import Agent
@@ -55,7 +59,8 @@ LOG_BUDGET = 64 * 1024
 
 
 class KvWriter(Protocol):
-    """Where kv writes go after the in-memory dict (non-blocking, in call order)."""
+    """Where kv writes go: each returns once the change is durable (in call order),
+    and raises `StorageError` (nothing kept) when the store cannot write it."""
 
     def set(self, agent: str, key: bytes, value: bytes) -> None: ...
     def delete(self, agent: str, key: bytes) -> None: ...
@@ -73,6 +78,7 @@ class CallContext:
         "agent",
         "agents_get",
         "data",
+        "external_per_second",
         "flush_at",
         "incoming",
         "inst",
@@ -82,9 +88,12 @@ class CallContext:
         "log_budget",
         "max_message_size",
         "record",
+        "replied",
         "route",
         "run_queue",
         "schedule",
+        "sends_left",
+        "sends_per_message",
         "stamper",
         "wake",
     )
@@ -100,6 +109,8 @@ class CallContext:
         kv: KvWriter,
         max_message_size: int,
         journal: MessageJournal | None = None,
+        max_sends_per_message: int = 1000,
+        max_external_sends_per_second: int = 10_000,
     ) -> None:
         self.agents_get = agents.get
         self.wake = wake
@@ -123,6 +134,12 @@ class CallContext:
         self.data: bytes | None = None  # the message being handled (None in init)
         self.incoming: Incoming | None = None
         self.log_budget = LOG_BUDGET
+        self.sends_per_message = max_sends_per_message
+        #: `send` calls left while handling the current message (reset per message).
+        self.sends_left = max_sends_per_message
+        self.external_per_second = max_external_sends_per_second
+        #: The `incoming` whose sender got its one uncounted reply (see `_send_external`).
+        self.replied: Incoming | None = None
 
     def enter(self, agent: Agent, inst: Instance, data: bytes | None) -> None:
         """Make ``agent`` (running in ``inst``, handling ``data``) the current caller."""
@@ -131,6 +148,7 @@ class CallContext:
         self.data = data
         self.incoming = None
         self.log_budget = LOG_BUDGET
+        self.sends_left = self.sends_per_message
 
     def local(self, receiver: str, data: bytes) -> int | None:
         """Queue ``data`` for a local agent: 0, -4, or None (no running local agent)."""
@@ -150,10 +168,22 @@ class CallContext:
         return None if rc == CLOSED else rc  # 0 (already scheduled) or -4 (full)
 
     def send(self, data: bytes | memoryview) -> int:
-        """Stamp and route one outgoing message; an ABI return code."""
+        """Stamp and route one outgoing message; an ABI return code.
+
+        Budgets, checked with a counter compare each: `sends_left` per handled message, and
+        `external_allowed` per agent and second for receivers that are not running local
+        agents. A refused send (``-4``, ``-7``) leaves nothing behind: a full mailbox is
+        refused before the journal sees the message, and a mailbox that fills in between
+        is undone with `retract` (no history, no pending row).
+        """
         agent = self.agent
         if agent is None:
             return abi.ERR_NOT_PERMITTED
+        left = self.sends_left
+        if left <= 0:
+            agent.sends_over_budget += 1
+            return abi.ERR_OVER_BUDGET
+        self.sends_left = left - 1
         if len(data) > self.max_message_size:
             return abi.ERR_TOO_LARGE
         stamper = self.stamper
@@ -166,32 +196,96 @@ class CallContext:
             return abi.ERR_MALFORMED
         if type(receiver) is not str or stamper.expired:
             return self._send_other(receiver, out)
-        # The usual case: one receiver, `journal.sent` inlined.
+        target = self.agents_get(receiver)
+        if target is None:
+            return self._send_external(agent, stamper.conversation, receiver, out)
+        if len(target.mailbox) >= target.capacity and not target.closed:
+            return abi.ERR_BACKPRESSURE  # refused before anything is recorded
+        # The usual case: one local receiver with room, `journal.sent` inlined.
         record = self.record
         if record is not None:
             # Recorded before it is queued, so its handled mark (maybe on another worker)
             # always comes later in the journal.
             record((stamper.conversation, out, receiver))
-        rc = self.local(receiver, out)
-        if rc is None:
+        rc = target.offer(out)
+        if rc == WAKE:
+            # The usual case of `wake`: the worker's run queue is empty (the sender runs,
+            # its receiver is next), and ``wake_local`` would append to it.
+            run_queue = self.run_queue
+            if run_queue is not None and not run_queue:
+                run_queue.append(target)
+            else:
+                self.wake(target)
+            rc = abi.OK
+        elif rc == CLOSED:  # stopped meanwhile: the router dead-letters it
             journal = self.journal
             if journal is not None:
                 journal.handled(receiver, out)  # not queued locally: nothing to redeliver
-            rc = self.route(receiver, out)
-        elif rc and record is not None:
+            if self.external_allowed(agent):
+                rc = self.route(receiver, out)
+            else:
+                rc = abi.ERR_OVER_BUDGET
+                if journal is not None:
+                    journal.retract(out)
+        elif rc and record is not None:  # the mailbox filled since the check above
             self.journal.retract(out)  # type: ignore[union-attr]
         if record is not None and len(self.journal_entries) >= self.flush_at:
             self.journal.flush()  # type: ignore[union-attr]
         return rc
 
+    def external_allowed(self, agent: Agent) -> bool:
+        """Take one send from the agent's per-second budget for non-local receivers."""
+        credit = agent.external_credit
+        if credit > 0:
+            agent.external_credit = credit - 1
+            return True
+        now = monotonic()
+        if now - agent.external_window >= 1.0:
+            agent.external_window = now
+            agent.external_credit = self.external_per_second - 1
+            return True
+        agent.sends_over_budget += 1
+        return False
+
+    def _send_external(
+        self, agent: Agent, conversation: str | None, receiver: str, out: bytes
+    ) -> int:
+        """`send` to one receiver that is no local agent (clients, unknown names, remote).
+
+        The first reply to the sender of the message being handled is not counted: answering
+        API clients is bounded by what they send, at any rate.
+        """
+        incoming = self.incoming
+        if incoming is not self.replied and receiver == incoming.sender:  # type: ignore[union-attr]
+            self.replied = incoming
+        elif not self.external_allowed(agent):
+            return abi.ERR_OVER_BUDGET
+        journal = self.journal
+        if journal is not None:
+            journal.sent(conversation, out, None)  # history only: nothing to redeliver
+        return self.route(receiver, out)
+
     def _send_other(self, receiver: str | list[str], out: bytes) -> int:
-        """`send` for a receiver list, or a message whose ``reply_by`` has passed."""
+        """`send` for a receiver list, or a message whose ``reply_by`` has passed.
+
+        Each receiver of a list counts as one send of the per-message budget.
+        """
+        agent = self.agent
+        assert agent is not None
+        extra = 0 if type(receiver) is str else len(receiver) - 1
+        if extra > self.sends_left:
+            agent.sends_over_budget += 1
+            return abi.ERR_OVER_BUDGET
+        self.sends_left -= extra
         journal = self.journal
         if journal is None:
-            return self._deliver(receiver, out)
-        if self.stamper.expired:  # the router dead-letters it
+            return self._deliver(agent, receiver, out)
+        if self.stamper.expired:  # the router dead-letters it: non-local for the budget
+            receivers = [receiver] if type(receiver) is str else receiver
+            if not all([self.external_allowed(agent) for _ in receivers]):
+                return abi.ERR_OVER_BUDGET
             journal.sent(self.stamper.conversation, out, None)
-            for one in [receiver] if type(receiver) is str else receiver:
+            for one in receivers:
                 self.route(one, out)
             return abi.OK
         journal.sent(self.stamper.conversation, out, None)
@@ -202,7 +296,7 @@ class CallContext:
             code = self.local(one, out)
             if code is None:
                 journal.handled(one, out)
-                code = self.route(one, out)
+                code = self.route(one, out) if self.external_allowed(agent) else abi.ERR_OVER_BUDGET
             elif code:
                 journal.handled(one, out)
             if code:
@@ -213,15 +307,12 @@ class CallContext:
             journal.retract(out)
         return rc
 
-    def _deliver(self, receiver: str | list[str], out: bytes) -> int:
-        if type(receiver) is str:
-            rc = self.local(receiver, out)
-            return self.route(receiver, out) if rc is None else rc
+    def _deliver(self, agent: Agent, receiver: str | list[str], out: bytes) -> int:
         rc = abi.OK
-        for one in receiver:
+        for one in [receiver] if type(receiver) is str else receiver:
             code = self.local(one, out)
             if code is None:
-                code = self.route(one, out)
+                code = self.route(one, out) if self.external_allowed(agent) else abi.ERR_OVER_BUDGET
             if code:
                 rc = code
         return rc
@@ -272,6 +363,10 @@ def schedule(delay_ms: int, ptr: int, length: int) -> int:
             cx.incoming = cx.stamper.incoming_for(cx.data)
         receiver, out = cx.stamper.stamp(data, agent.sender_json, cx.incoming)
         receivers = [receiver] if isinstance(receiver, str) else receiver
+        with agent.lock:  # the agent's pending timers (they fire on the loop thread)
+            if agent.timers + len(receivers) > agent.max_timers:
+                return abi.ERR_QUOTA
+            agent.timers += len(receivers)
         for one in receivers:
             cx.schedule(max(0, delay_ms) / 1000.0, one, out)
         return abi.OK
@@ -290,15 +385,15 @@ def log(level: int, ptr: int, length: int) -> None:
         if inst is None or agent is None:
             return
         if length > cx.log_budget:
-            agent.logs.dropped += 1
+            agent.logs.dropped_per_message += 1
             cx.log_budget = 0
             return
         data = _range(inst, ptr, length)
-        if data is not None:
+        if data is not None and agent.logs.budget.admit(min(length, MAX_LINE)):  # per second
             cx.log_budget -= length
             # The level is an i32 read unsigned: a negative level stays negative (and invalid).
             signed = level - (1 << 32) if level & 0x80000000 else level
-            agent.logs.write(signed, bytes(data).decode("utf-8", "replace"))
+            agent.logs.append(signed, bytes(data).decode("utf-8", "replace"))
     except Exception:
         _log.exception("caxton.log failed")
 
@@ -311,7 +406,10 @@ def kv_get(kptr: int, klen: int, vptr: int, vcap: int) -> int:
         key = None if inst is None else _range(inst, kptr, klen)
         if key is None or agent is None or inst is None:
             return abi.ERR_MALFORMED
-        value = agent.kv.get(bytes(key))
+        kv = agent.kv
+        if kv is None:
+            return abi.ERR_NOT_PERMITTED
+        value = kv.get(bytes(key))
         if value is None:
             return abi.KV_ABSENT
         n = len(value)
@@ -327,7 +425,7 @@ def kv_get(kptr: int, klen: int, vptr: int, vcap: int) -> int:
 
 
 def kv_set(kptr: int, klen: int, vptr: int, vlen: int) -> int:
-    """``kv_set(key, key_len, value, value_len) -> i32``."""
+    """``kv_set(key, key_len, value, value_len) -> i32``: OK once stored, or ERR_STORAGE."""
     try:
         cx: CallContext = _tls.cx
         inst, agent = cx.inst, cx.agent
@@ -339,28 +437,31 @@ def kv_set(kptr: int, klen: int, vptr: int, vlen: int) -> int:
         value = _range(inst, vptr, vlen)
         if key is None or value is None:
             return abi.ERR_MALFORMED
-        k, v = bytes(key), bytes(value)
-        agent.kv[k] = v
-        cx.kv.set(agent.name, k, v)
-        return abi.OK
+        kv = agent.kv
+        if kv is None:
+            return abi.ERR_NOT_PERMITTED
+        return kv.set(bytes(key), bytes(value))  # OK, or ERR_QUOTA (nothing kept)
+    except StorageError:
+        return abi.ERR_STORAGE
     except Exception:
         _log.exception("caxton.kv_set failed")
         return abi.ERR_MALFORMED
 
 
 def kv_delete(kptr: int, klen: int) -> int:
-    """``kv_delete(key, key_len) -> i32``: OK, or KV_ABSENT."""
+    """``kv_delete(key, key_len) -> i32``: OK, KV_ABSENT, or ERR_STORAGE (still stored)."""
     try:
         cx: CallContext = _tls.cx
         inst, agent = cx.inst, cx.agent
         key = None if inst is None else _range(inst, kptr, klen)
         if key is None or agent is None:
             return abi.ERR_MALFORMED
-        k = bytes(key)
-        if agent.kv.pop(k, None) is None:
-            return abi.KV_ABSENT
-        cx.kv.delete(agent.name, k)
-        return abi.OK
+        kv = agent.kv
+        if kv is None:
+            return abi.ERR_NOT_PERMITTED
+        return abi.OK if kv.delete(bytes(key)) else abi.KV_ABSENT
+    except StorageError:
+        return abi.ERR_STORAGE
     except Exception:
         _log.exception("caxton.kv_delete failed")
         return abi.ERR_MALFORMED

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from caxton.errors import AgentFailure, AgentStartFailed
 from caxton.runtime import host
 from caxton.runtime.agent import Agent, AgentSpec, AgentState, AgentStatistics
+from caxton.runtime.kvstore import AgentKv
 from caxton.runtime.logs import OutputCapture
 from caxton.runtime.sandbox import Instance
 from caxton.runtime.stats import WorkerCounters
@@ -51,7 +52,7 @@ class InstanceOps:
         svc = self.svc
         agent.spec, agent.compiled, agent.kind = spec, compiled, compiled[1].kind
         agent.memory_limit = limit
-        agent.kv = svc.kv.load(spec.name)
+        agent.kv = self.agent_kv(spec.name)
         self.drop_instance(agent)
         svc.snapshots.delete(spec.name)
         if agent.kind == "reactor":
@@ -67,7 +68,7 @@ class InstanceOps:
 
         A hibernated agent keeps its snapshot: its next message restores it.
         """
-        agent.kv = self.svc.kv.load(agent.name)
+        agent.kv = self.agent_kv(agent.name)
         agent.last_active = self.svc.clock.monotonic()
         agent.closed = state is not _HIBERNATED
         self.set_state(agent, state)
@@ -207,10 +208,23 @@ class InstanceOps:
             self.set_state(agent, AgentState.FAILED)
             raise AgentFailure(exc.message, cause="returned_error", details=exc.details) from exc
 
+    def agent_kv(self, name: str) -> AgentKv:
+        """A fresh key/value view for agent ``name`` (nothing is read until it is used)."""
+        config = self.svc.config
+        return AgentKv(
+            name,
+            self.svc.kv,
+            max_keys=config.agent_kv_max_keys,
+            max_bytes=config.agent_kv_max_bytes,
+            cache_size=config.agent_kv_cache_size,
+        )
+
     def drop_instance(self, agent: Agent) -> None:
-        """Close the agent's instance, if any."""
+        """Close the agent's instance, if any, and forget its cached key/value entries."""
         inst, agent.inst = agent.inst, None
         agent.memory_bytes = 0
+        if agent.kv is not None:
+            agent.kv.clear_cache()
         if inst is not None:
             inst.close()
 

@@ -3,7 +3,8 @@
 Lines come from the ``caxton.log`` import and from the agent's WASI stdout/stderr. The ring keeps
 the last `capacity` lines with their level and time (what ``caxton debug`` and a failed deploy
 show); every line also goes to the logger ``caxton.agent.<name>``. Output is bounded per message
-by the host (`host.LOG_BUDGET`); lines beyond it are dropped and counted in `dropped`.
+by the host (`host.LOG_BUDGET`) and per second by the agent's `LogBudget`; lines beyond either
+are dropped and counted in `dropped`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+
+from caxton.runtime.logbudget import LogBudget
 
 __all__ = ["LEVELS", "LogLine", "LogRing", "OutputCapture"]
 
@@ -34,18 +37,39 @@ class LogLine:
 class LogRing:
     """The recent log lines of one agent (thread-safe enough: one writer at a time)."""
 
-    __slots__ = ("_lines", "_logger", "dropped", "output")
+    __slots__ = ("_lines", "_logger", "budget", "dropped_per_message", "output")
 
-    def __init__(self, name: str, capacity: int = 256) -> None:
+    def __init__(
+        self,
+        name: str,
+        capacity: int = 256,
+        *,
+        bytes_per_second: int = 64 * 1024,
+        lines_per_second: int = 200,
+    ) -> None:
         self._lines: deque[LogLine] = deque(maxlen=capacity)
         self._logger = logging.getLogger(f"caxton.agent.{name}")
+        #: The agent's log rate budget (bytes and lines per second).
+        self.budget = LogBudget(
+            name, bytes_per_second=bytes_per_second, lines_per_second=lines_per_second
+        )
         #: Lines dropped because an agent exceeded its per-message output budget.
-        self.dropped = 0
+        self.dropped_per_message = 0
         #: Set when WASI output arrived during the current message (its captures need a reset).
         self.output = False
 
+    @property
+    def dropped(self) -> int:
+        """Lines dropped over the per-message or the per-second budget."""
+        return self.dropped_per_message + self.budget.dropped
+
     def write(self, level: int, text: str) -> None:
-        """Record one line at ABI level ``level`` (clamped to 0-3)."""
+        """Record one line at ABI level ``level`` (clamped to 0-3), within the rate budget."""
+        if self.budget.admit(min(len(text), MAX_LINE)):
+            self.append(level, text)
+
+    def append(self, level: int, text: str) -> None:
+        """`write` for a line the rate budget has admitted already."""
         level = 0 if level < 0 else 3 if level > 3 else level
         if len(text) > MAX_LINE:
             text = text[:MAX_LINE] + "…"
@@ -85,7 +109,7 @@ class OutputCapture:
         self._ring.output = True
         if n > self.budget:
             if self.budget > 0:
-                self._ring.dropped += 1
+                self._ring.dropped_per_message += 1
             self.budget = 0
             return n
         self.budget -= n

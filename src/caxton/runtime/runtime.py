@@ -38,6 +38,7 @@ from caxton.runtime.backends import (
 )
 from caxton.runtime.engine import Compiled, Engine
 from caxton.runtime.executor import Services, Worker
+from caxton.runtime.logbudget import INTERVAL as LOG_INTERVAL
 from caxton.runtime.logs import LogLine
 from caxton.runtime.maintenance import Candidate, choose_hibernations
 from caxton.runtime.router import LocalRouter
@@ -98,7 +99,9 @@ class Runtime:
         if self._state is not _State.UNSTARTED:
             raise RuntimeError(f"runtime is {self._state.value}")
         loop = self._loop = asyncio.get_running_loop()
-        self._timers = TimerQueue(self.clock, self.router.route, self._timer_backend)
+        self._timers = TimerQueue(
+            self.clock, self.router.route, self._timer_backend, self._timer_released
+        )
         services = Services(
             engine=self.engine,
             config=self.config,
@@ -124,6 +127,7 @@ class Runtime:
         self._tasks = [
             loop.create_task(self._timers.serve(), name="caxton-timers"),
             loop.create_task(self._maintenance(), name="caxton-maintenance"),
+            loop.create_task(self._log_summaries(), name="caxton-log-summaries"),
         ]
         self._state = _State.RUNNING
 
@@ -172,6 +176,8 @@ class Runtime:
         future, wake = agent.submit(fn)
         if wake:
             self._scheduler.wake_urgent(agent)
+        elif agent.slow:  # it may be parked, waiting for a slow slot (see `scheduler`)
+            self._scheduler.nudge(agent)
         return await asyncio.wrap_future(future)
 
     async def start_agent(self, spec: AgentSpec, compiled: Compiled) -> AgentStatistics:
@@ -209,6 +215,11 @@ class Runtime:
             capacity=self.config.mailbox_capacity,
             memory_limit=self._memory_limit(spec),
             budget=RestartBudget(*self._budget),
+            max_timers=self.config.agent_max_timers,
+            log_rates=(
+                self.config.agent_log_bytes_per_second,
+                self.config.agent_log_lines_per_second,
+            ),
         )
         self._agents[spec.name] = agent
         return agent
@@ -235,11 +246,25 @@ class Runtime:
             raise
         return result
 
-    def schedule(self, delay: float, receiver: str, data: bytes) -> None:
-        """Arm a timer from the loop thread (how the node re-arms persisted timers)."""
+    def schedule(self, delay: float, receiver: str, data: bytes, owner: str | None = None) -> None:
+        """Arm a timer from the loop thread (how the node re-arms persisted timers).
+
+        ``owner`` (the agent that scheduled it) counts it among that agent's pending timers
+        (re-armed timers were accepted once: they count even above ``agent_max_timers``).
+        """
         if self._timers is None:
             raise MailboxClosed("the runtime is not running")
-        self._timers.add(delay, receiver, data)
+        agent = self._agents.get(owner) if owner is not None else None
+        if agent is not None:
+            with agent.lock:
+                agent.timers += 1
+        self._timers.add(delay, receiver, data, owner)
+
+    def _timer_released(self, owner: str) -> None:
+        agent = self._agents.get(owner)
+        if agent is not None:
+            with agent.lock:
+                agent.timers = max(0, agent.timers - 1)
 
     async def stop_agent(self, name: str) -> None:
         """Stop an agent after its current message; queued messages stay for the next start."""
@@ -264,6 +289,20 @@ class Runtime:
         queued: list[bytes] = await self._control(agent, lambda worker: worker.op_remove(agent))
         self._agents.pop(name, None)
         return queued
+
+    def sends_over_budget(self) -> int:
+        """Sends refused with ``ERR_OVER_BUDGET`` since start, all agents together."""
+        return sum(agent.sends_over_budget for agent in list(self._agents.values()))
+
+    async def flush_journal(self) -> None:
+        """Hand what the router's journal recorded so far to storage.
+
+        A storage write submitted after this commits after those records (the writer keeps
+        order): `AgentService.remove` relies on it to dead-letter every pending delivery.
+        """
+        journal = getattr(self.router, "journal", None)
+        if journal is not None:
+            await asyncio.to_thread(journal.flush)
 
     async def hibernate(self, name: str) -> bool:
         """Save the agent's linear memory and drop its instance; the next message restores it."""
@@ -309,6 +348,23 @@ class Runtime:
                 await asyncio.sleep(min(delay, deadline - now))
                 delay = min(delay * 2, 0.05)
 
+    def deliver_recovered(self, name: str, data: bytes) -> None:
+        """Queue a delivery accepted before a restart, even into a full mailbox.
+
+        It was in the mailbox (or being handled) when the node stopped, so it goes ahead of
+        what agents send meanwhile: up to twice the capacity, then `WouldBlock` as
+        `deliver_nowait` (an agent sending to itself must not hold recovery up).
+        """
+        agent = self._agent(name)
+        rc = agent.offer_within(data, 2 * agent.capacity)
+        if rc == WAKE:
+            assert self._scheduler is not None
+            self._scheduler.wake(agent)
+        elif rc == CLOSED:
+            raise MailboxClosed(f"agent {name!r} is not accepting messages")
+        elif rc:
+            raise WouldBlock(f"the mailbox of {name!r} is full")
+
     def enqueue_local(self, name: str, data: bytes) -> int | None:
         """Router hook: 0 or -4 for a local agent accepting messages, None otherwise."""
         agent = self._agents.get(name)
@@ -336,6 +392,13 @@ class Runtime:
         while True:
             await asyncio.sleep(self.config.gc_interval)
             await self.maintain()
+
+    async def _log_summaries(self) -> None:
+        """Report each agent's log drops of the last interval, even when it went quiet."""
+        while True:
+            await asyncio.sleep(LOG_INTERVAL)
+            for agent in list(self._agents.values()):
+                agent.logs.budget.summarise()
 
     async def maintain(self) -> list[str]:
         """One maintenance pass: hibernate idle agents and LRU agents under memory pressure."""
@@ -398,4 +461,9 @@ class Runtime:
             temp_storage_bytes=temp.used,
             temp_storage_limit=temp.limit,
             temp_storage_refused=temp.refused,
+            logs_dropped={
+                a.name: (a.logs.budget.dropped, a.logs.budget.dropped_bytes)
+                for a in agents
+                if a.logs.budget.dropped
+            },
         )

@@ -17,6 +17,13 @@ run queue, and a worker drains an agent's mailbox in a batch. Two kinds of run q
 
 The thread hop (a condition-variable wake, ~35-140 µs) is thus paid per batch of work that
 enters from outside, not per message.
+
+**Slow agents** (whose last message ran into ``execution_timeout``, `Agent.slow`) must not
+occupy every worker: a loop in one agent's handler would otherwise starve all the others. A
+slow agent runs one message per turn, always requeued on the shared queue, and at most
+`slow_limit` of them (all workers but one) run at the same time; the others wait in ``_parked``
+until a slot frees up (a control operation for one of them is moved to the urgent queue). A
+slow agent whose message finishes in time is an ordinary agent again.
 """
 
 from __future__ import annotations
@@ -57,6 +64,10 @@ class Scheduler:
             worker.scheduler = self
         self._shared: deque[Agent] = deque()
         self._urgent: deque[Agent] = deque()
+        self._parked: deque[Agent] = deque()  # slow agents waiting for a slot
+        self._slow_running = 0
+        #: Slow agents that may run at the same time: all workers but one (at least one).
+        self.slow_limit = max(1, len(workers) - 1)
         self._cond = threading.Condition(threading.Lock())
         #: Workers waiting for work (a plain attribute, read on the hot path without a call;
         #: written only under ``_cond``, read racily as a hint: see `Worker.wake_local`).
@@ -108,6 +119,39 @@ class Scheduler:
             self._shared.append(agent)
             self._cond.notify()
 
+    def nudge(self, agent: Agent) -> None:
+        """A control operation was queued for a scheduled agent: if it is parked, run it next."""
+        with self._cond:
+            if agent in self._parked:
+                self._parked.remove(agent)
+                self._urgent.append(agent)
+                self._cond.notify()
+
+    def _run_slow(self, worker: Worker, agent: Agent) -> None:
+        """Run a slow agent's control operations and one message, within the slow slots."""
+        if agent.control:  # control operations never wait for a slot
+            if not worker.run(agent, 0):
+                return  # nothing left to do
+            if not agent.slow:  # restarted meanwhile
+                self.wake(agent)
+                return
+        with self._cond:
+            if self._slow_running >= self.slow_limit:
+                self._parked.append(agent)
+                return
+            self._slow_running += 1
+        agent.slow = False  # set again if this message also runs into the deadline
+        try:
+            again = worker.run(agent, 1)
+        finally:
+            with self._cond:
+                self._slow_running -= 1
+                if self._parked:
+                    self._shared.append(self._parked.popleft())
+                    self._cond.notify()
+        if again:
+            self.wake_shared(agent)
+
     def queued(self) -> int:
         """Agents waiting on the shared and urgent queues."""
         return len(self._shared) + len(self._urgent)
@@ -141,7 +185,9 @@ class Scheduler:
                         agent = shared.popleft()
                     else:
                         agent = local.popleft()
-            if worker.run(agent):
+            if agent.slow:
+                self._run_slow(worker, agent)
+            elif worker.run(agent):
                 self.wake(agent)
             if worker.pending:
                 now = perf_counter()

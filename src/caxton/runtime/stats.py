@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["DEFAULT_BUCKETS", "STATUSES", "RuntimeStatistics", "WorkerCounters"]
 
@@ -65,6 +65,8 @@ class RuntimeStatistics:
     temp_storage_bytes: int = 0  # files in granted directories (`temp_storage_limit`'s account)
     temp_storage_limit: int = 0
     temp_storage_refused: int = 0  # writes refused with ENOSPC
+    #: Agent name -> (log lines, bytes) dropped over its log rate budget (agents with drops).
+    logs_dropped: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def merge(counters: Sequence[WorkerCounters]) -> tuple[dict[str, int], tuple[int, ...], float]:

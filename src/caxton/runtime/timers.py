@@ -2,7 +2,11 @@
 
 Workers hand new timers to the loop thread (batched with their other events); one task owned by
 the runtime sleeps until the earliest due time and then routes the message as if it were sent
-at that moment. A `TimerBackend` can persist pending timers (the SQLite one survives restarts).
+at that moment. Due times are on the monotonic clock, so a wall-clock jump (NTP, an operator's
+``date``) neither delays nor hastens a timer. A `TimerBackend` can persist pending timers (the
+SQLite one survives restarts). Each timer may name its ``owner`` (the agent that scheduled it);
+``released(owner)`` is called once the timer has fired, so the runtime can count each agent's
+pending timers against ``agent_max_timers``.
 """
 
 from __future__ import annotations
@@ -42,23 +46,28 @@ class TimerQueue:
     """Pending scheduled messages, ordered by due time (loop thread only)."""
 
     def __init__(
-        self, clock: Clock, route: Callable[[str, bytes], int], backend: TimerBackend
+        self,
+        clock: Clock,
+        route: Callable[[str, bytes], int],
+        backend: TimerBackend,
+        released: Callable[[str], None] | None = None,
     ) -> None:
         self._clock = clock
         self._route = route
         self._backend = backend
-        self._heap: list[tuple[float, int, str, bytes]] = []
+        self._released = released
+        self._heap: list[tuple[float, int, str, bytes, str | None]] = []
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._heap)
 
-    def add(self, delay: float, receiver: str, data: bytes) -> None:
+    def add(self, delay: float, receiver: str, data: bytes, owner: str | None = None) -> None:
         """Deliver ``data`` to ``receiver`` after ``delay`` seconds."""
         due = self._clock.monotonic() + delay
         timer_id = next(self._ids)
-        heapq.heappush(self._heap, (due, timer_id, receiver, data))
+        heapq.heappush(self._heap, (due, timer_id, receiver, data, owner))
         self._backend.add(timer_id, due, receiver, data)
         self._changed.set()
 
@@ -66,11 +75,13 @@ class TimerQueue:
         """Route every due message; the delay until the next one (None: no timers)."""
         heap, now = self._heap, self._clock.monotonic()
         while heap and heap[0][0] <= now:
-            _due, timer_id, receiver, data = heapq.heappop(heap)
+            _due, timer_id, receiver, data, owner = heapq.heappop(heap)
             if self._route(receiver, data) == -4:  # full mailbox: try again shortly
-                heapq.heappush(heap, (now + BACKPRESSURE_RETRY, timer_id, receiver, data))
+                heapq.heappush(heap, (now + BACKPRESSURE_RETRY, timer_id, receiver, data, owner))
                 break
             self._backend.remove(timer_id)
+            if owner is not None and self._released is not None:
+                self._released(owner)
         return heap[0][0] - now if heap else None
 
     async def serve(self) -> None:

@@ -1,4 +1,4 @@
-"""Deciding whether uploaded bytes are an agent Caxton can run (agent ABI v1, DESIGN.md section 2).
+"""Deciding whether uploaded bytes are an agent Caxton can run (ABI v1, docs/agents.md).
 
 Two steps, both raising `InvalidWasm` (400) with a message written for the agent's author and
 machine-readable ``details["reason"]``:

@@ -9,6 +9,7 @@ stopped with `restore_database`.
 
 from caxton.storage._connection import Connection, Params, Row
 from caxton.storage._core import StorageState, StorageStatistics
+from caxton.storage._health import is_storage_failure
 from caxton.storage._lock import is_locked
 from caxton.storage.agents import AgentChanges, AgentRecord, VersionRecord, module_hash
 from caxton.storage.backup import BackupResult, RestoreResult, backup_database, restore_database
@@ -33,6 +34,7 @@ __all__ = [
     "VersionRecord",
     "backup_database",
     "is_locked",
+    "is_storage_failure",
     "module_hash",
     "restore_database",
 ]

@@ -179,6 +179,18 @@ class StorageCore:
         self._running()
         return self._node_id
 
+    @property
+    def problem(self) -> str | None:
+        """Why the store cannot be relied on to write now, or None when it can.
+
+        A full disk or an I/O error (until a write succeeds again), a database file deleted,
+        replaced or corrupted under the running node, or a store that is not running.
+        """
+        writer = self._writer
+        if self._state is not StorageState.RUNNING or writer is None:
+            return f"the state store {self.path} is {self._state.value}"
+        return writer.health.problem
+
     def statistics(self) -> StorageStatistics:
         """Counters of the writer and readers (zeros before the store is started)."""
         writer, readers = self._writer, self._readers

@@ -13,6 +13,12 @@ each; with no load a batch is one op and the latency is one commit.
 
 The queue is FIFO and there is one writer, so writes submitted by one thread are applied in
 the order they were submitted.
+
+An op that fails with a storage-level error (a full disk, an I/O error: `storage_failure`)
+fails its whole batch with that error: SQLite may have rolled the transaction back already, so
+nothing of the batch is kept and every op is told so. The writer reports each batch to `Health`
+and, every `CHECK_INTERVAL`, has it check the database file (and, while writes fail and nothing
+else is written, commits a probe so that recovery is seen without traffic).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 from caxton.errors import StorageError
 from caxton.storage import _connection, schema
 from caxton.storage._connection import Connection, sqlite_errors
+from caxton.storage._health import CHECK_INTERVAL, Health, storage_failure
 
 __all__ = ["MAX_BATCH", "WriteStatistics", "Writer"]
 
@@ -90,6 +97,7 @@ class Writer:
         self._submit_lock = threading.Lock()
         self._counters = _Counters()
         self._started: Future[None] = Future()
+        self.health = Health(path)
         self._thread = threading.Thread(target=self._run, name="caxton-storage-writer", daemon=True)
 
     def start(self) -> Future[None]:
@@ -152,10 +160,12 @@ class Writer:
             except BaseException as exc:
                 self._fail_startup(exc)
                 return
+            self.health.opened()
             self._started.set_result(None)
             self._serve(conn)
         finally:
             _connection.close(conn)
+            self.health.close()  # after the connection: see Health.opened
 
     def _fail_startup(self, exc: BaseException) -> None:
         with self._submit_lock:
@@ -164,10 +174,14 @@ class Writer:
 
     def _serve(self, conn: Connection) -> None:
         stopping = False
+        next_check = time.monotonic() + CHECK_INTERVAL
         while not stopping:
             batch: list[_Op] = []
-            item = self._queue.get()
-            while True:
+            try:
+                item = self._queue.get(timeout=max(0.0, next_check - time.monotonic()))
+            except queue.Empty:
+                item = None
+            while item is not None:
                 if item is _STOP:
                     stopping = True  # everything queued before the stop is already in batch
                     break
@@ -182,9 +196,31 @@ class Writer:
                     break
             if batch:
                 self._run_batch(conn, batch)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + CHECK_INTERVAL
+                self._check(conn, probe=not batch)
 
-    def _run_batch(self, conn: Connection, batch: list[_Op]) -> None:
+    def _count(self, batch: list[_Op], commit_error: BaseException | None, elapsed: float) -> None:
+        c = self._counters
+        with c.lock:
+            c.batches += 1
+            c.max_batch = max(c.max_batch, len(batch))
+            if commit_error is None:
+                c.commits += 1
+                c.last_commit_seconds = elapsed
+                c.ops += sum(1 for op in batch if op.error is None)
+                c.failed_ops += sum(1 for op in batch if op.error is not None)
+            else:
+                c.failed_ops += len(batch)
+
+    def _check(self, conn: Connection, *, probe: bool) -> None:
+        self.health.check_file()
+        if probe and self.health.writes_failing:
+            self._run_batch(conn, [_Op(_probe, Future())], count=False)
+
+    def _run_batch(self, conn: Connection, batch: list[_Op], *, count: bool = True) -> None:
         commit_error: BaseException | None = None
+        elapsed = 0.0
         try:
             with sqlite_errors(f"cannot write to {self._path}"):
                 conn._raw_execute("BEGIN IMMEDIATE")
@@ -197,17 +233,13 @@ class Writer:
             commit_error = exc
             with contextlib.suppress(Exception):  # the transaction may be gone already
                 conn._raw_execute("ROLLBACK")
-        c = self._counters
-        with c.lock:
-            c.batches += 1
-            c.max_batch = max(c.max_batch, len(batch))
-            if commit_error is None:
-                c.commits += 1
-                c.last_commit_seconds = elapsed
-                c.ops += sum(1 for op in batch if op.error is None)
-                c.failed_ops += sum(1 for op in batch if op.error is not None)
-            else:
-                c.failed_ops += len(batch)
+        failure = None if commit_error is None else storage_failure(commit_error)
+        if commit_error is None:
+            self.health.write_succeeded()
+        elif failure is not None:
+            self.health.write_failed(failure, len(batch) if count else 0)
+        if count:
+            self._count(batch, commit_error, elapsed)
         for op in batch:
             error = commit_error or op.error
             if error is not None:
@@ -221,6 +253,14 @@ def _run_op(conn: Connection, op: _Op) -> None:
     try:
         op.result = op.fn(conn)
     except Exception as exc:
+        if storage_failure(exc) is not None:
+            raise  # SQLite may have rolled back the whole transaction: the batch fails with it
         op.error = exc
         conn._raw_execute("ROLLBACK TO op")
     conn._raw_execute("RELEASE op")
+
+
+def _probe(conn: Connection) -> None:
+    """A write that leaves no trace but needs room in the file (a page goes to the WAL)."""
+    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('write_probe', '')")
+    conn.execute("DELETE FROM meta WHERE key = 'write_probe'")

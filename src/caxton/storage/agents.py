@@ -18,6 +18,7 @@ from typing import Any, TypedDict, Unpack
 from caxton.errors import AgentAlreadyExists, AgentNotFound, StorageError
 from caxton.storage._connection import Connection, Row
 from caxton.storage._core import StorageCore
+from caxton.storage.messages import dead_letter_pending
 
 __all__ = ["AgentChanges", "AgentRecord", "AgentsRepository", "VersionRecord", "module_hash"]
 
@@ -213,8 +214,10 @@ def _add_counters(conn: Connection, name: str, deltas: dict[str, int]) -> None:
     conn.execute(f"UPDATE agents SET {columns} WHERE name = ?", (*deltas.values(), name))
 
 
-def _delete(conn: Connection, name: str) -> None:
+def _delete(conn: Connection, name: str) -> int:
     _require(conn, name)
+    # Messages accepted for this agent belong to it, not to a later agent of the same name.
+    moved = dead_letter_pending(conn, name, {"state": "removed"})
     hashes = [
         r[0]
         for r in conn.fetch_all(
@@ -228,6 +231,7 @@ def _delete(conn: Connection, name: str) -> None:
             " (SELECT 1 FROM agent_versions WHERE module_hash = ?)",
             (digest, digest),
         )
+    return moved
 
 
 def _get_module(conn: Connection, digest: str) -> bytes:
@@ -337,9 +341,13 @@ class AgentsRepository(StorageCore):
             return done
         return self.write_nowait(lambda c: _add_counters(c, name, deltas))
 
-    async def delete_agent(self, name: str) -> None:
-        """Delete the agent with its versions, kv, snapshot and timers; drop unused modules."""
-        await self.write(lambda c: _delete(c, name))
+    async def delete_agent(self, name: str) -> int:
+        """Delete the agent with its versions, kv, snapshot and timers; drop unused modules.
+
+        Its pending deliveries become dead letters (``agent_not_running``, details
+        ``{"state": "removed"}``) in the same transaction; returns how many.
+        """
+        return await self.write(lambda c: _delete(c, name))
 
     async def get_module(self, digest: str) -> bytes:
         """The module with that sha256; `StorageError` if none is stored."""

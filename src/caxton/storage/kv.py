@@ -1,9 +1,11 @@
 """Each agent's durable key/value store (the ``kv_get``/``kv_set``/``kv_delete`` host imports).
 
-The runtime loads an agent's whole map when it starts the instance (`kv_load_sync`), answers
-``kv_get`` from memory, and persists every change with `kv_set_nowait`/`kv_delete_nowait`:
-these return at once from the wasm worker thread, are applied in the order they were issued,
-and share commits with everything else being written.
+The runtime reads one key at a time (`kv_get_sync`, behind a small per-agent cache), counts an
+agent's usage once for its quota (`kv_usage_sync`), and persists every change with
+`kv_set_nowait`/`kv_delete_nowait`: these are applied in the order they were issued and share
+commits with everything else being written; the worker waits for the commit, so ``kv_set``
+answers OK only for a stored value and reports a write that failed.
+`kv_load` (the whole map) is for tools and tests, not for the runtime.
 """
 
 from __future__ import annotations
@@ -28,6 +30,19 @@ def _delete(conn: Connection, name: str, key: bytes) -> bool:
     return conn.execute("DELETE FROM kv WHERE name = ? AND key = ?", (name, key)) > 0
 
 
+def _get(conn: Connection, name: str, key: bytes) -> bytes | None:
+    value = conn.fetch_value("SELECT value FROM kv WHERE name = ? AND key = ?", (name, key))
+    return None if value is None else bytes(value)
+
+
+def _usage(conn: Connection, name: str) -> tuple[int, int]:
+    row = conn.fetch_all(
+        "SELECT COUNT(*), COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) FROM kv WHERE name = ?",
+        (name,),
+    )[0]
+    return int(row[0]), int(row[1])
+
+
 def _load(conn: Connection, name: str) -> dict[bytes, bytes]:
     rows = conn.fetch_all("SELECT key, value FROM kv WHERE name = ?", (name,))
     return {bytes(key): bytes(value) for key, value in rows}
@@ -43,6 +58,14 @@ class KvRepository(StorageCore):
     async def kv_load(self, name: str) -> dict[bytes, bytes]:
         """`kv_load_sync` for the event loop."""
         return await self.read(lambda c: _load(c, name))
+
+    def kv_get_sync(self, name: str, key: bytes) -> bytes | None:
+        """The committed value of one key, or None (blocks; not on the event loop)."""
+        return self.read_sync(lambda c: _get(c, name, key))
+
+    def kv_usage_sync(self, name: str) -> tuple[int, int]:
+        """(keys, bytes of keys and values) committed for the agent (blocks)."""
+        return self.read_sync(lambda c: _usage(c, name))
 
     def kv_set_nowait(self, name: str, key: bytes, value: bytes) -> Future[None]:
         """Store ``key = value`` for the agent without waiting; the future resolves on commit.
@@ -61,7 +84,4 @@ class KvRepository(StorageCore):
 
     async def kv_get(self, name: str, key: bytes) -> bytes | None:
         """The stored value, or None."""
-        value = await self.read(
-            lambda c: c.fetch_value("SELECT value FROM kv WHERE name = ? AND key = ?", (name, key))
-        )
-        return None if value is None else bytes(value)
+        return await self.read(lambda c: _get(c, name, key))

@@ -10,8 +10,8 @@ Three tables (migration 2), written by the messaging layer:
   handled mark deletes them (at least once).
 * ``dead_letters``: messages that could not be delivered or handled, with the reason.
 
-`MessageBatch` is the unit the messaging journal writes: appended history, new pending rows and
-done marks, applied in that order inside one transaction (one write op).
+`MessageBatch` is the unit the messaging journal writes: appended history, new pending rows,
+done marks and retractions, applied in that order inside one transaction (one write op).
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ from typing import Any
 from caxton.storage._connection import Connection
 from caxton.storage._core import StorageCore
 
-__all__ = ["DeadLetterRecord", "MessageBatch", "MessagesRepository", "PendingRecord"]
+__all__ = [
+    "DeadLetterRecord",
+    "MessageBatch",
+    "MessagesRepository",
+    "PendingRecord",
+    "dead_letter_pending",
+]
 
 
 @dataclass(slots=True)
@@ -39,6 +45,9 @@ class MessageBatch:
     pending: list[tuple[str, str, bytes]] = field(default_factory=list)
     #: (message_id, receiver): deliveries handled (or dead-lettered) since.
     done: list[tuple[str, str]] = field(default_factory=list)
+    #: message_ids of messages retracted after an earlier batch wrote them: every pending
+    #: delivery of each is deleted (the sender was told the send failed).
+    retracted: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,11 @@ def write_batch(conn: Connection, batch: MessageBatch, now: float | None = None)
     if batch.done:
         conn.executemany(
             "DELETE FROM pending_deliveries WHERE message_id = ? AND receiver = ?", batch.done
+        )
+    if batch.retracted:
+        conn.executemany(
+            "DELETE FROM pending_deliveries WHERE message_id = ?",
+            [(mid,) for mid in batch.retracted],
         )
 
 
@@ -140,7 +154,17 @@ def _add_dead_letter(
     conn: Connection, record: DeadLetterRecord, done: tuple[str, str] | None
 ) -> int:
     if done is not None:
-        conn.execute("DELETE FROM pending_deliveries WHERE message_id = ? AND receiver = ?", done)
+        deleted = conn.execute(
+            "DELETE FROM pending_deliveries WHERE message_id = ? AND receiver = ?", done
+        )
+        if not deleted:  # rare: already dead-lettered by `dead_letter_pending` (a removal)?
+            earlier = conn.fetch_value(
+                "SELECT id FROM dead_letters WHERE message_id = ? AND receiver = ?"
+                " ORDER BY id DESC LIMIT 1",
+                done,
+            )
+            if earlier is not None:
+                return int(earlier)
     return conn.insert(
         "INSERT INTO dead_letters(message_id, conversation_id, sender, receiver, reason,"
         " details, created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -155,6 +179,52 @@ def _add_dead_letter(
             record.body,
         ),
     )
+
+
+def dead_letter_pending(conn: Connection, receiver: str, details: dict[str, Any]) -> int:
+    """Move every pending delivery for ``receiver`` to the dead letters (caller's transaction).
+
+    For an agent that is removed: what was accepted for it is not delivered to a later agent
+    of the same name, and not dropped either. Reason ``agent_not_running``, with ``details``.
+    Returns how many were moved.
+    """
+    rows = conn.fetch_all(
+        "SELECT message_id, body FROM pending_deliveries WHERE receiver = ? ORDER BY seq",
+        (receiver,),
+    )
+    if not rows:
+        return 0
+    at = time.time()
+    text = json.dumps(details)
+    letters = []
+    for mid, body in rows:
+        data = bytes(body)
+        try:
+            envelope = json.loads(data)
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict):
+            envelope = {}
+        conversation, sender = envelope.get("conversation_id"), envelope.get("sender")
+        letters.append(
+            (
+                mid,
+                conversation if isinstance(conversation, str) else None,
+                sender if isinstance(sender, str) else None,
+                receiver,
+                "agent_not_running",
+                text,
+                at,
+                data,
+            )
+        )
+    conn.executemany(
+        "INSERT INTO dead_letters(message_id, conversation_id, sender, receiver, reason,"
+        " details, created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        letters,
+    )
+    conn.execute("DELETE FROM pending_deliveries WHERE receiver = ?", (receiver,))
+    return len(letters)
 
 
 def _prune(conn: Connection, table: str, keep: int, count_column: str | None) -> int:
@@ -214,7 +284,9 @@ class MessagesRepository(StorageCore):
         """Store a dead letter (``record.id`` is ignored) and return its id.
 
         ``done`` = (message_id, receiver) also deletes that pending delivery, in the same
-        transaction: a dead-lettered message is not delivered again by `recover`.
+        transaction: a dead-lettered message is not delivered again by `recover`. If there is
+        no such delivery but a dead letter for it exists (its agent was removed while the
+        message failed), nothing is added and that one's id is returned.
         """
         return await self.write(lambda c: _add_dead_letter(c, record, done))
 

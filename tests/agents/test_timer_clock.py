@@ -1,0 +1,65 @@
+"""Persisted timers and the wall clock: a jump back does not stretch a timer's wait."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from caxton.agents import DeployRequest, StoredTimers
+from tests.support import wat
+
+from .conftest import StartNode
+
+DAY = 86_400.0
+
+
+async def _count(node: object, name: str) -> bytes | None:
+    return await node.storage.kv_get(name, b"count")  # type: ignore[attr-defined]
+
+
+async def test_a_timer_rearmed_after_the_clock_jumped_back_a_day_waits_its_delay(
+    start_node: StartNode,
+) -> None:
+    """Attack 11: a timer stored while the wall clock was a day ahead fired 26 h late."""
+    node = await start_node()
+    await node.agents.deploy(DeployRequest(name="counter", wasm=wat("kvcount")))
+    await node.agents.deploy(DeployRequest(name="quiet", wasm=wat("nop")))
+    # `quiet` schedules a message to `counter` one second ahead while the wall clock reads a
+    # day ahead (the clock is then set back: NTP, an operator, a VM resumed).
+    ahead = StoredTimers(node.storage, wall=lambda: time.time() + DAY)
+    body = json.dumps({"receiver": "counter", "sender": "quiet", "performative": "inform"})
+    ahead.add(1, time.monotonic() + 1.0, "counter", body.encode())
+    rows = await node.storage.list_scheduled("quiet")
+    for _ in range(100):  # written behind: wait for the commit
+        if rows:
+            break
+        await asyncio.sleep(0.01)
+        rows = await node.storage.list_scheduled("quiet")
+    (row,) = rows
+    assert row.due_at > time.time() + DAY - 60
+    await node.aclose()
+
+    node = await start_node()
+    deadline = time.monotonic() + 5.0
+    while await _count(node, "counter") is None:
+        assert time.monotonic() < deadline, "the timer did not fire within its delay"
+        await asyncio.sleep(0.05)
+    assert await _count(node, "counter") == b"1"
+    assert await node.storage.list_scheduled() == []
+
+
+async def test_a_timer_row_of_an_older_version_still_fires(start_node: StartNode) -> None:
+    node = await start_node()
+    await node.agents.deploy(DeployRequest(name="counter", wasm=wat("kvcount")))
+    await node.agents.deploy(DeployRequest(name="quiet", wasm=wat("nop")))
+    body = json.dumps({"receiver": "counter", "sender": "quiet", "performative": "inform"})
+    await node.storage.add_scheduled(
+        "quiet", time.time() + 0.5, json.dumps("counter").encode() + b"\n" + body.encode()
+    )
+    await node.aclose()
+    node = await start_node()
+    deadline = time.monotonic() + 5.0
+    while await _count(node, "counter") is None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
