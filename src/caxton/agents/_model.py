@@ -112,7 +112,7 @@ def rfc3339(seconds: float) -> str:
 
 def check_name(name: object) -> str:
     """``name`` if it follows the naming rule, else `InvalidRequest` naming the rule."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidRequest(
             f"name: {name!r} is not a valid agent name: use 1-63 characters, lowercase "
             "letters, digits and '-', starting with a letter (^[a-z][a-z0-9-]{0,62}$)",

@@ -18,22 +18,34 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from caxton.api.errors import ApiError, read_json
 from caxton.api.keys import NODE
 from caxton.config import format_size, parse_size
 from caxton.errors import InvalidRequest, ModuleTooLarge
 
-__all__ = ["DEPLOY", "UPGRADE", "Upload", "UploadForm", "query_int", "read_upload"]
+__all__ = [
+    "DEPLOY",
+    "UPGRADE",
+    "Upload",
+    "UploadForm",
+    "ascii_digits",
+    "query_int",
+    "read_upload",
+]
 
 #: Largest text part of a multipart upload (name, env, memory, ...), and most parts.
 MAX_FIELD = 64 * 1024
 MAX_PARTS = 256
+#: The largest whole number a setting may be (SQLite's INTEGER).
+_MAX_INT = 2**63 - 1
 _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 #: Settings of the multipart and raw forms (besides the module).
@@ -103,10 +115,12 @@ def _size(name: str, value: Any) -> int:
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and ascii_digits(value.strip()):
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise _invalid(name, f"expected a positive whole number, got {json.dumps(value)}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_INT:
+        raise _invalid(
+            name, f"expected a positive whole number up to {_MAX_INT}, got {json.dumps(value)}"
+        )
     return value
 
 
@@ -236,8 +250,10 @@ async def _from_multipart(request: web.Request, form: UploadForm, limit: int) ->
             else:
                 text = await _read_part(part, MAX_FIELD, module=False)
                 _setting(up, name, text.decode("utf-8", "replace"))
-    except (ValueError, AssertionError) as exc:
-        raise InvalidRequest(f"malformed multipart body: {exc}") from None
+    except (ValueError, AssertionError, RuntimeError, TypeError, HttpProcessingError) as exc:
+        # aiohttp's multipart reader raises all of these for a malformed body (a bad boundary,
+        # part header, part name or transfer encoding): each is the client's mistake.
+        raise InvalidRequest(f"malformed multipart body: {_reason(exc)}") from None
     if module is None:
         raise _invalid("wasm", "required (a file part named 'wasm' or 'module')")
     up.wasm = module
@@ -284,15 +300,33 @@ async def read_upload(request: web.Request, form: UploadForm) -> Upload:
     )
 
 
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, HttpProcessingError):
+        return exc.message.strip() or "bad part headers"
+    return str(exc) or type(exc).__name__
+
+
+_ASCII_INT = re.compile(r"-?[0-9]{1,19}")
+
+
+def ascii_digits(text: str) -> bool:
+    """True if ``text`` is 1 to 19 ASCII digits (what `int` may be given: ``str.isdigit`` is
+    also true for "¹" and "٣", which `int` refuses or reads as 3)."""
+    return _ASCII_INT.fullmatch(text) is not None and text[0] != "-"
+
+
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    """Query parameter ``name`` as a whole number in ``[low, high]``, or `InvalidRequest`."""
+    """Query parameter ``name`` as a whole number in ``[low, high]``, or `InvalidRequest`.
+
+    Only ASCII digits (with an optional leading ``-``) are numbers: ``int`` would also take
+    "٣", " 3" and "1_0".
+    """
     text = request.query.get(name)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise _invalid(name, f"expected a whole number, got {text!r}") from None
+    if _ASCII_INT.fullmatch(text) is None:
+        raise _invalid(name, f"expected a whole number, got {text!r}")
+    value = int(text)
     if not low <= value <= high:
         raise _invalid(name, f"must be between {low} and {high}, got {value}")
     return value

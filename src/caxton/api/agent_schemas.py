@@ -126,7 +126,7 @@ UPGRADE_BODY: dict[str, dict[str, Any]] = {
     },
     "application/wasm": _RAW,
 }
-NOT_FOUND = {404: "AGENTNOT_FOUND: no agent has that name"}
+NOT_FOUND = {404: "AGENT_NOT_FOUND: no agent has that name"}
 BAD_MODULE = {
     400: "INVALID_REQUEST (names the field) or INVALID_WASM (says what is wrong with the "
     "module; details.logs holds the agent's log lines when caxton_init failed)",

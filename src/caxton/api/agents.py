@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from caxton.agents._model import AgentInfo, DeployRequest
+from caxton.agents._model import NAME_PATTERN, AgentInfo, DeployRequest
 from caxton.api.agent_forms import DEPLOY, UPGRADE, query_int, read_upload
 from caxton.api.agent_schemas import (
     AGENT_SCHEMA,
@@ -26,7 +26,7 @@ from caxton.api.agent_schemas import (
     UPGRADE_BODY,
 )
 from caxton.api.keys import NODE
-from caxton.api.routes import Route
+from caxton.api.routes import Route, integer
 from caxton.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["agent_routes"]
 
 PREFIX = "/api/v1/agents"
+#: The ``{name}`` of the agent routes (anything else is simply not found).
+_NAME = {"name": {"type": "string", "pattern": NAME_PATTERN.pattern}}
 
 
 def _service(request: web.Request) -> AgentService:
@@ -159,7 +161,7 @@ def agent_routes() -> list[Route]:
             query={
                 "name": "application/wasm form: the agent's name",
                 "memory": 'application/wasm form: memory limit ("64MB" or bytes)',
-                "fuel": "application/wasm form: fuel per message",
+                "fuel": integer("application/wasm form: fuel per message", 1, 2**63 - 1),
                 "grant_dir": "application/wasm form: grant a per-agent data directory",
                 "env": "application/wasm form: K=V, repeatable",
             },
@@ -173,14 +175,15 @@ def agent_routes() -> list[Route]:
             tag="agents",
             responses={200: "One page of agents", 400: "INVALID_REQUEST: bad offset or limit"},
             query={
-                "offset": "agents to skip (default 0)",
-                "limit": f"page size (default 100, at most {MAX_PAGE})",
+                "offset": integer("agents to skip (default 0)", 0, 2**31),
+                "limit": integer(f"page size (default 100, at most {MAX_PAGE})", 1, MAX_PAGE),
             },
             response_schema=LIST_SCHEMA,
         ),
         Route(
             method="GET",
             path=item,
+            path_schemas=_NAME,
             handler=show,
             summary="Show one agent: state, version, limits, counters",
             tag="agents",
@@ -190,17 +193,19 @@ def agent_routes() -> list[Route]:
         Route(
             method="PUT",
             path=item,
+            path_schemas=_NAME,
             handler=upgrade,
             summary="Upgrade to a new module, or roll back with ?version=N (no body)",
             tag="agents",
             request_body=UPGRADE_BODY,
             responses={200: "The agent at its new version", **BAD_MODULE, **NOT_FOUND},
-            query={"version": "roll back to this stored version (send no body)"},
+            query={"version": integer("roll back to this stored version (send no body)", 1, 2**31)},
             response_schema=AGENT_SCHEMA,
         ),
         Route(
             method="DELETE",
             path=item,
+            path_schemas=_NAME,
             handler=remove,
             summary="Stop and remove an agent",
             tag="agents",
@@ -209,6 +214,7 @@ def agent_routes() -> list[Route]:
         Route(
             method="POST",
             path=f"{item}/stop",
+            path_schemas=_NAME,
             handler=stop,
             summary="Stop an agent (the message being handled finishes first)",
             tag="agents",
@@ -218,6 +224,7 @@ def agent_routes() -> list[Route]:
         Route(
             method="POST",
             path=f"{item}/start",
+            path_schemas=_NAME,
             handler=start,
             summary="Start a stopped or failed agent",
             tag="agents",
@@ -228,11 +235,18 @@ def agent_routes() -> list[Route]:
         Route(
             method="GET",
             path=f"{item}/logs",
+            path_schemas=_NAME,
             handler=logs,
             summary="The agent's recent log lines (caxton.log and WASI stdout/stderr)",
             tag="agents",
             responses={200: "Oldest first", 400: "INVALID_REQUEST: bad n", **NOT_FOUND},
-            query={"n": f"how many recent lines (default 100, at most {MAX_LOG_LINES})"},
+            query={
+                "n": integer(
+                    f"how many recent lines (default 100, at most {MAX_LOG_LINES})",
+                    0,
+                    MAX_LOG_LINES,
+                )
+            },
             response_schema=LOGS_SCHEMA,
         ),
     ]

@@ -27,9 +27,9 @@ from caxton.api.errors import error_middleware
 from caxton.api.events import event_routes, setup_event_streams
 from caxton.api.forwarded import forwarded_middleware
 from caxton.api.health import health_routes, readiness_middleware
-from caxton.api.keys import MAX_REQUEST_SIZE, NODE, REQUEST_TIMEOUT
+from caxton.api.keys import MAX_REQUEST_SIZE, NODE, PUBLIC_PATHS, REQUEST_TIMEOUT
 from caxton.api.messages import message_routes
-from caxton.api.routes import Route, add_routes, openapi_document
+from caxton.api.routes import Guards, Route, add_routes, openapi_document
 from caxton.api.security import security_middlewares
 from caxton.api.tracing import tracing_middleware
 from caxton.node import Node
@@ -125,8 +125,15 @@ def create_app(
     )
     app[BODY_TYPES] = body_types(routes)
 
+    security = node.config.security
+    guards = Guards(
+        public_paths=PUBLIC_PATHS,
+        auth_header=security.api_key_header if security.auth_enabled else None,
+        rate_limited=security.rate_limit_enabled,
+    )
+
     async def openapi(request: web.Request) -> web.Response:
-        return web.json_response(openapi_document(routes))
+        return web.json_response(openapi_document(routes, guards=guards))
 
     routes.append(
         Route(

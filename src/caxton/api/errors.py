@@ -10,15 +10,19 @@ leak internals.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
+from caxton.api.json_body import check_depth
 from caxton.api.keys import MAX_REQUEST_SIZE, REQUEST_TIMEOUT
-from caxton.errors import Error
+from caxton.errors import Error, StorageError
 
-__all__ = ["ApiError", "error_middleware", "error_response", "read_json"]
+__all__ = ["ApiError", "bad_http_message", "error_middleware", "error_response", "read_json"]
 
 log = logging.getLogger("caxton.http")
 
@@ -62,13 +66,53 @@ def error_response(
 
 
 async def read_json(request: web.Request) -> Any:
-    """The request body as JSON, or a 400 INVALID_REQUEST saying why it is not."""
+    """The request body as JSON, or a 400 INVALID_REQUEST saying why it is not.
+
+    A ``charset`` other than one Python knows is 415; JSON nested deeper than
+    `~caxton.api.json_body.MAX_JSON_DEPTH` is 400 before it is decoded.
+    """
+    charset = request.charset or "utf-8"
+    body = await request.read()
     try:
-        return await request.json()
+        text = body.decode(charset)
+    except LookupError:  # not a codec, or not a text one ("rot13")
+        raise ApiError(
+            415,
+            "INVALID_REQUEST",
+            f"unknown charset {charset!r:.40} in Content-Type: send JSON as UTF-8",
+            details={"charset": charset[:40]},
+        ) from None
     except ValueError as exc:
         raise ApiError(
+            400, "INVALID_REQUEST", f"the request body is not {charset:.40} text: {exc}"
+        ) from None
+    check_depth(body)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(
             400, "INVALID_REQUEST", f"the request body is not valid JSON: {exc}"
-        ) from exc
+        ) from None
+
+
+def bad_http_message(exc: HttpProcessingError, remote: str | None) -> web.Response:
+    """The envelope for a request HTTP itself refuses (logged once, at WARNING)."""
+    status = exc.code if 400 <= exc.code < 500 else 400
+    text = " ".join(str(exc.message).split())
+    if text.startswith("400, message: "):  # a payload error wraps the parser's own text
+        text = text[len("400, message: ") :]
+    reason = text[:200] or type(exc).__name__
+    log.warning(
+        "refused a malformed HTTP request from %s: %s",
+        remote,
+        reason,
+        extra={"remote": remote, "status": status, "reason": reason},
+    )
+    response = error_response(
+        status, _HTTP_CODES.get(status, "INVALID_REQUEST"), f"malformed HTTP request: {reason}"
+    )
+    response.force_close()
+    return response
 
 
 def _from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Response:
@@ -103,6 +147,11 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
                 response = await handler(request)
     except ApiError as exc:
         return error_response(exc.http_status, exc.http_code, exc.message, exc.details)
+    except StorageError as exc:
+        # SQLite's words and the statement stay in the server log; the client learns only
+        # that the state store failed (it may retry, or an operator looks at the log).
+        log.error("storage failed in %s %s: %s", request.method, request.path, exc.message)
+        return error_response(exc.status, exc.code, "the state store failed; see the server log")
     except Error as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except web.HTTPException as exc:
@@ -115,6 +164,14 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             "UNAVAILABLE",
             f"the request took longer than request_timeout ({timeout:g}s)",
         )
+    except (HttpProcessingError, RequestPayloadError) as exc:
+        # The body's framing is broken (bad chunking) or it cannot be decoded (bad gzip). No
+        # more of it can be read: end it here, or aiohttp reads it again after the response
+        # (its lingering close) and logs the same error with a traceback.
+        request.content.feed_eof()
+        if isinstance(exc, RequestPayloadError):
+            exc = HttpProcessingError(code=400, message=str(exc))
+        return bad_http_message(exc, request.remote)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:

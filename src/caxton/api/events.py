@@ -29,7 +29,7 @@ from caxton.agents._model import rfc3339
 from caxton.api.agent_forms import query_int
 from caxton.api.errors import ApiError
 from caxton.api.messages import messaging_of
-from caxton.api.routes import Route
+from caxton.api.routes import Route, integer
 from caxton.config import parse_duration
 from caxton.errors import InvalidRequest
 from caxton.messaging import Subscription
@@ -203,14 +203,19 @@ def event_routes() -> list[Route]:
                 101: "Switching to the WebSocket: JSON text frames, one event each; close "
                 f"code {CLOSE_TOO_SLOW} means the subscriber was dropped for reading too slowly",
                 400: "INVALID_REQUEST: a bad filter, heartbeat or max_queue",
+                426: "INVALID_REQUEST: not a WebSocket upgrade (connect with Upgrade: websocket)",
             },
             query={
                 "agent": "only messages from or to this agent, and its lifecycle events",
                 "performative": "only messages with this performative",
                 "conversation": "only events of this conversation",
                 "heartbeat": f"heartbeat interval (default {DEFAULT_HEARTBEAT:g}s, 1s to 5m)",
-                "max_queue": "events buffered for this subscriber before it is dropped "
-                "(default 1000, 10 to 100000)",
+                "max_queue": integer(
+                    "events buffered for this subscriber before it is dropped "
+                    "(default 1000, 10 to 100000)",
+                    10,
+                    100_000,
+                ),
             },
         )
     ]

@@ -89,5 +89,13 @@ def health_routes() -> list[Route]:
                 200: "Ready",
                 503: "Not ready; details.checks says which check fails, details.reasons why",
             },
+            response_schema={
+                "type": "object",
+                "required": ["status", "checks"],
+                "properties": {
+                    "status": {"const": "ready"},
+                    "checks": {"type": "object", "additionalProperties": {"type": "boolean"}},
+                },
+            },
         ),
     ]

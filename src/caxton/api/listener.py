@@ -28,6 +28,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from caxton.api.errors import error_response
+from caxton.api.http_errors import use_json_errors
 from caxton.config import Address
 from caxton.errors import Error
 
@@ -93,6 +94,7 @@ class _Guard:
             self._probes.add(handler)
             timeout = min(timeout, PROBE_TIMEOUT)
         self._made(handler, transport)
+        use_json_errors(handler)
         loop = asyncio.get_running_loop()
         self._waiting[handler] = loop.call_later(timeout, self._expire, handler, transport)
 

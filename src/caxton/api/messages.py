@@ -21,14 +21,16 @@ import msgspec
 from aiohttp import web
 
 from caxton.agents._model import rfc3339
-from caxton.api.agent_forms import query_int
+from caxton.api.agent_forms import ascii_digits, query_int
 from caxton.api.agent_schemas import MAX_PAGE
 from caxton.api.errors import ApiError
+from caxton.api.json_body import MAX_JSON_DEPTH, check_depth
 from caxton.api.keys import NODE, REQUEST_TIMEOUT
-from caxton.api.routes import Route
+from caxton.api.routes import Route, integer
 from caxton.config import parse_duration
 from caxton.errors import Error, InvalidMessage, InvalidRequest
 from caxton.messaging import Accepted, DeadLetter, Messaging
+from caxton.messaging.codec import NAME, PERFORMATIVES
 
 __all__ = ["WAIT_MARGIN", "dead_letter_dict", "json_response", "message_routes", "messaging_of"]
 
@@ -39,13 +41,23 @@ _IDS: dict[str, Any] = {
     "sender": {"type": "string", "description": "the caller's name (made up if not given)"},
     "receivers": {"type": "array", "items": {"type": "string"}},
 }
+_NAME: dict[str, Any] = {"type": "string", "pattern": NAME.pattern}
 _MESSAGE: dict[str, Any] = {
     "type": "object",
     "required": ["performative", "receiver"],
     "properties": {
-        "performative": {"type": "string", "description": "one of the 22 FIPA acts"},
-        "receiver": {"type": ["string", "array"], "items": {"type": "string"}},
-        "sender": {"type": "string", "description": "the caller's name; not an agent's"},
+        "performative": {
+            "enum": sorted(PERFORMATIVES),
+            "description": "one of the 22 FIPA acts (the FIPA hyphen spelling and any case "
+            "are accepted too, and stored as listed)",
+        },
+        "receiver": {
+            "anyOf": [
+                _NAME,
+                {"type": "array", "items": _NAME, "minItems": 1, "uniqueItems": True},
+            ]
+        },
+        "sender": {**_NAME, "description": "the caller's name; not an agent's"},
         "content": {"description": "any JSON value"},
         "reply_by": {"type": "string", "format": "date-time"},
         **{f: {"type": "string", "maxLength": 256} for f in _TEXT_FIELDS},
@@ -159,6 +171,8 @@ def _ids(accepted: Accepted) -> dict[str, Any]:
     }
 
 
+#: The largest row id SQLite has.
+_MAX_ID = 2**63 - 1
 #: Messages one bulk request may carry.
 MAX_BULK = 1000
 
@@ -222,7 +236,10 @@ async def send(request: web.Request) -> web.Response:
         )
     body = await request.read()
     if body.lstrip()[:1] == b"[":
+        # The array is one more level: each message in it may nest as deep as one sent alone.
+        check_depth(body, limit=MAX_JSON_DEPTH + 1)
         return await _send_bulk(request, body)
+    check_depth(body, what="the message")
     wait = _wait_seconds(request)
     if not body.strip():
         raise InvalidMessage("the request body must be a message (a JSON object)")
@@ -299,8 +316,13 @@ async def dead_letters(request: web.Request) -> web.Response:
 async def redrive(request: web.Request) -> web.Response:
     """``POST /api/v1/dead-letters/{id}/redrive``: deliver its message again (same ids)."""
     text = request.match_info["id"]
-    if not text.isdigit():
-        raise InvalidRequest(f"id: expected a dead letter's number, got {text!r}")
+    if not (text.isascii() and text.isdigit()):  # isdigit alone is true for "¹" and "٣"
+        raise InvalidRequest(
+            f"id: expected a dead letter's number (ASCII digits), got {text!r:.40}",
+            details={"field": "id"},
+        )
+    if not ascii_digits(text) or int(text) > _MAX_ID:  # no row has it; SQLite can't be asked
+        raise ApiError(404, "NOT_FOUND", f"no dead letter {text:.40}", details={"id": text[:40]})
     dead_id = int(text)
     try:
         accepted = await messaging_of(request).redrive(dead_id)
@@ -315,8 +337,8 @@ async def redrive(request: web.Request) -> web.Response:
 
 
 _PAGE_QUERY = {
-    "offset": "items to skip (default 0)",
-    "limit": f"page size (default 100, at most {MAX_PAGE})",
+    "offset": integer("items to skip (default 0)", 0, 2**31),
+    "limit": integer(f"page size (default 100, at most {MAX_PAGE})", 1, MAX_PAGE),
 }
 
 
@@ -341,6 +363,7 @@ def message_routes() -> list[Route]:
             },
             query={"wait": "wait this long for the first reply (e.g. 5s, 200ms)"},
             response_schema=REPLY_SCHEMA,
+            status_schemas={200: {**_MESSAGE, "required": []}},
         ),
         Route(
             method="GET",
@@ -369,12 +392,13 @@ def message_routes() -> list[Route]:
         Route(
             method="POST",
             path="/api/v1/dead-letters/{id}/redrive",
+            path_schemas={"id": {"type": "string", "pattern": "^[0-9]{1,19}$"}},
             handler=redrive,
             summary="Deliver a dead letter's message again to its receiver (same ids)",
             tag="messages",
             responses={
                 202: "Accepted again",
-                400: "INVALID_REQUEST: redriven already",
+                400: "INVALID_REQUEST: redriven already, or the id is not a number",
                 404: "NOT_FOUND: no such dead letter",
                 429: "RESOURCE_LIMIT_EXCEEDED: the mailbox stayed full",
             },

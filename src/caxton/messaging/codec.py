@@ -79,7 +79,7 @@ NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$")
 _TEXT_FIELDS = ("conversation_id", "reply_with", "in_reply_to", "protocol", "ontology", "language")
 _MAX_TEXT = 256
 _RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
 )
 
 #: What `parse_message` takes as encoded JSON (a tuple: ``isinstance`` with ``a | b | c``
@@ -118,7 +118,7 @@ def normalise_performative(value: object) -> str | None:
 
 def parse_reply_by(value: str) -> float:
     """Unix seconds of an RFC 3339 timestamp; `InvalidMessage` if it is not one."""
-    if not _RFC3339.match(value):
+    if not _RFC3339.fullmatch(value):
         raise InvalidMessage(
             "reply_by must be an RFC 3339 timestamp such as 2026-01-01T12:00:00Z",
             details={"field": "reply_by"},
@@ -127,7 +127,7 @@ def parse_reply_by(value: str) -> float:
     text = text[:-1] + "+00:00" if text.endswith("Z") else text
     head, _, rest = text.partition(".")
     if rest:  # fromisoformat (3.11) takes at most 6 fractional digits
-        digits = re.match(r"\d+", rest)
+        digits = re.match(r"[0-9]+", rest)
         assert digits is not None
         text = f"{head}.{digits.group()[:6].ljust(6, '0')}{rest[digits.end() :]}"
     try:
@@ -156,7 +156,7 @@ def _name(field: str, value: object) -> str:
     # exact strs are looked up (nothing else can equal a cached name).
     if type(value) is str and value in _known_names:
         return value
-    if not isinstance(value, str) or not NAME.match(value):
+    if not isinstance(value, str) or not NAME.fullmatch(value):
         raise _invalid(field, f"expected a name matching {NAME.pattern}, got {value!r:.80}")
     if len(_known_names) >= _MAX_KNOWN_NAMES:
         _known_names.clear()

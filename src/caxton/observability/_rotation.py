@@ -85,7 +85,7 @@ def rotated_file_date(base: Path, candidate: Path) -> date | None:
     """The period date in a rotated file's name (``base.YYYY-MM-DD[-HH][.N]``), else None."""
     if not candidate.name.startswith(base.name):
         return None
-    match = _SUFFIX.match(candidate.name[len(base.name) :])
+    match = _SUFFIX.fullmatch(candidate.name[len(base.name) :])
     if match is None:
         return None
     try:

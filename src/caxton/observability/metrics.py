@@ -69,7 +69,7 @@ def _package_version(name: str) -> str:
 
 
 def _check(prefix: str, buckets: Sequence[float]) -> tuple[float, ...]:
-    if not _PREFIX.match(prefix):
+    if not _PREFIX.fullmatch(prefix):
         raise ConfigError(
             f"observability.metrics_prefix: {prefix!r} is not a valid Prometheus metric name "
             "prefix (letters, digits, '_' and ':', not starting with a digit)",

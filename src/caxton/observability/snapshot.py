@@ -85,7 +85,7 @@ def _labels(raw: object) -> dict[str, str]:
         raise _Invalid(f"labels must be a mapping, not {type(raw).__name__}")
     labels = {str(k): str(v) for k, v in raw.items()}
     for key in labels:
-        if not _NAME.match(key) or key.startswith("__"):
+        if not _NAME.fullmatch(key) or key.startswith("__"):
             raise _Invalid(f"invalid label name {key!r}")
     return labels
 
@@ -203,7 +203,7 @@ class SnapshotCollector(Collector):
         name = str(name)
         if kind == "counter" and name.endswith("_total"):
             name = name[: -len("_total")]
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise _Invalid(f"invalid metric name {name!r}")
         if kind not in ("counter", "gauge", "histogram"):
             raise _Invalid(f"unknown kind {kind!r} (counter, gauge or histogram)")

@@ -202,7 +202,11 @@ class Worker(InstanceOps):
                 handle(agent, data)
             except Exception as exc:  # a bug of ours: contain it like a crash of the agent
                 _log.exception("handling a message for %s failed", agent.name)
-                internal = AgentFailure(f"internal error: {exc}", cause="trap")
+                # The text is for operators (the log above has it): the agent's last_error and
+                # the dead letter say only what kind of failure it was, never SQL or paths.
+                internal = AgentFailure(
+                    f"internal error ({type(exc).__name__}); see the server log", cause="trap"
+                )
                 self._failed(agent, data, internal, 0.0, crashed=True)
             processed += 1
         if processed:
