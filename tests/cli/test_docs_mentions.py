@@ -58,7 +58,7 @@ def test_no_reference_to_a_design_document_that_is_not_in_the_repository() -> No
     files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "sdk").rglob("*.h")]
     files += [
         ROOT / "src" / "caxton" / relative
-        for relative in ("agents/_model.py", "messaging/codec.py", "messaging/envelope.py")
+        for relative in ("agents/_model.py", "wire/codec.py", "wire/envelope.py")
     ]
     for path in files:
         assert "DESIGN.md" not in path.read_text(), path

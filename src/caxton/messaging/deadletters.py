@@ -20,11 +20,12 @@ from typing import Any
 
 import msgspec
 
-from caxton.messaging.codec import ASKS_FOR_REPLY, encode
-from caxton.messaging.envelope import new_id, now_rfc3339
 from caxton.storage.messages import DeadLetterRecord
+from caxton.wire.codec import ASKS_FOR_REPLY, encode
+from caxton.wire.envelope import new_id, now_rfc3339
+from caxton.wire.header import Header
 
-__all__ = ["REASONS", "DeadLetter", "Header", "failure_reply", "from_record", "header_of"]
+__all__ = ["REASONS", "DeadLetter", "failure_reply", "from_record"]
 
 REASONS = (
     "unknown_receiver",
@@ -33,29 +34,6 @@ REASONS = (
     "handler_failed",
     "mailbox_full",
 )
-
-
-class Header(msgspec.Struct):
-    """The envelope fields the loop-side router reads (tolerant: wrong types become None)."""
-
-    sender: Any = None
-    receiver: Any = None
-    message_id: Any = None
-    conversation_id: Any = None
-    performative: Any = None
-    reply_with: Any = None
-    reply_by: Any = None
-
-
-_decode_header = msgspec.json.Decoder(Header).decode
-
-
-def header_of(data: bytes) -> Header:
-    """The header fields of a message; an empty header if it is not a JSON object."""
-    try:
-        return _decode_header(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return Header()
 
 
 def _text(value: Any) -> str | None:

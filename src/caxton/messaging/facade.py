@@ -35,17 +35,18 @@ from caxton.errors import (
 )
 from caxton.messaging import deadletters as dl
 from caxton.messaging.bus import EventBus, Subscription
-from caxton.messaging.codec import check_name, check_size, decode_array, encode, parse_message
-from caxton.messaging.envelope import new_id, now_rfc3339
 from caxton.messaging.failures import FailureOps
 from caxton.messaging.journal import Journal
 from caxton.messaging.metrics import MetricsMixin
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import Replies, ReplyWaiter
-from caxton.messaging.router import MessagingRouter, expired
+from caxton.messaging.router import MessagingRouter
 from caxton.runtime.agent import AgentState
 from caxton.storage.messages import MessageBatch
 from caxton.storage.sqlite import Storage
+from caxton.wire.codec import check_name, check_size, decode_array, encode, parse_message
+from caxton.wire.envelope import new_id, now_rfc3339
+from caxton.wire.header import Header, expired, header_from, header_of
 
 if TYPE_CHECKING:
     from caxton.runtime.runtime import Runtime
@@ -200,9 +201,7 @@ class Messaging(FailureOps, MetricsMixin):
     def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None:
         """A handler failed: dead-letter the message (reason ``handler_failed``)."""
         details = {"cause": error.cause, "error": error.message}
-        self._dead_letter_soon(
-            name, data, dl.header_of(data), "handler_failed", details, True, True
-        )
+        self._dead_letter_soon(name, data, header_of(data), "handler_failed", details, True, True)
 
     def agent_state_changed(self, name: str, state: AgentState) -> None:
         """Publish a lifecycle event."""
@@ -275,7 +274,7 @@ class Messaging(FailureOps, MetricsMixin):
         # well-formed by construction, so only the size with our fields is left to check (a
         # second full parse of ``data`` cost ~15 µs per submit and could find nothing new).
         check_size(data, self.max_message_size)
-        header = _header(envelope)
+        header = header_from(envelope)
         self.replies.remember(sender)
         waiter = self.replies.expect(envelope["conversation_id"], sender) if wait else None
         try:
@@ -356,7 +355,7 @@ class Messaging(FailureOps, MetricsMixin):
                 raise
             raw = envelope["receiver"]
             # `reply_by` is rare: only then build the header `expired` reads.
-            late = "reply_by" in envelope and expired(_header(envelope))
+            late = "reply_by" in envelope and expired(header_from(envelope))
             if isinstance(raw, str):  # the usual case: one receiver, no generator to run
                 receivers: tuple[str, ...] = (raw,)
                 local: tuple[str, ...] = () if late or not has_agent(raw) else receivers
@@ -483,7 +482,9 @@ class Messaging(FailureOps, MetricsMixin):
                     reason = "agent_not_running"
             notify, pending = _DEAD_LETTER_FLAGS[reason]
             letters.append(
-                self._dead_letter(receiver, data, _header(envelope), reason, {}, notify, pending)
+                self._dead_letter(
+                    receiver, data, header_from(envelope), reason, {}, notify, pending
+                )
             )
         if letters:
             await asyncio.gather(*letters)
@@ -531,7 +532,7 @@ class Messaging(FailureOps, MetricsMixin):
     async def _accept(
         self,
         data: bytes,
-        header: dl.Header,
+        header: Header,
         waiter: ReplyWaiter | None,
         *,
         redrive: int | None = None,
@@ -616,19 +617,6 @@ class Messaging(FailureOps, MetricsMixin):
         for blob in blobs:
             messages.extend(decode_array(blob))
         return messages[skip : skip + limit], total
-
-
-def _header(envelope: dict[str, Any]) -> dl.Header:
-    """The header of an envelope we just encoded (same values `header_of(data)` would decode)."""
-    return dl.Header(
-        sender=envelope["sender"],
-        receiver=envelope["receiver"],
-        message_id=envelope["message_id"],
-        conversation_id=envelope["conversation_id"],
-        performative=envelope["performative"],
-        reply_with=envelope.get("reply_with"),
-        reply_by=envelope.get("reply_by"),
-    )
 
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:

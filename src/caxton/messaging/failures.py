@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 from caxton.errors import AgentNotFound, InvalidMessage, MailboxClosed, WouldBlock
 from caxton.messaging import deadletters as dl
 from caxton.messaging.bus import EventBus
-from caxton.messaging.journal import message_id_of
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import ReplyWaiter
-from caxton.messaging.router import MessagingRouter, expired
+from caxton.messaging.router import MessagingRouter
 from caxton.storage.sqlite import Storage
+from caxton.wire.header import Header, expired, header_of, message_id_of
 
 if TYPE_CHECKING:
     from caxton.messaging.facade import Accepted
@@ -45,7 +45,7 @@ class FailureOps:
     async def _accept(
         self,
         data: bytes,
-        header: dl.Header,
+        header: Header,
         waiter: ReplyWaiter | None,
         *,
         redrive: int | None = None,
@@ -59,7 +59,7 @@ class FailureOps:
         self,
         receiver: str,
         data: bytes,
-        header: dl.Header,
+        header: Header,
         reason: str,
         details: dict[str, Any],
         notify: bool,
@@ -71,7 +71,7 @@ class FailureOps:
         self,
         receiver: str,
         data: bytes,
-        header: dl.Header,
+        header: Header,
         reason: str,
         details: dict[str, Any],
         notify: bool,
@@ -97,9 +97,7 @@ class FailureOps:
         if reply is not None and self.runtime is not None:
             to, conversation, body = reply
             if self.router.route_from_loop(to, body, conversation):
-                await self._dead_letter(
-                    to, body, dl.header_of(body), "mailbox_full", {}, False, False
-                )
+                await self._dead_letter(to, body, header_of(body), "mailbox_full", {}, False, False)
         return dead_id
 
     async def dead_letters(
@@ -117,7 +115,7 @@ class FailureOps:
         record = await self.storage.dead_letter(dead_letter_id)
         if record is None or record.redriven_at is not None:
             raise InvalidMessage(f"dead letter {dead_letter_id} does not exist or was redriven")
-        header = dl.header_of(record.body)
+        header = header_of(record.body)
         if header.reply_by is not None and expired(header):
             header.reply_by = None  # a redrive is a deliberate second chance
         return await self._accept(
@@ -142,7 +140,7 @@ class FailureOps:
                 return count
             for row in rows:
                 after = row.seq
-                header = dl.header_of(row.body)
+                header = header_of(row.body)
                 if expired(header):
                     await self._dead_letter(
                         row.receiver, row.body, header, "expired", {}, True, True

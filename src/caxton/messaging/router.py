@@ -25,32 +25,21 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from caxton.errors import AgentNotFound, InvalidMessage
-from caxton.messaging.codec import parse_reply_by
-from caxton.messaging.deadletters import Header, header_of
+from caxton.errors import AgentNotFound
 from caxton.messaging.journal import Journal
 from caxton.messaging.replies import Replies
 from caxton.runtime.agent import AgentState
+from caxton.wire.header import Header, expired, header_of
 
 if TYPE_CHECKING:
     from caxton.runtime.runtime import Runtime
 
-__all__ = ["DeadLetterFn", "MessagingRouter", "expired"]
+__all__ = ["DeadLetterFn", "MessagingRouter"]
 
 #: ``dead_letter(receiver, data, header, reason, details, notify, pending)`` (loop thread).
 DeadLetterFn = Callable[[str, bytes, Header, str, dict[str, Any], bool, bool], None]
 _log = logging.getLogger("caxton.messaging")
 _RUNNABLE = (AgentState.RUNNING, AgentState.HIBERNATED, AgentState.LOADED)
-
-
-def expired(header: Header, now: float | None = None) -> bool:
-    """Whether the message's ``reply_by`` has passed."""
-    if not isinstance(header.reply_by, str):
-        return False
-    try:
-        return parse_reply_by(header.reply_by) <= (time.time() if now is None else now)
-    except InvalidMessage:
-        return False
 
 
 class MessagingRouter:

@@ -35,11 +35,11 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from caxton.errors import InvalidMessage, StorageError
-from caxton.messaging.envelope import Incoming, Stamper
 from caxton.runtime import abi
 from caxton.runtime._ffi import HOST_CALLBACK, define_unchecked
 from caxton.runtime.agent import CLOSED, WAKE
 from caxton.runtime.logs import MAX_LINE
+from caxton.wire.envelope import Incoming, Stamper
 
 if TYPE_CHECKING:
     from caxton.runtime.agent import Agent

@@ -32,7 +32,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from caxton.errors import InvalidMessage
-from caxton.messaging.codec import Performative, normalise_performative, parse_reply_by
+from caxton.wire.codec import Performative, normalise_performative, parse_reply_by
 
 __all__ = ["Incoming", "OutgoingHeader", "Stamper", "new_id", "now_rfc3339"]
 
