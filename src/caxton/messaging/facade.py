@@ -2,10 +2,16 @@
 
 Composition (the node does this)::
 
-    messaging = Messaging(config, storage)
-    runtime = Runtime(config.runtime, engine=..., router=messaging.router, events=node_events)
-    messaging.attach(runtime)            # node_events forwards message_failed / state changes
-    await runtime.start(); await messaging.start()
+    messaging = Messaging(
+        config,
+        storage,
+        # The runtime gets its `Delivery` port (this object) at construction; node_events
+        # forwards message_failed / state changes to it.
+        runtime=lambda delivery: Runtime(config.runtime, engine=..., delivery=delivery,
+                                         events=node_events(delivery)),
+    )
+    runtime = messaging.runtime
+    await messaging.start(); await runtime.start()
     ... start the agents ...
     await messaging.recover()            # deliver again what a previous run did not handle
     ...
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +48,7 @@ from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import Replies, ReplyWaiter
 from caxton.messaging.router import MessagingRouter
 from caxton.runtime.agent import AgentState
+from caxton.runtime.delivery import Origin
 from caxton.storage.messages import MessageBatch
 from caxton.storage.sqlite import Storage
 from caxton.wire.codec import check_name, check_size, decode_array, encode, parse_message
@@ -85,8 +92,17 @@ class Messaging(FailureOps, MetricsMixin):
     """Routing, conversations, at-least-once delivery, dead letters and the event bus."""
 
     def __init__(
-        self, config: Config, storage: Storage, *, options: MessagingOptions | None = None
+        self,
+        config: Config,
+        storage: Storage,
+        *,
+        runtime: Callable[[Messaging], Runtime],
+        options: MessagingOptions | None = None,
+        forward: Callable[[str, bytes], bool] | None = None,
     ) -> None:
+        """``runtime`` builds the runtime around this object, its `Delivery` port;
+        ``forward(receiver, data)`` (the cluster's hook) may take messages for names that are
+        neither local agents nor known clients (True: it took it)."""
         self.config = config
         self.storage = storage
         self.options = options or MessagingOptions()
@@ -94,13 +110,14 @@ class Messaging(FailureOps, MetricsMixin):
         self.journal = Journal(storage.write_messages_nowait)
         self.replies = Replies(self.options.max_clients)
         self.bus = EventBus()
+        self.runtime = runtime(self)
         self.router = MessagingRouter(
-            self.journal,
+            self.runtime,
             self.replies,
             self._dead_letter_soon,
+            forward=forward,
             dead_letters_per_second=config.runtime.max_dead_letters_per_second,
         )
-        self.runtime: Runtime | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
@@ -115,15 +132,9 @@ class Messaging(FailureOps, MetricsMixin):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def attach(self, runtime: Runtime) -> None:
-        """Use ``runtime`` for local delivery (it must have been built with our `router`)."""
-        self.runtime = runtime
-        self.router.runtime = runtime
-
     async def start(self) -> None:
         """Start the flush and retention tasks; note where recovery stops."""
         self._loop = loop = asyncio.get_running_loop()
-        self.router.bind_loop()
         self.journal.listener = self._on_flush
         self._recover_upto = int(
             await self.storage.read(
@@ -196,6 +207,12 @@ class Messaging(FailureOps, MetricsMixin):
             with contextlib.suppress(RuntimeError):  # the loop is closed
                 self._loop.call_soon_threadsafe(self.bus.publish_messages, sent)
 
+    # -- Delivery: the runtime's port ---------------------------------------------------------
+
+    def not_local(self, receiver: str, data: bytes, origin: Origin) -> None:
+        """A message no running local agent takes (loop thread): see `MessagingRouter`."""
+        self.router.not_local(receiver, data, origin)
+
     # -- AgentEvents (the node forwards these) -----------------------------------------------
 
     def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None:
@@ -230,13 +247,8 @@ class Messaging(FailureOps, MetricsMixin):
 
     # -- submitting --------------------------------------------------------------------------
 
-    def _runtime(self) -> Runtime:
-        if self.runtime is None:
-            raise MailboxClosed("messaging is not attached to a runtime")
-        return self.runtime
-
     def _is_agent(self, name: str) -> bool:
-        return self._runtime().has_agent(name)  # a dict lookup (no statistics snapshot)
+        return self.runtime.has_agent(name)  # a dict lookup (no statistics snapshot)
 
     async def submit(
         self, message: Mapping[str, Any] | bytes, *, client: str | None = None, wait: bool = False
@@ -301,7 +313,7 @@ class Messaging(FailureOps, MetricsMixin):
         ``client-<hex>`` shared by the call's messages without a sender (one request is one
         client; a made-up name per message would also evict real clients from `replies`).
         """
-        runtime = self._runtime()
+        runtime = self.runtime
         has_agent = runtime.has_agent
         max_size = self.max_message_size
         sender_of_call = check_name("sender", client) if client else None
@@ -395,7 +407,7 @@ class Messaging(FailureOps, MetricsMixin):
     ) -> list[Accepted | Error]:
         """Route committed messages in order: `deliver_nowait` first, then the slow path."""
         deliver_nowait = runtime.deliver_nowait
-        external = self.router.external
+        not_local = self.router.not_local
         #: Receivers whose mailbox was full in this call: every later message to one of them
         #: takes the slow path too, behind the earlier ones, so one sender's messages to one
         #: receiver still arrive in the order sent (a freed slot must not let message i+1
@@ -408,7 +420,7 @@ class Messaging(FailureOps, MetricsMixin):
                 if late:
                     slow.append((index, receiver, "expired"))
                 elif receiver not in local:
-                    external(receiver, data)
+                    not_local(receiver, data, Origin.LOOP)
                 elif receiver in blocked:
                     slow.append((index, receiver, "mailbox_full"))
                 else:
@@ -538,7 +550,7 @@ class Messaging(FailureOps, MetricsMixin):
         redrive: int | None = None,
         receivers: tuple[str, ...] | None = None,
     ) -> Accepted:
-        runtime = self._runtime()
+        runtime = self.runtime
         if receivers is None:
             raw = header.receiver
             receivers = tuple(raw) if isinstance(raw, list) else (raw,)
@@ -560,7 +572,7 @@ class Messaging(FailureOps, MetricsMixin):
             if late:
                 await self._dead_letter(receiver, data, header, "expired", {}, True, False)
             elif receiver not in local:
-                self.router.external(receiver, data)
+                self.router.not_local(receiver, data, Origin.LOOP)
             else:
                 try:
                     try:  # the usual case: room in the mailbox, no coroutine to run

@@ -32,14 +32,11 @@ class FailureOps:
     options: MessagingOptions
     router: MessagingRouter
     bus: EventBus
-    runtime: Runtime | None
+    runtime: Runtime
     dead_letter_counts: dict[str, int]
     _recover_upto: int
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        raise NotImplementedError
-
-    def _runtime(self) -> Runtime:
         raise NotImplementedError
 
     async def _accept(
@@ -94,9 +91,9 @@ class FailureOps:
             }
         )
         reply = dl.failure_reply(receiver, header, reason) if notify else None
-        if reply is not None and self.runtime is not None:
+        if reply is not None:
             to, conversation, body = reply
-            if self.router.route_from_loop(to, body, conversation):
+            if self.runtime.send_from_loop(to, body, conversation):
                 await self._dead_letter(to, body, header_of(body), "mailbox_full", {}, False, False)
         return dead_id
 
@@ -131,7 +128,7 @@ class FailureOps:
         mailbox gets ``recover_wait`` once: the rest for a receiver that stayed full is
         dead-lettered without waiting again, so a busy agent cannot hold the start up.
         """
-        runtime, count, after = self._runtime(), 0, 0
+        runtime, count, after = self.runtime, 0, 0
         full: set[str] = set()
         while True:
             rows = await self.storage.pending_deliveries(after=after, limit=1000)

@@ -19,22 +19,20 @@ from typing import Any
 
 import msgspec
 
+from caxton.runtime.delivery import Offer
 from caxton.runtime.kvstore import AgentKv
 from caxton.runtime.logs import LogRing
 from caxton.runtime.supervisor import RestartBudget
 
 __all__ = [
-    "CLOSED",
-    "WAKE",
     "Agent",
     "AgentSpec",
     "AgentState",
     "AgentStatistics",
 ]
 
-#: `Agent.offer` results besides ABI codes.
-WAKE = 1  # queued; the caller must put the agent on a run queue
-CLOSED = 2  # the mailbox is closed (stopped, failed or removed agent)
+# `Agent.offer`'s results, bound once (a module global is cheaper than the attribute).
+_QUEUED, _WAKE, _CLOSED, _FULL = Offer.QUEUED, Offer.WAKE, Offer.CLOSED, Offer.FULL
 
 
 class AgentState(enum.StrEnum):
@@ -171,39 +169,39 @@ class Agent:
         self.external_window = float("-inf")
         self.sends_over_budget = 0  # sends refused with ERR_OVER_BUDGET
 
-    def offer(self, data: bytes) -> int:
-        """Queue one message: 0 (queued), `WAKE`, `CLOSED`, or ``abi.ERR_BACKPRESSURE`` (-4)."""
+    def offer(self, data: bytes) -> Offer:
+        """Queue one message: `Offer.QUEUED`, `Offer.WAKE`, `Offer.CLOSED` or `Offer.FULL`."""
         # acquire/release instead of ``with``: this runs for every message, and nothing
         # between them can raise (the context-manager protocol costs ~0.1 µs more).
         lock = self.lock
         lock.acquire()
         if self.closed:
             lock.release()
-            return CLOSED
+            return _CLOSED
         mailbox = self.mailbox
         if len(mailbox) >= self.capacity:
             lock.release()
-            return -4
+            return _FULL
         mailbox.append(data)
         if self.scheduled:
             lock.release()
-            return 0
+            return _QUEUED
         self.scheduled = True
         lock.release()
-        return WAKE
+        return _WAKE
 
-    def offer_within(self, data: bytes, limit: int) -> int:
+    def offer_within(self, data: bytes, limit: int) -> Offer:
         """`offer` with ``limit`` instead of the capacity (recovery after a restart)."""
         with self.lock:
             if self.closed:
-                return CLOSED
+                return _CLOSED
             if len(self.mailbox) >= limit:
-                return -4
+                return _FULL
             self.mailbox.append(data)
             if self.scheduled:
-                return 0
+                return _QUEUED
             self.scheduled = True
-            return WAKE
+            return _WAKE
 
     def submit(self, fn: Callable[[Any], Any]) -> tuple[Future[Any], bool]:
         """Queue a control operation; returns its future and whether a wake is needed."""
