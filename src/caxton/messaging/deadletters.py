@@ -14,6 +14,7 @@ its ``reply_with``: no conversation hangs silently. A ``failure`` never causes a
 
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,15 +26,21 @@ from caxton.wire.codec import ASKS_FOR_REPLY, encode
 from caxton.wire.envelope import new_id, now_rfc3339
 from caxton.wire.header import Header
 
-__all__ = ["REASONS", "DeadLetter", "failure_reply", "from_record"]
+__all__ = ["REASONS", "DeadLetter", "Reason", "failure_reply", "from_record"]
 
-REASONS = (
-    "unknown_receiver",
-    "agent_not_running",
-    "expired",
-    "handler_failed",
-    "mailbox_full",
-)
+
+class Reason(enum.StrEnum):
+    """Why a message was dead-lettered (the values are the API's and the metrics' labels)."""
+
+    UNKNOWN_RECEIVER = "unknown_receiver"
+    AGENT_NOT_RUNNING = "agent_not_running"
+    EXPIRED = "expired"
+    HANDLER_FAILED = "handler_failed"
+    MAILBOX_FULL = "mailbox_full"
+
+
+#: Every reason, as plain strings.
+REASONS = tuple(reason.value for reason in Reason)
 
 
 def _text(value: Any) -> str | None:

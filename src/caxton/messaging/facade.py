@@ -41,12 +41,13 @@ from caxton.errors import (
 )
 from caxton.messaging import deadletters as dl
 from caxton.messaging.bus import EventBus, Subscription
+from caxton.messaging.deadletters import Reason
 from caxton.messaging.failures import FailureOps
 from caxton.messaging.journal import Journal
 from caxton.messaging.metrics import MetricsMixin
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import Replies, ReplyWaiter
-from caxton.messaging.router import MessagingRouter
+from caxton.messaging.router import MessagingRouter, to_mailbox
 from caxton.runtime.agent import AgentState
 from caxton.runtime.delivery import Origin
 from caxton.storage.messages import MessageBatch
@@ -63,14 +64,6 @@ __all__ = ["Accepted", "Messaging"]
 #: One message of a `Messaging.submit_many` once stamped: (data, envelope, receivers, local
 #: receivers, expired).
 _Entry = tuple[bytes, dict[str, Any], tuple[str, ...], tuple[str, ...], bool]
-#: The (notify, pending) arguments `_accept` gives `_dead_letter` for each reason: expired
-#: messages had no pending row written (nothing to mark done), a full mailbox sends no
-#: `failure` (the client gets the error entry instead).
-_DEAD_LETTER_FLAGS = {
-    "expired": (True, False),
-    "mailbox_full": (False, True),
-    "agent_not_running": (True, True),
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -218,7 +211,10 @@ class Messaging(FailureOps, MetricsMixin):
     def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None:
         """A handler failed: dead-letter the message (reason ``handler_failed``)."""
         details = {"cause": error.cause, "error": error.message}
-        self._dead_letter_soon(name, data, header_of(data), "handler_failed", details, True, True)
+        reason = Reason.HANDLER_FAILED
+        self._dead_letter_soon(
+            name, data, header_of(data), reason, details, notify=True, pending=True
+        )
 
     def agent_state_changed(self, name: str, state: AgentState) -> None:
         """Publish a lifecycle event."""
@@ -414,23 +410,24 @@ class Messaging(FailureOps, MetricsMixin):
         #: overtake message i that is waiting for room).
         blocked: set[str] = set()
         #: (index, receiver, reason): deliveries left for the slow path, in order.
-        slow: list[tuple[int, str, str]] = []
+        slow: list[tuple[int, str, Reason]] = []
         for index, (data, _, receivers, local, late) in enumerate(entries):
             for receiver in receivers:
                 if late:
-                    slow.append((index, receiver, "expired"))
+                    slow.append((index, receiver, Reason.EXPIRED))
                 elif receiver not in local:
                     not_local(receiver, data, Origin.LOOP)
                 elif receiver in blocked:
-                    slow.append((index, receiver, "mailbox_full"))
+                    slow.append((index, receiver, Reason.MAILBOX_FULL))
                 else:
-                    try:  # the usual case: room in the mailbox, no coroutine to run
+                    # `to_mailbox` without waiting, inlined: no coroutine per message.
+                    try:
                         deliver_nowait(receiver, data)
                     except WouldBlock:
                         blocked.add(receiver)
-                        slow.append((index, receiver, "mailbox_full"))
+                        slow.append((index, receiver, Reason.MAILBOX_FULL))
                     except (MailboxClosed, AgentNotFound):
-                        slow.append((index, receiver, "agent_not_running"))
+                        slow.append((index, receiver, Reason.AGENT_NOT_RUNNING))
         full: dict[int, list[str]] = {}
         if slow:
             await self._route_slow(runtime, entries, slow, full)
@@ -465,7 +462,7 @@ class Messaging(FailureOps, MetricsMixin):
         self,
         runtime: Runtime,
         entries: list[_Entry],
-        slow: list[tuple[int, str, str]],
+        slow: list[tuple[int, str, Reason]],
         full: dict[int, list[str]],
     ) -> None:
         """Full mailboxes, stopped agents and expired messages of a `submit_many`, in order.
@@ -481,23 +478,18 @@ class Messaging(FailureOps, MetricsMixin):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.submit_wait
         letters: list[Coroutine[Any, Any, int]] = []
-        for index, receiver, reason in slow:
+        for index, receiver, why in slow:
             data, envelope = entries[index][0], entries[index][1]
-            if reason == "mailbox_full":
-                try:
-                    wait = max(deadline - loop.time(), 0.0)
-                    await runtime.deliver(receiver, data, wait=wait)
+            reason: Reason | None = why
+            if why is Reason.MAILBOX_FULL:
+                wait = max(deadline - loop.time(), 0.0)
+                reason = await to_mailbox(runtime, receiver, data, wait=wait)
+                if reason is None:
                     continue
-                except WouldBlock:
+                if reason is Reason.MAILBOX_FULL:
                     full.setdefault(index, []).append(receiver)
-                except (MailboxClosed, AgentNotFound):
-                    reason = "agent_not_running"
-            notify, pending = _DEAD_LETTER_FLAGS[reason]
-            letters.append(
-                self._dead_letter(
-                    receiver, data, header_from(envelope), reason, {}, notify, pending
-                )
-            )
+            assert reason is not None
+            letters.append(self._api_dead_letter(receiver, data, header_from(envelope), reason))
         if letters:
             await asyncio.gather(*letters)
 
@@ -569,23 +561,20 @@ class Messaging(FailureOps, MetricsMixin):
         self.bus.publish_messages([data])
         full: list[str] = []
         for receiver in receivers:
+            reason: Reason | None
             if late:
-                await self._dead_letter(receiver, data, header, "expired", {}, True, False)
+                reason = Reason.EXPIRED
             elif receiver not in local:
                 self.router.not_local(receiver, data, Origin.LOOP)
+                continue
             else:
-                try:
-                    try:  # the usual case: room in the mailbox, no coroutine to run
-                        runtime.deliver_nowait(receiver, data)
-                    except WouldBlock:
-                        await runtime.deliver(receiver, data, wait=self.options.submit_wait)
-                except WouldBlock:
+                wait = self.options.submit_wait
+                reason = await to_mailbox(runtime, receiver, data, wait=wait)
+                if reason is None:
+                    continue
+                if reason is Reason.MAILBOX_FULL:
                     full.append(receiver)
-                    await self._dead_letter(receiver, data, header, "mailbox_full", {}, False, True)
-                except (MailboxClosed, AgentNotFound):
-                    await self._dead_letter(
-                        receiver, data, header, "agent_not_running", {}, True, True
-                    )
+            await self._api_dead_letter(receiver, data, header, reason)
         if full:
             raise WouldBlock(
                 f"the mailbox of {', '.join(full)} stayed full; the message was dead-lettered",
@@ -598,6 +587,18 @@ class Messaging(FailureOps, MetricsMixin):
             receivers=receivers,
             reply=waiter,
         )
+
+    def _api_dead_letter(
+        self, receiver: str, data: bytes, header: Header, reason: Reason
+    ) -> Coroutine[Any, Any, int]:
+        """Dead-letter a delivery an API client submitted (or redrove).
+
+        An expired message had no pending row written (nothing to mark done); a full mailbox
+        sends no `failure` (the client gets the error instead).
+        """
+        notify = reason is not Reason.MAILBOX_FULL
+        pending = reason is not Reason.EXPIRED
+        return self._dead_letter(receiver, data, header, reason, notify=notify, pending=pending)
 
     async def wait_reply(
         self,

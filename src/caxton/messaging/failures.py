@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from caxton.errors import AgentNotFound, InvalidMessage, MailboxClosed, WouldBlock
+from caxton.errors import InvalidMessage
 from caxton.messaging import deadletters as dl
 from caxton.messaging.bus import EventBus
+from caxton.messaging.deadletters import Reason
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import ReplyWaiter
-from caxton.messaging.router import MessagingRouter
+from caxton.messaging.router import MessagingRouter, to_mailbox
 from caxton.storage.sqlite import Storage
 from caxton.wire.header import Header, expired, header_of, message_id_of
 
@@ -57,44 +58,55 @@ class FailureOps:
         receiver: str,
         data: bytes,
         header: Header,
-        reason: str,
-        details: dict[str, Any],
+        reason: Reason,
+        details: dict[str, Any] | None = None,
+        *,
         notify: bool,
         pending: bool,
     ) -> None:
-        self._spawn(self._dead_letter(receiver, data, header, reason, details, notify, pending))
+        letter = self._dead_letter(
+            receiver, data, header, reason, details, notify=notify, pending=pending
+        )
+        self._spawn(letter)
 
     async def _dead_letter(
         self,
         receiver: str,
         data: bytes,
         header: Header,
-        reason: str,
-        details: dict[str, Any],
+        reason: Reason,
+        details: dict[str, Any] | None = None,
+        *,
         notify: bool,
         pending: bool,
     ) -> int:
-        record = dl.record_for(receiver, data, header, reason, details)
+        """Store a dead letter and publish it. ``notify``: send the sender its `failure` reply
+        (if it asked for one); ``pending``: mark the delivery's pending row done."""
+        reason = Reason(reason)
+        record = dl.record_for(receiver, data, header, reason.value, details or {})
         mid = message_id_of(data) if pending else None
         done = (mid, receiver) if mid is not None else None
         dead_id = await self.storage.add_dead_letter(record, done=done)
-        self.dead_letter_counts[reason] = self.dead_letter_counts.get(reason, 0) + 1
+        self.dead_letter_counts[reason.value] = self.dead_letter_counts.get(reason.value, 0) + 1
         self.bus.publish(
             {
                 "type": "dead_letter",
                 "id": dead_id,
-                "reason": reason,
+                "reason": reason.value,
                 "receiver": receiver,
                 "sender": record.sender,
                 "message_id": record.message_id,
                 "conversation_id": record.conversation_id,
             }
         )
-        reply = dl.failure_reply(receiver, header, reason) if notify else None
+        reply = dl.failure_reply(receiver, header, reason.value) if notify else None
         if reply is not None:
             to, conversation, body = reply
             if self.runtime.send_from_loop(to, body, conversation):
-                await self._dead_letter(to, body, header_of(body), "mailbox_full", {}, False, False)
+                full = Reason.MAILBOX_FULL
+                await self._dead_letter(
+                    to, body, header_of(body), full, notify=False, pending=False
+                )
         return dead_id
 
     async def dead_letters(
@@ -129,6 +141,7 @@ class FailureOps:
         dead-lettered without waiting again, so a busy agent cannot hold the start up.
         """
         runtime, count, after = self.runtime, 0, 0
+        #: Receivers that stayed full once: the rest of their deliveries does not wait again.
         full: set[str] = set()
         while True:
             rows = await self.storage.pending_deliveries(after=after, limit=1000)
@@ -138,27 +151,19 @@ class FailureOps:
             for row in rows:
                 after = row.seq
                 header = header_of(row.body)
+                reason: Reason | None
                 if expired(header):
-                    await self._dead_letter(
-                        row.receiver, row.body, header, "expired", {}, True, True
+                    reason = Reason.EXPIRED
+                else:
+                    wait = None if row.receiver in full else self.options.recover_wait
+                    reason = await to_mailbox(
+                        runtime, row.receiver, row.body, wait=wait, recovered=True
                     )
-                    continue
-                try:
-                    try:
-                        runtime.deliver_recovered(row.receiver, row.body)
-                    except WouldBlock:
-                        if row.receiver in full:
-                            raise
-                        full.add(row.receiver)
-                        wait = self.options.recover_wait
-                        await runtime.deliver(row.receiver, row.body, wait=wait)
-                        full.discard(row.receiver)
+                if reason is None:
                     count += 1
-                except WouldBlock:
-                    await self._dead_letter(
-                        row.receiver, row.body, header, "mailbox_full", {}, True, True
-                    )
-                except (MailboxClosed, AgentNotFound):
-                    await self._dead_letter(
-                        row.receiver, row.body, header, "agent_not_running", {}, True, True
-                    )
+                    continue
+                if reason is Reason.MAILBOX_FULL:
+                    full.add(row.receiver)
+                await self._dead_letter(
+                    row.receiver, row.body, header, reason, notify=True, pending=True
+                )

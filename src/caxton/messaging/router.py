@@ -1,4 +1,11 @@
-"""`MessagingRouter`: where messages no running local agent takes are decided (loop thread).
+"""The routing rule, written once: a local mailbox, else a waiting client, else another node,
+else a dead letter with a `Reason`.
+
+Every path follows it: API submit and bulk submit, redrive and recovery after a restart
+(`to_mailbox` for the local step, `MessagingRouter.not_local` for the rest), agents' sends,
+timers and failure replies (the runtime queues for local agents itself and hands the rest to
+`not_local`). The next branch, forwarding to the node that owns an agent, is the ``forward``
+hook in `MessagingRouter.not_local`, between the clients and the dead letters.
 
 Local agent-to-agent messages never come here: the runtime's workers queue them directly
 (after telling the `journal`, which `Messaging` hands the runtime as its `Delivery` port).
@@ -20,11 +27,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from caxton.errors import AgentNotFound
+from caxton.errors import AgentNotFound, MailboxClosed, WouldBlock
+from caxton.messaging.deadletters import Reason
 from caxton.messaging.replies import Replies
 from caxton.runtime.agent import AgentState
 from caxton.runtime.delivery import Offer, Origin
@@ -33,10 +41,55 @@ from caxton.wire.header import Header, expired, header_of
 if TYPE_CHECKING:
     from caxton.runtime.runtime import Runtime
 
-__all__ = ["DeadLetterFn", "MessagingRouter"]
+__all__ = ["DeadLetterFn", "MessagingRouter", "to_mailbox"]
 
-#: ``dead_letter(receiver, data, header, reason, details, notify, pending)`` (loop thread).
-DeadLetterFn = Callable[[str, bytes, Header, str, dict[str, Any], bool, bool], None]
+
+class DeadLetterFn(Protocol):
+    """Dead-letter one delivery (loop thread).
+
+    ``notify``: send the sender a `failure` reply if it asked for one; ``pending``: the
+    delivery has a pending row to mark done.
+    """
+
+    def __call__(
+        self,
+        receiver: str,
+        data: bytes,
+        header: Header,
+        reason: Reason,
+        details: dict[str, Any] | None = None,
+        *,
+        notify: bool,
+        pending: bool,
+    ) -> None: ...
+
+
+async def to_mailbox(
+    runtime: Runtime, receiver: str, data: bytes, *, wait: float | None, recovered: bool = False
+) -> Reason | None:
+    """The rule's local step for an agent's name: queue ``data`` in its mailbox.
+
+    None once queued, else why not: `Reason.MAILBOX_FULL` when it stayed full for ``wait``
+    seconds (None: no waiting), `Reason.AGENT_NOT_RUNNING` when the agent is stopped, failed
+    or gone. ``recovered``: a delivery accepted before a restart (`Runtime.deliver_recovered`).
+    """
+    try:
+        try:  # the usual case: room in the mailbox, no coroutine to run
+            if recovered:
+                runtime.deliver_recovered(receiver, data)
+            else:
+                runtime.deliver_nowait(receiver, data)
+        except WouldBlock:
+            if wait is None:
+                raise
+            await runtime.deliver(receiver, data, wait=wait)
+    except WouldBlock:
+        return Reason.MAILBOX_FULL
+    except (MailboxClosed, AgentNotFound):
+        return Reason.AGENT_NOT_RUNNING
+    return None
+
+
 _log = logging.getLogger("caxton.messaging")
 _RUNNABLE = (AgentState.RUNNING, AgentState.HIBERNATED, AgentState.LOADED)
 
@@ -68,7 +121,7 @@ class MessagingRouter:
 
     # -- the loop side -----------------------------------------------------------------------
 
-    def _allow_dead_letter(self, reason: str) -> bool:
+    def _allow_dead_letter(self, reason: Reason) -> bool:
         """Take one from the node's dead-letter rate for agents' sends; count it if over."""
         if self._credit > 0:
             self._credit -= 1
@@ -100,19 +153,31 @@ class MessagingRouter:
         if origin is Origin.AGENT:
             dead_letter = self._dead_letter
 
-            def limited(*args: Any) -> None:
-                if self._allow_dead_letter(args[3]):
-                    dead_letter(*args)
+            def limited(
+                receiver: str,
+                data: bytes,
+                header: Header,
+                reason: Reason,
+                details: dict[str, Any] | None = None,
+                *,
+                notify: bool,
+                pending: bool,
+            ) -> None:
+                if self._allow_dead_letter(reason):
+                    dead_letter(
+                        receiver, data, header, reason, details, notify=notify, pending=pending
+                    )
 
             self._external(receiver, data, header, limited)
         else:
             self._external(receiver, data, header, self._dead_letter)
 
     def _external(
-        self, receiver: str, data: bytes, header: Header, dead_letter: Callable[..., None]
+        self, receiver: str, data: bytes, header: Header, dead_letter: DeadLetterFn
     ) -> None:
+        # Not queued locally: no pending row, whatever happens here.
         if expired(header):
-            dead_letter(receiver, data, header, "expired", {}, True, False)
+            dead_letter(receiver, data, header, Reason.EXPIRED, notify=True, pending=False)
             return
         replies = self.replies
         if replies.is_client(receiver):
@@ -128,7 +193,7 @@ class MessagingRouter:
             else:
                 replies.delivered += 1
             return
-        forward = self.forward
+        forward = self.forward  # another node (the cluster's branch)
         if forward is not None and forward(receiver, data):
             return
         runtime = self.runtime
@@ -141,9 +206,10 @@ class MessagingRouter:
                 offered = runtime.enqueue_local(receiver, data)
                 if offered is Offer.QUEUED:
                     return
-                reason = "mailbox_full" if offered is Offer.FULL else "agent_not_running"
+                reason = Reason.MAILBOX_FULL if offered is Offer.FULL else Reason.AGENT_NOT_RUNNING
             else:
-                reason = "agent_not_running"
-            dead_letter(receiver, data, header, reason, {"state": state.value}, True, False)
+                reason = Reason.AGENT_NOT_RUNNING
+            details = {"state": state.value}
+            dead_letter(receiver, data, header, reason, details, notify=True, pending=False)
             return
-        dead_letter(receiver, data, header, "unknown_receiver", {}, True, False)
+        dead_letter(receiver, data, header, Reason.UNKNOWN_RECEIVER, notify=True, pending=False)
