@@ -290,7 +290,7 @@ class CallContext:
         journal = self.journal
         if journal is None:
             return self._deliver(agent, receiver, out)
-        if self.stamper.expired:  # the router dead-letters it: non-local for the budget
+        if self.stamper.expired:  # delivery dead-letters it: non-local for the budget
             receivers = [receiver] if type(receiver) is str else receiver
             if not all([self.external_allowed(agent) for _ in receivers]):
                 return abi.ERR_OVER_BUDGET
