@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -23,6 +23,9 @@ from caxton.runtime.delivery import Offer
 from caxton.runtime.kvstore import AgentKv
 from caxton.runtime.logs import LogRing
 from caxton.runtime.supervisor import RestartBudget
+
+if TYPE_CHECKING:
+    from caxton.runtime.engine import Compiled
 
 __all__ = [
     "Agent",
@@ -123,7 +126,7 @@ class Agent:
     def __init__(
         self,
         spec: AgentSpec,
-        compiled: Any,
+        compiled: Compiled,
         *,
         capacity: int,
         memory_limit: int,
@@ -133,8 +136,8 @@ class Agent:
     ) -> None:
         self.name = spec.name
         self.spec = spec
-        self.compiled = compiled  # engine.Compiled: (CachedModule, ModuleInfo)
-        self.kind: str = compiled[1].kind
+        self.compiled = compiled
+        self.kind: str = compiled.info.kind
         self.sender_json = msgspec.json.encode(spec.name)
         self.state = AgentState.LOADED
         self.capacity = capacity
