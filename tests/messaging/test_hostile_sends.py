@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import sqlite3
 import struct
 import time
@@ -255,3 +256,31 @@ async def test_dead_letters_are_capped_at_once_and_the_expired_counted(tmp_path:
         assert stack.messaging.dead_letters_expired == 1000 - stored
         samples = {s[0]: s for s in stack.messaging.metric_samples()}
         assert samples["dead_letters_expired"][3] == 1000 - stored
+
+
+async def test_deeply_nested_sends_are_refused_without_a_log_line_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A send nested deeper than the API allows gets -1 at once: no RecursionError, and no
+    traceback per send (each one logged a full traceback: a log flood)."""
+    node = Node(_config(tmp_path / "local.db"))
+    await node.start()
+    try:
+        await node.agents.deploy(DeployRequest(name="deep", wasm=wat("deepsend")))
+        with caplog.at_level(logging.DEBUG, logger="caxton"):
+            await node.messaging.submit({"receiver": "deep", "performative": "inform"}, client="t")
+
+            async def reported() -> bool:
+                return b"c" in await node.storage.kv_load("deep")
+
+            await eventually(reported, within=20)
+        kv = await node.storage.kv_load("deep")
+        assert _counter(kv, b"a") == abi.OK  # 100 levels: as deep as the API accepts
+        assert _counter(kv, b"b") == abi.ERR_MALFORMED  # one level more
+        assert _counter(kv, b"c") == abi.ERR_MALFORMED
+        assert node.runtime.agent_statistics("deep").messages_handled == 1
+    finally:
+        await node.aclose()
+    host = [r for r in caplog.records if r.name == "caxton.runtime.host"]
+    assert host == []
+    assert not [r for r in caplog.records if r.exc_info is not None]

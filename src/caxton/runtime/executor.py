@@ -123,7 +123,6 @@ class Worker(InstanceOps):
             run_queue=self.local,
             route=services.router.route,
             schedule=self.schedule,
-            kv=services.kv,
             max_message_size=services.config.max_message_size,
             journal=journal,
             max_sends_per_message=services.config.max_sends_per_message,
