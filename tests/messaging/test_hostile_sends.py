@@ -284,3 +284,29 @@ async def test_deeply_nested_sends_are_refused_without_a_log_line_each(
     host = [r for r in caplog.records if r.name == "caxton.runtime.host"]
     assert host == []
     assert not [r for r in caplog.records if r.exc_info is not None]
+
+
+async def test_a_removed_agents_timers_never_fire(tmp_path: Path) -> None:
+    """Timers already armed in memory when an agent is removed are dropped with it: they
+    reached a later agent of the same name (and kept its timer count)."""
+    path = tmp_path / "local.db"
+    node = Node(_config(path))
+    await node.start()
+    try:
+        await node.agents.deploy(DeployRequest(name="x", wasm=wat("later")))
+        await node.messaging.submit({"receiver": "x", "performative": "inform"}, client="t")
+
+        async def armed() -> bool:
+            return node.runtime.agent_statistics("x").messages_handled == 1
+
+        await eventually(armed, within=5)  # a timer 500 ms ahead
+        await node.agents.remove("x")
+        await node.agents.deploy(DeployRequest(name="x", wasm=wat("kvcount")))
+        await asyncio.sleep(1.2)  # past the old timer's due time
+        assert node.runtime.agent_statistics("x").messages_handled == 0
+        assert await node.storage.kv_load("x") == {}
+        assert node.runtime._agents["x"].timers == 0
+    finally:
+        await node.aclose()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM scheduled").fetchone() == (0,)

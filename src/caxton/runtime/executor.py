@@ -75,7 +75,7 @@ class Services:
     events: AgentEvents
     clock: Clock
     loop: asyncio.AbstractEventLoop
-    add_timer: Callable[[float, str, bytes, str | None], None]  # runs on the loop thread
+    add_timer: Callable[[float, str, bytes, Agent | None], None]  # runs on the loop thread
     agents: dict[str, Agent]  # the runtime's agents by name (read-only here)
 
 
@@ -151,7 +151,7 @@ class Worker(InstanceOps):
     def schedule(self, delay: float, receiver: str, data: bytes) -> None:
         """The host's `schedule`: hand the timer to the loop thread (owned by the caller)."""
         agent = self.cx.agent
-        self.post(self.svc.add_timer, delay, receiver, data, None if agent is None else agent.name)
+        self.post(self.svc.add_timer, delay, receiver, data, agent)
 
     def wake_local(self, agent: Agent) -> None:
         """Run an agent that a message sent on this worker just made ready.
