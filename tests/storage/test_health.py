@@ -17,13 +17,15 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from caxton.agents import DeployRequest
 from caxton.api.admin import create_admin_app
 from caxton.api.app import create_app
 from caxton.config import Config, CoordinationConfig
 from caxton.errors import StorageError
 from caxton.node import Node
+from caxton.runtime import abi
 from caxton.storage import Storage, _health
-from tests.support import eventually
+from tests.support import eventually, wat
 
 Client = TestClient[Any, Any]
 
@@ -113,3 +115,22 @@ async def test_a_full_database_fails_its_writes_with_the_real_error_then_recover
     await storage.write(lambda c: c.fetch_value("PRAGMA max_page_count = 1073741823"))
     await asyncio.wrap_future(storage.kv_set_nowait(agent, b"k", b"v" * 3000))
     assert storage.problem is None
+
+
+async def test_schedule_returns_the_storage_code_while_the_store_cannot_write(
+    node: tuple[Node, Client],
+) -> None:
+    """As `kv_set` does: `schedule` answered 0 although the timer's row could not be written."""
+    n, client = node
+    await n.agents.deploy(DeployRequest(name="ticker", wasm=wat("timerflood")))
+    os.unlink(n.storage.path)
+    await eventually(lambda: not_ready(client))
+    await n.messaging.submit({"receiver": "ticker", "performative": "inform"}, client="t")
+
+    async def failed() -> str | None:
+        return n.runtime.agent_statistics("ticker").last_error
+
+    # timerflood returns the first code `schedule` gives that is not 0.
+    assert await eventually(failed) == f"returned_error: caxton_handle returned {abi.ERR_STORAGE}"
+    assert n.runtime._timers is not None
+    assert len(n.runtime._timers) == 0  # the first one was refused, and the agent stopped

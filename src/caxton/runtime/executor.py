@@ -76,6 +76,7 @@ class Services:
     clock: Clock
     loop: asyncio.AbstractEventLoop
     add_timer: Callable[[float, str, bytes, Agent | None], None]  # runs on the loop thread
+    timers_writable: Callable[[], bool]  # any thread: False while timers cannot be stored
     agents: dict[str, Agent]  # the runtime's agents by name (read-only here)
 
 
@@ -123,6 +124,7 @@ class Worker(InstanceOps):
             run_queue=self.local,
             route=services.router.route,
             schedule=self.schedule,
+            timers_writable=services.timers_writable,
             max_message_size=services.config.max_message_size,
             journal=journal,
             max_sends_per_message=services.config.max_sends_per_message,

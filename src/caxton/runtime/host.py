@@ -108,6 +108,7 @@ class CallContext:
         "sends_left",
         "sends_per_message",
         "stamper",
+        "timers_writable",
         "wake",
     )
 
@@ -120,6 +121,7 @@ class CallContext:
         route: Callable[[str, bytes], int],
         schedule: Callable[[float, str, bytes], None],
         max_message_size: int,
+        timers_writable: Callable[[], bool],
         journal: MessageJournal | None = None,
         max_sends_per_message: int = 1000,
         max_external_sends_per_second: int = 10_000,
@@ -138,6 +140,8 @@ class CallContext:
             self.record, self.journal_entries, self.flush_at = journal.hot_path()
         self.route = route
         self.schedule = schedule
+        #: False while timers cannot be stored (`schedule` returns ERR_STORAGE).
+        self.timers_writable = timers_writable
         self.max_message_size = max_message_size
         self.stamper = Stamper()
         self.agent: Agent | None = None
@@ -361,7 +365,11 @@ def send(ptr: int, length: int) -> int:
 
 
 def schedule(delay_ms: int, ptr: int, length: int) -> int:
-    """``schedule(delay_ms: i64, ptr, len) -> i32``: deliver a message later."""
+    """``schedule(delay_ms: i64, ptr, len) -> i32``: deliver a message later.
+
+    ERR_STORAGE while the store is known not to write (a full disk: `TimerBackend.writable`),
+    as `kv_set`; a timer accepted (0) is stored in the background, like a sent message.
+    """
     try:
         cx: CallContext = _tls.cx
         inst, agent = cx.inst, cx.agent
@@ -374,6 +382,8 @@ def schedule(delay_ms: int, ptr: int, length: int) -> int:
             cx.incoming = cx.stamper.incoming_for(cx.data)
         receiver, out = cx.stamper.stamp(data, agent.sender_json, cx.incoming)
         receivers = [receiver] if isinstance(receiver, str) else receiver
+        if not cx.timers_writable():
+            return abi.ERR_STORAGE
         with agent.lock:  # the agent's pending timers (they fire on the loop thread)
             if agent.timers + len(receivers) > agent.max_timers:
                 return abi.ERR_QUOTA

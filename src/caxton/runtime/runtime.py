@@ -112,6 +112,7 @@ class Runtime:
             clock=self.clock,
             loop=loop,
             add_timer=self._add_timer,
+            timers_writable=self._timer_backend.writable,
             agents=self._agents,
         )
         count = self.config.max_concurrent_executions

@@ -33,6 +33,11 @@ class TimerBackend(Protocol):
     def add(self, timer_id: int, due: float, receiver: str, data: bytes) -> None: ...
     def remove(self, timer_id: int) -> None: ...
 
+    def writable(self) -> bool:
+        """False while timers are known not to be storable (the host's ``schedule`` then
+        returns ERR_STORAGE); called from worker threads, so it must be cheap."""
+        ...
+
 
 class MemoryTimers:
     """A `TimerBackend` that keeps nothing beyond the process."""
@@ -42,6 +47,9 @@ class MemoryTimers:
 
     def remove(self, timer_id: int) -> None:
         pass
+
+    def writable(self) -> bool:
+        return True
 
 
 class TimerQueue:
