@@ -53,6 +53,11 @@ __all__ = ["BATCH", "Services", "Worker"]
 
 #: Messages of one agent handled before the worker looks at other ready agents.
 BATCH = 64
+#: Epoch ticks (10 ms each by default) one agent's batch may take: once past, the batch ends
+#: after the current message and the agent waits its turn behind the others (`Worker.sliced`),
+#: so an agent whose messages each take tens of milliseconds (never its deadline) cannot keep
+#: a worker for 64 of them at a time.
+SLICE_TICKS = 5
 _I32_MAX = 0x7FFFFFFF  # a `deliver` result above this is `FAILED` or `BAD_POINTER`
 _BAD_POINTER = _ffi.BAD_POINTER
 _RUNNING = AgentState.RUNNING
@@ -97,6 +102,9 @@ class Worker(InstanceOps):
         self.local: deque[Agent] = deque()
         self.pending: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self.stopping = False
+        #: Set by `run` when the batch ended because its time slice was used up (the
+        #: scheduler then requeues the agent behind the other ready agents, and clears it).
+        self.sliced = False
         self.counters = WorkerCounters(bounds)
         self.restarts = 0
         self.hibernations = 0
@@ -183,6 +191,8 @@ class Worker(InstanceOps):
         mailbox, control = agent.mailbox, agent.control
         processed = 0
         handle = self.handle
+        engine = self._engine
+        started = engine.ticks
         while not self.stopping:
             if control:
                 self._control(agent)
@@ -191,6 +201,9 @@ class Worker(InstanceOps):
             if (state is not _RUNNING and state is not _HIBERNATED) or processed >= limit:
                 break
             if agent.slow and processed:  # a message ran into the deadline: others first
+                break
+            if processed and engine.ticks - started >= SLICE_TICKS:  # its time is up
+                self.sliced = True
                 break
             # Test before popping instead of catching IndexError: a ping-pong agent finds its
             # mailbox empty after every message, and a raised-and-caught exception costs more
