@@ -262,3 +262,22 @@ async def test_hogs_under_the_deadline_do_not_starve_a_well_behaved_one(
     assert failures == [0] * LOOPERS  # never the deadline
     assert min(handled) >= 5  # and each hog had its turns
     assert max(latencies) < 0.5, latencies
+
+
+@pytest.mark.parametrize("config", [fast_runtime(mailbox_max_bytes=2 * 1024 * 1024)])
+async def test_a_mailbox_holds_at_most_its_bytes_of_large_messages(
+    runtime: Runtime, deploy: Deploy
+) -> None:
+    """A self-amplifying agent sending itself ~200 KB messages filled its 1,024-message
+    mailbox: ~200 MB of one agent's messages in memory (RSS +300 MB in a node process)."""
+    await deploy("big", wat("bigamp"))
+    runtime.deliver_nowait("big", message("big"))
+    agent = runtime._agents["big"]
+    most = 0
+    for _ in range(40):
+        await asyncio.sleep(0.025)
+        most = max(most, sum(map(len, list(agent.mailbox))))
+    assert runtime.agent_statistics("big").messages_handled > 10  # it floods
+    assert 0 < most <= 2 * 1024 * 1024
+    await runtime.stop_agent("big")  # its queued messages stay, and the count agrees
+    assert agent.offered_bytes - agent.popped_bytes == sum(map(len, list(agent.mailbox)))

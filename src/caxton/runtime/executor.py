@@ -212,6 +212,7 @@ class Worker(InstanceOps):
             if not mailbox:
                 break
             data = mailbox.popleft()
+            agent.popped_bytes += len(data)
             try:
                 handle(agent, data)
             except Exception as exc:  # a bug of ours: contain it like a crash of the agent

@@ -214,7 +214,14 @@ class CallContext:
         target = self.agents_get(receiver)
         if target is None:
             return self._send_external(agent, stamper.conversation, receiver, out)
-        if len(target.mailbox) >= target.capacity and not target.closed:
+        mailbox = target.mailbox
+        if (
+            len(mailbox) >= target.capacity
+            or (
+                target.offered_bytes - target.popped_bytes + len(out) > target.max_queued_bytes
+                and mailbox
+            )
+        ) and not target.closed:  # `Agent.full_for`, inlined
             return abi.ERR_BACKPRESSURE  # refused before anything is recorded
         # The usual case: one local receiver with room, `journal.sent` inlined.
         record = self.record

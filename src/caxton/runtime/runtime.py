@@ -217,6 +217,7 @@ class Runtime:
             memory_limit=self._memory_limit(spec),
             budget=RestartBudget(*self._budget),
             max_timers=self.config.agent_max_timers,
+            max_queued_bytes=self.config.mailbox_max_bytes,
             log_rates=(
                 self.config.agent_log_bytes_per_second,
                 self.config.agent_log_lines_per_second,
