@@ -310,3 +310,27 @@ async def test_a_removed_agents_timers_never_fire(tmp_path: Path) -> None:
         await node.aclose()
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM scheduled").fetchone() == (0,)
+
+
+async def test_history_of_large_messages_is_pruned_by_bytes(tmp_path: Path) -> None:
+    """An agent sending itself ~200 KB messages grew the database by ~80 MB a second, pruned
+    only at max_history messages (1,000,000 of them: ~200 GB)."""
+    budget = 8 * 1024 * 1024
+    options = dataclasses.replace(OPTIONS, max_history_bytes=budget, prune_interval=3600.0)
+    async with Stack(tmp_path / "local.db", fast_runtime(execution_timeout=10.0), options) as stack:
+        await stack.deploy("big", "wat:bigamp")
+        await stack.messaging.submit({"receiver": "big", "performative": "inform"}, client="t")
+
+        async def flooded() -> bool:
+            return stack.messaging.journal.sent_bytes > 6 * budget
+
+        await eventually(flooded, within=20)
+        await stack.runtime.stop_agent("big")
+        await asyncio.sleep(1.5)  # a check of the prune loop
+
+        def kept(c: Connection) -> int:
+            sql = "SELECT COALESCE(SUM(length(messages)), 0) FROM conversation_chunks"
+            return int(c.fetch_value(sql))
+
+        # The budget, plus less than a quarter of it since the last prune.
+        assert 0 < await stack.storage.read(kept) <= budget + budget // 4
