@@ -192,6 +192,7 @@ class Server:
             await self.node.start(prepare=self._deploy_examples if self.deploy_examples else None)
             self.metrics.register_snapshot_source("agents", self.node.agents.metric_samples)
             self.metrics.register_snapshot_source("messaging", self.node.messaging.metric_samples)
+            self.metrics.register_snapshot_source("storage", self.node.storage.metric_samples)
         except BaseException:
             await self.aclose()
             raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -190,6 +190,18 @@ class StorageCore:
         if self._state is not StorageState.RUNNING or writer is None:
             return f"the state store {self.path} is {self._state.value}"
         return writer.health.problem
+
+    def metric_samples(self) -> Iterator[tuple[str, str, dict[str, str], int, str]]:
+        """Metric records for the observability layer's snapshot collector (plain tuples):
+        ``storage_writable``, 1 while `problem` is None (what ``/ready`` checks), else 0."""
+        yield (
+            "storage_writable",
+            "gauge",
+            {},
+            int(self.problem is None),
+            "1 while the state store can write; 0 while it cannot (disk full, I/O error, the"
+            " file deleted or corrupted): /ready answers 503 then.",
+        )
 
     def statistics(self) -> StorageStatistics:
         """Counters of the writer and readers (zeros before the store is started)."""
