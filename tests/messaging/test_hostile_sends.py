@@ -66,8 +66,10 @@ async def test_refused_sends_leave_no_pending_rows_and_a_restart_is_quick(tmp_pa
         await node.aclose()
 
     pending, history = _pending_and_history(path)
-    # Only what was queued (or being handled) at the stop: each refused send was told -4.
-    assert 0 < len(pending) <= CAPACITY + 1
+    # Only what was queued (or being handled) at the stop: each refused send was told -4 (the
+    # old code left one row per refused send: 178,452 of them). How many are still queued
+    # depends on how far the graceful stop drained amp's mailbox, none included.
+    assert len(pending) <= CAPACITY + 1
     assert {mid for mid, _ in pending} <= history, "a refused message has a pending row"
 
     with sqlite3.connect(path) as db:
