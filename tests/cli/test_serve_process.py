@@ -222,3 +222,12 @@ def test_a_clean_stop_exits_without_tearing_down_the_interpreter(tmp_path: Path)
     messages = _messages(tmp_path)
     assert messages[-1] == "caxton stopped"
     assert "node stopped" in messages
+
+
+def test_a_node_logging_to_a_file_says_where_on_stderr(tmp_path: Path) -> None:
+    """With log_file set, a node started in a terminal printed nothing at all."""
+    cfg = write_config(tmp_path)
+    with NodeProcess(cfg).start() as node:
+        code, stderr = node.stop()
+    assert code == 0, stderr
+    assert stderr.splitlines() == [f"caxton: logging to {tmp_path / 'logs' / 'caxton.log'}"]

@@ -73,6 +73,9 @@ def _run(config: Config, examples: bool) -> None:
     global _stopped_cleanly
     logging_setup = configure_logging(config.observability)
     logging_setup.register_secret(config.security.jwt_secret)
+    if config.observability.log_file is not None:
+        # Otherwise a node started in a terminal says nothing at all while it runs.
+        click.echo(f"caxton: logging to {config.observability.log_file}", err=True)
     try:
         with _event_loop_runner() as runner:
             runner.run(run_server(config, deploy_examples=examples))
