@@ -37,7 +37,7 @@ class LogThrottle:
         self.what = what
         self.per_second = per_second
         self.window = window
-        self._window_start = -window
+        self._window_start = float("-inf")  # the first line opens a window
         self._logged = 0
         self._suppressed = 0
         self._clients: dict[str, int] = {}
