@@ -174,8 +174,9 @@ def browser_guard_middleware(config: Config, *, authenticated: bool | None = Non
                     return error_response(
                         421,
                         "INVALID_REQUEST",
-                        f"this node does not answer for host {host!r} (with authentication "
-                        "off it answers only for localhost, IP addresses and its bind_address)",
+                        f"this node does not answer for host {host!r} here (where no token "
+                        "is checked, it answers only for localhost, IP addresses and its "
+                        "bind_address)",
                         {"host": host, "allowed": [*sorted(own_names), "<IP address>"]},
                     )
         changing = request.method in STATE_CHANGING

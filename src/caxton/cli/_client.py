@@ -124,8 +124,8 @@ class ApiClient:
         """What to pass on the command line, for the errors the server words for HTTP clients."""
         if code == "UNAUTHORIZED":
             if self.token:
-                return " (the token comes from --token or CAXTON_TOKEN)"
-            return " (on the command line: --token TOKEN or CAXTON_TOKEN)"
+                return "; the token came from --token or CAXTON_TOKEN"
+            return "; from the command line, pass --token TOKEN or CAXTON_TOKEN"
         if status == 404 and message.startswith("no route for "):
             # Every route the CLI calls exists on a node's API: this is another listener.
             return (
