@@ -203,6 +203,14 @@ class StorageCore:
             " file deleted or corrupted): /ready answers 503 then.",
         )
 
+    @property
+    def problem_summary(self) -> str | None:
+        """`problem` without the file's path (for callers without a token: ``/ready``)."""
+        writer = self._writer
+        if self._state is not StorageState.RUNNING or writer is None:
+            return f"the state store is {self._state.value}"
+        return writer.health.summary
+
     def statistics(self) -> StorageStatistics:
         """Counters of the writer and readers (zeros before the store is started)."""
         writer, readers = self._writer, self._readers
