@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from caxton.errors import StorageError
-from caxton.storage._connection import Connection
+from caxton.storage._connection import Connection, private_file
 from caxton.storage._lock import StateLock
 from caxton.storage._readers import ReaderPool
 from caxton.storage._writer import Writer, WriteStatistics
@@ -111,8 +111,9 @@ class StorageCore:
         with self._state_lock:
             if self._state is not StorageState.UNSTARTED:
                 raise StorageError(f"the state store is {self._state.value}; it cannot be reopened")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             lock = StateLock.acquire(self.path)
+            private_file(self.path)
             writer = Writer(self.path, self.journal_mode)
             try:
                 writer.start().result()
