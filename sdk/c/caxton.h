@@ -46,8 +46,8 @@
  *                                 per second); nothing was sent
  *   CAXTON_ERR_QUOTA          -8  over the agent's quota: kv keys or bytes (kv_set),
  *                                 pending timers (schedule); nothing was kept
- *   CAXTON_ERR_STORAGE        -9  kv_set/kv_delete: the node cannot write its store (disk
- *                                 full): nothing was changed; try again later
+ *   CAXTON_ERR_STORAGE        -9  kv_set/kv_delete/schedule: the node cannot write its
+ *                                 store (disk full): nothing was changed; try again later
  * kv_get and kv_delete use -1 for "absent" (CAXTON_KV_ABSENT).
  * The JSON helpers of this SDK (never the host) also return
  *   CAXTON_JSON_NOT_FOUND     -5  the object has no such field

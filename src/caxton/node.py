@@ -58,8 +58,11 @@ class Readiness:
     storage: bool
     started: bool
     runtime: bool = False
-    #: Why a check fails, by check name, when there is more to say than false (storage).
+    #: Why a check fails, by check name, when there is more to say than false (storage);
+    #: without filesystem paths, since ``/ready`` shows it to anyone.
     reasons: dict[str, str] = field(default_factory=dict)
+    #: The same with paths and what to do, for the operator (the admin listener's ``/status``).
+    details: dict[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -205,12 +208,15 @@ class Node:
     def readiness(self) -> Readiness:
         """Whether the node is ready for work, and why not."""
         running = self.state is NodeState.RUNNING
-        problem = None if self._storage is None else self._storage.problem
+        storage = self._storage
+        problem = None if storage is None else storage.problem
+        summary = None if storage is None else storage.problem_summary
         return Readiness(
-            storage=self._storage is not None and running and problem is None,
+            storage=storage is not None and running and problem is None,
             started=running,
             runtime=self._runtime is not None and running,
-            reasons={} if problem is None else {"storage": problem},
+            reasons={} if problem is None else {"storage": summary or "cannot write"},
+            details={} if problem is None else {"storage": problem},
         )
 
     def begin_drain(self) -> None:

@@ -36,6 +36,9 @@ log = logging.getLogger("caxton.server")
 
 #: Seconds allowed on top of agent_shutdown_timeout for closing listeners and the state file.
 SHUTDOWN_MARGIN = 2.0
+#: Seconds a stopping node waits for the tracing collector to take the last spans: a healthy
+#: one answers in milliseconds, a hung one would otherwise hold the exit for otlp_timeout.
+TRACING_STOP_WAIT = 0.3
 #: Connections the API accepts beyond max_connections, for /health and /ready only.
 API_PROBE_SLOTS = 8
 PROBE_PATHS = frozenset({"/health", "/ready"})
@@ -192,6 +195,7 @@ class Server:
             await self.node.start(prepare=self._deploy_examples if self.deploy_examples else None)
             self.metrics.register_snapshot_source("agents", self.node.agents.metric_samples)
             self.metrics.register_snapshot_source("messaging", self.node.messaging.metric_samples)
+            self.metrics.register_snapshot_source("storage", self.node.storage.metric_samples)
         except BaseException:
             await self.aclose()
             raise
@@ -254,7 +258,18 @@ class Server:
         finally:
             for listener in listeners[1:]:
                 await listener.aclose()
-            await asyncio.to_thread(self.tracing.shutdown)
+            await self._stop_tracing()
+
+    async def _stop_tracing(self) -> None:
+        if not self.tracing.enabled:
+            return
+        if not await asyncio.to_thread(self.tracing.shutdown, TRACING_STOP_WAIT):
+            log.warning(
+                "tracing: the collector did not take the last spans within %.1fs of the stop; "
+                "they are dropped",
+                TRACING_STOP_WAIT,
+                extra={"otlp_endpoint": self.config.observability.otlp_endpoint},
+            )
 
 
 async def run_server(

@@ -143,3 +143,55 @@ async def test_the_listener_still_serves_after_malformed_requests(port: int) -> 
         port, b"GET /health HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n"
     )
     assert (status, body) == (200, {"status": "ok"})
+
+
+async def test_a_flood_of_malformed_requests_cannot_flood_the_log(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One warning per malformed request let a client write the log as fast as it could send:
+    now at most MALFORMED_LOG_PER_SECOND lines a second, and one line counting the others."""
+    import time
+
+    from caxton.api.errors import MALFORMED_LOG_PER_SECOND
+    from tests.support import eventually
+
+    caplog.set_level(logging.WARNING, logger="caxton.http")
+    total = 300
+    started = time.monotonic()
+    gate = asyncio.Semaphore(10)
+
+    async def one(i: int) -> int:
+        async with gate:
+            data = BAD["bad request line"] if i % 2 else BAD["invalid header character"]
+            status, _, body = await exchange(port, data)
+            assert body["error"]["message"].startswith("malformed HTTP request")
+            return status
+
+    statuses = await asyncio.gather(*(one(i) for i in range(total)))
+    took = time.monotonic() - started
+    assert all(s == 400 for s in statuses)  # every one still answered in the envelope
+
+    def lines() -> tuple[list[str], list[str]]:
+        messages = [r.getMessage() for r in caplog.records if r.name == "caxton.http"]
+        single = [m for m in messages if m.startswith("refused a malformed HTTP request")]
+        summaries = [m for m in messages if "more malformed HTTP requests" in m]
+        return single, summaries
+
+    async def summed() -> bool:
+        single, summaries = lines()
+        counted = sum(int(m.split(" ", 1)[0]) for m in summaries)
+        return len(single) + counted == total
+
+    await eventually(summed, within=3.0)  # the last window's summary comes when it ends
+    single, summaries = lines()
+    windows = int(took) + 2
+    assert len(single) <= MALFORMED_LOG_PER_SECOND * windows, (len(single), took)
+    assert 1 <= len(summaries) <= windows
+    assert "127.0.0.1" in summaries[0]
+    assert not [r for r in caplog.records if r.exc_info]
+
+    # The next window logs one by one again.
+    await asyncio.sleep(1.1)
+    caplog.clear()
+    await exchange(port, BAD["bad version"])
+    assert len(lines()[0]) == 1

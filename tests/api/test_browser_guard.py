@@ -231,7 +231,11 @@ async def test_the_admin_listener_checks_host_even_with_auth(tmp_path: Path) -> 
     client: Client = TestClient(TestServer(create_admin_app(node)))
     await client.start_server()
     try:
-        await refused(await client.get("/config", headers={"Host": "evil.example:8081"}), 421)
+        error = await refused(
+            await client.get("/config", headers={"Host": "evil.example:8081"}), 421
+        )
+        # Auth is on, but not here: the message must not say "with authentication off".
+        assert "where no token is checked" in error["message"]
         assert (await client.get("/config", headers={"Host": "localhost:8081"})).status == 200
         assert (await client.get("/health", headers={"Host": "evil.example"})).status == 200
         doc = await (await client.get("/openapi.json")).json()
@@ -240,3 +244,50 @@ async def test_the_admin_listener_checks_host_even_with_auth(tmp_path: Path) -> 
     finally:
         await client.close()
         await node.aclose()
+
+
+async def raw_request(client: Client, request_line: str, host: str) -> tuple[int, dict[str, Any]]:
+    """Send one request with `request_line` as written (aiohttp's client only sends paths)."""
+    import asyncio
+    import json
+
+    assert client.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    try:
+        writer.write(f"{request_line}\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://evil.example/api/v1/agents",
+        "http://evil.example:8080/api/v1/agents",
+        "HTTP://Evil.Example/api/v1/agents",
+        "http://127.0.0.1@evil.example/api/v1/agents",
+        "ftp://evil.example/api/v1/agents",
+    ],
+)
+async def test_an_absolute_form_target_names_the_host_that_is_checked(
+    open_node: Client, target: str
+) -> None:
+    """``GET http://evil.example/... HTTP/1.1`` with ``Host: 127.0.0.1`` was served: the target's
+    authority replaces Host (what aiohttp's request.host says), so it is what must pass."""
+    own = f"127.0.0.1:{open_node.port}"
+    status, body = await raw_request(open_node, f"GET {target} HTTP/1.1", own)
+    assert status == 421, body
+    assert body["error"]["code"] == "INVALID_REQUEST"
+    assert "evil.example" in body["error"]["details"]["host"].lower()
+    # The node's own names in absolute form are served, as with Host.
+    status, body = await raw_request(
+        open_node, f"GET http://{own}/api/v1/agents HTTP/1.1", "evil.example"
+    )
+    assert status == 200, body
+    status, body = await raw_request(open_node, "GET http://localhost/api/v1/agents HTTP/1.1", own)
+    assert status == 200, body

@@ -4,8 +4,9 @@ For each flood (log lines, key/value writes, timers, handlers that loop for ever
 agent floods for `FLOOD` seconds while the test polls ``/health`` and asks an echo agent. It
 asserts what issue 9 asks of the node: RSS grows by less than 150 MB, every ``/health`` answers
 in under a second, the log and the database grow no more than the configured budgets allow, the
-echo agent keeps answering, and the node restarts (SIGTERM, start) ready within seconds. Each
-test prints its figures (``hostile <flood>: ...``; run with ``-s`` to see them).
+echo agent keeps answering, and the node restarts (SIGTERM, start) ready within seconds. The
+last test runs every hostile fixture at once. Each test prints its figures (``hostile <flood>:
+...``; run with ``-s`` to see them).
 """
 
 from __future__ import annotations
@@ -146,9 +147,12 @@ def _flood(
     stop: Callable[[Api], None] | None = None,
     echo_bound: float = 1.0,
     check: Callable[[NodeProcess], None] | None = None,
+    tick: Callable[[Api], None] | None = None,
+    seconds: float = FLOOD,
 ) -> Figures:
     """Deploy ``hostile`` (name, fixture) and echo, flood, measure, restart; the figures.
 
+    ``tick`` runs between two ``/health`` polls (to feed floods that stop by themselves).
     Checks what every flood must respect; the caller checks its own budget.
     """
     config = _config(tmp_path)
@@ -164,7 +168,7 @@ def _flood(
         _echo(api)
         rss0, db0, log0 = _rss(node), _size(*db), _size(log)
         start(api)
-        t_end = time.monotonic() + FLOOD
+        t_end = time.monotonic() + seconds
         rss_max = rss0
         next_echo = time.monotonic() + 0.3
         while time.monotonic() < t_end:
@@ -176,6 +180,8 @@ def _flood(
                 figures.echo_max = max(figures.echo_max, _echo(api))
                 figures.echo_probes += 1
                 next_echo = time.monotonic() + 0.3
+            if tick is not None:
+                tick(api)
             rss_max = max(rss_max, _rss(node))
             time.sleep(0.05)
         if stop is not None:
@@ -196,7 +202,7 @@ def _flood(
         figures.restart_ready = time.monotonic() - t0
         figures.extra["echo_after_restart_ms"] = round(_echo(_api(restarted)) * 1000)
         restarted.stop()
-    print(figures.report(hostile[0][1]))
+    print(figures.report(hostile[0][1] if len({f for _, f in hostile}) == 1 else "all at once"))
     assert figures.rss_growth < 150 * MB
     assert figures.health_max < 1.0
     assert figures.echo_probes >= 5
@@ -284,3 +290,68 @@ def test_looping_agents_leave_a_worker_for_the_others(tmp_path: Path) -> None:
         time.sleep(2 * TIMEOUT)  # each looper's first message shows it loops
 
     _flood(tmp_path, loopers, start, echo_bound=TIMEOUT)
+
+
+#: Every hostile fixture at once: (name, fixture). amplify.wat must be deployed as "amp".
+ALL_HOSTILE = [
+    ("logger", "logloop"),
+    ("hoard", "kvflood"),
+    ("ticker", "timerflood"),
+    ("loop-0", "spin"),
+    ("amp", "amplify"),
+    ("sender", "sendflood"),
+    ("deep", "deepsend"),
+]
+#: Floods that stop by themselves (one message each): fed twice a second. (amp floods for
+#: ever from one message, and its mailbox stays full: a post to it waits a second for a 429.)
+FED = ("sender", "deep")
+COMBINED = 6.0  # seconds
+
+
+def test_all_hostile_agents_at_once_leave_the_node_serving(tmp_path: Path) -> None:
+    """Issue 9's isolation promise with every flood at once on one node (two workers):
+    log, kv, timers, a looper, self-amplifying sends, sends to an unknown name and deeply
+    nested sends, while echo keeps answering and /health stays fast."""
+    fed_at = [0.0]
+    dropped: list[float] = []
+
+    def start(api: Api) -> None:
+        for name, _ in ALL_HOSTILE:
+            _post(api, name, times=10 if name == "loop-0" else 1)
+
+    def tick(api: Api) -> None:
+        if time.monotonic() - fed_at[0] < 0.5:
+            return
+        fed_at[0] = time.monotonic()
+        for name in FED:
+            status, body, _ = api.send(_request(name))
+            assert status in (202, 429), body  # 429: its mailbox stayed full
+
+    def metrics(node: NodeProcess) -> None:
+        status, body = node.get("metrics", "/metrics")
+        assert status == 200
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                if sample.name == "caxton_agent_log_dropped_total":
+                    dropped.append(sample.value)
+                if sample.name == "caxton_storage_writable":
+                    assert sample.value == 1
+
+    figures = _flood(
+        tmp_path,
+        ALL_HOSTILE,
+        start,
+        _stop("logger"),
+        echo_bound=3.0,
+        check=metrics,
+        tick=tick,
+        seconds=COMBINED,
+    )
+    assert sum(dropped) > 1000  # the log flood hit its rate budget
+    log_allowed = (COMBINED + 2) * (LOG_RATE + LOG_LINES * 300) + 512 * 1024
+    # kv within its quota (in SQLite pages, see the kv flood), 1,000 timers, and the history
+    # of what the floods sent at the rate the node handled it (pruned by its own budget).
+    db_allowed = 5 * KV_BYTES + 4 * MB + 100 * MB
+    print(f"all at once: log budget {log_allowed / 1024:.0f} KiB, db budget {db_allowed / MB} MB")
+    assert figures.log_growth < log_allowed
+    assert figures.db_growth < db_allowed

@@ -92,7 +92,7 @@ async def test_wait_returns_the_echo_reply(api: Api) -> None:
         },
         wait="5s",
     )
-    # The answer is the reply itself (DESIGN.md); the request's ids are in headers.
+    # The answer is the reply itself (docs/api.md); the request's ids are in headers.
     reply = await ok(resp, 200)
     conversation_id = resp.headers["X-Caxton-Conversation-Id"]
     assert resp.headers["X-Caxton-Message-Id"]

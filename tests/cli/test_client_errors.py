@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from caxton.cli import cli
+from tests.nodeproc import NodeProcess, write_config
 
 #: One command of each client group (they share the client, but each must fail the same way).
 COMMANDS = [
@@ -144,3 +145,42 @@ def test_a_server_that_refuses_connections_is_one_line() -> None:
         result = run(f"127.0.0.1:{port}", ["agent", "list"])
     assert result.exit_code == 1
     assert "cannot reach the Caxton server" in one_line(result)
+
+
+@pytest.fixture(scope="module")
+def auth_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    directory = tmp_path_factory.mktemp("auth-node")
+    cfg = write_config(directory, '[security]\nauth_enabled = true\njwt_secret = "${JWT_SECRET}"\n')
+    with NodeProcess(
+        cfg, env={"JWT_SECRET": "a-client-errors-test-secret-0123456789"}
+    ).start() as n:
+        yield n
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("listener", ["metrics", "admin"])
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_another_listener_of_a_node_is_named_as_the_wrong_server(
+    auth_node: NodeProcess, listener: str, args: list[str]
+) -> None:
+    """The metrics or admin port answered "no route for GET /api/v1/agents" and no more."""
+    result = run(auth_node.url(listener, ""), args)
+    assert result.exit_code == 1
+    line = one_line(result)
+    assert "no route for" in line
+    assert "--server" in line
+    assert "networking.bind_address" in line
+
+
+@pytest.mark.slow
+def test_a_missing_or_bad_token_says_how_to_pass_one(auth_node: NodeProcess) -> None:
+    """The server's 401 speaks of HTTP headers; on the command line it is --token."""
+    api = auth_node.url("api", "")
+    missing = one_line(run(api, ["agent", "list"]))
+    assert "--token TOKEN or CAXTON_TOKEN" in missing
+    assert "caxton token create" in missing
+    bad = CliRunner().invoke(cli, ["agent", "list", "--server", api, "--token", "garbage"])
+    assert bad.exit_code == 1
+    line = one_line(bad)
+    assert "not valid" in line
+    assert "--token or CAXTON_TOKEN" in line

@@ -122,3 +122,57 @@ def test_agents_doc_quick_start_works_on_the_readme_node(tmp_path: Path) -> None
         assert taken.returncode == 1
         assert "already exists" in taken.stderr
         assert "caxton agent upgrade echo FILE" in taken.stderr
+
+
+def _all_console_commands(doc: Path) -> list[list[str]]:
+    """Every ``$ caxton ...`` command of every console block, continuation lines joined."""
+    import shlex
+
+    commands: list[list[str]] = []
+    for block in doc.read_text().split("```console\n")[1:]:
+        pending = ""
+        for line in block.split("```", 1)[0].splitlines():
+            if line.startswith("$ ") or pending:
+                pending += " " + line.removeprefix("$ ").strip()
+                if pending.endswith("\\"):
+                    pending = pending[:-1]
+                    continue
+                commands.append(shlex.split(pending, comments=True))
+                pending = ""
+    return commands
+
+
+def test_the_examples_readme_works_as_it_says(tmp_path: Path) -> None:
+    """examples/agents/README.md deployed every example under its own name: on the README's
+    node (which runs them all) each deploy was a 409; it now says to start a node with
+    --no-examples, and every command it shows works there, in order."""
+    root = Path(__file__).resolve().parents[2]
+    doc = root / "examples" / "agents" / "README.md"
+    assert "caxton serve --no-examples" in doc.read_text()
+    commands = _all_console_commands(doc)
+    assert sum(c[:3] == ["caxton", "agent", "deploy"] for c in commands) >= 8
+    cfg = write_config(tmp_path)
+    node = NodeProcess(cfg, args=["serve", "--config", str(cfg), "--no-examples"])
+    replies: list[Any] = []
+    with node.start(timeout=60):
+        server = node.url("api", "")
+        for command in commands:
+            assert command[0] == "caxton"
+            if command[1:3] == ["conversation", "show"]:  # the sample's id: use the real one
+                command = [*command[:3], replies[-1]["conversation_id"]]
+            proc = subprocess.run(
+                [sys.executable, "-m", "caxton", *command[1:], "--server", server,
+                 "--output", "json"],
+                capture_output=True, text=True, timeout=90, cwd=root,
+            )  # fmt: skip
+            assert proc.returncode == 0, (command, proc.stderr)
+            if command[1:3] == ["message", "send"]:
+                replies.append(json.loads(proc.stdout))
+        assert node.stop()[0] == 0
+    contents = [r["content"] for r in replies]
+    assert {"hello": "world"} in contents
+    assert "HELLO" in contents
+    assert {"done": 1000} in contents
+    assert {"outcome": "done", "result": 5} in contents
+    assert {"outcome": "refused", "reason": "unknown action fly"} in contents
+    assert {"winner": "bidder-b", "price": 20, "proposals": 2, "refusals": 1} in contents

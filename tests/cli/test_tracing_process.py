@@ -66,9 +66,10 @@ class _Down(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("collector", ["failing", "closed port"])
+@pytest.mark.parametrize("collector", ["failing", "closed port", "hung"])
 def test_sigterm_does_not_wait_for_a_dead_collector(tmp_path: Path, collector: str) -> None:
-    """The exporter's retry backoff used to hold a stopped node for seconds after its drain."""
+    """The exporter's retry backoff used to hold a stopped node for seconds after its drain;
+    a collector that accepts connections but never answers held it for otlp_timeout (10 s)."""
     import json
     import signal
     import socket
@@ -79,7 +80,14 @@ def test_sigterm_does_not_wait_for_a_dead_collector(tmp_path: Path, collector: s
     thread.start()
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
-    port = down.server_address[1] if collector == "failing" else closed.getsockname()[1]
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # the kernel completes connections; nothing ever reads or answers
+    port = {
+        "failing": down.server_address[1],
+        "closed port": closed.getsockname()[1],
+        "hung": hung.getsockname()[1],
+    }[collector]
     try:
         extra = f'enable_tracing = true\ntrace_sample_rate = 1.0\notlp_endpoint = "http://127.0.0.1:{port}"\n'
         cfg = write_config(tmp_path, networking='drain_delay = "20ms"')
@@ -96,6 +104,7 @@ def test_sigterm_does_not_wait_for_a_dead_collector(tmp_path: Path, collector: s
     finally:
         down.shutdown()
         closed.close()
+        hung.close()
     assert took < 1.0, f"exit took {took:.2f}s after SIGTERM"
     log = (tmp_path / "logs" / "caxton.log").read_text().splitlines()
     messages = [json.loads(line)["message"] for line in log]

@@ -86,3 +86,25 @@ def test_any_values_survive_dump_and_load(
     assert loaded.runtime == config.runtime
     assert loaded.observability == config.observability
     assert loaded.security == config.security
+
+
+def test_config_show_has_one_header_naming_the_source_and_the_masking(
+    production_file: Path,
+) -> None:
+    """It printed two header lines saying the same thing in different words."""
+    from click.testing import CliRunner
+
+    from caxton.cli import cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["config", "show", "--config", str(production_file)],
+        env={"JWT_SECRET": "a-dump-test-secret-0123456789abcdef"},
+    )
+    assert result.exit_code == 0, result.output
+    header = [line for line in result.stdout.splitlines() if line.startswith("#")]
+    assert header == [
+        f"# Effective Caxton configuration (from {production_file.resolve()}).",
+        '# Secrets are masked ("********").',
+    ]
+    assert 'jwt_secret = "********"' in result.stdout

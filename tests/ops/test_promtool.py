@@ -42,6 +42,7 @@ PROMISED = {
     "caxton_websocket_connections": "gauge",  # open /api/v1/events streams
     "caxton_http_requests_total": "counter",
     "caxton_build_info": "gauge",
+    "caxton_storage_writable": "gauge",  # what /ready checks of the state store
 }
 _TIMEOUT = aiohttp.ClientTimeout(total=10)
 
@@ -196,6 +197,7 @@ def test_the_promised_families_are_exposed(scrapes: Scrapes) -> None:
     )
     assert accepted == 1
     assert _value(text, "caxton_build_info") == 1
+    assert _value(text, "caxton_storage_writable") == 1
     assert re.search(r'^caxton_build_info\{.*version="[^"]+".*\} 1\.0$', text, re.MULTILINE)
 
 

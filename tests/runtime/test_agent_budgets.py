@@ -228,3 +228,56 @@ async def test_looping_agents_do_not_starve_a_well_behaved_one(
     # And the loopers still take their turns (each of their messages runs into the deadline).
     assert sum(failures) >= 10
     assert min(failures) >= 2
+
+
+@pytest.mark.parametrize("fixture", ["busy", "logloop"])
+async def test_hogs_under_the_deadline_do_not_starve_a_well_behaved_one(
+    engine: Engine, recorder: Recorder, fixture: str
+) -> None:
+    """Agents that keep sending to themselves and never reach the deadline: ``busy`` (tens of
+    milliseconds a message) kept its worker for a whole batch (64 messages), ``logloop``
+    (fast messages) for 64 batches in a row before the shared queue was served: an echo probe
+    waited seconds. Batches and runs in a row now end after a time slice."""
+    config = fast_runtime(execution_timeout=1.0)
+    runtime = Runtime(config, engine=engine, events=recorder, external=recorder.external)
+    async with runtime:
+        busy = await asyncio.to_thread(engine.compile, wat(fixture))
+        echo = await asyncio.to_thread(engine.compile, wat("echo"))
+        hogs = [f"hog-{i}" for i in range(LOOPERS)]
+        for name in hogs:
+            await runtime.start_agent(AgentSpec(name=name), busy)
+        await runtime.start_agent(AgentSpec(name="echo"), echo)
+        for name in hogs:
+            runtime.deliver_nowait(name, message(name))
+        await asyncio.sleep(0.3)
+        latencies = []
+        for _ in range(10):
+            t0 = time.monotonic()
+            runtime.deliver_nowait("echo", message("echo", "ping"))
+            assert (await recorder.reply(within=10.0))["content"]["content"] == "ping"
+            latencies.append(time.monotonic() - t0)
+            await asyncio.sleep(0.1)
+        handled = [runtime.agent_statistics(name).messages_handled for name in hogs]
+        failures = [runtime.agent_statistics(name).failures for name in hogs]
+    assert failures == [0] * LOOPERS  # never the deadline
+    assert min(handled) >= 5  # and each hog had its turns
+    assert max(latencies) < 0.5, latencies
+
+
+@pytest.mark.parametrize("config", [fast_runtime(mailbox_max_bytes=2 * 1024 * 1024)])
+async def test_a_mailbox_holds_at_most_its_bytes_of_large_messages(
+    runtime: Runtime, deploy: Deploy
+) -> None:
+    """A self-amplifying agent sending itself ~200 KB messages filled its 1,024-message
+    mailbox: ~200 MB of one agent's messages in memory (RSS +300 MB in a node process)."""
+    await deploy("big", wat("bigamp"))
+    runtime.deliver_nowait("big", message("big"))
+    agent = runtime._agents["big"]
+    most = 0
+    for _ in range(40):
+        await asyncio.sleep(0.025)
+        most = max(most, sum(map(len, list(agent.mailbox))))
+    assert runtime.agent_statistics("big").messages_handled > 10  # it floods
+    assert 0 < most <= 2 * 1024 * 1024
+    await runtime.stop_agent("big")  # its queued messages stay, and the count agrees
+    assert agent.offered_bytes - agent.popped_bytes == sum(map(len, list(agent.mailbox)))

@@ -1,4 +1,4 @@
-"""The example agents and WAT fixtures follow agent ABI v1 (DESIGN.md section 2).
+"""The example agents and WAT fixtures follow agent ABI v1 (docs/agents.md, "ABI v1 reference").
 
 These tests need no Caxton runtime: they build the examples with
 ``scripts/build-agents.sh`` (clang + wasi-libc), check every module's exports and

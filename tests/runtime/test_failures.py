@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -162,3 +163,30 @@ async def test_fuel_limits_each_message(recorder: Recorder) -> None:
                 assert (await recorder.reply())["content"]["content"] == i
     finally:
         engine.close()
+
+
+def test_an_unexpected_host_function_failure_is_logged_once_a_minute(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A guest that can make a host function fail must not flood the log with tracebacks."""
+    from caxton.runtime import host
+
+    monkeypatch.setattr(host, "_failure_logged", {})
+    monkeypatch.setattr(host, "_failures_unlogged", {})
+    with caplog.at_level(logging.ERROR, logger="caxton.runtime.host"):
+        for _ in range(1000):
+            try:
+                raise RecursionError("deep")
+            except RecursionError:
+                host._failed("caxton.send")
+        assert len(caplog.records) == 1
+        assert caplog.records[0].exc_info is not None
+        monkeypatch.setitem(
+            host._failure_logged, "caxton.send", time.monotonic() - host.FAILURE_LOG_INTERVAL
+        )
+        try:
+            raise RecursionError("deep")
+        except RecursionError:
+            host._failed("caxton.send")
+    assert len(caplog.records) == 2
+    assert "999 more since the last report" in caplog.records[1].getMessage()

@@ -3,12 +3,12 @@
 ``requester`` + ``responder`` (fipa-request) and ``manager`` + ``bidder`` (fipa-contract-net)
 in ``examples/agents/``. Most tests need no Caxton runtime: `Net` is a stand-in host and
 router written with plain wasmtime-py. It runs several reactor agents (each with its own WASI
-argv ``[name]`` and env), completes what they send the way DESIGN.md section 2 says the host
-does (``sender``, ``message_id``; ``conversation_id`` inherited from the message being
-handled; ``in_reply_to`` from its ``reply_with`` for a message back to its sender), delivers
-in FIFO order, sends the runtime's ``failure`` for unknown receivers and failed handlers, and
-keeps every message in ``transcript`` (what ``caxton conversation show`` lists). The last
-tests run the same agents in the real `Runtime`.
+argv ``[name]`` and env), completes what they send the way docs/agents.md ("ABI v1
+reference") says the host does (``sender``, ``message_id``; ``conversation_id`` inherited from
+the message being handled; ``in_reply_to`` from its ``reply_with`` for a message back to its
+sender), delivers in FIFO order, sends the runtime's ``failure`` for unknown receivers and
+failed handlers, and keeps every message in ``transcript`` (what ``caxton conversation show``
+lists). The last tests run the same agents in the real `Runtime`.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class Net:
         linker.define_func("caxton", "schedule", ty([I64, I32, I32], [I32]), unused)
 
     def _stamp(self, sender: str, out: dict[str, Any]) -> None:
-        """What the host's ``send`` adds (DESIGN.md section 2)."""
+        """What the host's ``send`` adds (docs/agents.md, "ABI v1 reference")."""
         incoming = self.current
         assert incoming is not None, "sent outside a handler"
         out["sender"] = sender

@@ -180,3 +180,40 @@ def storage_file(tmp_path: Path) -> Path:
     finally:
         storage.close()
     return path
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_state_file_and_its_backups_are_readable_by_their_owner_only(
+    tmp_path: Path,
+) -> None:
+    # They hold agents' key/value data and messages: not for other users of the machine.
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "fresh" / "local.db"
+        storage = Storage.open_sync(path)
+        try:
+            asyncio.run(storage.create_agent(AgentRecord(name="kept"), b"\0asm"))
+            assert _mode(path) == 0o600
+            assert _mode(path.with_name("local.db-wal")) == 0o600
+            assert _mode(path.parent) == 0o700
+        finally:
+            storage.close()
+        plain = backup_database(path, tmp_path / "backups" / "b.db").path
+        packed = backup_database(path, tmp_path / "backups" / "b.db", gzip=True).path
+        assert (_mode(plain), _mode(packed)) == (0o600, 0o600)
+        restored = tmp_path / "restored" / "local.db"
+        restore_database(packed, restored)
+        assert _mode(restored) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_an_existing_state_file_keeps_the_mode_its_operator_gave_it(tmp_path: Path) -> None:
+    path = tmp_path / "local.db"
+    Storage.open_sync(path).close()
+    path.chmod(0o640)
+    Storage.open_sync(path).close()
+    assert _mode(path) == 0o640

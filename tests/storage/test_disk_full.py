@@ -146,8 +146,12 @@ def test_a_full_disk_fails_writes_loudly_once_and_loses_nothing_acknowledged(
             assert status == 503
             error = json.loads(body)["error"]
             assert error["details"]["checks"]["storage"] is False
-            assert "disk full" in error["details"]["reasons"]["storage"]
-            assert "disk full" in error["message"]
+            assert error["details"]["reasons"]["storage"].startswith("cannot write (disk full")
+            assert "storage: cannot write (disk full" in error["message"]
+            # /ready needs no token: the kind of problem, not where the state file lives.
+            assert str(db.parent) not in body.decode()
+            status, body = node.get("admin", "/status")
+            assert str(db) in json.loads(body)["reasons"]["storage"]  # loopback only
         finally:
             resource.prlimit(node.proc.pid, resource.RLIMIT_FSIZE, (soft, hard))
 

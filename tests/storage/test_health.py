@@ -16,14 +16,19 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
+from caxton.agents import DeployRequest
 from caxton.api.admin import create_admin_app
 from caxton.api.app import create_app
 from caxton.config import Config, CoordinationConfig
 from caxton.errors import StorageError
 from caxton.node import Node
+from caxton.observability.metrics import Metrics, render_metrics
+from caxton.runtime import abi
 from caxton.storage import Storage, _health
-from tests.support import eventually
+from tests.support import eventually, wat
 
 Client = TestClient[Any, Any]
 
@@ -67,8 +72,10 @@ async def test_a_deleted_database_file_makes_the_node_unready(
         assert error["details"]["checks"]["storage"] is False
         reason = error["details"]["reasons"]["storage"]
         assert "deleted" in reason
-        assert str(n.storage.path) in reason
         assert "deleted" in error["message"]
+        # /ready answers without a token: no filesystem paths (the log and /status have them).
+        assert str(n.storage.path.parent) not in reason
+        assert str(n.storage.path.parent) not in error["message"]
         await eventually(lambda: not_ready(client))  # it stays so
         admin: Client = TestClient(TestServer(create_admin_app(n)))
         await admin.start_server()
@@ -78,6 +85,7 @@ async def test_a_deleted_database_file_makes_the_node_unready(
             await admin.close()
         assert status["ready"] is False
         assert "deleted" in status["reasons"]["storage"]
+        assert str(n.storage.path) in status["reasons"]["storage"]  # loopback only
     logged = [r for r in caplog.records if "deleted" in r.getMessage()]
     assert len(logged) == 1
 
@@ -90,6 +98,7 @@ async def test_a_corrupted_database_file_makes_the_node_unready(
         await asyncio.to_thread(overwrite_header, n.storage.path)
         error = await eventually(lambda: not_ready(client))
         assert "corrupted" in error["details"]["reasons"]["storage"]
+        assert str(n.storage.path.parent) not in str(error)
     assert any("corrupted" in r.getMessage() for r in caplog.records)
 
 
@@ -113,3 +122,42 @@ async def test_a_full_database_fails_its_writes_with_the_real_error_then_recover
     await storage.write(lambda c: c.fetch_value("PRAGMA max_page_count = 1073741823"))
     await asyncio.wrap_future(storage.kv_set_nowait(agent, b"k", b"v" * 3000))
     assert storage.problem is None
+
+
+async def test_schedule_returns_the_storage_code_while_the_store_cannot_write(
+    node: tuple[Node, Client],
+) -> None:
+    """As `kv_set` does: `schedule` answered 0 although the timer's row could not be written."""
+    n, client = node
+    await n.agents.deploy(DeployRequest(name="ticker", wasm=wat("timerflood")))
+    os.unlink(n.storage.path)
+    await eventually(lambda: not_ready(client))
+    await n.messaging.submit({"receiver": "ticker", "performative": "inform"}, client="t")
+
+    async def failed() -> str | None:
+        return n.runtime.agent_statistics("ticker").last_error
+
+    # timerflood returns the first code `schedule` gives that is not 0.
+    assert await eventually(failed) == f"returned_error: caxton_handle returned {abi.ERR_STORAGE}"
+    assert n.runtime._timers is not None
+    assert len(n.runtime._timers) == 0  # the first one was refused, and the agent stopped
+
+
+async def test_the_storage_writable_gauge_follows_the_store(node: tuple[Node, Client]) -> None:
+    """``caxton_storage_writable``: 1 while the store can write, 0 while /ready says it cannot."""
+    n, client = node
+    metrics = Metrics.create(CollectorRegistry(), process_metrics=False)
+    metrics.register_snapshot_source("storage", n.storage.metric_samples)
+
+    def writable() -> float | None:
+        text = render_metrics(metrics.registry)[0].decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "caxton_storage_writable":
+                    return float(sample.value)
+        return None
+
+    assert writable() == 1
+    os.unlink(n.storage.path)
+    await eventually(lambda: not_ready(client))
+    assert writable() == 0

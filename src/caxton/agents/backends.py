@@ -207,6 +207,10 @@ class StoredTimers:
         future.add_done_callback(_report)
         self._rows[timer_id] = future
 
+    def writable(self) -> bool:
+        """False while the store reports it cannot write (`Storage.problem`: /ready is 503)."""
+        return self._storage.problem is None
+
     def remove(self, timer_id: int) -> None:
         future = self._rows.pop(timer_id, None)
         if future is not None:

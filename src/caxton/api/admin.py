@@ -36,7 +36,7 @@ async def node_status(request: web.Request) -> web.Response:
             "state": node.state.value,
             "ready": readiness.ready,
             "checks": readiness.as_dict(),
-            "reasons": readiness.reasons,
+            "reasons": readiness.details,  # loopback only: with the state file's path
             "started_at": node.started_at,
         }
     )

@@ -26,7 +26,10 @@ Three checks, in `browser_guard_middleware`:
   exempt (probes send all sorts of ``Host``), and so are requests from ``trusted_proxies``: the
   proxy chooses which names it forwards (nginx ``server_name``). The admin listener, which has
   no authentication, checks ``Host`` always (a rebinding page could otherwise read
-  ``/config``).
+  ``/config``). A request line in absolute form (``GET http://evil.example/api/v1/agents``)
+  names its host in the target, which replaces ``Host`` (RFC 9112 section 3.2.2, and what
+  aiohttp's ``request.host`` reports): that authority is the one checked, and the one the
+  Origin check compares with.
 """
 
 from __future__ import annotations
@@ -93,6 +96,21 @@ def _host_name(host: str) -> str:
     return host.rstrip(".")
 
 
+def _target_host(request: web.Request) -> str | None:
+    """The host the request is for: an absolute-form target's authority, else ``Host``.
+
+    An authority that cannot be parsed comes back as ``""``, which no check allows.
+    """
+    target = request.raw_path
+    if target.startswith("/") or "://" not in target:
+        return request.headers.get("Host")
+    try:
+        netloc = urllib.parse.urlsplit(target).netloc
+    except ValueError:
+        return ""
+    return netloc.rpartition("@")[2]  # "user@host" names host
+
+
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
@@ -107,7 +125,7 @@ def _origin_allowed(origin: str, request: web.Request, auth: bool, listed: froze
     parts = urllib.parse.urlsplit(origin)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False  # "null" (sandboxed frames, file: pages) and anything stranger
-    if parts.netloc.lower() == (request.headers.get("Host") or "").strip().lower():
+    if parts.netloc.lower() == (_target_host(request) or "").strip().lower():
         return True  # same origin: a page served under the node's own name
     return not auth and parts.hostname in _LOOPBACK_NAMES
 
@@ -147,7 +165,7 @@ def browser_guard_middleware(config: Config, *, authenticated: bool | None = Non
     @web.middleware
     async def browser_guard(request: web.Request, handler: Any) -> web.StreamResponse:
         if not auth and request.path not in PUBLIC_PATHS:
-            host = request.headers.get("Host")
+            host = _target_host(request)
             peer = request.transport.get_extra_info("peername") if request.transport else None
             from_proxy = bool(proxies) and trusted_peer(peer, proxies)
             if host is not None and not from_proxy:
@@ -156,8 +174,9 @@ def browser_guard_middleware(config: Config, *, authenticated: bool | None = Non
                     return error_response(
                         421,
                         "INVALID_REQUEST",
-                        f"this node does not answer for host {host!r} (with authentication "
-                        "off it answers only for localhost, IP addresses and its bind_address)",
+                        f"this node does not answer for host {host!r} here (where no token "
+                        "is checked, it answers only for localhost, IP addresses and its "
+                        "bind_address)",
                         {"host": host, "allowed": [*sorted(own_names), "<IP address>"]},
                     )
         changing = request.method in STATE_CHANGING

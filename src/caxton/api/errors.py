@@ -1,10 +1,10 @@
 """The JSON error envelope and the middleware that makes every error use it.
 
-Every error the API answers looks like ``{"error": {"code", "message", "details"}}`` (DESIGN.md
-section 4): our own `caxton.errors.Error` subclasses carry their code and status; aiohttp's
-HTTP exceptions (404 for an unknown path, 405, 413 for a body above the limit) are translated
-here, once; anything unexpected becomes a logged 500 ``INTERNAL_ERROR`` whose message does not
-leak internals.
+Every error the API answers looks like ``{"error": {"code", "message", "details"}}``
+(docs/api.md, "Errors"): our own `caxton.errors.Error` subclasses carry their code and status;
+aiohttp's HTTP exceptions (404 for an unknown path, 405, 413 for a body above the limit) are
+translated here, once; anything unexpected becomes a logged 500 ``INTERNAL_ERROR`` whose
+message does not leak internals.
 """
 
 from __future__ import annotations
@@ -20,14 +20,18 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from caxton.api.json_body import check_depth
 from caxton.api.keys import MAX_REQUEST_SIZE, REQUEST_TIMEOUT
+from caxton.api.log_throttle import LogThrottle
 from caxton.errors import Error, StorageError
 
 __all__ = ["ApiError", "bad_http_message", "error_middleware", "error_response", "read_json"]
 
 log = logging.getLogger("caxton.http")
 
-#: Codes for the errors aiohttp raises itself; DESIGN.md's list plus NOT_FOUND and
-#: METHOD_NOT_ALLOWED for paths and methods that do not exist at all.
+#: Malformed requests logged one by one per second; the rest are summed up in one line.
+MALFORMED_LOG_PER_SECOND = 10
+
+#: Codes for the errors aiohttp raises itself: the codes of docs/api.md ("Errors"), with
+#: NOT_FOUND and METHOD_NOT_ALLOWED for paths and methods that do not exist at all.
 _HTTP_CODES: dict[int, str] = {
     400: "INVALID_REQUEST",
     401: "UNAUTHORIZED",
@@ -96,18 +100,27 @@ async def read_json(request: web.Request) -> Any:
 
 
 def bad_http_message(exc: HttpProcessingError, remote: str | None) -> web.Response:
-    """The envelope for a request HTTP itself refuses (logged once, at WARNING)."""
+    """The envelope for a request HTTP itself refuses.
+
+    Logged at WARNING, one line each, but at most `MALFORMED_LOG_PER_SECOND` a second: a
+    client sending garbage as fast as it can must not fill the disk with the log; the lines
+    over that are counted in one summary line a second (`LogThrottle`).
+    """
     status = exc.code if 400 <= exc.code < 500 else 400
     text = " ".join(str(exc.message).split())
     if text.startswith("400, message: "):  # a payload error wraps the parser's own text
         text = text[len("400, message: ") :]
     reason = text[:200] or type(exc).__name__
-    log.warning(
-        "refused a malformed HTTP request from %s: %s",
-        remote,
-        reason,
-        extra={"remote": remote, "status": status, "reason": reason},
+    throttle = LogThrottle.for_loop(
+        log, "malformed HTTP requests", per_second=MALFORMED_LOG_PER_SECOND
     )
+    if throttle.allow(remote):
+        log.warning(
+            "refused a malformed HTTP request from %s: %s",
+            remote,
+            reason,
+            extra={"remote": remote, "status": status, "reason": reason},
+        )
     response = error_response(
         status, _HTTP_CODES.get(status, "INVALID_REQUEST"), f"malformed HTTP request: {reason}"
     )

@@ -37,7 +37,8 @@ async def ready(request: web.Request) -> web.Response:
     message = f"the node is not ready ({node.state.value})"
     if readiness.reasons:
         details["reasons"] = readiness.reasons
-        message += ": " + "; ".join(readiness.reasons.values())
+        # No paths (reasons has none): /ready needs no token. The log and /status have them.
+        message += ": " + "; ".join(f"{k}: {v}" for k, v in readiness.reasons.items())
     return web.json_response(
         {"error": {"code": "UNAVAILABLE", "message": message, "details": details}},
         status=503,

@@ -5,8 +5,9 @@ and ``Transfer-Encoding`` (a request-smuggling attempt) or broken chunked framin
 the application: aiohttp's connection handler answers them itself, in plain text, and logs
 each with a full traceback at ERROR. `use_json_errors` replaces that answer on one connection
 with the envelope every other error uses, and logs one WARNING line without a traceback: the
-client is wrong, not the server. A 5xx (a bug of ours that escaped every middleware) is still
-logged with its traceback.
+client is wrong, not the server (at most `errors.MALFORMED_LOG_PER_SECOND` such lines a
+second, then one line with the count of the others: a flood of garbage must not flood the log).
+A 5xx (a bug of ours that escaped every middleware) is still logged with its traceback.
 """
 
 from __future__ import annotations

@@ -256,7 +256,8 @@ async def send(request: web.Request) -> web.Response:
             f"within {wait:g}s (the message was accepted and stays in the conversation)",
             details={**ids, "wait_seconds": wait},
         )
-    # DESIGN.md: the answer *is* the first message back; the request's ids ride in headers.
+    # docs/api.md (POST /api/v1/messages): the answer *is* the first message back; the
+    # request's ids ride in headers.
     return json_response(
         reply,
         headers={

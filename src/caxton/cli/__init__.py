@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 
 import click
 
@@ -89,5 +90,11 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 def main() -> None:
-    """Entry point of the `caxton` console script."""
-    cli(prog_name="caxton")
+    """Entry point of the `caxton` console script (and of ``python -m caxton``)."""
+    try:
+        cli(prog_name="caxton")
+    except SystemExit as exc:
+        serve = sys.modules.get("caxton.cli.serve")
+        if not exc.code and serve is not None:
+            serve.exit_after_clean_stop()  # a node stopped cleanly: no interpreter teardown
+        raise

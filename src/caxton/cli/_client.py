@@ -99,7 +99,8 @@ class ApiClient:
             raw = exc.read()
             try:
                 err = json.loads(raw)["error"]
-                raise ApiFailure(exc.code, err["code"], err["message"], err.get("details") or {})
+                message = err["message"] + self._hint(exc.code, err["code"], err["message"])
+                raise ApiFailure(exc.code, err["code"], message, err.get("details") or {})
             except (ValueError, KeyError, TypeError):
                 raise self._not_caxton(exc.code, exc.headers, raw) from None
         except (urllib.error.URLError, OSError) as exc:
@@ -118,6 +119,20 @@ class ApiClient:
                 "address of a Caxton node's API (and http:// or https:// as the node serves)?",
                 {},
             ) from exc
+
+    def _hint(self, status: int, code: str, message: str) -> str:
+        """What to pass on the command line, for the errors the server words for HTTP clients."""
+        if code == "UNAUTHORIZED":
+            if self.token:
+                return "; the token came from --token or CAXTON_TOKEN"
+            return "; from the command line, pass --token TOKEN or CAXTON_TOKEN"
+        if status == 404 and message.startswith("no route for "):
+            # Every route the CLI calls exists on a node's API: this is another listener.
+            return (
+                f"; is --server (or CAXTON_SERVER) the node's API address "
+                f"(networking.bind_address)? {self.server} is not (a metrics or admin listener?)"
+            )
+        return ""
 
     def _decode(self, status: int, headers: Any, raw: bytes) -> Any:
         if not raw:
@@ -217,10 +232,20 @@ def client_options(func: F) -> F:
 
 def page_options(func: F) -> F:
     """``--offset`` and ``--limit`` for the paginated list commands (limit as the API's: 1-1000)."""
-    func = click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)(
-        func
-    )
-    func = click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)(func)
+    func = click.option(
+        "--limit",
+        type=click.IntRange(1, 1000),
+        default=100,
+        show_default=True,
+        help="Entries per page.",
+    )(func)
+    func = click.option(
+        "--offset",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Entries to skip (the next page: --offset plus --limit).",
+    )(func)
     return func
 
 

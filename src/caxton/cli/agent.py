@@ -274,7 +274,15 @@ def remove(name: str, yes: bool, server: str, token: str | None, output: str) ->
 
 @agent.command("logs")
 @click.argument("name")
-@click.option("-n", "--lines", "n", type=click.IntRange(0, 10_000), default=50, show_default=True)
+@click.option(
+    "-n",
+    "--lines",
+    "n",
+    type=click.IntRange(0, 10_000),
+    default=50,
+    show_default=True,
+    help="How many of the last lines.",
+)
 @client_options
 def logs(name: str, n: int, server: str, token: str | None, output: str) -> None:
     """Print NAME's recent log lines, oldest first."""

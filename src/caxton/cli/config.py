@@ -48,6 +48,4 @@ def show(config_path: str | None, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(config_to_dict(cfg, mask_secrets=True), indent=2))
     else:
-        source = cfg.source if cfg.source is not None else "embedded default"
-        click.echo(f"# effective configuration (source: {source}; secrets masked)")
-        click.echo(dump_config(cfg, mask_secrets=True), nl=False)
+        click.echo(dump_config(cfg, mask_secrets=True), nl=False)  # its header names the source

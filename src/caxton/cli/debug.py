@@ -117,8 +117,20 @@ def _show(view: dict[str, Any]) -> None:
 @click.command("debug")
 @click.argument("name", required=False)
 @click.option("--agent-id", "agent_id", metavar="ID", help="The agent (its name).")
-@click.option("--messages", type=click.IntRange(0, 100), default=20, show_default=True)
-@click.option("--logs", type=click.IntRange(0, 10_000), default=50, show_default=True)
+@click.option(
+    "--messages",
+    type=click.IntRange(0, 100),
+    default=20,
+    show_default=True,
+    help="Recent messages from and to the agent to show.",
+)
+@click.option(
+    "--logs",
+    type=click.IntRange(0, 10_000),
+    default=50,
+    show_default=True,
+    help="Last log lines to show.",
+)
 @client_options
 def debug(
     name: str | None,

@@ -81,6 +81,8 @@ def dump_config(config: Config, *, mask_secrets: bool = True) -> str:
     """
     source = str(config.source) if config.source is not None else "the embedded default"
     lines = [f"# Effective Caxton configuration (from {' '.join(source.splitlines())})."]
+    if mask_secrets:
+        lines.append('# Secrets are masked ("********").')
     for name, values in config_to_dict(config, mask_secrets=mask_secrets).items():
         lines.append("")
         lines.append(f"[{name}]")

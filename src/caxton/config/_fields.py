@@ -346,6 +346,7 @@ SECTIONS: dict[str, Section] = {
             "agent_memory_reclaim": boolean,
             "max_message_size": size,
             "mailbox_capacity": count,
+            "mailbox_max_bytes": size,
             "max_module_size": size,
             "fuel": count,
             "max_sends_per_message": count,

@@ -103,6 +103,7 @@ class RuntimeConfig:
     # Caxton additions (not in the seed; documented in docs/configuration.md):
     max_message_size: int = 256 * 1024  # bytes of one encoded message
     mailbox_capacity: int = 1024  # messages queued per agent before backpressure
+    mailbox_max_bytes: int = 16 * MB  # bytes queued per agent before backpressure
     max_module_size: int = 32 * MB  # bytes of one uploaded .wasm
     fuel: int | None = None  # optional per-message fuel budget (None: unlimited)
     # Send budgets (Caxton additions; what an agent sees is in docs/agents.md):

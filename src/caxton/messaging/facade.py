@@ -157,34 +157,40 @@ class Messaging(FailureOps, MetricsMixin):
 
     async def _prune_loop(self) -> None:
         """Prune every ``prune_interval``, and as soon as a quarter of ``max_history`` (or of
-        ``max_dead_letters``) came in since the last time: a flood cannot outgrow the budget
-        by a minute of traffic (checked once a second; counters only)."""
+        ``max_history_bytes``, or of ``max_dead_letters``) came in since the last time: a flood
+        cannot outgrow the budget by a minute of traffic (checked once a second; counters
+        only)."""
         options = self.options
         loop = asyncio.get_running_loop()
         last, mark = loop.time(), self._prune_mark()
         while True:
             await asyncio.sleep(min(1.0, options.prune_interval))
-            history, letters = self._prune_mark()
+            now = self._prune_mark()
+            history, letters, size = now
             due = loop.time() - last >= options.prune_interval
             if (
                 due
                 or history - mark[0] >= max(1, options.max_history // 4)
                 or letters - mark[1] >= max(1, options.max_dead_letters // 4)
+                or size - mark[2] >= max(1, options.max_history_bytes // 4)
             ):
                 await self.prune()
-                last, mark = loop.time(), (history, letters)
+                last, mark = loop.time(), now
 
-    def _prune_mark(self) -> tuple[int, int]:
-        """Messages recorded and dead letters counted since start."""
+    def _prune_mark(self) -> tuple[int, int, int]:
+        """Messages recorded, dead letters counted, and bytes agents sent since start."""
         return (
             self.submitted + self.journal.sent_total,
             sum(self.dead_letter_counts.values()),
+            self.journal.sent_bytes,
         )
 
     async def prune(self) -> tuple[int, int]:
-        """Enforce ``max_history`` and ``max_dead_letters`` now: (chunks, dead letters) dropped."""
+        """Enforce ``max_history``, ``max_history_bytes`` and ``max_dead_letters`` now:
+        (chunks, dead letters) dropped."""
         dropped = await self.storage.prune_messages(
             max_history=self.options.max_history,
+            max_history_bytes=self.options.max_history_bytes,
             max_dead_letters=self.options.max_dead_letters,
         )
         self.dead_letters_expired += dropped[1]

@@ -177,6 +177,8 @@ class Journal:
         #: Called (on the flushing thread) with each flush's new messages, when set.
         self.listener: Callable[[list[bytes]], None] | None = None
         self.sent_total = 0
+        #: Bytes of the messages counted in `sent_total`.
+        self.sent_bytes = 0
         self.handled_total = 0
         self.flushes = 0
         self.failed_flushes = 0
@@ -235,6 +237,7 @@ class Journal:
                 items = list(starmap(queue.popleft, repeat((), count)))
                 batch, sent, handled = _build(items)
                 self.sent_total += len(sent)
+                self.sent_bytes += sum(map(len, sent))
                 self.handled_total += handled
                 self.flushes += 1
                 future = self._write(batch)

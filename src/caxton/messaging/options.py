@@ -31,6 +31,10 @@ class MessagingOptions:
     #: Conversation history kept, in messages; the oldest are deleted beyond it (pending
     #: deliveries and dead letters are kept regardless).
     max_history: int = 1_000_000
+    #: Conversation history kept, in bytes of message JSON: the oldest are deleted beyond it
+    #: too (an agent that sends large messages would otherwise grow the file by tens of
+    #: megabytes a second until `max_history` messages: hundreds of gigabytes).
+    max_history_bytes: int = 1 << 30
     #: Dead letters kept; the oldest are deleted beyond it.
     max_dead_letters: int = 100_000
     #: How often the limits above are enforced (seconds); also as soon as a quarter of a

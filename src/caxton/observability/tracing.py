@@ -18,11 +18,15 @@ per process, so tests could not undo it); code gets its tracer from `Tracing.tra
 
 Failure: a bad sample rate or endpoint raises `ConfigError` at configuration time. An
 unreachable collector never blocks or fails the node: export happens on the processor's thread,
-failures are logged by OpenTelemetry, and `Tracing.shutdown` gives up after ``otlp_timeout``.
+failures are logged by OpenTelemetry, and `Tracing.shutdown` gives up after ``otlp_timeout``
+or the shorter wait its caller gives.
 
 Shutdown makes one last attempt per queued batch and no retries: the exporter's retry backoff
 (about 1 s, then 2 s, 4 s, ...) would otherwise hold a stopping node for up to ``otlp_timeout``
-after its drain is done, for a collector that is down.
+after its drain is done, for a collector that is down. A stopping node also waits only briefly
+for that attempt (`caxton.server` passes ``timeout``): a collector that accepts connections
+but never answers (hung, or a firewall that drops packets) held the node for ``otlp_timeout``
+(10 s by default) after its drain was done; the spans still queued then are dropped.
 """
 
 from __future__ import annotations
@@ -89,25 +93,27 @@ class Tracing:
             return True
         return self._bounded(lambda: provider.force_flush(int(self.timeout * 1000)))
 
-    def shutdown(self) -> bool:
-        """Export what is queued and stop; waits at most ``otlp_timeout``. Idempotent.
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Export what is queued and stop. Idempotent.
 
-        Returns False if the export did not finish in time (the rest is dropped).
+        Waits at most ``otlp_timeout``, or `timeout` seconds if that is shorter. Returns False
+        if the export did not finish in time (the rest is dropped).
         """
         provider, self.provider = self.provider, None
         self.tracer = trace.NoOpTracer()
         if provider is None:
             return True
         _stop_retrying(self.exporter)
-        return self._bounded(provider.shutdown)
+        wait = self.timeout if timeout is None else min(timeout, self.timeout)
+        return self._bounded(provider.shutdown, wait)
 
-    def _bounded(self, action: Callable[[], object]) -> bool:
+    def _bounded(self, action: Callable[[], object], wait: float | None = None) -> bool:
         # The SDK's flush and shutdown do not honour a deadline themselves; running them on a
         # helper thread and waiting at most `timeout` keeps a dead collector from holding up a
         # node's shutdown. The daemon thread finishes (or dies with the process) on its own.
         worker = threading.Thread(target=action, name="caxton-tracing-flush", daemon=True)
         worker.start()
-        worker.join(self.timeout)
+        worker.join(self.timeout if wait is None else wait)
         return not worker.is_alive()
 
 

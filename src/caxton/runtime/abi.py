@@ -41,7 +41,7 @@ ERR_BACKPRESSURE: Final = -4  # the receiver's mailbox is full
 ERR_OVER_BUDGET: Final = -7
 #: Over the agent's quota: key/value keys or bytes (`kv_set`), pending timers (`schedule`).
 ERR_QUOTA: Final = -8
-ERR_STORAGE: Final = -9  # kv_set / kv_delete: the store cannot write (disk full): nothing kept
+ERR_STORAGE: Final = -9  # kv_set / kv_delete / schedule: the store cannot write (disk full)
 KV_ABSENT: Final = -1  # kv_get / kv_delete: no such key
 
 _I32 = wasmtime.ValType.i32()

@@ -105,12 +105,15 @@ class Agent:
         "lock",
         "logs",
         "mailbox",
+        "max_queued_bytes",
         "max_timers",
         "memory_bytes",
         "memory_checked",
         "memory_limit",
         "messages_handled",
         "name",
+        "offered_bytes",
+        "popped_bytes",
         "restarts",
         "scheduled",
         "sender_json",
@@ -133,6 +136,7 @@ class Agent:
         budget: RestartBudget,
         max_timers: int = 1000,
         log_rates: tuple[int, int] = (64 * 1024, 200),
+        max_queued_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.name = spec.name
         self.spec = spec
@@ -144,6 +148,14 @@ class Agent:
         self.memory_limit = memory_limit
         self.budget = budget
         self.mailbox: deque[bytes] = deque()
+        #: Bytes ever queued (under `lock`) and ever taken out (by the worker running the
+        #: agent, or under `lock`): their difference is what the mailbox holds. Two counters
+        #: with one writer each instead of one shared, so the hot path needs no lock to count.
+        #: A message that would take the mailbox past ``max_queued_bytes`` is refused as if
+        #: the mailbox were full (one message is always taken into an empty mailbox).
+        self.offered_bytes = 0
+        self.popped_bytes = 0
+        self.max_queued_bytes = max_queued_bytes
         self.control: deque[Control] = deque()
         self.lock = threading.Lock()
         self.scheduled = False
@@ -182,10 +194,14 @@ class Agent:
             lock.release()
             return _CLOSED
         mailbox = self.mailbox
-        if len(mailbox) >= self.capacity:
+        size = len(data)
+        if len(mailbox) >= self.capacity or (
+            self.offered_bytes - self.popped_bytes + size > self.max_queued_bytes and mailbox
+        ):
             lock.release()
             return _FULL
         mailbox.append(data)
+        self.offered_bytes += size
         if self.scheduled:
             lock.release()
             return _QUEUED
@@ -193,14 +209,26 @@ class Agent:
         lock.release()
         return _WAKE
 
+    def full_for(self, size: int) -> bool:
+        """Whether `offer` would refuse a message of ``size`` bytes now (a racy hint)."""
+        mailbox = self.mailbox
+        return len(mailbox) >= self.capacity or (
+            self.offered_bytes - self.popped_bytes + size > self.max_queued_bytes and bool(mailbox)
+        )
+
     def offer_within(self, data: bytes, limit: int) -> Offer:
         """`offer` with ``limit`` instead of the capacity (recovery after a restart)."""
         with self.lock:
             if self.closed:
                 return _CLOSED
-            if len(self.mailbox) >= limit:
+            size = len(data)
+            if len(self.mailbox) >= limit or (
+                self.offered_bytes - self.popped_bytes + size > self.max_queued_bytes
+                and self.mailbox
+            ):
                 return _FULL
             self.mailbox.append(data)
+            self.offered_bytes += size
             if self.scheduled:
                 return _QUEUED
             self.scheduled = True

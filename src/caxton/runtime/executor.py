@@ -53,6 +53,11 @@ __all__ = ["BATCH", "Services", "Worker"]
 
 #: Messages of one agent handled before the worker looks at other ready agents.
 BATCH = 64
+#: Epoch ticks (10 ms each by default) one agent's batch may take: once past, the batch ends
+#: after the current message and the agent waits its turn behind the others (`Worker.sliced`),
+#: so an agent whose messages each take tens of milliseconds (never its deadline) cannot keep
+#: a worker for 64 of them at a time.
+SLICE_TICKS = 5
 _I32_MAX = 0x7FFFFFFF  # a `deliver` result above this is `FAILED` or `BAD_POINTER`
 _BAD_POINTER = _ffi.BAD_POINTER
 _RUNNING = AgentState.RUNNING
@@ -75,7 +80,8 @@ class Services:
     events: AgentEvents
     clock: Clock
     loop: asyncio.AbstractEventLoop
-    add_timer: Callable[[float, str, bytes, str | None], None]  # runs on the loop thread
+    add_timer: Callable[[float, str, bytes, Agent | None], None]  # runs on the loop thread
+    timers_writable: Callable[[], bool]  # any thread: False while timers cannot be stored
     agents: dict[str, Agent]  # the runtime's agents by name (read-only here)
 
 
@@ -96,6 +102,9 @@ class Worker(InstanceOps):
         self.local: deque[Agent] = deque()
         self.pending: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self.stopping = False
+        #: Set by `run` when the batch ended because its time slice was used up (the
+        #: scheduler then requeues the agent behind the other ready agents, and clears it).
+        self.sliced = False
         self.counters = WorkerCounters(bounds)
         self.restarts = 0
         self.hibernations = 0
@@ -124,7 +133,7 @@ class Worker(InstanceOps):
             run_queue=self.local,
             route=self.not_local,
             schedule=self.schedule,
-            kv=services.kv,
+            timers_writable=services.timers_writable,
             max_message_size=services.config.max_message_size,
             journal=journal,
             max_sends_per_message=services.config.max_sends_per_message,
@@ -159,7 +168,7 @@ class Worker(InstanceOps):
     def schedule(self, delay: float, receiver: str, data: bytes) -> None:
         """The host's `schedule`: hand the timer to the loop thread (owned by the caller)."""
         agent = self.cx.agent
-        self.post(self.svc.add_timer, delay, receiver, data, None if agent is None else agent.name)
+        self.post(self.svc.add_timer, delay, receiver, data, agent)
 
     def wake_local(self, agent: Agent) -> None:
         """Run an agent that a message sent on this worker just made ready.
@@ -189,6 +198,8 @@ class Worker(InstanceOps):
         mailbox, control = agent.mailbox, agent.control
         processed = 0
         handle = self.handle
+        engine = self._engine
+        started = engine.ticks
         while not self.stopping:
             if control:
                 self._control(agent)
@@ -198,6 +209,9 @@ class Worker(InstanceOps):
                 break
             if agent.slow and processed:  # a message ran into the deadline: others first
                 break
+            if processed and engine.ticks - started >= SLICE_TICKS:  # its time is up
+                self.sliced = True
+                break
             # Test before popping instead of catching IndexError: a ping-pong agent finds its
             # mailbox empty after every message, and a raised-and-caught exception costs more
             # than the test. Safe: only the worker that owns the agent pops from its mailbox
@@ -205,6 +219,7 @@ class Worker(InstanceOps):
             if not mailbox:
                 break
             data = mailbox.popleft()
+            agent.popped_bytes += len(data)
             try:
                 handle(agent, data)
             except Exception as exc:  # a bug of ours: contain it like a crash of the agent

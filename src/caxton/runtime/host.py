@@ -11,7 +11,9 @@ wasm, and a function reads it from there.
 Rules every host function follows:
 
 * it never raises into wasm: any problem becomes the ABI's negative return code (a malformed
-  pointer range is ``-1``), and an unexpected exception is logged and mapped to ``-1``;
+  pointer range is ``-1``), and an unexpected exception is mapped to ``-1`` and logged with its
+  traceback at most once a minute per function (`_failed`: a guest that can provoke one must
+  not flood the log);
 * it reads guest memory through the instance's memoryview, re-reading the memory size only when
   a range goes past the cached size (the memory may have grown);
 * it never re-enters wasm: `send` only stamps the envelope and enqueues the bytes: into a local
@@ -30,7 +32,7 @@ from collections.abc import Callable, Mapping, Sized
 from ctypes import c_void_p, cast
 from time import monotonic
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from caxton.runtime.delivery import MessageJournal
     from caxton.runtime.sandbox import Instance
 
-__all__ = ["CallContext", "KvWriter", "bind", "define_host_functions"]
+__all__ = ["CallContext", "bind", "define_host_functions"]
 
 _log = logging.getLogger("caxton.runtime.host")
 _tls = threading.local()
@@ -62,12 +64,24 @@ MAX_KV_KEY = 1024
 LOG_BUDGET = 64 * 1024
 
 
-class KvWriter(Protocol):
-    """Where kv writes go: each returns once the change is durable (in call order),
-    and raises `StorageError` (nothing kept) when the store cannot write it."""
+#: Seconds between two tracebacks of unexpected failures of one host function (`_failed`).
+FAILURE_LOG_INTERVAL = 60.0
+_failure_logged: dict[str, float] = {}
+_failures_unlogged: dict[str, int] = {}
 
-    def set(self, agent: str, key: bytes, value: bytes) -> None: ...
-    def delete(self, agent: str, key: bytes) -> None: ...
+
+def _failed(what: str) -> None:
+    """Log the exception being handled in host function ``what``, at most once per
+    `FAILURE_LOG_INTERVAL`; the failures in between are counted in the next line."""
+    now = monotonic()
+    last = _failure_logged.get(what)
+    if last is not None and now - last < FAILURE_LOG_INTERVAL:
+        _failures_unlogged[what] = _failures_unlogged.get(what, 0) + 1
+        return
+    _failure_logged[what] = now
+    more = _failures_unlogged.pop(what, 0)
+    since = f" ({more} more since the last report)" if more else ""
+    _log.exception("%s failed%s", what, since)
 
 
 class CallContext:
@@ -88,7 +102,6 @@ class CallContext:
         "inst",
         "journal",
         "journal_entries",
-        "kv",
         "log_budget",
         "max_message_size",
         "record",
@@ -99,6 +112,7 @@ class CallContext:
         "sends_left",
         "sends_per_message",
         "stamper",
+        "timers_writable",
         "wake",
     )
 
@@ -110,8 +124,8 @@ class CallContext:
         run_queue: deque[Agent] | None = None,
         route: Callable[[str, bytes], int],
         schedule: Callable[[float, str, bytes], None],
-        kv: KvWriter,
         max_message_size: int,
+        timers_writable: Callable[[], bool],
         journal: MessageJournal | None = None,
         max_sends_per_message: int = 1000,
         max_external_sends_per_second: int = 10_000,
@@ -130,7 +144,8 @@ class CallContext:
             self.record, self.journal_entries, self.flush_at = journal.hot_path()
         self.route = route
         self.schedule = schedule
-        self.kv = kv
+        #: False while timers cannot be stored (`schedule` returns ERR_STORAGE).
+        self.timers_writable = timers_writable
         self.max_message_size = max_message_size
         self.stamper = Stamper()
         self.agent: Agent | None = None
@@ -205,7 +220,14 @@ class CallContext:
         target = self.agents_get(receiver)
         if target is None:
             return self._send_external(agent, stamper.conversation, receiver, out)
-        if len(target.mailbox) >= target.capacity and not target.closed:
+        mailbox = target.mailbox
+        if (
+            len(mailbox) >= target.capacity
+            or (
+                target.offered_bytes - target.popped_bytes + len(out) > target.max_queued_bytes
+                and mailbox
+            )
+        ) and not target.closed:  # `Agent.full_for`, inlined
             return abi.ERR_BACKPRESSURE  # refused before anything is recorded
         # The usual case: one local receiver with room, `journal.sent` inlined.
         record = self.record
@@ -355,12 +377,16 @@ def send(ptr: int, length: int) -> int:
             return abi.ERR_MALFORMED
         return cx.send(inst.view[ptr:end])
     except Exception:
-        _log.exception("caxton.send failed")
+        _failed("caxton.send")
         return abi.ERR_MALFORMED
 
 
 def schedule(delay_ms: int, ptr: int, length: int) -> int:
-    """``schedule(delay_ms: i64, ptr, len) -> i32``: deliver a message later."""
+    """``schedule(delay_ms: i64, ptr, len) -> i32``: deliver a message later.
+
+    ERR_STORAGE while the store is known not to write (a full disk: `TimerBackend.writable`),
+    as `kv_set`; a timer accepted (0) is stored in the background, like a sent message.
+    """
     try:
         cx: CallContext = _tls.cx
         inst, agent = cx.inst, cx.agent
@@ -373,6 +399,8 @@ def schedule(delay_ms: int, ptr: int, length: int) -> int:
             cx.incoming = cx.stamper.incoming_for(cx.data)
         receiver, out = cx.stamper.stamp(data, agent.sender_json, cx.incoming)
         receivers = [receiver] if isinstance(receiver, str) else receiver
+        if not cx.timers_writable():
+            return abi.ERR_STORAGE
         with agent.lock:  # the agent's pending timers (they fire on the loop thread)
             if agent.timers + len(receivers) > agent.max_timers:
                 return abi.ERR_QUOTA
@@ -383,7 +411,7 @@ def schedule(delay_ms: int, ptr: int, length: int) -> int:
     except InvalidMessage:
         return abi.ERR_MALFORMED
     except Exception:
-        _log.exception("caxton.schedule failed")
+        _failed("caxton.schedule")
         return abi.ERR_MALFORMED
 
 
@@ -405,7 +433,7 @@ def log(level: int, ptr: int, length: int) -> None:
             signed = level - (1 << 32) if level & 0x80000000 else level
             agent.logs.append(signed, bytes(data).decode("utf-8", "replace"))
     except Exception:
-        _log.exception("caxton.log failed")
+        _failed("caxton.log")
 
 
 def kv_get(kptr: int, klen: int, vptr: int, vcap: int) -> int:
@@ -430,7 +458,7 @@ def kv_get(kptr: int, klen: int, vptr: int, vcap: int) -> int:
             target[:] = value
         return n
     except Exception:
-        _log.exception("caxton.kv_get failed")
+        _failed("caxton.kv_get")
         return abi.ERR_MALFORMED
 
 
@@ -454,7 +482,7 @@ def kv_set(kptr: int, klen: int, vptr: int, vlen: int) -> int:
     except StorageError:
         return abi.ERR_STORAGE
     except Exception:
-        _log.exception("caxton.kv_set failed")
+        _failed("caxton.kv_set")
         return abi.ERR_MALFORMED
 
 
@@ -473,7 +501,7 @@ def kv_delete(kptr: int, klen: int) -> int:
     except StorageError:
         return abi.ERR_STORAGE
     except Exception:
-        _log.exception("caxton.kv_delete failed")
+        _failed("caxton.kv_delete")
         return abi.ERR_MALFORMED
 
 
@@ -507,7 +535,7 @@ def ctypes_callback(
             try:
                 ar[0] = fn(ar[0] & _M, ar[4] & _M)
             except Exception:
-                _log.exception("a caxton host function failed")
+                _failed("a caxton host function")
                 ar[0] = on_error
             return 0
 
@@ -524,7 +552,7 @@ def ctypes_callback(
                 ok = type(result) is int and -(1 << 31) <= result < (1 << 31)
                 ar[0] = result if ok else on_error
         except Exception:
-            _log.exception("a caxton host function failed")
+            _failed("a caxton host function")
             if returns:
                 ar[0] = on_error
         return 0

@@ -108,6 +108,7 @@ class InstanceOps:
             agent.closed = True
             queued = list(agent.mailbox)
             agent.mailbox.clear()
+            agent.popped_bytes = agent.offered_bytes
         self.drop_instance(agent)
         self.svc.snapshots.delete(agent.name)
         self.svc.kv.drop(agent.name)

@@ -113,7 +113,8 @@ class Runtime:
             events=self.events,
             clock=self.clock,
             loop=loop,
-            add_timer=self._timers.add,
+            add_timer=self._add_timer,
+            timers_writable=self._timer_backend.writable,
             agents=self._agents,
         )
         count = self.config.max_concurrent_executions
@@ -218,6 +219,7 @@ class Runtime:
             memory_limit=self._memory_limit(spec),
             budget=RestartBudget(*self._budget),
             max_timers=self.config.agent_max_timers,
+            max_queued_bytes=self.config.mailbox_max_bytes,
             log_rates=(
                 self.config.agent_log_bytes_per_second,
                 self.config.agent_log_lines_per_second,
@@ -260,13 +262,20 @@ class Runtime:
         if agent is not None:
             with agent.lock:
                 agent.timers += 1
+        self._timers.add(delay, receiver, data, agent)
+
+    def _add_timer(self, delay: float, receiver: str, data: bytes, owner: Agent | None) -> None:
+        """A timer an agent's ``schedule`` accepted, on the loop thread: armed, unless the agent
+        was removed since (then it is dropped, as `remove_agent` dropped its armed ones)."""
+        assert self._timers is not None
+        if owner is not None and self._agents.get(owner.name) is not owner:
+            self._timers.cancelled += 1
+            return
         self._timers.add(delay, receiver, data, owner)
 
-    def _timer_released(self, owner: str) -> None:
-        agent = self._agents.get(owner)
-        if agent is not None:
-            with agent.lock:
-                agent.timers = max(0, agent.timers - 1)
+    def _timer_released(self, owner: Agent) -> None:
+        with owner.lock:
+            owner.timers = max(0, owner.timers - 1)
 
     async def stop_agent(self, name: str) -> None:
         """Stop an agent after its current message; queued messages stay for the next start."""
@@ -289,7 +298,10 @@ class Runtime:
         """Remove an agent and its kv data; returns the messages still queued for it."""
         agent = self._agent(name)
         queued: list[bytes] = await self._control(agent, lambda worker: worker.op_remove(agent))
-        self._agents.pop(name, None)
+        if self._agents.get(name) is agent:
+            del self._agents[name]
+        if self._timers is not None:  # its timers never fire (nor reach a later namesake)
+            self._timers.cancel(agent)
         return queued
 
     def sends_over_budget(self) -> int:

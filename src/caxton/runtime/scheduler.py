@@ -6,8 +6,9 @@ run queue, and a worker drains an agent's mailbox in a batch. Two kinds of run q
 * each worker's **local** queue: an agent woken *by* a worker (a local `send` from the agent it
   is running) goes there, so the worker continues with the receiver itself as soon as the
   sender's handler returns. A ping-pong pair therefore runs on one thread with no handoffs;
-  after `LOCAL_STREAK` such runs in a row the worker serves the shared queue once, so a
-  conversation that never pauses cannot starve other agents.
+  after `LOCAL_STREAK` such runs in a row, or `SLICE_TICKS` epoch ticks (~50 ms) of them, the
+  worker serves the shared queue once, so a conversation that never pauses (or an agent that
+  keeps sending to itself) cannot starve other agents.
 * one **shared** queue (a deque under a condition variable): agents woken from outside a worker
   (the event loop's `deliver`) and the overflow of busy local queues (more than `LOCAL_LIMIT`
   agents, or any backlog while other workers sit idle).
@@ -17,6 +18,12 @@ run queue, and a worker drains an agent's mailbox in a batch. Two kinds of run q
 
 The thread hop (a condition-variable wake, ~35-140 µs) is thus paid per batch of work that
 enters from outside, not per message.
+
+**Time slices.** A batch ends early once it has taken `SLICE_TICKS` epoch ticks (~50 ms), and
+the agent goes to the back of the shared queue: an agent whose messages each take tens of
+milliseconds without ever reaching the deadline would otherwise keep its worker for 64 of them
+and be requeued on it ahead of everyone waiting on the shared queue. (64 runs of 64 messages
+of an agent sending to itself took ~1 s before an echo probe waiting on the shared queue ran.)
 
 **Slow agents** (whose last message ran into ``execution_timeout``, `Agent.slow`) must not
 occupy every worker: a loop in one agent's handler would otherwise starve all the others. A
@@ -34,7 +41,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from caxton.runtime import host
-from caxton.runtime.executor import LOCAL_LIMIT, Worker
+from caxton.runtime.executor import LOCAL_LIMIT, SLICE_TICKS, Worker
 
 if TYPE_CHECKING:
     from caxton.runtime.agent import Agent
@@ -161,14 +168,24 @@ class Scheduler:
         host.bind(worker.cx)
         local, shared, urgent, cond = worker.local, self._shared, self._urgent, self._cond
         last_flush = perf_counter()
+        engine = worker.svc.engine
         streak = 0  # agents run from `local` in a row
+        streak_from = engine.ticks  # when the shared queue was last served
         while not self._stopping:
             # `urgent` and `shared` are read without the lock here: hints, checked below.
-            if local and not urgent and (streak < LOCAL_STREAK or not shared):
+            if (
+                local
+                and not urgent
+                and (
+                    not shared
+                    or (streak < LOCAL_STREAK and engine.ticks - streak_from < SLICE_TICKS)
+                )
+            ):
                 agent = local.popleft()
                 streak += 1
             else:
                 streak = 0
+                streak_from = engine.ticks
                 if not local:
                     worker.flush()  # about to wait: post what this worker collected
                 with cond:
@@ -188,7 +205,11 @@ class Scheduler:
             if agent.slow:
                 self._run_slow(worker, agent)
             elif worker.run(agent):
-                self.wake(agent)
+                if worker.sliced:  # it used its time slice: behind the others waiting
+                    worker.sliced = False
+                    self.wake_shared(agent)
+                else:
+                    self.wake(agent)
             if worker.pending:
                 now = perf_counter()
                 if now - last_flush > FLUSH_INTERVAL:

@@ -4,9 +4,11 @@ Workers hand new timers to the loop thread (batched with their other events); on
 the runtime sleeps until the earliest due time and then routes the message as if it were sent
 at that moment. Due times are on the monotonic clock, so a wall-clock jump (NTP, an operator's
 ``date``) neither delays nor hastens a timer. A `TimerBackend` can persist pending timers (the
-SQLite one survives restarts). Each timer may name its ``owner`` (the agent that scheduled it);
+SQLite one survives restarts). Each timer may have an ``owner`` (the runtime passes the `Agent`
+that scheduled it, compared by identity: a later agent of the same name is another owner);
 ``released(owner)`` is called once the timer has fired, so the runtime can count each agent's
-pending timers against ``agent_max_timers``.
+pending timers against ``agent_max_timers``, and `cancel` drops an owner's timers when the
+agent is removed (they never fire: nothing reaches a later agent of the same name).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import heapq
 import itertools
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from caxton.runtime.backends import Clock
 from caxton.runtime.delivery import Offer
@@ -32,6 +34,11 @@ class TimerBackend(Protocol):
     def add(self, timer_id: int, due: float, receiver: str, data: bytes) -> None: ...
     def remove(self, timer_id: int) -> None: ...
 
+    def writable(self) -> bool:
+        """False while timers are known not to be storable (the host's ``schedule`` then
+        returns ERR_STORAGE); called from worker threads, so it must be cheap."""
+        ...
+
 
 class MemoryTimers:
     """A `TimerBackend` that keeps nothing beyond the process."""
@@ -42,6 +49,9 @@ class MemoryTimers:
     def remove(self, timer_id: int) -> None:
         pass
 
+    def writable(self) -> bool:
+        return True
+
 
 class TimerQueue:
     """Pending scheduled messages, ordered by due time (loop thread only)."""
@@ -51,26 +61,43 @@ class TimerQueue:
         clock: Clock,
         route: Callable[[str, bytes], int],
         backend: TimerBackend,
-        released: Callable[[str], None] | None = None,
+        released: Callable[[Any], None] | None = None,
     ) -> None:
         self._clock = clock
         self._route = route
         self._backend = backend
         self._released = released
-        self._heap: list[tuple[float, int, str, bytes, str | None]] = []
+        self._heap: list[tuple[float, int, str, bytes, Any]] = []
+        #: Timers dropped by `cancel` since start.
+        self.cancelled = 0
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._heap)
 
-    def add(self, delay: float, receiver: str, data: bytes, owner: str | None = None) -> None:
+    def add(self, delay: float, receiver: str, data: bytes, owner: Any = None) -> None:
         """Deliver ``data`` to ``receiver`` after ``delay`` seconds."""
         due = self._clock.monotonic() + delay
         timer_id = next(self._ids)
         heapq.heappush(self._heap, (due, timer_id, receiver, data, owner))
         self._backend.add(timer_id, due, receiver, data)
         self._changed.set()
+
+    def cancel(self, owner: Any) -> int:
+        """Drop every pending timer of ``owner`` (by identity), unfired; how many."""
+        keep: list[tuple[float, int, str, bytes, Any]] = []
+        dropped: list[tuple[float, int, str, bytes, Any]] = []
+        for entry in self._heap:
+            (dropped if entry[4] is owner else keep).append(entry)
+        if dropped:
+            heapq.heapify(keep)
+            self._heap = keep
+            for entry in dropped:
+                self._backend.remove(entry[1])
+            self.cancelled += len(dropped)
+            self._changed.set()
+        return len(dropped)
 
     def fire_due(self) -> float | None:
         """Route every due message; the delay until the next one (None: no timers)."""

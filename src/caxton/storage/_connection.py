@@ -9,6 +9,7 @@ statement) instead of ``sqlite3.Error``.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -94,6 +95,18 @@ class Connection:
     def _raw_execute(self, sql: str) -> None:
         """Run transaction control (BEGIN, SAVEPOINT, COMMIT); for the storage internals only."""
         self._conn.execute(sql)
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty and readable by its owner only (0600), unless it exists.
+
+    The state database and its backups hold agents' key/value data and messages; SQLite gives
+    its ``-wal`` and ``-shm`` files the database file's mode. An existing file keeps the mode
+    an operator gave it.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    return path
 
 
 def connect(path: Path, *, journal_mode: str | None = None, read_only: bool = False) -> Connection:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from caxton.errors import StorageError
-from caxton.storage._connection import Connection
+from caxton.storage._connection import Connection, private_file
 from caxton.storage._lock import StateLock
 from caxton.storage._readers import ReaderPool
 from caxton.storage._writer import Writer, WriteStatistics
@@ -111,8 +111,9 @@ class StorageCore:
         with self._state_lock:
             if self._state is not StorageState.UNSTARTED:
                 raise StorageError(f"the state store is {self._state.value}; it cannot be reopened")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             lock = StateLock.acquire(self.path)
+            private_file(self.path)
             writer = Writer(self.path, self.journal_mode)
             try:
                 writer.start().result()
@@ -190,6 +191,26 @@ class StorageCore:
         if self._state is not StorageState.RUNNING or writer is None:
             return f"the state store {self.path} is {self._state.value}"
         return writer.health.problem
+
+    def metric_samples(self) -> Iterator[tuple[str, str, dict[str, str], int, str]]:
+        """Metric records for the observability layer's snapshot collector (plain tuples):
+        ``storage_writable``, 1 while `problem` is None (what ``/ready`` checks), else 0."""
+        yield (
+            "storage_writable",
+            "gauge",
+            {},
+            int(self.problem is None),
+            "1 while the state store can write; 0 while it cannot (disk full, I/O error, the"
+            " file deleted or corrupted): /ready answers 503 then.",
+        )
+
+    @property
+    def problem_summary(self) -> str | None:
+        """`problem` without the file's path (for callers without a token: ``/ready``)."""
+        writer = self._writer
+        if self._state is not StorageState.RUNNING or writer is None:
+            return f"the state store is {self._state.value}"
+        return writer.health.summary
 
     def statistics(self) -> StorageStatistics:
         """Counters of the writer and readers (zeros before the store is started)."""

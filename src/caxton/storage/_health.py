@@ -17,6 +17,10 @@ never once per write:
   no longer SQLite's (it was overwritten). Only a restart (after restoring the file) ends that.
 
 An error that concerns one write only (a constraint, an unknown agent) is not a storage problem.
+
+Each problem has two wordings: `Health.problem` names the file (the log, the admin listener's
+``/status``), `Health.summary` says only what kind of problem it is (``/ready``, which answers
+without a token: filesystem paths are not for anyone who can reach the API).
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["CHECK_INTERVAL", "Health", "is_storage_failure", "storage_failure"]
+__all__ = ["CHECK_INTERVAL", "Health", "Problem", "is_storage_failure", "storage_failure"]
 
 log = logging.getLogger("caxton.storage")
 
@@ -51,6 +56,15 @@ _FATAL = {
 }
 
 _HEADER = b"SQLite format 3\x00"
+
+
+class Problem(NamedTuple):
+    """One storage problem, worded for anyone (`summary`) and for the operator (`detail`)."""
+
+    #: What kind of problem, without paths: "cannot write (disk full)".
+    summary: str
+    #: The same with the file's path and what to do, for the log and the admin listener.
+    detail: str
 
 
 def storage_failure(exc: BaseException) -> sqlite3.Error | None:
@@ -105,15 +119,22 @@ class Health:
         self._lock = threading.Lock()
         self._identity: tuple[int, int] | None = None
         self._fd: int | None = None
-        self._write_problem: str | None = None
-        self._file_problem: str | None = None
+        self._write_problem: Problem | None = None
+        self._file_problem: Problem | None = None
         self._failed_writes = 0
         self._last_failure = 0.0
 
     @property
     def problem(self) -> str | None:
-        """Why the store cannot be relied on to write now, or None when it can."""
-        return self._file_problem or self._write_problem
+        """Why the store cannot be relied on to write now, or None when it can (with the path)."""
+        current = self._file_problem or self._write_problem
+        return None if current is None else current.detail
+
+    @property
+    def summary(self) -> str | None:
+        """`problem` without the file's path (what ``/ready`` shows), or None."""
+        current = self._file_problem or self._write_problem
+        return None if current is None else current.summary
 
     @property
     def writes_failing(self) -> bool:
@@ -145,7 +166,10 @@ class Health:
             self._last_failure = time.monotonic()
             if self._write_problem is not None:
                 return
-            self._write_problem = f"{kind}: the state database {self.path} cannot be written"
+            self._write_problem = Problem(
+                f"cannot write ({kind})",
+                f"{kind}: the state database {self.path} cannot be written",
+            )
         log.error(
             "%s: cannot write to the state database %s (%s); writes fail, agents get an error "
             "from kv_set, and /ready answers 503 until it can be written again",
@@ -176,11 +200,11 @@ class Health:
             return
         self._file_problem = problem
         if problem is not None:
-            log.error("%s", problem, extra={"state_path": str(self.path)})
+            log.error("%s", problem.detail, extra={"state_path": str(self.path)})
         else:
             log.warning("the state database %s looks sound again", self.path)
 
-    def _file_check(self) -> str | None:
+    def _file_check(self) -> Problem | None:
         if self._identity is None or self._fd is None:
             return None
         restart = "restore it from a backup and restart the node"
@@ -188,20 +212,27 @@ class Health:
             st = os.stat(self.path)
             header = os.pread(self._fd, len(_HEADER), 0)
         except FileNotFoundError:
-            return (
+            return Problem(
+                f"the state database was deleted while the node runs; {restart}",
                 f"the state database {self.path} was deleted while the node runs: what it "
-                f"writes now is lost when it stops; {restart}"
+                f"writes now is lost when it stops; {restart}",
             )
         except OSError as exc:
-            return f"the state database {self.path} cannot be read: {exc.strerror or exc}"
+            return Problem(
+                "the state database cannot be read",
+                f"the state database {self.path} cannot be read: {exc.strerror or exc}",
+            )
         if (st.st_dev, st.st_ino) != self._identity:
-            return (
+            return Problem(
+                "the state database was replaced by another file while the node runs; restart "
+                "the node",
                 f"the state database {self.path} was replaced by another file while the node "
-                f"runs: what it writes now goes to the old file; restart the node"
+                f"runs: what it writes now goes to the old file; restart the node",
             )
         if header != _HEADER:
-            return (
+            return Problem(
+                f"the state database is corrupted; {restart}",
                 f"the state database {self.path} is corrupted (its header is not SQLite's); "
-                f"{restart}"
+                f"{restart}",
             )
         return None

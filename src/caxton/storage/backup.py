@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from caxton.errors import StorageError
-from caxton.storage._connection import BUSY_TIMEOUT_MS, sqlite_errors
+from caxton.storage._connection import BUSY_TIMEOUT_MS, private_file, sqlite_errors
 from caxton.storage._lock import StateLock, is_locked
 from caxton.storage.schema import SCHEMA_VERSION
 
@@ -93,7 +93,7 @@ def backup_database(src: Path, dest: Path, *, gzip: bool = False) -> BackupResul
         with sqlite_errors(f"backup of {src} failed"):
             source = sqlite3.connect(src, timeout=BUSY_TIMEOUT_MS / 1000)
             try:
-                target = sqlite3.connect(copy)
+                target = sqlite3.connect(private_file(copy))
                 try:
                     source.backup(target)
                     pages = _finish_copy(target, copy)
@@ -102,6 +102,7 @@ def backup_database(src: Path, dest: Path, *, gzip: bool = False) -> BackupResul
             finally:
                 source.close()
         if gzip:
+            private_file(packed)
             with copy.open("rb") as raw, gzip_module.open(packed, "wb", compresslevel=6) as out:
                 shutil.copyfileobj(raw, out, 1 << 20)
             _fsync(packed)
@@ -137,6 +138,7 @@ def restore_database(src: Path, dest: Path) -> RestoreResult:
         plain = src
         if _is_gzip(src):
             try:
+                private_file(unpacked)
                 with gzip_module.open(src, "rb") as raw, unpacked.open("wb") as out:
                     shutil.copyfileobj(raw, out, 1 << 20)
             except (OSError, EOFError) as exc:
@@ -146,7 +148,7 @@ def restore_database(src: Path, dest: Path) -> RestoreResult:
         with sqlite_errors(f"{src} cannot be restored"):
             source = sqlite3.connect(plain, timeout=BUSY_TIMEOUT_MS / 1000)
             try:
-                target = sqlite3.connect(stage)
+                target = sqlite3.connect(private_file(stage))
                 try:
                     source.backup(target)
                     version = int(target.execute("PRAGMA user_version").fetchone()[0])

@@ -331,13 +331,16 @@ class MessagesRepository(StorageCore):
 
         return await self.write(run)
 
-    async def prune_messages(self, *, max_history: int, max_dead_letters: int) -> tuple[int, int]:
-        """Drop the oldest history chunks and dead letters beyond the limits (in messages)."""
+    async def prune_messages(
+        self, *, max_history: int, max_dead_letters: int, max_history_bytes: int | None = None
+    ) -> tuple[int, int]:
+        """Drop the oldest history chunks and dead letters beyond the limits (in messages, and
+        for the history in bytes of message JSON too)."""
 
         def run(c: Connection) -> tuple[int, int]:
-            return (
-                _prune(c, "conversation_chunks", max_history, "count"),
-                _prune(c, "dead_letters", max_dead_letters, None),
-            )
+            chunks = _prune(c, "conversation_chunks", max_history, "count")
+            if max_history_bytes is not None:  # length() of a blob reads no content
+                chunks += _prune(c, "conversation_chunks", max_history_bytes, "length(messages)")
+            return chunks, _prune(c, "dead_letters", max_dead_letters, None)
 
         return await self.write(run)

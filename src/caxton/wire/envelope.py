@@ -15,7 +15,10 @@ overwrite, encode. The slow path also normalises a performative spelled the FIPA
 What the runtime checks in an agent's message (``send`` returns -1 otherwise): a JSON object
 with a non-empty ``receiver`` (a string or a list of strings) and a ``performative``, one of the
 22 (hyphen spelling and any case accepted, as for the API, see `codec`); ``conversation_id``,
-``reply_with``, ``in_reply_to`` strings when present; ``reply_by`` an RFC 3339 string. After
+``reply_with``, ``in_reply_to`` strings when present; ``reply_by`` an RFC 3339 string; at most
+`MAX_JSON_DEPTH` arrays and objects inside one another, as for the API (`caxton.wire.depth`:
+a deeper message is refused before anything decodes it, so it costs no recursion and no log
+line; only messages longer than twice the limit are looked at). After
 `Stamper.stamp`, the stamper's ``conversation`` holds the message's conversation id and
 ``expired`` says whether its ``reply_by`` has passed already (the messaging layer
 dead-letters such messages).
@@ -33,6 +36,7 @@ from msgspec import UNSET, UnsetType
 
 from caxton.errors import InvalidMessage
 from caxton.wire.codec import Performative, normalise_performative, parse_reply_by
+from caxton.wire.depth import MAX_JSON_DEPTH, too_deep
 
 __all__ = ["Incoming", "OutgoingHeader", "Stamper", "new_id", "now_rfc3339"]
 
@@ -92,6 +96,8 @@ _decode_any = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.Encoder().encode
 
 _NODE_PREFIX = os.urandom(4).hex().encode() + b"-"
+#: A valid JSON document this long or shorter cannot nest deeper than `MAX_JSON_DEPTH`.
+_SHALLOW = 2 * MAX_JSON_DEPTH
 _counter = itertools.count(1)
 
 
@@ -112,7 +118,7 @@ class Incoming:
     def __init__(self, data: bytes | memoryview | None) -> None:
         try:
             header = _EMPTY if data is None else _decode_in(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             header = _EMPTY
         sender = header.sender
         self.sender: str | None = None if sender is UNSET else sender
@@ -248,9 +254,11 @@ class Stamper:
         ``sender_json`` is the sender's name as a JSON string (cached per agent); with its
         ``name`` too, the result is remembered for `incoming_for`. Raises `InvalidMessage` if
         ``data`` is not a JSON object with a non-empty ``receiver`` and a known
-        ``performative``.
+        ``performative``, or nests deeper than `MAX_JSON_DEPTH`.
         """
         self._last_out = None
+        if len(data) > _SHALLOW and too_deep(bytes(data)):
+            raise InvalidMessage(f"the message nests deeper than {MAX_JSON_DEPTH}")
         try:
             fast: _FastHeader | None = _decode_fast(data)
         except msgspec.ValidationError:
