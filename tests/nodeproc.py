@@ -21,7 +21,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(directory: Path, extra: str = "", *, networking: str = "") -> Path:
+def write_config(
+    directory: Path, extra: str = "", *, networking: str = "", log_level: str = "debug"
+) -> Path:
     """A config file with fresh loopback ports and state under `directory`.
 
     ``extra`` is appended (whole sections); ``networking`` is added to ``[networking]``.
@@ -38,7 +40,7 @@ admin_address = "127.0.0.1:{ports["admin"]}"
 local_state_path = "{directory / "data" / "local.db"}"
 
 [observability]
-log_level = "debug"
+log_level = "{log_level}"
 log_format = "json"
 log_file = "{directory / "logs" / "caxton.log"}"
 """
@@ -78,6 +80,14 @@ class NodeProcess:
         tls = listener == "api" and cfg["networking"].get("tls_enabled")
         scheme = "https" if tls else "http"
         return f"{scheme}://{cfg['networking'][key[listener]]}{path}"
+
+    def rss(self) -> int:
+        """The node process's resident set size, in bytes."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
 
     def get(self, listener: str, path: str) -> tuple[int, bytes]:
         try:

@@ -4,9 +4,8 @@ the CLI's kind of request (no Origin, JSON, Host 127.0.0.1) is not affected."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from caxton.api.app import create_app
 from caxton.config import Config, CoordinationConfig, Secret, SecurityConfig
 from caxton.node import Node
 from caxton.security import TokenIssuer
+from tests.api.clients import api_client
 from tests.support import example
 
 Client = TestClient[Any, Any]
@@ -26,21 +25,8 @@ MESSAGE = {"receiver": "nobody", "performative": "inform", "content": "hi"}
 EVIL = "https://evil.example"
 
 
-@asynccontextmanager
-async def serve(tmp_path: Path, **security: Any) -> AsyncIterator[Client]:
-    config = Config(
-        coordination=CoordinationConfig(local_state_path=tmp_path / "local.db"),
-        security=dataclasses.replace(SecurityConfig(), **security),
-    )
-    node = Node(config)
-    await node.start()
-    client: Client = TestClient(TestServer(create_app(node)))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
-        await node.aclose()
+def serve(tmp_path: Path, **security: Any) -> AbstractAsyncContextManager[Client]:
+    return api_client(tmp_path, **security)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.nodeproc import NodeProcess, free_port
+from tests.nodeproc import NodeProcess, write_config
 from tests.support import wat
 
 pytestmark = pytest.mark.slow
@@ -36,29 +36,13 @@ LOG_LINES = 200  # agent_log_lines_per_second (the default)
 
 
 def _config(directory: Path) -> Path:
-    ports = {name: free_port() for name in ("api", "metrics", "admin")}
-    (directory / "logs").mkdir(parents=True, exist_ok=True)
-    path = directory / "caxton.toml"
-    path.write_text(f"""
+    runtime = f"""
 [runtime]
 max_concurrent_executions = 2
 execution_timeout = "{int(TIMEOUT * 1000)}ms"
 agent_kv_max_bytes = "{KV_BYTES // MB}MB"
-
-[networking]
-bind_address = "127.0.0.1:{ports["api"]}"
-metrics_address = "127.0.0.1:{ports["metrics"]}"
-admin_address = "127.0.0.1:{ports["admin"]}"
-
-[coordination]
-local_state_path = "{directory / "data" / "local.db"}"
-
-[observability]
-log_level = "info"
-log_format = "json"
-log_file = "{directory / "logs" / "caxton.log"}"
-""")
-    return path
+"""
+    return write_config(directory, runtime, log_level="info")
 
 
 @dataclass
@@ -94,14 +78,6 @@ class Api:
 
 def _api(node: NodeProcess) -> Api:
     return Api(int(node.url("api", "").rsplit(":", 1)[1]))
-
-
-def _rss(node: NodeProcess) -> int:
-    assert node.proc is not None
-    for line in Path(f"/proc/{node.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def _size(*paths: Path) -> int:
@@ -166,7 +142,7 @@ def _flood(
         for name, fixture in hostile:
             api.deploy(name, fixture)
         _echo(api)
-        rss0, db0, log0 = _rss(node), _size(*db), _size(log)
+        rss0, db0, log0 = node.rss(), _size(*db), _size(log)
         start(api)
         t_end = time.monotonic() + seconds
         rss_max = rss0
@@ -182,12 +158,12 @@ def _flood(
                 next_echo = time.monotonic() + 0.3
             if tick is not None:
                 tick(api)
-            rss_max = max(rss_max, _rss(node))
+            rss_max = max(rss_max, node.rss())
             time.sleep(0.05)
         if stop is not None:
             stop(api)
         time.sleep(0.5)  # the storage writer and the log catch up
-        figures.rss_growth = max(rss_max, _rss(node)) - rss0
+        figures.rss_growth = max(rss_max, node.rss()) - rss0
         figures.extra["db_wal_running_kib"] = (_size(*db) - db0) // 1024
         if check is not None:
             check(node)

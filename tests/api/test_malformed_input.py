@@ -16,13 +16,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from caxton.api.app import create_app
 from caxton.api.json_body import MAX_JSON_DEPTH
-from caxton.config import Config, CoordinationConfig, NetworkingConfig
-from caxton.node import Node
+from caxton.config import NetworkingConfig
+from tests.api.clients import api_client
 from tests.support import example, fast_runtime
 
 Client = TestClient[Any, Any]
@@ -30,20 +29,9 @@ Client = TestClient[Any, Any]
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    config = Config(
-        coordination=CoordinationConfig(local_state_path=tmp_path / "local.db"),
-        runtime=fast_runtime(),
-        networking=dataclasses.replace(NetworkingConfig(), request_timeout=10.0),
-    )
-    node = Node(config)
-    await node.start()
-    test_client: Client = TestClient(TestServer(create_app(node)))
-    await test_client.start_server()
-    try:
+    networking = dataclasses.replace(NetworkingConfig(), request_timeout=10.0)
+    async with api_client(tmp_path, runtime=fast_runtime(), networking=networking) as test_client:
         yield test_client
-    finally:
-        await test_client.close()
-        await node.aclose()
 
 
 async def envelope(resp: aiohttp.ClientResponse, status: int, code: str) -> dict[str, Any]:

@@ -8,37 +8,24 @@ without an upgrade.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from caxton.api.app import create_app
-from caxton.config import Config, CoordinationConfig, Secret, SecurityConfig
-from caxton.node import Node
+from caxton.config import Secret
+from tests.api.clients import api_client
 
 Client = TestClient[Any, Any]
 
 
 async def _document(tmp_path: Path, **security: Any) -> AsyncIterator[tuple[Client, Any]]:
-    config = Config(
-        coordination=CoordinationConfig(local_state_path=tmp_path / "local.db"),
-        security=dataclasses.replace(SecurityConfig(), **security),
-    )
-    node = Node(config)
-    await node.start()
-    client: Client = TestClient(TestServer(create_app(node)))
-    await client.start_server()
-    try:
+    async with api_client(tmp_path, **security) as client:
         resp = await client.get("/api/v1/openapi.json")
         assert resp.status == 200
         yield client, await resp.json()
-    finally:
-        await client.close()
-        await node.aclose()
 
 
 @pytest.fixture

@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from caxton.api.app import create_app
-from caxton.config import Config, CoordinationConfig, Secret, SecurityConfig
+from caxton.config import Secret
 from caxton.errors import SecurityError
-from caxton.node import Node
 from caxton.security import TokenIssuer
+from tests.api.clients import api_client
 
 SECRET = "a-test-secret-of-some-length"
 
 
 async def _client(tmp_path: Path, **security: Any) -> AsyncIterator[TestClient[Any, Any]]:
-    config = Config(
-        coordination=CoordinationConfig(local_state_path=tmp_path / "local.db"),
-        security=dataclasses.replace(SecurityConfig(), **security),
-    )
-    node = Node(config)
-    await node.start()
-    client: TestClient[Any, Any] = TestClient(TestServer(create_app(node)))
-    await client.start_server()
-    try:
+    async with api_client(tmp_path, **security) as client:
         yield client
-    finally:
-        await client.close()
-        await node.aclose()
 
 
 @pytest.fixture

@@ -27,14 +27,6 @@ FLOOD = 4.0
 MB = 1024 * 1024
 
 
-def _rss(node: NodeProcess) -> int:
-    assert node.proc is not None
-    for line in Path(f"/proc/{node.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 def _db_size(directory: Path) -> int:
     return sum(p.stat().st_size for p in (directory / "data").glob("local.db*"))
 
@@ -84,7 +76,7 @@ def test_a_send_flood_does_not_take_the_node_down(tmp_path: Path, fixture: str, 
         _deploy(node, "echo", (EXAMPLES / "echo.wasm").read_bytes())
         _deploy(node, name, wat(fixture))
         time.sleep(0.3)
-        rss0, db0 = _rss(node), _db_size(tmp_path)
+        rss0, db0 = node.rss(), _db_size(tmp_path)
         peak, worst_health, worst_echo, echoes = rss0, 0.0, 0.0, 0
         started = time.monotonic()
         next_kick = started
@@ -107,7 +99,7 @@ def test_a_send_flood_does_not_take_the_node_down(tmp_path: Path, fixture: str, 
             worst_echo = max(worst_echo, time.monotonic() - t0)
             assert reply["sender"] == "echo"
             echoes += 1
-            peak = max(peak, _rss(node))
+            peak = max(peak, node.rss())
             time.sleep(0.1)
         db1 = _db_size(tmp_path)
         code, err = node.stop()
