@@ -56,9 +56,12 @@ async def game(rounds: int, stack: bool) -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             storage = await Storage.open(Path(tmp) / "local.db")
-            messaging = Messaging(Config(runtime=config), storage)
-            runtime = Runtime(config, engine=engine, router=messaging.router, events=messaging)
-            messaging.attach(runtime)
+            messaging = Messaging(
+                Config(runtime=config),
+                storage,
+                runtime=lambda m: Runtime(config, engine=engine, delivery=m, events=m),
+            )
+            runtime = messaging.runtime
             await runtime.start()
             await messaging.start()
             for name in ("pong", "ping"):

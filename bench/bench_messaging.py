@@ -99,9 +99,13 @@ async def main() -> None:
     result: dict[str, object] = {"benchmark": "messaging", "python": platform.python_version()}
     with tempfile.TemporaryDirectory() as tmp:
         storage = await Storage.open(Path(tmp) / "local.db")
-        messaging = Messaging(config, storage, options=MessagingOptions(submit_wait=10.0))
-        runtime = Runtime(runtime_config, engine=engine, router=messaging.router, events=messaging)
-        messaging.attach(runtime)
+        messaging = Messaging(
+            config,
+            storage,
+            options=MessagingOptions(submit_wait=10.0),
+            runtime=lambda m: Runtime(runtime_config, engine=engine, delivery=m, events=m),
+        )
+        runtime = messaging.runtime
         await runtime.start()
         await messaging.start()
         for name in ("pong", "ping", "echo"):

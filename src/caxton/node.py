@@ -6,9 +6,11 @@ timers and state events) and the `AgentService` that restores every stored agent
 It knows nothing about aiohttp, Prometheus or the CLI: those leaves call its methods and read
 its ``statistics()``.
 
-Messages that leave the node's agents for anything that is not a local agent (API clients
-waiting for replies, unknown receivers) go to `Node.on_external_message`. That hook, and the
-`LocalRouter` behind it, is the seam the messaging layer replaces with the real router.
+The runtime's port to message delivery (`caxton.runtime.delivery.Delivery`) is the
+`Messaging` object, handed to the runtime at construction: `Messaging` builds the runtime
+around itself. Messages agents send to names that are neither local agents nor known API
+clients go to `Node.on_external_message` when it is set (the ``forward`` hook of messaging,
+where the cluster will plug in), else they are dead-lettered.
 
 Lifecycle: ``UNSTARTED -> STARTING -> RUNNING -> DRAINING -> CLOSED``. `start()` may be called
 once; `aclose()` is idempotent and always releases the state file, even if starting failed half
@@ -157,21 +159,25 @@ class Node:
             storage = self._storage = await Storage.open(
                 coordination.local_state_path, journal_mode=coordination.journal_mode
             )
-            messaging = self._messaging = Messaging(self.config, storage)
-            messaging.router.remote = self._external
             engine = self._engine = Engine(
                 self.config.runtime, cache_dir=coordination.data_dir / "module-cache"
             )
-            runtime = self._runtime = Runtime(
-                self.config.runtime,
-                engine=engine,
-                kv=StoredKv(storage),
-                snapshots=StoredSnapshots(storage),
-                events=PersistingEvents(messaging),
-                router=messaging.router,
-                timers=StoredTimers(storage),
+
+            def runtime_for(delivery: Messaging) -> Runtime:
+                return Runtime(
+                    self.config.runtime,
+                    engine=engine,
+                    kv=StoredKv(storage),
+                    snapshots=StoredSnapshots(storage),
+                    events=PersistingEvents(delivery),
+                    delivery=delivery,
+                    timers=StoredTimers(storage),
+                )
+
+            messaging = self._messaging = Messaging(
+                self.config, storage, runtime=runtime_for, forward=self._external
             )
-            messaging.attach(runtime)
+            runtime = self._runtime = messaging.runtime
             await messaging.start()
             await runtime.start()
             self._agents = AgentService(

@@ -1,8 +1,9 @@
 """A real composition for messaging tests: SQLite storage, wasmtime runtime, `Messaging`.
 
-`Stack` wires them the way the node does (``Runtime(router=messaging.router,
-events=messaging)``) with a kv backend over the same SQLite store, and deploys agents from the
-committed examples, WAT fixtures or C sources built here with clang.
+`Stack` wires them the way the node does (``Messaging(..., runtime=lambda delivery:
+Runtime(..., delivery=delivery, events=delivery))``) with a kv backend over the same SQLite
+store, and deploys agents from the committed examples, WAT fixtures or C sources built here with
+clang.
 """
 
 from __future__ import annotations
@@ -98,15 +99,19 @@ class Stack:
     async def __aenter__(self) -> Stack:
         self.storage = await Storage.open(self.path)
         self.engine = Engine(self.config, cache_dir=None)
-        self.messaging = Messaging(Config(runtime=self.config), self.storage, options=self.options)
-        self.runtime = Runtime(
-            self.config,
-            engine=self.engine,
-            kv=StorageKv(self.storage),
-            router=self.messaging.router,
-            events=self.messaging,
+        self.messaging = Messaging(
+            Config(runtime=self.config),
+            self.storage,
+            options=self.options,
+            runtime=lambda delivery: Runtime(
+                self.config,
+                engine=self.engine,
+                kv=StorageKv(self.storage),
+                delivery=delivery,
+                events=delivery,
+            ),
         )
-        self.messaging.attach(self.runtime)
+        self.runtime = self.messaging.runtime
         await self.runtime.start()
         await self.messaging.start()
         return self

@@ -11,8 +11,8 @@ import pytest
 
 from caxton.errors import InvalidMessage, MessageTooLarge, WouldBlock
 from caxton.messaging import Accepted
-from caxton.messaging.codec import decode_array
 from caxton.storage.messages import MessageBatch
+from caxton.wire.codec import decode_array
 from tests.messaging.conftest import FAST, Stack
 from tests.support import eventually
 

@@ -231,3 +231,11 @@ async def test_a_conversation_that_never_pauses_does_not_starve_other_agents(
             assert (await recorder.reply(within=60))["content"] == {"done": 50_000}
     finally:
         engine.close()
+
+
+def test_a_full_mailbox_is_the_abis_backpressure_code() -> None:
+    """`Offer.FULL` crosses into wasm as `send`'s return code: it is ``ERR_BACKPRESSURE``."""
+    from caxton.runtime import abi
+    from caxton.runtime.delivery import Offer
+
+    assert Offer.FULL == abi.ERR_BACKPRESSURE

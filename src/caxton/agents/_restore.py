@@ -104,7 +104,7 @@ async def _restore_one(service: AgentService, record: AgentRecord) -> Entry:
         ),
     )
     state = record.state
-    if state == AgentState.HIBERNATED.value and compiled[1].kind == "reactor":
+    if state == AgentState.HIBERNATED.value and compiled.info.kind == "reactor":
         if isinstance(runtime.snapshots, StoredSnapshots):
             runtime.snapshots.mark(name)
         await runtime.load_agent(spec, compiled, AgentState.HIBERNATED)

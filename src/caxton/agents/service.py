@@ -179,7 +179,7 @@ class AgentService:
             spec=spec,
             compiled=compiled,
             versions=[1],
-            module_sha256=compiled[0].sha256,
+            module_sha256=compiled.module.sha256,
             module_size=len(req.wasm),
             created_at=stored.created_at,
             updated_at=stored.updated_at,
@@ -208,7 +208,7 @@ class AgentService:
                 raise
             entry.replace_spec(version=stored)
             entry.compiled, entry.versions = compiled, [*entry.versions, stored]
-            entry.module_sha256, entry.module_size = compiled[0].sha256, len(wasm)
+            entry.module_sha256, entry.module_size = compiled.module.sha256, len(wasm)
             entry.updated_at = time.time()
             await self._persist(entry)
         self._counts["upgrades"] += 1

@@ -33,7 +33,7 @@ from caxton.api.routes import Route, integer
 from caxton.config import parse_duration
 from caxton.errors import InvalidRequest
 from caxton.messaging import Subscription
-from caxton.messaging.codec import normalise_performative
+from caxton.wire.codec import normalise_performative
 
 __all__ = ["CLOSE_TOO_SLOW", "close_event_streams", "event_routes"]
 

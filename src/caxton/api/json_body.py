@@ -6,13 +6,13 @@ decodes it later (storage, the agent, the events stream) would fail the same way
 body the API takes is checked first: at most `MAX_JSON_DEPTH` arrays and objects inside one
 another, else ``400 INVALID_REQUEST``. The check costs two byte counts for ordinary bodies
 (fewer brackets than the limit cannot nest deeper than it); only bodies with many brackets are
-scanned (`caxton.messaging.depth`, which holds agents' messages to the same bound).
+scanned (`caxton.wire.depth`, which holds agents' messages to the same bound).
 """
 
 from __future__ import annotations
 
 from caxton.errors import InvalidRequest
-from caxton.messaging.depth import MAX_JSON_DEPTH, too_deep
+from caxton.wire.depth import MAX_JSON_DEPTH, too_deep
 
 __all__ = ["MAX_JSON_DEPTH", "check_depth"]
 

@@ -30,7 +30,7 @@ from caxton.api.routes import Route, integer
 from caxton.config import parse_duration
 from caxton.errors import Error, InvalidMessage, InvalidRequest
 from caxton.messaging import Accepted, DeadLetter, Messaging
-from caxton.messaging.codec import NAME, PERFORMATIVES
+from caxton.wire.codec import NAME, PERFORMATIVES
 
 __all__ = ["WAIT_MARGIN", "dead_letter_dict", "json_response", "message_routes", "messaging_of"]
 

@@ -14,48 +14,33 @@ its ``reply_with``: no conversation hangs silently. A ``failure`` never causes a
 
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from caxton.messaging.codec import ASKS_FOR_REPLY, encode
-from caxton.messaging.envelope import new_id, now_rfc3339
 from caxton.storage.messages import DeadLetterRecord
+from caxton.wire.codec import ASKS_FOR_REPLY, encode
+from caxton.wire.envelope import new_id, now_rfc3339
+from caxton.wire.header import Header
 
-__all__ = ["REASONS", "DeadLetter", "Header", "failure_reply", "from_record", "header_of"]
-
-REASONS = (
-    "unknown_receiver",
-    "agent_not_running",
-    "expired",
-    "handler_failed",
-    "mailbox_full",
-)
+__all__ = ["REASONS", "DeadLetter", "Reason", "failure_reply", "from_record"]
 
 
-class Header(msgspec.Struct):
-    """The envelope fields the loop-side router reads (tolerant: wrong types become None)."""
+class Reason(enum.StrEnum):
+    """Why a message was dead-lettered (the values are the API's and the metrics' labels)."""
 
-    sender: Any = None
-    receiver: Any = None
-    message_id: Any = None
-    conversation_id: Any = None
-    performative: Any = None
-    reply_with: Any = None
-    reply_by: Any = None
+    UNKNOWN_RECEIVER = "unknown_receiver"
+    AGENT_NOT_RUNNING = "agent_not_running"
+    EXPIRED = "expired"
+    HANDLER_FAILED = "handler_failed"
+    MAILBOX_FULL = "mailbox_full"
 
 
-_decode_header = msgspec.json.Decoder(Header).decode
-
-
-def header_of(data: bytes) -> Header:
-    """The header fields of a message; an empty header if it is not a JSON object."""
-    try:
-        return _decode_header(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return Header()
+#: Every reason, as plain strings.
+REASONS = tuple(reason.value for reason in Reason)
 
 
 def _text(value: Any) -> str | None:

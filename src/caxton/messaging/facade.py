@@ -2,10 +2,16 @@
 
 Composition (the node does this)::
 
-    messaging = Messaging(config, storage)
-    runtime = Runtime(config.runtime, engine=..., router=messaging.router, events=node_events)
-    messaging.attach(runtime)            # node_events forwards message_failed / state changes
-    await runtime.start(); await messaging.start()
+    messaging = Messaging(
+        config,
+        storage,
+        # The runtime gets its `Delivery` port (this object) at construction; node_events
+        # forwards message_failed / state changes to it.
+        runtime=lambda delivery: Runtime(config.runtime, engine=..., delivery=delivery,
+                                         events=node_events(delivery)),
+    )
+    runtime = messaging.runtime
+    await messaging.start(); await runtime.start()
     ... start the agents ...
     await messaging.recover()            # deliver again what a previous run did not handle
     ...
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,17 +41,20 @@ from caxton.errors import (
 )
 from caxton.messaging import deadletters as dl
 from caxton.messaging.bus import EventBus, Subscription
-from caxton.messaging.codec import check_name, check_size, decode_array, encode, parse_message
-from caxton.messaging.envelope import new_id, now_rfc3339
+from caxton.messaging.deadletters import Reason
 from caxton.messaging.failures import FailureOps
 from caxton.messaging.journal import Journal
 from caxton.messaging.metrics import MetricsMixin
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import Replies, ReplyWaiter
-from caxton.messaging.router import MessagingRouter, expired
+from caxton.messaging.router import MessagingRouter, to_mailbox
 from caxton.runtime.agent import AgentState
+from caxton.runtime.delivery import Origin
 from caxton.storage.messages import MessageBatch
 from caxton.storage.sqlite import Storage
+from caxton.wire.codec import check_name, check_size, decode_array, encode, parse_message
+from caxton.wire.envelope import new_id, now_rfc3339
+from caxton.wire.header import Header, expired, header_from, header_of
 
 if TYPE_CHECKING:
     from caxton.runtime.runtime import Runtime
@@ -55,14 +64,6 @@ __all__ = ["Accepted", "Messaging"]
 #: One message of a `Messaging.submit_many` once stamped: (data, envelope, receivers, local
 #: receivers, expired).
 _Entry = tuple[bytes, dict[str, Any], tuple[str, ...], tuple[str, ...], bool]
-#: The (notify, pending) arguments `_accept` gives `_dead_letter` for each reason: expired
-#: messages had no pending row written (nothing to mark done), a full mailbox sends no
-#: `failure` (the client gets the error entry instead).
-_DEAD_LETTER_FLAGS = {
-    "expired": (True, False),
-    "mailbox_full": (False, True),
-    "agent_not_running": (True, True),
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,8 +85,17 @@ class Messaging(FailureOps, MetricsMixin):
     """Routing, conversations, at-least-once delivery, dead letters and the event bus."""
 
     def __init__(
-        self, config: Config, storage: Storage, *, options: MessagingOptions | None = None
+        self,
+        config: Config,
+        storage: Storage,
+        *,
+        runtime: Callable[[Messaging], Runtime],
+        options: MessagingOptions | None = None,
+        forward: Callable[[str, bytes], bool] | None = None,
     ) -> None:
+        """``runtime`` builds the runtime around this object, its `Delivery` port;
+        ``forward(receiver, data)`` (the cluster's hook) may take messages for names that are
+        neither local agents nor known clients (True: it took it)."""
         self.config = config
         self.storage = storage
         self.options = options or MessagingOptions()
@@ -93,13 +103,14 @@ class Messaging(FailureOps, MetricsMixin):
         self.journal = Journal(storage.write_messages_nowait)
         self.replies = Replies(self.options.max_clients)
         self.bus = EventBus()
+        self.runtime = runtime(self)
         self.router = MessagingRouter(
-            self.journal,
+            self.runtime,
             self.replies,
             self._dead_letter_soon,
+            forward=forward,
             dead_letters_per_second=config.runtime.max_dead_letters_per_second,
         )
-        self.runtime: Runtime | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
@@ -114,15 +125,9 @@ class Messaging(FailureOps, MetricsMixin):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def attach(self, runtime: Runtime) -> None:
-        """Use ``runtime`` for local delivery (it must have been built with our `router`)."""
-        self.runtime = runtime
-        self.router.runtime = runtime
-
     async def start(self) -> None:
         """Start the flush and retention tasks; note where recovery stops."""
         self._loop = loop = asyncio.get_running_loop()
-        self.router.bind_loop()
         self.journal.listener = self._on_flush
         self._recover_upto = int(
             await self.storage.read(
@@ -201,13 +206,20 @@ class Messaging(FailureOps, MetricsMixin):
             with contextlib.suppress(RuntimeError):  # the loop is closed
                 self._loop.call_soon_threadsafe(self.bus.publish_messages, sent)
 
+    # -- Delivery: the runtime's port ---------------------------------------------------------
+
+    def not_local(self, receiver: str, data: bytes, origin: Origin) -> None:
+        """A message no running local agent takes (loop thread): see `MessagingRouter`."""
+        self.router.not_local(receiver, data, origin)
+
     # -- AgentEvents (the node forwards these) -----------------------------------------------
 
     def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None:
         """A handler failed: dead-letter the message (reason ``handler_failed``)."""
         details = {"cause": error.cause, "error": error.message}
+        reason = Reason.HANDLER_FAILED
         self._dead_letter_soon(
-            name, data, dl.header_of(data), "handler_failed", details, True, True
+            name, data, header_of(data), reason, details, notify=True, pending=True
         )
 
     def agent_state_changed(self, name: str, state: AgentState) -> None:
@@ -237,13 +249,8 @@ class Messaging(FailureOps, MetricsMixin):
 
     # -- submitting --------------------------------------------------------------------------
 
-    def _runtime(self) -> Runtime:
-        if self.runtime is None:
-            raise MailboxClosed("messaging is not attached to a runtime")
-        return self.runtime
-
     def _is_agent(self, name: str) -> bool:
-        return self._runtime().has_agent(name)  # a dict lookup (no statistics snapshot)
+        return self.runtime.has_agent(name)  # a dict lookup (no statistics snapshot)
 
     async def submit(
         self, message: Mapping[str, Any] | bytes, *, client: str | None = None, wait: bool = False
@@ -281,7 +288,7 @@ class Messaging(FailureOps, MetricsMixin):
         # well-formed by construction, so only the size with our fields is left to check (a
         # second full parse of ``data`` cost ~15 µs per submit and could find nothing new).
         check_size(data, self.max_message_size)
-        header = _header(envelope)
+        header = header_from(envelope)
         self.replies.remember(sender)
         waiter = self.replies.expect(envelope["conversation_id"], sender) if wait else None
         try:
@@ -308,7 +315,7 @@ class Messaging(FailureOps, MetricsMixin):
         ``client-<hex>`` shared by the call's messages without a sender (one request is one
         client; a made-up name per message would also evict real clients from `replies`).
         """
-        runtime = self._runtime()
+        runtime = self.runtime
         has_agent = runtime.has_agent
         max_size = self.max_message_size
         sender_of_call = check_name("sender", client) if client else None
@@ -362,7 +369,7 @@ class Messaging(FailureOps, MetricsMixin):
                 raise
             raw = envelope["receiver"]
             # `reply_by` is rare: only then build the header `expired` reads.
-            late = "reply_by" in envelope and expired(_header(envelope))
+            late = "reply_by" in envelope and expired(header_from(envelope))
             if isinstance(raw, str):  # the usual case: one receiver, no generator to run
                 receivers: tuple[str, ...] = (raw,)
                 local: tuple[str, ...] = () if late or not has_agent(raw) else receivers
@@ -402,30 +409,31 @@ class Messaging(FailureOps, MetricsMixin):
     ) -> list[Accepted | Error]:
         """Route committed messages in order: `deliver_nowait` first, then the slow path."""
         deliver_nowait = runtime.deliver_nowait
-        external = self.router.external
+        not_local = self.router.not_local
         #: Receivers whose mailbox was full in this call: every later message to one of them
         #: takes the slow path too, behind the earlier ones, so one sender's messages to one
         #: receiver still arrive in the order sent (a freed slot must not let message i+1
         #: overtake message i that is waiting for room).
         blocked: set[str] = set()
         #: (index, receiver, reason): deliveries left for the slow path, in order.
-        slow: list[tuple[int, str, str]] = []
+        slow: list[tuple[int, str, Reason]] = []
         for index, (data, _, receivers, local, late) in enumerate(entries):
             for receiver in receivers:
                 if late:
-                    slow.append((index, receiver, "expired"))
+                    slow.append((index, receiver, Reason.EXPIRED))
                 elif receiver not in local:
-                    external(receiver, data)
+                    not_local(receiver, data, Origin.LOOP)
                 elif receiver in blocked:
-                    slow.append((index, receiver, "mailbox_full"))
+                    slow.append((index, receiver, Reason.MAILBOX_FULL))
                 else:
-                    try:  # the usual case: room in the mailbox, no coroutine to run
+                    # `to_mailbox` without waiting, inlined: no coroutine per message.
+                    try:
                         deliver_nowait(receiver, data)
                     except WouldBlock:
                         blocked.add(receiver)
-                        slow.append((index, receiver, "mailbox_full"))
+                        slow.append((index, receiver, Reason.MAILBOX_FULL))
                     except (MailboxClosed, AgentNotFound):
-                        slow.append((index, receiver, "agent_not_running"))
+                        slow.append((index, receiver, Reason.AGENT_NOT_RUNNING))
         full: dict[int, list[str]] = {}
         if slow:
             await self._route_slow(runtime, entries, slow, full)
@@ -460,7 +468,7 @@ class Messaging(FailureOps, MetricsMixin):
         self,
         runtime: Runtime,
         entries: list[_Entry],
-        slow: list[tuple[int, str, str]],
+        slow: list[tuple[int, str, Reason]],
         full: dict[int, list[str]],
     ) -> None:
         """Full mailboxes, stopped agents and expired messages of a `submit_many`, in order.
@@ -476,21 +484,18 @@ class Messaging(FailureOps, MetricsMixin):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.submit_wait
         letters: list[Coroutine[Any, Any, int]] = []
-        for index, receiver, reason in slow:
+        for index, receiver, why in slow:
             data, envelope = entries[index][0], entries[index][1]
-            if reason == "mailbox_full":
-                try:
-                    wait = max(deadline - loop.time(), 0.0)
-                    await runtime.deliver(receiver, data, wait=wait)
+            reason: Reason | None = why
+            if why is Reason.MAILBOX_FULL:
+                wait = max(deadline - loop.time(), 0.0)
+                reason = await to_mailbox(runtime, receiver, data, wait=wait)
+                if reason is None:
                     continue
-                except WouldBlock:
+                if reason is Reason.MAILBOX_FULL:
                     full.setdefault(index, []).append(receiver)
-                except (MailboxClosed, AgentNotFound):
-                    reason = "agent_not_running"
-            notify, pending = _DEAD_LETTER_FLAGS[reason]
-            letters.append(
-                self._dead_letter(receiver, data, _header(envelope), reason, {}, notify, pending)
-            )
+            assert reason is not None
+            letters.append(self._api_dead_letter(receiver, data, header_from(envelope), reason))
         if letters:
             await asyncio.gather(*letters)
 
@@ -537,13 +542,13 @@ class Messaging(FailureOps, MetricsMixin):
     async def _accept(
         self,
         data: bytes,
-        header: dl.Header,
+        header: Header,
         waiter: ReplyWaiter | None,
         *,
         redrive: int | None = None,
         receivers: tuple[str, ...] | None = None,
     ) -> Accepted:
-        runtime = self._runtime()
+        runtime = self.runtime
         if receivers is None:
             raw = header.receiver
             receivers = tuple(raw) if isinstance(raw, list) else (raw,)
@@ -562,23 +567,20 @@ class Messaging(FailureOps, MetricsMixin):
         self.bus.publish_messages([data])
         full: list[str] = []
         for receiver in receivers:
+            reason: Reason | None
             if late:
-                await self._dead_letter(receiver, data, header, "expired", {}, True, False)
+                reason = Reason.EXPIRED
             elif receiver not in local:
-                self.router.external(receiver, data)
+                self.router.not_local(receiver, data, Origin.LOOP)
+                continue
             else:
-                try:
-                    try:  # the usual case: room in the mailbox, no coroutine to run
-                        runtime.deliver_nowait(receiver, data)
-                    except WouldBlock:
-                        await runtime.deliver(receiver, data, wait=self.options.submit_wait)
-                except WouldBlock:
+                wait = self.options.submit_wait
+                reason = await to_mailbox(runtime, receiver, data, wait=wait)
+                if reason is None:
+                    continue
+                if reason is Reason.MAILBOX_FULL:
                     full.append(receiver)
-                    await self._dead_letter(receiver, data, header, "mailbox_full", {}, False, True)
-                except (MailboxClosed, AgentNotFound):
-                    await self._dead_letter(
-                        receiver, data, header, "agent_not_running", {}, True, True
-                    )
+            await self._api_dead_letter(receiver, data, header, reason)
         if full:
             raise WouldBlock(
                 f"the mailbox of {', '.join(full)} stayed full; the message was dead-lettered",
@@ -591,6 +593,18 @@ class Messaging(FailureOps, MetricsMixin):
             receivers=receivers,
             reply=waiter,
         )
+
+    def _api_dead_letter(
+        self, receiver: str, data: bytes, header: Header, reason: Reason
+    ) -> Coroutine[Any, Any, int]:
+        """Dead-letter a delivery an API client submitted (or redrove).
+
+        An expired message had no pending row written (nothing to mark done); a full mailbox
+        sends no `failure` (the client gets the error instead).
+        """
+        notify = reason is not Reason.MAILBOX_FULL
+        pending = reason is not Reason.EXPIRED
+        return self._dead_letter(receiver, data, header, reason, notify=notify, pending=pending)
 
     async def wait_reply(
         self,
@@ -622,19 +636,6 @@ class Messaging(FailureOps, MetricsMixin):
         for blob in blobs:
             messages.extend(decode_array(blob))
         return messages[skip : skip + limit], total
-
-
-def _header(envelope: dict[str, Any]) -> dl.Header:
-    """The header of an envelope we just encoded (same values `header_of(data)` would decode)."""
-    return dl.Header(
-        sender=envelope["sender"],
-        receiver=envelope["receiver"],
-        message_id=envelope["message_id"],
-        conversation_id=envelope["conversation_id"],
-        performative=envelope["performative"],
-        reply_with=envelope.get("reply_with"),
-        reply_by=envelope.get("reply_by"),
-    )
 
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:

@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from caxton.errors import AgentNotFound, InvalidMessage, MailboxClosed, WouldBlock
+from caxton.errors import InvalidMessage
 from caxton.messaging import deadletters as dl
 from caxton.messaging.bus import EventBus
-from caxton.messaging.journal import message_id_of
+from caxton.messaging.deadletters import Reason
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import ReplyWaiter
-from caxton.messaging.router import MessagingRouter, expired
+from caxton.messaging.router import MessagingRouter, to_mailbox
 from caxton.storage.sqlite import Storage
+from caxton.wire.header import Header, expired, header_of, message_id_of
 
 if TYPE_CHECKING:
     from caxton.messaging.facade import Accepted
@@ -32,20 +33,17 @@ class FailureOps:
     options: MessagingOptions
     router: MessagingRouter
     bus: EventBus
-    runtime: Runtime | None
+    runtime: Runtime
     dead_letter_counts: dict[str, int]
     _recover_upto: int
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         raise NotImplementedError
 
-    def _runtime(self) -> Runtime:
-        raise NotImplementedError
-
     async def _accept(
         self,
         data: bytes,
-        header: dl.Header,
+        header: Header,
         waiter: ReplyWaiter | None,
         *,
         redrive: int | None = None,
@@ -59,46 +57,55 @@ class FailureOps:
         self,
         receiver: str,
         data: bytes,
-        header: dl.Header,
-        reason: str,
-        details: dict[str, Any],
+        header: Header,
+        reason: Reason,
+        details: dict[str, Any] | None = None,
+        *,
         notify: bool,
         pending: bool,
     ) -> None:
-        self._spawn(self._dead_letter(receiver, data, header, reason, details, notify, pending))
+        letter = self._dead_letter(
+            receiver, data, header, reason, details, notify=notify, pending=pending
+        )
+        self._spawn(letter)
 
     async def _dead_letter(
         self,
         receiver: str,
         data: bytes,
-        header: dl.Header,
-        reason: str,
-        details: dict[str, Any],
+        header: Header,
+        reason: Reason,
+        details: dict[str, Any] | None = None,
+        *,
         notify: bool,
         pending: bool,
     ) -> int:
-        record = dl.record_for(receiver, data, header, reason, details)
+        """Store a dead letter and publish it. ``notify``: send the sender its `failure` reply
+        (if it asked for one); ``pending``: mark the delivery's pending row done."""
+        reason = Reason(reason)
+        record = dl.record_for(receiver, data, header, reason.value, details or {})
         mid = message_id_of(data) if pending else None
         done = (mid, receiver) if mid is not None else None
         dead_id = await self.storage.add_dead_letter(record, done=done)
-        self.dead_letter_counts[reason] = self.dead_letter_counts.get(reason, 0) + 1
+        self.dead_letter_counts[reason.value] = self.dead_letter_counts.get(reason.value, 0) + 1
         self.bus.publish(
             {
                 "type": "dead_letter",
                 "id": dead_id,
-                "reason": reason,
+                "reason": reason.value,
                 "receiver": receiver,
                 "sender": record.sender,
                 "message_id": record.message_id,
                 "conversation_id": record.conversation_id,
             }
         )
-        reply = dl.failure_reply(receiver, header, reason) if notify else None
-        if reply is not None and self.runtime is not None:
+        reply = dl.failure_reply(receiver, header, reason.value) if notify else None
+        if reply is not None:
             to, conversation, body = reply
-            if self.router.route_from_loop(to, body, conversation):
+            if self.runtime.send_from_loop(to, body, conversation):
+                full = Reason.MAILBOX_FULL
                 await self._dead_letter(
-                    to, body, dl.header_of(body), "mailbox_full", {}, False, False
+                    to, body, header_of(body), full, notify=False, pending=False
                 )
         return dead_id
 
@@ -117,7 +124,7 @@ class FailureOps:
         record = await self.storage.dead_letter(dead_letter_id)
         if record is None or record.redriven_at is not None:
             raise InvalidMessage(f"dead letter {dead_letter_id} does not exist or was redriven")
-        header = dl.header_of(record.body)
+        header = header_of(record.body)
         if header.reply_by is not None and expired(header):
             header.reply_by = None  # a redrive is a deliberate second chance
         return await self._accept(
@@ -133,7 +140,8 @@ class FailureOps:
         mailbox gets ``recover_wait`` once: the rest for a receiver that stayed full is
         dead-lettered without waiting again, so a busy agent cannot hold the start up.
         """
-        runtime, count, after = self._runtime(), 0, 0
+        runtime, count, after = self.runtime, 0, 0
+        #: Receivers that stayed full once: the rest of their deliveries does not wait again.
         full: set[str] = set()
         while True:
             rows = await self.storage.pending_deliveries(after=after, limit=1000)
@@ -142,28 +150,20 @@ class FailureOps:
                 return count
             for row in rows:
                 after = row.seq
-                header = dl.header_of(row.body)
+                header = header_of(row.body)
+                reason: Reason | None
                 if expired(header):
-                    await self._dead_letter(
-                        row.receiver, row.body, header, "expired", {}, True, True
+                    reason = Reason.EXPIRED
+                else:
+                    wait = None if row.receiver in full else self.options.recover_wait
+                    reason = await to_mailbox(
+                        runtime, row.receiver, row.body, wait=wait, recovered=True
                     )
-                    continue
-                try:
-                    try:
-                        runtime.deliver_recovered(row.receiver, row.body)
-                    except WouldBlock:
-                        if row.receiver in full:
-                            raise
-                        full.add(row.receiver)
-                        wait = self.options.recover_wait
-                        await runtime.deliver(row.receiver, row.body, wait=wait)
-                        full.discard(row.receiver)
+                if reason is None:
                     count += 1
-                except WouldBlock:
-                    await self._dead_letter(
-                        row.receiver, row.body, header, "mailbox_full", {}, True, True
-                    )
-                except (MailboxClosed, AgentNotFound):
-                    await self._dead_letter(
-                        row.receiver, row.body, header, "agent_not_running", {}, True, True
-                    )
+                    continue
+                if reason is Reason.MAILBOX_FULL:
+                    full.add(row.receiver)
+                await self._dead_letter(
+                    row.receiver, row.body, header, reason, notify=True, pending=True
+                )

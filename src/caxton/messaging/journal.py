@@ -48,25 +48,14 @@ from itertools import repeat, starmap
 from typing import Any
 
 from caxton.storage.messages import MessageBatch
+from caxton.wire.header import message_id_of
 
-__all__ = ["FLUSH_AT", "MAX_INFLIGHT", "Journal", "message_id_of"]
+__all__ = ["FLUSH_AT", "MAX_INFLIGHT", "Journal"]
 
 #: Entries after which the hot path flushes by itself.
 FLUSH_AT = 4096
 #: Flushes waiting for the storage writer before a worker's flush blocks.
 MAX_INFLIGHT = 4
-
-_KEY = b'"message_id":"'
-
-
-def message_id_of(data: bytes) -> str | None:
-    """The ``message_id`` of a message stamped by this runtime (it is near the front)."""
-    start = data.find(_KEY)
-    if start < 0:
-        return None
-    start += len(_KEY)
-    end = data.find(b'"', start)
-    return None if end < 0 else data[start:end].decode("utf-8", "replace")
 
 
 def build_batch(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes]]:

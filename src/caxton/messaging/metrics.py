@@ -44,7 +44,7 @@ class MetricsMixin:
     journal: Journal
     replies: Replies
     bus: EventBus
-    runtime: Runtime | None
+    runtime: Runtime
     router: MessagingRouter
     submitted: int
     dead_letter_counts: dict[str, int]

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from caxton.messaging.codec import decode_array
 from caxton.storage.history import history_page
+from caxton.wire.codec import decode_array
 
 if TYPE_CHECKING:
     from caxton.messaging.facade import Messaging

@@ -1,77 +1,116 @@
-"""`MessagingRouter`: the runtime's `Router`, and where non-local messages are decided.
+"""The routing rule, written once: a local mailbox, else a waiting client, else another node,
+else a dead letter with a `Reason`.
 
-Local agent-to-agent messages never come here: the worker queues them directly (after telling
-the `journal`, which this router carries so the runtime's workers find it). What comes here:
+Every path follows it: API submit and bulk submit, redrive and recovery after a restart
+(`to_mailbox` for the local step, `MessagingRouter.not_local` for the rest), agents' sends,
+timers and failure replies (the runtime queues for local agents itself and hands the rest to
+`not_local`). The next branch, forwarding to the node that owns an agent, is the ``forward``
+hook in `MessagingRouter.not_local`, between the clients and the dead letters.
 
-* from a worker thread: a message for a name that is not a running local agent. It is handed
-  to the event loop in the worker's next event batch (no hop per message) and decided there by
-  `external`: a reply to an API client (waiters get it), a remote agent (the ``remote`` hook,
-  for the cluster), a stopped agent or an unknown name (dead letters), or an expired
-  ``reply_by`` (dead letter). Dead letters of what agents send are rate-limited node-wide
+Local agent-to-agent messages never come here: the runtime's workers queue them directly
+(after telling the `journal`, which `Messaging` hands the runtime as its `Delivery` port).
+What comes here, through `Messaging.not_local` (the port's method), on the event loop:
+
+* what an agent sent to a name that is not a running local agent, handed over in the
+  worker's next event batch (no hop per message), and messages the loop delivers (due
+  timers, `failure` replies, API submits for non-local receivers). `not_local` decides: a
+  reply to an API client (waiters get it), another node (the ``forward`` hook, for the
+  cluster), a stopped agent or an unknown name (dead letters), or an expired ``reply_by``
+  (dead letter). Dead letters of what agents send are rate-limited node-wide
   (``runtime.max_dead_letters_per_second``): beyond it they are counted in `dropped` and
   summarised in one warning a second, not stored (each agent's sends to such receivers are
   budgeted before that, see `caxton.runtime.host`).
-* on the event loop: a due timer (`schedule`); it is recorded in the journal and queued like a
-  message an agent sends now.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from caxton.errors import AgentNotFound, InvalidMessage
-from caxton.messaging.codec import parse_reply_by
-from caxton.messaging.deadletters import Header, header_of
-from caxton.messaging.journal import Journal
+from caxton.errors import AgentNotFound, MailboxClosed, WouldBlock
+from caxton.messaging.deadletters import Reason
 from caxton.messaging.replies import Replies
 from caxton.runtime.agent import AgentState
+from caxton.runtime.delivery import Offer, Origin
+from caxton.wire.header import Header, expired, header_of
 
 if TYPE_CHECKING:
     from caxton.runtime.runtime import Runtime
 
-__all__ = ["DeadLetterFn", "MessagingRouter", "expired"]
+__all__ = ["DeadLetterFn", "MessagingRouter", "to_mailbox"]
 
-#: ``dead_letter(receiver, data, header, reason, details, notify, pending)`` (loop thread).
-DeadLetterFn = Callable[[str, bytes, Header, str, dict[str, Any], bool, bool], None]
+
+class DeadLetterFn(Protocol):
+    """Dead-letter one delivery (loop thread).
+
+    ``notify``: send the sender a `failure` reply if it asked for one; ``pending``: the
+    delivery has a pending row to mark done.
+    """
+
+    def __call__(
+        self,
+        receiver: str,
+        data: bytes,
+        header: Header,
+        reason: Reason,
+        details: dict[str, Any] | None = None,
+        *,
+        notify: bool,
+        pending: bool,
+    ) -> None: ...
+
+
+async def to_mailbox(
+    runtime: Runtime, receiver: str, data: bytes, *, wait: float | None, recovered: bool = False
+) -> Reason | None:
+    """The rule's local step for an agent's name: queue ``data`` in its mailbox.
+
+    None once queued, else why not: `Reason.MAILBOX_FULL` when it stayed full for ``wait``
+    seconds (None: no waiting), `Reason.AGENT_NOT_RUNNING` when the agent is stopped, failed
+    or gone. ``recovered``: a delivery accepted before a restart (`Runtime.deliver_recovered`).
+    """
+    try:
+        try:  # the usual case: room in the mailbox, no coroutine to run
+            if recovered:
+                runtime.deliver_recovered(receiver, data)
+            else:
+                runtime.deliver_nowait(receiver, data)
+        except WouldBlock:
+            if wait is None:
+                raise
+            await runtime.deliver(receiver, data, wait=wait)
+    except WouldBlock:
+        return Reason.MAILBOX_FULL
+    except (MailboxClosed, AgentNotFound):
+        return Reason.AGENT_NOT_RUNNING
+    return None
+
+
 _log = logging.getLogger("caxton.messaging")
 _RUNNABLE = (AgentState.RUNNING, AgentState.HIBERNATED, AgentState.LOADED)
 
 
-def expired(header: Header, now: float | None = None) -> bool:
-    """Whether the message's ``reply_by`` has passed."""
-    if not isinstance(header.reply_by, str):
-        return False
-    try:
-        return parse_reply_by(header.reply_by) <= (time.time() if now is None else now)
-    except InvalidMessage:
-        return False
-
-
 class MessagingRouter:
-    """Routes what the workers cannot deliver locally; see the module docstring."""
+    """Decides what no running local agent takes; see the module docstring."""
 
     def __init__(
         self,
-        journal: Journal,
+        runtime: Runtime,
         replies: Replies,
         dead_letter: DeadLetterFn,
         *,
+        forward: Callable[[str, bytes], bool] | None = None,
         dead_letters_per_second: int = 1000,
     ) -> None:
-        self.journal = journal
+        self.runtime = runtime
         self.replies = replies
-        self.runtime: Runtime | None = None
-        #: The cluster's hook: ``remote(receiver, data)`` returns True if it took the message.
-        self.remote: Callable[[str, bytes], bool] | None = None
-        #: Called with (receiver, message dict) for each client reply (the facade publishes).
+        #: The cluster's hook: ``forward(receiver, data)`` returns True if it took the message.
+        self.forward = forward
         self._dead_letter = dead_letter
-        self._loop_thread: int | None = None
         self.routed_external = 0
         #: Dead letters of agents' sends not stored (over the rate), by reason.
         self.dropped: dict[str, int] = {}
@@ -80,46 +119,9 @@ class MessagingRouter:
         self._window = float("-inf")
         self._dropped_in_window = 0
 
-    def bind_loop(self) -> None:
-        """Remember the event loop's thread (called by `Messaging.start` on the loop)."""
-        self._loop_thread = threading.get_ident()
-
-    # -- the Router protocol -----------------------------------------------------------------
-
-    def route(self, receiver: str, data: bytes) -> int:
-        """Deliver ``data`` to ``receiver`` (worker threads and the loop): 0 or -4."""
-        runtime = self.runtime
-        if runtime is None:
-            return 0
-        if threading.get_ident() == self._loop_thread:
-            return self.route_from_loop(receiver, data, None)
-        runtime.call_on_loop(self.external, receiver, data, True)
-        return 0
-
-    def route_from_loop(self, receiver: str, data: bytes, conversation: str | None) -> int:
-        """Record and deliver a message that enters on the loop thread (timers, failures)."""
-        runtime = self.runtime
-        assert runtime is not None
-        header = header_of(data) if conversation is None else None
-        if header is not None:
-            conversation = (
-                header.conversation_id if isinstance(header.conversation_id, str) else None
-            )
-        journal = self.journal
-        journal.sent(conversation, data, receiver)
-        rc = runtime.enqueue_local(receiver, data)
-        if rc is None:
-            journal.handled(receiver, data)
-            self.external(receiver, data)
-            return 0
-        if rc:
-            journal.retract(data)
-            journal.handled(receiver, data)
-        return rc
-
     # -- the loop side -----------------------------------------------------------------------
 
-    def _allow_dead_letter(self, reason: str) -> bool:
+    def _allow_dead_letter(self, reason: Reason) -> bool:
         """Take one from the node's dead-letter rate for agents' sends; count it if over."""
         if self._credit > 0:
             self._credit -= 1
@@ -140,30 +142,42 @@ class MessagingRouter:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
         return False
 
-    def external(self, receiver: str, data: bytes, from_agent: bool = False) -> None:
+    def not_local(self, receiver: str, data: bytes, origin: Origin) -> None:
         """Decide a message no running local agent took (loop thread).
 
-        ``from_agent``: an agent sent it (`route` from a worker); its dead letters are
-        rate-limited (see the module docstring).
+        Dead letters of what an agent sent (`Origin.AGENT`) are rate-limited (see the module
+        docstring).
         """
         self.routed_external += 1
         header = header_of(data)
-        if from_agent:
+        if origin is Origin.AGENT:
             dead_letter = self._dead_letter
 
-            def limited(*args: Any) -> None:
-                if self._allow_dead_letter(args[3]):
-                    dead_letter(*args)
+            def limited(
+                receiver: str,
+                data: bytes,
+                header: Header,
+                reason: Reason,
+                details: dict[str, Any] | None = None,
+                *,
+                notify: bool,
+                pending: bool,
+            ) -> None:
+                if self._allow_dead_letter(reason):
+                    dead_letter(
+                        receiver, data, header, reason, details, notify=notify, pending=pending
+                    )
 
             self._external(receiver, data, header, limited)
         else:
             self._external(receiver, data, header, self._dead_letter)
 
     def _external(
-        self, receiver: str, data: bytes, header: Header, dead_letter: Callable[..., None]
+        self, receiver: str, data: bytes, header: Header, dead_letter: DeadLetterFn
     ) -> None:
+        # Not queued locally: no pending row, whatever happens here.
         if expired(header):
-            dead_letter(receiver, data, header, "expired", {}, True, False)
+            dead_letter(receiver, data, header, Reason.EXPIRED, notify=True, pending=False)
             return
         replies = self.replies
         if replies.is_client(receiver):
@@ -179,22 +193,23 @@ class MessagingRouter:
             else:
                 replies.delivered += 1
             return
-        remote = self.remote
-        if remote is not None and remote(receiver, data):
+        forward = self.forward  # another node (the cluster's branch)
+        if forward is not None and forward(receiver, data):
             return
         runtime = self.runtime
         try:
-            state = None if runtime is None else runtime.agent_statistics(receiver).state
+            state = runtime.agent_statistics(receiver).state
         except AgentNotFound:
             state = None
-        if runtime is not None and state is not None:
+        if state is not None:
             if state in _RUNNABLE:  # started again meanwhile
-                rc = runtime.enqueue_local(receiver, data)
-                if rc == 0:
+                offered = runtime.enqueue_local(receiver, data)
+                if offered is Offer.QUEUED:
                     return
-                reason = "mailbox_full" if rc else "agent_not_running"
+                reason = Reason.MAILBOX_FULL if offered is Offer.FULL else Reason.AGENT_NOT_RUNNING
             else:
-                reason = "agent_not_running"
-            dead_letter(receiver, data, header, reason, {"state": state.value}, True, False)
+                reason = Reason.AGENT_NOT_RUNNING
+            details = {"state": state.value}
+            dead_letter(receiver, data, header, reason, details, notify=True, pending=False)
             return
-        dead_letter(receiver, data, header, "unknown_receiver", {}, True, False)
+        dead_letter(receiver, data, header, Reason.UNKNOWN_RECEIVER, notify=True, pending=False)

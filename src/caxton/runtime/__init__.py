@@ -36,12 +36,11 @@ if TYPE_CHECKING:
         MemoryKv,
         MemorySnapshots,
         NullEvents,
-        Router,
         SnapshotBackend,
     )
+    from caxton.runtime.delivery import Delivery, LocalDelivery, MessageJournal, Offer, Origin
     from caxton.runtime.engine import Compiled, Engine
     from caxton.runtime.logs import LogLine
-    from caxton.runtime.router import LocalRouter
     from caxton.runtime.runtime import Runtime
     from caxton.runtime.sandbox import Snapshot
     from caxton.runtime.stats import RuntimeStatistics
@@ -56,15 +55,18 @@ _LAZY = {
     "AgentStatistics": "caxton.runtime.agent",
     "Clock": "caxton.runtime.backends",
     "Compiled": "caxton.runtime.engine",
+    "Delivery": "caxton.runtime.delivery",
     "Engine": "caxton.runtime.engine",
     "KvBackend": "caxton.runtime.backends",
-    "LocalRouter": "caxton.runtime.router",
+    "LocalDelivery": "caxton.runtime.delivery",
+    "MessageJournal": "caxton.runtime.delivery",
+    "Offer": "caxton.runtime.delivery",
+    "Origin": "caxton.runtime.delivery",
     "LogLine": "caxton.runtime.logs",
     "MemoryKv": "caxton.runtime.backends",
     "MemorySnapshots": "caxton.runtime.backends",
     "MemoryTimers": "caxton.runtime.timers",
     "NullEvents": "caxton.runtime.backends",
-    "Router": "caxton.runtime.backends",
     "Runtime": "caxton.runtime.runtime",
     "RuntimeStatistics": "caxton.runtime.stats",
     "Snapshot": "caxton.runtime.sandbox",
@@ -82,15 +84,18 @@ __all__ = [
     "AgentStatistics",
     "Clock",
     "Compiled",
+    "Delivery",
     "Engine",
     "KvBackend",
-    "LocalRouter",
+    "LocalDelivery",
     "LogLine",
     "MemoryKv",
     "MemorySnapshots",
     "MemoryTimers",
+    "MessageJournal",
     "NullEvents",
-    "Router",
+    "Offer",
+    "Origin",
     "Runtime",
     "RuntimeStatistics",
     "Snapshot",

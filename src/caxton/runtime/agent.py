@@ -15,26 +15,27 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from caxton.runtime.delivery import Offer
 from caxton.runtime.kvstore import AgentKv
 from caxton.runtime.logs import LogRing
 from caxton.runtime.supervisor import RestartBudget
 
+if TYPE_CHECKING:
+    from caxton.runtime.engine import Compiled
+
 __all__ = [
-    "CLOSED",
-    "WAKE",
     "Agent",
     "AgentSpec",
     "AgentState",
     "AgentStatistics",
 ]
 
-#: `Agent.offer` results besides ABI codes.
-WAKE = 1  # queued; the caller must put the agent on a run queue
-CLOSED = 2  # the mailbox is closed (stopped, failed or removed agent)
+# `Agent.offer`'s results, bound once (a module global is cheaper than the attribute).
+_QUEUED, _WAKE, _CLOSED, _FULL = Offer.QUEUED, Offer.WAKE, Offer.CLOSED, Offer.FULL
 
 
 class AgentState(enum.StrEnum):
@@ -128,7 +129,7 @@ class Agent:
     def __init__(
         self,
         spec: AgentSpec,
-        compiled: Any,
+        compiled: Compiled,
         *,
         capacity: int,
         memory_limit: int,
@@ -139,8 +140,8 @@ class Agent:
     ) -> None:
         self.name = spec.name
         self.spec = spec
-        self.compiled = compiled  # engine.Compiled: (CachedModule, ModuleInfo)
-        self.kind: str = compiled[1].kind
+        self.compiled = compiled
+        self.kind: str = compiled.info.kind
         self.sender_json = msgspec.json.encode(spec.name)
         self.state = AgentState.LOADED
         self.capacity = capacity
@@ -183,30 +184,30 @@ class Agent:
         self.external_window = float("-inf")
         self.sends_over_budget = 0  # sends refused with ERR_OVER_BUDGET
 
-    def offer(self, data: bytes) -> int:
-        """Queue one message: 0 (queued), `WAKE`, `CLOSED`, or ``abi.ERR_BACKPRESSURE`` (-4)."""
+    def offer(self, data: bytes) -> Offer:
+        """Queue one message: `Offer.QUEUED`, `Offer.WAKE`, `Offer.CLOSED` or `Offer.FULL`."""
         # acquire/release instead of ``with``: this runs for every message, and nothing
         # between them can raise (the context-manager protocol costs ~0.1 µs more).
         lock = self.lock
         lock.acquire()
         if self.closed:
             lock.release()
-            return CLOSED
+            return _CLOSED
         mailbox = self.mailbox
         size = len(data)
         if len(mailbox) >= self.capacity or (
             self.offered_bytes - self.popped_bytes + size > self.max_queued_bytes and mailbox
         ):
             lock.release()
-            return -4
+            return _FULL
         mailbox.append(data)
         self.offered_bytes += size
         if self.scheduled:
             lock.release()
-            return 0
+            return _QUEUED
         self.scheduled = True
         lock.release()
-        return WAKE
+        return _WAKE
 
     def full_for(self, size: int) -> bool:
         """Whether `offer` would refuse a message of ``size`` bytes now (a racy hint)."""
@@ -215,23 +216,23 @@ class Agent:
             self.offered_bytes - self.popped_bytes + size > self.max_queued_bytes and bool(mailbox)
         )
 
-    def offer_within(self, data: bytes, limit: int) -> int:
+    def offer_within(self, data: bytes, limit: int) -> Offer:
         """`offer` with ``limit`` instead of the capacity (recovery after a restart)."""
         with self.lock:
             if self.closed:
-                return CLOSED
+                return _CLOSED
             size = len(data)
             if len(self.mailbox) >= limit or (
                 self.offered_bytes - self.popped_bytes + size > self.max_queued_bytes
                 and self.mailbox
             ):
-                return -4
+                return _FULL
             self.mailbox.append(data)
             self.offered_bytes += size
             if self.scheduled:
-                return 0
+                return _QUEUED
             self.scheduled = True
-            return WAKE
+            return _WAKE
 
     def submit(self, fn: Callable[[Any], Any]) -> tuple[Future[Any], bool]:
         """Queue a control operation; returns its future and whether a wake is needed."""

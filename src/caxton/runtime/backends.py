@@ -5,10 +5,7 @@
   are called on worker threads in the order the agent made them and must not block (the SQLite
   one hands them to its writer thread), and a later `get` must see them (read your writes).
 * `SnapshotBackend`: hibernated agents' linear memory (`save`/`load`/`delete`, worker threads).
-* `Router`: where outgoing messages go (`route`, worker threads and the loop thread); the
-  messaging layer supplies the real one, `runtime.LocalRouter` is the default. A router with a
-  ``journal`` attribute (a `MessageJournal`) is told about every message agents send and every
-  message handled successfully, on the worker threads (see `caxton.messaging.journal`).
+* Message delivery is the port in `caxton.runtime.delivery` (`Delivery`).
 * `AgentEvents`: what the runtime tells its owner, always on the event loop thread, batched.
 * `Clock`: monotonic time, injectable so maintenance can be tested without sleeping.
 """
@@ -17,8 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sized
-from typing import Any, Protocol
+from typing import Protocol
 
 from caxton.errors import AgentFailure
 from caxton.runtime.agent import AgentState
@@ -30,10 +26,8 @@ __all__ = [
     "KvBackend",
     "MemoryKv",
     "MemorySnapshots",
-    "MessageJournal",
     "MonotonicClock",
     "NullEvents",
-    "Router",
     "SnapshotBackend",
 ]
 
@@ -61,36 +55,6 @@ class SnapshotBackend(Protocol):
     def save(self, agent: str, snapshot: Snapshot) -> None: ...
     def load(self, agent: str) -> Snapshot | None: ...
     def delete(self, agent: str) -> None: ...
-
-
-class Router(Protocol):
-    """Delivers one completed message to ``receiver``; returns 0 or ``abi.ERR_BACKPRESSURE``."""
-
-    def route(self, receiver: str, data: bytes) -> int: ...
-
-
-class MessageJournal(Protocol):
-    """Records messages on the hot path (worker threads; must be cheap and never block long).
-
-    ``sent`` is called before the message is queued (``receiver`` = the local agent it is
-    queued for, None when it goes through `Router.route`); ``retract`` when it could not be
-    queued after all (backpressure); ``handled`` after a handler returned 0; ``flush`` when a
-    worker posts its events to the loop (so records reach storage before the loop acts on
-    them).
-    """
-
-    def sent(self, conversation: str | None, data: bytes, receiver: str | None) -> None: ...
-    def handled(self, receiver: str, data: bytes) -> None: ...
-    def retract(self, data: bytes) -> None: ...
-    def flush(self) -> object: ...
-    def hot_path(self) -> tuple[Callable[[tuple[Any, ...]], None], Sized, int]:
-        """``(record, entries, flush_at)``: the inlined form of `sent` and `handled`.
-
-        ``record((conversation, data, receiver))`` is `sent` and ``record((receiver, data))``
-        is `handled`, minus the size check: the caller flushes when ``len(entries) >=
-        flush_at`` after recording.
-        """
-        ...
 
 
 class AgentEvents(Protocol):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import wasmtime
 
@@ -36,8 +37,13 @@ from caxton.runtime.validate import ModuleInfo
 
 __all__ = ["Compiled", "Engine"]
 
-#: What `Engine.compile` returns and `Runtime.start_agent` takes.
-Compiled = tuple[CachedModule, ModuleInfo]
+
+class Compiled(NamedTuple):
+    """What `Engine.compile` returns and `Runtime.start_agent` takes."""
+
+    module: CachedModule
+    info: ModuleInfo
+
 
 _PAGE = 64 * 1024
 _GUARD = 64 * 1024
@@ -107,9 +113,10 @@ class Engine:
         Raises `InvalidWasm` / `ModuleTooLarge` with a message that says what is wrong.
         """
         limit = self.config.wasm_memory_limit if memory_limit is None else memory_limit
-        return validate_and_load(
+        module, info = validate_and_load(
             self.cache, wasm, max_size=self.config.max_module_size, memory_limit=limit
         )
+        return Compiled(module, info)
 
     def instance_pre(self, module: CachedModule, *, granted: bool = False) -> wasmtime.InstancePre:
         """The pre-linked form of a module (imports resolved once per module).

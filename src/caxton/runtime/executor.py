@@ -36,9 +36,9 @@ from caxton.runtime.backends import (
     Clock,
     KvBackend,
     MonotonicClock,
-    Router,
     SnapshotBackend,
 )
+from caxton.runtime.delivery import Delivery, Origin
 from caxton.runtime.engine import Engine
 from caxton.runtime.lifecycle import InstanceOps
 from caxton.runtime.stats import WorkerCounters
@@ -74,7 +74,7 @@ class Services:
 
     engine: Engine
     config: RuntimeConfig
-    router: Router
+    delivery: Delivery
     kv: KvBackend
     snapshots: SnapshotBackend
     events: AgentEvents
@@ -111,8 +111,9 @@ class Worker(InstanceOps):
         self.scheduler: Scheduler | None = None  # set by the scheduler
         self._agents_get = services.agents.get
         self._engine = services.engine
-        journal = getattr(services.router, "journal", None)
+        journal = services.delivery.journal
         self.journal = journal
+        self._not_local = services.delivery.not_local
         self._handled: Callable[[str, bytes], None] | None = (
             None if journal is None else journal.handled
         )
@@ -130,7 +131,7 @@ class Worker(InstanceOps):
             agents=services.agents,
             wake=self.wake_local,
             run_queue=self.local,
-            route=services.router.route,
+            route=self.not_local,
             schedule=self.schedule,
             timers_writable=services.timers_writable,
             max_message_size=services.config.max_message_size,
@@ -148,6 +149,12 @@ class Worker(InstanceOps):
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the event loop thread with the next batch."""
         self.pending.append((fn, args))
+
+    def not_local(self, receiver: str, data: bytes) -> int:
+        """The host's route for a receiver that is no running local agent: to `Delivery` on
+        the loop, with this worker's next event batch (no thread hop per message)."""
+        self.pending.append((self._not_local, (receiver, data, Origin.AGENT)))
+        return 0
 
     def flush(self) -> None:
         """Flush the message journal, then post the collected events to the loop in one hop."""

@@ -17,7 +17,8 @@ Rules every host function follows:
 * it reads guest memory through the instance's memoryview, re-reading the memory size only when
   a range goes past the cached size (the memory may have grown);
 * it never re-enters wasm: `send` only stamps the envelope and enqueues the bytes: into a local
-  agent's mailbox directly (``local``), or through the `Router` for anyone else;
+  agent's mailbox directly (``local``), or through ``route`` (the worker's hand-over to the
+  `caxton.runtime.delivery.Delivery` port) for anyone else;
 * `send` keeps the agent's send budgets (`CallContext.send`) and leaves no trace of a send it
   refuses: a full mailbox is refused before the message is journaled.
 """
@@ -37,15 +38,15 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from caxton.errors import InvalidMessage, StorageError
-from caxton.messaging.envelope import Incoming, Stamper
 from caxton.runtime import abi
 from caxton.runtime._ffi import HOST_CALLBACK, define_unchecked
-from caxton.runtime.agent import CLOSED, WAKE
+from caxton.runtime.delivery import Offer
 from caxton.runtime.logs import MAX_LINE
+from caxton.wire.envelope import Incoming, Stamper
 
 if TYPE_CHECKING:
     from caxton.runtime.agent import Agent
-    from caxton.runtime.backends import MessageJournal
+    from caxton.runtime.delivery import MessageJournal
     from caxton.runtime.sandbox import Instance
 
 __all__ = ["CallContext", "bind", "define_host_functions"]
@@ -53,6 +54,9 @@ __all__ = ["CallContext", "bind", "define_host_functions"]
 _log = logging.getLogger("caxton.runtime.host")
 _tls = threading.local()
 _M = 0xFFFFFFFF
+_OK = abi.OK
+_BACKPRESSURE = abi.ERR_BACKPRESSURE
+_WAKE, _CLOSED = Offer.WAKE, Offer.CLOSED
 
 #: Largest kv key (bytes); larger keys get ERR_TOO_LARGE.
 MAX_KV_KEY = 1024
@@ -166,12 +170,12 @@ class CallContext:
         self.sends_left = self.sends_per_message
 
     def local(self, receiver: str, data: bytes) -> int | None:
-        """Queue ``data`` for a local agent: 0, -4, or None (no running local agent)."""
+        """Queue ``data`` for a local agent: OK, ERR_BACKPRESSURE, or None (no running one)."""
         target = self.agents_get(receiver)
         if target is None:
             return None
         rc = target.offer(data)
-        if rc == WAKE:
+        if rc is _WAKE:
             # The usual case of `wake`: the worker's run queue is empty (the sender runs,
             # its receiver is next), and ``wake_local`` would append to it.
             run_queue = self.run_queue
@@ -179,8 +183,10 @@ class CallContext:
                 run_queue.append(target)
             else:
                 self.wake(target)
-            return abi.OK
-        return None if rc == CLOSED else rc  # 0 (already scheduled) or -4 (full)
+            return _OK
+        if rc is _CLOSED:
+            return None
+        return _BACKPRESSURE if rc else _OK
 
     def send(self, data: bytes | memoryview) -> int:
         """Stamp and route one outgoing message; an ABI return code.
@@ -229,8 +235,8 @@ class CallContext:
             # Recorded before it is queued, so its handled mark (maybe on another worker)
             # always comes later in the journal.
             record((stamper.conversation, out, receiver))
-        rc = target.offer(out)
-        if rc == WAKE:
+        offered = target.offer(out)
+        if offered is _WAKE:
             # The usual case of `wake`: the worker's run queue is empty (the sender runs,
             # its receiver is next), and ``wake_local`` would append to it.
             run_queue = self.run_queue
@@ -238,8 +244,8 @@ class CallContext:
                 run_queue.append(target)
             else:
                 self.wake(target)
-            rc = abi.OK
-        elif rc == CLOSED:  # stopped meanwhile: the router dead-letters it
+            rc: int = _OK
+        elif offered is _CLOSED:  # stopped meanwhile: delivery dead-letters it
             journal = self.journal
             if journal is not None:
                 journal.handled(receiver, out)  # not queued locally: nothing to redeliver
@@ -249,8 +255,12 @@ class CallContext:
                 rc = abi.ERR_OVER_BUDGET
                 if journal is not None:
                     journal.retract(out)
-        elif rc and record is not None:  # the mailbox filled since the check above
-            self.journal.retract(out)  # type: ignore[union-attr]
+        elif offered:  # the mailbox filled since the check above
+            if record is not None:
+                self.journal.retract(out)  # type: ignore[union-attr]
+            rc = _BACKPRESSURE
+        else:  # queued; the receiver is scheduled already
+            rc = _OK
         if record is not None and len(self.journal_entries) >= self.flush_at:
             self.journal.flush()  # type: ignore[union-attr]
         return rc
@@ -302,7 +312,7 @@ class CallContext:
         journal = self.journal
         if journal is None:
             return self._deliver(agent, receiver, out)
-        if self.stamper.expired:  # the router dead-letters it: non-local for the budget
+        if self.stamper.expired:  # delivery dead-letters it: non-local for the budget
             receivers = [receiver] if type(receiver) is str else receiver
             if not all([self.external_allowed(agent) for _ in receivers]):
                 return abi.ERR_OVER_BUDGET

@@ -50,7 +50,7 @@ class InstanceOps:
     def op_start(self, agent: Agent, spec: AgentSpec, compiled: Any, limit: int) -> AgentStatistics:
         """(Re)start ``agent`` with ``spec`` and ``compiled``: load kv, start a fresh instance."""
         svc = self.svc
-        agent.spec, agent.compiled, agent.kind = spec, compiled, compiled[1].kind
+        agent.spec, agent.compiled, agent.kind = spec, compiled, compiled.info.kind
         agent.memory_limit = limit
         agent.kv = self.agent_kv(spec.name)
         self.drop_instance(agent)
@@ -85,7 +85,7 @@ class InstanceOps:
         """Switch to ``compiled``; a live reactor gets its new instance before the old goes."""
         old = (agent.spec, agent.compiled, agent.kind, agent.inst)
         agent.spec = dataclasses.replace(agent.spec, version=version)
-        agent.compiled, agent.kind = compiled, compiled[1].kind
+        agent.compiled, agent.kind = compiled, compiled.info.kind
         live = agent.state in (AgentState.RUNNING, AgentState.HIBERNATED)
         if live and agent.kind == "reactor":
             try:
@@ -135,7 +135,7 @@ class InstanceOps:
             granted = (engine.relay_pre(), engine.temp_storage)
         return Instance(
             engine.wasm,
-            engine.instance_pre(agent.compiled[0], granted=granted is not None),
+            engine.instance_pre(agent.compiled.module, granted=granted is not None),
             reactor=agent.kind == "reactor",
             name=agent.name,
             env=spec.env,

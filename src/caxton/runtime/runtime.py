@@ -24,7 +24,7 @@ from caxton.errors import (
     MessageTooLarge,
     WouldBlock,
 )
-from caxton.runtime.agent import CLOSED, WAKE, Agent, AgentSpec, AgentState, AgentStatistics
+from caxton.runtime.agent import Agent, AgentSpec, AgentState, AgentStatistics
 from caxton.runtime.backends import (
     AgentEvents,
     Clock,
@@ -33,19 +33,19 @@ from caxton.runtime.backends import (
     MemorySnapshots,
     MonotonicClock,
     NullEvents,
-    Router,
     SnapshotBackend,
 )
+from caxton.runtime.delivery import Delivery, LocalDelivery, Offer, Origin
 from caxton.runtime.engine import Compiled, Engine
 from caxton.runtime.executor import Services, Worker
 from caxton.runtime.logbudget import INTERVAL as LOG_INTERVAL
 from caxton.runtime.logs import LogLine
 from caxton.runtime.maintenance import Candidate, choose_hibernations
-from caxton.runtime.router import LocalRouter
-from caxton.runtime.scheduler import Scheduler, current_worker
+from caxton.runtime.scheduler import Scheduler
 from caxton.runtime.stats import DEFAULT_BUCKETS, RuntimeStatistics, merge
 from caxton.runtime.supervisor import RestartBudget
 from caxton.runtime.timers import MemoryTimers, TimerBackend, TimerQueue
+from caxton.wire.header import header_of
 
 __all__ = ["Runtime"]
 
@@ -67,7 +67,7 @@ class Runtime:
         kv: KvBackend | None = None,
         snapshots: SnapshotBackend | None = None,
         events: AgentEvents | None = None,
-        router: Router | None = None,
+        delivery: Delivery | None = None,
         external: Callable[[str, bytes], None] | None = None,
         timers: TimerBackend | None = None,
         clock: Clock | None = None,
@@ -80,7 +80,9 @@ class Runtime:
         self.kv = kv if kv is not None else MemoryKv()
         self.snapshots = snapshots if snapshots is not None else MemorySnapshots()
         self.events = events if events is not None else NullEvents()
-        self.router: Router = router if router is not None else LocalRouter(self, external)
+        #: The port to message delivery (`caxton.runtime.delivery`); ``external`` is the
+        #: shorthand for a bare runtime's `LocalDelivery`.
+        self.delivery: Delivery = delivery if delivery is not None else LocalDelivery(external)
         self.clock = clock if clock is not None else MonotonicClock()
         self._timer_backend = timers if timers is not None else MemoryTimers()
         self._buckets = tuple(duration_buckets)
@@ -100,12 +102,12 @@ class Runtime:
             raise RuntimeError(f"runtime is {self._state.value}")
         loop = self._loop = asyncio.get_running_loop()
         self._timers = TimerQueue(
-            self.clock, self.router.route, self._timer_backend, self._timer_released
+            self.clock, self.send_from_loop, self._timer_backend, self._timer_released
         )
         services = Services(
             engine=self.engine,
             config=self.config,
-            router=self.router,
+            delivery=self.delivery,
             kv=self.kv,
             snapshots=self.snapshots,
             events=self.events,
@@ -307,12 +309,12 @@ class Runtime:
         return sum(agent.sends_over_budget for agent in list(self._agents.values()))
 
     async def flush_journal(self) -> None:
-        """Hand what the router's journal recorded so far to storage.
+        """Hand what the delivery journal recorded so far to storage.
 
         A storage write submitted after this commits after those records (the writer keeps
         order): `AgentService.remove` relies on it to dead-letter every pending delivery.
         """
-        journal = getattr(self.router, "journal", None)
+        journal = self.delivery.journal
         if journal is not None:
             await asyncio.to_thread(journal.flush)
 
@@ -334,12 +336,12 @@ class Runtime:
             raise MessageTooLarge(f"message of {len(data)} bytes is above the limit")
         agent = self._agent(name)
         rc = agent.offer(data)
-        if rc == WAKE:
+        if rc is Offer.WAKE:
             assert self._scheduler is not None
             self._scheduler.wake(agent)
-        elif rc == CLOSED:
+        elif rc is Offer.CLOSED:
             raise MailboxClosed(f"agent {name!r} is not accepting messages")
-        elif rc:
+        elif rc is Offer.FULL:
             raise WouldBlock(f"the mailbox of {name!r} is full")
 
     async def deliver(self, name: str, data: bytes, *, wait: float = 1.0) -> None:
@@ -369,34 +371,50 @@ class Runtime:
         """
         agent = self._agent(name)
         rc = agent.offer_within(data, 2 * agent.capacity)
-        if rc == WAKE:
+        if rc is Offer.WAKE:
             assert self._scheduler is not None
             self._scheduler.wake(agent)
-        elif rc == CLOSED:
+        elif rc is Offer.CLOSED:
             raise MailboxClosed(f"agent {name!r} is not accepting messages")
-        elif rc:
+        elif rc is Offer.FULL:
             raise WouldBlock(f"the mailbox of {name!r} is full")
 
-    def enqueue_local(self, name: str, data: bytes) -> int | None:
-        """Router hook: 0 or -4 for a local agent accepting messages, None otherwise."""
+    def enqueue_local(self, name: str, data: bytes) -> Offer:
+        """Queue a message for a running local agent: `Offer.QUEUED` (it is woken if need
+        be), `Offer.FULL`, or `Offer.CLOSED` when no local agent accepts messages by that name."""
         agent = self._agents.get(name)
         if agent is None:
-            return None
+            return Offer.CLOSED
         rc = agent.offer(data)
-        if rc == WAKE:
+        if rc is Offer.WAKE:
             self._scheduler.wake(agent)  # type: ignore[union-attr]
-            return 0
-        if rc == CLOSED:
-            return None
+            return Offer.QUEUED
         return rc
 
-    def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the event loop thread (batched when called from a worker)."""
-        worker = current_worker()
-        if worker is not None:
-            worker.post(fn, *args)
-        elif self._loop is not None:
-            self._loop.call_soon_threadsafe(fn, *args)
+    def send_from_loop(self, receiver: str, data: bytes, conversation: str | None = None) -> int:
+        """Record and deliver a message that enters on the loop thread: a due timer, a
+        `failure` reply. 0, or ``abi.ERR_BACKPRESSURE`` when the local mailbox is full
+        (nothing kept: the caller retries or dead-letters it).
+
+        A local agent's mailbox first; anything else goes to `Delivery.not_local`.
+        """
+        journal = self.delivery.journal
+        if journal is not None:
+            if conversation is None:
+                found = header_of(data).conversation_id
+                conversation = found if isinstance(found, str) else None
+            journal.sent(conversation, data, receiver)
+        rc = self.enqueue_local(receiver, data)
+        if rc is Offer.QUEUED:
+            return 0
+        if journal is not None:
+            if rc is Offer.FULL:
+                journal.retract(data)
+            journal.handled(receiver, data)
+        if rc is Offer.FULL:
+            return int(rc)
+        self.delivery.not_local(receiver, data, Origin.LOOP)
+        return 0
 
     # -- maintenance -------------------------------------------------------------------------
 

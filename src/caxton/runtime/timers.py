@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from caxton.runtime.backends import Clock
+from caxton.runtime.delivery import Offer
 
 __all__ = ["MemoryTimers", "TimerBackend", "TimerQueue"]
 
@@ -103,7 +104,7 @@ class TimerQueue:
         heap, now = self._heap, self._clock.monotonic()
         while heap and heap[0][0] <= now:
             _due, timer_id, receiver, data, owner = heapq.heappop(heap)
-            if self._route(receiver, data) == -4:  # full mailbox: try again shortly
+            if self._route(receiver, data) == Offer.FULL:  # full mailbox: try again shortly
                 heapq.heappush(heap, (now + BACKPRESSURE_RETRY, timer_id, receiver, data, owner))
                 break
             self._backend.remove(timer_id)

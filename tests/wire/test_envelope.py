@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from caxton.errors import InvalidMessage
-from caxton.messaging.envelope import Incoming, Stamper
+from caxton.wire.envelope import Incoming, Stamper
 
 CURRENT = b'{"sender":"alice","receiver":"me","conversation_id":"c1","reply_with":"q1"}'
 

@@ -16,7 +16,7 @@ What the runtime checks in an agent's message (``send`` returns -1 otherwise): a
 with a non-empty ``receiver`` (a string or a list of strings) and a ``performative``, one of the
 22 (hyphen spelling and any case accepted, as for the API, see `codec`); ``conversation_id``,
 ``reply_with``, ``in_reply_to`` strings when present; ``reply_by`` an RFC 3339 string; at most
-`MAX_JSON_DEPTH` arrays and objects inside one another, as for the API (`caxton.messaging.depth`:
+`MAX_JSON_DEPTH` arrays and objects inside one another, as for the API (`caxton.wire.depth`:
 a deeper message is refused before anything decodes it, so it costs no recursion and no log
 line; only messages longer than twice the limit are looked at). After
 `Stamper.stamp`, the stamper's ``conversation`` holds the message's conversation id and
@@ -35,8 +35,8 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from caxton.errors import InvalidMessage
-from caxton.messaging.codec import Performative, normalise_performative, parse_reply_by
-from caxton.messaging.depth import MAX_JSON_DEPTH, too_deep
+from caxton.wire.codec import Performative, normalise_performative, parse_reply_by
+from caxton.wire.depth import MAX_JSON_DEPTH, too_deep
 
 __all__ = ["Incoming", "OutgoingHeader", "Stamper", "new_id", "now_rfc3339"]
 

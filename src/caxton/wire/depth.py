@@ -5,7 +5,7 @@ but decoding it recursively exhausts the stack (`RecursionError`), and whatever 
 (storage, the receiving agent, the events stream, an API client) would fail the same way. So a
 message may nest at most `MAX_JSON_DEPTH` arrays and objects inside one another (its own object
 counts as one): the API refuses deeper bodies with ``400`` (`caxton.api.json_body`) and an
-agent's ``send`` or ``schedule`` with ``-1`` (`caxton.messaging.envelope`).
+agent's ``send`` or ``schedule`` with ``-1`` (`caxton.wire.envelope`).
 
 `too_deep` costs two byte counts for ordinary documents (fewer brackets than the limit cannot
 nest deeper than it); only documents with many brackets are scanned: string literals removed,

@@ -1,4 +1,4 @@
-"""Envelope validation and normalisation (`caxton.messaging.codec`), with properties."""
+"""Envelope validation and normalisation (`caxton.wire.codec`), with properties."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from caxton.errors import InvalidMessage, MessageTooLarge
-from caxton.messaging.codec import PERFORMATIVES, decode, encode, parse_message
+from caxton.wire.codec import PERFORMATIVES, decode, encode, parse_message
 
 BASE = {"performative": "inform", "receiver": "echo", "content": {"a": 1}}
 

@@ -1,4 +1,4 @@
-"""The JSON depth bound every message is held to (`caxton.messaging.depth`)."""
+"""The JSON depth bound every message is held to (`caxton.wire.depth`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from caxton.messaging.depth import MAX_JSON_DEPTH, too_deep
+from caxton.wire.depth import MAX_JSON_DEPTH, too_deep
 
 
 def _nested(arrays: int) -> bytes:
