@@ -1,4 +1,4 @@
-"""Requests HTTP itself refuses (issue 9, attack 11): the JSON error envelope, one warning.
+"""Requests HTTP itself refuses: the JSON error envelope, one warning.
 
 Raw bytes on a real socket to a real listener serving a real node's API: a bad request line,
 oversized headers, both Content-Length and Transfer-Encoding (request smuggling), invalid

@@ -2,7 +2,7 @@
 
 For each flood (log lines, key/value writes, timers, handlers that loop for ever), one hostile
 agent floods for `FLOOD` seconds while the test polls ``/health`` and asks an echo agent. It
-asserts what issue 9 asks of the node: RSS grows by less than 150 MB, every ``/health`` answers
+asserts what the node promises: RSS grows by less than 150 MB, every ``/health`` answers
 in under a second, the log and the database grow no more than the configured budgets allow, the
 echo agent keeps answering, and the node restarts (SIGTERM, start) ready within seconds. The
 last test runs every hostile fixture at once. Each test prints its figures (``hostile <flood>:

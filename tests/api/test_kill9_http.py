@@ -1,5 +1,4 @@
-"""kill -9 under HTTP load: no message the API acknowledged is lost (issue 9, "kill -9 under
-load").
+"""kill -9 under HTTP load: no message the API acknowledged is lost.
 
 A real node process with a ``recorder`` agent (it stores each handled message's id in its kv)
 takes bulk sends (arrays of 100 messages) from four client threads; mid-load the node gets

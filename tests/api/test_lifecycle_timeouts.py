@@ -1,4 +1,4 @@
-"""Deploy and upgrade are atomic whatever happens to the request (issue 9, attack 6 / M2).
+"""Deploy and upgrade are atomic whatever happens to the request.
 
 A real node behind the real app with a tiny ``request_timeout`` and agents whose ``caxton_init``
 is slow: the client gets 503, and once the operation has finished, every view (GET, list, stop,

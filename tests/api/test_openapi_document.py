@@ -1,4 +1,4 @@
-"""The OpenAPI document lists what the node answers (issue 9, attack 11).
+"""The OpenAPI document lists what the node answers.
 
 schemathesis (test_schemathesis.py) holds the node to the document; these pin the parts a
 client reads from it directly: the statuses each layer adds, the security schemes when

@@ -1,4 +1,4 @@
-"""schemathesis against a real node's own OpenAPI document, with and without auth (issue 9).
+"""schemathesis against a real node's own OpenAPI document, with and without auth.
 
 A `caxton serve` process on loopback ports serves ``/api/v1/openapi.json``; schemathesis loads
 it from there and runs its engine (what ``st run`` does: the examples, coverage, fuzzing and

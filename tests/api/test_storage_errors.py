@@ -1,4 +1,4 @@
-"""A failing state store is a 503 that names no SQL (issue 9, attack 11).
+"""A failing state store is a 503 that names no SQL.
 
 The database is corrupted under the running node (the WAL overwritten with noise, as a bad
 disk or a stray process would): the API answers ``503 UNAVAILABLE`` with a generic message and

@@ -1,4 +1,4 @@
-"""Hostile senders against a real node process, each for a few seconds (issue 9, H2 and H3).
+"""Hostile senders against a real node process, each for a few seconds.
 
 A self-amplifying agent (``amplify.wat``) and one flooding an unknown name
 (``sendflood.wat``) run with the default budgets while the test polls ``/health`` and an

@@ -1,4 +1,4 @@
-"""A full log disk prints one line, not a traceback per dropped line (issue 9, attack 11).
+"""A full log disk prints one line, not a traceback per dropped line.
 
 A child process writes Caxton's log to a file under ``RLIMIT_FSIZE`` (the file can grow to a
 few KiB, then every write fails with EFBIG as on a full disk; Python ignores ``SIGXFSZ``), then

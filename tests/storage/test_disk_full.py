@@ -1,4 +1,4 @@
-"""A full disk under a real node (issue 9, attack 10 / M6): no acknowledged write is lost.
+"""A full disk under a real node: no acknowledged write is lost.
 
 The disk is made full with ``RLIMIT_FSIZE`` on the node process (set from here with
 ``prlimit``, no root, nothing else on the machine affected): a write past the limit fails as a

@@ -1,4 +1,4 @@
-"""/ready reflects the state store (issue 9, attack 10 / M6, L5/L6): a database file deleted or
+"""/ready reflects the state store: a database file deleted or
 corrupted under a running node turns it to 503 with the reason, and the error is logged once.
 
 A real node (real SQLite file) behind the real app; the file is changed as an operator's
