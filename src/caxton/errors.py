@@ -20,7 +20,6 @@ The tree::
     │   ├── MessageTooLarge       above the configured size limit
     │   ├── WouldBlock            a bounded mailbox is full (backpressure)
     │   └── MailboxClosed         the mailbox was closed locally
-    ├── ClusterError              membership or remote delivery failed
     └── SecurityError             authentication or authorisation failed
 
 Each class carries a stable ``code`` (the API error code of docs/api.md) and optional
@@ -39,7 +38,6 @@ __all__ = [
     "AgentLimitReached",
     "AgentNotFound",
     "AgentStartFailed",
-    "ClusterError",
     "ConfigError",
     "Error",
     "InvalidMessage",
@@ -176,13 +174,6 @@ class WouldBlock(MessagingError):
 
 class MailboxClosed(MessagingError):
     """The mailbox was closed by this node (the agent stopped or the node is shutting down)."""
-
-    code = "UNAVAILABLE"
-    status = 503
-
-
-class ClusterError(Error):
-    """Cluster membership or remote delivery failed."""
 
     code = "UNAVAILABLE"
     status = 503

@@ -226,10 +226,6 @@ class Messaging(FailureOps, MetricsMixin):
         """Publish a lifecycle event."""
         self.publish({"type": "agent", "name": name, "state": state.value})
 
-    def validate(self, message: Mapping[str, Any] | bytes) -> None:
-        """Raise what `submit` would raise for this message's envelope (nothing is stored)."""
-        parse_message(message, max_size=self.max_message_size)
-
     def publish(self, event: dict[str, Any]) -> None:
         """Publish an event (lifecycle events from the node) to the subscribers."""
         self.bus.publish(event)
@@ -605,19 +601,6 @@ class Messaging(FailureOps, MetricsMixin):
         notify = reason is not Reason.MAILBOX_FULL
         pending = reason is not Reason.EXPIRED
         return self._dead_letter(receiver, data, header, reason, notify=notify, pending=pending)
-
-    async def wait_reply(
-        self,
-        conversation_id: str,
-        client: str,
-        timeout: float,  # noqa: ASYNC109 - the API's ?wait= is a plain timeout
-    ) -> dict[str, Any] | None:
-        """The next reply to ``client`` in the conversation arriving after this call, or None.
-
-        Replies that arrived before the call are in `conversation`; to never miss the reply to
-        your own message use ``submit(..., wait=True)``.
-        """
-        return await self.replies.expect(conversation_id, client).wait(timeout)
 
     # -- history and recovery ----------------------------------------------------------------
 

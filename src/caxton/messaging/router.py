@@ -111,7 +111,6 @@ class MessagingRouter:
         #: The cluster's hook: ``forward(receiver, data)`` returns True if it took the message.
         self.forward = forward
         self._dead_letter = dead_letter
-        self.routed_external = 0
         #: Dead letters of agents' sends not stored (over the rate), by reason.
         self.dropped: dict[str, int] = {}
         self._per_second = dead_letters_per_second
@@ -148,7 +147,6 @@ class MessagingRouter:
         Dead letters of what an agent sent (`Origin.AGENT`) are rate-limited (see the module
         docstring).
         """
-        self.routed_external += 1
         header = header_of(data)
         if origin is Origin.AGENT:
             dead_letter = self._dead_letter

@@ -109,7 +109,6 @@ class Worker(InstanceOps):
         self.restarts = 0
         self.hibernations = 0
         self.scheduler: Scheduler | None = None  # set by the scheduler
-        self._agents_get = services.agents.get
         self._engine = services.engine
         journal = services.delivery.journal
         self.journal = journal
