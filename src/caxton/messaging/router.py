@@ -149,26 +149,26 @@ class MessagingRouter:
         """
         header = header_of(data)
         if origin is Origin.AGENT:
-            dead_letter = self._dead_letter
-
-            def limited(
-                receiver: str,
-                data: bytes,
-                header: Header,
-                reason: Reason,
-                details: dict[str, Any] | None = None,
-                *,
-                notify: bool,
-                pending: bool,
-            ) -> None:
-                if self._allow_dead_letter(reason):
-                    dead_letter(
-                        receiver, data, header, reason, details, notify=notify, pending=pending
-                    )
-
-            self._external(receiver, data, header, limited)
+            self._external(receiver, data, header, self._limited_dead_letter)
         else:
             self._external(receiver, data, header, self._dead_letter)
+
+    def _limited_dead_letter(
+        self,
+        receiver: str,
+        data: bytes,
+        header: Header,
+        reason: Reason,
+        details: dict[str, Any] | None = None,
+        *,
+        notify: bool,
+        pending: bool,
+    ) -> None:
+        """`DeadLetterFn` within the node's rate for agents' sends (`_allow_dead_letter`)."""
+        if self._allow_dead_letter(reason):
+            self._dead_letter(
+                receiver, data, header, reason, details, notify=notify, pending=pending
+            )
 
     def _external(
         self, receiver: str, data: bytes, header: Header, dead_letter: DeadLetterFn

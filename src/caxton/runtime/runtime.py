@@ -335,14 +335,7 @@ class Runtime:
         if len(data) > self.config.max_message_size:
             raise MessageTooLarge(f"message of {len(data)} bytes is above the limit")
         agent = self._agent(name)
-        rc = agent.offer(data)
-        if rc is Offer.WAKE:
-            assert self._scheduler is not None
-            self._scheduler.wake(agent)
-        elif rc is Offer.CLOSED:
-            raise MailboxClosed(f"agent {name!r} is not accepting messages")
-        elif rc is Offer.FULL:
-            raise WouldBlock(f"the mailbox of {name!r} is full")
+        self._settle(agent, agent.offer(data))
 
     async def deliver(self, name: str, data: bytes, *, wait: float = 1.0) -> None:
         """Queue a message, waiting up to ``wait`` seconds for mailbox space (`WouldBlock`)."""
@@ -370,14 +363,17 @@ class Runtime:
         `deliver_nowait` (an agent sending to itself must not hold recovery up).
         """
         agent = self._agent(name)
-        rc = agent.offer_within(data, 2 * agent.capacity)
+        self._settle(agent, agent.offer_within(data, 2 * agent.capacity))
+
+    def _settle(self, agent: Agent, rc: Offer) -> None:
+        """Wake ``agent`` for a message it just took, or raise why it did not take it."""
         if rc is Offer.WAKE:
             assert self._scheduler is not None
             self._scheduler.wake(agent)
         elif rc is Offer.CLOSED:
-            raise MailboxClosed(f"agent {name!r} is not accepting messages")
+            raise MailboxClosed(f"agent {agent.name!r} is not accepting messages")
         elif rc is Offer.FULL:
-            raise WouldBlock(f"the mailbox of {name!r} is full")
+            raise WouldBlock(f"the mailbox of {agent.name!r} is full")
 
     def enqueue_local(self, name: str, data: bytes) -> Offer:
         """Queue a message for a running local agent: `Offer.QUEUED` (it is woken if need
