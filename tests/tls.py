@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,3 +158,17 @@ def make_pki(directory: Path, *, ca_name: str = "caxton-test-ca") -> Pki:
         client_cert=directory / "client.pem",
         client_key=directory / "client.key",
     )
+
+
+def health_over_tls(port: int, context: ssl.SSLContext) -> bytes:
+    """The first bytes a TLS API on 127.0.0.1:``port`` answers ``GET /health`` with, for a
+    client using ``context``; b"" when the handshake fails or the node closes the connection."""
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            tls.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return tls.recv(1024)
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        return b""

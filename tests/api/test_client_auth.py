@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import ssl
 from pathlib import Path
 
@@ -16,22 +15,14 @@ import pytest
 from caxton.config import Address, Config, CoordinationConfig, NetworkingConfig
 from caxton.server import Server
 from tests.nodeproc import free_port
-from tests.tls import Pki, make_pki
+from tests.tls import Pki, health_over_tls, make_pki
 
 
 def _answer(port: int, pki: Pki, client: Pki | None) -> bytes:
     context = ssl.create_default_context(cafile=str(pki.ca))
     if client is not None:
         context.load_cert_chain(client.client_cert, client.client_key)
-    try:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-        ):
-            tls.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            return tls.recv(64)
-    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
-        return b""
+    return health_over_tls(port, context)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 
 from caxton.cli import cli
 from tests.nodeproc import NodeProcess, write_config
-from tests.tls import Pki, make_pki
+from tests.tls import Pki, health_over_tls, make_pki
 
 pytestmark = pytest.mark.slow
 
@@ -137,29 +137,16 @@ def test_half_a_client_certificate_is_a_usage_error(tls_node: TlsNode) -> None:
     assert "--client-cert and --client-key go together" in result.output
 
 
-def _http_answer(port: int, context: ssl.SSLContext) -> bytes:
-    """What the API answers a TLS client using `context` ('' when it closes or refuses)."""
-    try:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-        ):
-            tls.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            return tls.recv(1024)
-    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
-        return b""
-
-
 def test_required_client_auth_refuses_at_the_handshake(tls_node: TlsNode) -> None:
     """No certificate, or one from another CA: no HTTP answer at all. The right one: 200."""
     port = int(tls_node.api.rsplit(":", 1)[1])
     trusting = ssl.create_default_context(cafile=str(tls_node.pki.ca))
-    assert _http_answer(port, trusting) == b""
+    assert health_over_tls(port, trusting) == b""
 
     other = make_pki(tls_node.node.config_path.parent / "other-pki", ca_name="other-ca")
     stranger = ssl.create_default_context(cafile=str(tls_node.pki.ca))
     stranger.load_cert_chain(other.client_cert, other.client_key)
-    assert _http_answer(port, stranger) == b""
+    assert health_over_tls(port, stranger) == b""
     result = agent_list(
         "--server",
         tls_node.api,
@@ -175,7 +162,7 @@ def test_required_client_auth_refuses_at_the_handshake(tls_node: TlsNode) -> Non
 
     good = ssl.create_default_context(cafile=str(tls_node.pki.ca))
     good.load_cert_chain(tls_node.pki.client_cert, tls_node.pki.client_key)
-    assert _http_answer(port, good).startswith(b"HTTP/1.1 200")
+    assert health_over_tls(port, good).startswith(b"HTTP/1.1 200")
     with urllib.request.urlopen(tls_node.api + "/health", context=good, timeout=5) as resp:
         assert json.loads(resp.read()) == {"status": "ok"}
 
