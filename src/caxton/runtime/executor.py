@@ -203,20 +203,23 @@ class Worker(InstanceOps):
             if control:
                 self._control(agent)
                 continue
-            state = agent.state
-            if (state is not _RUNNING and state is not _HIBERNATED) or processed >= limit:
-                break
-            if agent.slow and processed:  # a message ran into the deadline: others first
-                break
-            if processed and engine.ticks - started >= SLICE_TICKS:  # its time is up
-                self.sliced = True
-                break
             # Test before popping instead of catching IndexError: a ping-pong agent finds its
             # mailbox empty after every message, and a raised-and-caught exception costs more
             # than the test. Safe: only the worker that owns the agent pops from its mailbox
             # (other threads only append, under the lock), so non-empty stays non-empty.
-            if not mailbox:
+            state = agent.state
+            if (
+                (state is not _RUNNING and state is not _HIBERNATED)
+                or processed >= limit
+                or not mailbox
+            ):
                 break
+            if processed:
+                if agent.slow:  # a message ran into the deadline: others first
+                    break
+                if engine.ticks - started >= SLICE_TICKS:  # its time is up
+                    self.sliced = True
+                    break
             data = mailbox.popleft()
             agent.popped_bytes += len(data)
             try:
