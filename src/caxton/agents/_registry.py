@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from caxton.errors import AgentNotFound, StorageError
 from caxton.runtime import AgentSpec, AgentStatistics, Compiled, Runtime
 from caxton.storage import Storage
+from caxton.tasks import TaskSet
 
 __all__ = ["Entry", "Writer"]
 
@@ -82,7 +83,8 @@ class Writer:
         self.interval = interval
         self.dirty: set[str] = set()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = TaskSet("agent writer", log=log)
+        self._started = False
 
     def wake(self) -> None:
         """Write the dirty records soon (loop thread)."""
@@ -90,10 +92,9 @@ class Writer:
 
     def start(self) -> None:
         """Start the background task (owned by this writer; `aclose` ends it)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._serve(), name="caxton-agent-writer"
-            )
+        if not self._started:
+            self._started = True
+            self._tasks.service(self._serve(), "caxton-agent-writer")
 
     async def _serve(self) -> None:
         next_full = time.monotonic() + self.interval
@@ -155,8 +156,4 @@ class Writer:
 
     async def aclose(self) -> None:
         """Stop the background task (call `write` afterwards for a final pass)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.aclose()

@@ -45,6 +45,7 @@ from caxton.runtime.scheduler import Scheduler
 from caxton.runtime.stats import DEFAULT_BUCKETS, RuntimeStatistics, merge
 from caxton.runtime.supervisor import RestartBudget
 from caxton.runtime.timers import MemoryTimers, TimerBackend, TimerQueue
+from caxton.tasks import TaskSet
 from caxton.wire.header import header_of
 
 __all__ = ["Runtime"]
@@ -91,7 +92,7 @@ class Runtime:
         self._state = _State.UNSTARTED
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduler: Scheduler | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = TaskSet("runtime")
         self._timers: TimerQueue | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -127,11 +128,9 @@ class Runtime:
         )
         self.engine.start()
         self._scheduler.start()
-        self._tasks = [
-            loop.create_task(self._timers.serve(), name="caxton-timers"),
-            loop.create_task(self._maintenance(), name="caxton-maintenance"),
-            loop.create_task(self._log_summaries(), name="caxton-log-summaries"),
-        ]
+        self._tasks.service(self._timers.serve(), "caxton-timers")
+        self._tasks.service(self._maintenance(), "caxton-maintenance")
+        self._tasks.service(self._log_summaries(), "caxton-log-summaries")
         self._state = _State.RUNNING
 
     async def aclose(self) -> None:
@@ -146,9 +145,7 @@ class Runtime:
         for agent in self._agents.values():
             with agent.lock:
                 agent.closed = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.aclose()
         assert self._scheduler is not None
         timeout = self.config.agent_shutdown_timeout
         if await asyncio.to_thread(self._scheduler.stop, timeout):
