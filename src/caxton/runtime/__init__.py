@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from caxton.runtime.agent import AgentSpec, AgentState, AgentStatistics
     from caxton.runtime.backends import (
         AgentEvents,
-        Clock,
         KvBackend,
         MemoryKv,
         MemorySnapshots,
@@ -53,7 +52,6 @@ _LAZY = {
     "AgentSpec": "caxton.runtime.agent",
     "AgentState": "caxton.runtime.agent",
     "AgentStatistics": "caxton.runtime.agent",
-    "Clock": "caxton.runtime.backends",
     "Compiled": "caxton.runtime.engine",
     "Delivery": "caxton.runtime.delivery",
     "Engine": "caxton.runtime.engine",
@@ -82,7 +80,6 @@ __all__ = [
     "AgentSpec",
     "AgentState",
     "AgentStatistics",
-    "Clock",
     "Compiled",
     "Delivery",
     "Engine",

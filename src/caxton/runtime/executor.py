@@ -21,23 +21,18 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sized
 from dataclasses import dataclass
-from time import monotonic, perf_counter
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
+from caxton.clock import Clock
 from caxton.config.schema import RuntimeConfig
 from caxton.errors import AgentFailure
 from caxton.runtime import _ffi, host
 from caxton.runtime._errors import failure_from
 from caxton.runtime.agent import Agent, AgentState
-from caxton.runtime.backends import (
-    AgentEvents,
-    Clock,
-    KvBackend,
-    MonotonicClock,
-    SnapshotBackend,
-)
+from caxton.runtime.backends import AgentEvents, KvBackend, SnapshotBackend
 from caxton.runtime.delivery import Delivery, Origin
 from caxton.runtime.engine import Engine
 from caxton.runtime.lifecycle import InstanceOps
@@ -122,10 +117,8 @@ class Worker(InstanceOps):
         self._flush_at = 0
         if journal is not None:
             self._record, self._journal_entries, self._flush_at = journal.hot_path()
-        # The default clock is `time.monotonic` itself: call it directly (one Python call
-        # less per run); an injected clock (tests) is still honoured.
-        clock = services.clock
-        self._monotonic = monotonic if type(clock) is MonotonicClock else clock.monotonic
+        # `SYSTEM_CLOCK.monotonic` is `time.monotonic` itself (no Python frame per run).
+        self._monotonic = services.clock.monotonic
         self.cx = host.CallContext(
             agents=services.agents,
             wake=self.wake_local,

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.config.schema import RuntimeConfig
 from caxton.errors import (
     AgentAlreadyExists,
@@ -27,11 +28,9 @@ from caxton.errors import (
 from caxton.runtime.agent import Agent, AgentSpec, AgentState, AgentStatistics
 from caxton.runtime.backends import (
     AgentEvents,
-    Clock,
     KvBackend,
     MemoryKv,
     MemorySnapshots,
-    MonotonicClock,
     NullEvents,
     SnapshotBackend,
 )
@@ -71,7 +70,7 @@ class Runtime:
         delivery: Delivery | None = None,
         external: Callable[[str, bytes], None] | None = None,
         timers: TimerBackend | None = None,
-        clock: Clock | None = None,
+        clock: Clock = SYSTEM_CLOCK,
         duration_buckets: tuple[float, ...] = DEFAULT_BUCKETS,
         max_restarts: int = 5,
         restart_window: float = 60.0,
@@ -84,7 +83,7 @@ class Runtime:
         #: The port to message delivery (`caxton.runtime.delivery`); ``external`` is the
         #: shorthand for a bare runtime's `LocalDelivery`.
         self.delivery: Delivery = delivery if delivery is not None else LocalDelivery(external)
-        self.clock = clock if clock is not None else MonotonicClock()
+        self.clock = clock
         self._timer_backend = timers if timers is not None else MemoryTimers()
         self._buckets = tuple(duration_buckets)
         self._budget = (max_restarts, restart_window)

@@ -19,7 +19,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from caxton.runtime.backends import Clock
+from caxton.clock import Clock
 from caxton.runtime.delivery import Offer
 
 __all__ = ["MemoryTimers", "TimerBackend", "TimerQueue"]
