@@ -35,7 +35,7 @@ from caxton.runtime.agent import Agent, AgentState
 from caxton.runtime.backends import AgentEvents, KvBackend, SnapshotBackend
 from caxton.runtime.delivery import Delivery, Origin
 from caxton.runtime.engine import Engine
-from caxton.runtime.lifecycle import InstanceOps
+from caxton.runtime.lifecycle import InstanceLifecycle
 from caxton.runtime.stats import WorkerCounters
 
 if TYPE_CHECKING:
@@ -88,8 +88,9 @@ def _run_batch(batch: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
             _log.exception("event callback failed")
 
 
-class Worker(InstanceOps):
-    """One worker thread's state: run queue, call slots, host context, counters."""
+class Worker:
+    """One worker thread's state: run queue, call slots, host context, counters; its agents'
+    instances are managed by its `lifecycle` (`InstanceLifecycle`)."""
 
     def __init__(self, index: int, services: Services, bounds: tuple[float, ...]) -> None:
         self.index = index
@@ -102,7 +103,6 @@ class Worker(InstanceOps):
         self.sliced = False
         self.counters = WorkerCounters(bounds)
         self.restarts = 0
-        self.hibernations = 0
         self.scheduler: Scheduler | None = None  # set by the scheduler
         self._engine = services.engine
         journal = services.delivery.journal
@@ -134,7 +134,14 @@ class Worker(InstanceOps):
         self._sends_per_message = services.config.max_sends_per_message
         engine = services.engine
         self.deadline = _ffi.uint64(engine.deadline_ticks(services.config.execution_timeout))
-        self.startup_ticks = engine.deadline_ticks(services.config.agent_startup_timeout)
+        self.lifecycle = InstanceLifecycle(
+            services,
+            self.cx,
+            self.counters,
+            deadline=self.deadline,
+            set_state=self.set_state,
+            failed=self._failed,
+        )
 
     # -- loop-bound events -------------------------------------------------------------------
 
@@ -255,12 +262,12 @@ class Worker(InstanceOps):
         if inst is None:
             if agent.kind != "reactor":
                 before = agent.messages_handled
-                self._handle_command(agent, data)
+                self.lifecycle.handle_command(agent, data)
                 if self._handled is not None and agent.messages_handled != before:
                     self._handled(agent.name, data)
                 return
             try:
-                inst = self.ensure_instance(agent)
+                inst = self.lifecycle.ensure_instance(agent)
             except AgentFailure as exc:
                 self._failed(agent, data, exc, 0.0, crashed=False)
                 return
@@ -332,7 +339,7 @@ class Worker(InstanceOps):
         self.post(self.svc.events.message_failed, agent.name, bytes(data), failure)
         if not crashed:
             return
-        self.drop_instance(agent)
+        self.lifecycle.drop_instance(agent)
         if agent.budget.allow(self.svc.clock.monotonic()):
             agent.restarts += 1
             self.restarts += 1

@@ -195,7 +195,7 @@ class Runtime:
         target = agent
         try:
             result: AgentStatistics = await self._control(
-                agent, lambda worker: worker.op_start(target, spec, compiled, limit)
+                agent, lambda worker: worker.lifecycle.op_start(target, spec, compiled, limit)
             )
         except AgentStartFailed:
             if created:
@@ -239,7 +239,7 @@ class Runtime:
         agent = self._new_agent(spec, compiled)
         try:
             result: AgentStatistics = await self._control(
-                agent, lambda worker: worker.op_load(agent, state)
+                agent, lambda worker: worker.lifecycle.op_load(agent, state)
             )
         except BaseException:
             self._agents.pop(spec.name, None)
@@ -276,7 +276,7 @@ class Runtime:
     async def stop_agent(self, name: str) -> None:
         """Stop an agent after its current message; queued messages stay for the next start."""
         agent = self._agent(name)
-        await self._control(agent, lambda worker: worker.op_stop(agent))
+        await self._control(agent, lambda worker: worker.lifecycle.op_stop(agent))
 
     async def upgrade_agent(self, name: str, compiled: Compiled, version: int) -> AgentStatistics:
         """Switch to a new module: the current message finishes on the old version.
@@ -286,14 +286,16 @@ class Runtime:
         """
         agent = self._agent(name)
         result: AgentStatistics = await self._control(
-            agent, lambda worker: worker.op_upgrade(agent, compiled, version)
+            agent, lambda worker: worker.lifecycle.op_upgrade(agent, compiled, version)
         )
         return result
 
     async def remove_agent(self, name: str) -> list[bytes]:
         """Remove an agent and its kv data; returns the messages still queued for it."""
         agent = self._agent(name)
-        queued: list[bytes] = await self._control(agent, lambda worker: worker.op_remove(agent))
+        queued: list[bytes] = await self._control(
+            agent, lambda worker: worker.lifecycle.op_remove(agent)
+        )
         if self._agents.get(name) is agent:
             del self._agents[name]
         if self._timers is not None:  # its timers never fire (nor reach a later namesake)
@@ -317,7 +319,7 @@ class Runtime:
     async def hibernate(self, name: str) -> bool:
         """Save the agent's linear memory and drop its instance; the next message restores it."""
         agent = self._agent(name)
-        done: bool = await self._control(agent, lambda worker: worker.hibernate(agent))
+        done: bool = await self._control(agent, lambda worker: worker.lifecycle.hibernate(agent))
         return done
 
     # -- messages ----------------------------------------------------------------------------
@@ -476,7 +478,7 @@ class Runtime:
             agents_active=sum(1 for a in agents if a.inst is not None),
             agents_hibernated=sum(1 for a in agents if a.state is AgentState.HIBERNATED),
             agents_failed=sum(1 for a in agents if a.state is AgentState.FAILED),
-            hibernations=sum(w.hibernations for w in workers),
+            hibernations=sum(w.lifecycle.hibernations for w in workers),
             restarts=sum(w.restarts for w in workers),
             mailbox_depth=sum(len(a.mailbox) for a in agents),
             workers=len(workers),
