@@ -18,7 +18,7 @@ from typing import Protocol
 
 from caxton.errors import AgentFailure
 from caxton.runtime.agent import AgentState
-from caxton.runtime.sandbox import Snapshot
+from caxton.runtime.sandbox.instance import Snapshot
 
 __all__ = [
     "AgentEvents",

@@ -28,8 +28,6 @@ import wasmtime
 
 from caxton.config.schema import RuntimeConfig
 from caxton.errors import AgentFailure
-from caxton.runtime import _ffi, host
-from caxton.runtime._errors import failure_from
 from caxton.runtime.agent import Agent, AgentState
 from caxton.runtime.backends import (
     AgentEvents,
@@ -40,11 +38,13 @@ from caxton.runtime.backends import (
 )
 from caxton.runtime.delivery import Delivery, Origin
 from caxton.runtime.engine import Engine
-from caxton.runtime.lifecycle import InstanceOps
+from caxton.runtime.sandbox import _ffi, host
+from caxton.runtime.sandbox._errors import failure_from
+from caxton.runtime.scheduling.lifecycle import InstanceOps
 from caxton.runtime.stats import WorkerCounters
 
 if TYPE_CHECKING:
-    from caxton.runtime.scheduler import Scheduler
+    from caxton.runtime.scheduling.scheduler import Scheduler
 
 #: Agents a worker keeps on its own run queue before spilling to the shared one.
 LOCAL_LIMIT = 8

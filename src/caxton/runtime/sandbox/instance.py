@@ -22,9 +22,9 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from caxton.errors import AgentFailure, InvalidWasm
-from caxton.runtime import _ffi, wasi_quota
-from caxton.runtime._errors import map_wasm_errors, near_limit
-from caxton.runtime.quota import TempStorage
+from caxton.runtime.sandbox import _ffi, wasi_quota
+from caxton.runtime.sandbox._errors import map_wasm_errors, near_limit
+from caxton.runtime.sandbox.quota import TempStorage
 
 __all__ = ["Entry", "EntryType", "Instance", "Snapshot"]
 
