@@ -24,7 +24,7 @@ with the receiver itself, so agent-to-agent traffic needs no thread hop
 Layout
 ------
 Three subsystems, one subpackage each, under the facade the node uses (`Runtime` in
-`runtime.py`, `Agent` in `agent.py`, the ports `delivery.py` and `backends.py`, `engine.py`,
+`runtime.py`, `Agent` in `agent.py`, the ports `delivery.py` and `ports.py`, `engine.py`,
 `stats.py`, and `abi.py`, the guest ABI that admission and the sandbox share):
 
 * `admission/`: whether uploaded bytes are an agent Caxton can run, and compiled modules;
@@ -42,7 +42,9 @@ from caxton._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from caxton.runtime.agent import AgentSpec, AgentState, AgentStatistics
-    from caxton.runtime.backends import (
+    from caxton.runtime.delivery import Delivery, LocalDelivery, MessageJournal, Offer, Origin
+    from caxton.runtime.engine import Compiled, Engine
+    from caxton.runtime.ports import (
         AgentEvents,
         Clock,
         KvBackend,
@@ -51,8 +53,6 @@ if TYPE_CHECKING:
         NullEvents,
         SnapshotBackend,
     )
-    from caxton.runtime.delivery import Delivery, LocalDelivery, MessageJournal, Offer, Origin
-    from caxton.runtime.engine import Compiled, Engine
     from caxton.runtime.runtime import Runtime
     from caxton.runtime.sandbox.instance import Snapshot
     from caxton.runtime.sandbox.logs import LogLine
@@ -62,28 +62,28 @@ if TYPE_CHECKING:
 # Submodules load on first use, so `import caxton.runtime` stays cheap (the CLI and the
 # server's first listener do not wait for wasmtime).
 _LAZY = {
-    "AgentEvents": "caxton.runtime.backends",
+    "AgentEvents": "caxton.runtime.ports",
     "AgentSpec": "caxton.runtime.agent",
     "AgentState": "caxton.runtime.agent",
     "AgentStatistics": "caxton.runtime.agent",
-    "Clock": "caxton.runtime.backends",
+    "Clock": "caxton.runtime.ports",
     "Compiled": "caxton.runtime.engine",
     "Delivery": "caxton.runtime.delivery",
     "Engine": "caxton.runtime.engine",
-    "KvBackend": "caxton.runtime.backends",
+    "KvBackend": "caxton.runtime.ports",
     "LocalDelivery": "caxton.runtime.delivery",
     "MessageJournal": "caxton.runtime.delivery",
     "Offer": "caxton.runtime.delivery",
     "Origin": "caxton.runtime.delivery",
     "LogLine": "caxton.runtime.sandbox.logs",
-    "MemoryKv": "caxton.runtime.backends",
-    "MemorySnapshots": "caxton.runtime.backends",
+    "MemoryKv": "caxton.runtime.ports",
+    "MemorySnapshots": "caxton.runtime.ports",
     "MemoryTimers": "caxton.runtime.scheduling.timers",
-    "NullEvents": "caxton.runtime.backends",
+    "NullEvents": "caxton.runtime.ports",
     "Runtime": "caxton.runtime.runtime",
     "RuntimeStatistics": "caxton.runtime.stats",
     "Snapshot": "caxton.runtime.sandbox.instance",
-    "SnapshotBackend": "caxton.runtime.backends",
+    "SnapshotBackend": "caxton.runtime.ports",
     "TimerBackend": "caxton.runtime.scheduling.timers",
 }
 

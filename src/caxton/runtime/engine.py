@@ -32,7 +32,7 @@ from caxton.config.schema import RuntimeConfig
 from caxton.runtime.admission.cache import CachedModule, ModuleCache, validate_and_load
 from caxton.runtime.admission.validate import ModuleInfo
 from caxton.runtime.sandbox import _ffi, accel, host, wasi_quota
-from caxton.runtime.sandbox.instance import EntryType
+from caxton.runtime.sandbox.instance import MessageEntryType
 from caxton.runtime.sandbox.quota import TempStorage
 
 __all__ = ["Compiled", "Engine"]
@@ -69,7 +69,9 @@ class Engine:
         #: The C extension when used (`accelerated` None: whenever it is available).
         self.accel = None if accelerated is False else accel.ACCEL
         #: What an instance's message entry point is built with.
-        self.entry_type: EntryType = _ffi.Reactor if self.accel is None else self.accel.Reactor
+        self.entry_type: MessageEntryType = (
+            _ffi.Reactor if self.accel is None else self.accel.Reactor
+        )
         self.config = config
         self.tick = tick
         #: Largest linear memory any instance may have (bytes, whole pages).

@@ -25,7 +25,9 @@ from caxton.errors import (
     WouldBlock,
 )
 from caxton.runtime.agent import Agent, AgentSpec, AgentState, AgentStatistics
-from caxton.runtime.backends import (
+from caxton.runtime.delivery import Delivery, LocalDelivery, Offer, Origin
+from caxton.runtime.engine import Compiled, Engine
+from caxton.runtime.ports import (
     AgentEvents,
     Clock,
     KvBackend,
@@ -35,8 +37,6 @@ from caxton.runtime.backends import (
     NullEvents,
     SnapshotBackend,
 )
-from caxton.runtime.delivery import Delivery, LocalDelivery, Offer, Origin
-from caxton.runtime.engine import Compiled, Engine
 from caxton.runtime.sandbox.logbudget import INTERVAL as LOG_INTERVAL
 from caxton.runtime.sandbox.logs import LogLine
 from caxton.runtime.scheduling.executor import Services, Worker
