@@ -57,7 +57,7 @@ __all__ = [
     "validate_and_load",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("caxton.runtime.cache")  # its name before the move to admission/
 
 CacheSource = Literal["memory", "disk", "compiled"]
 
