@@ -13,7 +13,7 @@ from typing import Final
 
 import wasmtime
 
-from caxton.runtime.wasi import Signature
+from caxton.runtime.admission.wasi import Signature
 
 __all__ = [
     "ABI_VERSION",
@@ -53,8 +53,8 @@ KV_ABSENT: Final = -1  # kv_get / kv_delete: no such key
 _I, _L = "i32", "i64"
 
 #: THE table of the host imports of module "caxton": name -> signature (read-only). Deploys
-#: check a module's imports against it (`caxton.runtime.validate`), and the host functions are
-#: defined from it (`HOST_SIGNATURES`, `caxton.runtime.host`).
+#: check a module's imports against it (`caxton.runtime.admission.validate`), and the host
+#: functions are defined from it (`HOST_SIGNATURES`, `caxton.runtime.sandbox.host`).
 HOST_IMPORTS: Final[Mapping[str, Signature]] = MappingProxyType(
     {
         "send": Signature((_I, _I), (_I,)),

@@ -7,7 +7,7 @@ types and converts values in Python on every call: ~30-75 µs per call. The hot 
 
 Safety rules this module relies on (enforced by its callers):
 
-* exports are called unchecked only after their signatures were verified once (`validate.py`);
+* exports are called unchecked only after their signatures were checked (`admission.validate`);
 * the engine sets ``memory_may_move = False``, so a memory's base address never changes and a
   view stays valid for the part of memory it covers (re-read the size when a range exceeds it);
 * views are dropped before their store is closed;

@@ -7,7 +7,7 @@ ctypes adapter (~1.4 µs per guest call instead of ~17 µs through wasmtime-py's
 They are defined once per engine on the shared linker, so they do not know which agent is
 calling: every worker thread binds its `CallContext` in a thread-local before it calls into
 wasm, and a function reads it from there. (The WASI functions that count an agent's file
-writes are defined the same way, in `caxton.runtime.wasi_quota`.)
+writes are defined the same way, in `wasi_quota`.)
 
 Rules every host function follows:
 
@@ -40,15 +40,15 @@ from wasmtime import _ffi as ffi
 
 from caxton.errors import InvalidMessage, StorageError
 from caxton.runtime import abi
-from caxton.runtime._ffi import HOST_CALLBACK, define_unchecked
 from caxton.runtime.delivery import Offer
-from caxton.runtime.logs import MAX_LINE
+from caxton.runtime.sandbox._ffi import HOST_CALLBACK, define_unchecked
+from caxton.runtime.sandbox.logs import MAX_LINE
 from caxton.wire.envelope import Incoming, Stamper
 
 if TYPE_CHECKING:
     from caxton.runtime.agent import Agent
     from caxton.runtime.delivery import MessageJournal
-    from caxton.runtime.sandbox import Instance
+    from caxton.runtime.sandbox.instance import Instance
 
 __all__ = ["CallContext", "bind", "define_host_functions"]
 
