@@ -16,6 +16,7 @@ from nats.errors import Error as NatsError
 
 from caxton.cluster import NatsServer, nats_endpoint
 from caxton.cluster._child import parse_line
+from caxton.config.schema import Secret
 from caxton.errors import ClusterError
 from tests.nodeproc import free_port
 from tests.support import eventually
@@ -182,3 +183,37 @@ async def test_nats_url_starts_no_child(tmp_path: Path) -> None:
         assert endpoint.client_url == "nats://nats.internal:4222"
         assert endpoint.connect_options() == {"servers": ["nats://nats.internal:4222"]}
     assert not (tmp_path / "nats").exists()
+
+
+async def test_only_nodes_with_the_cluster_secret_join(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="caxton.cluster.nats")
+    ports = tuple(free_port() for _ in range(3))
+    secrets = ("the-shared-secret", "the-shared-secret", "a-wrong-secret")
+    servers = [
+        NatsServer(
+            coordination(port, seeds=ports, cluster_secret=Secret(secret)),
+            tmp_path / f"node{index}",
+        )
+        for index, (port, secret) in enumerate(zip(ports, secrets, strict=True))
+    ]
+    try:
+        for server in servers:
+            await server.start()
+        good, other, wrong = servers
+
+        async def refused_and_said_so() -> bool:
+            meshed = await _peers(good) == {other.name} and await _peers(other) == {good.name}
+            return meshed and any(
+                "Authorization Violation" in record.getMessage() and record.levelno == logging.ERROR
+                for record in caplog.records
+            )
+
+        await eventually(refused_and_said_so, within=10)
+        assert await _peers(wrong) == set()
+    finally:
+        for server in servers:
+            await server.aclose()
+    for record in caplog.records:
+        assert "secret" not in record.getMessage()  # neither secret is ever logged
