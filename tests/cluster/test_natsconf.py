@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from caxton.cluster.natsconf import NatsSettings, render, render_text, route_url
+from caxton.cluster.natsconf import NatsEndpoint, NatsSettings, render, render_text, route_url
 from caxton.config.schema import Address, CoordinationConfig, Secret
 
 PORTS = Path("/data/nats")
@@ -112,3 +112,13 @@ def test_the_text_is_json_and_the_secrets_do_not_print() -> None:
 
 def test_route_url_without_secret() -> None:
     assert route_url("caxton-node-1:7946", None) == "nats-route://caxton-node-1:7946"
+
+
+def test_an_endpoint_prints_no_secret() -> None:
+    assert "tok" not in repr(NatsEndpoint("nats://127.0.0.1:4222", "tok"))
+    shown = repr(NatsEndpoint("nats://caxton:hunter2@nats:4222"))
+    assert shown == "NatsEndpoint(client_url='nats://caxton:********@nats:4222')"
+    assert NatsEndpoint("nats://127.0.0.1:4222", "tok").connect_options() == {
+        "servers": ["nats://127.0.0.1:4222"],
+        "token": "tok",
+    }

@@ -182,6 +182,7 @@ async def test_nats_url_starts_no_child(tmp_path: Path) -> None:
     async with nats_endpoint(config, tmp_path) as endpoint:
         assert endpoint.client_url == "nats://nats.internal:4222"
         assert endpoint.connect_options() == {"servers": ["nats://nats.internal:4222"]}
+        assert endpoint.token is None
     assert not (tmp_path / "nats").exists()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from caxton.config import config_to_dict, dump_config, load_config
+from caxton.config.schema import mask_url_password
 from caxton.errors import ConfigError
 
 from .conftest import WriteConfig
@@ -111,3 +112,27 @@ def test_caxton_nats_server_overrides_the_file(write_config: WriteConfig, tmp_pa
     assert config.coordination.nats_server == binary
     config = load_config(path, environ={"CAXTON_NATS_SERVER": ""})  # empty: unset
     assert config.coordination.nats_server == Path("/usr/bin/nats-server")
+
+
+def test_a_password_in_nats_url_is_masked(write_config: WriteConfig) -> None:
+    path = write_config('[coordination]\nnats_url = "nats://caxton:${NATS_PASSWORD}@nats:4222"\n')
+    config = load_config(path, environ={"NATS_PASSWORD": CLUSTER_SECRET})
+    assert config.coordination.nats_url == f"nats://caxton:{CLUSTER_SECRET}@nats:4222"
+    assert config_to_dict(config)["coordination"]["nats_url"] == "nats://caxton:********@nats:4222"
+    assert CLUSTER_SECRET not in dump_config(config)
+    assert CLUSTER_SECRET not in repr(config)
+    shown = config_to_dict(config, mask_secrets=False)["coordination"]["nats_url"]
+    assert shown == config.coordination.nats_url
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("nats://nats:4222", "nats://nats:4222"),
+        ("nats://user@nats:4222", "nats://user@nats:4222"),
+        ("tls://user:p%40ss@nats:4222", "tls://user:********@nats:4222"),
+        ("nats://:token@nats", "nats://:********@nats"),
+    ],
+)
+def test_mask_url_password(url: str, shown: str) -> None:
+    assert mask_url_password(url) == shown

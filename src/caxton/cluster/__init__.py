@@ -6,9 +6,10 @@ server. Membership, the registry and cross-node messages come on top of `NatsSer
 
 from __future__ import annotations
 
+from caxton.cluster.binary import find_binary
 from caxton.cluster.identity import node_name
-from caxton.cluster.natsconf import NatsSettings, render
-from caxton.cluster.natsd import NatsEndpoint, NatsServer, find_binary, nats_endpoint
+from caxton.cluster.natsconf import NatsEndpoint, NatsSettings, render
+from caxton.cluster.natsd import NatsServer, nats_endpoint
 
 __all__ = [
     "NatsEndpoint",

