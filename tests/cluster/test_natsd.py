@@ -218,3 +218,10 @@ async def test_only_nodes_with_the_cluster_secret_join(
             await server.aclose()
     for record in caplog.records:
         assert "secret" not in record.getMessage()  # neither secret is ever logged
+
+
+async def test_an_unwritable_data_directory_is_a_clear_error(tmp_path: Path) -> None:
+    server = NatsServer(coordination(node_name="node-1"), tmp_path)
+    (tmp_path / "nats").write_text("a file where the directory goes", encoding="utf-8")
+    with pytest.raises(ClusterError, match="cannot write the nats-server configuration"):
+        await server.start()

@@ -52,7 +52,13 @@ class _State(enum.Enum):
 
 
 class NatsServer:
-    """The node's nats-server child (see the module docstring)."""
+    """The node's nats-server child (see the module docstring).
+
+    Making one reads or makes the node name (`identity.node_name`) and finds the binary; both
+    raise (`ConfigError`, `ClusterError`) with what to fix. The child is started by the
+    event loop's thread, and ``PR_SET_PDEATHSIG`` follows that thread: run the loop in the
+    thread that lives as long as the node (the main thread).
+    """
 
     def __init__(
         self,
@@ -150,7 +156,7 @@ class NatsServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
         await self._stop_child()
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # best effort: it holds a token no longer valid
             self._config_file.unlink()
 
     @property
@@ -175,7 +181,13 @@ class NatsServer:
     async def _launch(self) -> None:
         """Start one child and wait until it answers ``/healthz``."""
         self._up = False
-        self._write_config()
+        try:
+            self._write_config()
+        except OSError as exc:
+            raise ClusterError(
+                f"cannot write the nats-server configuration {self._config_file}: "
+                f"{exc.strerror or exc}; make the data directory writable"
+            ) from exc
         self._tail.clear()
         try:
             process = await _child.spawn(self.binary, self._config_file)
