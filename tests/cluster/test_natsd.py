@@ -225,3 +225,44 @@ async def test_an_unwritable_data_directory_is_a_clear_error(tmp_path: Path) -> 
     (tmp_path / "nats").write_text("a file where the directory goes", encoding="utf-8")
     with pytest.raises(ClusterError, match="cannot write the nats-server configuration"):
         await server.start()
+
+
+async def test_a_failed_restart_is_logged_and_tried_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="caxton.cluster.nats")
+    port = free_port()
+    async with NatsServer(coordination(port), tmp_path, restart_backoff=(0.5, 0.5)) as server:
+        first = server.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        with socket.socket() as squatter:  # takes the route port while the child is down
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+            async def taken() -> bool:
+                if alive(first):
+                    return False
+                try:
+                    squatter.bind(("127.0.0.1", port))
+                except OSError:  # the kernel may take a moment to release it
+                    return False
+                squatter.listen()
+                return True
+
+            await eventually(taken, within=5)
+
+            async def failed_once() -> bool:
+                return any(
+                    record.levelno == logging.ERROR
+                    and f"coordination.bind_addr 127.0.0.1:{port} is in use" in record.getMessage()
+                    for record in caplog.records
+                )
+
+            await eventually(failed_once, within=5)
+            assert not server.up
+        await eventually(lambda: _true(server.up), within=5)  # the port is free again
+        assert server.restarts >= 2
+
+
+async def _true(value: bool) -> bool:
+    return value
