@@ -266,3 +266,10 @@ async def test_a_failed_restart_is_logged_and_tried_again(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_the_child_is_out_of_the_nodes_process_group(tmp_path: Path) -> None:
+    """A Ctrl-C in the node's terminal reaches the node, which then stops the child in order."""
+    async with NatsServer(coordination(), tmp_path) as server:
+        assert server.pid is not None
+        assert os.getpgid(server.pid) != os.getpgid(0)

@@ -1,9 +1,10 @@
 """One nats-server process: started so that it dies with the node, its log passed on.
 
-`spawn` starts the binary with ``PR_SET_PDEATHSIG`` = SIGTERM set in the child before ``exec``,
-so that a ``kill -9`` of the node (which runs no cleanup) still stops nats-server and frees its
-ports. `pump_log` reads the child's stderr and logs each line on ``caxton.cluster.nats`` at the
-level nats-server gave it, keeping the last lines for error messages.
+`spawn` starts the binary in its own session with ``PR_SET_PDEATHSIG`` = SIGTERM set in the
+child before ``exec``, so that a ``kill -9`` of the node (which runs no cleanup) still stops
+nats-server and frees its ports, while a Ctrl-C meant for the node does not reach it.
+`pump_log` reads the child's output and logs each line on ``caxton.cluster.nats`` at the level
+nats-server gave it, keeping the last lines for error messages.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ async def spawn(binary: Path, config_file: Path) -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         preexec_fn=preexec,
-        start_new_session=False,
+        # Its own session: a Ctrl-C to the node's terminal (SIGINT to the foreground process
+        # group) must not stop nats-server before the node has shut down in order.
+        start_new_session=True,
     )
 
 
