@@ -15,7 +15,7 @@
                                     [--million 1000000] [--submits 20000] [--concurrency 200]
                                     [--submit-runs 3]
 
-Targets (issue 4): >= 50,000 msgs/s and >= 0.3 of the asyncio ping-pong.
+Targets: >= 50,000 msgs/s and >= 0.3 of the asyncio ping-pong.
 """
 
 from __future__ import annotations

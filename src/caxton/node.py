@@ -1,10 +1,11 @@
 """The node: the core services of one Caxton process, without any HTTP.
 
 A `Node` owns, in start order: the state store, the wasmtime `Engine` (compiled modules cached
-under ``<data_dir>/module-cache``), the agent `Runtime` (with SQLite-backed kv, snapshots,
-timers and state events) and the `AgentService` that restores every stored agent at start.
-It knows nothing about aiohttp, Prometheus or the CLI: those leaves call its methods and read
-its ``statistics()``.
+under ``<data_dir>/module-cache``), the `Messaging` layer with the agent `Runtime` it builds
+(SQLite-backed kv, snapshots, timers and state events), and the `AgentService` that restores
+every stored agent at start; then `Messaging.recover` delivers what was pending. It knows
+nothing about aiohttp, Prometheus or the CLI: those leaves call its methods and its services'
+(``node.agents``, ``node.messaging``, ...) and read their ``statistics()``.
 
 The runtime's port to message delivery (`caxton.runtime.delivery.Delivery`) is the
 `Messaging` object, handed to the runtime at construction: `Messaging` builds the runtime

@@ -188,12 +188,12 @@ async def test_a_removed_agents_messages_are_dead_lettered_not_given_to_its_name
 
 def test_a_retraction_removes_the_pending_row_in_its_own_batch_or_a_later_one() -> None:
     data = b'{"sender":"a","message_id":"m-1","conversation_id":"c","receiver":"b"}'
-    same, _ = build_batch([("c", data, "b"), (data,)])
+    same, _, _ = build_batch([("c", data, "b"), (data,)])
     assert (same.chunks, same.pending, same.retracted) == ([], [], [])
     # Another thread flushed between the send and its retraction: the next batch deletes it.
-    first, _ = build_batch([("c", data, "b")])
+    first, _, _ = build_batch([("c", data, "b")])
     assert first.pending == [("m-1", "b", data)]
-    later, _ = build_batch([(data,)])
+    later, _, _ = build_batch([(data,)])
     assert later.retracted == ["m-1"]
 
 

@@ -3,7 +3,7 @@
 Each parser takes the value as TOML gave it (after ``${VAR}`` substitution) and returns the
 typed value the schema stores, or raises ValueError whose message reads
 ``expected <what>, got <value>``; the loader prefixes file and key. `SECTIONS` maps every
-section and key the file may contain to its parser; `tests/config/test_fields.py` checks that
+section and key the file may contain to its parser; `tests/config/test_schema_coverage.py` checks
 it covers the schema dataclasses exactly.
 """
 
