@@ -140,7 +140,7 @@ class Writer:
     async def _write_one(self, entry: Entry, want: Persisted) -> None:
         state, messages, failures, restarts, last_error = want
         try:
-            record = await self._storage.update_agent(
+            record = await self._storage.agents.update(
                 entry.name,
                 state=state,
                 messages_handled=messages,

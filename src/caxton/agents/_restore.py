@@ -44,7 +44,7 @@ async def restore_all(service: AgentService, entries: dict[str, Entry]) -> int:
     storage = service.storage
     records: list[AgentRecord] = []
     while True:
-        page = await storage.list_agents(offset=len(records), limit=_PAGE)
+        page = await storage.agents.page(offset=len(records), limit=_PAGE)
         records.extend(page)
         if len(page) < _PAGE:
             break
@@ -67,8 +67,8 @@ async def restore_all(service: AgentService, entries: dict[str, Entry]) -> int:
 
 async def _restore_one(service: AgentService, record: AgentRecord) -> Entry:
     storage, runtime, name = service.storage, service.runtime, record.name
-    version, digest, wasm = await storage.load_module_for(name)
-    versions = [v.version for v in await storage.list_versions(name)]
+    version, digest, wasm = await storage.agents.load_module_for(name)
+    versions = [v.version for v in await storage.agents.versions(name)]
     data_dir = record.grants.get("data_dir")
     spec = AgentSpec(
         name=name,
@@ -123,7 +123,7 @@ async def _restore_one(service: AgentService, record: AgentRecord) -> Entry:
 async def _rearm_timers(service: AgentService) -> None:
     storage, runtime = service.storage, service.runtime
     now = time.time()
-    for record in await storage.list_scheduled():
+    for record in await storage.scheduled.list_all():
         receiver, data, wait = StoredTimers.decode(record, now)
         runtime.schedule(wait, receiver, data, record.name)
-        storage.delete_scheduled_nowait(record.id)
+        storage.scheduled.delete_nowait(record.id)

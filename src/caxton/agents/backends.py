@@ -58,24 +58,24 @@ class StoredKv:
             pending = self._pending.get((agent, key))
         if pending is not None:
             return pending[1]
-        return self._storage.kv_get_sync(agent, key)
+        return self._storage.kv.get_sync(agent, key)
 
     def usage(self, agent: str) -> tuple[int, int]:
         with self._lock:
             queued = [f for (name, _), (f, _) in self._pending.items() if name == agent]
         if queued:
             wait(queued, timeout=USAGE_WAIT)
-        return self._storage.kv_usage_sync(agent)
+        return self._storage.kv.usage_sync(agent)
 
     def set(self, agent: str, key: bytes, value: bytes) -> None:
         # Waits for the commit (group-committed with everything else being written), so that
         # kv_set answers OK only for a value that is on disk, and an error when it is not.
-        future = self._storage.kv_set_nowait(agent, key, value)
+        future = self._storage.kv.set_nowait(agent, key, value)
         self._track(agent, key, value, future)
         future.result()
 
     def delete(self, agent: str, key: bytes) -> None:
-        future = self._storage.kv_delete_nowait(agent, key)
+        future = self._storage.kv.delete_nowait(agent, key)
         self._track(agent, key, None, future)
         future.result()
 
@@ -83,7 +83,7 @@ class StoredKv:
         with self._lock:
             for pair in [p for p in self._pending if p[0] == agent]:
                 del self._pending[pair]
-        self._storage.kv_clear_nowait(agent).add_done_callback(_report)
+        self._storage.kv.clear_nowait(agent).add_done_callback(_report)
 
     def _track(self, agent: str, key: bytes, value: bytes | None, future: Future[Any]) -> None:
         with self._lock:
@@ -130,7 +130,7 @@ class StoredSnapshots:
             self._known.add(agent)
             self._pending[agent] = snapshot
         memory = SparseMemory(snapshot.size, snapshot.data)
-        written = self._storage.save_snapshot_nowait(agent, memory, meta)
+        written = self._storage.snapshots.save_nowait(agent, memory, meta)
         written.add_done_callback(lambda f: self._settled(agent, snapshot, f))
 
     def _settled(self, agent: str, snapshot: Snapshot, written: Future[None]) -> None:
@@ -148,7 +148,7 @@ class StoredSnapshots:
                 return pending
             if agent not in self._known:
                 return None
-        found = self._storage.load_snapshot_sparse_sync(agent)
+        found = self._storage.snapshots.load_sparse_sync(agent)
         if found is None:
             return None
         memory, meta = found
@@ -160,7 +160,7 @@ class StoredSnapshots:
             if agent not in self._known:
                 return
             self._known.discard(agent)
-        self._storage.delete_snapshot_nowait(agent)
+        self._storage.snapshots.delete_nowait(agent)
 
 
 class _Envelope(msgspec.Struct):
@@ -203,7 +203,7 @@ class StoredTimers:
             return  # not persisted; it still fires unless the node restarts first
         delay = max(0.0, due - self._monotonic())
         body = msgspec.json.encode([receiver, round(delay, 3)]) + b"\n" + data
-        future = self._storage.add_scheduled_nowait(owner, self._wall() + delay, body)
+        future = self._storage.scheduled.add_nowait(owner, self._wall() + delay, body)
         future.add_done_callback(_report)
         self._rows[timer_id] = future
 
@@ -218,7 +218,7 @@ class StoredTimers:
 
     def _delete_row(self, future: Future[int]) -> None:
         if future.exception() is None:
-            self._storage.delete_scheduled_nowait(future.result()).add_done_callback(_report)
+            self._storage.scheduled.delete_nowait(future.result()).add_done_callback(_report)
 
     @staticmethod
     def decode(record: ScheduledRecord, now: float) -> tuple[str, bytes, float]:

@@ -165,11 +165,11 @@ class AgentService:
             grants={"data_dir": None if data_dir is None else str(data_dir)},
         )
         try:
-            stored = await self.storage.create_agent(record, req.wasm)
+            stored = await self.storage.agents.create(record, req.wasm)
             try:
                 await self.runtime.start_agent(spec, compiled)
             except BaseException:
-                await asyncio.shield(self.storage.delete_agent(name))
+                await asyncio.shield(self.storage.agents.delete(name))
                 raise
         except BaseException:
             if data_dir is not None:
@@ -202,7 +202,7 @@ class AgentService:
             version = max(entry.versions) + 1
             await self.runtime.upgrade_agent(name, compiled, version)
             try:
-                stored = await self.storage.add_version(name, wasm)
+                stored = await self.storage.agents.add_version(name, wasm)
             except BaseException:
                 await self.runtime.upgrade_agent(name, entry.compiled, entry.spec.version)
                 raise
@@ -229,11 +229,11 @@ class AgentService:
                     details={"name": name, "version": version, "versions": entry.versions},
                 )
             if version != entry.spec.version:
-                _, digest, wasm = await self.storage.load_module_for(name, version)
+                _, digest, wasm = await self.storage.agents.load_module_for(name, version)
                 compiled = await self._compile(wasm, entry.spec)
                 await self.runtime.upgrade_agent(name, compiled, version)
                 try:
-                    await self.storage.set_current_version(name, version)
+                    await self.storage.agents.set_current_version(name, version)
                 except BaseException:
                     await self.runtime.upgrade_agent(name, entry.compiled, entry.spec.version)
                     raise
@@ -279,7 +279,7 @@ class AgentService:
             # Its queued messages have pending rows once the journal is flushed; deleting
             # the agent turns them into dead letters (never delivered to a later namesake).
             await self.runtime.flush_journal()
-            await self.storage.delete_agent(name)
+            await self.storage.agents.delete(name)
             del self._entries[name]
             if entry.spec.grant_dir is not None:
                 await asyncio.to_thread(shutil.rmtree, self.agents_dir / name, True)
