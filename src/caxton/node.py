@@ -147,6 +147,7 @@ class Node:
         # (and /health, answered before the node starts) need not wait for.
         from caxton.agents import (
             AgentService,
+            DirtyAgents,
             PersistingEvents,
             StoredKv,
             StoredSnapshots,
@@ -163,13 +164,17 @@ class Node:
                 self.config.runtime, cache_dir=coordination.data_dir / "module-cache"
             )
 
+            # Shared by the runtime (its events mark agents, it loads snapshots) and the agent
+            # service (it writes what was marked, it tells the snapshots what it restores).
+            dirty, snapshots = DirtyAgents(), StoredSnapshots(storage)
+
             def runtime_for(delivery: Messaging) -> Runtime:
                 return Runtime(
                     self.config.runtime,
                     engine=engine,
                     kv=StoredKv(storage),
-                    snapshots=StoredSnapshots(storage),
-                    events=PersistingEvents(delivery),
+                    snapshots=snapshots,
+                    events=PersistingEvents(dirty, delivery),
                     delivery=delivery,
                     timers=StoredTimers(storage),
                 )
@@ -181,7 +186,12 @@ class Node:
             await messaging.start()
             await runtime.start()
             self._agents = AgentService(
-                self.config, storage=storage, engine=engine, runtime=runtime
+                self.config,
+                storage=storage,
+                engine=engine,
+                runtime=runtime,
+                dirty=dirty,
+                snapshots=snapshots,
             )
             restored = await self._agents.restore_all()
             redelivered = await messaging.recover()

@@ -4,13 +4,15 @@
   committed (group-committed with other writes, in issue order), or raises `StorageError`.
 * `StoredSnapshots`: hibernated agents' linear memory (packed by storage, written behind).
 * `StoredTimers`: pending ``schedule`` timers, so a restart re-arms what is still due.
-* `PersistingEvents`: marks agents whose state changed or whose message failed, so the agent
-  service writes their state, counters and last error; and forwards every event to an optional
-  listener (the messaging layer's dead letters, the API's event stream).
+* `PersistingEvents`: marks agents whose state changed or whose message failed in a
+  `DirtyAgents`, so the agent service writes their state, counters and last error; and forwards
+  every event to an optional listener (the messaging layer's dead letters, the API's event
+  stream). Whoever wires the node makes the `DirtyAgents` and hands it to both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -25,7 +27,7 @@ from caxton.runtime import AgentEvents, AgentState, Snapshot
 from caxton.storage import ScheduledRecord, Storage, is_storage_failure
 from caxton.storage.snapshots import SparseMemory
 
-__all__ = ["PersistingEvents", "StoredKv", "StoredSnapshots", "StoredTimers"]
+__all__ = ["DirtyAgents", "PersistingEvents", "StoredKv", "StoredSnapshots", "StoredTimers"]
 
 log = logging.getLogger("caxton.agents")
 
@@ -236,29 +238,49 @@ class StoredTimers:
         return str(receiver), data, min(wait, float(left))
 
 
-class PersistingEvents:
-    """`AgentEvents` that remembers which agents need their record written.
+class DirtyAgents:
+    """Agents whose stored record may be behind the runtime (event loop thread only).
 
-    ``forward`` (another `AgentEvents`) receives every event too. `on_dirty` is called (loop
-    thread) after a name is added to `dirty`; the agent service uses it to wake its writer.
+    `PersistingEvents` marks them as the runtime reports state changes and failed messages;
+    the agent service's record writer waits for a mark (`wait`) and takes the names (`take`).
     """
 
-    def __init__(self, forward: AgentEvents | None = None) -> None:
-        self.forward = forward
-        self.dirty: set[str] = set()
-        self.on_dirty: Callable[[], None] | None = None
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+        self._marked = asyncio.Event()
 
-    def _mark(self, name: str) -> None:
-        self.dirty.add(name)
-        if self.on_dirty is not None:
-            self.on_dirty()
+    def mark(self, name: str) -> None:
+        """Remember that ``name``'s record should be written, and wake a `wait`."""
+        self._names.add(name)
+        self._marked.set()
+
+    async def wait(self) -> None:
+        """Return once an agent was marked since the last `wait` returned."""
+        await self._marked.wait()
+        self._marked.clear()
+
+    def take(self) -> set[str]:
+        """The names marked since the last `take` (and forget them)."""
+        names, self._names = self._names, set()
+        return names
+
+
+class PersistingEvents:
+    """`AgentEvents` that marks the agents whose record needs writing in ``dirty``.
+
+    ``forward`` (another `AgentEvents`) receives every event too.
+    """
+
+    def __init__(self, dirty: DirtyAgents, forward: AgentEvents | None = None) -> None:
+        self.forward = forward
+        self._dirty = dirty
 
     def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None:
-        self._mark(name)
+        self._dirty.mark(name)
         if self.forward is not None:
             self.forward.message_failed(name, data, error)
 
     def agent_state_changed(self, name: str, state: AgentState) -> None:
-        self._mark(name)
+        self._dirty.mark(name)
         if self.forward is not None:
             self.forward.agent_state_changed(name, state)

@@ -27,15 +27,16 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from caxton.agents import _restore
+from caxton.agents._compiler import ModuleCompiler
 from caxton.agents._model import AgentInfo, DeployRequest, check_env, check_limits, check_name
 from caxton.agents._operations import Operations
 from caxton.agents._registry import Entry, Writer
+from caxton.agents._restore import KnownSnapshots, Restorer
 from caxton.agents._stats import AgentServiceStatistics, metric_samples
-from caxton.agents.backends import PersistingEvents
+from caxton.agents.backends import DirtyAgents
 from caxton.config import Config
 from caxton.errors import AgentAlreadyExists, AgentLimitReached, AgentNotFound, Error
-from caxton.runtime import AgentSpec, AgentState, Compiled, Engine, LogLine, Runtime
+from caxton.runtime import AgentSpec, AgentState, Engine, LogLine, Runtime
 from caxton.storage import AgentRecord, Storage
 
 __all__ = ["AgentService"]
@@ -45,15 +46,35 @@ COUNTER_FLUSH_INTERVAL = 5.0
 
 
 class AgentService:
-    """Agents of one node: lifecycle, persistence and what the API shows (module docstring)."""
+    """Agents of one node: lifecycle, persistence and what the API shows (module docstring).
+
+    ``dirty`` is where the runtime's events (`PersistingEvents`) mark agents whose record must
+    be written soon; ``snapshots`` is told which agents come back hibernated with a stored
+    memory snapshot. Both are made by whoever wires the node, with the runtime.
+    """
 
     def __init__(
-        self, config: Config, *, storage: Storage, engine: Engine, runtime: Runtime
+        self,
+        config: Config,
+        *,
+        storage: Storage,
+        engine: Engine,
+        runtime: Runtime,
+        dirty: DirtyAgents,
+        snapshots: KnownSnapshots,
     ) -> None:
         self.config = config
         self.storage = storage
         self.engine = engine
         self.runtime = runtime
+        self._compiler = ModuleCompiler(engine, config.runtime.wasm_memory_limit)
+        self._restorer = Restorer(
+            storage=storage,
+            runtime=runtime,
+            engine=engine,
+            compiler=self._compiler,
+            snapshots=snapshots,
+        )
         self._entries: dict[str, Entry] = {}
         self._reserved: set[str] = set()
         self._locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
@@ -61,11 +82,7 @@ class AgentService:
         )
         self._counts = collections.Counter[str]()
         self._operations = Operations()
-        self._writer = Writer(storage, runtime, self._entries, COUNTER_FLUSH_INTERVAL)
-        events = runtime.events
-        if isinstance(events, PersistingEvents):
-            self._writer.dirty = events.dirty
-            events.on_dirty = self._writer.wake
+        self._writer = Writer(storage, runtime, self._entries, COUNTER_FLUSH_INTERVAL, dirty)
         self._closed = False
         self._writer.start()
 
@@ -88,12 +105,6 @@ class AgentService:
             raise Error("the agent service is closed")
         async with self._locks[name]:
             yield self._require(name)
-
-    async def _compile(self, wasm: bytes, spec: AgentSpec) -> Compiled:
-        limit = self.config.runtime.wasm_memory_limit
-        if spec.memory_limit is not None:
-            limit = min(limit, spec.memory_limit)
-        return await asyncio.to_thread(self.engine.compile, wasm, memory_limit=limit)
 
     async def _persist(self, entry: Entry) -> None:
         await self._writer.write([entry.name])
@@ -154,7 +165,7 @@ class AgentService:
         spec = AgentSpec(
             name=name, env=env, memory_limit=req.memory_limit, fuel=req.fuel, grant_dir=data_dir
         )
-        compiled = await self._compile(req.wasm, spec)
+        compiled = await self._compiler.compile(req.wasm, spec)
         if data_dir is not None:
             await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
         record = AgentRecord(
@@ -198,7 +209,7 @@ class AgentService:
 
     async def _upgrade(self, name: str, wasm: bytes) -> AgentInfo:
         async with self._locked(name) as entry:
-            compiled = await self._compile(wasm, entry.spec)
+            compiled = await self._compiler.compile(wasm, entry.spec)
             version = max(entry.versions) + 1
             await self.runtime.upgrade_agent(name, compiled, version)
             try:
@@ -230,7 +241,7 @@ class AgentService:
                 )
             if version != entry.spec.version:
                 _, digest, wasm = await self.storage.agents.load_module_for(name, version)
-                compiled = await self._compile(wasm, entry.spec)
+                compiled = await self._compiler.compile(wasm, entry.spec)
                 await self.runtime.upgrade_agent(name, compiled, version)
                 try:
                     await self.storage.agents.set_current_version(name, version)
@@ -343,7 +354,7 @@ class AgentService:
 
     async def restore_all(self) -> int:
         """Bring back every stored agent in its stored state; returns how many came back."""
-        return await _restore.restore_all(self, self._entries)
+        return await self._restorer.restore_all(self._entries)
 
     async def flush(self) -> int:
         """Write every agent's changed state and counters now; returns how many were written."""
