@@ -13,6 +13,9 @@ running (the new module is only stored once it runs).
 Whatever happens to the caller, an operation once begun runs to its end (`Operations`): a
 caller that is cancelled (the HTTP request passed ``request_timeout``, or its client went away)
 stops waiting, the operation completes or fails and undoes itself, and every view agrees.
+
+Modules are compiled by `ModuleCompiler` and swapped (upgrade, rollback) by `Versions`; node
+start brings the stored agents back through `Restorer`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from caxton.agents._operations import Operations
 from caxton.agents._registry import Entry, Writer
 from caxton.agents._restore import KnownSnapshots, Restorer
 from caxton.agents._stats import AgentServiceStatistics, metric_samples
+from caxton.agents._versions import Versions
 from caxton.agents.backends import DirtyAgents
 from caxton.config import Config
 from caxton.errors import AgentAlreadyExists, AgentLimitReached, AgentNotFound, Error
@@ -68,6 +72,7 @@ class AgentService:
         self.engine = engine
         self.runtime = runtime
         self._compiler = ModuleCompiler(engine, config.runtime.wasm_memory_limit)
+        self._versions = Versions(storage=storage, runtime=runtime, compiler=self._compiler)
         self._restorer = Restorer(
             storage=storage,
             runtime=runtime,
@@ -209,18 +214,7 @@ class AgentService:
 
     async def _upgrade(self, name: str, wasm: bytes) -> AgentInfo:
         async with self._locked(name) as entry:
-            compiled = await self._compiler.compile(wasm, entry.spec)
-            version = max(entry.versions) + 1
-            await self.runtime.upgrade_agent(name, compiled, version)
-            try:
-                stored = await self.storage.agents.add_version(name, wasm)
-            except BaseException:
-                await self.runtime.upgrade_agent(name, entry.compiled, entry.spec.version)
-                raise
-            entry.replace_spec(version=stored)
-            entry.compiled, entry.versions = compiled, [*entry.versions, stored]
-            entry.module_sha256, entry.module_size = compiled.module.sha256, len(wasm)
-            entry.updated_at = time.time()
+            await self._versions.upgrade(entry, wasm)
             await self._persist(entry)
         self._counts["upgrades"] += 1
         return self._info(entry)
@@ -234,23 +228,7 @@ class AgentService:
 
     async def _rollback(self, name: str, version: int) -> AgentInfo:
         async with self._locked(name) as entry:
-            if version not in entry.versions:
-                raise AgentNotFound(
-                    f"agent {name!r} has no version {version} (it has {entry.versions})",
-                    details={"name": name, "version": version, "versions": entry.versions},
-                )
-            if version != entry.spec.version:
-                _, digest, wasm = await self.storage.agents.load_module_for(name, version)
-                compiled = await self._compiler.compile(wasm, entry.spec)
-                await self.runtime.upgrade_agent(name, compiled, version)
-                try:
-                    await self.storage.agents.set_current_version(name, version)
-                except BaseException:
-                    await self.runtime.upgrade_agent(name, entry.compiled, entry.spec.version)
-                    raise
-                entry.replace_spec(version=version)
-                entry.compiled, entry.module_sha256, entry.module_size = compiled, digest, len(wasm)
-                entry.updated_at = time.time()
+            if await self._versions.roll_to(entry, version):
                 self._counts["rollbacks"] += 1
         return self._info(entry)
 
