@@ -25,14 +25,14 @@ from caxton._lazy import lazy_getattr
 if TYPE_CHECKING:
     from caxton.agents._model import NAME_PATTERN, AgentInfo, DeployRequest
     from caxton.agents._stats import AgentServiceStatistics, metric_samples
-    from caxton.agents.backends import (
+    from caxton.agents.service import AgentService
+    from caxton.agents.stored import (
         DirtyAgents,
         PersistingEvents,
         StoredKv,
         StoredSnapshots,
         StoredTimers,
     )
-    from caxton.agents.service import AgentService
 
 # Submodules load on first use, so `import caxton.agents` stays cheap (the CLI and the
 # server's first listener do not wait for wasmtime).
@@ -41,12 +41,12 @@ _LAZY = {
     "AgentService": "caxton.agents.service",
     "AgentServiceStatistics": "caxton.agents._stats",
     "DeployRequest": "caxton.agents._model",
-    "DirtyAgents": "caxton.agents.backends",
+    "DirtyAgents": "caxton.agents.stored",
     "NAME_PATTERN": "caxton.agents._model",
-    "PersistingEvents": "caxton.agents.backends",
-    "StoredKv": "caxton.agents.backends",
-    "StoredSnapshots": "caxton.agents.backends",
-    "StoredTimers": "caxton.agents.backends",
+    "PersistingEvents": "caxton.agents.stored",
+    "StoredKv": "caxton.agents.stored",
+    "StoredSnapshots": "caxton.agents.stored",
+    "StoredTimers": "caxton.agents.stored",
     "metric_samples": "caxton.agents._stats",
 }
 

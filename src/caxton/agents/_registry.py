@@ -1,13 +1,13 @@
 """The service's in-memory view of each deployed agent, and how it is written back to SQLite.
 
-`Entry` holds what does not change between operations (spec, compiled module, versions, module
-hash and size, times) plus the counters persisted when the runtime's counters were last zero
-(``base_*``). What an agent did since is in the runtime's `AgentStatistics`; the persisted
+`DeployedAgent` holds what does not change between operations (spec, compiled module, versions,
+module hash and size, times) plus the counters persisted when the runtime's counters were last
+zero (``base_*``). What an agent did since is in the runtime's `AgentStatistics`; the persisted
 counters are always ``base + runtime``, so after a restart they continue from what was written.
 
-`Writer` persists state, counters and last error: at once for the service's own operations,
-soon after a runtime event marks the agent in `DirtyAgents` (state change, failed message), and
-every `interval` seconds for counters, writing only records that changed.
+`StateWriter` persists state, counters and last error: at once for the service's own
+operations, soon after a runtime event marks the agent in `DirtyAgents` (state change, failed
+message), and every `interval` seconds for counters, writing only records that changed.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from caxton.agents.backends import DirtyAgents
+from caxton.agents.stored import DirtyAgents
 from caxton.errors import AgentNotFound, StorageError
 from caxton.runtime import AgentSpec, AgentStatistics, Compiled, Runtime
 from caxton.storage import Storage
 
-__all__ = ["Entry", "Writer"]
+__all__ = ["DeployedAgent", "StateWriter"]
 
 log = logging.getLogger("caxton.agents")
 
@@ -34,7 +34,7 @@ Persisted = tuple[str, int, int, int, str | None]
 
 
 @dataclass(slots=True, kw_only=True)
-class Entry:
+class DeployedAgent:
     """One deployed agent as the service knows it."""
 
     spec: AgentSpec
@@ -68,7 +68,7 @@ class Entry:
         )
 
 
-class Writer:
+class StateWriter:
     """Writes agents' state and counters to the store (see the module docstring)."""
 
     #: Records written concurrently in one pass (the store group-commits them).
@@ -78,7 +78,7 @@ class Writer:
         self,
         storage: Storage,
         runtime: Runtime,
-        entries: dict[str, Entry],
+        entries: dict[str, DeployedAgent],
         interval: float,
         dirty: DirtyAgents,
     ) -> None:
@@ -119,7 +119,7 @@ class Writer:
 
     async def write(self, names: Iterable[str]) -> int:
         """Write the records of ``names`` that changed; returns how many were written."""
-        todo: list[tuple[Entry, Persisted]] = []
+        todo: list[tuple[DeployedAgent, Persisted]] = []
         for name in names:
             entry = self._entries.get(name)
             if entry is None:
@@ -135,7 +135,7 @@ class Writer:
             await asyncio.gather(*(self._write_one(e, w) for e, w in todo[i : i + self.CHUNK]))
         return len(todo)
 
-    async def _write_one(self, entry: Entry, want: Persisted) -> None:
+    async def _write_one(self, entry: DeployedAgent, want: Persisted) -> None:
         state, messages, failures, restarts, last_error = want
         try:
             record = await self._storage.agents.update(

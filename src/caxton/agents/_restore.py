@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Protocol
 
 from caxton.agents._compiler import ModuleCompiler
-from caxton.agents._registry import Entry
-from caxton.agents.backends import StoredTimers
+from caxton.agents._registry import DeployedAgent
+from caxton.agents.stored import StoredTimers
 from caxton.errors import AgentStartFailed, Error
 from caxton.runtime import AgentSpec, AgentState, Engine, Runtime
 from caxton.storage import AgentRecord, Storage
@@ -55,7 +55,7 @@ class Restorer:
     compiler: ModuleCompiler
     snapshots: KnownSnapshots
 
-    async def restore_all(self, entries: dict[str, Entry]) -> int:
+    async def restore_all(self, entries: dict[str, DeployedAgent]) -> int:
         """Restore every stored agent into ``entries`` and the runtime; re-arm timers."""
         records: list[AgentRecord] = []
         while True:
@@ -79,7 +79,7 @@ class Restorer:
         await self._rearm_timers()
         return restored
 
-    async def _restore_one(self, record: AgentRecord) -> Entry:
+    async def _restore_one(self, record: AgentRecord) -> DeployedAgent:
         storage, runtime, name = self.storage, self.runtime, record.name
         version, digest, wasm = await storage.agents.load_module_for(name)
         versions = [v.version for v in await storage.agents.versions(name)]
@@ -97,7 +97,7 @@ class Restorer:
             # Counted now, even if the agent stays hibernated until its next message.
             await asyncio.to_thread(self.engine.temp_storage.add, spec.grant_dir)
         compiled = await self.compiler.compile(wasm, spec)
-        entry = Entry(
+        entry = DeployedAgent(
             spec=spec,
             compiled=compiled,
             versions=versions,

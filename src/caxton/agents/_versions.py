@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from caxton.agents._compiler import ModuleCompiler
-from caxton.agents._registry import Entry
+from caxton.agents._registry import DeployedAgent
 from caxton.errors import AgentNotFound
 from caxton.runtime import Compiled, Runtime
 from caxton.storage import Storage
@@ -25,14 +25,14 @@ T = TypeVar("T")
 
 
 class Versions:
-    """Swaps the module of a deployed agent, keeping runtime, store and `Entry` in agreement."""
+    """Swaps the module of a deployed agent; runtime, store and `DeployedAgent` agree after."""
 
     def __init__(self, *, storage: Storage, runtime: Runtime, compiler: ModuleCompiler) -> None:
         self._storage = storage
         self._runtime = runtime
         self._compiler = compiler
 
-    async def upgrade(self, entry: Entry, wasm: bytes) -> None:
+    async def upgrade(self, entry: DeployedAgent, wasm: bytes) -> None:
         """Run ``wasm`` as the agent's next version and store it (`InvalidWasm`,
         `AgentStartFailed`: nothing changed)."""
         compiled = await self._compiler.compile(wasm, entry.spec)
@@ -48,7 +48,7 @@ class Versions:
         entry.module_sha256, entry.module_size = compiled.module.sha256, len(wasm)
         entry.updated_at = time.time()
 
-    async def roll_to(self, entry: Entry, version: int) -> bool:
+    async def roll_to(self, entry: DeployedAgent, version: int) -> bool:
         """Run the stored ``version`` and make it current; False if it is current already.
 
         Raises `AgentNotFound` if the agent has no such version.
@@ -75,7 +75,11 @@ class Versions:
         return True
 
     async def _swap(
-        self, entry: Entry, compiled: Compiled, version: int, store: Callable[[], Awaitable[T]]
+        self,
+        entry: DeployedAgent,
+        compiled: Compiled,
+        version: int,
+        store: Callable[[], Awaitable[T]],
     ) -> T:
         """Run ``compiled`` as ``version``, then ``store``; if that fails, run the old module."""
         await self._runtime.upgrade_agent(entry.name, compiled, version)

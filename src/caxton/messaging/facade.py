@@ -47,7 +47,7 @@ from caxton.messaging.journal import Journal
 from caxton.messaging.metrics import MetricsMixin
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import Replies, ReplyWaiter
-from caxton.messaging.router import MessagingRouter, to_mailbox
+from caxton.messaging.routing import MessagingRouter, to_mailbox
 from caxton.runtime.agent import AgentState
 from caxton.runtime.delivery import Origin
 from caxton.storage.messages import MessageBatch

@@ -15,7 +15,7 @@ from caxton.messaging.bus import EventBus
 from caxton.messaging.deadletters import Reason
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import ReplyWaiter
-from caxton.messaging.router import MessagingRouter, to_mailbox
+from caxton.messaging.routing import MessagingRouter, to_mailbox
 from caxton.storage.sqlite import Storage
 from caxton.wire.header import Header, expired, header_of, message_id_of
 
