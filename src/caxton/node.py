@@ -166,13 +166,13 @@ class Node:
 
             # Shared by the runtime (its events mark agents, it loads snapshots) and the agent
             # service (it writes what was marked, it tells the snapshots what it restores).
-            dirty, snapshots = DirtyAgents(), StoredSnapshots(storage)
+            dirty, snapshots = DirtyAgents(), StoredSnapshots(storage.snapshots)
 
             def runtime_for(delivery: Messaging) -> Runtime:
                 return Runtime(
                     self.config.runtime,
                     engine=engine,
-                    kv=StoredKv(storage),
+                    kv=StoredKv(storage.kv),
                     snapshots=snapshots,
                     events=PersistingEvents(dirty, delivery),
                     delivery=delivery,

@@ -17,7 +17,7 @@ from caxton.agents._compiler import ModuleCompiler
 from caxton.agents._registry import DeployedAgent
 from caxton.errors import AgentNotFound
 from caxton.runtime import Compiled, Runtime
-from caxton.storage import Storage
+from caxton.storage import AgentsRepository
 
 __all__ = ["Versions"]
 
@@ -27,8 +27,10 @@ T = TypeVar("T")
 class Versions:
     """Swaps the module of a deployed agent; runtime, store and `DeployedAgent` agree after."""
 
-    def __init__(self, *, storage: Storage, runtime: Runtime, compiler: ModuleCompiler) -> None:
-        self._storage = storage
+    def __init__(
+        self, *, agents: AgentsRepository, runtime: Runtime, compiler: ModuleCompiler
+    ) -> None:
+        self._agents = agents
         self._runtime = runtime
         self._compiler = compiler
 
@@ -41,7 +43,7 @@ class Versions:
             entry,
             compiled,
             max(entry.versions) + 1,
-            lambda: self._storage.agents.add_version(name, wasm),
+            lambda: self._agents.add_version(name, wasm),
         )
         entry.replace_spec(version=stored)
         entry.compiled, entry.versions = compiled, [*entry.versions, stored]
@@ -61,13 +63,13 @@ class Versions:
             )
         if version == entry.spec.version:
             return False
-        _, digest, wasm = await self._storage.agents.load_module_for(name, version)
+        _, digest, wasm = await self._agents.load_module_for(name, version)
         compiled = await self._compiler.compile(wasm, entry.spec)
         await self._swap(
             entry,
             compiled,
             version,
-            lambda: self._storage.agents.set_current_version(name, version),
+            lambda: self._agents.set_current_version(name, version),
         )
         entry.replace_spec(version=version)
         entry.compiled, entry.module_sha256, entry.module_size = compiled, digest, len(wasm)

@@ -72,7 +72,7 @@ class AgentService:
         self.engine = engine
         self.runtime = runtime
         self._compiler = ModuleCompiler(engine, config.runtime.wasm_memory_limit)
-        self._versions = Versions(storage=storage, runtime=runtime, compiler=self._compiler)
+        self._versions = Versions(agents=storage.agents, runtime=runtime, compiler=self._compiler)
         self._restorer = Restorer(
             storage=storage,
             runtime=runtime,

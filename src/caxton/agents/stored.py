@@ -24,7 +24,13 @@ import msgspec
 
 from caxton.errors import AgentFailure
 from caxton.runtime import AgentEvents, AgentState, Snapshot
-from caxton.storage import ScheduledRecord, Storage, is_storage_failure
+from caxton.storage import (
+    KvRepository,
+    ScheduledRecord,
+    SnapshotsRepository,
+    Storage,
+    is_storage_failure,
+)
 from caxton.storage.snapshots import SparseMemory
 
 __all__ = ["DirtyAgents", "PersistingEvents", "StoredKv", "StoredSnapshots", "StoredTimers"]
@@ -42,15 +48,15 @@ def _report(future: Future[Any]) -> None:
 
 
 class StoredKv:
-    """`KvBackend` over `Storage` kv (survives restarts).
+    """`KvBackend` over the store's kv repository (``storage.kv``; survives restarts).
 
     Writes are queued without waiting; until one commits, its value (None for a delete) stays
     in ``_pending`` so a `get` right after a `set` sees it (the runtime's cache may have
     evicted the key meanwhile), and `usage` waits for the agent's queued writes first.
     """
 
-    def __init__(self, storage: Storage) -> None:
-        self._storage = storage
+    def __init__(self, kv: KvRepository) -> None:
+        self._kv = kv
         self._lock = threading.Lock()
         #: (agent, key) -> (the write's future, its value or None for a delete).
         self._pending: dict[tuple[str, bytes], tuple[Future[Any], bytes | None]] = {}
@@ -60,24 +66,24 @@ class StoredKv:
             pending = self._pending.get((agent, key))
         if pending is not None:
             return pending[1]
-        return self._storage.kv.get_sync(agent, key)
+        return self._kv.get_sync(agent, key)
 
     def usage(self, agent: str) -> tuple[int, int]:
         with self._lock:
             queued = [f for (name, _), (f, _) in self._pending.items() if name == agent]
         if queued:
             wait(queued, timeout=USAGE_WAIT)
-        return self._storage.kv.usage_sync(agent)
+        return self._kv.usage_sync(agent)
 
     def set(self, agent: str, key: bytes, value: bytes) -> None:
         # Waits for the commit (group-committed with everything else being written), so that
         # kv_set answers OK only for a value that is on disk, and an error when it is not.
-        future = self._storage.kv.set_nowait(agent, key, value)
+        future = self._kv.set_nowait(agent, key, value)
         self._track(agent, key, value, future)
         future.result()
 
     def delete(self, agent: str, key: bytes) -> None:
-        future = self._storage.kv.delete_nowait(agent, key)
+        future = self._kv.delete_nowait(agent, key)
         self._track(agent, key, None, future)
         future.result()
 
@@ -85,7 +91,7 @@ class StoredKv:
         with self._lock:
             for pair in [p for p in self._pending if p[0] == agent]:
                 del self._pending[pair]
-        self._storage.kv.clear_nowait(agent).add_done_callback(_report)
+        self._kv.clear_nowait(agent).add_done_callback(_report)
 
     def _track(self, agent: str, key: bytes, value: bytes | None, future: Future[Any]) -> None:
         with self._lock:
@@ -101,7 +107,7 @@ class StoredKv:
 
 
 class StoredSnapshots:
-    """`SnapshotBackend` over `Storage` snapshots (worker threads), written behind.
+    """`SnapshotBackend` over ``storage.snapshots`` (worker threads), written behind.
 
     `save` packs the memory and queues the write without waiting for its commit, so hibernating
     an agent costs a copy, not a commit; until the write commits the snapshot stays in
@@ -115,8 +121,8 @@ class StoredSnapshots:
     snapshots found in the store at node start.
     """
 
-    def __init__(self, storage: Storage) -> None:
-        self._storage = storage
+    def __init__(self, snapshots: SnapshotsRepository) -> None:
+        self._snapshots = snapshots
         self._known: set[str] = set()
         self._pending: dict[str, Snapshot] = {}
         self._lock = threading.Lock()
@@ -132,7 +138,7 @@ class StoredSnapshots:
             self._known.add(agent)
             self._pending[agent] = snapshot
         memory = SparseMemory(snapshot.size, snapshot.data)
-        written = self._storage.snapshots.save_nowait(agent, memory, meta)
+        written = self._snapshots.save_nowait(agent, memory, meta)
         written.add_done_callback(lambda f: self._settled(agent, snapshot, f))
 
     def _settled(self, agent: str, snapshot: Snapshot, written: Future[None]) -> None:
@@ -150,7 +156,7 @@ class StoredSnapshots:
                 return pending
             if agent not in self._known:
                 return None
-        found = self._storage.snapshots.load_sparse_sync(agent)
+        found = self._snapshots.load_sparse_sync(agent)
         if found is None:
             return None
         memory, meta = found
@@ -162,7 +168,7 @@ class StoredSnapshots:
             if agent not in self._known:
                 return
             self._known.discard(agent)
-        self._storage.snapshots.delete_nowait(agent)
+        self._snapshots.delete_nowait(agent)
 
 
 class _Envelope(msgspec.Struct):
