@@ -109,7 +109,7 @@ async def main() -> None:
         await runtime.start()
         await messaging.start()
         for name in ("pong", "ping", "echo"):
-            await storage.create_agent(AgentRecord(name=name), b"\0asm\x01\0\0\0")
+            await storage.agents.create(AgentRecord(name=name), b"\0asm\x01\0\0\0")
             compiled = engine.compile((AGENTS / f"{name}.wasm").read_bytes())
             spec = AgentSpec(name="sink" if name == "echo" else name)
             await runtime.start_agent(spec, compiled)

@@ -148,6 +148,7 @@ class Node:
         # (and /health, answered before the node starts) need not wait for.
         from caxton.agents import (
             AgentService,
+            DirtyAgents,
             PersistingEvents,
             StoredKv,
             StoredSnapshots,
@@ -164,13 +165,17 @@ class Node:
                 self.config.runtime, cache_dir=coordination.data_dir / "module-cache"
             )
 
+            # Shared by the runtime (its events mark agents, it loads snapshots) and the agent
+            # service (it writes what was marked, it tells the snapshots what it restores).
+            dirty, snapshots = DirtyAgents(), StoredSnapshots(storage.snapshots)
+
             def runtime_for(delivery: Messaging) -> Runtime:
                 return Runtime(
                     self.config.runtime,
                     engine=engine,
-                    kv=StoredKv(storage),
-                    snapshots=StoredSnapshots(storage),
-                    events=PersistingEvents(delivery),
+                    kv=StoredKv(storage.kv),
+                    snapshots=snapshots,
+                    events=PersistingEvents(dirty, delivery),
                     delivery=delivery,
                     timers=StoredTimers(storage),
                 )
@@ -182,7 +187,12 @@ class Node:
             await messaging.start()
             await runtime.start()
             self._agents = AgentService(
-                self.config, storage=storage, engine=engine, runtime=runtime
+                self.config,
+                storage=storage,
+                engine=engine,
+                runtime=runtime,
+                dirty=dirty,
+                snapshots=snapshots,
             )
             restored = await self._agents.restore_all()
             redelivered = await messaging.recover()

@@ -328,7 +328,7 @@ async def redrive(request: web.Request) -> web.Response:
     try:
         accepted = await messaging_of(request).redrive(dead_id)
     except InvalidMessage:
-        record = await request.app[NODE].storage.dead_letter(dead_id)
+        record = await request.app[NODE].storage.messages.dead_letter(dead_id)
         if record is None:
             raise ApiError(
                 404, "NOT_FOUND", f"no dead letter {dead_id}", details={"id": dead_id}
