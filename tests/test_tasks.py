@@ -105,6 +105,21 @@ async def test_a_failed_job_is_logged_unless_its_caller_awaits_it(
     await tasks.aclose()
 
 
+async def test_stop_ends_one_service_without_calling_it_a_crash() -> None:
+    tasks = TaskSet("test")
+    first = tasks.service(asyncio.Event().wait(), "first")
+    second = tasks.service(asyncio.Event().wait(), "second")
+    await asyncio.sleep(0)
+
+    await tasks.stop(first)
+
+    assert first.cancelled()
+    assert not second.done()
+    assert tasks.crashed == []
+    await tasks.aclose()
+    assert second.cancelled()
+
+
 async def test_drain_lets_jobs_finish_and_cancels_services_and_stragglers() -> None:
     tasks = TaskSet("test")
     finished: list[str] = []

@@ -38,6 +38,7 @@ class TaskSet:
         self._log = log if log is not None else _log
         self._tasks: set[asyncio.Task[Any]] = set()
         self._services: set[asyncio.Task[Any]] = set()
+        self._stopping: set[asyncio.Task[Any]] = set()
         self._closing = False
         #: (task name, error) of the tasks that crashed: services that ended before `aclose`,
         #: jobs that raised (``None`` for a service that returned).
@@ -75,7 +76,9 @@ class TaskSet:
 
     def _service_done(self, task: asyncio.Task[Any]) -> None:
         self._services.discard(task)
-        if task.cancelled() and self._closing:
+        stopped = task in self._stopping
+        self._stopping.discard(task)
+        if task.cancelled() and (self._closing or stopped):
             return
         error = None if task.cancelled() else task.exception()
         if error is None and self._closing:
@@ -111,6 +114,12 @@ class TaskSet:
                 error,
                 exc_info=error,
             )
+
+    async def stop(self, task: asyncio.Task[Any]) -> None:
+        """Cancel one task of this set and wait until it has ended (a stop, not a crash)."""
+        self._stopping.add(task)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def drain(self, budget: float | None = None) -> None:
         """Cancel the services, give the jobs up to ``budget`` seconds (None: as long as they

@@ -8,8 +8,8 @@ import pytest
 
 from caxton.clock import ManualClock
 from caxton.runtime import MemoryKv, abi
-from caxton.runtime.kvstore import ENTRY_OVERHEAD, AgentKv
-from caxton.runtime.logbudget import LogBudget
+from caxton.runtime.sandbox.kvstore import ENTRY_OVERHEAD, AgentKv
+from caxton.runtime.sandbox.logbudget import LogBudget
 
 
 def _kv(backend: MemoryKv, **limits: int) -> AgentKv:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import inspect
 
-from caxton.runtime import executor, lifecycle
-from caxton.runtime.executor import Worker
-from caxton.runtime.lifecycle import InstanceLifecycle
+from caxton.runtime.scheduling import executor, lifecycle
+from caxton.runtime.scheduling.executor import Worker
+from caxton.runtime.scheduling.lifecycle import InstanceLifecycle
 
 
 def test_the_worker_inherits_nothing_and_holds_its_lifecycle() -> None:
