@@ -1,8 +1,9 @@
 """`TaskSet`: the owner of a component's background tasks.
 
 Every background task of the node belongs to one `TaskSet`, and every `TaskSet` belongs to the
-component that started it (the runtime, messaging, the agent service, an event stream), whose
-``aclose`` closes it. Two kinds of task:
+component that started it (the runtime, messaging, the agent service and its writer, the
+nats-server child), whose ``aclose`` closes it; tasks that live in one scope use
+`asyncio.TaskGroup` instead (the event stream's pump and reader). Two kinds of task:
 
 * a **service** (`TaskSet.service`) runs until its owner closes: a loop such as the timer queue
   or the journal flusher. If it ends before that, by an exception or by returning, that is a
@@ -12,7 +13,8 @@ component that started it (the runtime, messaging, the agent service, an event s
   of the failure, so the log does not repeat it).
 
 `TaskSet.aclose` cancels what still runs and awaits it all; `TaskSet.drain` first gives the
-jobs some time to end by themselves. Nothing a task raises disappears without a trace.
+jobs some time to end by themselves; `TaskSet.stop` ends one task early. Nothing a task raises
+disappears without a trace.
 """
 
 from __future__ import annotations
