@@ -47,11 +47,12 @@ from caxton.messaging.journal import Journal
 from caxton.messaging.metrics import MetricsMixin
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import Replies, ReplyWaiter
-from caxton.messaging.router import MessagingRouter, to_mailbox
+from caxton.messaging.routing import MessagingRouter, to_mailbox
 from caxton.runtime.agent import AgentState
 from caxton.runtime.delivery import Origin
 from caxton.storage.messages import MessageBatch
 from caxton.storage.sqlite import Storage
+from caxton.tasks import TaskSet
 from caxton.wire.codec import check_name, check_size, decode_array, encode, parse_message
 from caxton.wire.envelope import new_id, now_rfc3339
 from caxton.wire.header import Header, expired, header_from, header_of
@@ -100,7 +101,7 @@ class Messaging(FailureOps, MetricsMixin):
         self.storage = storage
         self.options = options or MessagingOptions()
         self.max_message_size = config.runtime.max_message_size
-        self.journal = Journal(storage.write_messages_nowait)
+        self.journal = Journal(storage.messages.write_nowait)
         self.replies = Replies(self.options.max_clients)
         self.bus = EventBus()
         self.runtime = runtime(self)
@@ -112,8 +113,8 @@ class Messaging(FailureOps, MetricsMixin):
             dead_letters_per_second=config.runtime.max_dead_letters_per_second,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._background: list[asyncio.Task[None]] = []
+        #: The flush and prune loops, and the dead letters being written.
+        self._tasks = TaskSet("messaging")
         self._recover_upto = 0
         self._closed = False
         #: The submits of this loop iteration waiting for one group write (see `_commit`).
@@ -127,26 +128,22 @@ class Messaging(FailureOps, MetricsMixin):
 
     async def start(self) -> None:
         """Start the flush and retention tasks; note where recovery stops."""
-        self._loop = loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         self.journal.listener = self._on_flush
         self._recover_upto = int(
             await self.storage.read(
                 lambda c: c.fetch_value("SELECT COALESCE(MAX(seq), 0) FROM pending_deliveries")
             )
         )
-        self._background = [
-            loop.create_task(self._flush_loop(), name="caxton-messaging-flush"),
-            loop.create_task(self._prune_loop(), name="caxton-messaging-prune"),
-        ]
+        self._tasks.service(self._flush_loop(), "caxton-messaging-flush")
+        self._tasks.service(self._prune_loop(), "caxton-messaging-prune")
 
     async def aclose(self) -> None:
         """Stop the tasks, write the journal and wait for the commits (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, *self._tasks, return_exceptions=True)
+        await self._tasks.drain()  # the loops stop; the dead letters are written
         await asyncio.to_thread(self.journal.wait_committed, 30.0)
 
     async def _flush_loop(self) -> None:
@@ -188,7 +185,7 @@ class Messaging(FailureOps, MetricsMixin):
     async def prune(self) -> tuple[int, int]:
         """Enforce ``max_history``, ``max_history_bytes`` and ``max_dead_letters`` now:
         (chunks, dead letters) dropped."""
-        dropped = await self.storage.prune_messages(
+        dropped = await self.storage.messages.prune(
             max_history=self.options.max_history,
             max_history_bytes=self.options.max_history_bytes,
             max_dead_letters=self.options.max_dead_letters,
@@ -197,9 +194,7 @@ class Messaging(FailureOps, MetricsMixin):
         return dropped
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.start(coro, "caxton-dead-letter")
 
     def _on_flush(self, sent: list[bytes]) -> None:
         if len(self.bus) and self._loop is not None:
@@ -529,7 +524,7 @@ class Messaging(FailureOps, MetricsMixin):
             return
         merged, futures = group
         try:
-            written = asyncio.wrap_future(self.storage.write_messages_nowait(merged))
+            written = asyncio.wrap_future(self.storage.messages.write_nowait(merged))
         except BaseException as exc:  # the store is closed: fail the whole group
             _settle(futures, exc)
             return
@@ -557,7 +552,7 @@ class Messaging(FailureOps, MetricsMixin):
         )
         if redrive is None:
             await self._commit(batch)
-        elif not await self.storage.mark_redriven(redrive, batch):
+        elif not await self.storage.messages.mark_redriven(redrive, batch):
             raise InvalidMessage(f"dead letter {redrive} does not exist or was redriven already")
         self.submitted += 1
         self.bus.publish_messages([data])
@@ -612,7 +607,7 @@ class Messaging(FailureOps, MetricsMixin):
         if flushed is not None:
             await asyncio.wrap_future(flushed)
         await self.storage.write(lambda c: None)  # every earlier flush is committed now
-        blobs, skip, total = await self.storage.conversation_messages(
+        blobs, skip, total = await self.storage.messages.conversation(
             conversation_id, offset=offset, limit=limit
         )
         messages: list[dict[str, Any]] = []

@@ -37,6 +37,7 @@ from msgspec import UNSET, UnsetType
 from caxton.errors import InvalidMessage
 from caxton.wire.codec import Performative, normalise_performative, parse_reply_by
 from caxton.wire.depth import MAX_JSON_DEPTH, too_deep
+from caxton.wire.timestamps import now_rfc3339, rfc3339_ms_json
 
 __all__ = ["Incoming", "OutgoingHeader", "Stamper", "new_id", "now_rfc3339"]
 
@@ -159,29 +160,18 @@ def _known_incoming(
 _last_ms = -1
 _now_json = b""
 _CREATED_AT = b'","created_at":'
-#: The current second as the head of a JSON string (``"YYYY-MM-DDTHH:MM:SS``), and its
-#: number: one tuple, so that threads never pair one second's number with another's text.
-_second: tuple[int, bytes] = (-1, b"")
-#: The tail (``.mmmZ"``) for each millisecond: a new millisecond costs one concatenation, and
-#: ``strftime`` runs once a second (it costs ~10x more than the rest of a message's stamp).
-_MILLIS = tuple(b'.%03dZ"' % ms for ms in range(1000))
 
 
 def _now() -> bytes:
-    """RFC 3339 UTC with milliseconds as a JSON string, formatted once per millisecond."""
+    """The current time as a JSON string (`rfc3339_ms_json`), formatted once per millisecond."""
     ms = int(time.time() * 1000)
     return _now_json if ms == _last_ms else _now_at(ms)
 
 
 def _now_at(ms: int) -> bytes:
     """`_now` for a millisecond that is not the cached one (``ms`` since the epoch)."""
-    global _last_ms, _now_json, _second
-    seconds, frac = divmod(ms, 1000)
-    second, head = _second
-    if second != seconds:
-        head = time.strftime('"%Y-%m-%dT%H:%M:%S', time.gmtime(seconds)).encode()
-        _second = (seconds, head)
-    _now_json = head + _MILLIS[frac]
+    global _last_ms, _now_json
+    _now_json = rfc3339_ms_json(ms)
     _last_ms = ms
     return _now_json
 
@@ -450,8 +440,3 @@ def _addressed_to(receiver: str | list[str], name: str | None) -> bool:
     if isinstance(receiver, str):
         return receiver == name
     return name in receiver
-
-
-def now_rfc3339() -> str:
-    """The current time as the runtime writes ``created_at`` (RFC 3339, UTC, milliseconds)."""
-    return _now().decode()[1:-1]
