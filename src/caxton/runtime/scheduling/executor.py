@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sized
@@ -102,6 +103,7 @@ class Worker:
         #: scheduler then requeues the agent behind the other ready agents, and clears it).
         self.sliced = False
         self.counters = WorkerCounters(bounds)
+        self._first_bound = bounds[0] if bounds else math.inf  # see `handle`
         self.restarts = 0
         self.scheduler: Scheduler | None = None  # set by the scheduler
         self._engine = services.engine
@@ -313,7 +315,10 @@ class Worker:
                 self.journal.flush()  # type: ignore[union-attr]
         counters = self.counters  # counters.record("ok", elapsed), inlined
         counters.executions[0] += 1
-        counters.buckets[bisect_left(counters.bounds, elapsed)] += 1
+        # Nearly every message is faster than the first bound (100 µs by default): one float
+        # compare instead of a bisect call (`bisect_left` gives 0 for these as well).
+        first = self._first_bound
+        counters.buckets[0 if elapsed <= first else bisect_left(counters.bounds, elapsed)] += 1
         counters.duration_sum += elapsed
 
     def _call_failed(self, agent: Agent, data: bytes, rc: int, t0: float) -> None:
