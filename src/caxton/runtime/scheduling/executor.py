@@ -135,7 +135,8 @@ class Worker:
         )
         self._sends_per_message = services.config.max_sends_per_message
         engine = services.engine
-        self.deadline = _ffi.uint64(engine.deadline_ticks(services.config.execution_timeout))
+        self._deadline_ticks = engine.deadline_ticks(services.config.execution_timeout)
+        self.deadline = _ffi.uint64(self._deadline_ticks)
         self.lifecycle = InstanceLifecycle(
             services,
             self.cx,
@@ -284,15 +285,14 @@ class Worker:
         cx.log_budget = _BUDGET
         cx.sends_left = self._sends_per_message
         entry = inst.entry
-        ctx = inst.ctx
         # The deadline is relative to the epoch when it is set; re-arm it at most once per tick
         # (`deadline_ticks` includes a spare tick, so every message still gets its full time).
         tick = self._engine.ticks
         if inst.armed_at != tick:
             inst.armed_at = tick
-            _ffi.set_epoch_deadline(ctx, self.deadline)
+            entry.arm(self._deadline_ticks)
         if inst.fuel is not None:
-            _ffi.set_fuel(ctx, inst.fuel)
+            _ffi.set_fuel(inst.ctx, inst.fuel)
         t0 = perf_counter()
         rc = entry.deliver(data)
         if rc > _I32_MAX:  # FAILED or BAD_POINTER
