@@ -152,7 +152,7 @@ class Node:
             StoredSnapshots,
             StoredTimers,
         )
-        from caxton.messaging import Messaging
+        from caxton.messaging import DeliveryPort, Messaging
         from caxton.runtime import Engine, Runtime
 
         try:
@@ -163,7 +163,7 @@ class Node:
                 self.config.runtime, cache_dir=coordination.data_dir / "module-cache"
             )
 
-            def runtime_for(delivery: Messaging) -> Runtime:
+            def runtime_for(delivery: DeliveryPort) -> Runtime:
                 return Runtime(
                     self.config.runtime,
                     engine=engine,
