@@ -6,7 +6,7 @@ stored, and the first invalid one raises its `InvalidMessage` / `MessageTooLarge
 ``details["index"]`` and a ``message N:`` prefix; nothing is accepted then. The valid batch is
 committed in ONE storage write (joined to this loop iteration's group, see
 `intake.GroupCommit`), then routed in order by the routing rule (`Router.route_nowait`, then
-`Router.route` for what waits). The result at index ``i`` is the `Accepted` of
+`Router.wait_for_room` for full mailboxes). The result at index ``i`` is the `Accepted` of
 ``messages[i]``, or the `WouldBlock` `submit` would have raised for it (a receiver's mailbox
 stayed full for ``submit_wait``: dead-lettered ``mailbox_full``, committed).
 """
@@ -218,7 +218,7 @@ class BulkIntake:
             reason: Reason | None = why
             if why is Reason.MAILBOX_FULL:
                 wait = max(deadline - loop.time(), 0.0)
-                reason = await router.route(receiver, data, local=True, late=False, wait=wait)
+                reason = await router.wait_for_room(receiver, data, wait)
                 if reason is None:
                     continue
                 if reason is Reason.MAILBOX_FULL:

@@ -1,7 +1,7 @@
 """Intake: messages from API clients, validated, committed, then routed; redrive; recovery.
 
 `Intake.submit` validates and stamps one message, commits it (history row and a pending row
-per local receiver) before it returns, then routes it (`Router.route`). `Intake.redrive`
+per local receiver) before it returns, then routes it (`Router.route_nowait`). `Intake.redrive`
 submits a dead letter's message again, `Intake.recover` delivers again what a previous run
 accepted and did not finish. Bulk submit is `bulk.BulkIntake`; both commit through
 `GroupCommit`.
@@ -61,7 +61,7 @@ class Accepted:
 def refused(
     router: Router, receiver: str, data: bytes, header: Header, reason: Reason
 ) -> Coroutine[Any, Any, int]:
-    """Dead-letter a delivery an API client submitted (or redrove) that `Router.route` refused.
+    """Dead-letter a delivery an API client submitted (or redrove) that the rule refused.
 
     An expired message had no pending row written (nothing to mark done); a full mailbox
     sends no `failure` (the client gets the error instead).
@@ -210,9 +210,10 @@ class Intake:
         full: list[str] = []
         wait = self._options.submit_wait
         for receiver in receivers:
-            reason = await router.route(
-                receiver, data, local=receiver in local, late=late, wait=wait
-            )
+            # No coroutine unless the mailbox is full (the usual submit queues at once).
+            reason = router.route_nowait(receiver, data, local=receiver in local, late=late)
+            if reason is Reason.MAILBOX_FULL:
+                reason = await router.wait_for_room(receiver, data, wait)
             if reason is None:
                 continue
             if reason is Reason.MAILBOX_FULL:

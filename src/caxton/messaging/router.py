@@ -11,12 +11,12 @@ For one delivery (a receiver and the stamped bytes), in this order:
    its mailbox if it runs again, else dead letter ``agent_not_running`` / ``mailbox_full``;
 6. anything else: dead letter ``unknown_receiver``.
 
-`Router.route` (and `route_nowait`, without waiting for room) is the whole rule for what
-enters through messaging: API submit and bulk submit, redrive, recovery after a restart; it
-hands steps 3-6 to `Router.not_local`. The runtime does step 2 itself for what its agents
-send, due timers and `failure` replies (its workers queue straight into local mailboxes, the
-hot path never comes here) and hands the rest to `not_local` through its `Delivery` port
-(`port.DeliveryPort`), batched with a worker's other events. The last step,
+`Router.route_nowait` (and `route`, which then waits for room in a full mailbox) is the whole
+rule for what enters through messaging: API submit and bulk submit, redrive, recovery after a
+restart; it hands steps 3-6 to `Router.not_local`. The runtime does step 2 itself for what
+its agents send, due timers and `failure` replies (its workers queue straight into local
+mailboxes, the hot path never comes here) and hands the rest to `not_local` through its
+`Delivery` port (`port.DeliveryPort`), batched with a worker's other events. The last step,
 `Router.dead_letter`, stores the dead letter (`DeadLetters`) and sends the sender the
 `failure` it is owed back into the runtime (`send_from_loop`: step 2, then `not_local`).
 
@@ -108,11 +108,23 @@ class Router:
         return tuple(r for r in receivers if is_local(r))
 
     def route_nowait(
-        self, receiver: str, data: bytes, *, local: bool, late: bool, held: bool = False
+        self,
+        receiver: str,
+        data: bytes,
+        *,
+        local: bool,
+        late: bool,
+        held: bool = False,
+        recovered: bool = False,
     ) -> Reason | None:
-        """`route` without waiting for room: None once the delivery is taken, else the reason
-        for the caller's retry or dead letter. ``held``: the caller keeps this receiver's
-        messages in order behind an earlier full mailbox (`Reason.MAILBOX_FULL` untried)."""
+        """The rule for one committed delivery, without waiting: None once it is taken
+        (queued, or decided by `not_local`), else why not: `Reason.EXPIRED`,
+        `Reason.AGENT_NOT_RUNNING` (stopped, failed or gone) or `Reason.MAILBOX_FULL` (the
+        caller may `wait_for_room`); the caller dead-letters it with ``pending=True`` unless
+        expired. ``local``: one of `local_receivers` (it has a pending row); ``late``: its
+        ``reply_by`` has passed; ``held``: the caller keeps this receiver's messages in order
+        behind an earlier full mailbox (full, untried); ``recovered``: a delivery accepted
+        before a restart (`Runtime.deliver_recovered`)."""
         if late:
             return Reason.EXPIRED
         if not local:
@@ -120,32 +132,6 @@ class Router:
             return None
         if held:
             return Reason.MAILBOX_FULL
-        return self.offer(receiver, data)
-
-    async def route(
-        self,
-        receiver: str,
-        data: bytes,
-        *,
-        local: bool,
-        late: bool,
-        wait: float | None,
-        recovered: bool = False,
-    ) -> Reason | None:
-        """The rule for one committed delivery: None once taken, else why not (the caller
-        dead-letters it with ``pending=True``). ``local``: it has a pending row
-        (`local_receivers`); ``late``: its ``reply_by`` has passed; ``wait``, ``recovered``:
-        see `to_mailbox`."""
-        if late:
-            return Reason.EXPIRED
-        if not local:
-            self.not_local(receiver, data, Origin.LOOP)
-            return None
-        return await self.to_mailbox(receiver, data, wait=wait, recovered=recovered)
-
-    def offer(self, receiver: str, data: bytes, *, recovered: bool = False) -> Reason | None:
-        """Step 2 without waiting: None once queued, else `Reason.MAILBOX_FULL` or
-        `Reason.AGENT_NOT_RUNNING` (stopped, failed or gone)."""
         runtime = self.runtime
         try:
             if recovered:
@@ -158,14 +144,9 @@ class Router:
             return Reason.AGENT_NOT_RUNNING
         return None
 
-    async def to_mailbox(
-        self, receiver: str, data: bytes, *, wait: float | None, recovered: bool = False
-    ) -> Reason | None:
-        """Step 2: `offer`, then wait up to ``wait`` seconds for room (None: no waiting).
-        ``recovered``: a delivery accepted before a restart (`Runtime.deliver_recovered`)."""
-        reason = self.offer(receiver, data, recovered=recovered)
-        if reason is not Reason.MAILBOX_FULL or wait is None:
-            return reason
+    async def wait_for_room(self, receiver: str, data: bytes, wait: float) -> Reason | None:
+        """Step 2 again for a full mailbox, waiting up to ``wait`` seconds for room: None once
+        queued, else `Reason.MAILBOX_FULL` or `Reason.AGENT_NOT_RUNNING`."""
         try:
             await self.runtime.deliver(receiver, data, wait=wait)
         except WouldBlock:
@@ -173,6 +154,23 @@ class Router:
         except (MailboxClosed, AgentNotFound):
             return Reason.AGENT_NOT_RUNNING
         return None
+
+    async def route(
+        self,
+        receiver: str,
+        data: bytes,
+        *,
+        local: bool,
+        late: bool,
+        wait: float | None,
+        recovered: bool = False,
+    ) -> Reason | None:
+        """`route_nowait`, then `wait_for_room` for up to ``wait`` seconds (None: no waiting)
+        when the mailbox is full."""
+        reason = self.route_nowait(receiver, data, local=local, late=late, recovered=recovered)
+        if reason is Reason.MAILBOX_FULL and wait is not None:
+            return await self.wait_for_room(receiver, data, wait)
+        return reason
 
     # -- steps 3 to 6: what no running local agent takes ---------------------------------------
 
