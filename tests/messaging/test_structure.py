@@ -14,7 +14,7 @@ from pathlib import Path
 
 import caxton.messaging
 from caxton.messaging import Messaging
-from caxton.messaging.router import Router
+from caxton.messaging.routing import Router
 
 PACKAGE = Path(caxton.messaging.__file__).parent
 #: The runtime's methods that queue into local mailboxes or look agents up: the rule's steps.

@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caxton.errors import InvalidWasm, ModuleTooLarge
-from caxton.runtime.validate import (
+from caxton.runtime.admission.validate import (
     CAXTON_IMPORTS,
     ModuleInfo,
     check_binary,
     check_bytes,
     inspect_module,
 )
-from caxton.runtime.wasi import WASI_PREVIEW1, Signature
+from caxton.runtime.admission.wasi import WASI_PREVIEW1, Signature
 
 MIB = 1024 * 1024
 ENGINE = wasmtime.Engine()

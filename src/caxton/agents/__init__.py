@@ -24,8 +24,8 @@ from caxton._lazy import lazy_getattr
 if TYPE_CHECKING:
     from caxton.agents._model import NAME_PATTERN, AgentInfo, DeployRequest
     from caxton.agents._stats import AgentServiceStatistics, metric_samples
-    from caxton.agents.backends import PersistingEvents, StoredKv, StoredSnapshots, StoredTimers
     from caxton.agents.service import AgentService
+    from caxton.agents.stored import PersistingEvents, StoredKv, StoredSnapshots, StoredTimers
 
 # Submodules load on first use, so `import caxton.agents` stays cheap (the CLI and the
 # server's first listener do not wait for wasmtime).
@@ -35,10 +35,10 @@ _LAZY = {
     "AgentServiceStatistics": "caxton.agents._stats",
     "DeployRequest": "caxton.agents._model",
     "NAME_PATTERN": "caxton.agents._model",
-    "PersistingEvents": "caxton.agents.backends",
-    "StoredKv": "caxton.agents.backends",
-    "StoredSnapshots": "caxton.agents.backends",
-    "StoredTimers": "caxton.agents.backends",
+    "PersistingEvents": "caxton.agents.stored",
+    "StoredKv": "caxton.agents.stored",
+    "StoredSnapshots": "caxton.agents.stored",
+    "StoredTimers": "caxton.agents.stored",
     "metric_samples": "caxton.agents._stats",
 }
 

@@ -1,11 +1,11 @@
 """The service's in-memory view of each deployed agent, and how it is written back to SQLite.
 
-`Entry` holds what does not change between operations (spec, compiled module, versions, module
-hash and size, times) plus the counters persisted when the runtime's counters were last zero
-(``base_*``). What an agent did since is in the runtime's `AgentStatistics`; the persisted
+`DeployedAgent` holds what does not change between operations (spec, compiled module, versions,
+module hash and size, times) plus the counters persisted when the runtime's counters were last
+zero (``base_*``). What an agent did since is in the runtime's `AgentStatistics`; the persisted
 counters are always ``base + runtime``, so after a restart they continue from what was written.
 
-`Writer` persists state, counters and last error: at once for the service's own operations,
+`StateWriter` persists state, counters and last error: at once for the service's own operations,
 soon after a runtime event (state change, failed message), and every `interval` seconds for
 counters, writing only records that changed.
 """
@@ -24,7 +24,7 @@ from caxton.errors import AgentNotFound, StorageError
 from caxton.runtime import AgentSpec, AgentStatistics, Compiled, Runtime
 from caxton.storage import Storage
 
-__all__ = ["Entry", "Writer"]
+__all__ = ["DeployedAgent", "StateWriter"]
 
 log = logging.getLogger("caxton.agents")
 
@@ -33,7 +33,7 @@ Persisted = tuple[str, int, int, int, str | None]
 
 
 @dataclass(slots=True, kw_only=True)
-class Entry:
+class DeployedAgent:
     """One deployed agent as the service knows it."""
 
     spec: AgentSpec
@@ -67,14 +67,14 @@ class Entry:
         )
 
 
-class Writer:
+class StateWriter:
     """Writes agents' state and counters to the store (see the module docstring)."""
 
     #: Records written concurrently in one pass (the store group-commits them).
     CHUNK = 256
 
     def __init__(
-        self, storage: Storage, runtime: Runtime, entries: dict[str, Entry], interval: float
+        self, storage: Storage, runtime: Runtime, entries: dict[str, DeployedAgent], interval: float
     ) -> None:
         self._storage = storage
         self._runtime = runtime
@@ -121,7 +121,7 @@ class Writer:
 
     async def write(self, names: Iterable[str]) -> int:
         """Write the records of ``names`` that changed; returns how many were written."""
-        todo: list[tuple[Entry, Persisted]] = []
+        todo: list[tuple[DeployedAgent, Persisted]] = []
         for name in names:
             entry = self._entries.get(name)
             if entry is None:
@@ -137,7 +137,7 @@ class Writer:
             await asyncio.gather(*(self._write_one(e, w) for e, w in todo[i : i + self.CHUNK]))
         return len(todo)
 
-    async def _write_one(self, entry: Entry, want: Persisted) -> None:
+    async def _write_one(self, entry: DeployedAgent, want: Persisted) -> None:
         state, messages, failures, restarts, last_error = want
         try:
             record = await self._storage.update_agent(

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from caxton.agents._registry import Entry
-from caxton.agents.backends import StoredSnapshots, StoredTimers
+from caxton.agents._registry import DeployedAgent
+from caxton.agents.stored import StoredSnapshots, StoredTimers
 from caxton.errors import AgentStartFailed, Error
 from caxton.runtime import AgentSpec, AgentState
 from caxton.storage import AgentRecord
@@ -39,7 +39,7 @@ _PAGE = 1000
 _IDLE = {"stopped": AgentState.STOPPED, "failed": AgentState.FAILED}
 
 
-async def restore_all(service: AgentService, entries: dict[str, Entry]) -> int:
+async def restore_all(service: AgentService, entries: dict[str, DeployedAgent]) -> int:
     """Restore every stored agent into ``entries`` and the runtime; re-arm timers."""
     storage = service.storage
     records: list[AgentRecord] = []
@@ -65,7 +65,7 @@ async def restore_all(service: AgentService, entries: dict[str, Entry]) -> int:
     return restored
 
 
-async def _restore_one(service: AgentService, record: AgentRecord) -> Entry:
+async def _restore_one(service: AgentService, record: AgentRecord) -> DeployedAgent:
     storage, runtime, name = service.storage, service.runtime, record.name
     version, digest, wasm = await storage.load_module_for(name)
     versions = [v.version for v in await storage.list_versions(name)]
@@ -83,7 +83,7 @@ async def _restore_one(service: AgentService, record: AgentRecord) -> Entry:
         # Counted now, even if the agent stays hibernated until its next message.
         await asyncio.to_thread(service.engine.temp_storage.add, spec.grant_dir)
     compiled = await service._compile(wasm, spec)
-    entry = Entry(
+    entry = DeployedAgent(
         spec=spec,
         compiled=compiled,
         versions=versions,

@@ -30,9 +30,9 @@ from typing import Any
 from caxton.agents import _restore
 from caxton.agents._model import AgentInfo, DeployRequest, check_env, check_limits, check_name
 from caxton.agents._operations import Operations
-from caxton.agents._registry import Entry, Writer
+from caxton.agents._registry import DeployedAgent, StateWriter
 from caxton.agents._stats import AgentServiceStatistics, metric_samples
-from caxton.agents.backends import PersistingEvents
+from caxton.agents.stored import PersistingEvents
 from caxton.config import Config
 from caxton.errors import AgentAlreadyExists, AgentLimitReached, AgentNotFound, Error
 from caxton.runtime import AgentSpec, AgentState, Compiled, Engine, LogLine, Runtime
@@ -54,14 +54,14 @@ class AgentService:
         self.storage = storage
         self.engine = engine
         self.runtime = runtime
-        self._entries: dict[str, Entry] = {}
+        self._entries: dict[str, DeployedAgent] = {}
         self._reserved: set[str] = set()
         self._locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
             asyncio.Lock
         )
         self._counts = collections.Counter[str]()
         self._operations = Operations()
-        self._writer = Writer(storage, runtime, self._entries, COUNTER_FLUSH_INTERVAL)
+        self._writer = StateWriter(storage, runtime, self._entries, COUNTER_FLUSH_INTERVAL)
         events = runtime.events
         if isinstance(events, PersistingEvents):
             self._writer.dirty = events.dirty
@@ -76,14 +76,14 @@ class AgentService:
         """``<data_dir>/agents``: one directory per agent that was granted one."""
         return self.config.coordination.data_dir / "agents"
 
-    def _require(self, name: str) -> Entry:
+    def _require(self, name: str) -> DeployedAgent:
         entry = self._entries.get(name)
         if entry is None:
             raise AgentNotFound(f"no agent named {name!r}", details={"name": name})
         return entry
 
     @asynccontextmanager
-    async def _locked(self, name: str) -> AsyncIterator[Entry]:
+    async def _locked(self, name: str) -> AsyncIterator[DeployedAgent]:
         if self._closed:
             raise Error("the agent service is closed")
         async with self._locks[name]:
@@ -95,7 +95,7 @@ class AgentService:
             limit = min(limit, spec.memory_limit)
         return await asyncio.to_thread(self.engine.compile, wasm, memory_limit=limit)
 
-    async def _persist(self, entry: Entry) -> None:
+    async def _persist(self, entry: DeployedAgent) -> None:
         await self._writer.write([entry.name])
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -149,7 +149,7 @@ class AgentService:
         self._counts["deploys"] += 1
         return self._info(entry)
 
-    async def _deploy(self, req: DeployRequest, name: str, env: dict[str, str]) -> Entry:
+    async def _deploy(self, req: DeployRequest, name: str, env: dict[str, str]) -> DeployedAgent:
         data_dir = self.agents_dir / name / "data" if req.grant_dir else None
         spec = AgentSpec(
             name=name, env=env, memory_limit=req.memory_limit, fuel=req.fuel, grant_dir=data_dir
@@ -175,7 +175,7 @@ class AgentService:
             if data_dir is not None:
                 await asyncio.to_thread(shutil.rmtree, data_dir.parent, True)
             raise
-        entry = Entry(
+        entry = DeployedAgent(
             spec=spec,
             compiled=compiled,
             versions=[1],
@@ -307,7 +307,7 @@ class AgentService:
         """Every deployed agent's name, sorted."""
         return sorted(self._entries)
 
-    def _info(self, entry: Entry) -> AgentInfo:
+    def _info(self, entry: DeployedAgent) -> AgentInfo:
         stats = self.runtime.agent_statistics(entry.name)
         state, messages, failures, restarts, last_error = entry.current(stats)
         last_active = None

@@ -1,7 +1,7 @@
 """Messaging: routing, conversations, delivery and dead letters.
 
 `Messaging` is the facade (see `facade` for how the node composes it with the runtime and
-how it wires its parts): `router` is the routing rule, `port` what the runtime is handed,
+how it wires its parts): `routing` is the routing rule, `port` what the runtime is handed,
 `intake` and `bulk` take messages from API clients, `history` (with its `journal`) keeps the
 conversations, `deadletters` the dead letters, `replies` the waiting clients, `bus` the live
 events, `metrics` the counters. The wire format (envelope

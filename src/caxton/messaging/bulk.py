@@ -23,7 +23,7 @@ from caxton.messaging.history import History
 from caxton.messaging.intake import Accepted, GroupCommit, refused
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import Replies
-from caxton.messaging.router import Router
+from caxton.messaging.routing import Router
 from caxton.storage.messages import MessageBatch
 from caxton.wire.codec import check_name, check_size, encode, parse_message
 from caxton.wire.envelope import new_id, now_rfc3339

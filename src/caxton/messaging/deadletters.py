@@ -10,7 +10,7 @@ A sender that asked for a reply (``reply_with`` set, or performative ``request``
 ``query_if``, ``query_ref`` or ``cfp``) is sent a ``failure`` message in the same conversation,
 from the name it addressed, with content ``{"reason", "message_id"}`` and ``in_reply_to`` =
 its ``reply_with``: no conversation hangs silently. A ``failure`` never causes another one.
-`failure_reply` writes it; the routing rule (`router.Router.dead_letter`) sends it.
+`failure_reply` writes it; the routing rule (`routing.Router.dead_letter`) sends it.
 
 `DeadLetters` keeps them: it stores a dead letter (marking its pending delivery done), counts
 it by reason, publishes it on the event bus, and reads them back for the API.

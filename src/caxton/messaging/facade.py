@@ -46,7 +46,7 @@ from caxton.messaging.metrics import MessagingMetrics, MessagingStatistics
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.port import DeliveryPort
 from caxton.messaging.replies import Replies
-from caxton.messaging.router import Router
+from caxton.messaging.routing import Router
 from caxton.storage.sqlite import Storage
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ from caxton.messaging.deadletters import DeadLetters, Reason
 from caxton.messaging.history import History
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import Replies, ReplyWaiter
-from caxton.messaging.router import Router
+from caxton.messaging.routing import Router
 from caxton.storage.messages import MessageBatch
 from caxton.storage.sqlite import Storage
 from caxton.wire.codec import check_name, check_size, encode, parse_message

@@ -14,7 +14,7 @@ from caxton.messaging.bus import EventBus
 from caxton.messaging.deadletters import DeadLetters
 from caxton.messaging.history import History
 from caxton.messaging.replies import Replies
-from caxton.messaging.router import Router
+from caxton.messaging.routing import Router
 
 if TYPE_CHECKING:
     from caxton.runtime.runtime import Runtime

@@ -25,7 +25,7 @@ from caxton.errors import AgentFailure
 from caxton.messaging.bus import EventBus
 from caxton.messaging.deadletters import Reason
 from caxton.messaging.journal import Journal
-from caxton.messaging.router import Router
+from caxton.messaging.routing import Router
 from caxton.runtime.agent import AgentState
 from caxton.runtime.delivery import Origin
 from caxton.wire.header import header_of

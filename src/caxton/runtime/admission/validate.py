@@ -18,7 +18,7 @@ function that uses ``v128`` or a typed reference. `inspect_module` reads the sig
 and ABI exports, so the bytes are refused first if any imported or exported function uses a value
 type other than i32, i64, f32, f64, funcref or externref. Always call `check_bytes` (or
 `check_binary`) on the bytes of a module before `inspect_module`; `validate_and_load` in
-`caxton.runtime.cache` does.
+`caxton.runtime.admission.cache` does.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any, Literal
 import wasmtime
 
 from caxton.errors import InvalidWasm, ModuleTooLarge
-from caxton.runtime.wasi import WASI_MODULE, WASI_PREVIEW1, Signature
+from caxton.runtime.admission.wasi import WASI_MODULE, WASI_PREVIEW1, Signature
 
 __all__ = [
     "CAXTON_IMPORTS",

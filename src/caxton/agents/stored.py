@@ -1,4 +1,4 @@
-"""The runtime's seams (`caxton.runtime.backends`) implemented over the node's SQLite store.
+"""The runtime's seams (`caxton.runtime.ports`) implemented over the node's SQLite store.
 
 * `StoredKv`: the host's ``kv_*`` imports; reads a key at a time; each change returns once
   committed (group-committed with other writes, in issue order), or raises `StorageError`.

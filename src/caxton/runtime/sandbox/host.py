@@ -39,15 +39,15 @@ from wasmtime import _ffi as ffi
 
 from caxton.errors import InvalidMessage, StorageError
 from caxton.runtime import abi
-from caxton.runtime._ffi import HOST_CALLBACK, define_unchecked
 from caxton.runtime.delivery import Offer
-from caxton.runtime.logs import MAX_LINE
+from caxton.runtime.sandbox._ffi import HOST_CALLBACK, define_unchecked
+from caxton.runtime.sandbox.logs import MAX_LINE
 from caxton.wire.envelope import Incoming, Stamper
 
 if TYPE_CHECKING:
     from caxton.runtime.agent import Agent
     from caxton.runtime.delivery import MessageJournal
-    from caxton.runtime.sandbox import Instance
+    from caxton.runtime.sandbox.instance import Instance
 
 __all__ = ["CallContext", "bind", "define_host_functions"]
 
