@@ -15,7 +15,7 @@ import caxton
 
 SOURCE = Path(caxton.__file__).parent
 #: Packages of the core: what a node is made of, without HTTP, CLI or metrics export.
-CORE = frozenset({"wire", "runtime", "messaging", "storage", "agents"})
+CORE = frozenset({"wire", "runtime", "messaging", "storage", "agents", "cluster"})
 #: The leaves: they use the core, never the other way round.
 LEAVES = frozenset({"api", "cli", "observability", "server"})
 #: (importing package, imported package) pairs forbidden besides core -> leaf: the runtime

@@ -15,7 +15,7 @@ DAY = 86_400.0
 
 
 async def _count(node: object, name: str) -> bytes | None:
-    return await node.storage.kv_get(name, b"count")  # type: ignore[attr-defined]
+    return await node.storage.kv.get(name, b"count")  # type: ignore[attr-defined]
 
 
 async def test_a_timer_rearmed_after_the_clock_jumped_back_a_day_waits_its_delay(
@@ -30,12 +30,12 @@ async def test_a_timer_rearmed_after_the_clock_jumped_back_a_day_waits_its_delay
     ahead = StoredTimers(node.storage, wall=lambda: time.time() + DAY)
     body = json.dumps({"receiver": "counter", "sender": "quiet", "performative": "inform"})
     ahead.add(1, time.monotonic() + 1.0, "counter", body.encode())
-    rows = await node.storage.list_scheduled("quiet")
+    rows = await node.storage.scheduled.list_all("quiet")
     for _ in range(100):  # written behind: wait for the commit
         if rows:
             break
         await asyncio.sleep(0.01)
-        rows = await node.storage.list_scheduled("quiet")
+        rows = await node.storage.scheduled.list_all("quiet")
     (row,) = rows
     assert row.due_at > time.time() + DAY - 60
     await node.aclose()
@@ -46,7 +46,7 @@ async def test_a_timer_rearmed_after_the_clock_jumped_back_a_day_waits_its_delay
         assert time.monotonic() < deadline, "the timer did not fire within its delay"
         await asyncio.sleep(0.05)
     assert await _count(node, "counter") == b"1"
-    assert await node.storage.list_scheduled() == []
+    assert await node.storage.scheduled.list_all() == []
 
 
 async def test_a_timer_row_of_an_older_version_still_fires(start_node: StartNode) -> None:
@@ -54,7 +54,7 @@ async def test_a_timer_row_of_an_older_version_still_fires(start_node: StartNode
     await node.agents.deploy(DeployRequest(name="counter", wasm=wat("kvcount")))
     await node.agents.deploy(DeployRequest(name="quiet", wasm=wat("nop")))
     body = json.dumps({"receiver": "counter", "sender": "quiet", "performative": "inform"})
-    await node.storage.add_scheduled(
+    await node.storage.scheduled.add(
         "quiet", time.time() + 0.5, json.dumps("counter").encode() + b"\n" + body.encode()
     )
     await node.aclose()

@@ -636,3 +636,4 @@ def test_caxton_imports_match_the_host_functions() -> None:
         for name, (params, results) in abi.HOST_SIGNATURES.items()
     }
     assert host == dict(CAXTON_IMPORTS)
+    assert CAXTON_IMPORTS is abi.HOST_IMPORTS  # one table, not two that happen to agree

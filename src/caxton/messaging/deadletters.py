@@ -27,8 +27,7 @@ from typing import Any
 import msgspec
 
 from caxton.messaging.bus import EventBus
-from caxton.storage.messages import DeadLetterRecord
-from caxton.storage.sqlite import Storage
+from caxton.storage.messages import DeadLetterRecord, MessagesRepository
 from caxton.wire.codec import ASKS_FOR_REPLY, encode
 from caxton.wire.envelope import new_id, now_rfc3339
 from caxton.wire.header import Header, message_id_of
@@ -143,8 +142,8 @@ def failure_reply(receiver: str, header: Header, reason: str) -> tuple[str, str,
 class DeadLetters:
     """The stored dead letters: written, counted by reason, published, read back (loop thread)."""
 
-    def __init__(self, storage: Storage, bus: EventBus) -> None:
-        self._storage = storage
+    def __init__(self, messages: MessagesRepository, bus: EventBus) -> None:
+        self._messages = messages
         self._bus = bus
         #: Dead letters stored since start, by reason (every reason present).
         self.counts = dict.fromkeys(REASONS, 0)
@@ -167,7 +166,7 @@ class DeadLetters:
         record = record_for(receiver, data, header, reason.value, details or {})
         mid = message_id_of(data) if pending else None
         done = (mid, receiver) if mid is not None else None
-        dead_id = await self._storage.add_dead_letter(record, done=done)
+        dead_id = await self._messages.add_dead_letter(record, done=done)
         self.counts[reason.value] = self.counts.get(reason.value, 0) + 1
         self._bus.publish(
             {
@@ -184,12 +183,12 @@ class DeadLetters:
 
     async def page(self, *, offset: int = 0, limit: int = 100) -> tuple[list[DeadLetter], int]:
         """A page of dead letters (oldest first) and the total."""
-        records, total = await self._storage.dead_letters(offset=offset, limit=limit)
+        records, total = await self._messages.dead_letters(offset=offset, limit=limit)
         return [from_record(r) for r in records], total
 
     async def find(self, dead_letter_id: int) -> DeadLetterRecord | None:
         """One stored dead letter, or None."""
-        return await self._storage.dead_letter(dead_letter_id)
+        return await self._messages.dead_letter(dead_letter_id)
 
     def total(self) -> int:
         """Dead letters stored since start."""

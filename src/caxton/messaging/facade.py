@@ -76,7 +76,7 @@ class Messaging:
         self.max_message_size = max_size = config.runtime.max_message_size
         self.bus = bus = EventBus()
         self.replies = replies = Replies(options.max_clients)
-        self.letters = letters = dl.DeadLetters(storage, bus)
+        self.letters = letters = dl.DeadLetters(storage.messages, bus)
         self.history = history = History(storage, bus, letters, options)
         self.journal = history.journal
         per_second = config.runtime.max_dead_letters_per_second

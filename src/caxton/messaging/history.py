@@ -38,7 +38,7 @@ class History:
         self._letters = letters
         self._options = options
         #: Agents' messages, recorded on the worker threads (the runtime's `MessageJournal`).
-        self.journal = Journal(storage.write_messages_nowait, listener=self._published)
+        self.journal = Journal(storage.messages.write_nowait, listener=self._published)
         #: Messages accepted from API clients (and redriven) since start.
         self.submitted = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,7 +65,7 @@ class History:
     ) -> tuple[list[dict[str, Any]], int]:
         """The conversation's messages in order (a page) and their total number."""
         await self.written()
-        blobs, skip, total = await self._storage.conversation_messages(
+        blobs, skip, total = await self._storage.messages.conversation(
             conversation_id, offset=offset, limit=limit
         )
         messages: list[dict[str, Any]] = []
@@ -91,7 +91,7 @@ class History:
         """Enforce ``max_history``, ``max_history_bytes`` and ``max_dead_letters`` now:
         (chunks, dead letters) dropped."""
         options = self._options
-        dropped = await self._storage.prune_messages(
+        dropped = await self._storage.messages.prune(
             max_history=options.max_history,
             max_history_bytes=options.max_history_bytes,
             max_dead_letters=options.max_dead_letters,

@@ -98,7 +98,7 @@ class GroupCommit:
             return
         merged, futures = group
         try:
-            written = asyncio.wrap_future(self._storage.write_messages_nowait(merged))
+            written = asyncio.wrap_future(self._storage.messages.write_nowait(merged))
         except BaseException as exc:  # the store is closed: fail the whole group
             _settle(futures, exc)
             return
@@ -204,7 +204,7 @@ class Intake:
         )
         if redrive is None:
             await self._commit.commit(batch)
-        elif not await self._storage.mark_redriven(redrive, batch):
+        elif not await self._storage.messages.mark_redriven(redrive, batch):
             raise InvalidMessage(f"dead letter {redrive} does not exist or was redriven already")
         self._history.accepted([data])
         full: list[str] = []
@@ -260,7 +260,7 @@ class Intake:
         #: Receivers that stayed full once: the rest of their deliveries does not wait again.
         full: set[str] = set()
         while True:
-            rows = await self._storage.pending_deliveries(after=after, limit=1000)
+            rows = await self._storage.messages.pending(after=after, limit=1000)
             rows = [r for r in rows if r.seq <= self._recover_upto]
             if not rows:
                 return count
