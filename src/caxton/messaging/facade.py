@@ -70,6 +70,9 @@ class Messaging:
         """``runtime`` builds the runtime around its `Delivery` port (a `DeliveryPort`);
         ``forward(receiver, data)`` (the cluster's hook) may take messages for names that are
         neither local agents nor known clients (True: it took it)."""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[None]] = []
+        self._closed = False
         self.config = config
         self.storage = storage
         self.options = options = options or MessagingOptions()
@@ -121,9 +124,6 @@ class Messaging:
             replies=replies,
             bus=bus,
         )
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._background: list[asyncio.Task[None]] = []
-        self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
