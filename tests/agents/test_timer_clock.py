@@ -7,6 +7,7 @@ import json
 import time
 
 from caxton.agents import DeployRequest, StoredTimers
+from caxton.clock import ManualClock
 from tests.support import wat
 
 from .conftest import StartNode
@@ -27,9 +28,10 @@ async def test_a_timer_rearmed_after_the_clock_jumped_back_a_day_waits_its_delay
     await node.agents.deploy(DeployRequest(name="quiet", wasm=wat("nop")))
     # `quiet` schedules a message to `counter` one second ahead while the wall clock reads a
     # day ahead (the clock is then set back: NTP, an operator, a VM resumed).
-    ahead = StoredTimers(node.storage, wall=lambda: time.time() + DAY)
+    clock = ManualClock(time.monotonic(), wall=time.time() + DAY)
+    ahead = StoredTimers(node.storage, clock=clock)
     body = json.dumps({"receiver": "counter", "sender": "quiet", "performative": "inform"})
-    ahead.add(1, time.monotonic() + 1.0, "counter", body.encode())
+    ahead.add(1, clock.monotonic() + 1.0, "counter", body.encode())
     rows = await node.storage.scheduled.list_all("quiet")
     for _ in range(100):  # written behind: wait for the commit
         if rows:

@@ -48,6 +48,7 @@ from caxton.messaging.port import DeliveryPort
 from caxton.messaging.replies import Replies
 from caxton.messaging.routing import Router
 from caxton.storage.sqlite import Storage
+from caxton.tasks import TaskSet
 
 if TYPE_CHECKING:
     from caxton.runtime.runtime import Runtime
@@ -70,8 +71,8 @@ class Messaging:
         """``runtime`` builds the runtime around its `Delivery` port (a `DeliveryPort`);
         ``forward(receiver, data)`` (the cluster's hook) may take messages for names that are
         neither local agents nor known clients (True: it took it)."""
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._background: list[asyncio.Task[None]] = []
+        #: The flush and prune loops, and the dead letters being written.
+        self._tasks = TaskSet("messaging")
         self._closed = False
         self.config = config
         self.storage = storage
@@ -129,22 +130,17 @@ class Messaging:
 
     async def start(self) -> None:
         """Start the flush and retention tasks; note where recovery stops."""
-        loop = asyncio.get_running_loop()
         self.history.start()
         await self.intake.mark_recoverable()
-        self._background = [
-            loop.create_task(self._flush_loop(), name="caxton-messaging-flush"),
-            loop.create_task(self._prune_loop(), name="caxton-messaging-prune"),
-        ]
+        self._tasks.service(self._flush_loop(), "caxton-messaging-flush")
+        self._tasks.service(self._prune_loop(), "caxton-messaging-prune")
 
     async def aclose(self) -> None:
         """Stop the tasks, write the journal and wait for the commits (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, *self._tasks, return_exceptions=True)
+        await self._tasks.drain()  # the loops stop; the dead letters are written
         await asyncio.to_thread(self.journal.wait_committed, 30.0)
 
     async def _flush_loop(self) -> None:
@@ -181,9 +177,7 @@ class Messaging:
         return await self.history.prune()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.start(coro, "caxton-dead-letter")
 
     # -- events ------------------------------------------------------------------------------
 
