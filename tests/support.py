@@ -59,7 +59,7 @@ def message(receiver: str, content: Any = None, **fields: Any) -> bytes:
     return json.dumps(body).encode()
 
 
-async def eventually(check: Callable[[], Awaitable[T]], within: float = 5.0) -> T:
+async def eventually(check: Callable[[], Awaitable[T | None]], within: float = 5.0) -> T:
     """Poll ``check`` until it returns something true, and return that.
 
     Raises `AssertionError` if it has not after ``within`` seconds.

@@ -7,6 +7,7 @@ import json
 import time
 
 from caxton.agents import DeployRequest, StoredTimers
+from caxton.node import Node
 from tests.support import wat
 
 from .conftest import StartNode
@@ -14,8 +15,8 @@ from .conftest import StartNode
 DAY = 86_400.0
 
 
-async def _count(node: object, name: str) -> bytes | None:
-    return await node.storage.kv_get(name, b"count")  # type: ignore[attr-defined]
+async def _count(node: Node, name: str) -> bytes | None:
+    return await node.storage.kv_get(name, b"count")
 
 
 async def test_a_timer_rearmed_after_the_clock_jumped_back_a_day_waits_its_delay(

@@ -58,7 +58,7 @@ _SLOW_INIT = """
 
 
 def slow_init(result: int) -> bytes:
-    return wasmtime.wat2wasm(_SLOW_INIT.replace("RESULT", str(result)))
+    return bytes(wasmtime.wat2wasm(_SLOW_INIT.replace("RESULT", str(result))))
 
 
 @dataclasses.dataclass

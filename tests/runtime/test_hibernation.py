@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 
 import pytest
 
@@ -108,19 +109,13 @@ def test_choose_hibernations_table() -> None:
         Candidate("busy", 0.0, 100, busy=True),
         Candidate("new", 99.0, 100, busy=False),
     ]
-    kw = {"now": 100.0, "memory_limit": 1000, "pressure_threshold": 0.8, "reclaim": True}
-    assert choose_hibernations(cands, idle_timeout=60, memory_in_use=400, **kw) == ["old"]
-    assert choose_hibernations(cands, idle_timeout=60, memory_in_use=1000, **kw) == [
-        "old",
-        "mid",
-    ]
-    assert choose_hibernations(cands, idle_timeout=60, memory_in_use=1001, **kw) == [
-        "old",
-        "mid",
-        "new",
-    ]
-    kw["reclaim"] = False
-    assert choose_hibernations(cands, idle_timeout=600, memory_in_use=1000, **kw) == []
+    choose = functools.partial(
+        choose_hibernations, cands, now=100.0, memory_limit=1000, pressure_threshold=0.8
+    )
+    assert choose(idle_timeout=60, memory_in_use=400, reclaim=True) == ["old"]
+    assert choose(idle_timeout=60, memory_in_use=1000, reclaim=True) == ["old", "mid"]
+    assert choose(idle_timeout=60, memory_in_use=1001, reclaim=True) == ["old", "mid", "new"]
+    assert choose(idle_timeout=600, memory_in_use=1000, reclaim=False) == []
 
 
 async def test_upgrade_runs_the_next_message_on_the_new_version(

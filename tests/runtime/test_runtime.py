@@ -238,4 +238,4 @@ def test_a_full_mailbox_is_the_abis_backpressure_code() -> None:
     from caxton.runtime import abi
     from caxton.runtime.delivery import Offer
 
-    assert Offer.FULL == abi.ERR_BACKPRESSURE
+    assert Offer.FULL.value == abi.ERR_BACKPRESSURE
