@@ -13,7 +13,7 @@ from caxton.runtime import AgentSpec, AgentState, Engine, MemorySnapshots, Runti
 from caxton.runtime.maintenance import Candidate, choose_hibernations
 from tests.support import FAST, message, wat
 
-from .conftest import Deploy, Recorder
+from .conftest import Deploy, Recorder, taken
 
 
 class ManualClock:
@@ -135,7 +135,7 @@ async def test_upgrade_waits_for_the_message_in_flight(
 ) -> None:
     await deploy("agent", wat("spin"))
     runtime.deliver_nowait("agent", message("agent", "old"))
-    await asyncio.sleep(0.02)
+    await taken(runtime, "agent")
     echo = await asyncio.to_thread(engine.compile, wat("echo"))
     upgrade = asyncio.ensure_future(runtime.upgrade_agent("agent", echo, 2))
     runtime.deliver_nowait("agent", message("agent", "new"))
