@@ -232,7 +232,9 @@ async def test_an_upgrade_whose_client_went_away_completes(open_node: OpenNode) 
     )
     writer.write(head.encode() + v2)
     await writer.drain()
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(
+        0.1
+    )  # the handler starts the upgrade (no event marks it; its init spins far longer)
     writer.close()
     await writer.wait_closed()
     del reader
