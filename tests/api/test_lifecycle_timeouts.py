@@ -232,9 +232,8 @@ async def test_an_upgrade_whose_client_went_away_completes(open_node: OpenNode) 
     )
     writer.write(head.encode() + v2)
     await writer.drain()
-    await asyncio.sleep(
-        0.1
-    )  # the handler starts the upgrade (no event marks it; its init spins far longer)
+    # The handler starts the upgrade (no event marks that; v2's init spins far longer).
+    await asyncio.sleep(0.1)
     writer.close()
     await writer.wait_closed()
     del reader
