@@ -1,4 +1,4 @@
-"""Build hook: compile the optional C hot path ``caxton.runtime._accel`` into the wheel.
+"""Build hook: compile the optional C hot path ``caxton.runtime.sandbox._accel`` into the wheel.
 
 Caxton runs without it (the same work goes through ctypes, about 15% slower per message), so a
 machine without a C compiler or the Python headers still installs: the hook warns and builds a
@@ -22,8 +22,8 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCE = Path("src/caxton/runtime/_accel.c")
-TARGET = "caxton/runtime/_accel"
+SOURCE = Path("src/caxton/runtime/sandbox/_accel.c")
+TARGET = "caxton/runtime/sandbox/_accel"
 
 
 def _compile(source: Path, output: Path) -> str | None:

@@ -15,7 +15,7 @@ Prints JSON with:
   used agents so live instances stay bounded; every agent still answers (its next message
   restores it).
 
-Targets (issue 3): cold < 150 ms, cached < 20 ms; 10,000 agents under 1 GB RSS, all answering.
+Targets: cold < 150 ms, cached < 20 ms; 10,000 agents under 1 GB RSS, all answering.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@
 ``--bulk-only`` measures only the bulk figure (wrk; no latency or single-message run), for
 quick interleaved before/after comparisons.
 
-Prints one JSON document. Targets (issue 4): p50 < 2 ms, >= 10,000 accepted msgs/s.
+Prints one JSON document. Targets: p50 < 2 ms, >= 10,000 accepted msgs/s.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ async def game(rounds: int, stack: bool) -> None:
             await runtime.start()
             await messaging.start()
             for name in ("pong", "ping"):
-                await storage.create_agent(AgentRecord(name=name), b"\0asm\x01\0\0\0")
+                await storage.agents.create(AgentRecord(name=name), b"\0asm\x01\0\0\0")
                 compiled = engine.compile((AGENTS / f"{name}.wasm").read_bytes())
                 await runtime.start_agent(AgentSpec(name=name), compiled)
             accepted = await messaging.submit(start, client="bench", wait=True)

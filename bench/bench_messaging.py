@@ -15,7 +15,7 @@
                                     [--million 1000000] [--submits 20000] [--concurrency 200]
                                     [--submit-runs 3]
 
-Targets (issue 4): >= 50,000 msgs/s and >= 0.3 of the asyncio ping-pong.
+Targets: >= 50,000 msgs/s and >= 0.3 of the asyncio ping-pong.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ async def main() -> None:
         await runtime.start()
         await messaging.start()
         for name in ("pong", "ping", "echo"):
-            await storage.create_agent(AgentRecord(name=name), b"\0asm\x01\0\0\0")
+            await storage.agents.create(AgentRecord(name=name), b"\0asm\x01\0\0\0")
             compiled = engine.compile((AGENTS / f"{name}.wasm").read_bytes())
             spec = AgentSpec(name="sink" if name == "echo" else name)
             await runtime.start_agent(spec, compiled)

@@ -7,7 +7,7 @@ through `asyncio.Queue` (the floor the notes compare with). Prints JSON:
 
     python bench/bench_pingpong.py [--rounds 20000] [--runs 5] [--workers 4]
 
-Targets (issue 4): >= 50,000 msgs/s (aim 100,000) and >= 0.3 of the asyncio ping-pong.
+Targets: >= 50,000 msgs/s (aim 100,000) and >= 0.3 of the asyncio ping-pong.
 """
 
 from __future__ import annotations

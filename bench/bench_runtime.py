@@ -14,7 +14,7 @@ Prints JSON:
   `Runtime.hibernate`, then the first message (restore + handle) minus a normal message.
 * ``idle_instance_kib``: RSS growth per started-and-idle echo agent.
 
-Targets (issue 3): instantiate median < 1 ms; deploy < 150 ms cold and < 20 ms cached;
+Targets: instantiate median < 1 ms; deploy < 150 ms cold and < 20 ms cached;
 hibernate + restore of 1 MiB < 5 ms.
 """
 

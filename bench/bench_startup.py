@@ -5,7 +5,7 @@ time, the embedded default's layout), on free loopback ports, and prints JSON:
 
     python bench/bench_startup.py [--runs 5]
 
-Targets (issue 2): startup to /health 200 under 1 s; idle RSS under 80 MB.
+Targets: startup to /health 200 under 1 s; idle RSS under 80 MB.
 """
 
 from __future__ import annotations

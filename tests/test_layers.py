@@ -15,7 +15,7 @@ import caxton
 
 SOURCE = Path(caxton.__file__).parent
 #: Packages of the core: what a node is made of, without HTTP, CLI or metrics export.
-CORE = frozenset({"wire", "runtime", "messaging", "storage", "agents"})
+CORE = frozenset({"wire", "runtime", "messaging", "storage", "agents", "cluster"})
 #: The leaves: they use the core, never the other way round.
 LEAVES = frozenset({"api", "cli", "observability", "server"})
 #: (importing package, imported package) pairs forbidden besides core -> leaf: the runtime
@@ -96,3 +96,44 @@ def test_the_check_sees_relative_and_nested_imports() -> None:
     found = set(_imports_in(text, "caxton.runtime.x", "caxton.runtime"))
     assert ("caxton.runtime.x", "caxton.messaging") in found
     assert ("caxton.runtime.x", "caxton.api.app") in found
+
+
+#: The runtime's subsystems (subpackages of `caxton.runtime`) and the ones each may not import:
+#: admission and the sandbox sit below scheduling (a worker runs instances; an instance does not
+#: know about workers), and admission does not reach into a running instance.
+SUBSYSTEMS = frozenset({"admission", "sandbox", "scheduling"})
+RUNTIME_BELOW = {"admission": {"sandbox", "scheduling"}, "sandbox": {"scheduling"}}
+
+
+def _runtime_subsystem(module: str) -> str | None:
+    """``sandbox`` for ``caxton.runtime.sandbox`` and its modules; None outside the subsystems."""
+    parts = module.split(".")
+    if len(parts) > 2 and parts[:2] == ["caxton", "runtime"] and parts[2] in SUBSYSTEMS:
+        return parts[2]
+    return None
+
+
+def _subsystem_violations(imports: Iterator[tuple[str, str]]) -> set[tuple[str, str]]:
+    found = set()
+    for module, target in imports:
+        src, dst = _runtime_subsystem(module), _runtime_subsystem(target)
+        if src is not None and dst in RUNTIME_BELOW.get(src, set()):
+            found.add((module, target))
+    return found
+
+
+def test_the_runtime_subsystems_are_layered() -> None:
+    packages = {p.name for p in (SOURCE / "runtime").iterdir() if (p / "__init__.py").exists()}
+    assert packages == SUBSYSTEMS
+    found: set[tuple[str, str]] = set()
+    for path in (SOURCE / "runtime").rglob("*.py"):
+        found |= _subsystem_violations(_imports(path))
+    assert not found, f"a runtime subsystem imports one above it: {sorted(found)}"
+
+
+def test_the_subsystem_check_sees_package_imports() -> None:
+    text = "from caxton.runtime.scheduling import executor\nfrom ..scheduling import timers\n"
+    found = _subsystem_violations(
+        _imports_in(text, "caxton.runtime.sandbox.host", "caxton.runtime.sandbox")
+    )
+    assert found == {("caxton.runtime.sandbox.host", "caxton.runtime.scheduling")}

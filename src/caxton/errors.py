@@ -20,7 +20,8 @@ The tree::
     │   ├── MessageTooLarge       above the configured size limit
     │   ├── WouldBlock            a bounded mailbox is full (backpressure)
     │   └── MailboxClosed         the mailbox was closed locally
-    └── SecurityError             authentication or authorisation failed
+    ├── SecurityError             authentication or authorisation failed
+    └── ClusterError              the cluster cannot work (the local nats-server would not start)
 
 Each class carries a stable ``code`` (the API error code of docs/api.md) and optional
 ``details``, so the HTTP layer can turn any of them into the JSON error envelope without knowing
@@ -38,6 +39,7 @@ __all__ = [
     "AgentLimitReached",
     "AgentNotFound",
     "AgentStartFailed",
+    "ClusterError",
     "ConfigError",
     "Error",
     "InvalidMessage",
@@ -184,3 +186,10 @@ class SecurityError(Error):
 
     code = "UNAUTHORIZED"
     status = 401
+
+
+class ClusterError(Error):
+    """The cluster cannot work: the node's nats-server would not start or keep running."""
+
+    code = "UNAVAILABLE"
+    status = 503

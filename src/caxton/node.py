@@ -1,10 +1,11 @@
 """The node: the core services of one Caxton process, without any HTTP.
 
 A `Node` owns, in start order: the state store, the wasmtime `Engine` (compiled modules cached
-under ``<data_dir>/module-cache``), the agent `Runtime` (with SQLite-backed kv, snapshots,
-timers and state events) and the `AgentService` that restores every stored agent at start.
-It knows nothing about aiohttp, Prometheus or the CLI: those leaves call its methods and read
-its ``statistics()``.
+under ``<data_dir>/module-cache``), the `Messaging` layer with the agent `Runtime` it builds
+(SQLite-backed kv, snapshots, timers and state events), and the `AgentService` that restores
+every stored agent at start; then `Messaging.recover` delivers what was pending. It knows
+nothing about aiohttp, Prometheus or the CLI: those leaves call its methods and its services'
+(``node.agents``, ``node.messaging``, ...) and read their ``statistics()``.
 
 The runtime's port to message delivery (`caxton.runtime.delivery.Delivery`) is the
 `Messaging` object, handed to the runtime at construction: `Messaging` builds the runtime
@@ -147,6 +148,7 @@ class Node:
         # (and /health, answered before the node starts) need not wait for.
         from caxton.agents import (
             AgentService,
+            DirtyAgents,
             PersistingEvents,
             StoredKv,
             StoredSnapshots,
@@ -163,13 +165,17 @@ class Node:
                 self.config.runtime, cache_dir=coordination.data_dir / "module-cache"
             )
 
+            # Shared by the runtime (its events mark agents, it loads snapshots) and the agent
+            # service (it writes what was marked, it tells the snapshots what it restores).
+            dirty, snapshots = DirtyAgents(), StoredSnapshots(storage.snapshots)
+
             def runtime_for(delivery: Messaging) -> Runtime:
                 return Runtime(
                     self.config.runtime,
                     engine=engine,
-                    kv=StoredKv(storage),
-                    snapshots=StoredSnapshots(storage),
-                    events=PersistingEvents(delivery),
+                    kv=StoredKv(storage.kv),
+                    snapshots=snapshots,
+                    events=PersistingEvents(dirty, delivery),
                     delivery=delivery,
                     timers=StoredTimers(storage),
                 )
@@ -181,7 +187,12 @@ class Node:
             await messaging.start()
             await runtime.start()
             self._agents = AgentService(
-                self.config, storage=storage, engine=engine, runtime=runtime
+                self.config,
+                storage=storage,
+                engine=engine,
+                runtime=runtime,
+                dirty=dirty,
+                snapshots=snapshots,
             )
             restored = await self._agents.restore_all()
             redelivered = await messaging.recover()

@@ -55,7 +55,7 @@ async def test_env_limits_and_granted_directory(node: Node) -> None:
     data = node.config.coordination.data_dir / "agents" / "echo" / "data"
     assert info.data_dir == str(data)
     assert data.is_dir()
-    stored = await node.storage.get_agent("echo")
+    stored = await node.storage.agents.get("echo")
     assert stored is not None
     assert stored.grants == {"data_dir": str(data)}
     await node.agents.remove("echo")
@@ -98,7 +98,7 @@ async def test_duplicate_and_concurrent_deploys_of_one_name(node: Node) -> None:
     with pytest.raises(AgentAlreadyExists) as info:
         await node.agents.deploy(DeployRequest(name="echo", wasm=example("echo")))
     assert info.value.status == 409
-    assert await node.storage.count_agents() == 1
+    assert await node.storage.agents.count() == 1
 
 
 async def test_max_agents(start_node: StartNode) -> None:
@@ -122,7 +122,7 @@ async def test_invalid_modules_are_refused_and_leave_nothing(node: Node) -> None
     for wasm, error, match in cases:
         with pytest.raises(error, match=match):
             await node.agents.deploy(DeployRequest(name="bad", wasm=wasm))
-    assert await node.storage.count_agents() == 0
+    assert await node.storage.agents.count() == 0
     assert node.runtime.agents() == []
 
 
@@ -151,7 +151,7 @@ async def test_caxton_init_failure_rolls_back_with_logs(node: Node) -> None:
     with pytest.raises(AgentStartFailed, match="caxton_init returned 2") as info:
         await node.agents.deploy(DeployRequest(name="bad", wasm=wasm, grant_dir=True))
     assert info.value.details["logs"] == ["[error] no config found"]
-    assert await node.storage.get_agent("bad") is None
+    assert await node.storage.agents.get("bad") is None
     assert node.runtime.agents() == []
     assert not (node.config.coordination.data_dir / "agents" / "bad").exists()
     # the name is free again

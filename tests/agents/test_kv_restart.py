@@ -41,7 +41,7 @@ async def test_a_restart_reads_none_of_the_keys_an_agent_stored(
     assert started < 5.0
     # The agent reads its keys when it asks for them.
     assert await client.ask(node, "counter") == 2
-    assert await node.storage.kv_get("counter", b"key-0199999") == VALUE
+    assert await node.storage.kv.get("counter", b"key-0199999") == VALUE
 
 
 async def test_kv_reads_its_own_writes_through_sqlite_when_nothing_is_cached(
@@ -54,4 +54,4 @@ async def test_kv_reads_its_own_writes_through_sqlite_when_nothing_is_cached(
         node.runtime.deliver_nowait("counter", message("counter"))
     counts = [(await client.reply())["content"] for _ in range(40)]
     assert counts == list(range(1, 41))
-    assert await node.storage.kv_get("counter", b"count") == b"40"
+    assert await node.storage.kv.get("counter", b"count") == b"40"

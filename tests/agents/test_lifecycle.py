@@ -26,13 +26,13 @@ async def test_upgrade_and_rollback(node: Node, client: Client) -> None:
     info = await agents.upgrade("svc", example("counter"))
     assert (info.version, info.versions, info.state) == (2, (1, 2), "running")
     assert await client.ask(node, "svc", {}) == {"memory_count": 1, "kv_count": 1}
-    stored = await node.storage.get_agent("svc")
+    stored = await node.storage.agents.get("svc")
     assert stored is not None
     assert stored.current_version == 2
     info = await agents.rollback("svc", 1)
     assert (info.version, info.module_sha256) == (1, (await agents.get("svc")).module_sha256)
     assert await client.ask(node, "svc", "back") == "back"
-    stored = await node.storage.get_agent("svc")
+    stored = await node.storage.agents.get("svc")
     assert stored is not None
     assert stored.current_version == 1
     with pytest.raises(AgentNotFound, match="no version 9"):
@@ -50,7 +50,7 @@ async def test_a_bad_upgrade_leaves_the_old_version_running(node: Node, client: 
         await agents.upgrade("svc", wat("init_fail"))
     info = await agents.get("svc")
     assert (info.version, info.versions, info.state) == (1, (1,), "running")
-    assert [v.version for v in await node.storage.list_versions("svc")] == [1]
+    assert [v.version for v in await node.storage.agents.versions("svc")] == [1]
     assert await client.ask(node, "svc", "still") == "still"
 
 
@@ -60,7 +60,7 @@ async def test_stop_and_start(node: Node, client: Client) -> None:
     info = await node.agents.stop("counter")
     assert info.state == "stopped"
     assert info.memory_bytes == 0
-    stored = await node.storage.get_agent("counter")
+    stored = await node.storage.agents.get("counter")
     assert stored is not None
     assert (stored.state, stored.messages_handled) == ("stopped", 1)
     info = await node.agents.start("counter")
@@ -84,11 +84,11 @@ async def test_a_failing_agent_becomes_failed_persisted_and_start_recovers(node:
     assert info.last_error
 
     async def persisted() -> bool:  # by the background writer, after the state-change event
-        stored = await node.storage.get_agent("trap")
+        stored = await node.storage.agents.get("trap")
         return stored is not None and stored.state == "failed"
 
     await eventually(persisted)
-    stored = await node.storage.get_agent("trap")
+    stored = await node.storage.agents.get("trap")
     assert stored is not None
     assert stored.failures == info.failures
     assert stored.last_error == info.last_error
@@ -101,11 +101,11 @@ async def test_remove_cleans_runtime_storage_and_logs(node: Node, client: Client
     await node.runtime.hibernate("counter")
     # Snapshots are written behind (StoredSnapshots); wait for the writer before reading.
     await node.storage.write(lambda conn: None)
-    assert await node.storage.load_snapshot("counter") is not None
+    assert await node.storage.snapshots.load("counter") is not None
     await node.agents.remove("counter")
-    assert await node.storage.get_agent("counter") is None
-    assert await node.storage.kv_load("counter") == {}
-    assert await node.storage.load_snapshot("counter") is None
+    assert await node.storage.agents.get("counter") is None
+    assert await node.storage.kv.load("counter") == {}
+    assert await node.storage.snapshots.load("counter") is None
     assert node.runtime.agents() == []
     with pytest.raises(AgentNotFound):
         await node.agents.get("counter")
@@ -131,7 +131,9 @@ async def test_logs_statistics_and_metric_samples(node: Node, client: Client) ->
     assert samples[("agents_deployed", ())] == 2
     assert samples[("agents", (("state", "stopped"),))] == 1
     assert samples[("agent_executions", (("status", "ok"),))] == 1
-    bounds, counts, total, count = samples[("agent_execution_duration_seconds", ())]
+    assert ("agent_execution_duration_seconds", ()) not in samples  # one name per metric:
+    messaging = {(s[0], tuple(sorted(s[2].items()))): s[3] for s in node.messaging.metric_samples()}
+    bounds, counts, total, count = messaging[("message_processing_duration_seconds", ())]
     assert len(bounds) == len(counts)
     assert count == 1
     assert total > 0

@@ -70,7 +70,7 @@ async def test_idle_hibernation_runs_in_the_node(start_node: StartNode, client: 
 
     await eventually(hibernated)
     await node.storage.write(lambda conn: None)  # snapshots are written behind
-    assert await node.storage.load_snapshot("big") is not None
+    assert await node.storage.snapshots.load("big") is not None
     assert await client.ask(node, "big") == 2
 
 
@@ -95,7 +95,7 @@ async def test_persisted_timers_fire_after_a_restart(start_node: StartNode, clie
     await node.runtime.deliver("timer", message("timer"))
 
     async def stored() -> bool:
-        return bool(await node.storage.list_scheduled())
+        return bool(await node.storage.scheduled.list_all())
 
     await eventually(stored)
     await node.aclose()
@@ -106,7 +106,7 @@ async def test_persisted_timers_fire_after_a_restart(start_node: StartNode, clie
     assert (reply["content"], reply["sender"]) == ("tick", "timer")
 
     async def fired() -> bool:
-        return not await node.storage.list_scheduled()
+        return not await node.storage.scheduled.list_all()
 
     await eventually(fired)
 

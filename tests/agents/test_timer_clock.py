@@ -15,7 +15,7 @@ DAY = 86_400.0
 
 
 async def _count(node: Node, name: str) -> bytes | None:
-    return await node.storage.kv_get(name, b"count")
+    return await node.storage.kv.get(name, b"count")
 
 
 async def test_a_timer_rearmed_after_the_clock_jumped_back_a_day_waits_its_delay(
@@ -32,14 +32,14 @@ async def test_a_timer_rearmed_after_the_clock_jumped_back_a_day_waits_its_delay
     ahead.add(1, time.monotonic() + 1.0, "counter", body.encode())
     # Written behind: the writer commits in order, so once a later write is in, so is the row.
     await node.storage.write(lambda conn: None)
-    (row,) = await node.storage.list_scheduled("quiet")
+    (row,) = await node.storage.scheduled.list_all("quiet")
     assert row.due_at > time.time() + DAY - 60
     await node.aclose()
 
     node = await start_node()
     await eventually(lambda: _count(node, "counter"), what="the timer fired within its delay")
     assert await _count(node, "counter") == b"1"
-    assert await node.storage.list_scheduled() == []
+    assert await node.storage.scheduled.list_all() == []
 
 
 async def test_a_timer_row_of_an_older_version_still_fires(start_node: StartNode) -> None:
@@ -47,7 +47,7 @@ async def test_a_timer_row_of_an_older_version_still_fires(start_node: StartNode
     await node.agents.deploy(DeployRequest(name="counter", wasm=wat("kvcount")))
     await node.agents.deploy(DeployRequest(name="quiet", wasm=wat("nop")))
     body = json.dumps({"receiver": "counter", "sender": "quiet", "performative": "inform"})
-    await node.storage.add_scheduled(
+    await node.storage.scheduled.add(
         "quiet", time.time() + 0.5, json.dumps("counter").encode() + b"\n" + body.encode()
     )
     await node.aclose()

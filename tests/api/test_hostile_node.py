@@ -285,7 +285,7 @@ COMBINED = 6.0  # seconds
 
 
 def test_all_hostile_agents_at_once_leave_the_node_serving(tmp_path: Path) -> None:
-    """Issue 9's isolation promise with every flood at once on one node (two workers):
+    """The isolation promise (see the module) with every flood at once on one node (two workers):
     log, kv, timers, a looper, self-amplifying sends, sends to an unknown name and deeply
     nested sends, while echo keeps answering and /health stays fast."""
     fed_at = [0.0]

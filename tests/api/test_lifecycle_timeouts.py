@@ -189,7 +189,7 @@ async def test_a_timed_out_deploy_that_fails_leaves_nothing(open_node: OpenNode)
     assert await agent(client, "bad") is None
     assert await names(client) == []
     assert not in_runtime(node, "bad")
-    assert await node.storage.get_agent("bad") is None
+    assert await node.storage.agents.get("bad") is None
     resp = await client.post("/api/v1/agents", json={"name": "bad", "wasm": b64(wat("nop"))})
     assert resp.status == 201, await resp.text()
 

@@ -201,7 +201,7 @@ main()
 
 def test_a_clean_stop_exits_without_tearing_down_the_interpreter(tmp_path: Path) -> None:
     """After "caxton stopped", interpreter teardown (freeing every object one by one) held the
-    exit 0.2 s on an idle machine and over a second on a busy one (the issue's 1.3-1.5 s with
+    exit 0.2 s on an idle machine and over a second on a busy one (1.3-1.5 s had been seen with
     a 20 ms drain). The console script now ends the process once the node has stopped
     cleanly; the log is still complete and the exit code 0."""
     cfg = write_config(tmp_path, networking='drain_delay = "20ms"')

@@ -37,19 +37,19 @@ class StorageKv:
         self.storage = storage
 
     def get(self, agent: str, key: bytes) -> bytes | None:
-        return self.storage.kv_get_sync(agent, key)
+        return self.storage.kv.get_sync(agent, key)
 
     def usage(self, agent: str) -> tuple[int, int]:
-        return self.storage.kv_usage_sync(agent)
+        return self.storage.kv.usage_sync(agent)
 
     def set(self, agent: str, key: bytes, value: bytes) -> None:
-        self.storage.kv_set_nowait(agent, key, value)
+        self.storage.kv.set_nowait(agent, key, value)
 
     def delete(self, agent: str, key: bytes) -> None:
-        self.storage.kv_delete_nowait(agent, key)
+        self.storage.kv.delete_nowait(agent, key)
 
     def drop(self, agent: str) -> None:
-        future: Future[int] = self.storage.kv_clear_nowait(agent)
+        future: Future[int] = self.storage.kv.clear_nowait(agent)
         del future
 
 
@@ -117,8 +117,8 @@ class Stack:
         return self
 
     async def deploy(self, name: str, source: str | None = None, **spec: Any) -> None:
-        if await self.storage.get_agent(name) is None:
-            await self.storage.create_agent(AgentRecord(name=name), b"\0asm\x01\0\0\0")
+        if await self.storage.agents.get(name) is None:
+            await self.storage.agents.create(AgentRecord(name=name), b"\0asm\x01\0\0\0")
         compiled = await asyncio.to_thread(self.engine.compile, module(source or name))
         await self.runtime.start_agent(AgentSpec(name=name, **spec), compiled)
 

@@ -95,7 +95,7 @@ async def test_agent_to_agent_messages_are_in_the_conversation(stack: Stack) -> 
     ]
     assert requests == list(range(1, 31))
     assert messages[-1]["content"] == {"done": 30}
-    assert await stack.storage.pending_deliveries() == []  # every handled mark was written
+    assert await stack.storage.messages.pending() == []  # every handled mark was written
 
 
 async def test_fan_out_reaches_every_receiver(stack: Stack) -> None:
@@ -173,7 +173,7 @@ async def test_concurrent_submits_share_one_commit_and_are_durable_on_return(sta
             {"receiver": "echo", "performative": "inform", "content": {"i": i}}, client=f"c{i}"
         )
         # Committed before submit returned: the history row is readable at once.
-        blobs, _, total = await stack.storage.conversation_messages(accepted.conversation_id)
+        blobs, _, total = await stack.storage.messages.conversation(accepted.conversation_id)
         assert total >= 1
         assert blobs
         return accepted.message_id
@@ -221,13 +221,13 @@ async def test_submit_checks_the_client_name_and_the_size_with_runtime_fields(
 def _count_writes(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> list[MessageBatch]:
     """Record every group write of accepted messages (the journal keeps its own reference)."""
     writes: list[MessageBatch] = []
-    write = stack.storage.write_messages_nowait
+    write = stack.storage.messages.write_nowait
 
     def recording(batch: MessageBatch) -> Future[None]:
         writes.append(batch)
         return write(batch)
 
-    monkeypatch.setattr(stack.storage, "write_messages_nowait", recording)
+    monkeypatch.setattr(stack.storage.messages, "write_nowait", recording)
     return writes
 
 
@@ -260,14 +260,14 @@ async def test_submit_many_commits_all_in_one_write_and_answers_in_order(
     assert accepted[2].receivers == ("nobody-here",)
     # Committed before submit_many returned, in order: the history is readable at once.
     for index, one in enumerate(accepted):
-        blobs, _, total = await stack.storage.conversation_messages(one.conversation_id)
+        blobs, _, total = await stack.storage.messages.conversation(one.conversation_id)
         assert total >= 1
         assert blobs
         if one.conversation_id != "m-1":
             (message,) = decode_array(blobs[0])
             assert message["content"] == index
             assert message["message_id"] == one.message_id
-    blobs, _, total = await stack.storage.conversation_messages("m-1")
+    blobs, _, total = await stack.storage.messages.conversation("m-1")
     assert [m["content"] for m in decode_array(blobs[0])] == [1, 3]
 
     async def dead_lettered() -> bool:  # decided on the loop after routing (a task)
@@ -298,7 +298,7 @@ async def test_submit_many_refuses_everything_when_one_message_is_bad(
         await stack.messaging.submit_many([{**good, "content": "x" * (limit - 80)}])
     assert large.value.details["index"] == 0
     assert writes == []
-    assert (await stack.storage.conversation_messages("bad-batch"))[2] == 0
+    assert (await stack.storage.messages.conversation("bad-batch"))[2] == 0
 
 
 async def test_submit_many_dead_letters_a_full_mailbox_as_an_error_entry(data_dir: Path) -> None:
@@ -319,7 +319,7 @@ async def test_submit_many_dead_letters_a_full_mailbox_as_an_error_entry(data_di
             letter = next(d for d in full if d.message_id == result.details["message_id"])
             assert letter.message is not None
             assert letter.message["content"] == index
-            _, _, total = await stack.storage.conversation_messages(
+            _, _, total = await stack.storage.messages.conversation(
                 result.details["conversation_id"]
             )
             assert total == 1

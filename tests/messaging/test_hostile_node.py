@@ -3,7 +3,7 @@
 A self-amplifying agent (``amplify.wat``) and one flooding an unknown name
 (``sendflood.wat``) run with the default budgets while the test polls ``/health`` and an
 ``echo`` agent. The node's memory, its answers, its database and its next start stay bounded.
-The figures are printed (``pytest -s``) for the issue's closing note.
+The figures are printed (``pytest -s``).
 """
 
 from __future__ import annotations

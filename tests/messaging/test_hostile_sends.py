@@ -109,10 +109,10 @@ async def test_sends_to_unknown_names_are_budgeted_per_message(tmp_path: Path) -
         await node.messaging.submit({"receiver": "flood", "performative": "inform"}, client="t")
 
         async def reported() -> bool:
-            return b"rc" in await node.storage.kv_load("flood")
+            return b"rc" in await node.storage.kv.load("flood")
 
         await eventually(reported, within=30)
-        kv = await node.storage.kv_load("flood")
+        kv = await node.storage.kv.load("flood")
         assert _counter(kv, b"ok") == 1000  # of 400,000 calls
         assert _counter(kv, b"rc") == abi.ERR_OVER_BUDGET == -7
 
@@ -144,11 +144,11 @@ async def test_sends_to_unknown_names_are_budgeted_per_agent_and_second(tmp_path
         await node.messaging.submit({"receiver": "flood", "performative": "inform"}, client="t")
 
         async def reported() -> bool:
-            return b"rc" in await node.storage.kv_load("flood")
+            return b"rc" in await node.storage.kv.load("flood")
 
         await eventually(reported, within=30)
         windows = int(time.monotonic() - started) + 1
-        kv = await node.storage.kv_load("flood")
+        kv = await node.storage.kv.load("flood")
         assert 2000 <= _counter(kv, b"ok") <= 2000 * windows
         assert _counter(kv, b"rc") == abi.ERR_OVER_BUDGET
     finally:
@@ -194,7 +194,7 @@ async def test_a_removed_agents_messages_are_dead_lettered_not_given_to_its_name
     await again.start()
     try:
         await asyncio.sleep(0.3)  # a while for anything that would arrive (none should)
-        assert await again.storage.kv_load("x") == {}  # not one of the old messages arrived
+        assert await again.storage.kv.load("x") == {}  # not one of the old messages arrived
         assert again.runtime.agent_statistics("x").messages_handled == 0
     finally:
         await again.aclose()
@@ -202,12 +202,12 @@ async def test_a_removed_agents_messages_are_dead_lettered_not_given_to_its_name
 
 def test_a_retraction_removes_the_pending_row_in_its_own_batch_or_a_later_one() -> None:
     data = b'{"sender":"a","message_id":"m-1","conversation_id":"c","receiver":"b"}'
-    same, _ = build_batch([("c", data, "b"), (data,)])
+    same, _, _ = build_batch([("c", data, "b"), (data,)])
     assert (same.chunks, same.pending, same.retracted) == ([], [], [])
     # Another thread flushed between the send and its retraction: the next batch deletes it.
-    first, _ = build_batch([("c", data, "b")])
+    first, _, _ = build_batch([("c", data, "b")])
     assert first.pending == [("m-1", "b", data)]
-    later, _ = build_batch([(data,)])
+    later, _, _ = build_batch([(data,)])
     assert later.retracted == ["m-1"]
 
 
@@ -287,10 +287,10 @@ async def test_deeply_nested_sends_are_refused_without_a_log_line_each(
             await node.messaging.submit({"receiver": "deep", "performative": "inform"}, client="t")
 
             async def reported() -> bool:
-                return b"c" in await node.storage.kv_load("deep")
+                return b"c" in await node.storage.kv.load("deep")
 
             await eventually(reported, within=20)
-        kv = await node.storage.kv_load("deep")
+        kv = await node.storage.kv.load("deep")
         assert _counter(kv, b"a") == abi.OK  # 100 levels: as deep as the API accepts
         assert _counter(kv, b"b") == abi.ERR_MALFORMED  # one level more
         assert _counter(kv, b"c") == abi.ERR_MALFORMED
@@ -320,7 +320,7 @@ async def test_a_removed_agents_timers_never_fire(tmp_path: Path) -> None:
         await node.agents.deploy(DeployRequest(name="x", wasm=wat("kvcount")))
         await asyncio.sleep(1.2)  # past the old timer's due time
         assert node.runtime.agent_statistics("x").messages_handled == 0
-        assert await node.storage.kv_load("x") == {}
+        assert await node.storage.kv.load("x") == {}
         assert node.runtime._agents["x"].timers == 0
     finally:
         await node.aclose()

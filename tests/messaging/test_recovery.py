@@ -52,7 +52,7 @@ async def test_kill_9_mid_load_loses_nothing_accepted(data_dir: Path) -> None:
         recovered = await stack.messaging.recover()
 
         async def all_handled() -> bool:
-            kv = await stack.storage.kv_load("recorder")
+            kv = await stack.storage.kv.load("recorder")
             return all(mid.encode() in kv for mid in accepted)
 
         await eventually(all_handled, within=20)

@@ -17,7 +17,8 @@ import pytest
 from caxton.config import ObservabilityConfig, Secret
 from caxton.errors import ConfigError
 from caxton.observability import LoggingSetup, SecretMasker, configure_logging
-from caxton.observability._formatters import JsonFormatter, TextFormatter, rfc3339_utc
+from caxton.observability._formatters import JsonFormatter, TextFormatter
+from caxton.wire.timestamps import rfc3339
 
 RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -68,7 +69,7 @@ def test_json_line_has_time_level_logger_message_and_context(
 def test_json_time_is_utc_with_milliseconds() -> None:
     moment = datetime(2024, 5, 1, 12, 30, 0, 123456, tzinfo=UTC)
 
-    assert rfc3339_utc(moment.timestamp()) == "2024-05-01T12:30:00.123Z"
+    assert rfc3339(moment.timestamp()) == "2024-05-01T12:30:00.123Z"
 
 
 def test_json_includes_formatted_exception(setups: list[LoggingSetup], stream: io.StringIO) -> None:

@@ -12,7 +12,7 @@ from prometheus_client.samples import Sample
 from caxton._version import __version__
 from caxton.errors import ConfigError
 from caxton.observability import UNMATCHED_ROUTE, Metrics, render_metrics
-from caxton.runtime import accel
+from caxton.runtime.sandbox import accel
 
 
 @pytest.fixture

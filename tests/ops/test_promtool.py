@@ -31,7 +31,7 @@ RULE_TESTS = RULES_DIR / "caxton-rules.test.yml"
 
 #: Requests sent to the echo agent (each one answered with an ``inform``).
 ECHOES = 5
-#: The metric families the messaging issue promises, and their Prometheus types.
+#: Metric families docs/observability.md promises, and their Prometheus types.
 PROMISED = {
     "caxton_messages_sent_total": "counter",
     "caxton_messages_received_total": "counter",

@@ -12,7 +12,7 @@ import pytest
 from caxton.config.schema import RuntimeConfig
 from caxton.errors import AgentFailure
 from caxton.runtime import AgentSpec, AgentState, Compiled, Engine, Runtime
-from caxton.runtime.accel import ACCEL
+from caxton.runtime.sandbox.accel import ACCEL
 from tests.support import FAST, eventually
 
 

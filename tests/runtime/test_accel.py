@@ -21,8 +21,9 @@ import pytest
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from caxton.runtime import Engine, Runtime, _ffi, accel, host
-from caxton.runtime.sandbox import Instance
+from caxton.runtime import Engine, Runtime
+from caxton.runtime.sandbox import _ffi, accel, host
+from caxton.runtime.sandbox.instance import Instance
 from tests.support import FAST, message, wat
 
 from .conftest import FLAVOURS, Deploy, Recorder
@@ -35,9 +36,9 @@ def _compiler_present() -> bool:
 
 
 def test_the_c_hot_path_is_built_wherever_a_compiler_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    built = importlib.util.find_spec("caxton.runtime._accel") is not None
+    built = importlib.util.find_spec("caxton.runtime.sandbox._accel") is not None
     if _compiler_present():
-        assert built, "a C compiler is installed but caxton.runtime._accel was not built"
+        assert built, "a C compiler is installed but caxton.runtime.sandbox._accel was not built"
     if os.environ.get("CAXTON_ACCEL") == "0":  # the documented switch: this run uses ctypes
         assert accel.ACCEL is None
         assert accel.describe() == "ctypes"

@@ -10,7 +10,7 @@ import pytest
 import wasmtime
 
 from caxton.errors import InvalidWasm, ModuleTooLarge
-from caxton.runtime.cache import ModuleCache, ModuleCacheStatistics, validate_and_load
+from caxton.runtime.admission.cache import ModuleCache, ModuleCacheStatistics, validate_and_load
 
 MIB = 1024 * 1024
 ENGINE = wasmtime.Engine()

@@ -170,7 +170,7 @@ def test_an_unexpected_host_function_failure_is_logged_once_a_minute(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A guest that can make a host function fail must not flood the log with tracebacks."""
-    from caxton.runtime import host
+    from caxton.runtime.sandbox import host
 
     monkeypatch.setattr(host, "_failure_logged", {})
     monkeypatch.setattr(host, "_failures_unlogged", {})

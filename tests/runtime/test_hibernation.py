@@ -10,7 +10,7 @@ import pytest
 
 from caxton.errors import AgentStartFailed
 from caxton.runtime import AgentSpec, AgentState, Engine, MemorySnapshots, Runtime
-from caxton.runtime.maintenance import Candidate, choose_hibernations
+from caxton.runtime.scheduling.maintenance import Candidate, choose_hibernations
 from tests.support import FAST, message, wat
 
 from .conftest import Deploy, Recorder, taken

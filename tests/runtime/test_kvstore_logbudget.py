@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from caxton.runtime import MemoryKv, abi
-from caxton.runtime.kvstore import ENTRY_OVERHEAD, AgentKv
-from caxton.runtime.logbudget import LogBudget
+from caxton.runtime.sandbox.kvstore import ENTRY_OVERHEAD, AgentKv
+from caxton.runtime.sandbox.logbudget import LogBudget
 
 
 def _kv(backend: MemoryKv, **limits: int) -> AgentKv:

@@ -17,7 +17,7 @@ import pytest
 
 from caxton.config.schema import RuntimeConfig
 from caxton.runtime import AgentSpec, Engine, Runtime
-from caxton.runtime.quota import RESCAN_INTERVAL, TempStorage, directory_bytes
+from caxton.runtime.sandbox.quota import RESCAN_INTERVAL, TempStorage, directory_bytes
 from tests.messaging.conftest import build_c
 
 from .conftest import FLAVOURS

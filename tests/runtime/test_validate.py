@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caxton.errors import InvalidWasm, ModuleTooLarge
-from caxton.runtime.validate import (
+from caxton.runtime.admission.validate import (
     CAXTON_IMPORTS,
     ModuleInfo,
     check_binary,
     check_bytes,
     inspect_module,
 )
-from caxton.runtime.wasi import WASI_PREVIEW1, Signature
+from caxton.runtime.admission.wasi import WASI_PREVIEW1, Signature
 
 MIB = 1024 * 1024
 ENGINE = wasmtime.Engine()
@@ -636,3 +636,4 @@ def test_caxton_imports_match_the_host_functions() -> None:
         for name, (params, results) in abi.HOST_SIGNATURES.items()
     }
     assert host == dict(CAXTON_IMPORTS)
+    assert CAXTON_IMPORTS is abi.HOST_IMPORTS  # one table, not two that happen to agree

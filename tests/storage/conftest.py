@@ -26,5 +26,5 @@ async def storage(state_path: Path) -> AsyncIterator[Storage]:
 @pytest.fixture
 async def agent(storage: Storage) -> str:
     """The name of an agent that exists in ``storage``."""
-    await storage.create_agent(AgentRecord(name="echo"), b"\0asm\x01\0\0\0")
+    await storage.agents.create(AgentRecord(name="echo"), b"\0asm\x01\0\0\0")
     return "echo"

@@ -89,8 +89,8 @@ def test_gzip_backup_gets_a_gz_name_and_restores(storage_file: Path, tmp_path: P
     assert restored.schema_version == SCHEMA_VERSION
     storage = Storage.open_sync(target)
     try:
-        assert storage.get_agent_sync("kept") is not None
-        assert storage.kv_load_sync("kept") == {b"k": b"v"}
+        assert storage.agents.get_sync("kept") is not None
+        assert storage.kv.load_sync("kept") == {b"k": b"v"}
     finally:
         storage.close()
 
@@ -138,7 +138,7 @@ def test_restore_replaces_the_state_and_keeps_the_previous_file(
         assert conn.execute("SELECT COUNT(*) FROM kv").fetchone() == (0,)
     storage = Storage.open_sync(storage_file)
     try:
-        assert storage.kv_load_sync("kept") == {b"k": b"v"}
+        assert storage.kv.load_sync("kept") == {b"k": b"v"}
     finally:
         storage.close()
 
@@ -175,8 +175,8 @@ def storage_file(tmp_path: Path) -> Path:
     path = tmp_path / "kept" / "local.db"
     storage = Storage.open_sync(path)
     try:
-        asyncio.run(storage.create_agent(AgentRecord(name="kept"), b"\0asm"))
-        storage.kv_set_nowait("kept", b"k", b"v").result(5)
+        asyncio.run(storage.agents.create(AgentRecord(name="kept"), b"\0asm"))
+        storage.kv.set_nowait("kept", b"k", b"v").result(5)
     finally:
         storage.close()
     return path
@@ -195,7 +195,7 @@ def test_the_state_file_and_its_backups_are_readable_by_their_owner_only(
         path = tmp_path / "fresh" / "local.db"
         storage = Storage.open_sync(path)
         try:
-            asyncio.run(storage.create_agent(AgentRecord(name="kept"), b"\0asm"))
+            asyncio.run(storage.agents.create(AgentRecord(name="kept"), b"\0asm"))
             assert _mode(path) == 0o600
             assert _mode(path.with_name("local.db-wal")) == 0o600
             assert _mode(path.parent) == 0o700

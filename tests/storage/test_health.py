@@ -111,7 +111,7 @@ async def test_a_full_database_fails_its_writes_with_the_real_error_then_recover
     monkeypatch.setattr(_health, "SETTLE", 0.0)
     pages = await storage.read(lambda c: c.fetch_value("PRAGMA page_count"))
     await storage.write(lambda c: c.fetch_value(f"PRAGMA max_page_count = {pages + 2}"))
-    writes = [storage.kv_set_nowait(agent, b"k%d" % i, b"v" * 3000) for i in range(10)]
+    writes = [storage.kv.set_nowait(agent, b"k%d" % i, b"v" * 3000) for i in range(10)]
     for write in writes:
         with pytest.raises(StorageError, match="disk is full"):
             await asyncio.wrap_future(write)
@@ -120,7 +120,7 @@ async def test_a_full_database_fails_its_writes_with_the_real_error_then_recover
     assert await storage.read(lambda c: c.fetch_value("SELECT COUNT(*) FROM kv")) == 0
 
     await storage.write(lambda c: c.fetch_value("PRAGMA max_page_count = 1073741823"))
-    await asyncio.wrap_future(storage.kv_set_nowait(agent, b"k", b"v" * 3000))
+    await asyncio.wrap_future(storage.kv.set_nowait(agent, b"k", b"v" * 3000))
     assert storage.problem is None
 
 

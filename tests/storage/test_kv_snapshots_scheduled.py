@@ -18,63 +18,63 @@ from caxton.storage import Storage, snapshots
 
 async def test_kv_set_get_delete_and_load(storage: Storage, agent: str) -> None:
     def worker() -> dict[bytes, bytes]:
-        storage.kv_set_nowait(agent, b"a", b"1")
-        storage.kv_set_nowait(agent, b"b", b"2")
-        storage.kv_set_nowait(agent, b"a", b"3")  # overwrites, in order
-        existed = storage.kv_delete_nowait(agent, b"b")
-        missing = storage.kv_delete_nowait(agent, b"zzz")
+        storage.kv.set_nowait(agent, b"a", b"1")
+        storage.kv.set_nowait(agent, b"b", b"2")
+        storage.kv.set_nowait(agent, b"a", b"3")  # overwrites, in order
+        existed = storage.kv.delete_nowait(agent, b"b")
+        missing = storage.kv.delete_nowait(agent, b"zzz")
         assert existed.result(5) is True
         assert missing.result(5) is False
-        return storage.kv_load_sync(agent)
+        return storage.kv.load_sync(agent)
 
     assert await asyncio.to_thread(worker) == {b"a": b"3"}
-    assert await storage.kv_get(agent, b"a") == b"3"
-    assert await storage.kv_get(agent, b"b") is None
-    assert await storage.kv_get("someone-else", b"a") is None
+    assert await storage.kv.get(agent, b"a") == b"3"
+    assert await storage.kv.get(agent, b"b") is None
+    assert await storage.kv.get("someone-else", b"a") is None
 
 
 async def test_kv_clear_drops_every_pair_of_one_agent(storage: Storage, agent: str) -> None:
     for i in range(10):
-        storage.kv_set_nowait(agent, b"%d" % i, b"v")
-    assert storage.kv_clear_nowait(agent).result(5) == 10
-    assert await storage.kv_load(agent) == {}
+        storage.kv.set_nowait(agent, b"%d" % i, b"v")
+    assert storage.kv.clear_nowait(agent).result(5) == 10
+    assert await storage.kv.load(agent) == {}
 
 
 async def test_kv_binary_keys_and_values_round_trip(storage: Storage, agent: str) -> None:
     key, value = bytes(range(256)), os.urandom(100_000)
-    storage.kv_set_nowait(agent, key, value).result(5)
-    assert await storage.kv_load(agent) == {key: value}
+    storage.kv.set_nowait(agent, key, value).result(5)
+    assert await storage.kv.load(agent) == {key: value}
 
 
 async def test_kv_for_an_unknown_agent_fails_its_future(storage: Storage) -> None:
     with pytest.raises(StorageError):
-        storage.kv_set_nowait("ghost", b"k", b"v").result(5)
+        storage.kv.set_nowait("ghost", b"k", b"v").result(5)
 
 
 async def test_snapshots_round_trip_compressed(storage: Storage, agent: str) -> None:
     memory = bytearray(1 << 20)
     memory[1000:1016] = b"live data here!!"
-    await storage.save_snapshot(agent, bytes(memory), {"pages": 16, "globals": [1, 2]})
+    await storage.snapshots.save(agent, bytes(memory), {"pages": 16, "globals": [1, 2]})
     stored = await storage.read(
         lambda c: c.fetch_value("SELECT length(memory) FROM snapshots WHERE name = ?", (agent,))
     )
     assert stored < 10_000  # a mostly-empty 1 MiB memory is stored small
-    assert await storage.load_snapshot(agent) == (bytes(memory), {"pages": 16, "globals": [1, 2]})
-    assert await storage.delete_snapshot(agent) is True
-    assert await storage.load_snapshot(agent) is None
-    assert await storage.delete_snapshot(agent) is False
+    assert await storage.snapshots.load(agent) == (bytes(memory), {"pages": 16, "globals": [1, 2]})
+    assert await storage.snapshots.delete(agent) is True
+    assert await storage.snapshots.load(agent) is None
+    assert await storage.snapshots.delete(agent) is False
 
 
 async def test_snapshot_sync_twins_replace_the_previous_snapshot(
     storage: Storage, agent: str
 ) -> None:
     def worker() -> tuple[bytes, dict[str, object]] | None:
-        storage.save_snapshot_sync(agent, b"first", {"n": 1})
-        storage.save_snapshot_sync(agent, b"second", {"n": 2})
-        return storage.load_snapshot_sync(agent)
+        storage.snapshots.save_sync(agent, b"first", {"n": 1})
+        storage.snapshots.save_sync(agent, b"second", {"n": 2})
+        return storage.snapshots.load_sync(agent)
 
     assert await asyncio.to_thread(worker) == (b"second", {"n": 2})
-    assert await asyncio.to_thread(storage.delete_snapshot_sync, agent) is True
+    assert await asyncio.to_thread(storage.snapshots.delete_sync, agent) is True
 
 
 @pytest.mark.parametrize(
@@ -96,9 +96,9 @@ def test_snapshot_save_and_load_of_one_mebibyte_is_fast(
             )
         )
         started = time.perf_counter()
-        storage.save_snapshot_sync("m", memory, {})
+        storage.snapshots.save_sync("m", memory, {})
         saved = time.perf_counter()
-        assert storage.load_snapshot_sync("m") == (memory, {})
+        assert storage.snapshots.load_sync("m") == (memory, {})
         loaded = time.perf_counter()
         size = storage.read_sync(lambda c: c.fetch_value("SELECT length(memory) FROM snapshots"))
     finally:
@@ -113,28 +113,28 @@ def test_snapshot_save_and_load_of_one_mebibyte_is_fast(
 
 async def test_timers_are_listed_when_due_and_deleted(storage: Storage, agent: str) -> None:
     now = time.time()
-    late = await storage.add_scheduled(agent, now + 60, b"late")
-    soon = await storage.add_scheduled(agent, now - 1, b"soon")
+    late = await storage.scheduled.add(agent, now + 60, b"late")
+    soon = await storage.scheduled.add(agent, now - 1, b"soon")
     from_thread = await asyncio.to_thread(
-        lambda: storage.add_scheduled_nowait(agent, now - 2, b"sooner").result(5)
+        lambda: storage.scheduled.add_nowait(agent, now - 2, b"sooner").result(5)
     )
-    due = await storage.list_due(now)
+    due = await storage.scheduled.list_due(now)
     assert [(t.id, t.body) for t in due] == [(from_thread, b"sooner"), (soon, b"soon")]
-    assert [t.id for t in await storage.list_due(now, limit=1)] == [from_thread]
-    assert [t.id for t in await storage.list_scheduled()] == [from_thread, soon, late]
-    assert [t.id for t in await storage.list_scheduled(agent)] == [from_thread, soon, late]
-    assert await storage.next_due_at() == pytest.approx(now - 2)
-    assert await storage.delete_scheduled(soon) is True
-    assert await storage.delete_scheduled(soon) is False
-    assert storage.delete_scheduled_nowait(from_thread).result(5) is True
-    assert [t.id for t in await storage.list_scheduled()] == [late]
+    assert [t.id for t in await storage.scheduled.list_due(now, limit=1)] == [from_thread]
+    assert [t.id for t in await storage.scheduled.list_all()] == [from_thread, soon, late]
+    assert [t.id for t in await storage.scheduled.list_all(agent)] == [from_thread, soon, late]
+    assert await storage.scheduled.next_due_at() == pytest.approx(now - 2)
+    assert await storage.scheduled.delete(soon) is True
+    assert await storage.scheduled.delete(soon) is False
+    assert storage.scheduled.delete_nowait(from_thread).result(5) is True
+    assert [t.id for t in await storage.scheduled.list_all()] == [late]
 
 
 async def test_timers_survive_a_restart(storage: Storage, agent: str) -> None:
-    timer = await storage.add_scheduled(agent, 123.0, b"tick")
+    timer = await storage.scheduled.add(agent, 123.0, b"tick")
     await storage.aclose()
     async with await Storage.open(storage.path) as reopened:
-        [record] = await reopened.list_scheduled()
+        [record] = await reopened.scheduled.list_all()
     assert (record.id, record.name, record.due_at, record.body) == (timer, agent, 123.0, b"tick")
 
 

@@ -117,12 +117,12 @@ async def test_a_clean_close_leaves_no_wal_behind(state_path: Path) -> None:
 
 
 async def test_aclose_flushes_every_queued_write(storage: Storage, agent: str) -> None:
-    futures = [storage.kv_set_nowait(agent, b"%d" % i, b"v") for i in range(2000)]
+    futures = [storage.kv.set_nowait(agent, b"%d" % i, b"v") for i in range(2000)]
     await storage.aclose()
     assert all(f.done() and f.exception() is None for f in futures)
     reopened = await Storage.open(storage.path)
     try:
-        assert len(await reopened.kv_load(agent)) == 2000
+        assert len(await reopened.kv.load(agent)) == 2000
     finally:
         await reopened.aclose()
 

@@ -48,10 +48,10 @@ async def test_a_failing_write_fails_alone_in_its_batch(storage: Storage, agent:
         c.execute("INSERT INTO kv(name, key, value) VALUES (?, ?, ?)", (agent, b"2", b"x"))
         raise ValueError("the agent changed its mind")
 
-    first = storage.kv_set_nowait(agent, b"1", b"x")
+    first = storage.kv.set_nowait(agent, b"1", b"x")
     failing = storage.write_nowait(half_done_then_fail)
-    constraint = storage.kv_set_nowait("no-such-agent", b"k", b"x")  # foreign key violation
-    last = storage.kv_set_nowait(agent, b"3", b"x")
+    constraint = storage.kv.set_nowait("no-such-agent", b"k", b"x")  # foreign key violation
+    last = storage.kv.set_nowait(agent, b"3", b"x")
     gate.set()
     blocker.result(5)
     assert first.result(5) is None
@@ -60,7 +60,7 @@ async def test_a_failing_write_fails_alone_in_its_batch(storage: Storage, agent:
         failing.result(5)
     with pytest.raises(StorageError, match="FOREIGN KEY"):
         constraint.result(5)
-    assert await storage.kv_load(agent) == {b"1": b"x", b"3": b"x"}
+    assert await storage.kv.load(agent) == {b"1": b"x", b"3": b"x"}
     stats = storage.statistics()
     assert stats.failed_ops == 2
     assert stats.max_batch >= 4
@@ -117,7 +117,7 @@ async def test_write_sync_inside_a_write_is_refused(storage: Storage) -> None:
 async def test_reads_cannot_write(storage: Storage, agent: str) -> None:
     with pytest.raises(StorageError, match=r"readonly|read-only|query_only"):
         await storage.read(lambda c: c.execute("DELETE FROM agents"))
-    assert await storage.count_agents() == 1
+    assert await storage.agents.count() == 1
 
 
 async def test_a_long_read_does_not_block_the_event_loop(storage: Storage) -> None:
@@ -157,7 +157,7 @@ def test_acknowledged_writes_survive_sigkill(state_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
     storage = Storage.open_sync(state_path)  # the kernel released the dead node's lock
     try:
-        keys = {int.from_bytes(k, "big") for k in storage.kv_load_sync("w")}
+        keys = {int.from_bytes(k, "big") for k in storage.kv.load_sync("w")}
     finally:
         storage.close()
     assert set(acked) <= keys

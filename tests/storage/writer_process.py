@@ -24,14 +24,14 @@ def main(mode: str, path: Path) -> None:
         sys.stdin.read()
         storage.close()
         return
-    if storage.get_agent_sync("w") is None:
-        asyncio.run(storage.create_agent(AgentRecord(name="w"), b"\0asm"))
+    if storage.agents.get_sync("w") is None:
+        asyncio.run(storage.agents.create(AgentRecord(name="w"), b"\0asm"))
     print("ready", flush=True)
     in_flight: collections.deque[tuple[int, Future[None]]] = collections.deque()
     i = 0
     while True:
         while len(in_flight) < 64:
-            in_flight.append((i, storage.kv_set_nowait("w", i.to_bytes(8, "big"), b"x" * 100)))
+            in_flight.append((i, storage.kv.set_nowait("w", i.to_bytes(8, "big"), b"x" * 100)))
             i += 1
         done, future = in_flight.popleft()
         future.result()

@@ -9,9 +9,10 @@ needed to bring the agent back: its versions and modules, env, limits, grants, s
 and last error, its kv pairs, its memory snapshot when hibernated and its pending timers.
 
 State changes the runtime makes on its own (an agent fails past its restart budget, is
-hibernated, is restored by a message) reach the store through `PersistingEvents`; counters are
-written every few seconds and on stop, and always as ``persisted base + runtime counters``, so
-they continue across restarts. At node start `AgentService.restore_all` brings every agent
+hibernated, is restored by a message) reach the store through `PersistingEvents`, which marks
+the agent in `DirtyAgents` for the service's writer; counters are written every few seconds
+and on stop, and always as ``persisted base + runtime counters``, so they continue across
+restarts. At node start `AgentService.restore_all` brings every agent
 back in its stored state, from the compiled-module cache, and re-arms the timers still pending.
 """
 
@@ -24,8 +25,14 @@ from caxton._lazy import lazy_getattr
 if TYPE_CHECKING:
     from caxton.agents._model import NAME_PATTERN, AgentInfo, DeployRequest
     from caxton.agents._stats import AgentServiceStatistics, metric_samples
-    from caxton.agents.backends import PersistingEvents, StoredKv, StoredSnapshots, StoredTimers
     from caxton.agents.service import AgentService
+    from caxton.agents.stored import (
+        DirtyAgents,
+        PersistingEvents,
+        StoredKv,
+        StoredSnapshots,
+        StoredTimers,
+    )
 
 # Submodules load on first use, so `import caxton.agents` stays cheap (the CLI and the
 # server's first listener do not wait for wasmtime).
@@ -34,11 +41,12 @@ _LAZY = {
     "AgentService": "caxton.agents.service",
     "AgentServiceStatistics": "caxton.agents._stats",
     "DeployRequest": "caxton.agents._model",
+    "DirtyAgents": "caxton.agents.stored",
     "NAME_PATTERN": "caxton.agents._model",
-    "PersistingEvents": "caxton.agents.backends",
-    "StoredKv": "caxton.agents.backends",
-    "StoredSnapshots": "caxton.agents.backends",
-    "StoredTimers": "caxton.agents.backends",
+    "PersistingEvents": "caxton.agents.stored",
+    "StoredKv": "caxton.agents.stored",
+    "StoredSnapshots": "caxton.agents.stored",
+    "StoredTimers": "caxton.agents.stored",
     "metric_samples": "caxton.agents._stats",
 }
 
@@ -51,6 +59,7 @@ __all__ = [
     "AgentService",
     "AgentServiceStatistics",
     "DeployRequest",
+    "DirtyAgents",
     "PersistingEvents",
     "StoredKv",
     "StoredSnapshots",

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from caxton.errors import InvalidRequest
+from caxton.wire.timestamps import rfc3339
 
 __all__ = [
     "NAME_PATTERN",
@@ -21,7 +21,6 @@ __all__ = [
     "check_env",
     "check_limits",
     "check_name",
-    "rfc3339",
 ]
 
 #: Agent names, unique in the cluster (docs/messaging.md, "The message").
@@ -102,12 +101,6 @@ class AgentInfo:
             "mailbox_depth": self.mailbox_depth,
             "last_active": None if self.last_active is None else rfc3339(self.last_active),
         }
-
-
-def rfc3339(seconds: float) -> str:
-    """Unix seconds as RFC 3339 in UTC with milliseconds (``2024-05-01T12:00:00.000Z``)."""
-    stamp = datetime.fromtimestamp(seconds, UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
 def check_name(name: object) -> str:

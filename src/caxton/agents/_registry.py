@@ -1,13 +1,13 @@
 """The service's in-memory view of each deployed agent, and how it is written back to SQLite.
 
-`Entry` holds what does not change between operations (spec, compiled module, versions, module
-hash and size, times) plus the counters persisted when the runtime's counters were last zero
-(``base_*``). What an agent did since is in the runtime's `AgentStatistics`; the persisted
+`DeployedAgent` holds what does not change between operations (spec, compiled module, versions,
+module hash and size, times) plus the counters persisted when the runtime's counters were last
+zero (``base_*``). What an agent did since is in the runtime's `AgentStatistics`; the persisted
 counters are always ``base + runtime``, so after a restart they continue from what was written.
 
-`Writer` persists state, counters and last error: at once for the service's own operations,
-soon after a runtime event (state change, failed message), and every `interval` seconds for
-counters, writing only records that changed.
+`StateWriter` persists state, counters and last error: at once for the service's own
+operations, soon after a runtime event marks the agent in `DirtyAgents` (state change, failed
+message), and every `interval` seconds for counters, writing only records that changed.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from caxton.agents.stored import DirtyAgents
 from caxton.errors import AgentNotFound, StorageError
 from caxton.runtime import AgentSpec, AgentStatistics, Compiled, Runtime
 from caxton.storage import Storage
 
-__all__ = ["Entry", "Writer"]
+__all__ = ["DeployedAgent", "StateWriter"]
 
 log = logging.getLogger("caxton.agents")
 
@@ -33,7 +34,7 @@ Persisted = tuple[str, int, int, int, str | None]
 
 
 @dataclass(slots=True, kw_only=True)
-class Entry:
+class DeployedAgent:
     """One deployed agent as the service knows it."""
 
     spec: AgentSpec
@@ -67,26 +68,26 @@ class Entry:
         )
 
 
-class Writer:
+class StateWriter:
     """Writes agents' state and counters to the store (see the module docstring)."""
 
     #: Records written concurrently in one pass (the store group-commits them).
     CHUNK = 256
 
     def __init__(
-        self, storage: Storage, runtime: Runtime, entries: dict[str, Entry], interval: float
+        self,
+        storage: Storage,
+        runtime: Runtime,
+        entries: dict[str, DeployedAgent],
+        interval: float,
+        dirty: DirtyAgents,
     ) -> None:
         self._storage = storage
         self._runtime = runtime
         self._entries = entries
         self.interval = interval
-        self.dirty: set[str] = set()
-        self._wake = asyncio.Event()
+        self._dirty = dirty
         self._task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        """Write the dirty records soon (loop thread)."""
-        self._wake.set()
 
     def start(self) -> None:
         """Start the background task (owned by this writer; `aclose` ends it)."""
@@ -98,19 +99,16 @@ class Writer:
     async def _serve(self) -> None:
         next_full = time.monotonic() + self.interval
         while True:
-            timeout = max(0.0, next_full - time.monotonic())
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
-            self._wake.clear()
+                async with asyncio.timeout(max(0.0, next_full - time.monotonic())):
+                    await self._dirty.wait()
             try:
                 if time.monotonic() >= next_full:
                     next_full = time.monotonic() + self.interval
                     await self.write(list(self._entries))
                 else:
                     await asyncio.sleep(0.01)  # let a burst of events coalesce
-                    names, self.dirty = self.dirty, set()
-                    await self.write(names)
+                    await self.write(self._dirty.take())
             except StorageError as exc:
                 # The store logs a full disk (or a deleted file) once per episode; the records
                 # stay dirty and are written by a later pass.
@@ -121,7 +119,7 @@ class Writer:
 
     async def write(self, names: Iterable[str]) -> int:
         """Write the records of ``names`` that changed; returns how many were written."""
-        todo: list[tuple[Entry, Persisted]] = []
+        todo: list[tuple[DeployedAgent, Persisted]] = []
         for name in names:
             entry = self._entries.get(name)
             if entry is None:
@@ -137,10 +135,10 @@ class Writer:
             await asyncio.gather(*(self._write_one(e, w) for e, w in todo[i : i + self.CHUNK]))
         return len(todo)
 
-    async def _write_one(self, entry: Entry, want: Persisted) -> None:
+    async def _write_one(self, entry: DeployedAgent, want: Persisted) -> None:
         state, messages, failures, restarts, last_error = want
         try:
-            record = await self._storage.update_agent(
+            record = await self._storage.agents.update(
                 entry.name,
                 state=state,
                 messages_handled=messages,

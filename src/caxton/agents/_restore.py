@@ -17,19 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from caxton.agents._registry import Entry
-from caxton.agents.backends import StoredSnapshots, StoredTimers
+from caxton.agents._compiler import ModuleCompiler
+from caxton.agents._registry import DeployedAgent
+from caxton.agents.stored import StoredTimers
 from caxton.errors import AgentStartFailed, Error
-from caxton.runtime import AgentSpec, AgentState
-from caxton.storage import AgentRecord
+from caxton.runtime import AgentSpec, AgentState, Engine, Runtime
+from caxton.storage import AgentRecord, Storage
 
-if TYPE_CHECKING:
-    from caxton.agents.service import AgentService
-
-__all__ = ["restore_all"]
+__all__ = ["KnownSnapshots", "Restorer"]
 
 log = logging.getLogger("caxton.agents")
 
@@ -39,91 +38,104 @@ _PAGE = 1000
 _IDLE = {"stopped": AgentState.STOPPED, "failed": AgentState.FAILED}
 
 
-async def restore_all(service: AgentService, entries: dict[str, Entry]) -> int:
-    """Restore every stored agent into ``entries`` and the runtime; re-arm timers."""
-    storage = service.storage
-    records: list[AgentRecord] = []
-    while True:
-        page = await storage.list_agents(offset=len(records), limit=_PAGE)
-        records.extend(page)
-        if len(page) < _PAGE:
-            break
-    gate = asyncio.Semaphore(CONCURRENCY)
+class KnownSnapshots(Protocol):
+    """Told which agents have a memory snapshot in the store (the runtime's snapshot backend
+    over SQLite skips the lookup for agents it was not told about)."""
 
-    async def one(record: AgentRecord) -> bool:
-        async with gate:
+    def mark(self, agent: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Restorer:
+    """Brings the stored agents back at node start (see the module docstring)."""
+
+    storage: Storage
+    runtime: Runtime
+    engine: Engine
+    compiler: ModuleCompiler
+    snapshots: KnownSnapshots
+
+    async def restore_all(self, entries: dict[str, DeployedAgent]) -> int:
+        """Restore every stored agent into ``entries`` and the runtime; re-arm timers."""
+        records: list[AgentRecord] = []
+        while True:
+            page = await self.storage.agents.page(offset=len(records), limit=_PAGE)
+            records.extend(page)
+            if len(page) < _PAGE:
+                break
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(record: AgentRecord) -> bool:
+            async with gate:
+                try:
+                    entry = await self._restore_one(record)
+                except Error as exc:
+                    log.error("agent %s could not be restored: %s", record.name, exc.message)
+                    return False
+                entries[record.name] = entry
+                return True
+
+        restored = sum(await asyncio.gather(*(one(r) for r in records)))
+        await self._rearm_timers()
+        return restored
+
+    async def _restore_one(self, record: AgentRecord) -> DeployedAgent:
+        storage, runtime, name = self.storage, self.runtime, record.name
+        version, digest, wasm = await storage.agents.load_module_for(name)
+        versions = [v.version for v in await storage.agents.versions(name)]
+        data_dir = record.grants.get("data_dir")
+        spec = AgentSpec(
+            name=name,
+            version=version,
+            env=dict(record.env),
+            memory_limit=record.limits.get("memory_bytes"),
+            fuel=record.limits.get("fuel"),
+            grant_dir=None if data_dir is None else Path(data_dir),
+        )
+        if spec.grant_dir is not None:
+            await asyncio.to_thread(spec.grant_dir.mkdir, parents=True, exist_ok=True)
+            # Counted now, even if the agent stays hibernated until its next message.
+            await asyncio.to_thread(self.engine.temp_storage.add, spec.grant_dir)
+        compiled = await self.compiler.compile(wasm, spec)
+        entry = DeployedAgent(
+            spec=spec,
+            compiled=compiled,
+            versions=versions,
+            module_sha256=digest,
+            module_size=len(wasm),
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            base_messages=record.messages_handled,
+            base_failures=record.failures,
+            base_restarts=record.restarts,
+            base_last_error=record.last_error,
+            persisted=(
+                record.state,
+                record.messages_handled,
+                record.failures,
+                record.restarts,
+                record.last_error,
+            ),
+        )
+        state = record.state
+        if state == AgentState.HIBERNATED.value and compiled.info.kind == "reactor":
+            self.snapshots.mark(name)
+            await runtime.load_agent(spec, compiled, AgentState.HIBERNATED)
+        elif state in _IDLE:
+            await runtime.load_agent(spec, compiled, _IDLE[state])
+        else:
             try:
-                entry = await _restore_one(service, record)
-            except Error as exc:
-                log.error("agent %s could not be restored: %s", record.name, exc.message)
-                return False
-            entries[record.name] = entry
-            return True
+                await runtime.start_agent(spec, compiled)
+            except AgentStartFailed as exc:
+                log.error("agent %s failed to start again: %s", name, exc.message)
+                entry.base_last_error = exc.message
+                await runtime.load_agent(spec, compiled, AgentState.FAILED)
+        return entry
 
-    restored = sum(await asyncio.gather(*(one(r) for r in records)))
-    await _rearm_timers(service)
-    return restored
-
-
-async def _restore_one(service: AgentService, record: AgentRecord) -> Entry:
-    storage, runtime, name = service.storage, service.runtime, record.name
-    version, digest, wasm = await storage.load_module_for(name)
-    versions = [v.version for v in await storage.list_versions(name)]
-    data_dir = record.grants.get("data_dir")
-    spec = AgentSpec(
-        name=name,
-        version=version,
-        env=dict(record.env),
-        memory_limit=record.limits.get("memory_bytes"),
-        fuel=record.limits.get("fuel"),
-        grant_dir=None if data_dir is None else Path(data_dir),
-    )
-    if spec.grant_dir is not None:
-        await asyncio.to_thread(spec.grant_dir.mkdir, parents=True, exist_ok=True)
-        # Counted now, even if the agent stays hibernated until its next message.
-        await asyncio.to_thread(service.engine.temp_storage.add, spec.grant_dir)
-    compiled = await service._compile(wasm, spec)
-    entry = Entry(
-        spec=spec,
-        compiled=compiled,
-        versions=versions,
-        module_sha256=digest,
-        module_size=len(wasm),
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-        base_messages=record.messages_handled,
-        base_failures=record.failures,
-        base_restarts=record.restarts,
-        base_last_error=record.last_error,
-        persisted=(
-            record.state,
-            record.messages_handled,
-            record.failures,
-            record.restarts,
-            record.last_error,
-        ),
-    )
-    state = record.state
-    if state == AgentState.HIBERNATED.value and compiled.info.kind == "reactor":
-        if isinstance(runtime.snapshots, StoredSnapshots):
-            runtime.snapshots.mark(name)
-        await runtime.load_agent(spec, compiled, AgentState.HIBERNATED)
-    elif state in _IDLE:
-        await runtime.load_agent(spec, compiled, _IDLE[state])
-    else:
-        try:
-            await runtime.start_agent(spec, compiled)
-        except AgentStartFailed as exc:
-            log.error("agent %s failed to start again: %s", name, exc.message)
-            entry.base_last_error = exc.message
-            await runtime.load_agent(spec, compiled, AgentState.FAILED)
-    return entry
-
-
-async def _rearm_timers(service: AgentService) -> None:
-    storage, runtime = service.storage, service.runtime
-    now = time.time()
-    for record in await storage.list_scheduled():
-        receiver, data, wait = StoredTimers.decode(record, now)
-        runtime.schedule(wait, receiver, data, record.name)
-        storage.delete_scheduled_nowait(record.id)
+    async def _rearm_timers(self) -> None:
+        storage, runtime = self.storage, self.runtime
+        now = time.time()
+        for record in await storage.scheduled.list_all():
+            receiver, data, wait = StoredTimers.decode(record, now)
+            runtime.schedule(wait, receiver, data, record.name)
+            storage.scheduled.delete_nowait(record.id)

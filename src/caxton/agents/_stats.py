@@ -35,7 +35,10 @@ class AgentServiceStatistics:
 def metric_samples(
     agents: AgentServiceStatistics, runtime: RuntimeStatistics
 ) -> Iterator[Sequence[Any]]:
-    """The agent metrics of issue 3, item 8, as snapshot-collector records."""
+    """The agent metrics of docs/observability.md, as snapshot-collector records.
+
+    The time agents spend per message is messaging's ``message_processing_duration_seconds``.
+    """
     yield ("agents_deployed", "gauge", {}, agents.agents, "Deployed agents.")
     for state in AgentState:
         yield (
@@ -60,14 +63,6 @@ def metric_samples(
             count,
             "Messages handled by agents, by outcome (ok or the failure cause).",
         )
-    counts = runtime.duration_buckets
-    yield (
-        "agent_execution_duration_seconds",
-        "histogram",
-        {},
-        (runtime.duration_bounds, counts[:-1], runtime.duration_sum, sum(counts)),
-        "Time agents spent handling one message.",
-    )
     yield (
         "wasm_memory_usage_bytes",
         "gauge",

@@ -13,6 +13,9 @@ running (the new module is only stored once it runs).
 Whatever happens to the caller, an operation once begun runs to its end (`Operations`): a
 caller that is cancelled (the HTTP request passed ``request_timeout``, or its client went away)
 stops waiting, the operation completes or fails and undoes itself, and every view agrees.
+
+Modules are compiled by `ModuleCompiler` and swapped (upgrade, rollback) by `Versions`; node
+start brings the stored agents back through `Restorer`.
 """
 
 from __future__ import annotations
@@ -27,15 +30,17 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from caxton.agents import _restore
+from caxton.agents._compiler import ModuleCompiler
 from caxton.agents._model import AgentInfo, DeployRequest, check_env, check_limits, check_name
 from caxton.agents._operations import Operations
-from caxton.agents._registry import Entry, Writer
+from caxton.agents._registry import DeployedAgent, StateWriter
+from caxton.agents._restore import KnownSnapshots, Restorer
 from caxton.agents._stats import AgentServiceStatistics, metric_samples
-from caxton.agents.backends import PersistingEvents
+from caxton.agents._versions import Versions
+from caxton.agents.stored import DirtyAgents
 from caxton.config import Config
 from caxton.errors import AgentAlreadyExists, AgentLimitReached, AgentNotFound, Error
-from caxton.runtime import AgentSpec, AgentState, Compiled, Engine, LogLine, Runtime
+from caxton.runtime import AgentSpec, AgentState, Engine, LogLine, Runtime
 from caxton.storage import AgentRecord, Storage
 
 __all__ = ["AgentService"]
@@ -45,27 +50,44 @@ COUNTER_FLUSH_INTERVAL = 5.0
 
 
 class AgentService:
-    """Agents of one node: lifecycle, persistence and what the API shows (module docstring)."""
+    """Agents of one node: lifecycle, persistence and what the API shows (module docstring).
+
+    ``dirty`` is where the runtime's events (`PersistingEvents`) mark agents whose record must
+    be written soon; ``snapshots`` is told which agents come back hibernated with a stored
+    memory snapshot. Both are made by whoever wires the node, with the runtime.
+    """
 
     def __init__(
-        self, config: Config, *, storage: Storage, engine: Engine, runtime: Runtime
+        self,
+        config: Config,
+        *,
+        storage: Storage,
+        engine: Engine,
+        runtime: Runtime,
+        dirty: DirtyAgents,
+        snapshots: KnownSnapshots,
     ) -> None:
         self.config = config
         self.storage = storage
         self.engine = engine
         self.runtime = runtime
-        self._entries: dict[str, Entry] = {}
+        self._compiler = ModuleCompiler(engine, config.runtime.wasm_memory_limit)
+        self._versions = Versions(agents=storage.agents, runtime=runtime, compiler=self._compiler)
+        self._restorer = Restorer(
+            storage=storage,
+            runtime=runtime,
+            engine=engine,
+            compiler=self._compiler,
+            snapshots=snapshots,
+        )
+        self._entries: dict[str, DeployedAgent] = {}
         self._reserved: set[str] = set()
         self._locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
             asyncio.Lock
         )
         self._counts = collections.Counter[str]()
         self._operations = Operations()
-        self._writer = Writer(storage, runtime, self._entries, COUNTER_FLUSH_INTERVAL)
-        events = runtime.events
-        if isinstance(events, PersistingEvents):
-            self._writer.dirty = events.dirty
-            events.on_dirty = self._writer.wake
+        self._writer = StateWriter(storage, runtime, self._entries, COUNTER_FLUSH_INTERVAL, dirty)
         self._closed = False
         self._writer.start()
 
@@ -76,26 +98,20 @@ class AgentService:
         """``<data_dir>/agents``: one directory per agent that was granted one."""
         return self.config.coordination.data_dir / "agents"
 
-    def _require(self, name: str) -> Entry:
+    def _require(self, name: str) -> DeployedAgent:
         entry = self._entries.get(name)
         if entry is None:
             raise AgentNotFound(f"no agent named {name!r}", details={"name": name})
         return entry
 
     @asynccontextmanager
-    async def _locked(self, name: str) -> AsyncIterator[Entry]:
+    async def _locked(self, name: str) -> AsyncIterator[DeployedAgent]:
         if self._closed:
             raise Error("the agent service is closed")
         async with self._locks[name]:
             yield self._require(name)
 
-    async def _compile(self, wasm: bytes, spec: AgentSpec) -> Compiled:
-        limit = self.config.runtime.wasm_memory_limit
-        if spec.memory_limit is not None:
-            limit = min(limit, spec.memory_limit)
-        return await asyncio.to_thread(self.engine.compile, wasm, memory_limit=limit)
-
-    async def _persist(self, entry: Entry) -> None:
+    async def _persist(self, entry: DeployedAgent) -> None:
         await self._writer.write([entry.name])
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -149,12 +165,12 @@ class AgentService:
         self._counts["deploys"] += 1
         return self._info(entry)
 
-    async def _deploy(self, req: DeployRequest, name: str, env: dict[str, str]) -> Entry:
+    async def _deploy(self, req: DeployRequest, name: str, env: dict[str, str]) -> DeployedAgent:
         data_dir = self.agents_dir / name / "data" if req.grant_dir else None
         spec = AgentSpec(
             name=name, env=env, memory_limit=req.memory_limit, fuel=req.fuel, grant_dir=data_dir
         )
-        compiled = await self._compile(req.wasm, spec)
+        compiled = await self._compiler.compile(req.wasm, spec)
         if data_dir is not None:
             await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
         record = AgentRecord(
@@ -165,17 +181,17 @@ class AgentService:
             grants={"data_dir": None if data_dir is None else str(data_dir)},
         )
         try:
-            stored = await self.storage.create_agent(record, req.wasm)
+            stored = await self.storage.agents.create(record, req.wasm)
             try:
                 await self.runtime.start_agent(spec, compiled)
             except BaseException:
-                await asyncio.shield(self.storage.delete_agent(name))
+                await asyncio.shield(self.storage.agents.delete(name))
                 raise
         except BaseException:
             if data_dir is not None:
                 await asyncio.to_thread(shutil.rmtree, data_dir.parent, True)
             raise
-        entry = Entry(
+        entry = DeployedAgent(
             spec=spec,
             compiled=compiled,
             versions=[1],
@@ -198,18 +214,7 @@ class AgentService:
 
     async def _upgrade(self, name: str, wasm: bytes) -> AgentInfo:
         async with self._locked(name) as entry:
-            compiled = await self._compile(wasm, entry.spec)
-            version = max(entry.versions) + 1
-            await self.runtime.upgrade_agent(name, compiled, version)
-            try:
-                stored = await self.storage.add_version(name, wasm)
-            except BaseException:
-                await self.runtime.upgrade_agent(name, entry.compiled, entry.spec.version)
-                raise
-            entry.replace_spec(version=stored)
-            entry.compiled, entry.versions = compiled, [*entry.versions, stored]
-            entry.module_sha256, entry.module_size = compiled.module.sha256, len(wasm)
-            entry.updated_at = time.time()
+            await self._versions.upgrade(entry, wasm)
             await self._persist(entry)
         self._counts["upgrades"] += 1
         return self._info(entry)
@@ -223,23 +228,7 @@ class AgentService:
 
     async def _rollback(self, name: str, version: int) -> AgentInfo:
         async with self._locked(name) as entry:
-            if version not in entry.versions:
-                raise AgentNotFound(
-                    f"agent {name!r} has no version {version} (it has {entry.versions})",
-                    details={"name": name, "version": version, "versions": entry.versions},
-                )
-            if version != entry.spec.version:
-                _, digest, wasm = await self.storage.load_module_for(name, version)
-                compiled = await self._compile(wasm, entry.spec)
-                await self.runtime.upgrade_agent(name, compiled, version)
-                try:
-                    await self.storage.set_current_version(name, version)
-                except BaseException:
-                    await self.runtime.upgrade_agent(name, entry.compiled, entry.spec.version)
-                    raise
-                entry.replace_spec(version=version)
-                entry.compiled, entry.module_sha256, entry.module_size = compiled, digest, len(wasm)
-                entry.updated_at = time.time()
+            if await self._versions.roll_to(entry, version):
                 self._counts["rollbacks"] += 1
         return self._info(entry)
 
@@ -279,7 +268,7 @@ class AgentService:
             # Its queued messages have pending rows once the journal is flushed; deleting
             # the agent turns them into dead letters (never delivered to a later namesake).
             await self.runtime.flush_journal()
-            await self.storage.delete_agent(name)
+            await self.storage.agents.delete(name)
             del self._entries[name]
             if entry.spec.grant_dir is not None:
                 await asyncio.to_thread(shutil.rmtree, self.agents_dir / name, True)
@@ -307,7 +296,7 @@ class AgentService:
         """Every deployed agent's name, sorted."""
         return sorted(self._entries)
 
-    def _info(self, entry: Entry) -> AgentInfo:
+    def _info(self, entry: DeployedAgent) -> AgentInfo:
         stats = self.runtime.agent_statistics(entry.name)
         state, messages, failures, restarts, last_error = entry.current(stats)
         last_active = None
@@ -343,7 +332,7 @@ class AgentService:
 
     async def restore_all(self) -> int:
         """Bring back every stored agent in its stored state; returns how many came back."""
-        return await _restore.restore_all(self, self._entries)
+        return await self._restorer.restore_all(self._entries)
 
     async def flush(self) -> int:
         """Write every agent's changed state and counters now; returns how many were written."""

@@ -7,7 +7,6 @@ envelope in the error middleware.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -28,6 +27,7 @@ from caxton.api.agent_schemas import (
 from caxton.api.keys import NODE
 from caxton.api.routes import Route, integer
 from caxton.errors import InvalidRequest
+from caxton.wire.timestamps import rfc3339
 
 if TYPE_CHECKING:
     from caxton.agents.service import AgentService
@@ -120,11 +120,6 @@ async def remove(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _rfc3339(seconds: float) -> str:
-    stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
-
-
 async def logs(request: web.Request) -> web.Response:
     """``GET /api/v1/agents/{name}/logs?n=100``: the agent's recent log lines, oldest first."""
     name = request.match_info["name"]
@@ -134,7 +129,7 @@ async def logs(request: web.Request) -> web.Response:
         {
             "name": name,
             "lines": [
-                {"time": _rfc3339(line.time), "level": line.level, "text": line.text}
+                {"time": rfc3339(line.time), "level": line.level, "text": line.text}
                 for line in lines
             ],
         }

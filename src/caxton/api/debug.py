@@ -15,7 +15,6 @@ from typing import Any
 
 from aiohttp import web
 
-from caxton.agents._model import rfc3339
 from caxton.api.agent_forms import query_int
 from caxton.api.agent_schemas import AGENT_SCHEMA
 from caxton.api.keys import NODE
@@ -23,6 +22,7 @@ from caxton.api.messages import dead_letter_dict, json_response, messaging_of
 from caxton.api.routes import Route
 from caxton.messaging import Messaging
 from caxton.messaging.recent import SCAN, recent_messages
+from caxton.wire.timestamps import rfc3339
 
 __all__ = ["debug_routes"]
 

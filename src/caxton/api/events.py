@@ -25,7 +25,6 @@ from typing import Any
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from caxton.agents._model import rfc3339
 from caxton.api.agent_forms import query_int
 from caxton.api.errors import ApiError
 from caxton.api.messages import messaging_of
@@ -34,6 +33,7 @@ from caxton.config import parse_duration
 from caxton.errors import InvalidRequest
 from caxton.messaging import Subscription
 from caxton.wire.codec import normalise_performative
+from caxton.wire.timestamps import rfc3339
 
 __all__ = ["CLOSE_TOO_SLOW", "close_event_streams", "event_routes"]
 

@@ -20,7 +20,6 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from caxton.agents._model import rfc3339
 from caxton.api.agent_forms import ascii_digits, query_int
 from caxton.api.agent_schemas import MAX_PAGE
 from caxton.api.errors import ApiError
@@ -31,6 +30,7 @@ from caxton.config import parse_duration
 from caxton.errors import Error, InvalidMessage, InvalidRequest
 from caxton.messaging import Accepted, DeadLetter, Messaging
 from caxton.wire.codec import NAME, PERFORMATIVES
+from caxton.wire.timestamps import rfc3339
 
 __all__ = ["WAIT_MARGIN", "dead_letter_dict", "json_response", "message_routes", "messaging_of"]
 
@@ -328,7 +328,7 @@ async def redrive(request: web.Request) -> web.Response:
     try:
         accepted = await messaging_of(request).redrive(dead_id)
     except InvalidMessage:
-        record = await request.app[NODE].storage.dead_letter(dead_id)
+        record = await request.app[NODE].storage.messages.dead_letter(dead_id)
         if record is None:
             raise ApiError(
                 404, "NOT_FOUND", f"no dead letter {dead_id}", details={"id": dead_id}

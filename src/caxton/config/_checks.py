@@ -42,6 +42,7 @@ def cross_check(
         *_check_tls(config, failed),
         *_check_memory(config, failed),
         *_check_listeners(config, failed),
+        *_check_nats(config, failed),
     ]
 
 
@@ -141,3 +142,19 @@ def _check_listeners(config: Config, failed: set[str]) -> Iterator[str]:
             if _collides(earlier, address):
                 yield f"{key}: {address} is already used by {earlier_key} ({earlier})"
                 break
+
+
+def _check_nats(config: Config, failed: set[str]) -> Iterator[str]:
+    """``nats_url`` uses an existing NATS: the keys of a node's own nats-server then do nothing."""
+    coordination = config.coordination
+    if coordination.nats_url is None or "coordination.nats_url" in failed:
+        return
+    for key, value in (
+        ("nats_server", coordination.nats_server),
+        ("cluster_secret", coordination.cluster_secret),
+    ):
+        if value is not None and f"coordination.{key}" not in failed:
+            yield (
+                f"coordination.{key}: not used when nats_url is set (the node then starts no "
+                f"nats-server of its own); remove one of the two"
+            )

@@ -14,7 +14,7 @@ from typing import Any
 
 from caxton.config import _fields
 from caxton.config._units import format_duration, format_size
-from caxton.config.schema import Address, Config, Secret
+from caxton.config.schema import Address, Config, Secret, mask_url_password
 
 __all__ = ["MASK", "config_to_dict", "dump_config"]
 
@@ -33,6 +33,8 @@ def _render(parser: _fields.Parser, value: Any, mask_secrets: bool) -> Any:
         return format_size(value)
     if isinstance(value, Secret):
         return MASK if mask_secrets else value.reveal()
+    if parser is _fields.nats_url and mask_secrets:
+        return mask_url_password(value)
     if isinstance(value, Address | Path):
         return str(value)
     if isinstance(value, tuple):

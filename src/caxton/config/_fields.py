@@ -3,7 +3,7 @@
 Each parser takes the value as TOML gave it (after ``${VAR}`` substitution) and returns the
 typed value the schema stores, or raises ValueError whose message reads
 ``expected <what>, got <value>``; the loader prefixes file and key. `SECTIONS` maps every
-section and key the file may contain to its parser; `tests/config/test_fields.py` checks that
+section and key the file may contain to its parser; `tests/config/test_schema_coverage.py` checks
 it covers the schema dataclasses exactly.
 """
 
@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from caxton.config import schema
 from caxton.config._env import Substituted, parse_bool
 from caxton.config._units import parse_duration, parse_size, toml_repr
-from caxton.config.schema import Address
+from caxton.config.schema import NODE_NAME, Address
 
 __all__ = ["SECTIONS", "Parser", "Section", "describe", "parse_address"]
 
@@ -244,6 +244,34 @@ def seed(value: Any) -> str:
     return str(value)
 
 
+def nats_url(value: Any) -> str:
+    """A NATS server URL: ``nats://``, ``tls://``, ``ws://`` or ``wss://`` with a host."""
+    parts = urlsplit(value) if isinstance(value, str) else None
+    try:
+        port = parts.port if parts is not None else None
+    except ValueError:
+        port = -1
+    if (
+        parts is None
+        or parts.scheme not in ("nats", "tls", "ws", "wss")
+        or not parts.hostname
+        or port == -1
+    ):
+        raise _fail('a NATS URL such as "nats://nats.internal:4222" or "tls://..."', value)
+    return str(value)
+
+
+def node_name(value: Any) -> str:
+    """A node name: a letter or digit, then letters, digits, ``-`` or ``_``; at most 64."""
+    if not isinstance(value, str) or not NODE_NAME.fullmatch(value):
+        raise _fail(
+            'a node name such as "caxton-node-1" (letters, digits, "-" and "_", '
+            "at most 64, starting with a letter or digit)",
+            value,
+        )
+    return str(value)
+
+
 def histogram_buckets(value: Any) -> tuple[float, ...]:
     """Strictly increasing positive numbers (seconds), at least one."""
     expected = "a non-empty array of strictly increasing numbers above 0"
@@ -396,6 +424,10 @@ SECTIONS: dict[str, Section] = {
             "seeds": _array(seed, '"host:port" strings'),
             "gossip_interval": duration,
             "probe_interval": duration,
+            "nats_server": path,
+            "nats_url": nats_url,
+            "node_name": node_name,
+            "cluster_secret": secret,
         },
     ),
     "observability": Section(

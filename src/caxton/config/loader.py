@@ -8,7 +8,8 @@ The order is fixed, so that an operator can predict the outcome:
 4. Every key is checked against the schema and parsed to its typed value; an unknown section
    or key is an error with a "did you mean" suggestion. Missing keys keep their defaults.
 5. Checks that span keys run (TLS files exist, auth has a secret, listeners do not collide).
-6. Environment overrides win last: ``CAXTON_LOG_LEVEL``, ``CAXTON_METRICS_ENABLED``.
+6. Environment overrides win last: ``CAXTON_LOG_LEVEL``, ``CAXTON_METRICS_ENABLED``,
+   ``CAXTON_NATS_SERVER``.
 
 Nothing stops at the first problem: every error found is collected and raised together as one
 `ConfigError`, one error per line, with ``details={"errors": [...], "file": ...}``. A secret's
@@ -207,7 +208,7 @@ def _absolute_paths(config: Config) -> Config:
 
 
 def _apply_overrides(config: Config, environ: Mapping[str, str], errors: list[str]) -> Config:
-    """``CAXTON_LOG_LEVEL`` and ``CAXTON_METRICS_ENABLED`` (empty means unset)."""
+    """``CAXTON_LOG_LEVEL``, ``CAXTON_METRICS_ENABLED``, ``CAXTON_NATS_SERVER`` (empty: unset)."""
     changes: dict[str, Any] = {}
     if level := environ.get("CAXTON_LOG_LEVEL"):
         try:
@@ -219,6 +220,9 @@ def _apply_overrides(config: Config, environ: Mapping[str, str], errors: list[st
             changes["enable_metrics"] = parse_bool(metrics)
         except ValueError as exc:
             errors.append(f"CAXTON_METRICS_ENABLED: {exc}")
+    if server := environ.get("CAXTON_NATS_SERVER"):
+        coordination = dataclasses.replace(config.coordination, nats_server=Path(server).absolute())
+        config = config.replace(coordination=coordination)
     if not changes:
         return config
     return config.replace(observability=dataclasses.replace(config.observability, **changes))

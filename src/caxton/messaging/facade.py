@@ -47,7 +47,7 @@ from caxton.messaging.journal import Journal
 from caxton.messaging.metrics import MetricsMixin
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import Replies, ReplyWaiter
-from caxton.messaging.router import MessagingRouter, to_mailbox
+from caxton.messaging.routing import MessagingRouter, to_mailbox
 from caxton.runtime.agent import AgentState
 from caxton.runtime.delivery import Origin
 from caxton.storage.messages import MessageBatch
@@ -100,7 +100,7 @@ class Messaging(FailureOps, MetricsMixin):
         self.storage = storage
         self.options = options or MessagingOptions()
         self.max_message_size = config.runtime.max_message_size
-        self.journal = Journal(storage.write_messages_nowait)
+        self.journal = Journal(storage.messages.write_nowait)
         self.replies = Replies(self.options.max_clients)
         self.bus = EventBus()
         self.runtime = runtime(self)
@@ -188,7 +188,7 @@ class Messaging(FailureOps, MetricsMixin):
     async def prune(self) -> tuple[int, int]:
         """Enforce ``max_history``, ``max_history_bytes`` and ``max_dead_letters`` now:
         (chunks, dead letters) dropped."""
-        dropped = await self.storage.prune_messages(
+        dropped = await self.storage.messages.prune(
             max_history=self.options.max_history,
             max_history_bytes=self.options.max_history_bytes,
             max_dead_letters=self.options.max_dead_letters,
@@ -529,7 +529,7 @@ class Messaging(FailureOps, MetricsMixin):
             return
         merged, futures = group
         try:
-            written = asyncio.wrap_future(self.storage.write_messages_nowait(merged))
+            written = asyncio.wrap_future(self.storage.messages.write_nowait(merged))
         except BaseException as exc:  # the store is closed: fail the whole group
             _settle(futures, exc)
             return
@@ -557,7 +557,7 @@ class Messaging(FailureOps, MetricsMixin):
         )
         if redrive is None:
             await self._commit(batch)
-        elif not await self.storage.mark_redriven(redrive, batch):
+        elif not await self.storage.messages.mark_redriven(redrive, batch):
             raise InvalidMessage(f"dead letter {redrive} does not exist or was redriven already")
         self.submitted += 1
         self.bus.publish_messages([data])
@@ -612,7 +612,7 @@ class Messaging(FailureOps, MetricsMixin):
         if flushed is not None:
             await asyncio.wrap_future(flushed)
         await self.storage.write(lambda c: None)  # every earlier flush is committed now
-        blobs, skip, total = await self.storage.conversation_messages(
+        blobs, skip, total = await self.storage.messages.conversation(
             conversation_id, offset=offset, limit=limit
         )
         messages: list[dict[str, Any]] = []

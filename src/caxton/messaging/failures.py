@@ -15,7 +15,7 @@ from caxton.messaging.bus import EventBus
 from caxton.messaging.deadletters import Reason
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import ReplyWaiter
-from caxton.messaging.router import MessagingRouter, to_mailbox
+from caxton.messaging.routing import MessagingRouter, to_mailbox
 from caxton.storage.sqlite import Storage
 from caxton.wire.header import Header, expired, header_of, message_id_of
 
@@ -86,7 +86,7 @@ class FailureOps:
         record = dl.record_for(receiver, data, header, reason.value, details or {})
         mid = message_id_of(data) if pending else None
         done = (mid, receiver) if mid is not None else None
-        dead_id = await self.storage.add_dead_letter(record, done=done)
+        dead_id = await self.storage.messages.add_dead_letter(record, done=done)
         self.dead_letter_counts[reason.value] = self.dead_letter_counts.get(reason.value, 0) + 1
         self.bus.publish(
             {
@@ -113,7 +113,7 @@ class FailureOps:
         self, *, offset: int = 0, limit: int = 100
     ) -> tuple[list[dl.DeadLetter], int]:
         """A page of dead letters (oldest first) and the total."""
-        records, total = await self.storage.dead_letters(offset=offset, limit=limit)
+        records, total = await self.storage.messages.dead_letters(offset=offset, limit=limit)
         return [dl.from_record(r) for r in records], total
 
     async def redrive(self, dead_letter_id: int) -> Accepted:
@@ -121,7 +121,7 @@ class FailureOps:
 
         Raises `InvalidMessage` if there is no such dead letter or it was redriven already.
         """
-        record = await self.storage.dead_letter(dead_letter_id)
+        record = await self.storage.messages.dead_letter(dead_letter_id)
         if record is None or record.redriven_at is not None:
             raise InvalidMessage(f"dead letter {dead_letter_id} does not exist or was redriven")
         header = header_of(record.body)
@@ -144,7 +144,7 @@ class FailureOps:
         #: Receivers that stayed full once: the rest of their deliveries does not wait again.
         full: set[str] = set()
         while True:
-            rows = await self.storage.pending_deliveries(after=after, limit=1000)
+            rows = await self.storage.messages.pending(after=after, limit=1000)
             rows = [r for r in rows if r.seq <= self._recover_upto]
             if not rows:
                 return count

@@ -50,7 +50,7 @@ from typing import Any
 from caxton.storage.messages import MessageBatch
 from caxton.wire.header import message_id_of
 
-__all__ = ["FLUSH_AT", "MAX_INFLIGHT", "Journal"]
+__all__ = ["FLUSH_AT", "MAX_INFLIGHT", "Journal", "build_batch"]
 
 #: Entries after which the hot path flushes by itself.
 FLUSH_AT = 4096
@@ -58,14 +58,8 @@ FLUSH_AT = 4096
 MAX_INFLIGHT = 4
 
 
-def build_batch(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes]]:
-    """Turn drained journal entries into a `MessageBatch` and the list of new messages."""
-    batch, sent, _ = _build(items)
-    return batch, sent
-
-
-def _build(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes], int]:
-    """`build_batch`, plus the number of handled marks among ``items``.
+def build_batch(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes], int]:
+    """Drained journal entries as a `MessageBatch`, the new messages, the handled marks count.
 
     One pass over the entries (this runs for every message at ~100k/s): the entry kinds are
     told apart by length once, and retractions (rare: a full mailbox) are applied afterwards
@@ -235,7 +229,7 @@ class Journal:
                 # Exactly ``count`` entries from the left, in one C-level loop (workers may
                 # append on the right meanwhile; only the flusher pops, under ``_lock``).
                 items = list(starmap(queue.popleft, repeat((), count)))
-                batch, sent, handled = _build(items)
+                batch, sent, handled = build_batch(items)
                 self.sent_total += len(sent)
                 self.sent_bytes += sum(map(len, sent))
                 self.handled_total += handled

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from caxton.messaging.bus import EventBus
     from caxton.messaging.journal import Journal
     from caxton.messaging.replies import Replies
-    from caxton.messaging.router import MessagingRouter
+    from caxton.messaging.routing import MessagingRouter
     from caxton.runtime.runtime import Runtime
 
 __all__ = ["MessagingStatistics", "MetricsMixin"]

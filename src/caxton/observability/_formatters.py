@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["JsonFormatter", "TextFormatter", "context_fields", "rfc3339_utc"]
+from caxton.wire.timestamps import rfc3339
+
+__all__ = ["JsonFormatter", "TextFormatter", "context_fields"]
 
 # Attributes every LogRecord has (plus those the stdlib adds while formatting). Whatever else is
 # in ``record.__dict__`` came from ``extra=`` and is context.
@@ -29,12 +30,6 @@ _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__di
 # Nested containers deeper than this are written as their str(), which also ends recursion on
 # self-referencing structures.
 _MAX_DEPTH = 8
-
-
-def rfc3339_utc(timestamp: float) -> str:
-    """``2024-05-01T12:30:00.123Z``: RFC 3339, UTC, millisecond precision."""
-    moment = datetime.fromtimestamp(timestamp, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def context_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -102,7 +97,7 @@ class JsonFormatter(_BaseFormatter):
         except Exception as exc:  # last resort: still one valid JSON line
             return json.dumps(
                 {
-                    "time": rfc3339_utc(getattr(record, "created", 0.0)),
+                    "time": rfc3339(getattr(record, "created", 0.0)),
                     "level": "error",
                     "logger": "caxton.observability",
                     "message": _safe_str(getattr(record, "msg", "")),
@@ -113,7 +108,7 @@ class JsonFormatter(_BaseFormatter):
     def _format(self, record: logging.LogRecord) -> str:
         message, error = _message(record)
         payload: dict[str, Any] = {
-            "time": rfc3339_utc(record.created),
+            "time": rfc3339(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": message,
@@ -159,7 +154,7 @@ class TextFormatter(_BaseFormatter):
     def _format(self, record: logging.LogRecord) -> str:
         message, error = _message(record)
         parts = [
-            rfc3339_utc(record.created),
+            rfc3339(record.created),
             f"{record.levelname:<7}",
             f"{record.name}:",
             message.replace("\n", "\\n"),

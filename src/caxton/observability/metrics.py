@@ -44,7 +44,7 @@ from prometheus_client.exposition import choose_encoder
 from caxton._version import __version__
 from caxton.errors import ConfigError
 from caxton.observability.snapshot import SnapshotCollector, SnapshotSource
-from caxton.runtime import accel
+from caxton.runtime.sandbox import accel
 
 __all__ = ["DEFAULT_BUCKETS", "UNMATCHED_ROUTE", "Metrics", "render_metrics"]
 

@@ -7,9 +7,13 @@ entries and bumps `ABI_VERSION`; it never changes the meaning of an existing one
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
 import wasmtime
+
+from caxton.runtime.admission.wasi import Signature
 
 __all__ = [
     "ABI_VERSION",
@@ -20,7 +24,9 @@ __all__ = [
     "ERR_QUOTA",
     "ERR_STORAGE",
     "ERR_TOO_LARGE",
+    "HOST_IMPORTS",
     "HOST_MODULE",
+    "HOST_SIGNATURES",
     "KV_ABSENT",
     "OK",
 ]
@@ -44,15 +50,26 @@ ERR_QUOTA: Final = -8
 ERR_STORAGE: Final = -9  # kv_set / kv_delete / schedule: the store cannot write (disk full)
 KV_ABSENT: Final = -1  # kv_get / kv_delete: no such key
 
-_I32 = wasmtime.ValType.i32()
-_I64 = wasmtime.ValType.i64()
+_I, _L = "i32", "i64"
 
-#: Host imports of module "caxton": name -> (params, results).
+#: THE table of the host imports of module "caxton": name -> signature (read-only). Deploys
+#: check a module's imports against it (`caxton.runtime.admission.validate`), and the host
+#: functions are defined from it (`HOST_SIGNATURES`, `caxton.runtime.sandbox.host`).
+HOST_IMPORTS: Final[Mapping[str, Signature]] = MappingProxyType(
+    {
+        "send": Signature((_I, _I), (_I,)),
+        "log": Signature((_I, _I, _I), ()),
+        "kv_get": Signature((_I, _I, _I, _I), (_I,)),
+        "kv_set": Signature((_I, _I, _I, _I), (_I,)),
+        "kv_delete": Signature((_I, _I), (_I,)),
+        "schedule": Signature((_L, _I, _I), (_I,)),
+    }
+)
+
+_VALTYPES: Final = {_I: wasmtime.ValType.i32(), _L: wasmtime.ValType.i64()}
+
+#: `HOST_IMPORTS` as wasmtime value types: name -> (params, results).
 HOST_SIGNATURES: Final[dict[str, tuple[list[wasmtime.ValType], list[wasmtime.ValType]]]] = {
-    "send": ([_I32, _I32], [_I32]),
-    "log": ([_I32, _I32, _I32], []),
-    "kv_get": ([_I32, _I32, _I32, _I32], [_I32]),
-    "kv_set": ([_I32, _I32, _I32, _I32], [_I32]),
-    "kv_delete": ([_I32, _I32], [_I32]),
-    "schedule": ([_I64, _I32, _I32], [_I32]),
+    name: ([_VALTYPES[p] for p in sig.params], [_VALTYPES[r] for r in sig.results])
+    for name, sig in HOST_IMPORTS.items()
 }

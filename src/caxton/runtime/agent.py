@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from caxton.runtime.delivery import Offer
-from caxton.runtime.kvstore import AgentKv
-from caxton.runtime.logs import LogRing
-from caxton.runtime.supervisor import RestartBudget
+from caxton.runtime.sandbox.kvstore import AgentKv
+from caxton.runtime.sandbox.logs import LogRing
+from caxton.runtime.scheduling.supervisor import RestartBudget
 
 if TYPE_CHECKING:
     from caxton.runtime.engine import Compiled
@@ -166,7 +166,7 @@ class Agent:
         #: Timers this agent scheduled that have not fired (under `lock`), and their cap.
         self.timers = 0
         self.max_timers = max_timers
-        self.inst: Any = None  # sandbox.Instance while live
+        self.inst: Any = None  # sandbox.instance.Instance while live
         self.kv: AgentKv | None = None  # set when the agent is started or loaded
         self.logs = LogRing(spec.name, bytes_per_second=log_rates[0], lines_per_second=log_rates[1])
         self.stdout: Any = None  # logs.OutputCapture, created with the first instance

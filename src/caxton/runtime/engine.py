@@ -29,11 +29,11 @@ from typing import NamedTuple
 import wasmtime
 
 from caxton.config.schema import RuntimeConfig
-from caxton.runtime import _ffi, accel, host, wasi_quota
-from caxton.runtime.cache import CachedModule, ModuleCache, validate_and_load
-from caxton.runtime.quota import TempStorage
-from caxton.runtime.sandbox import EntryType
-from caxton.runtime.validate import ModuleInfo
+from caxton.runtime.admission.cache import CachedModule, ModuleCache, validate_and_load
+from caxton.runtime.admission.validate import ModuleInfo
+from caxton.runtime.sandbox import _ffi, accel, host, wasi_quota
+from caxton.runtime.sandbox.instance import MessageEntryType
+from caxton.runtime.sandbox.quota import TempStorage
 
 __all__ = ["Compiled", "Engine"]
 
@@ -65,11 +65,13 @@ class Engine:
         accelerated: bool | None = None,
     ) -> None:
         if accelerated and accel.ACCEL is None:
-            raise RuntimeError("the C hot path (caxton.runtime._accel) is not available")
+            raise RuntimeError("the C hot path (caxton.runtime.sandbox._accel) is not available")
         #: The C extension when used (`accelerated` None: whenever it is available).
         self.accel = None if accelerated is False else accel.ACCEL
         #: What an instance's message entry point is built with.
-        self.entry_type: EntryType = _ffi.Reactor if self.accel is None else self.accel.Reactor
+        self.entry_type: MessageEntryType = (
+            _ffi.Reactor if self.accel is None else self.accel.Reactor
+        )
         self.config = config
         self.tick = tick
         #: Largest linear memory any instance may have (bytes, whole pages).

@@ -25,7 +25,9 @@ from caxton.errors import (
     WouldBlock,
 )
 from caxton.runtime.agent import Agent, AgentSpec, AgentState, AgentStatistics
-from caxton.runtime.backends import (
+from caxton.runtime.delivery import Delivery, LocalDelivery, Offer, Origin
+from caxton.runtime.engine import Compiled, Engine
+from caxton.runtime.ports import (
     AgentEvents,
     Clock,
     KvBackend,
@@ -35,16 +37,14 @@ from caxton.runtime.backends import (
     NullEvents,
     SnapshotBackend,
 )
-from caxton.runtime.delivery import Delivery, LocalDelivery, Offer, Origin
-from caxton.runtime.engine import Compiled, Engine
-from caxton.runtime.executor import Services, Worker
-from caxton.runtime.logbudget import INTERVAL as LOG_INTERVAL
-from caxton.runtime.logs import LogLine
-from caxton.runtime.maintenance import Candidate, choose_hibernations
-from caxton.runtime.scheduler import Scheduler
+from caxton.runtime.sandbox.logbudget import INTERVAL as LOG_INTERVAL
+from caxton.runtime.sandbox.logs import LogLine
+from caxton.runtime.scheduling.executor import Services, Worker
+from caxton.runtime.scheduling.maintenance import Candidate, choose_hibernations
+from caxton.runtime.scheduling.scheduler import Scheduler
+from caxton.runtime.scheduling.supervisor import RestartBudget
+from caxton.runtime.scheduling.timers import MemoryTimers, TimerBackend, TimerQueue
 from caxton.runtime.stats import DEFAULT_BUCKETS, RuntimeStatistics, merge
-from caxton.runtime.supervisor import RestartBudget
-from caxton.runtime.timers import MemoryTimers, TimerBackend, TimerQueue
 from caxton.wire.header import header_of
 
 __all__ = ["Runtime"]

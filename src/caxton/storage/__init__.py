@@ -11,23 +11,37 @@ from caxton.storage._connection import Connection, Params, Row
 from caxton.storage._core import StorageState, StorageStatistics
 from caxton.storage._health import is_storage_failure
 from caxton.storage._lock import is_locked
-from caxton.storage.agents import AgentChanges, AgentRecord, VersionRecord, module_hash
+from caxton.storage.agents import (
+    AgentChanges,
+    AgentRecord,
+    AgentsRepository,
+    VersionRecord,
+    module_hash,
+)
 from caxton.storage.backup import BackupResult, RestoreResult, backup_database, restore_database
-from caxton.storage.scheduled import ScheduledRecord
+from caxton.storage.kv import KvRepository
+from caxton.storage.messages import MessagesRepository
+from caxton.storage.scheduled import ScheduledRecord, ScheduledRepository
 from caxton.storage.schema import SCHEMA_VERSION, Migration
+from caxton.storage.snapshots import SnapshotsRepository
 from caxton.storage.sqlite import Storage
 
 __all__ = [
     "SCHEMA_VERSION",
     "AgentChanges",
     "AgentRecord",
+    "AgentsRepository",
     "BackupResult",
     "Connection",
+    "KvRepository",
+    "MessagesRepository",
     "Migration",
     "Params",
     "RestoreResult",
     "Row",
     "ScheduledRecord",
+    "ScheduledRepository",
+    "SnapshotsRepository",
     "Storage",
     "StorageState",
     "StorageStatistics",

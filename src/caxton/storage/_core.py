@@ -1,7 +1,7 @@
 """`StorageCore`: the lifecycle of the state store and its generic read/write entry points.
 
-The typed repositories (agents, kv, snapshots, scheduled) are mixins over this class and are
-combined into `caxton.storage.Storage`.
+The typed repositories (agents, kv, snapshots, scheduled, messages) each hold the store they
+read and write through; `caxton.storage.Storage` makes them and owns them.
 """
 
 from __future__ import annotations

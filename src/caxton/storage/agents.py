@@ -2,7 +2,8 @@
 
 Modules are stored once per content (keyed by sha256), however many agents or versions use
 them, and are deleted when no version references them any more. Every agent has versions
-1, 2, ...; ``current_version`` is the one that runs, and `set_current_version` rolls back.
+1, 2, ...; ``current_version`` is the one that runs, and
+`AgentsRepository.set_current_version` rolls back.
 Storage does not interpret ``state``; the runtime owns its vocabulary.
 """
 
@@ -24,7 +25,7 @@ __all__ = ["AgentChanges", "AgentRecord", "AgentsRepository", "VersionRecord", "
 
 
 class AgentChanges(TypedDict, total=False):
-    """The fields `update_agent` may set: absent ones are left as they are."""
+    """The fields `AgentsRepository.update` may set: absent ones are left as they are."""
 
     state: str
     last_error: str | None  # None clears it
@@ -38,7 +39,7 @@ class AgentChanges(TypedDict, total=False):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentRecord:
-    """One deployed agent as stored. Pass one to `create_agent` with only what you know."""
+    """One deployed agent as stored. Pass one to `AgentsRepository.create` with what you know."""
 
     name: str
     state: str = "stopped"
@@ -265,59 +266,62 @@ def _list_versions(conn: Connection, name: str) -> list[VersionRecord]:
     return [VersionRecord(*row) for row in rows]
 
 
-class AgentsRepository(StorageCore):
-    """Agent records, versions and modules (mixed into `Storage`).
+class AgentsRepository:
+    """Agent records, versions and modules (``storage.agents``).
 
     Every method that names an agent raises `AgentNotFound` if there is none by that name.
     """
 
-    async def create_agent(self, record: AgentRecord, wasm: bytes) -> AgentRecord:
+    def __init__(self, store: StorageCore) -> None:
+        self._store = store
+
+    async def create(self, record: AgentRecord, wasm: bytes) -> AgentRecord:
         """Store a new agent at version 1 running ``wasm``, in one transaction.
 
         Only ``name``, ``state``, ``env``, ``limits``, ``grants`` and the counters of
         ``record`` are used; the stored record (with times, version 1 and the module hash)
         is returned. Raises `AgentAlreadyExists` if the name is taken.
         """
-        return await self.write(lambda c: _create(c, record, wasm))
+        return await self._store.write(lambda c: _create(c, record, wasm))
 
     async def add_version(self, name: str, wasm: bytes) -> int:
         """Add ``wasm`` as the agent's next version and make it current; return its number."""
-        return await self.write(lambda c: _add_version(c, name, wasm))
+        return await self._store.write(lambda c: _add_version(c, name, wasm))
 
     async def set_current_version(self, name: str, version: int) -> None:
         """Make an existing version current (a rollback or roll-forward).
 
         Raises `AgentNotFound` for an unknown agent and for a version it does not have.
         """
-        await self.write(lambda c: _set_current(c, name, version))
+        await self._store.write(lambda c: _set_current(c, name, version))
 
-    async def get_agent(self, name: str) -> AgentRecord | None:
+    async def get(self, name: str) -> AgentRecord | None:
         """The agent's record, or None."""
-        return await self.read(lambda c: _get(c, name))
+        return await self._store.read(lambda c: _get(c, name))
 
-    def get_agent_sync(self, name: str) -> AgentRecord | None:
-        """`get_agent` for threads without an event loop."""
-        return self.read_sync(lambda c: _get(c, name))
+    def get_sync(self, name: str) -> AgentRecord | None:
+        """`get` for threads without an event loop."""
+        return self._store.read_sync(lambda c: _get(c, name))
 
-    async def list_agents(self, *, offset: int = 0, limit: int = 100) -> list[AgentRecord]:
+    async def page(self, *, offset: int = 0, limit: int = 100) -> list[AgentRecord]:
         """A page of agents ordered by name."""
         sql = _SELECT_AGENT + " ORDER BY a.name LIMIT ? OFFSET ?"
-        rows = await self.read(lambda c: c.fetch_all(sql, (limit, offset)))
+        rows = await self._store.read(lambda c: c.fetch_all(sql, (limit, offset)))
         return [_agent_from_row(row) for row in rows]
 
-    async def count_agents(self) -> int:
+    async def count(self) -> int:
         """How many agents are stored."""
-        return int(await self.read(lambda c: c.fetch_value("SELECT COUNT(*) FROM agents")))
+        return int(await self._store.read(lambda c: c.fetch_value("SELECT COUNT(*) FROM agents")))
 
-    async def update_agent(self, name: str, **changes: Unpack[AgentChanges]) -> AgentRecord:
+    async def update(self, name: str, **changes: Unpack[AgentChanges]) -> AgentRecord:
         """Set the given fields (others are left alone) and return the updated record."""
         checked = _checked(changes)
-        return await self.write(lambda c: _update(c, name, checked))
+        return await self._store.write(lambda c: _update(c, name, checked))
 
-    def update_agent_sync(self, name: str, **changes: Unpack[AgentChanges]) -> AgentRecord:
-        """`update_agent` for threads without an event loop."""
+    def update_sync(self, name: str, **changes: Unpack[AgentChanges]) -> AgentRecord:
+        """`update` for threads without an event loop."""
         checked = _checked(changes)
-        return self.write_sync(lambda c: _update(c, name, checked))
+        return self._store.write_sync(lambda c: _update(c, name, checked))
 
     def add_to_counters_nowait(
         self, name: str, *, messages_handled: int = 0, failures: int = 0, restarts: int = 0
@@ -339,38 +343,38 @@ class AgentsRepository(StorageCore):
             done: Future[None] = Future()
             done.set_result(None)
             return done
-        return self.write_nowait(lambda c: _add_counters(c, name, deltas))
+        return self._store.write_nowait(lambda c: _add_counters(c, name, deltas))
 
-    async def delete_agent(self, name: str) -> int:
+    async def delete(self, name: str) -> int:
         """Delete the agent with its versions, kv, snapshot and timers; drop unused modules.
 
         Its pending deliveries become dead letters (``agent_not_running``, details
         ``{"state": "removed"}``) in the same transaction; returns how many.
         """
-        return await self.write(lambda c: _delete(c, name))
+        return await self._store.write(lambda c: _delete(c, name))
 
     async def get_module(self, digest: str) -> bytes:
         """The module with that sha256; `StorageError` if none is stored."""
-        return await self.read(lambda c: _get_module(c, digest))
+        return await self._store.read(lambda c: _get_module(c, digest))
 
-    async def list_versions(self, name: str) -> list[VersionRecord]:
+    async def versions(self, name: str) -> list[VersionRecord]:
         """The agent's versions, oldest first."""
-        return await self.read(lambda c: _list_versions(c, name))
+        return await self._store.read(lambda c: _list_versions(c, name))
 
     async def load_module_for(
         self, name: str, version: int | None = None
     ) -> tuple[int, str, bytes]:
         """``(version, hash, wasm)`` of the given version, or of the current one."""
-        return await self.read(lambda c: _load_module_for(c, name, version))
+        return await self._store.read(lambda c: _load_module_for(c, name, version))
 
     def load_module_for_sync(self, name: str, version: int | None = None) -> tuple[int, str, bytes]:
         """`load_module_for` for threads without an event loop."""
-        return self.read_sync(lambda c: _load_module_for(c, name, version))
+        return self._store.read_sync(lambda c: _load_module_for(c, name, version))
 
 
 def _checked(changes: AgentChanges) -> dict[str, Any]:
     """The changes as a plain dict; unknown fields (they would name columns) are refused."""
     unknown = sorted(set(changes) - _UPDATABLE)
     if unknown:
-        raise TypeError(f"update_agent() cannot set {', '.join(unknown)}")
+        raise TypeError(f"agents.update() cannot set {', '.join(unknown)}")
     return dict(changes)

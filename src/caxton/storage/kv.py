@@ -1,11 +1,11 @@
 """Each agent's durable key/value store (the ``kv_get``/``kv_set``/``kv_delete`` host imports).
 
-The runtime reads one key at a time (`kv_get_sync`, behind a small per-agent cache), counts an
-agent's usage once for its quota (`kv_usage_sync`), and persists every change with
-`kv_set_nowait`/`kv_delete_nowait`: these are applied in the order they were issued and share
-commits with everything else being written; the worker waits for the commit, so ``kv_set``
-answers OK only for a stored value and reports a write that failed.
-`kv_load` (the whole map) is for tools and tests, not for the runtime.
+`KvRepository` (``storage.kv``): the runtime reads one key at a time (`get_sync`, behind a small
+per-agent cache), counts an agent's usage once for its quota (`usage_sync`), and persists every
+change with `set_nowait`/`delete_nowait`: these are applied in the order they were issued and
+share commits with everything else being written; the worker waits for the commit, so
+``kv_set`` answers OK only for a stored value and reports a write that failed.
+`load` (the whole map) is for tools and tests, not for the runtime.
 """
 
 from __future__ import annotations
@@ -48,40 +48,45 @@ def _load(conn: Connection, name: str) -> dict[bytes, bytes]:
     return {bytes(key): bytes(value) for key, value in rows}
 
 
-class KvRepository(StorageCore):
-    """Per-agent key/value pairs (mixed into `Storage`); keys and values are bytes."""
+class KvRepository:
+    """Per-agent key/value pairs (``storage.kv``); keys and values are bytes."""
 
-    def kv_load_sync(self, name: str) -> dict[bytes, bytes]:
+    def __init__(self, store: StorageCore) -> None:
+        self._store = store
+
+    def load_sync(self, name: str) -> dict[bytes, bytes]:
         """Every pair the agent has stored (empty for an unknown agent)."""
-        return self.read_sync(lambda c: _load(c, name))
+        return self._store.read_sync(lambda c: _load(c, name))
 
-    async def kv_load(self, name: str) -> dict[bytes, bytes]:
-        """`kv_load_sync` for the event loop."""
-        return await self.read(lambda c: _load(c, name))
+    async def load(self, name: str) -> dict[bytes, bytes]:
+        """`load_sync` for the event loop."""
+        return await self._store.read(lambda c: _load(c, name))
 
-    def kv_get_sync(self, name: str, key: bytes) -> bytes | None:
+    def get_sync(self, name: str, key: bytes) -> bytes | None:
         """The committed value of one key, or None (blocks; not on the event loop)."""
-        return self.read_sync(lambda c: _get(c, name, key))
+        return self._store.read_sync(lambda c: _get(c, name, key))
 
-    def kv_usage_sync(self, name: str) -> tuple[int, int]:
+    def usage_sync(self, name: str) -> tuple[int, int]:
         """(keys, bytes of keys and values) committed for the agent (blocks)."""
-        return self.read_sync(lambda c: _usage(c, name))
+        return self._store.read_sync(lambda c: _usage(c, name))
 
-    def kv_set_nowait(self, name: str, key: bytes, value: bytes) -> Future[None]:
+    def set_nowait(self, name: str, key: bytes, value: bytes) -> Future[None]:
         """Store ``key = value`` for the agent without waiting; the future resolves on commit.
 
         Fails (in the future) with `StorageError` if no agent has that name.
         """
-        return self.write_nowait(lambda c: _set(c, name, key, value))
+        return self._store.write_nowait(lambda c: _set(c, name, key, value))
 
-    def kv_delete_nowait(self, name: str, key: bytes) -> Future[bool]:
+    def delete_nowait(self, name: str, key: bytes) -> Future[bool]:
         """Delete ``key`` without waiting; the future says whether it existed."""
-        return self.write_nowait(lambda c: _delete(c, name, key))
+        return self._store.write_nowait(lambda c: _delete(c, name, key))
 
-    def kv_clear_nowait(self, name: str) -> Future[int]:
+    def clear_nowait(self, name: str) -> Future[int]:
         """Delete every pair of the agent without waiting; the future gives how many."""
-        return self.write_nowait(lambda c: c.execute("DELETE FROM kv WHERE name = ?", (name,)))
+        return self._store.write_nowait(
+            lambda c: c.execute("DELETE FROM kv WHERE name = ?", (name,))
+        )
 
-    async def kv_get(self, name: str, key: bytes) -> bytes | None:
+    async def get(self, name: str, key: bytes) -> bytes | None:
         """The stored value, or None."""
-        return await self.read(lambda c: _get(c, name, key))
+        return await self._store.read(lambda c: _get(c, name, key))

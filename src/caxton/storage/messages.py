@@ -246,18 +246,21 @@ def _prune(conn: Connection, table: str, keep: int, count_column: str | None) ->
     return conn.execute(f"DELETE FROM {table} WHERE id <= ?", (cut,)) if cut is not None else 0
 
 
-class MessagesRepository(StorageCore):
-    """Conversation history, pending deliveries and dead letters (mixed into `Storage`)."""
+class MessagesRepository:
+    """Conversation history, pending deliveries and dead letters (``storage.messages``)."""
 
-    def write_messages_nowait(self, batch: MessageBatch) -> Future[None]:
+    def __init__(self, store: StorageCore) -> None:
+        self._store = store
+
+    def write_nowait(self, batch: MessageBatch) -> Future[None]:
         """Queue ``batch`` for the writer; the future resolves once it is committed."""
-        return self.write_nowait(lambda c: write_batch(c, batch))
+        return self._store.write_nowait(lambda c: write_batch(c, batch))
 
-    async def write_messages(self, batch: MessageBatch) -> None:
+    async def write(self, batch: MessageBatch) -> None:
         """Write ``batch`` and wait for the commit."""
-        await self.write(lambda c: write_batch(c, batch))
+        await self._store.write(lambda c: write_batch(c, batch))
 
-    async def conversation_messages(
+    async def conversation(
         self, conversation_id: str, *, offset: int = 0, limit: int = 100
     ) -> tuple[list[bytes], int, int]:
         """The chunks around one page of a conversation: (JSON arrays, skip, total).
@@ -265,11 +268,11 @@ class MessagesRepository(StorageCore):
         Decoded and concatenated, the arrays start with ``skip`` messages before ``offset``;
         the page is the next ``limit`` messages. ``total`` counts the whole conversation.
         """
-        return await self.read(lambda c: _conversation(c, conversation_id, offset, limit))
+        return await self._store.read(lambda c: _conversation(c, conversation_id, offset, limit))
 
-    async def pending_deliveries(self, *, after: int = 0, limit: int = 1000) -> list[PendingRecord]:
+    async def pending(self, *, after: int = 0, limit: int = 1000) -> list[PendingRecord]:
         """Pending deliveries with ``seq > after``, oldest first."""
-        rows = await self.read(
+        rows = await self._store.read(
             lambda c: c.fetch_all(
                 "SELECT seq, message_id, receiver, body FROM pending_deliveries"
                 " WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -288,7 +291,7 @@ class MessagesRepository(StorageCore):
         no such delivery but a dead letter for it exists (its agent was removed while the
         message failed), nothing is added and that one's id is returned.
         """
-        return await self.write(lambda c: _add_dead_letter(c, record, done))
+        return await self._store.write(lambda c: _add_dead_letter(c, record, done))
 
     async def dead_letters(
         self, *, offset: int = 0, limit: int = 100
@@ -303,11 +306,11 @@ class MessagesRepository(StorageCore):
             total = int(c.fetch_value("SELECT COUNT(*) FROM dead_letters"))
             return [_dead_letter_from_row(r) for r in rows], total
 
-        return await self.read(page)
+        return await self._store.read(page)
 
     async def dead_letter(self, dead_letter_id: int) -> DeadLetterRecord | None:
         """One dead letter, or None."""
-        row = await self.read(
+        row = await self._store.read(
             lambda c: c.fetch_one(
                 f"SELECT {_DEAD_COLUMNS} FROM dead_letters WHERE id = ?", (dead_letter_id,)
             )
@@ -329,9 +332,9 @@ class MessagesRepository(StorageCore):
                 write_batch(c, batch)
             return changed > 0
 
-        return await self.write(run)
+        return await self._store.write(run)
 
-    async def prune_messages(
+    async def prune(
         self, *, max_history: int, max_dead_letters: int, max_history_bytes: int | None = None
     ) -> tuple[int, int]:
         """Drop the oldest history chunks and dead letters beyond the limits (in messages, and
@@ -343,4 +346,4 @@ class MessagesRepository(StorageCore):
                 chunks += _prune(c, "conversation_chunks", max_history_bytes, "length(messages)")
             return chunks, _prune(c, "dead_letters", max_dead_letters, None)
 
-        return await self.write(run)
+        return await self._store.write(run)

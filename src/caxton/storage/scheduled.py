@@ -46,39 +46,42 @@ def _select(
     return [ScheduledRecord(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
 
-class ScheduledRepository(StorageCore):
-    """Durable timers (mixed into `Storage`)."""
+class ScheduledRepository:
+    """Durable timers (``storage.scheduled``)."""
 
-    def add_scheduled_nowait(self, name: str, due_at: float, body: bytes) -> Future[int]:
+    def __init__(self, store: StorageCore) -> None:
+        self._store = store
+
+    def add_nowait(self, name: str, due_at: float, body: bytes) -> Future[int]:
         """Queue a timer without waiting; the future gives its id once committed.
 
         Fails (in the future) with `StorageError` if no agent has that name.
         """
-        return self.write_nowait(lambda c: _add(c, name, due_at, body))
+        return self._store.write_nowait(lambda c: _add(c, name, due_at, body))
 
-    async def add_scheduled(self, name: str, due_at: float, body: bytes) -> int:
+    async def add(self, name: str, due_at: float, body: bytes) -> int:
         """Store a timer for agent ``name`` due at ``due_at`` (unix seconds); return its id."""
-        return await self.write(lambda c: _add(c, name, due_at, body))
+        return await self._store.write(lambda c: _add(c, name, due_at, body))
 
-    async def delete_scheduled(self, timer_id: int) -> bool:
+    async def delete(self, timer_id: int) -> bool:
         """Delete a timer (delivered or cancelled); return whether it existed."""
-        return await self.write(lambda c: _delete(c, timer_id))
+        return await self._store.write(lambda c: _delete(c, timer_id))
 
-    def delete_scheduled_nowait(self, timer_id: int) -> Future[bool]:
-        """`delete_scheduled` without waiting."""
-        return self.write_nowait(lambda c: _delete(c, timer_id))
+    def delete_nowait(self, timer_id: int) -> Future[bool]:
+        """`delete` without waiting."""
+        return self._store.write_nowait(lambda c: _delete(c, timer_id))
 
     async def list_due(self, now: float, *, limit: int = 1000) -> list[ScheduledRecord]:
         """Timers with ``due_at <= now``, earliest first, at most ``limit``."""
-        return await self.read(lambda c: _select(c, "WHERE due_at <= ?", (now,), limit))
+        return await self._store.read(lambda c: _select(c, "WHERE due_at <= ?", (now,), limit))
 
-    async def list_scheduled(self, name: str | None = None) -> list[ScheduledRecord]:
+    async def list_all(self, name: str | None = None) -> list[ScheduledRecord]:
         """Every pending timer (of one agent if ``name`` is given), earliest first."""
         if name is None:
-            return await self.read(lambda c: _select(c, "", ()))
-        return await self.read(lambda c: _select(c, "WHERE name = ?", (name,)))
+            return await self._store.read(lambda c: _select(c, "", ()))
+        return await self._store.read(lambda c: _select(c, "WHERE name = ?", (name,)))
 
     async def next_due_at(self) -> float | None:
         """When the earliest timer is due, or None if there is none (for the scheduler's sleep)."""
-        value = await self.read(lambda c: c.fetch_value("SELECT MIN(due_at) FROM scheduled"))
+        value = await self._store.read(lambda c: c.fetch_value("SELECT MIN(due_at) FROM scheduled"))
         return None if value is None else float(value)

@@ -140,12 +140,13 @@ def _unpack(name: str, found: tuple[bytes, str] | None) -> tuple[bytes, dict[str
     return None if sparse is None else (sparse[0].to_bytes(), sparse[1])
 
 
-class SnapshotsRepository(StorageCore):
-    """One memory snapshot per agent (mixed into `Storage`); saving replaces the previous one."""
+class SnapshotsRepository:
+    """One memory snapshot per agent (``storage.snapshots``); saving replaces the previous one."""
 
-    def save_snapshot_sync(
-        self, name: str, memory: bytes | SparseMemory, meta: dict[str, Any]
-    ) -> None:
+    def __init__(self, store: StorageCore) -> None:
+        self._store = store
+
+    def save_sync(self, name: str, memory: bytes | SparseMemory, meta: dict[str, Any]) -> None:
         """Pack and store ``memory`` with ``meta`` (JSON); blocks until committed.
 
         Raises `StorageError` if no agent has that name.
@@ -153,18 +154,16 @@ class SnapshotsRepository(StorageCore):
         packed = pack(memory)
         text = json.dumps(meta, sort_keys=True)
         now = time.time()
-        self.write_sync(lambda c: _save(c, name, packed, text, now))
+        self._store.write_sync(lambda c: _save(c, name, packed, text, now))
 
-    async def save_snapshot(
-        self, name: str, memory: bytes | SparseMemory, meta: dict[str, Any]
-    ) -> None:
-        """`save_snapshot_sync` for the event loop (packing runs in a worker thread)."""
+    async def save(self, name: str, memory: bytes | SparseMemory, meta: dict[str, Any]) -> None:
+        """`save_sync` for the event loop (packing runs in a worker thread)."""
         packed = await asyncio.to_thread(pack, memory)
         text = json.dumps(meta, sort_keys=True)
         now = time.time()
-        await self.write(lambda c: _save(c, name, packed, text, now))
+        await self._store.write(lambda c: _save(c, name, packed, text, now))
 
-    def save_snapshot_nowait(
+    def save_nowait(
         self, name: str, memory: bytes | SparseMemory, meta: dict[str, Any]
     ) -> Future[None]:
         """Pack ``memory`` now (caller's thread) and queue the write; returns its future.
@@ -175,29 +174,29 @@ class SnapshotsRepository(StorageCore):
         packed = pack(memory)
         text = json.dumps(meta, sort_keys=True)
         now = time.time()
-        return self.write_nowait(lambda c: _save(c, name, packed, text, now))
+        return self._store.write_nowait(lambda c: _save(c, name, packed, text, now))
 
-    def delete_snapshot_nowait(self, name: str) -> Future[bool]:
+    def delete_nowait(self, name: str) -> Future[bool]:
         """Queue the deletion of the agent's snapshot; the future says whether there was one."""
-        return self.write_nowait(lambda c: _delete(c, name))
+        return self._store.write_nowait(lambda c: _delete(c, name))
 
-    def load_snapshot_sync(self, name: str) -> tuple[bytes, dict[str, Any]] | None:
+    def load_sync(self, name: str) -> tuple[bytes, dict[str, Any]] | None:
         """``(memory, meta)`` of the agent's snapshot, or None if it has none."""
-        return _unpack(name, self.read_sync(lambda c: _load(c, name)))
+        return _unpack(name, self._store.read_sync(lambda c: _load(c, name)))
 
-    def load_snapshot_sparse_sync(self, name: str) -> tuple[SparseMemory, dict[str, Any]] | None:
-        """`load_snapshot_sync` with the memory kept page by page (no zero pages built)."""
-        return _unpack_sparse(name, self.read_sync(lambda c: _load(c, name)))
+    def load_sparse_sync(self, name: str) -> tuple[SparseMemory, dict[str, Any]] | None:
+        """`load_sync` with the memory kept page by page (no zero pages built)."""
+        return _unpack_sparse(name, self._store.read_sync(lambda c: _load(c, name)))
 
-    async def load_snapshot(self, name: str) -> tuple[bytes, dict[str, Any]] | None:
-        """`load_snapshot_sync` for the event loop."""
-        found = await self.read(lambda c: _load(c, name))
+    async def load(self, name: str) -> tuple[bytes, dict[str, Any]] | None:
+        """`load_sync` for the event loop."""
+        found = await self._store.read(lambda c: _load(c, name))
         return await asyncio.to_thread(_unpack, name, found)
 
-    def delete_snapshot_sync(self, name: str) -> bool:
+    def delete_sync(self, name: str) -> bool:
         """Delete the agent's snapshot; return whether there was one."""
-        return self.write_sync(lambda c: _delete(c, name))
+        return self._store.write_sync(lambda c: _delete(c, name))
 
-    async def delete_snapshot(self, name: str) -> bool:
-        """`delete_snapshot_sync` for the event loop."""
-        return await self.write(lambda c: _delete(c, name))
+    async def delete(self, name: str) -> bool:
+        """`delete_sync` for the event loop."""
+        return await self._store.write(lambda c: _delete(c, name))

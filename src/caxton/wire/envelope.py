@@ -37,6 +37,7 @@ from msgspec import UNSET, UnsetType
 from caxton.errors import InvalidMessage
 from caxton.wire.codec import Performative, normalise_performative, parse_reply_by
 from caxton.wire.depth import MAX_JSON_DEPTH, too_deep
+from caxton.wire.timestamps import now_rfc3339, rfc3339_ms
 
 __all__ = ["Incoming", "OutgoingHeader", "Stamper", "new_id", "now_rfc3339"]
 
@@ -162,13 +163,11 @@ _CREATED_AT = b'","created_at":'
 
 
 def _now() -> bytes:
-    """RFC 3339 UTC with milliseconds as a JSON string, formatted once per millisecond."""
+    """The current time as a JSON string (`rfc3339_ms`), formatted once per millisecond."""
     global _last_ms, _now_json
     ms = int(time.time() * 1000)
     if ms != _last_ms:
-        seconds, frac = divmod(ms, 1000)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _now_json = f'"{stamp}.{frac:03d}Z"'.encode()
+        _now_json = b'"%s"' % rfc3339_ms(ms).encode()
         _last_ms = ms
     return _now_json
 
@@ -426,8 +425,3 @@ def _addressed_to(receiver: str | list[str], name: str | None) -> bool:
     if isinstance(receiver, str):
         return receiver == name
     return name in receiver
-
-
-def now_rfc3339() -> str:
-    """The current time as the runtime writes ``created_at`` (RFC 3339, UTC, milliseconds)."""
-    return _now().decode()[1:-1]

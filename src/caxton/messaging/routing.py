@@ -19,7 +19,7 @@ What comes here, through `Messaging.not_local` (the port's method), on the event
   (dead letter). Dead letters of what agents send are rate-limited node-wide
   (``runtime.max_dead_letters_per_second``): beyond it they are counted in `dropped` and
   summarised in one warning a second, not stored (each agent's sends to such receivers are
-  budgeted before that, see `caxton.runtime.host`).
+  budgeted before that, see `caxton.runtime.sandbox.host`).
 """
 
 from __future__ import annotations

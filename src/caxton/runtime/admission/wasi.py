@@ -5,8 +5,9 @@ Module ``wasi_snapshot_preview1`` as wasi-libc and wasmtime's preview 1 implemen
 are ``i32``; 64-bit quantities — timestamps, file sizes and offsets, rights — are ``i64``).
 Every function returns an ``errno`` as ``i32`` except ``proc_exit``, which does not return.
 
-The table is what `caxton.runtime.validate` checks imports against: a name that is not here, or
-a signature that differs, is refused at deploy time instead of failing later at instantiation.
+The table is what `caxton.runtime.admission.validate` checks imports against: a name that is
+not here, or a signature that differs, is refused at deploy time instead of failing later at
+instantiation.
 A test links a module importing every entry against wasmtime's own WASI, so the table cannot
 drift from what the runtime really provides.
 """

@@ -15,7 +15,7 @@ from types import ModuleType
 
 from wasmtime import _ffi as ffi
 
-from caxton.runtime import _ffi
+from caxton.runtime.sandbox import _ffi
 
 __all__ = ["ACCEL", "describe", "load"]
 
@@ -27,12 +27,12 @@ def load() -> ModuleType | None:
     if os.environ.get("CAXTON_ACCEL", "1") == "0":
         return None
     try:
-        from caxton.runtime import _accel
+        from caxton.runtime.sandbox import _accel
     except ImportError:
         return None
     try:
         if (_accel.FAILED, _accel.BAD_POINTER) != (_ffi.FAILED, _ffi.BAD_POINTER):
-            raise RuntimeError("result codes differ from caxton.runtime._ffi")
+            raise RuntimeError("result codes differ from caxton.runtime.sandbox._ffi")
         _accel.setup(
             _ffi.address_of(_ffi.call_unchecked),
             _ffi.address_of(_ffi.memory_data_size),

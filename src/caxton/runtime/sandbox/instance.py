@@ -7,7 +7,7 @@ network, and no filesystem unless a grant directory is given (preopened as ``/da
 
 For reactors the exports the hot path calls unchecked (``caxton_alloc``, ``caxton_handle``) are
 verified once per module by `validate.inspect_module` before their raw addresses are handed to
-the instance's `Entry` (the C extension's ``Reactor``, or `_ffi.Reactor` through ctypes).
+the instance's `MessageEntry` (the C extension's ``Reactor``, or `_ffi.Reactor` through ctypes).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from caxton.errors import AgentFailure, InvalidWasm
-from caxton.runtime import _ffi, wasi_quota
-from caxton.runtime._errors import map_wasm_errors, near_limit
-from caxton.runtime.quota import TempStorage
+from caxton.runtime.sandbox import _ffi, wasi_quota
+from caxton.runtime.sandbox._errors import map_wasm_errors, near_limit
+from caxton.runtime.sandbox.quota import TempStorage
 
-__all__ = ["Entry", "EntryType", "Instance", "Snapshot"]
+__all__ = ["Instance", "MessageEntry", "MessageEntryType", "Snapshot"]
 
 _PAGE = 64 * 1024
 _ZERO_PAGE = bytes(_PAGE)
@@ -44,7 +44,7 @@ def _page_buffer() -> bytearray:
 _MAX_TABLE_ELEMENTS = 100_000
 
 
-class Entry(Protocol):
+class MessageEntry(Protocol):
     """A reactor's message entry point: ``caxton_alloc`` + copy + ``caxton_handle``."""
 
     def deliver(self, data: bytes, /) -> int:
@@ -56,8 +56,8 @@ class Entry(Protocol):
         ...
 
 
-#: Builds an `Entry` from raw addresses: ``(ctx, alloc, handle, memory, base)``.
-EntryType = Callable[[int, int, int, int, int], Entry]
+#: Builds a `MessageEntry` from raw addresses: ``(ctx, alloc, handle, memory, base)``.
+MessageEntryType = Callable[[int, int, int, int, int], MessageEntry]
 
 
 class Snapshot:
@@ -128,7 +128,7 @@ class Instance:
         stdout: Callable[[bytes], int],
         stderr: Callable[[bytes], int],
         stdin: bytes | None = None,
-        entry_type: EntryType = _ffi.Reactor,
+        entry_type: MessageEntryType = _ffi.Reactor,
         granted: tuple[wasmtime.InstancePre, TempStorage] | None = None,
     ) -> None:
         self.reactor = reactor
@@ -171,7 +171,7 @@ class Instance:
         self._exports = self.instance.exports(store)
         self._funcs: list[wasmtime.Func] = []
         self.memory: wasmtime.Memory | None = None
-        self.entry: Entry | None = None
+        self.entry: MessageEntry | None = None
         self.size = 0
         self.view = memoryview(b"")
         memory = self._exports.get("memory")

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from caxton.runtime.logbudget import LogBudget
+from caxton.runtime.sandbox.logbudget import LogBudget
 
 __all__ = ["LEVELS", "LogLine", "LogRing", "OutputCapture"]
 

@@ -3,11 +3,11 @@
 wasmtime-py's convenience layer (``Func.__call__``, ``Memory.read``, ``define_func``) rebuilds
 types and converts values in Python on every call: ~30-75 µs per call. The hot path instead calls
 ``wasmtime_func_call_unchecked`` through its own ctypes function object with pre-built arguments
-(~0.7 µs) and reads guest memory through a memoryview (see ``shared/notes/wasm-hotpath.md``).
+(~0.7 µs) and reads guest memory through a memoryview.
 
 Safety rules this module relies on (enforced by its callers):
 
-* exports are called unchecked only after their signatures were verified once (`abi.py`);
+* exports are called unchecked only after their signatures were checked (`admission.validate`);
 * the engine sets ``memory_may_move = False``, so a memory's base address never changes and a
   view stays valid for the part of memory it covers (re-read the size when a range exceeds it);
 * views are dropped before their store is closed;

@@ -1,6 +1,6 @@
 """A worker: runs one agent's messages at a time on its thread; the message hot path.
 
-Per reactor message: set the epoch deadline (and fuel), then the instance's `Entry` calls
+Per reactor message: set the epoch deadline (and fuel), then the instance's `MessageEntry` calls
 ``caxton_alloc(len)`` unchecked, copies the bytes into linear memory and calls
 ``caxton_handle(ptr, len)`` (in C when the extension is built, else through ctypes); check the
 result. Host callbacks made meanwhile find this worker's `CallContext` in a thread-local. About
@@ -28,23 +28,23 @@ import wasmtime
 
 from caxton.config.schema import RuntimeConfig
 from caxton.errors import AgentFailure
-from caxton.runtime import _ffi, host
-from caxton.runtime._errors import failure_from
 from caxton.runtime.agent import Agent, AgentState
-from caxton.runtime.backends import (
+from caxton.runtime.delivery import Delivery, Origin
+from caxton.runtime.engine import Engine
+from caxton.runtime.ports import (
     AgentEvents,
     Clock,
     KvBackend,
     MonotonicClock,
     SnapshotBackend,
 )
-from caxton.runtime.delivery import Delivery, Origin
-from caxton.runtime.engine import Engine
-from caxton.runtime.lifecycle import InstanceOps
+from caxton.runtime.sandbox import _ffi, host
+from caxton.runtime.sandbox._errors import failure_from
+from caxton.runtime.scheduling.lifecycle import InstanceOps
 from caxton.runtime.stats import WorkerCounters
 
 if TYPE_CHECKING:
-    from caxton.runtime.scheduler import Scheduler
+    from caxton.runtime.scheduling.scheduler import Scheduler
 
 #: Agents a worker keeps on its own run queue before spilling to the shared one.
 LOCAL_LIMIT = 8

@@ -1,4 +1,4 @@
-"""The runtime's seams to the rest of the node, each a small Protocol with an in-memory version.
+"""The runtime's ports to the rest of the node, each a small Protocol with an in-memory version.
 
 * `KvBackend`: durable per-agent key/value (SQLite in a node), read a key at a time through
   `kvstore.AgentKv`'s cache. `get` and `usage` may block briefly (worker threads); `set`/`delete`
@@ -18,7 +18,7 @@ from typing import Protocol
 
 from caxton.errors import AgentFailure
 from caxton.runtime.agent import AgentState
-from caxton.runtime.sandbox import Snapshot
+from caxton.runtime.sandbox.instance import Snapshot
 
 __all__ = [
     "AgentEvents",

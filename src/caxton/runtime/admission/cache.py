@@ -47,7 +47,7 @@ from typing import Literal
 import wasmtime
 
 from caxton.errors import InvalidWasm
-from caxton.runtime.validate import ModuleInfo, check_binary, check_bytes, inspect_module
+from caxton.runtime.admission.validate import ModuleInfo, check_binary, check_bytes, inspect_module
 
 __all__ = [
     "CacheSource",
@@ -57,7 +57,7 @@ __all__ = [
     "validate_and_load",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("caxton.runtime.cache")  # its name before the move to admission/
 
 CacheSource = Literal["memory", "disk", "compiled"]
 

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from caxton.runtime._ffi import HOST_CALLBACK, define_unchecked
-from caxton.runtime.quota import TempStorage
+from caxton.runtime.sandbox._ffi import HOST_CALLBACK, define_unchecked
+from caxton.runtime.sandbox.quota import TempStorage
 
 if TYPE_CHECKING:
-    from caxton.runtime.sandbox import Instance
+    from caxton.runtime.sandbox.instance import Instance
 
 __all__ = ["RELAY_WAT", "attach", "define_quota_functions", "detach"]
 

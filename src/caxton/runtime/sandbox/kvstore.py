@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from caxton.runtime import abi
 
 if TYPE_CHECKING:
-    from caxton.runtime.backends import KvBackend
+    from caxton.runtime.ports import KvBackend
 
 __all__ = ["AgentKv"]
 

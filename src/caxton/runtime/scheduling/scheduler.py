@@ -40,8 +40,8 @@ from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from caxton.runtime import host
-from caxton.runtime.executor import LOCAL_LIMIT, SLICE_TICKS, Worker
+from caxton.runtime.sandbox import host
+from caxton.runtime.scheduling.executor import LOCAL_LIMIT, SLICE_TICKS, Worker
 
 if TYPE_CHECKING:
     from caxton.runtime.agent import Agent

@@ -1,5 +1,5 @@
 /*
- * caxton.runtime._accel: the wasm message hot path in C (optional).
+ * caxton.runtime.sandbox._accel: the wasm message hot path in C (optional).
  *
  * Two pieces, both used only when this extension was built (a C compiler at install time);
  * the pure-Python path in `_ffi.py` / `host.py` does the same work through ctypes:
@@ -80,7 +80,7 @@ Reactor_init(Reactor *self, PyObject *args, PyObject *kwds)
                                      &memory, &base))
         return -1;
     if (call_unchecked == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "caxton.runtime._accel.setup() was not called");
+        PyErr_SetString(PyExc_RuntimeError, "caxton.runtime.sandbox._accel.setup() was not called");
         return -1;
     }
     void *b;
@@ -186,7 +186,7 @@ static PyMethodDef Reactor_methods[] = {
 
 static PyTypeObject ReactorType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "caxton.runtime._accel.Reactor",
+    .tp_name = "caxton.runtime.sandbox._accel.Reactor",
     .tp_basicsize = sizeof(Reactor),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "One reactor instance's caxton_alloc/caxton_handle, called from C.",
@@ -264,7 +264,7 @@ static PyMethodDef HostFunction_methods[] = {
 
 static PyTypeObject HostFunctionType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "caxton.runtime._accel.HostFunction",
+    .tp_name = "caxton.runtime.sandbox._accel.HostFunction",
     .tp_basicsize = sizeof(HostFunction),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "A Python function called by the raw host-callback trampoline.",
@@ -352,7 +352,7 @@ static PyMethodDef accel_methods[] = {
 
 static struct PyModuleDef accel_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "caxton.runtime._accel",
+    .m_name = "caxton.runtime.sandbox._accel",
     .m_doc = "The wasm message hot path in C (optional; see _accel.c).",
     .m_size = -1,
     .m_methods = accel_methods,

@@ -11,15 +11,15 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from caxton.errors import AgentFailure, AgentStartFailed
-from caxton.runtime import host
 from caxton.runtime.agent import Agent, AgentSpec, AgentState, AgentStatistics
-from caxton.runtime.kvstore import AgentKv
-from caxton.runtime.logs import OutputCapture
-from caxton.runtime.sandbox import Instance
+from caxton.runtime.sandbox import host
+from caxton.runtime.sandbox.instance import Instance
+from caxton.runtime.sandbox.kvstore import AgentKv
+from caxton.runtime.sandbox.logs import OutputCapture
 from caxton.runtime.stats import WorkerCounters
 
 if TYPE_CHECKING:
-    from caxton.runtime.executor import Services
+    from caxton.runtime.scheduling.executor import Services
 
 __all__ = ["InstanceOps"]
 

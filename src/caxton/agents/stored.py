@@ -1,16 +1,18 @@
-"""The runtime's seams (`caxton.runtime.backends`) implemented over the node's SQLite store.
+"""The runtime's seams (`caxton.runtime.ports`) implemented over the node's SQLite store.
 
 * `StoredKv`: the host's ``kv_*`` imports; reads a key at a time; each change returns once
   committed (group-committed with other writes, in issue order), or raises `StorageError`.
 * `StoredSnapshots`: hibernated agents' linear memory (packed by storage, written behind).
 * `StoredTimers`: pending ``schedule`` timers, so a restart re-arms what is still due.
-* `PersistingEvents`: marks agents whose state changed or whose message failed, so the agent
-  service writes their state, counters and last error; and forwards every event to an optional
-  listener (the messaging layer's dead letters, the API's event stream).
+* `PersistingEvents`: marks agents whose state changed or whose message failed in a
+  `DirtyAgents`, so the agent service writes their state, counters and last error; and forwards
+  every event to an optional listener (the messaging layer's dead letters, the API's event
+  stream). Whoever wires the node makes the `DirtyAgents` and hands it to both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -22,10 +24,16 @@ import msgspec
 
 from caxton.errors import AgentFailure
 from caxton.runtime import AgentEvents, AgentState, Snapshot
-from caxton.storage import ScheduledRecord, Storage, is_storage_failure
+from caxton.storage import (
+    KvRepository,
+    ScheduledRecord,
+    SnapshotsRepository,
+    Storage,
+    is_storage_failure,
+)
 from caxton.storage.snapshots import SparseMemory
 
-__all__ = ["PersistingEvents", "StoredKv", "StoredSnapshots", "StoredTimers"]
+__all__ = ["DirtyAgents", "PersistingEvents", "StoredKv", "StoredSnapshots", "StoredTimers"]
 
 log = logging.getLogger("caxton.agents")
 
@@ -40,15 +48,15 @@ def _report(future: Future[Any]) -> None:
 
 
 class StoredKv:
-    """`KvBackend` over `Storage` kv (survives restarts).
+    """`KvBackend` over the store's kv repository (``storage.kv``; survives restarts).
 
     Writes are queued without waiting; until one commits, its value (None for a delete) stays
     in ``_pending`` so a `get` right after a `set` sees it (the runtime's cache may have
     evicted the key meanwhile), and `usage` waits for the agent's queued writes first.
     """
 
-    def __init__(self, storage: Storage) -> None:
-        self._storage = storage
+    def __init__(self, kv: KvRepository) -> None:
+        self._kv = kv
         self._lock = threading.Lock()
         #: (agent, key) -> (the write's future, its value or None for a delete).
         self._pending: dict[tuple[str, bytes], tuple[Future[Any], bytes | None]] = {}
@@ -58,24 +66,24 @@ class StoredKv:
             pending = self._pending.get((agent, key))
         if pending is not None:
             return pending[1]
-        return self._storage.kv_get_sync(agent, key)
+        return self._kv.get_sync(agent, key)
 
     def usage(self, agent: str) -> tuple[int, int]:
         with self._lock:
             queued = [f for (name, _), (f, _) in self._pending.items() if name == agent]
         if queued:
             wait(queued, timeout=USAGE_WAIT)
-        return self._storage.kv_usage_sync(agent)
+        return self._kv.usage_sync(agent)
 
     def set(self, agent: str, key: bytes, value: bytes) -> None:
         # Waits for the commit (group-committed with everything else being written), so that
         # kv_set answers OK only for a value that is on disk, and an error when it is not.
-        future = self._storage.kv_set_nowait(agent, key, value)
+        future = self._kv.set_nowait(agent, key, value)
         self._track(agent, key, value, future)
         future.result()
 
     def delete(self, agent: str, key: bytes) -> None:
-        future = self._storage.kv_delete_nowait(agent, key)
+        future = self._kv.delete_nowait(agent, key)
         self._track(agent, key, None, future)
         future.result()
 
@@ -83,7 +91,7 @@ class StoredKv:
         with self._lock:
             for pair in [p for p in self._pending if p[0] == agent]:
                 del self._pending[pair]
-        self._storage.kv_clear_nowait(agent).add_done_callback(_report)
+        self._kv.clear_nowait(agent).add_done_callback(_report)
 
     def _track(self, agent: str, key: bytes, value: bytes | None, future: Future[Any]) -> None:
         with self._lock:
@@ -99,7 +107,7 @@ class StoredKv:
 
 
 class StoredSnapshots:
-    """`SnapshotBackend` over `Storage` snapshots (worker threads), written behind.
+    """`SnapshotBackend` over ``storage.snapshots`` (worker threads), written behind.
 
     `save` packs the memory and queues the write without waiting for its commit, so hibernating
     an agent costs a copy, not a commit; until the write commits the snapshot stays in
@@ -113,8 +121,8 @@ class StoredSnapshots:
     snapshots found in the store at node start.
     """
 
-    def __init__(self, storage: Storage) -> None:
-        self._storage = storage
+    def __init__(self, snapshots: SnapshotsRepository) -> None:
+        self._snapshots = snapshots
         self._known: set[str] = set()
         self._pending: dict[str, Snapshot] = {}
         self._lock = threading.Lock()
@@ -130,7 +138,7 @@ class StoredSnapshots:
             self._known.add(agent)
             self._pending[agent] = snapshot
         memory = SparseMemory(snapshot.size, snapshot.data)
-        written = self._storage.save_snapshot_nowait(agent, memory, meta)
+        written = self._snapshots.save_nowait(agent, memory, meta)
         written.add_done_callback(lambda f: self._settled(agent, snapshot, f))
 
     def _settled(self, agent: str, snapshot: Snapshot, written: Future[None]) -> None:
@@ -148,7 +156,7 @@ class StoredSnapshots:
                 return pending
             if agent not in self._known:
                 return None
-        found = self._storage.load_snapshot_sparse_sync(agent)
+        found = self._snapshots.load_sparse_sync(agent)
         if found is None:
             return None
         memory, meta = found
@@ -160,7 +168,7 @@ class StoredSnapshots:
             if agent not in self._known:
                 return
             self._known.discard(agent)
-        self._storage.delete_snapshot_nowait(agent)
+        self._snapshots.delete_nowait(agent)
 
 
 class _Envelope(msgspec.Struct):
@@ -203,7 +211,7 @@ class StoredTimers:
             return  # not persisted; it still fires unless the node restarts first
         delay = max(0.0, due - self._monotonic())
         body = msgspec.json.encode([receiver, round(delay, 3)]) + b"\n" + data
-        future = self._storage.add_scheduled_nowait(owner, self._wall() + delay, body)
+        future = self._storage.scheduled.add_nowait(owner, self._wall() + delay, body)
         future.add_done_callback(_report)
         self._rows[timer_id] = future
 
@@ -218,7 +226,7 @@ class StoredTimers:
 
     def _delete_row(self, future: Future[int]) -> None:
         if future.exception() is None:
-            self._storage.delete_scheduled_nowait(future.result()).add_done_callback(_report)
+            self._storage.scheduled.delete_nowait(future.result()).add_done_callback(_report)
 
     @staticmethod
     def decode(record: ScheduledRecord, now: float) -> tuple[str, bytes, float]:
@@ -236,29 +244,49 @@ class StoredTimers:
         return str(receiver), data, min(wait, float(left))
 
 
-class PersistingEvents:
-    """`AgentEvents` that remembers which agents need their record written.
+class DirtyAgents:
+    """Agents whose stored record may be behind the runtime (event loop thread only).
 
-    ``forward`` (another `AgentEvents`) receives every event too. `on_dirty` is called (loop
-    thread) after a name is added to `dirty`; the agent service uses it to wake its writer.
+    `PersistingEvents` marks them as the runtime reports state changes and failed messages;
+    the agent service's record writer waits for a mark (`wait`) and takes the names (`take`).
     """
 
-    def __init__(self, forward: AgentEvents | None = None) -> None:
-        self.forward = forward
-        self.dirty: set[str] = set()
-        self.on_dirty: Callable[[], None] | None = None
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+        self._marked = asyncio.Event()
 
-    def _mark(self, name: str) -> None:
-        self.dirty.add(name)
-        if self.on_dirty is not None:
-            self.on_dirty()
+    def mark(self, name: str) -> None:
+        """Remember that ``name``'s record should be written, and wake a `wait`."""
+        self._names.add(name)
+        self._marked.set()
+
+    async def wait(self) -> None:
+        """Return once an agent was marked since the last `wait` returned."""
+        await self._marked.wait()
+        self._marked.clear()
+
+    def take(self) -> set[str]:
+        """The names marked since the last `take` (and forget them)."""
+        names, self._names = self._names, set()
+        return names
+
+
+class PersistingEvents:
+    """`AgentEvents` that marks the agents whose record needs writing in ``dirty``.
+
+    ``forward`` (another `AgentEvents`) receives every event too.
+    """
+
+    def __init__(self, dirty: DirtyAgents, forward: AgentEvents | None = None) -> None:
+        self.forward = forward
+        self._dirty = dirty
 
     def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None:
-        self._mark(name)
+        self._dirty.mark(name)
         if self.forward is not None:
             self.forward.message_failed(name, data, error)
 
     def agent_state_changed(self, name: str, state: AgentState) -> None:
-        self._mark(name)
+        self._dirty.mark(name)
         if self.forward is not None:
             self.forward.agent_state_changed(name, state)

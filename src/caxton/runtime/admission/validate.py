@@ -18,20 +18,20 @@ function that uses ``v128`` or a typed reference. `inspect_module` reads the sig
 and ABI exports, so the bytes are refused first if any imported or exported function uses a value
 type other than i32, i64, f32, f64, funcref or externref. Always call `check_bytes` (or
 `check_binary`) on the bytes of a module before `inspect_module`; `validate_and_load` in
-`caxton.runtime.cache` does.
+`caxton.runtime.admission.cache` does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Literal
 
 import wasmtime
 
 from caxton.errors import InvalidWasm, ModuleTooLarge
-from caxton.runtime.wasi import WASI_MODULE, WASI_PREVIEW1, Signature
+from caxton.runtime.abi import HOST_IMPORTS, HOST_MODULE
+from caxton.runtime.admission.wasi import WASI_MODULE, WASI_PREVIEW1, Signature
 
 __all__ = [
     "CAXTON_IMPORTS",
@@ -46,21 +46,12 @@ __all__ = [
 AgentKind = Literal["reactor", "command"]
 
 #: The import module name of the Caxton host ABI.
-CAXTON_MODULE = "caxton"
+CAXTON_MODULE = HOST_MODULE
 
-_I, _L = "i32", "i64"
+_I = "i32"
 
-#: ABI v1 host functions (module ``caxton``) and their signatures (read-only).
-CAXTON_IMPORTS: Mapping[str, Signature] = MappingProxyType(
-    {
-        "send": Signature((_I, _I), (_I,)),
-        "log": Signature((_I, _I, _I), ()),
-        "kv_get": Signature((_I, _I, _I, _I), (_I,)),
-        "kv_set": Signature((_I, _I, _I, _I), (_I,)),
-        "kv_delete": Signature((_I, _I), (_I,)),
-        "schedule": Signature((_L, _I, _I), (_I,)),
-    }
-)
+#: ABI v1 host functions (module ``caxton``) and their signatures: `abi.HOST_IMPORTS`.
+CAXTON_IMPORTS: Mapping[str, Signature] = HOST_IMPORTS
 
 # Function exports of each kind: (name, signature, required).
 _ExportSpec = tuple[tuple[str, Signature, bool], ...]

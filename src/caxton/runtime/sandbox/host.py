@@ -1,4 +1,4 @@
-"""The ``caxton`` host functions of ABI v1: the ONLY place host functions are defined.
+"""The ``caxton`` host functions of ABI v1, defined from the ABI's one table `abi.HOST_IMPORTS`.
 
 Each function is a plain Python function of the call's arguments (ints) returning its i32
 result. `define_host_functions` registers it as a raw ``wasmtime_linker_define_func_unchecked``
@@ -6,7 +6,8 @@ callback: through the C extension's trampoline when it is built (`accel`), else 
 ctypes adapter (~1.4 µs per guest call instead of ~17 µs through wasmtime-py's own callbacks).
 They are defined once per engine on the shared linker, so they do not know which agent is
 calling: every worker thread binds its `CallContext` in a thread-local before it calls into
-wasm, and a function reads it from there.
+wasm, and a function reads it from there. (The WASI functions that count an agent's file
+writes are defined the same way, in `wasi_quota`.)
 
 Rules every host function follows:
 
@@ -39,15 +40,15 @@ from wasmtime import _ffi as ffi
 
 from caxton.errors import InvalidMessage, StorageError
 from caxton.runtime import abi
-from caxton.runtime._ffi import HOST_CALLBACK, define_unchecked
 from caxton.runtime.delivery import Offer
-from caxton.runtime.logs import MAX_LINE
+from caxton.runtime.sandbox._ffi import HOST_CALLBACK, define_unchecked
+from caxton.runtime.sandbox.logs import MAX_LINE
 from caxton.wire.envelope import Incoming, Stamper
 
 if TYPE_CHECKING:
     from caxton.runtime.agent import Agent
     from caxton.runtime.delivery import MessageJournal
-    from caxton.runtime.sandbox import Instance
+    from caxton.runtime.sandbox.instance import Instance
 
 __all__ = ["CallContext", "bind", "define_host_functions"]
 
