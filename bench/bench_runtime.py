@@ -69,7 +69,7 @@ async def bench_instantiate(config: RuntimeConfig, n: int) -> dict[str, float]:
         plain, initialised = [], []
         for _ in range(n):
             t0 = time.perf_counter()
-            inst = worker.instantiate(agent)
+            inst = worker.lifecycle.instantiate(agent)
             t1 = time.perf_counter()
             inst.call_optional("_initialize", 100)
             t2 = time.perf_counter()

@@ -6,6 +6,7 @@ import json
 import time
 
 from caxton.agents import DeployRequest, StoredTimers
+from caxton.clock import ManualClock
 from caxton.node import Node
 from tests.support import eventually, wat
 
@@ -27,9 +28,10 @@ async def test_a_timer_rearmed_after_the_clock_jumped_back_a_day_waits_its_delay
     await node.agents.deploy(DeployRequest(name="quiet", wasm=wat("nop")))
     # `quiet` schedules a message to `counter` one second ahead while the wall clock reads a
     # day ahead (the clock is then set back: NTP, an operator, a VM resumed).
-    ahead = StoredTimers(node.storage, wall=lambda: time.time() + DAY)
+    clock = ManualClock(time.monotonic(), wall=time.time() + DAY)
+    ahead = StoredTimers(node.storage, clock=clock)
     body = json.dumps({"receiver": "counter", "sender": "quiet", "performative": "inform"})
-    ahead.add(1, time.monotonic() + 1.0, "counter", body.encode())
+    ahead.add(1, clock.monotonic() + 1.0, "counter", body.encode())
     # Written behind: the writer commits in order, so once a later write is in, so is the row.
     await node.storage.write(lambda conn: None)
     (row,) = await node.storage.scheduled.list_all("quiet")

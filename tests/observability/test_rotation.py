@@ -7,27 +7,15 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from caxton.clock import ManualClock
 from caxton.config import ObservabilityConfig
 from caxton.observability import configure_logging
 from caxton.observability._rotation import RotatingLogFileHandler, Rotation
-
-
-class ManualClock:
-    """Local (naive) time that moves only when a test says so."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @pytest.fixture
@@ -70,7 +58,7 @@ def names(directory: Path) -> list[str]:
 def test_daily_rotation_at_local_midnight(
     handlers: list[RotatingLogFileHandler], log_dir: Path
 ) -> None:
-    clock = ManualClock(datetime(2024, 5, 1, 23, 59, 59))
+    clock = ManualClock(wall=datetime(2024, 5, 1, 23, 59, 59))
     handler = open_handler(handlers, log_dir / "caxton.log", clock)
 
     write(handler, "late on the first")
@@ -85,7 +73,7 @@ def test_daily_rotation_at_local_midnight(
 def test_hourly_rotation_names_the_hour(
     handlers: list[RotatingLogFileHandler], log_dir: Path
 ) -> None:
-    clock = ManualClock(datetime(2024, 5, 1, 13, 15))
+    clock = ManualClock(wall=datetime(2024, 5, 1, 13, 15))
     handler = open_handler(handlers, log_dir / "caxton.log", clock, rotation="hourly")
 
     write(handler, "one")
@@ -101,7 +89,7 @@ def test_hourly_rotation_names_the_hour(
 
 
 def test_never_keeps_one_file(handlers: list[RotatingLogFileHandler], log_dir: Path) -> None:
-    clock = ManualClock(datetime(2024, 5, 1, 12, 0))
+    clock = ManualClock(wall=datetime(2024, 5, 1, 12, 0))
     handler = open_handler(handlers, log_dir / "caxton.log", clock, rotation="never")
 
     write(handler, "a")
@@ -125,7 +113,7 @@ def test_retention_deletes_old_rotated_files_at_start_and_on_rotation(
         "other.log.2020-01-01",  # not ours
     ):
         (log_dir / name).write_text("old\n")
-    clock = ManualClock(datetime(2024, 5, 2, 10, 0))
+    clock = ManualClock(wall=datetime(2024, 5, 2, 10, 0))
 
     handler = open_handler(handlers, log_dir / "caxton.log", clock, retention_days=30)
 
@@ -155,7 +143,7 @@ def test_zero_retention_keeps_everything(
     (log_dir / "caxton.log.2000-01-01").write_text("ancient\n")
 
     open_handler(
-        handlers, log_dir / "caxton.log", ManualClock(datetime(2024, 5, 2)), retention_days=0
+        handlers, log_dir / "caxton.log", ManualClock(wall=datetime(2024, 5, 2)), retention_days=0
     )
 
     assert "caxton.log.2000-01-01" in names(log_dir)
@@ -170,7 +158,7 @@ def test_leftover_file_from_an_earlier_day_is_rotated_at_start(
     yesterday = datetime(2024, 5, 1, 18, 0).timestamp()
     os.utime(active, (yesterday, yesterday))
 
-    handler = open_handler(handlers, active, ManualClock(datetime(2024, 5, 2, 9, 0)))
+    handler = open_handler(handlers, active, ManualClock(wall=datetime(2024, 5, 2, 9, 0)))
     write(handler, "today")
 
     assert (log_dir / "caxton.log.2024-05-01").read_text() == "written yesterday\n"
@@ -182,7 +170,7 @@ def test_taken_rotated_name_gets_a_serial(
 ) -> None:
     log_dir.mkdir()
     (log_dir / "caxton.log.2024-05-01").write_text("from an earlier run\n")
-    clock = ManualClock(datetime(2024, 5, 1, 23, 0))
+    clock = ManualClock(wall=datetime(2024, 5, 1, 23, 0))
     handler = open_handler(handlers, log_dir / "caxton.log", clock)
 
     write(handler, "this run")
@@ -197,7 +185,7 @@ def test_aware_clock_is_read_as_local_time(
     handlers: list[RotatingLogFileHandler], log_dir: Path
 ) -> None:
     local = datetime(2024, 5, 1, 23, 30).astimezone()  # aware, in the local zone
-    clock = ManualClock(local)
+    clock = ManualClock(wall=local)
     handler = open_handler(handlers, log_dir / "caxton.log", clock)
 
     write(handler, "a")
@@ -210,7 +198,7 @@ def test_aware_clock_is_read_as_local_time(
 def test_vanished_log_directory_is_recreated(
     handlers: list[RotatingLogFileHandler], log_dir: Path
 ) -> None:
-    clock = ManualClock(datetime(2024, 5, 1, 23, 0))
+    clock = ManualClock(wall=datetime(2024, 5, 1, 23, 0))
     handler = open_handler(handlers, log_dir / "caxton.log", clock)
     write(handler, "a")
     shutil.rmtree(log_dir)
@@ -226,7 +214,7 @@ def test_unwritable_log_location_never_raises(
     log_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    clock = ManualClock(datetime(2024, 5, 1, 23, 0))
+    clock = ManualClock(wall=datetime(2024, 5, 1, 23, 0))
     handler = open_handler(handlers, log_dir / "caxton.log", clock)
     write(handler, "a")
     shutil.rmtree(log_dir)
@@ -240,7 +228,7 @@ def test_unwritable_log_location_never_raises(
 
 
 def test_configure_logging_rotates_by_the_injected_clock(tmp_path: Path) -> None:
-    clock = ManualClock(datetime(2024, 5, 1, 23, 59))
+    clock = ManualClock(wall=datetime(2024, 5, 1, 23, 59))
     path = tmp_path / "var" / "caxton.log"
     setup = configure_logging(
         ObservabilityConfig(log_file=path, log_format="json", log_rotation="daily"), clock=clock

@@ -8,20 +8,13 @@ import functools
 
 import pytest
 
+from caxton.clock import ManualClock
 from caxton.errors import AgentStartFailed
 from caxton.runtime import AgentSpec, AgentState, Engine, MemorySnapshots, Runtime
 from caxton.runtime.scheduling.maintenance import Candidate, choose_hibernations
 from tests.support import FAST, message, wat
 
 from .conftest import Deploy, Recorder, taken
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 async def count(runtime: Runtime, recorder: Recorder, name: str) -> int:
@@ -92,11 +85,11 @@ async def test_idle_agents_hibernate_and_lru_goes_first_under_pressure(
         compiled = await asyncio.to_thread(engine.compile, wat("bigmem"))
         for name in ("a", "b", "c"):
             await runtime.start_agent(AgentSpec(name=name), compiled)
-            clock.now += 1
+            clock.advance(1)
             assert await count(runtime, recorder, name) == 1
         # 3 MiB in use > 2 MiB threshold: the least recently used (a) goes
         assert await runtime.maintain() == ["a"]
-        clock.now += 61
+        clock.advance(61)
         assert sorted(await runtime.maintain()) == ["b", "c"]
         assert runtime.statistics().agents_hibernated == 3
         assert await count(runtime, recorder, "a") == 2

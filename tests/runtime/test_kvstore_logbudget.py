@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from caxton.clock import ManualClock
 from caxton.runtime import MemoryKv, abi
 from caxton.runtime.sandbox.kvstore import ENTRY_OVERHEAD, AgentKv
 from caxton.runtime.sandbox.logbudget import LogBudget
@@ -52,22 +53,14 @@ def test_the_cache_stays_within_its_size_and_reads_the_backend_on_a_miss() -> No
     assert kv.get(b"key-0099") == b"v" * 4
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_log_budget_allows_a_burst_then_its_rate(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="caxton.agent.a")
-    clock = Clock()
+    clock = ManualClock(100.0)
     budget = LogBudget("a", bytes_per_second=1000, lines_per_second=10, clock=clock)
     assert sum(budget.admit(10) for _ in range(50)) == 10  # a burst of one second's lines
-    clock.now += 0.5
+    clock.advance(0.5)
     assert sum(budget.admit(10) for _ in range(50)) == 5  # then 10 lines per second
-    clock.now += 1.0
+    clock.advance(1.0)
     assert budget.admit(900)  # and 1000 bytes per second
     assert not budget.admit(200)
     assert (budget.dropped, budget.dropped_bytes) == (86, 40 * 10 + 45 * 10 + 200)
@@ -76,7 +69,7 @@ def test_the_log_budget_allows_a_burst_then_its_rate(caplog: pytest.LogCaptureFi
         "agent a: dropped 85 log lines (850 bytes) in the last 1s: log rate budget"
     ]
     budget.summarise()  # (the interval that began with the last drop has not ended)
-    clock.now += 1.0
+    clock.advance(1.0)
     budget.summarise()  # ... and the runtime's ticker reports the last one
     budget.summarise()
     assert [r.getMessage() for r in caplog.records][1:] == [

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from caxton.clock import ManualClock
 from caxton.config.schema import RuntimeConfig
 from caxton.runtime import AgentSpec, Engine, Runtime
 from caxton.runtime.sandbox.quota import RESCAN_INTERVAL, TempStorage, directory_bytes
@@ -131,8 +132,8 @@ async def test_removing_an_agent_stops_counting_its_directory(files: Files) -> N
 
 
 def test_the_account_rescans_before_refusing(tmp_path: Path) -> None:
-    now = [0.0]
-    quota = TempStorage(1000, clock=lambda: now[0])
+    clock = ManualClock(0.0)
+    quota = TempStorage(1000, clock=clock)
     (tmp_path / "f").write_bytes(b"x" * 600)
     quota.add(tmp_path)
     assert quota.used == 600
@@ -143,7 +144,7 @@ def test_the_account_rescans_before_refusing(tmp_path: Path) -> None:
     assert not quota.reserve(1)  # full, and a rescan finds it full
     (tmp_path / "f").write_bytes(b"x" * 100)  # shrunk meanwhile
     assert not quota.reserve(1)  # within RESCAN_INTERVAL of the last scan: no new scan
-    now[0] += RESCAN_INTERVAL
+    clock.advance(RESCAN_INTERVAL)
     assert quota.reserve(800)  # rescanned: 100 used
     assert quota.used == 900
     quota.settle(800, 300)  # a short write
@@ -152,10 +153,10 @@ def test_the_account_rescans_before_refusing(tmp_path: Path) -> None:
 
 
 def test_writes_in_flight_survive_a_rescan(tmp_path: Path) -> None:
-    now = [0.0]
-    quota = TempStorage(1000, clock=lambda: now[0])
+    clock = ManualClock(0.0)
+    quota = TempStorage(1000, clock=clock)
     quota.add(tmp_path)
     assert quota.reserve(700)  # not on disk yet
-    now[0] += RESCAN_INTERVAL
+    clock.advance(RESCAN_INTERVAL)
     assert not quota.reserve(400)  # the rescan finds nothing on disk, but 700 are in flight
     assert quota.reserve(300)

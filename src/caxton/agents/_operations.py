@@ -16,6 +16,8 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from caxton.tasks import TaskSet
+
 __all__ = ["Operations"]
 
 log = logging.getLogger("caxton.agents")
@@ -27,16 +29,14 @@ class Operations:
     """The lifecycle operations of one agent service that are running now."""
 
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet("agent service", log=log)
 
     async def run(self, what: str, operation: Coroutine[Any, Any, T]) -> T:
         """Run ``operation`` (``what`` names it in the log) to its end; return its result.
 
         Cancelling the caller cancels the wait only.
         """
-        task = asyncio.get_running_loop().create_task(operation, name=f"caxton {what}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = self._tasks.start(operation, f"caxton {what}", awaited=True)
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -46,12 +46,7 @@ class Operations:
 
     async def aclose(self, budget: float) -> None:
         """Wait up to ``budget`` seconds for the running operations, then cancel the rest."""
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=budget)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.drain(budget)
 
 
 def _orphaned(what: str, task: asyncio.Task[Any]) -> None:

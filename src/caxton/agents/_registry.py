@@ -24,6 +24,7 @@ from caxton.agents.stored import DirtyAgents
 from caxton.errors import AgentNotFound, StorageError
 from caxton.runtime import AgentSpec, AgentStatistics, Compiled, Runtime
 from caxton.storage import Storage
+from caxton.tasks import TaskSet
 
 __all__ = ["DeployedAgent", "StateWriter"]
 
@@ -87,14 +88,14 @@ class StateWriter:
         self._entries = entries
         self.interval = interval
         self._dirty = dirty
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = TaskSet("agent writer", log=log)
+        self._started = False
 
     def start(self) -> None:
         """Start the background task (owned by this writer; `aclose` ends it)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._serve(), name="caxton-agent-writer"
-            )
+        if not self._started:
+            self._started = True
+            self._tasks.service(self._serve(), "caxton-agent-writer")
 
     async def _serve(self) -> None:
         next_full = time.monotonic() + self.interval
@@ -153,8 +154,4 @@ class StateWriter:
 
     async def aclose(self) -> None:
         """Stop the background task (call `write` afterwards for a final pass)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.aclose()

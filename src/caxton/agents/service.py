@@ -24,7 +24,6 @@ import asyncio
 import builtins
 import collections
 import shutil
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -301,7 +300,8 @@ class AgentService:
         state, messages, failures, restarts, last_error = entry.current(stats)
         last_active = None
         if stats.last_active is not None:
-            last_active = time.time() - (self.runtime.clock.monotonic() - stats.last_active)
+            clock = self.runtime.clock
+            last_active = clock.wall() - (clock.monotonic() - stats.last_active)
         spec = entry.spec
         return AgentInfo(
             name=entry.name,

@@ -15,13 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import Future, wait
 from typing import Any
 
 import msgspec
 
+from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.errors import AgentFailure
 from caxton.runtime import AgentEvents, AgentState, Snapshot
 from caxton.storage import (
@@ -190,16 +189,10 @@ class StoredTimers:
     ``json(receiver)`` and no delay).
     """
 
-    def __init__(
-        self,
-        storage: Storage,
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
-    ):
+    def __init__(self, storage: Storage, *, clock: Clock = SYSTEM_CLOCK):
+        """``clock`` must be the runtime's: due times are on its monotonic clock."""
         self._storage = storage
-        self._monotonic = monotonic
-        self._wall = wall
+        self._clock = clock
         self._rows: dict[int, Future[int]] = {}
 
     def add(self, timer_id: int, due: float, receiver: str, data: bytes) -> None:
@@ -209,9 +202,9 @@ class StoredTimers:
             owner = None
         if owner is None:
             return  # not persisted; it still fires unless the node restarts first
-        delay = max(0.0, due - self._monotonic())
+        delay = max(0.0, due - self._clock.monotonic())
         body = msgspec.json.encode([receiver, round(delay, 3)]) + b"\n" + data
-        future = self._storage.scheduled.add_nowait(owner, self._wall() + delay, body)
+        future = self._storage.scheduled.add_nowait(owner, self._clock.wall() + delay, body)
         future.add_done_callback(_report)
         self._rows[timer_id] = future
 

@@ -116,13 +116,6 @@ async def _read(ws: web.WebSocketResponse) -> None:
         pass
 
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-
-
 async def events(request: web.Request) -> web.StreamResponse:
     """``GET /api/v1/events`` (WebSocket upgrade): the filtered live stream."""
     filters = _filters(request)
@@ -144,21 +137,25 @@ async def events(request: web.Request) -> web.StreamResponse:
         conversation=filters["conversation"],
         max_queue=max_queue,
     )
-    tasks: list[asyncio.Task[None]] = []
     try:
         await _send(ws, {"type": "subscribed", "filters": filters, "heartbeat": heartbeat})
-        tasks = [
-            asyncio.create_task(_pump(ws, sub, heartbeat)),
-            asyncio.create_task(_read(ws)),
-        ]
-        while not sub.dropped:
-            done, _ = await asyncio.wait(
-                tasks, timeout=_DROP_CHECK, return_when=asyncio.FIRST_COMPLETED
+        # The stream's two tasks live in this scope: the group cancels and awaits both on the
+        # way out, and an error of either reaches the handler (aiohttp logs it) unless it is
+        # the client going away.
+        async with asyncio.TaskGroup() as group:
+            tasks = (
+                group.create_task(_pump(ws, sub, heartbeat), name="caxton-events-pump"),
+                group.create_task(_read(ws), name="caxton-events-read"),
             )
-            if done:
-                break
-        sub.close()
-        await _cancel(tasks)
+            while not sub.dropped:
+                done, _ = await asyncio.wait(
+                    tasks, timeout=_DROP_CHECK, return_when=asyncio.FIRST_COMPLETED
+                )
+                if done:
+                    break
+            sub.close()
+            for task in tasks:
+                task.cancel()
         if not ws.closed:
             code: int = WSCloseCode.OK
             message = b""
@@ -166,11 +163,10 @@ async def events(request: web.Request) -> web.StreamResponse:
                 code, message = CLOSE_TOO_SLOW, b"too slow: events were dropped"
             async with asyncio.timeout(_CLOSE_TIMEOUT):
                 await ws.close(code=code, message=message)
-    except (ConnectionError, TimeoutError):
+    except* (ConnectionError, TimeoutError):
         pass
     finally:
         sub.close()
-        await _cancel(tasks)
     return ws
 
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from caxton.api.errors import error_response
 from caxton.api.keys import PUBLIC_PATHS
+from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.config import SecurityConfig
 from caxton.errors import SecurityError
 from caxton.security import TokenIssuer
@@ -80,16 +79,16 @@ def _auth_middleware(config: SecurityConfig) -> Any:
 class _Buckets:
     """Token buckets per client address."""
 
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
         self.rate = rate
         self.burst = float(burst)
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
-        self._swept = clock()
+        self._swept = clock.monotonic()
 
     def take(self, client: str) -> float:
         """0 if a request may go ahead now, else the seconds until one may."""
-        now = self.clock()
+        now = self.clock.monotonic()
         tokens, last = self._buckets.get(client, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         if now - self._swept > _IDLE_BUCKET_SECONDS:
@@ -106,7 +105,7 @@ class _Buckets:
         self._swept = now
 
 
-def _rate_limit_middleware(config: SecurityConfig, clock: Callable[[], float]) -> Any:
+def _rate_limit_middleware(config: SecurityConfig, clock: Clock) -> Any:
     buckets = _Buckets(config.rate_limit_per_second, config.rate_limit_burst, clock)
 
     @web.middleware
@@ -160,9 +159,7 @@ def _cors_middleware(config: SecurityConfig) -> Any:
     return cors
 
 
-def security_middlewares(
-    config: SecurityConfig, *, clock: Callable[[], float] = time.monotonic
-) -> list[Any]:
+def security_middlewares(config: SecurityConfig, *, clock: Clock = SYSTEM_CLOCK) -> list[Any]:
     """The middlewares the `[security]` section asks for, outermost first."""
     middlewares: list[Any] = []
     if config.cors_enabled:

@@ -38,6 +38,7 @@ from caxton.cluster.identity import node_name
 from caxton.cluster.natsconf import NatsEndpoint
 from caxton.config.schema import CoordinationConfig
 from caxton.errors import ClusterError
+from caxton.tasks import TaskSet
 
 __all__ = ["NatsServer", "nats_endpoint"]
 
@@ -85,6 +86,8 @@ class NatsServer:
         self._process: asyncio.subprocess.Process | None = None
         self._pump: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        #: The supervisor and the log pump of the current child.
+        self._tasks = TaskSet(f"nats-server {self.name}", log=LOGGER)
         self._tail: deque[str] = deque(maxlen=20)
         self._up = False
         #: Times the child died on its own and was started again (for a metric).
@@ -144,7 +147,7 @@ class NatsServer:
         except BaseException:
             await self.aclose()
             raise
-        self._supervisor = asyncio.create_task(self._supervise(), name=f"nats-server {self.name}")
+        self._supervisor = self._tasks.service(self._supervise(), f"nats-server {self.name}")
 
     async def aclose(self) -> None:
         """Stop supervising and stop the child (SIGTERM, SIGKILL after `stop_timeout`)."""
@@ -152,10 +155,9 @@ class NatsServer:
             return
         self._state = _State.CLOSED
         if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            await self._tasks.stop(self._supervisor)
         await self._stop_child()
+        await self._tasks.aclose()
         with contextlib.suppress(OSError):  # best effort: it holds a token no longer valid
             self._config_file.unlink()
 
@@ -198,7 +200,7 @@ class NatsServer:
                 details={"binary": str(self.binary)},
             ) from exc
         self._process = process
-        self._pump = asyncio.create_task(
+        self._pump = self._tasks.start(
             _child.pump_log(process, self._tail, name=self.name), name="nats-server log"
         )
         try:

@@ -52,6 +52,7 @@ from caxton.runtime.agent import AgentState
 from caxton.runtime.delivery import Origin
 from caxton.storage.messages import MessageBatch
 from caxton.storage.sqlite import Storage
+from caxton.tasks import TaskSet
 from caxton.wire.codec import check_name, check_size, decode_array, encode, parse_message
 from caxton.wire.envelope import new_id, now_rfc3339
 from caxton.wire.header import Header, expired, header_from, header_of
@@ -112,8 +113,8 @@ class Messaging(FailureOps, MetricsMixin):
             dead_letters_per_second=config.runtime.max_dead_letters_per_second,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._background: list[asyncio.Task[None]] = []
+        #: The flush and prune loops, and the dead letters being written.
+        self._tasks = TaskSet("messaging")
         self._recover_upto = 0
         self._closed = False
         #: The submits of this loop iteration waiting for one group write (see `_commit`).
@@ -127,26 +128,22 @@ class Messaging(FailureOps, MetricsMixin):
 
     async def start(self) -> None:
         """Start the flush and retention tasks; note where recovery stops."""
-        self._loop = loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         self.journal.listener = self._on_flush
         self._recover_upto = int(
             await self.storage.read(
                 lambda c: c.fetch_value("SELECT COALESCE(MAX(seq), 0) FROM pending_deliveries")
             )
         )
-        self._background = [
-            loop.create_task(self._flush_loop(), name="caxton-messaging-flush"),
-            loop.create_task(self._prune_loop(), name="caxton-messaging-prune"),
-        ]
+        self._tasks.service(self._flush_loop(), "caxton-messaging-flush")
+        self._tasks.service(self._prune_loop(), "caxton-messaging-prune")
 
     async def aclose(self) -> None:
         """Stop the tasks, write the journal and wait for the commits (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, *self._tasks, return_exceptions=True)
+        await self._tasks.drain()  # the loops stop; the dead letters are written
         await asyncio.to_thread(self.journal.wait_committed, 30.0)
 
     async def _flush_loop(self) -> None:
@@ -197,9 +194,7 @@ class Messaging(FailureOps, MetricsMixin):
         return dropped
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.start(coro, "caxton-dead-letter")
 
     def _on_flush(self, sent: list[bytes]) -> None:
         if len(self.bus) and self._loop is not None:

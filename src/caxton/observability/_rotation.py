@@ -1,11 +1,12 @@
 """`RotatingLogFileHandler`: a log file that rotates by an injected clock and prunes old files.
 
-How rotation works here. The handler writes to one *active* file (``caxton.log``). Each record
-first asks the clock what time it is; when that time falls into a later *period* than the one the
-active file belongs to (a local calendar day for ``daily``, a local clock hour for ``hourly``),
-the active file is closed and renamed after the period it holds — ``caxton.log.2024-05-01`` or
-``caxton.log.2024-05-01-13`` — and a fresh active file is opened. If that name is taken already
-(the node restarted within the period and rotated before), ``.1``, ``.2``, ... is appended.
+How rotation works here. The handler writes to one *active* file (``caxton.log``). Each record first
+asks the clock (`caxton.clock.Clock.now`) what time it is; when that time falls into a later
+*period* than the one the active file belongs to (a local calendar day for ``daily``, a local clock
+hour for ``hourly``), the active file is closed and renamed after the period it holds —
+``caxton.log.2024-05-01`` or ``caxton.log.2024-05-01-13`` — and a fresh active file is opened. If
+that name is taken already (the node restarted within the period and rotated before), ``.1``,
+``.2``, ... is appended.
 
 At start the handler looks at an existing active file's modification time: a file left over
 from an earlier period (the node was down over midnight) is rotated away before the first line
@@ -30,23 +31,18 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from io import TextIOWrapper
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["Clock", "RotatingLogFileHandler", "local_now"]
+from caxton.clock import SYSTEM_CLOCK, Clock
 
-Clock = Callable[[], datetime]
+__all__ = ["RotatingLogFileHandler"]
+
 Rotation = Literal["daily", "hourly", "never"]
 
 _SUFFIX = re.compile(r"^\.(\d{4})-(\d{2})-(\d{2})(?:-(\d{2}))?(?:\.\d+)?$")
-
-
-def local_now() -> datetime:
-    """The current local time (the default clock)."""
-    return datetime.now().astimezone()
 
 
 def _local(moment: datetime) -> datetime:
@@ -107,13 +103,13 @@ class RotatingLogFileHandler(logging.FileHandler):
         *,
         rotation: Rotation,
         retention_days: int,
-        clock: Clock = local_now,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.path = Path(path)
         self.rotation: Rotation = rotation
         self.retention_days = retention_days
         self._clock = clock
-        now = clock()
+        now = clock.now()
         self._period = period_suffix(now, rotation)
         #: Lines dropped since writing started to fail (0 while it works).
         self.dropped = 0
@@ -204,7 +200,7 @@ class RotatingLogFileHandler(logging.FileHandler):
     def _maybe_rotate(self) -> None:
         if self.rotation == "never":
             return
-        now = self._clock()
+        now = self._clock.now()
         period = period_suffix(now, self.rotation)
         if period == self._period:
             return

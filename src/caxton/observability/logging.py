@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.config import ObservabilityConfig, Secret
 from caxton.errors import ConfigError
 from caxton.observability._formatters import JsonFormatter, TextFormatter
 from caxton.observability._masking import SecretMasker
-from caxton.observability._rotation import Clock, RotatingLogFileHandler, local_now
+from caxton.observability._rotation import RotatingLogFileHandler
 
 __all__ = ["LOG_LEVELS", "LoggingSetup", "SecretMasker", "configure_logging", "parse_log_level"]
 
@@ -133,7 +134,7 @@ def _open_file(config: ObservabilityConfig, path: Path, clock: Clock) -> logging
 def configure_logging(
     config: ObservabilityConfig,
     *,
-    clock: Clock | None = None,
+    clock: Clock = SYSTEM_CLOCK,
     stream: TextIO | None = None,
     masker: SecretMasker | None = None,
 ) -> LoggingSetup:
@@ -153,7 +154,7 @@ def configure_logging(
     level = parse_log_level(config.log_level)
     handler: logging.Handler
     if config.log_file is not None:
-        handler = _open_file(config, Path(config.log_file), clock or local_now)
+        handler = _open_file(config, Path(config.log_file), clock)
     else:
         handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if config.log_format == "json" else TextFormatter())

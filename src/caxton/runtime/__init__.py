@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from caxton.runtime.engine import Compiled, Engine
     from caxton.runtime.ports import (
         AgentEvents,
-        Clock,
         KvBackend,
         MemoryKv,
         MemorySnapshots,
@@ -66,7 +65,6 @@ _LAZY = {
     "AgentSpec": "caxton.runtime.agent",
     "AgentState": "caxton.runtime.agent",
     "AgentStatistics": "caxton.runtime.agent",
-    "Clock": "caxton.runtime.ports",
     "Compiled": "caxton.runtime.engine",
     "Delivery": "caxton.runtime.delivery",
     "Engine": "caxton.runtime.engine",
@@ -95,7 +93,6 @@ __all__ = [
     "AgentSpec",
     "AgentState",
     "AgentStatistics",
-    "Clock",
     "Compiled",
     "Delivery",
     "Engine",

@@ -7,13 +7,12 @@
 * `SnapshotBackend`: hibernated agents' linear memory (`save`/`load`/`delete`, worker threads).
 * Message delivery is the port in `caxton.runtime.delivery` (`Delivery`).
 * `AgentEvents`: what the runtime tells its owner, always on the event loop thread, batched.
-* `Clock`: monotonic time, injectable so maintenance can be tested without sleeping.
+* Time comes from a `caxton.clock.Clock` (injectable so maintenance is tested without sleeping).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from typing import Protocol
 
 from caxton.errors import AgentFailure
@@ -22,11 +21,9 @@ from caxton.runtime.sandbox.instance import Snapshot
 
 __all__ = [
     "AgentEvents",
-    "Clock",
     "KvBackend",
     "MemoryKv",
     "MemorySnapshots",
-    "MonotonicClock",
     "NullEvents",
     "SnapshotBackend",
 ]
@@ -62,19 +59,6 @@ class AgentEvents(Protocol):
 
     def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None: ...
     def agent_state_changed(self, name: str, state: AgentState) -> None: ...
-
-
-class Clock(Protocol):
-    """Monotonic seconds."""
-
-    def monotonic(self) -> float: ...
-
-
-class MonotonicClock:
-    """`time.monotonic`."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
 
 
 class NullEvents:

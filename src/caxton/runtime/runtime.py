@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.config.schema import RuntimeConfig
 from caxton.errors import (
     AgentAlreadyExists,
@@ -29,11 +30,9 @@ from caxton.runtime.delivery import Delivery, LocalDelivery, Offer, Origin
 from caxton.runtime.engine import Compiled, Engine
 from caxton.runtime.ports import (
     AgentEvents,
-    Clock,
     KvBackend,
     MemoryKv,
     MemorySnapshots,
-    MonotonicClock,
     NullEvents,
     SnapshotBackend,
 )
@@ -45,6 +44,7 @@ from caxton.runtime.scheduling.scheduler import Scheduler
 from caxton.runtime.scheduling.supervisor import RestartBudget
 from caxton.runtime.scheduling.timers import MemoryTimers, TimerBackend, TimerQueue
 from caxton.runtime.stats import DEFAULT_BUCKETS, RuntimeStatistics, merge
+from caxton.tasks import TaskSet
 from caxton.wire.header import header_of
 
 __all__ = ["Runtime"]
@@ -70,7 +70,7 @@ class Runtime:
         delivery: Delivery | None = None,
         external: Callable[[str, bytes], None] | None = None,
         timers: TimerBackend | None = None,
-        clock: Clock | None = None,
+        clock: Clock = SYSTEM_CLOCK,
         duration_buckets: tuple[float, ...] = DEFAULT_BUCKETS,
         max_restarts: int = 5,
         restart_window: float = 60.0,
@@ -83,7 +83,7 @@ class Runtime:
         #: The port to message delivery (`caxton.runtime.delivery`); ``external`` is the
         #: shorthand for a bare runtime's `LocalDelivery`.
         self.delivery: Delivery = delivery if delivery is not None else LocalDelivery(external)
-        self.clock = clock if clock is not None else MonotonicClock()
+        self.clock = clock
         self._timer_backend = timers if timers is not None else MemoryTimers()
         self._buckets = tuple(duration_buckets)
         self._budget = (max_restarts, restart_window)
@@ -91,7 +91,7 @@ class Runtime:
         self._state = _State.UNSTARTED
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduler: Scheduler | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = TaskSet("runtime")
         self._timers: TimerQueue | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -127,11 +127,9 @@ class Runtime:
         )
         self.engine.start()
         self._scheduler.start()
-        self._tasks = [
-            loop.create_task(self._timers.serve(), name="caxton-timers"),
-            loop.create_task(self._maintenance(), name="caxton-maintenance"),
-            loop.create_task(self._log_summaries(), name="caxton-log-summaries"),
-        ]
+        self._tasks.service(self._timers.serve(), "caxton-timers")
+        self._tasks.service(self._maintenance(), "caxton-maintenance")
+        self._tasks.service(self._log_summaries(), "caxton-log-summaries")
         self._state = _State.RUNNING
 
     async def aclose(self) -> None:
@@ -146,9 +144,7 @@ class Runtime:
         for agent in self._agents.values():
             with agent.lock:
                 agent.closed = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.aclose()
         assert self._scheduler is not None
         timeout = self.config.agent_shutdown_timeout
         if await asyncio.to_thread(self._scheduler.stop, timeout):
@@ -199,7 +195,7 @@ class Runtime:
         target = agent
         try:
             result: AgentStatistics = await self._control(
-                agent, lambda worker: worker.op_start(target, spec, compiled, limit)
+                agent, lambda worker: worker.lifecycle.op_start(target, spec, compiled, limit)
             )
         except AgentStartFailed:
             if created:
@@ -243,7 +239,7 @@ class Runtime:
         agent = self._new_agent(spec, compiled)
         try:
             result: AgentStatistics = await self._control(
-                agent, lambda worker: worker.op_load(agent, state)
+                agent, lambda worker: worker.lifecycle.op_load(agent, state)
             )
         except BaseException:
             self._agents.pop(spec.name, None)
@@ -280,7 +276,7 @@ class Runtime:
     async def stop_agent(self, name: str) -> None:
         """Stop an agent after its current message; queued messages stay for the next start."""
         agent = self._agent(name)
-        await self._control(agent, lambda worker: worker.op_stop(agent))
+        await self._control(agent, lambda worker: worker.lifecycle.op_stop(agent))
 
     async def upgrade_agent(self, name: str, compiled: Compiled, version: int) -> AgentStatistics:
         """Switch to a new module: the current message finishes on the old version.
@@ -290,14 +286,16 @@ class Runtime:
         """
         agent = self._agent(name)
         result: AgentStatistics = await self._control(
-            agent, lambda worker: worker.op_upgrade(agent, compiled, version)
+            agent, lambda worker: worker.lifecycle.op_upgrade(agent, compiled, version)
         )
         return result
 
     async def remove_agent(self, name: str) -> list[bytes]:
         """Remove an agent and its kv data; returns the messages still queued for it."""
         agent = self._agent(name)
-        queued: list[bytes] = await self._control(agent, lambda worker: worker.op_remove(agent))
+        queued: list[bytes] = await self._control(
+            agent, lambda worker: worker.lifecycle.op_remove(agent)
+        )
         if self._agents.get(name) is agent:
             del self._agents[name]
         if self._timers is not None:  # its timers never fire (nor reach a later namesake)
@@ -321,7 +319,7 @@ class Runtime:
     async def hibernate(self, name: str) -> bool:
         """Save the agent's linear memory and drop its instance; the next message restores it."""
         agent = self._agent(name)
-        done: bool = await self._control(agent, lambda worker: worker.hibernate(agent))
+        done: bool = await self._control(agent, lambda worker: worker.lifecycle.hibernate(agent))
         return done
 
     # -- messages ----------------------------------------------------------------------------
@@ -480,7 +478,7 @@ class Runtime:
             agents_active=sum(1 for a in agents if a.inst is not None),
             agents_hibernated=sum(1 for a in agents if a.state is AgentState.HIBERNATED),
             agents_failed=sum(1 for a in agents if a.state is AgentState.FAILED),
-            hibernations=sum(w.hibernations for w in workers),
+            hibernations=sum(w.lifecycle.hibernations for w in workers),
             restarts=sum(w.restarts for w in workers),
             mailbox_depth=sum(len(a.mailbox) for a in agents),
             workers=len(workers),

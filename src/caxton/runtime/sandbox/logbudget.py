@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
+
+from caxton.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["INTERVAL", "LogBudget"]
 
@@ -32,11 +32,11 @@ class LogBudget:
     __slots__ = (
         "_bytes",
         "_bytes_rate",
-        "_clock",
         "_lines",
         "_lines_rate",
         "_lock",
         "_logger",
+        "_monotonic",
         "_name",
         "_refilled",
         "_window_bytes",
@@ -52,7 +52,7 @@ class LogBudget:
         *,
         bytes_per_second: int,
         lines_per_second: int,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._name = name
         self._logger = logging.getLogger(f"caxton.agent.{name}")
@@ -60,8 +60,8 @@ class LogBudget:
         self._lines_rate = float(lines_per_second)
         self._bytes = self._bytes_rate
         self._lines = self._lines_rate
-        self._clock = clock
-        self._refilled = clock()
+        self._monotonic = clock.monotonic  # `time.monotonic` itself for the system clock
+        self._refilled = self._monotonic()
         self._lock = threading.Lock()
         self._window_start: float | None = None  # when the first unreported drop happened
         self._window_lines = 0
@@ -72,7 +72,7 @@ class LogBudget:
 
     def admit(self, size: int) -> bool:
         """May a line of ``size`` bytes be logged now? (Counts it as dropped if not.)"""
-        now = self._clock()
+        now = self._monotonic()
         elapsed = now - self._refilled
         if elapsed > 0:
             self._refilled = now
@@ -100,7 +100,7 @@ class LogBudget:
             return
         with self._lock:
             start = self._window_start
-            if start is not None and self._clock() - start >= INTERVAL:
+            if start is not None and self._monotonic() - start >= INTERVAL:
                 self._report()
                 self._window_start = None
 

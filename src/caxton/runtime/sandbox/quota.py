@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from caxton.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["RESCAN_INTERVAL", "TempStorage", "directory_bytes"]
 
@@ -48,7 +48,7 @@ def directory_bytes(root: Path) -> int:
 class TempStorage:
     """The node's account of granted-directory bytes (thread-safe: workers write concurrently)."""
 
-    def __init__(self, limit: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limit: int, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.limit = limit
         self._clock = clock
         self._lock = threading.Lock()
@@ -82,7 +82,7 @@ class TempStorage:
     def _rescan(self) -> None:
         self._measured = sum(directory_bytes(d) for d in self._dirs)
         self._written = 0
-        self._scanned_at = self._clock()
+        self._scanned_at = self._clock.monotonic()
 
     def reserve(self, n: int) -> bool:
         """May a write add ``n`` bytes? If so they count as in flight until `settle`."""
@@ -90,7 +90,7 @@ class TempStorage:
             return True
         with self._lock:
             if self.used + n > self.limit:
-                if self._clock() - self._scanned_at >= RESCAN_INTERVAL:
+                if self._clock.monotonic() - self._scanned_at >= RESCAN_INTERVAL:
                     self._rescan()
                 if self.used + n > self.limit:
                     self.refused += 1

@@ -21,26 +21,21 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sized
 from dataclasses import dataclass
-from time import monotonic, perf_counter
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
+from caxton.clock import Clock
 from caxton.config.schema import RuntimeConfig
 from caxton.errors import AgentFailure
 from caxton.runtime.agent import Agent, AgentState
 from caxton.runtime.delivery import Delivery, Origin
 from caxton.runtime.engine import Engine
-from caxton.runtime.ports import (
-    AgentEvents,
-    Clock,
-    KvBackend,
-    MonotonicClock,
-    SnapshotBackend,
-)
+from caxton.runtime.ports import AgentEvents, KvBackend, SnapshotBackend
 from caxton.runtime.sandbox import _ffi, host
 from caxton.runtime.sandbox._errors import failure_from
-from caxton.runtime.scheduling.lifecycle import InstanceOps
+from caxton.runtime.scheduling.lifecycle import InstanceLifecycle
 from caxton.runtime.stats import WorkerCounters
 
 if TYPE_CHECKING:
@@ -93,8 +88,9 @@ def _run_batch(batch: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
             _log.exception("event callback failed")
 
 
-class Worker(InstanceOps):
-    """One worker thread's state: run queue, call slots, host context, counters."""
+class Worker:
+    """One worker thread's state: run queue, call slots, host context, counters; its agents'
+    instances are managed by its `lifecycle` (`InstanceLifecycle`)."""
 
     def __init__(self, index: int, services: Services, bounds: tuple[float, ...]) -> None:
         self.index = index
@@ -107,7 +103,6 @@ class Worker(InstanceOps):
         self.sliced = False
         self.counters = WorkerCounters(bounds)
         self.restarts = 0
-        self.hibernations = 0
         self.scheduler: Scheduler | None = None  # set by the scheduler
         self._engine = services.engine
         journal = services.delivery.journal
@@ -122,10 +117,8 @@ class Worker(InstanceOps):
         self._flush_at = 0
         if journal is not None:
             self._record, self._journal_entries, self._flush_at = journal.hot_path()
-        # The default clock is `time.monotonic` itself: call it directly (one Python call
-        # less per run); an injected clock (tests) is still honoured.
-        clock = services.clock
-        self._monotonic = monotonic if type(clock) is MonotonicClock else clock.monotonic
+        # `SYSTEM_CLOCK.monotonic` is `time.monotonic` itself (no Python frame per run).
+        self._monotonic = services.clock.monotonic
         self.cx = host.CallContext(
             agents=services.agents,
             wake=self.wake_local,
@@ -141,7 +134,14 @@ class Worker(InstanceOps):
         self._sends_per_message = services.config.max_sends_per_message
         engine = services.engine
         self.deadline = _ffi.uint64(engine.deadline_ticks(services.config.execution_timeout))
-        self.startup_ticks = engine.deadline_ticks(services.config.agent_startup_timeout)
+        self.lifecycle = InstanceLifecycle(
+            services,
+            self.cx,
+            self.counters,
+            deadline=self.deadline,
+            set_state=self.set_state,
+            failed=self._failed,
+        )
 
     # -- loop-bound events -------------------------------------------------------------------
 
@@ -262,12 +262,12 @@ class Worker(InstanceOps):
         if inst is None:
             if agent.kind != "reactor":
                 before = agent.messages_handled
-                self._handle_command(agent, data)
+                self.lifecycle.handle_command(agent, data)
                 if self._handled is not None and agent.messages_handled != before:
                     self._handled(agent.name, data)
                 return
             try:
-                inst = self.ensure_instance(agent)
+                inst = self.lifecycle.ensure_instance(agent)
             except AgentFailure as exc:
                 self._failed(agent, data, exc, 0.0, crashed=False)
                 return
@@ -339,7 +339,7 @@ class Worker(InstanceOps):
         self.post(self.svc.events.message_failed, agent.name, bytes(data), failure)
         if not crashed:
             return
-        self.drop_instance(agent)
+        self.lifecycle.drop_instance(agent)
         if agent.budget.allow(self.svc.clock.monotonic()):
             agent.restarts += 1
             self.restarts += 1

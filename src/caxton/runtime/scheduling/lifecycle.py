@@ -1,14 +1,18 @@
 """Instance lifecycle on a worker: create, initialise, restore, hibernate, drop; commands.
 
-Split from `executor` (the message hot path): these run once per start, restart, hibernation or
-command message, on the worker thread that owns the agent at that moment.
+`InstanceLifecycle` is a part of `executor.Worker` (its ``lifecycle``), apart from the message
+hot path: these run once per start, restart, hibernation or command message, on the worker
+thread that owns the agent at that moment. It reaches the worker only through what it is given
+at construction: the services, the call context, the counters, the per-message deadline and two
+callbacks (`Worker.set_state`, `Worker._failed`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from caxton.errors import AgentFailure, AgentStartFailed
 from caxton.runtime.agent import Agent, AgentSpec, AgentState, AgentStatistics
@@ -21,29 +25,42 @@ from caxton.runtime.stats import WorkerCounters
 if TYPE_CHECKING:
     from caxton.runtime.scheduling.executor import Services
 
-__all__ = ["InstanceOps"]
+__all__ = ["Failed", "InstanceLifecycle"]
 
 _RUNNING = AgentState.RUNNING
 _HIBERNATED = AgentState.HIBERNATED
 
 
-class InstanceOps:
-    """The instance-lifecycle half of a `executor.Worker`."""
+class Failed(Protocol):
+    """`Worker._failed`: report a failed message (and drop the instance if it ``crashed``)."""
 
-    svc: Services
-    cx: host.CallContext
-    counters: WorkerCounters
-    deadline: Any  # c_uint64 epoch ticks per message
-    startup_ticks: int
-    hibernations: int
-
-    def set_state(self, agent: Agent, state: AgentState) -> None:
-        raise NotImplementedError
-
-    def _failed(
+    def __call__(
         self, agent: Agent, data: bytes, failure: AgentFailure, elapsed: float, *, crashed: bool
+    ) -> None: ...
+
+
+class InstanceLifecycle:
+    """The agents' instances on one worker: control operations, instances, command runs."""
+
+    def __init__(
+        self,
+        svc: Services,
+        cx: host.CallContext,
+        counters: WorkerCounters,
+        *,
+        deadline: Any,  # c_uint64 epoch ticks per message (the worker's, shared)
+        set_state: Callable[[Agent, AgentState], None],
+        failed: Failed,
     ) -> None:
-        raise NotImplementedError
+        self.svc = svc
+        self.cx = cx
+        self.counters = counters
+        self.deadline = deadline
+        self.startup_ticks = svc.engine.deadline_ticks(svc.config.agent_startup_timeout)
+        self.set_state = set_state
+        self._failed = failed
+        #: Agents this worker hibernated (for statistics).
+        self.hibernations = 0
 
     # -- control operations (queued by `Runtime`, run between two messages) ------------------
 
@@ -240,7 +257,8 @@ class InstanceOps:
         self.set_state(agent, _HIBERNATED)
         return True
 
-    def _handle_command(self, agent: Agent, data: bytes) -> None:
+    def handle_command(self, agent: Agent, data: bytes) -> None:
+        """Run a command module's ``_start`` with ``data`` on stdin; its JSON lines are sent."""
         stdout = OutputCapture(agent.logs, 1, budget=host.LOG_BUDGET, keep=True)
         t0 = perf_counter()
         failure: AgentFailure | None = None

@@ -19,8 +19,8 @@ import itertools
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from caxton.clock import Clock
 from caxton.runtime.delivery import Offer
-from caxton.runtime.ports import Clock
 
 __all__ = ["MemoryTimers", "TimerBackend", "TimerQueue"]
 
