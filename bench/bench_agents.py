@@ -165,7 +165,7 @@ async def hibernation(rounds: int) -> dict[str, Any]:
     """
     import wasmtime
 
-    wasm = wasmtime.wat2wasm(BIGMEM.read_text())
+    wasm = bytes(wasmtime.wat2wasm(BIGMEM.read_text()))
     replies: asyncio.Queue[bytes] = asyncio.Queue()
     with tempfile.TemporaryDirectory() as tmp:
         node = Node(_config(Path(tmp), gc_interval=3600.0, agent_idle_timeout=3600.0))

@@ -175,7 +175,9 @@ def _wrk(url: str, seconds: int, connections: int, script: str = "") -> tuple[in
         ).stdout
     finally:
         os.unlink(lua.name)
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    found = re.search(r"(\d+) requests in", out)
+    assert found is not None, out
+    total = int(found.group(1))
     return total, out
 
 

@@ -36,7 +36,7 @@ from caxton.runtime import AgentSpec, Engine, Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 ECHO = (ROOT / "examples" / "agents" / "echo.wasm").read_bytes()
-BIGMEM = wasmtime.wat2wasm((ROOT / "tests" / "fixtures" / "wat" / "bigmem.wat").read_text())
+BIGMEM = bytes(wasmtime.wat2wasm((ROOT / "tests" / "fixtures" / "wat" / "bigmem.wat").read_text()))
 
 
 def rss_kib() -> int:
@@ -63,7 +63,8 @@ async def bench_instantiate(config: RuntimeConfig, n: int) -> dict[str, float]:
     async with Runtime(config, engine=engine) as rt:
         compiled = engine.compile(ECHO)
         await rt.start_agent(AgentSpec(name="echo"), compiled)
-        worker = rt._scheduler.workers[0]  # type: ignore[union-attr]
+        assert rt._scheduler is not None
+        worker = rt._scheduler.workers[0]
         agent = rt._agents["echo"]
         plain, initialised = [], []
         for _ in range(n):
@@ -108,7 +109,9 @@ async def bench_deploy(config: RuntimeConfig) -> dict[str, float]:
 async def bench_hibernate(config: RuntimeConfig, rounds: int = 20) -> dict[str, float]:
     engine = Engine(config, cache_dir=None)
     inbox = Inbox()
-    hib, restore, normal = [], [], []
+    hib: list[float] = []
+    restore: list[float] = []
+    normal: list[float] = []
     async with Runtime(config, engine=engine, external=inbox.external) as rt:
         await rt.start_agent(AgentSpec(name="big"), engine.compile(BIGMEM))
         expected = 0

@@ -7,11 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support import wait_until
 
 
 def free_port() -> int:
@@ -97,22 +98,16 @@ class NodeProcess:
             return exc.code, exc.read()
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 _out, err = self.proc.communicate()
                 raise AssertionError(
                     f"node exited with {self.proc.returncode}: {err.decode(errors='replace')}"
                 )
-            try:
-                status, _ = self.get("api", "/ready")
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("node did not become ready in time")
+            return self.get("api", "/ready")[0] == 200
+
+        wait_until(ready, timeout, retry_on=(OSError,), what="the node became ready")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> tuple[int, str]:
         assert self.proc is not None

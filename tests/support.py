@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,10 +60,17 @@ def message(receiver: str, content: Any = None, **fields: Any) -> bytes:
     return json.dumps(body).encode()
 
 
-async def eventually(check: Callable[[], Awaitable[T]], within: float = 5.0) -> T:
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    within: float = 5.0,
+    *,
+    what: str = "the condition was met",
+) -> T:
     """Poll ``check`` until it returns something true, and return that.
 
-    Raises `AssertionError` if it has not after ``within`` seconds.
+    For state that changes with no event to wait for (a worker thread's counters, rows the
+    storage writer commits). Raises `AssertionError` naming ``what`` if it has not after
+    ``within`` seconds.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -71,8 +79,38 @@ async def eventually(check: Callable[[], Awaitable[T]], within: float = 5.0) -> 
         if result:
             return result
         if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
+            raise AssertionError(f"not within {within} s: {what}")
         await asyncio.sleep(0.01)
+
+
+def wait_until(
+    check: Callable[[], T | None],
+    within: float = 10.0,
+    *,
+    interval: float = 0.05,
+    retry_on: tuple[type[Exception], ...] = (),
+    what: str | Callable[[], str] = "the condition was met",
+) -> T:
+    """Poll ``check`` until it returns something true, and return that: the blocking twin of
+    `eventually`, for waiting on another process (a node over HTTP, its log, its files).
+
+    ``check`` raising one of ``retry_on`` (say `OSError` while the process starts listening)
+    counts as not yet; anything else it raises (an assertion that the process is still alive)
+    ends the wait. Raises `AssertionError` naming ``what`` (or what it returns, e.g. the
+    process's output) if ``check`` has not succeeded after ``within`` seconds.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            result = check()
+        except retry_on:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            told = what() if callable(what) else what
+            raise AssertionError(f"not within {within} s: {told}")
+        time.sleep(interval)
 
 
 async def next_event(ws: aiohttp.ClientWebSocketResponse, *types: str) -> dict[str, Any]:

@@ -7,9 +7,9 @@ every stored agent at start; then `Messaging.recover` delivers what was pending.
 nothing about aiohttp, Prometheus or the CLI: those leaves call its methods and its services'
 (``node.agents``, ``node.messaging``, ...) and read their ``statistics()``.
 
-The runtime's port to message delivery (`caxton.runtime.delivery.Delivery`) is the
-`Messaging` object, handed to the runtime at construction: `Messaging` builds the runtime
-around itself. Messages agents send to names that are neither local agents nor known API
+The runtime's port to message delivery (`caxton.runtime.delivery.Delivery`) is messaging's
+`DeliveryPort`, handed to the runtime at construction: `Messaging` builds the runtime around
+it. Messages agents send to names that are neither local agents nor known API
 clients go to `Node.on_external_message` when it is set (the ``forward`` hook of messaging,
 where the cluster will plug in), else they are dead-lettered.
 
@@ -154,7 +154,7 @@ class Node:
             StoredSnapshots,
             StoredTimers,
         )
-        from caxton.messaging import Messaging
+        from caxton.messaging import DeliveryPort, Messaging
         from caxton.runtime import Engine, Runtime
 
         try:
@@ -169,7 +169,7 @@ class Node:
             # service (it writes what was marked, it tells the snapshots what it restores).
             dirty, snapshots = DirtyAgents(), StoredSnapshots(storage.snapshots)
 
-            def runtime_for(delivery: Messaging) -> Runtime:
+            def runtime_for(delivery: DeliveryPort) -> Runtime:
                 return Runtime(
                     self.config.runtime,
                     engine=engine,

@@ -25,7 +25,7 @@ async def main(data_dir: Path) -> None:
     # handled mark, see docs/messaging.md); these asks bypass messaging, so wait for the commit.
     await node.storage.write(lambda conn: None)
     print(json.dumps({"ready": True, "counts": counts}), flush=True)
-    await asyncio.sleep(3600)
+    await asyncio.Event().wait()  # until the test kills this process
 
 
 if __name__ == "__main__":

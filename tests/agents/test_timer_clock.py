@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
 from caxton.agents import DeployRequest, StoredTimers
 from caxton.clock import ManualClock
-from tests.support import wat
+from caxton.node import Node
+from tests.support import eventually, wat
 
 from .conftest import StartNode
 
 DAY = 86_400.0
 
 
-async def _count(node: object, name: str) -> bytes | None:
-    return await node.storage.kv.get(name, b"count")  # type: ignore[attr-defined]
+async def _count(node: Node, name: str) -> bytes | None:
+    return await node.storage.kv.get(name, b"count")
 
 
 async def test_a_timer_rearmed_after_the_clock_jumped_back_a_day_waits_its_delay(
@@ -32,21 +32,14 @@ async def test_a_timer_rearmed_after_the_clock_jumped_back_a_day_waits_its_delay
     ahead = StoredTimers(node.storage, clock=clock)
     body = json.dumps({"receiver": "counter", "sender": "quiet", "performative": "inform"})
     ahead.add(1, clock.monotonic() + 1.0, "counter", body.encode())
-    rows = await node.storage.scheduled.list_all("quiet")
-    for _ in range(100):  # written behind: wait for the commit
-        if rows:
-            break
-        await asyncio.sleep(0.01)
-        rows = await node.storage.scheduled.list_all("quiet")
-    (row,) = rows
+    # Written behind: the writer commits in order, so once a later write is in, so is the row.
+    await node.storage.write(lambda conn: None)
+    (row,) = await node.storage.scheduled.list_all("quiet")
     assert row.due_at > time.time() + DAY - 60
     await node.aclose()
 
     node = await start_node()
-    deadline = time.monotonic() + 5.0
-    while await _count(node, "counter") is None:
-        assert time.monotonic() < deadline, "the timer did not fire within its delay"
-        await asyncio.sleep(0.05)
+    await eventually(lambda: _count(node, "counter"), what="the timer fired within its delay")
     assert await _count(node, "counter") == b"1"
     assert await node.storage.scheduled.list_all() == []
 
@@ -61,7 +54,4 @@ async def test_a_timer_row_of_an_older_version_still_fires(start_node: StartNode
     )
     await node.aclose()
     node = await start_node()
-    deadline = time.monotonic() + 5.0
-    while await _count(node, "counter") is None:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    await eventually(lambda: _count(node, "counter"), what="the timer fired")

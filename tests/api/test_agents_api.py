@@ -49,7 +49,7 @@ _LOGGING_WAT = """
 
 
 def logging_agent(result: int) -> bytes:
-    return wasmtime.wat2wasm(_LOGGING_WAT.replace("RESULT", str(result)))
+    return bytes(wasmtime.wat2wasm(_LOGGING_WAT.replace("RESULT", str(result))))
 
 
 def oversized() -> bytes:

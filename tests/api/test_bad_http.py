@@ -191,7 +191,7 @@ async def test_a_flood_of_malformed_requests_cannot_flood_the_log(
     assert not [r for r in caplog.records if r.exc_info]
 
     # The next window logs one by one again.
-    await asyncio.sleep(1.1)
+    await asyncio.sleep(1.1)  # real time: the throttle's one-second window (no clock to inject)
     caplog.clear()
     await exchange(port, BAD["bad version"])
     assert len(lines()[0]) == 1

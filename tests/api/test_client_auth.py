@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from caxton.config import Address, Config, CoordinationConfig, NetworkingConfig
+from caxton.config.schema import ClientAuth
 from caxton.server import Server
 from tests.nodeproc import free_port
 from tests.tls import Pki, health_over_tls, make_pki
@@ -37,7 +38,9 @@ def _answer(port: int, pki: Pki, client: Pki | None) -> bytes:
         ),
     ],
 )
-async def test_client_auth_modes(tmp_path: Path, mode: str, expected: dict[str, bool]) -> None:
+async def test_client_auth_modes(
+    tmp_path: Path, mode: ClientAuth, expected: dict[str, bool]
+) -> None:
     pki = make_pki(tmp_path / "pki")
     other = make_pki(tmp_path / "other", ca_name="another-ca")
     port = free_port()
@@ -51,7 +54,7 @@ async def test_client_auth_modes(tmp_path: Path, mode: str, expected: dict[str, 
             tls_cert_path=pki.server_cert,
             tls_key_path=pki.server_key,
             tls_ca_path=pki.ca,
-            tls_client_auth=mode,  # type: ignore[arg-type]
+            tls_client_auth=mode,
         ),
         coordination=CoordinationConfig(local_state_path=tmp_path / "local.db"),
     )

@@ -17,6 +17,7 @@ import pytest
 from caxton.api.listener import PROBE_TIMEOUT
 from caxton.server import API_PROBE_SLOTS
 from tests.nodeproc import NodeProcess, write_config
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +34,20 @@ def node(tmp_path: Path) -> Iterator[NodeProcess]:
 def _idle_sockets(node: NodeProcess, count: int) -> list[socket.socket]:
     host, port = node.url("api", "").split("//")[1].rsplit(":", 1)
     socks = [socket.create_connection((host, int(port)), timeout=5) for _ in range(count)]
-    time.sleep(0.2)  # let the node accept them all
+
+    wait_until(
+        lambda: _open(node) >= count, 5, interval=0.02, what=f"the node accepted {count} sockets"
+    )
     return socks
+
+
+def _open(node: NodeProcess) -> float:
+    """The node's own count of its open API connections (from its metrics)."""
+    _, body = node.get("metrics", "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith("caxton_http_connections_active "):
+            return float(line.split()[1])
+    raise AssertionError("no caxton_http_connections_active in the metrics")
 
 
 def _timed_get(url: str) -> tuple[int, bytes, float]:
@@ -77,7 +90,12 @@ def test_health_answers_with_max_connections_idle_sockets(node: NodeProcess) -> 
 def test_idle_sockets_on_the_probe_slots_are_dropped_within_a_second(node: NodeProcess) -> None:
     socks = _idle_sockets(node, MAX_CONNECTIONS + API_PROBE_SLOTS)
     try:
-        time.sleep(PROBE_TIMEOUT + 0.3)  # the probe-slot squatters are closed by now
+        wait_until(  # the probe-slot squatters are closed within PROBE_TIMEOUT
+            lambda: _open(node) <= MAX_CONNECTIONS,
+            PROBE_TIMEOUT + 0.3,
+            interval=0.02,
+            what="the node closed the sockets idle on its probe slots",
+        )
         status, _, seconds = _timed_get(node.url("api", "/health"))
         assert status == 200
         assert seconds < 1.0

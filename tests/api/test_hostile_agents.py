@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from caxton.agents import DeployRequest
 from caxton.api.app import create_app
 from caxton.config import Config, CoordinationConfig, RuntimeConfig
 from caxton.node import Node
-from tests.support import wat
+from tests.support import eventually, wat
 
 MB = 1024 * 1024
 
@@ -45,14 +44,11 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Node, TestClient[Any, Any
 
 
 async def _dead_letter_for(node: Node, message_id: str, within: float = 5.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+    async def stored() -> Any:
         letters, _ = await node.messaging.dead_letters(limit=1000)
-        for letter in letters:
-            if letter.message_id == message_id:
-                return letter
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"no dead letter for {message_id}")
+        return next((letter for letter in letters if letter.message_id == message_id), None)
+
+    return await eventually(stored, within, what=f"a dead letter for {message_id}")
 
 
 @pytest.mark.parametrize(
@@ -109,7 +105,11 @@ async def test_huge_log_output_is_bounded(setup: tuple[Node, TestClient[Any, Any
     await node.agents.deploy(DeployRequest(name="noisy", wasm=wat("logspam")))
     for _ in range(3):
         await node.messaging.submit({"receiver": "noisy", "performative": "inform"}, client="t")
-    await asyncio.sleep(0.5)
+
+    async def handled() -> bool:
+        return node.runtime.agent_statistics("noisy").messages_handled == 3
+
+    await eventually(handled, what="noisy handled its 3 messages")
     logs = await (await client.get("/api/v1/agents/noisy/logs?n=1000")).json()
     total = sum(len(line["text"]) for line in logs["lines"])
     assert total <= 3 * 64 * 1024 + 4096
@@ -125,14 +125,12 @@ async def test_repeated_failures_exhaust_the_restart_budget(
         await node.messaging.submit(
             {"receiver": "crashy", "performative": "inform", "content": i}, client="t"
         )
-    deadline = time.monotonic() + 5
-    state = None
-    while time.monotonic() < deadline:
-        state = (await (await client.get("/api/v1/agents/crashy")).json())["state"]
-        if state == "failed":
-            break
-        await asyncio.sleep(0.05)
-    assert state == "failed"
+
+    async def state() -> str | None:
+        found: str = (await (await client.get("/api/v1/agents/crashy")).json())["state"]
+        return found if found == "failed" else None
+
+    assert await eventually(state, what="crashy failed") == "failed"
     started = await client.post("/api/v1/agents/crashy/start")
     assert started.status == 200
     assert (await started.json())["state"] in ("running", "loaded")

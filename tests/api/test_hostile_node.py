@@ -159,7 +159,7 @@ def _flood(
             if tick is not None:
                 tick(api)
             rss_max = max(rss_max, node.rss())
-            time.sleep(0.05)
+            time.sleep(0.05)  # the probes' pace over the flood's real time
         if stop is not None:
             stop(api)
         time.sleep(0.5)  # the storage writer and the log catch up

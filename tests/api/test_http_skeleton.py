@@ -78,7 +78,7 @@ async def _app_with_echo(node: Node) -> web.Application:
         return web.json_response(await read_json(request))
 
     async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(5)
+        await asyncio.sleep(5)  # longer than the request timeout, which answers first
         return web.json_response({})
 
     app.router.add_post("/test/echo", echo)

@@ -92,7 +92,7 @@ def test_kill_9_under_http_load_loses_no_acknowledged_message(tmp_path: Path) ->
         ]
         for thread in clients:
             thread.start()
-        time.sleep(LOAD)
+        time.sleep(LOAD)  # the load runs for a while before the kill
         assert node.proc is not None
         node.proc.kill()  # SIGKILL, mid-load
         node.proc.wait()

@@ -19,6 +19,7 @@ from caxton.config import (
 )
 from caxton.server import Server
 from tests.nodeproc import free_port
+from tests.support import eventually
 
 
 def _app() -> web.Application:
@@ -50,7 +51,11 @@ async def test_max_connections_closes_the_extra_connection() -> None:
     assert listener.bound_port is not None
     try:
         conns = [await asyncio.open_connection("127.0.0.1", listener.bound_port) for _ in range(2)]
-        await asyncio.sleep(0.05)
+
+        async def accepted() -> bool:
+            return listener.active_connections == 2
+
+        await eventually(accepted, what="the listener accepted both connections")
         assert listener.active_connections == 2
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.bound_port)
         assert await _closed_by_peer(reader, 2.0)
@@ -80,7 +85,7 @@ async def test_connection_timeout_closes_a_silent_connection() -> None:
         assert first.startswith(b"HTTP/1.1 200")
         assert await _closed_by_peer(silent_r, 2.0)
         # A connection that sent a request is governed by keepalive_timeout instead.
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # real time past connection_timeout (aiohttp's loop timers)
         busy_w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await busy_r.readline()).startswith(b"HTTP/1.1 200")
         silent_w.close()

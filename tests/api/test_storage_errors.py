@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -39,7 +40,7 @@ async def test_sqlite_errors_reach_the_client_without_sql(
     )
     node = Node(config)
     await node.start()
-    client: TestClient[object, object] = TestClient(TestServer(create_app(node)))
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(node)))
     await client.start_server()
     try:
         message = {"performative": "inform", "receiver": "nobody"}

@@ -205,8 +205,9 @@ def _reply_of(body: Any) -> dict[str, Any]:
     if "performative" in body:
         return body
     for key in ("reply", "message"):
-        if isinstance(body.get(key), dict):
-            return body[key]  # type: ignore[no-any-return]
+        inner = body.get(key)
+        if isinstance(inner, dict):
+            return inner
     raise AssertionError(f"no message in ?wait answer: {body}")
 
 

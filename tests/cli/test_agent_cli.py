@@ -45,7 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("modules")
     files = {
-        "grumpy": wasmtime.wat2wasm(_GRUMPY_WAT),
+        "grumpy": bytes(wasmtime.wat2wasm(_GRUMPY_WAT)),
         "nop": wat("nop"),
         "bad-import": wat("bad_import"),
         "text": b"not a module at all",

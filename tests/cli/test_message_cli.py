@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from caxton.cli import cli
 from tests.nodeproc import NodeProcess, write_config
-from tests.support import EXAMPLES
+from tests.support import EXAMPLES, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -75,12 +74,12 @@ def test_send_without_wait_then_conversation_show(server: str) -> None:
     )  # fmt: skip
     assert body["conversation_id"] == "cli-conv-1"
     assert body["message_id"]
-    deadline = time.monotonic() + 5
-    while True:
+
+    def both_stored() -> dict[str, Any] | None:
         page = run_json(server, "conversation", "show", "cli-conv-1")
-        if page["total"] == 2 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+        return page if page["total"] == 2 else None
+
+    page = wait_until(both_stored, 5, what="the request and the reply were stored")
     assert [m["sender"] for m in page["messages"]] == [body["sender"], "echo"]
     table = run(server, "conversation", "show", "cli-conv-1")
     assert table.exit_code == 0, table.stderr
@@ -114,13 +113,12 @@ def test_content_must_be_json(server: str) -> None:
 
 def test_dead_letters_list_and_redrive(server: str) -> None:
     body = run_json(server, "message", "send", "--to", "ghost-cli", "-p", "inform")
-    deadline = time.monotonic() + 5
-    while True:
+
+    def dead_lettered() -> list[dict[str, Any]]:
         page = run_json(server, "dead-letters", "list", "--limit", "1000")
-        mine = [d for d in page["dead_letters"] if d["message_id"] == body["message_id"]]
-        if mine or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+        return [d for d in page["dead_letters"] if d["message_id"] == body["message_id"]]
+
+    mine = wait_until(dead_lettered, 5, what="the message was dead-lettered")
     (letter,) = mine
     table = run(server, "dead-letters", "list", "--limit", "1000")
     assert "unknown_receiver" in table.stdout
@@ -162,12 +160,12 @@ def test_send_without_wait_prints_the_ids(server: str) -> None:
     assert fields["conversation"] == "cli-ids-1"
     assert fields["receivers"] == "echo"
     assert fields["sender"].startswith("client-")
-    deadline = time.monotonic() + 5
-    while True:
+
+    def stored() -> dict[str, Any] | None:
         page = run_json(server, "conversation", "show", "cli-ids-1")
-        if page["total"] or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+        return page if page["total"] else None
+
+    page = wait_until(stored, 5, what="the message was stored")
     assert page["messages"][0]["message_id"] == fields["message"]
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,17 @@ def test_scripts_test_installs_the_way_it_found_caxton() -> None:
     assert "'.[test]'" in plain
     assert "-e" not in plain.replace("--", "")  # a plain install is not made editable
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("exec ./scripts/test")
+
+
+def test_the_tests_and_the_benchmarks_are_type_checked_strictly() -> None:
+    """``mypy`` (from the pyproject) and `./scripts/test` check tests/ and bench/ as well as
+    the package, under the same strict settings."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert config["strict"] is True
+    assert {"src/caxton", "tests", "bench"} <= set(config["files"])
+    mypy_lines = [
+        line for line in (ROOT / "scripts" / "test").read_text().splitlines() if " mypy " in line
+    ]
+    assert len(mypy_lines) == 1, mypy_lines
+    checked = mypy_lines[0].split(" -m mypy ", 1)[1].split()
+    assert {"src/caxton", "tests", "bench"} <= set(checked)

@@ -11,13 +11,13 @@ import sqlite3
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.nodeproc import NodeProcess, free_port
+from tests.support import wait_until
 from tests.tls import self_signed
 
 pytestmark = pytest.mark.slow
@@ -85,15 +85,13 @@ def test_seed_production_toml_checks_and_runs(tmp_path: Path, source: Path) -> N
         context = ssl.create_default_context(cafile=str(cfg.parent / "ca.crt"))
         api = node.url("api", "")
         assert api.startswith("https://")
-        deadline_ok = False
-        for _ in range(200):
-            try:
-                with urllib.request.urlopen(api + "/ready", context=context, timeout=2) as r:
-                    deadline_ok = r.status == 200
-                    break
-            except OSError:
-                time.sleep(0.05)
-        assert deadline_ok, "the TLS API did not become ready"
+
+        def ready() -> bool:
+            with urllib.request.urlopen(api + "/ready", context=context, timeout=2) as r:
+                status: int = r.status
+                return status == 200
+
+        wait_until(ready, 20, retry_on=(OSError,), what="the TLS API became ready")
         with urllib.request.urlopen(api + "/health", context=context, timeout=2) as r:
             assert json.loads(r.read()) == {"status": "ok"}
 

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.nodeproc import NodeProcess, free_port, write_config
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -77,10 +78,9 @@ def test_drain_delay_keeps_serving_after_ready_turns_503(tmp_path: Path) -> None
         assert node.proc is not None
         node.proc.send_signal(signal.SIGTERM)
         started = time.monotonic()
-        deadline = started + 5
-        while node.get("api", "/ready")[0] != 503:
-            assert time.monotonic() < deadline, "/ready never turned 503"
-            time.sleep(0.02)
+        wait_until(
+            lambda: node.get("api", "/ready")[0] == 503, 5, interval=0.02, what="/ready turned 503"
+        )
         with urllib.request.urlopen(node.url("api", "/api/v1/agents"), timeout=5) as resp:
             assert resp.status == 200
             assert resp.headers["Connection"] == "close"  # the next request goes elsewhere

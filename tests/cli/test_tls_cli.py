@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from caxton.cli import cli
 from tests.nodeproc import NodeProcess, write_config
+from tests.support import wait_until
 from tests.tls import Pki, health_over_tls, make_pki
 
 pytestmark = pytest.mark.slow
@@ -35,20 +35,16 @@ class TlsNode:
 
 def _wait_ready(node: NodeProcess, timeout: float = 20.0) -> None:
     """Readiness from the admin listener (plain HTTP), since the API wants a client cert."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         assert node.proc is not None
         if node.proc.poll() is not None:
             _, err = node.proc.communicate()
             raise AssertionError(f"node exited: {err.decode(errors='replace')}")
-        try:
-            status, body = node.get("admin", "/status")
-            if status == 200 and json.loads(body)["ready"]:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("the TLS node did not become ready")
+        status, body = node.get("admin", "/status")
+        return status == 200 and bool(json.loads(body)["ready"])
+
+    wait_until(ready, timeout, retry_on=(OSError,), what="the TLS node became ready")
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,7 +113,7 @@ async def test_fan_out_reaches_every_receiver(stack: Stack) -> None:
     await eventually(both)
 
 
-async def test_full_mailbox_answers_would_block_and_dead_letters(data_dir) -> None:  # type: ignore[no-untyped-def]
+async def test_full_mailbox_answers_would_block_and_dead_letters(data_dir: Path) -> None:
     config = dataclasses.replace(FAST, mailbox_capacity=2, execution_timeout=0.5)
     async with Stack(data_dir / "local.db", config) as stack:
         await stack.deploy("spin", "wat:spin")
@@ -300,7 +301,7 @@ async def test_submit_many_refuses_everything_when_one_message_is_bad(
     assert (await stack.storage.messages.conversation("bad-batch"))[2] == 0
 
 
-async def test_submit_many_dead_letters_a_full_mailbox_as_an_error_entry(data_dir) -> None:  # type: ignore[no-untyped-def]
+async def test_submit_many_dead_letters_a_full_mailbox_as_an_error_entry(data_dir: Path) -> None:
     config = dataclasses.replace(FAST, mailbox_capacity=2, execution_timeout=0.5)
     async with Stack(data_dir / "local.db", config) as stack:
         await stack.deploy("spin", "wat:spin")

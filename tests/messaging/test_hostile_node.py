@@ -75,7 +75,7 @@ def test_a_send_flood_does_not_take_the_node_down(tmp_path: Path, fixture: str, 
     with NodeProcess(config).start() as node:
         _deploy(node, "echo", (EXAMPLES / "echo.wasm").read_bytes())
         _deploy(node, name, wat(fixture))
-        time.sleep(0.3)
+        time.sleep(0.3)  # the node settles before its baseline is taken
         rss0, db0 = node.rss(), _db_size(tmp_path)
         peak, worst_health, worst_echo, echoes = rss0, 0.0, 0.0, 0
         started = time.monotonic()
@@ -100,7 +100,7 @@ def test_a_send_flood_does_not_take_the_node_down(tmp_path: Path, fixture: str, 
             assert reply["sender"] == "echo"
             echoes += 1
             peak = max(peak, node.rss())
-            time.sleep(0.1)
+            time.sleep(0.1)  # the probes' pace over the flood's real time
         db1 = _db_size(tmp_path)
         code, err = node.stop()
         assert code == 0, err[-2000:]

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,8 +39,8 @@ def setups() -> Iterator[list[LoggingSetup]]:
         setup.close()
 
 
-def configure(setups: list[LoggingSetup], stream: io.StringIO, **options: object) -> LoggingSetup:
-    setup = configure_logging(ObservabilityConfig(**options), stream=stream)  # type: ignore[arg-type]
+def configure(setups: list[LoggingSetup], stream: io.StringIO, **options: Any) -> LoggingSetup:
+    setup = configure_logging(ObservabilityConfig(**options), stream=stream)
     setups.append(setup)
     return setup
 

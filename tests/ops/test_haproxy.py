@@ -32,7 +32,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.nodeproc import NodeProcess, free_port, write_config
-from tests.support import EXAMPLES, ROOT, message, tool
+from tests.support import EXAMPLES, ROOT, message, tool, wait_until
 from tests.tls import self_signed
 
 pytestmark = pytest.mark.slow
@@ -366,17 +366,15 @@ def _start_haproxy(
         metrics_port,
         ssl.create_default_context(cafile=ca),
     )
-    deadline = time.monotonic() + 10
-    while True:
+
+    def answers() -> bool:
         assert haproxy.proc is not None
         assert haproxy.proc.poll() is None, f"haproxy exited:\n{haproxy.output()}"
-        try:
-            if cluster.https("GET", "/health").status == 200:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"haproxy never answered:\n{haproxy.output()}"
-        time.sleep(0.05)
+        return cluster.https("GET", "/health").status == 200
+
+    wait_until(
+        answers, 10, retry_on=(OSError,), what=lambda: f"haproxy answered:\n{haproxy.output()}"
+    )
     return cluster
 
 
@@ -780,12 +778,12 @@ def test_each_client_behind_haproxy_has_its_own_rate_limit(tmp_path: Path) -> No
             + [("127.0.0.2", 429)] * 3
             + [("127.0.0.3", 200)] * 2
         )
-        deadline = time.monotonic() + 5
-        while True:
+
+        def all_logged() -> list[list[tuple[str, int]]] | None:
             logged = [_access_log(node, "/api/v1/agents/echo") for node in cluster.nodes]
-            if sorted(logged[0] + logged[1]) == expected or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+            return logged if sorted(logged[0] + logged[1]) == expected else None
+
+        logged = wait_until(all_logged, 5, what=f"the nodes logged {expected}")
         assert sorted(logged[0] + logged[1]) == expected, logged
         for entries in logged:
             assert {remote for remote, _ in entries} == {"127.0.0.2", "127.0.0.3"}, logged

@@ -43,7 +43,7 @@ import aiohttp
 import pytest
 
 from tests.nodeproc import NodeProcess, free_port, write_config
-from tests.support import eventually, example, next_event, tool
+from tests.support import eventually, example, next_event, tool, wait_until
 from tests.tls import self_signed
 
 pytestmark = pytest.mark.slow
@@ -282,8 +282,8 @@ def run_nginx(prefix: Path, upstream_block: str, cert: Certificate) -> Iterator[
 
 
 def wait_listening(proc: subprocess.Popen[bytes], port: int, server: Nginx) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def listening() -> bool:
         if proc.poll() is not None:
             raise AssertionError(
                 f"nginx exited with {proc.returncode}:\n"
@@ -292,10 +292,9 @@ def wait_listening(proc: subprocess.Popen[bytes], port: int, server: Nginx) -> N
             )
         with socket.socket() as sock:
             sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise AssertionError("nginx did not listen in time:\n" + server.error_log())
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, 10, interval=0.02, what=lambda: "nginx listened:\n" + server.error_log())
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ import pytest
 
 from caxton.server import SHUTDOWN_MARGIN
 from tests.nodeproc import NodeProcess, write_config
-from tests.support import EXAMPLES, message, tool
+from tests.support import EXAMPLES, message, tool, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -319,16 +319,12 @@ def test_exec_start_runs_a_node_that_systemd_can_stop(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
+
+        def ready() -> bool:
             assert proc.poll() is None, proc.communicate()[1].decode(errors="replace")
-            try:
-                if node.get("api", "/ready")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the unit's ExecStart never became ready"
-            time.sleep(0.05)
+            return node.get("api", "/ready")[0] == 200
+
+        wait_until(ready, 20, retry_on=(OSError,), what="the unit's ExecStart became ready")
         _deploy_echo(node, "echo")  # agents, the module cache, messages: real writes
         status, body = _http(
             node.url("api", "/api/v1/messages?wait=5s"), message("echo", "hi"), "application/json"

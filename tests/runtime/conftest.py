@@ -13,7 +13,7 @@ from caxton.config.schema import RuntimeConfig
 from caxton.errors import AgentFailure
 from caxton.runtime import AgentSpec, AgentState, Compiled, Engine, Runtime
 from caxton.runtime.sandbox.accel import ACCEL
-from tests.support import FAST
+from tests.support import FAST, eventually
 
 
 class Recorder:
@@ -86,3 +86,13 @@ def deploy(runtime: Runtime, engine: Engine) -> Deploy:
         return compiled
 
     return _deploy
+
+
+async def taken(runtime: Runtime, name: str) -> None:
+    """Wait until a worker has taken ``name``'s queued messages: it runs the last one (a
+    ``spin`` agent then holds its worker until the execution deadline)."""
+
+    async def empty() -> bool:
+        return runtime.agent_statistics(name).mailbox_depth == 0
+
+    await eventually(empty, what=f"a worker took {name}'s messages")

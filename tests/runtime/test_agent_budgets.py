@@ -72,7 +72,7 @@ async def _flood_logs(
     await deploy("echo", wat("echo"))
     t0 = time.monotonic()
     runtime.deliver_nowait("flood", message("flood"))
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(1.5)  # real time: the budgets are rates, the flood runs in a worker
     await runtime.stop_agent("flood")
     elapsed = time.monotonic() - t0
     # A line is 1 KiB: both budgets allow one second's worth at once, then their rate.
@@ -87,7 +87,11 @@ async def _flood_logs(
     assert dropped[0] == stats.logs_dropped
     assert dropped[1] == dropped[0] * 1024
     # Drops are summarised once per second, the last interval too once the flood stopped.
-    await asyncio.sleep(2.2)  # the last interval ends, and the runtime's ticker reports it
+
+    async def all_summarised() -> bool:  # the last interval ends, the runtime's ticker reports
+        return sum(int(s.split()[3]) for s in lines.warnings) == stats.logs_dropped
+
+    await eventually(all_summarised, what="every dropped line was summarised")
     summaries = lines.warnings
     assert 1 <= len(summaries) <= elapsed + 3
     assert all(
@@ -166,7 +170,11 @@ async def test_a_timer_flood_stops_at_the_agents_timer_cap(
     runtime.deliver_nowait("ticker", message("ticker"))
     name, _data, error = await recorder.failure()
     assert (name, error.message) == ("ticker", "caxton_handle returned -8")
-    await asyncio.sleep(0.05)  # the accepted timers reach the loop
+
+    async def on_the_loop() -> bool:  # the accepted timers reach the loop
+        return runtime._timers is not None and len(runtime._timers) >= 250
+
+    await eventually(on_the_loop, what="250 timers reached the loop")
     assert runtime._timers is not None
     assert len(runtime._timers) == 250
     assert runtime._agents["ticker"].timers == 250
@@ -181,7 +189,11 @@ async def test_a_fired_timer_frees_its_place_under_the_cap(
     body = message("echo", "later").replace(b'"sender": "client"', b'"sender": "echo"')
     runtime.schedule(0.05, "echo", body, "echo")
     assert runtime._agents["echo"].timers == 1
-    await asyncio.sleep(0.3)
+
+    async def fired() -> bool:
+        return runtime._agents["echo"].timers == 0
+
+    await eventually(fired, what="the timer fired")
     assert runtime._agents["echo"].timers == 0
 
 
@@ -220,7 +232,7 @@ async def test_looping_agents_do_not_starve_a_well_behaved_one(
             runtime.deliver_nowait("echo", message("echo", "ping"))
             assert (await recorder.reply(within=5.0))["content"]["content"] == "ping"
             latencies.append(time.monotonic() - t0)
-            await asyncio.sleep(timeout / 3)
+            await asyncio.sleep(timeout / 3)  # probes spread over the loopers' deadlines
         failures = [runtime.agent_statistics(f"loop-{i}").failures for i in range(LOOPERS)]
     # Echo answers without waiting for a looper: at most all workers but one run loopers
     # (before, it waited for whole batches of their messages, each one `timeout` long).
@@ -249,14 +261,14 @@ async def test_hogs_under_the_deadline_do_not_starve_a_well_behaved_one(
         await runtime.start_agent(AgentSpec(name="echo"), echo)
         for name in hogs:
             runtime.deliver_nowait(name, message(name))
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # real time: the hogs are under way on every worker
         latencies = []
         for _ in range(10):
             t0 = time.monotonic()
             runtime.deliver_nowait("echo", message("echo", "ping"))
             assert (await recorder.reply(within=10.0))["content"]["content"] == "ping"
             latencies.append(time.monotonic() - t0)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # probes spread over the hogs' time slices
         handled = [runtime.agent_statistics(name).messages_handled for name in hogs]
         failures = [runtime.agent_statistics(name).failures for name in hogs]
     assert failures == [0] * LOOPERS  # never the deadline
@@ -275,7 +287,7 @@ async def test_a_mailbox_holds_at_most_its_bytes_of_large_messages(
     agent = runtime._agents["big"]
     most = 0
     for _ in range(40):
-        await asyncio.sleep(0.025)
+        await asyncio.sleep(0.025)  # a sample of the mailbox every 25 ms for a second
         most = max(most, sum(map(len, list(agent.mailbox))))
     assert runtime.agent_statistics("big").messages_handled > 10  # it floods
     assert 0 < most <= 2 * 1024 * 1024

@@ -10,9 +10,9 @@ import pytest
 
 from caxton.errors import AgentStartFailed
 from caxton.runtime import AgentSpec, AgentState, Engine, Runtime
-from tests.support import fast_runtime, message, wat
+from tests.support import eventually, fast_runtime, message, wat
 
-from .conftest import Deploy, Recorder
+from .conftest import Deploy, Recorder, taken
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ async def test_other_agents_answer_while_one_spins(
     await deploy("spin", wat("spin"))
     await deploy("echo", wat("echo"))
     runtime.deliver_nowait("spin", message("spin"))
-    await asyncio.sleep(0.02)
+    await taken(runtime, "spin")
     started = time.perf_counter()
     for i in range(20):
         runtime.deliver_nowait("echo", message("echo", i))
@@ -89,10 +89,11 @@ async def test_huge_log_output_is_bounded(
     await deploy("spam", wat("logspam"))
     for _ in range(3):
         runtime.deliver_nowait("spam", message("spam"))
-    for _ in range(300):
-        if runtime.agent_statistics("spam").messages_handled == 3:
-            break
-        await asyncio.sleep(0.01)
+
+    async def handled() -> bool:
+        return runtime.agent_statistics("spam").messages_handled == 3
+
+    await eventually(handled, within=3.0, what="spam handled its 3 messages")
     stats = runtime.agent_statistics("spam")
     assert (stats.messages_handled, stats.failures) == (3, 0)
     assert stats.logs_dropped >= 3 * 999

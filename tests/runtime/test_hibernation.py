@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 
 import pytest
 
@@ -13,7 +14,7 @@ from caxton.runtime import AgentSpec, AgentState, Engine, MemorySnapshots, Runti
 from caxton.runtime.scheduling.maintenance import Candidate, choose_hibernations
 from tests.support import FAST, message, wat
 
-from .conftest import Deploy, Recorder
+from .conftest import Deploy, Recorder, taken
 
 
 async def count(runtime: Runtime, recorder: Recorder, name: str) -> int:
@@ -101,19 +102,13 @@ def test_choose_hibernations_table() -> None:
         Candidate("busy", 0.0, 100, busy=True),
         Candidate("new", 99.0, 100, busy=False),
     ]
-    kw = {"now": 100.0, "memory_limit": 1000, "pressure_threshold": 0.8, "reclaim": True}
-    assert choose_hibernations(cands, idle_timeout=60, memory_in_use=400, **kw) == ["old"]
-    assert choose_hibernations(cands, idle_timeout=60, memory_in_use=1000, **kw) == [
-        "old",
-        "mid",
-    ]
-    assert choose_hibernations(cands, idle_timeout=60, memory_in_use=1001, **kw) == [
-        "old",
-        "mid",
-        "new",
-    ]
-    kw["reclaim"] = False
-    assert choose_hibernations(cands, idle_timeout=600, memory_in_use=1000, **kw) == []
+    choose = functools.partial(
+        choose_hibernations, cands, now=100.0, memory_limit=1000, pressure_threshold=0.8
+    )
+    assert choose(idle_timeout=60, memory_in_use=400, reclaim=True) == ["old"]
+    assert choose(idle_timeout=60, memory_in_use=1000, reclaim=True) == ["old", "mid"]
+    assert choose(idle_timeout=60, memory_in_use=1001, reclaim=True) == ["old", "mid", "new"]
+    assert choose(idle_timeout=600, memory_in_use=1000, reclaim=False) == []
 
 
 async def test_upgrade_runs_the_next_message_on_the_new_version(
@@ -133,7 +128,7 @@ async def test_upgrade_waits_for_the_message_in_flight(
 ) -> None:
     await deploy("agent", wat("spin"))
     runtime.deliver_nowait("agent", message("agent", "old"))
-    await asyncio.sleep(0.02)
+    await taken(runtime, "agent")
     echo = await asyncio.to_thread(engine.compile, wat("echo"))
     upgrade = asyncio.ensure_future(runtime.upgrade_agent("agent", echo, 2))
     runtime.deliver_nowait("agent", message("agent", "new"))

@@ -13,7 +13,6 @@ lists). The last tests run the same agents in the real `Runtime`.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections import deque
@@ -24,7 +23,7 @@ import pytest
 import wasmtime
 
 from caxton.runtime import Runtime
-from tests.support import EXAMPLES, example, message
+from tests.support import EXAMPLES, eventually, example, message
 
 from .conftest import Deploy, Recorder
 
@@ -601,11 +600,13 @@ async def test_contract_net_in_the_runtime(
     assert final["protocol"] == "fipa-contract-net"
     # manager: start, 3 answers, the winner's inform; bidder-a: cfp + reject; b: cfp + accept
     expected = {"manager": 5, "bidder-a": 2, "bidder-b": 2, "bidder-c": 1}
-    for _ in range(200):  # bidder-a may still be reading its reject_proposal
+
+    # bidder-a may still be reading its reject_proposal
+    async def all_handled() -> dict[str, int] | None:
         handled = {n: runtime.agent_statistics(n).messages_handled for n in runtime.agents()}
-        if handled == expected:
-            break
-        await asyncio.sleep(0.01)
+        return handled if handled == expected else None
+
+    handled = await eventually(all_handled, within=2.0, what=f"handled {expected}")
     assert handled == expected
     assert recorder.outbox.empty()
 

@@ -11,9 +11,9 @@ import wasmtime
 
 from caxton.errors import AgentAlreadyExists, AgentNotFound, MailboxClosed, WouldBlock
 from caxton.runtime import AgentSpec, AgentState, Engine, MemoryKv, Runtime
-from tests.support import FAST, example, message, wat
+from tests.support import FAST, eventually, example, message, wat
 
-from .conftest import Deploy, Recorder
+from .conftest import Deploy, Recorder, taken
 
 
 async def test_echo_replies_with_the_message_it_was_given(
@@ -128,14 +128,18 @@ async def test_command_agent_stdout_lines_are_messages(
     reply = await recorder.reply()
     assert reply["content"] == json.loads(sent)
     assert (reply["sender"], reply["conversation_id"]) == ("cmd", "c-cmd")
-    await asyncio.sleep(0.05)
+
+    async def logged() -> bool:
+        return any(line.text == "not json" for line in runtime.recent_logs("cmd"))
+
+    await eventually(logged, what="the line that is not JSON was logged")
     assert any(line.text == "not json" for line in runtime.recent_logs("cmd"))
 
 
 async def test_full_mailbox_is_backpressure(runtime: Runtime, deploy: Deploy) -> None:
     await deploy("spin", wat("spin"))
     runtime.deliver_nowait("spin", message("spin"))  # occupies the agent until its deadline
-    await asyncio.sleep(0.05)
+    await taken(runtime, "spin")
     for _ in range(runtime.config.mailbox_capacity):
         runtime.deliver_nowait("spin", message("spin"))
     with pytest.raises(WouldBlock):
@@ -169,7 +173,7 @@ async def test_send_return_codes(runtime: Runtime, deploy: Deploy) -> None:
     await deploy("spin", wat("spin"))
     await deploy("sender", wasmtime.wat2wasm(SENDER_TO_FULL))
     runtime.deliver_nowait("spin", message("spin"))
-    await asyncio.sleep(0.05)
+    await taken(runtime, "spin")
     for _ in range(runtime.config.mailbox_capacity):
         runtime.deliver_nowait("spin", message("spin"))
     runtime.deliver_nowait("sender", message("sender"))
@@ -184,11 +188,10 @@ async def test_send_return_codes(runtime: Runtime, deploy: Deploy) -> None:
 
 
 async def _wait_handled(runtime: Runtime, name: str, n: int) -> None:
-    for _ in range(500):
-        if runtime.agent_statistics(name).messages_handled >= n:
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"{name} did not handle {n} messages")
+    async def handled() -> bool:
+        return runtime.agent_statistics(name).messages_handled >= n
+
+    await eventually(handled, what=f"{name} handled {n} messages")
 
 
 async def test_lifecycle_errors(runtime: Runtime, deploy: Deploy) -> None:
@@ -238,4 +241,4 @@ def test_a_full_mailbox_is_the_abis_backpressure_code() -> None:
     from caxton.runtime import abi
     from caxton.runtime.delivery import Offer
 
-    assert Offer.FULL == abi.ERR_BACKPRESSURE
+    assert Offer.FULL.value == abi.ERR_BACKPRESSURE

@@ -72,7 +72,9 @@ async def test_versions_upgrade_and_roll_back(storage: Storage) -> None:
         (1, module_hash(WASM_1), len(WASM_1)),
         (2, module_hash(WASM_2), len(WASM_2)),
     ]
-    assert (await storage.agents.get("echo")).current_version == 1  # type: ignore[union-attr]
+    record = await storage.agents.get("echo")
+    assert record is not None
+    assert record.current_version == 1
 
 
 async def test_unknown_agents_and_versions_are_not_found(storage: Storage) -> None:
@@ -125,6 +127,7 @@ async def test_update_agent_refuses_a_field_that_is_not_updatable(storage: Stora
     with pytest.raises(TypeError, match="cannot set module_hash"):
         storage.agents.update_sync("echo", module_hash="0" * 64)  # type: ignore[call-arg]
     record = await storage.agents.get("echo")
+    assert record is not None
     assert (record.name, record.state) == ("echo", AgentRecord(name="echo").state)
 
 

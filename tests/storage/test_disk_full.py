@@ -26,6 +26,7 @@ import wasmtime
 
 from caxton.runtime import abi
 from tests.nodeproc import NodeProcess, write_config
+from tests.support import wait_until
 
 COUNT = 400  # keys one message writes
 VALUE = 16000  # bytes per value (the key's 4 bytes, then zeros)
@@ -74,16 +75,6 @@ def request(node: NodeProcess, method: str, path: str, body: Any = None) -> tupl
         return exc.code, json.loads(exc.read() or b"null")
 
 
-def wait_for(check: Any, within: float = 20.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {within} s")
-
-
 def fill(node: NodeProcess, done: int) -> list[int]:
     """Send one message to kvfill; the kv_set results of its COUNT writes, in order."""
     status, body = request(
@@ -96,7 +87,7 @@ def fill(node: NodeProcess, done: int) -> list[int]:
         fills = [entry["text"] for entry in logs["lines"] if entry["text"].startswith("fill:")]
         return fills[done] if len(fills) > done else None
 
-    text: str = wait_for(line)
+    text: str = wait_until(line, 20, interval=0.1)
     return [48 - ord(c) for c in text[5:]]
 
 
@@ -156,7 +147,7 @@ def test_a_full_disk_fails_writes_loudly_once_and_loses_nothing_acknowledged(
             resource.prlimit(node.proc.pid, resource.RLIMIT_FSIZE, (soft, hard))
 
         # Space is back: ready again without any other traffic, and writes succeed.
-        wait_for(lambda: node.get("api", "/ready")[0] == 200, within=10)
+        wait_until(lambda: node.get("api", "/ready")[0] == 200, 10, interval=0.1)
         second = fill(node, 1)
         assert second == [abi.OK] * COUNT
         code, err = node.stop()

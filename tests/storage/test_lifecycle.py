@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from caxton.errors import StateLockedError, StorageError
 from caxton.storage import SCHEMA_VERSION, Connection, Storage, StorageState, is_locked
 from caxton.storage.schema import MIGRATIONS
 from tests.storage import processes
+from tests.support import eventually
 
 TABLES = {"meta", "modules", "agents", "agent_versions", "kv", "snapshots", "scheduled"}
 
@@ -91,20 +93,23 @@ async def test_async_with_on_an_unstarted_store_opens_it(state_path: Path) -> No
     assert storage.state is StorageState.CLOSED
 
 
-def _slow_read(conn: Connection) -> int:
-    """A read transaction held open for a while (reads run in one; a long page, say)."""
-    value = int(conn.fetch_value("SELECT COUNT(*) FROM agents"))
-    time.sleep(0.2)
-    return value
-
-
 async def test_a_clean_close_leaves_no_wal_behind(state_path: Path) -> None:
     """The state file alone is the whole state after a stop (the guide restores by copying it),
     also when reads were still running as the store was closed."""
     storage = await Storage.open(state_path)
     await storage.write(lambda c: c.execute("CREATE TABLE t (x)"))
-    reads = [asyncio.ensure_future(storage.read(_slow_read)) for _ in range(2)]
-    await asyncio.sleep(0.05)  # both reads are inside their transactions now
+    inside = threading.Semaphore(0)
+
+    def slow_read(conn: Connection) -> int:
+        """A read transaction held open for a while (reads run in one; a long page, say)."""
+        value = int(conn.fetch_value("SELECT COUNT(*) FROM agents"))
+        inside.release()
+        time.sleep(0.2)  # the long page
+        return value
+
+    reads = [asyncio.ensure_future(storage.read(slow_read)) for _ in range(2)]
+    for _ in reads:  # both reads are inside their transactions now
+        assert await asyncio.to_thread(inside.acquire, timeout=5)
     await storage.aclose()
     assert [await r for r in reads] == [0, 0]  # queued reads finish before the close
     leftovers = [p.name for p in state_path.parent.iterdir() if p.name.endswith(("-wal", "-shm"))]
@@ -158,12 +163,13 @@ async def test_cancelling_open_does_not_leave_the_lock_held(state_path: Path) ->
     with pytest.raises(asyncio.CancelledError):
         await opening
     # The half-opened store closes itself once its opening finishes; then the file is free.
-    for _ in range(300):
+
+    async def reopened() -> bool:
         try:
             storage = await Storage.open(state_path)
         except StateLockedError:
-            await asyncio.sleep(0.01)
-        else:
-            await storage.aclose()
-            return
-    pytest.fail("the cancelled open kept the state lock")
+            return False
+        await storage.aclose()
+        return True
+
+    await eventually(reopened, within=3.0, what="the cancelled open released the state lock")

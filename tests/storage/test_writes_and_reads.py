@@ -132,7 +132,7 @@ async def test_a_long_read_does_not_block_the_event_loop(storage: Storage) -> No
         nonlocal worst_lag
         while not stop.is_set():
             started = time.perf_counter()
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # how much later than this it wakes is the lag
             worst_lag = max(worst_lag, time.perf_counter() - started - 0.005)
 
     task = asyncio.create_task(ticker())

@@ -1,4 +1,4 @@
-"""The cluster, on NATS (DESIGN.md section 6): for now the node's own nats-server and its name.
+"""The cluster, on NATS: for now the node's own nats-server and its name.
 
 Core package: it uses the config and the errors, never the API, the CLI, observability or the
 server. Membership, the registry and cross-node messages come on top of `NatsServer`.

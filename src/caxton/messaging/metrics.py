@@ -10,14 +10,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from caxton.messaging.bus import EventBus
+from caxton.messaging.deadletters import DeadLetters
+from caxton.messaging.history import History
+from caxton.messaging.replies import Replies
+from caxton.messaging.routing import Router
+
 if TYPE_CHECKING:
-    from caxton.messaging.bus import EventBus
-    from caxton.messaging.journal import Journal
-    from caxton.messaging.replies import Replies
-    from caxton.messaging.routing import MessagingRouter
     from caxton.runtime.runtime import Runtime
 
-__all__ = ["MessagingStatistics", "MetricsMixin"]
+__all__ = ["MessagingMetrics", "MessagingStatistics"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,26 +40,34 @@ class MessagingStatistics:
     known_clients: int
 
 
-class MetricsMixin:
-    """`statistics` and `metric_samples` for `Messaging`."""
+class MessagingMetrics:
+    """`statistics` and `metric_samples` of the messaging layer and the runtime it delivers to."""
 
-    journal: Journal
-    replies: Replies
-    bus: EventBus
-    runtime: Runtime
-    router: MessagingRouter
-    submitted: int
-    dead_letter_counts: dict[str, int]
-    dead_letters_expired: int
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        history: History,
+        letters: DeadLetters,
+        router: Router,
+        replies: Replies,
+        bus: EventBus,
+    ) -> None:
+        self.runtime = runtime
+        self.history = history
+        self.letters = letters
+        self.router = router
+        self.replies = replies
+        self.bus = bus
 
     def statistics(self) -> MessagingStatistics:
         """A frozen snapshot of the counters."""
-        journal = self.journal
+        journal = self.history.journal
         return MessagingStatistics(
-            submitted=self.submitted,
+            submitted=self.history.submitted,
             agent_sent=journal.sent_total,
             handled=journal.handled_total,
-            dead_letters=dict(self.dead_letter_counts),
+            dead_letters=dict(self.letters.counts),
             replies_to_clients=self.replies.delivered,
             journal_depth=len(journal),
             journal_flushes=journal.flushes,
@@ -78,29 +88,27 @@ class MetricsMixin:
             s.submitted + s.agent_sent,
             "Messages accepted from API clients or sent by agents.",
         )
-        runtime = self.runtime
-        if runtime is not None:
-            r = runtime.statistics()
-            received = sum(r.executions.values())
-            yield ("messages_received", "counter", {}, received, "Messages agents handled.")
-            counts = r.duration_buckets
-            yield (
-                "message_processing_duration_seconds",
-                "histogram",
-                {},
-                (r.duration_bounds, counts[:-1], r.duration_sum, sum(counts)),
-                "Time agents spent handling one message.",
-            )
-            yield ("message_queue_size", "gauge", {}, r.mailbox_depth, "Messages in mailboxes.")
-            for status, n in r.executions.items():
-                if status != "ok":
-                    yield (
-                        "message_errors",
-                        "counter",
-                        {"reason": status},
-                        n,
-                        "Messages that failed, by reason.",
-                    )
+        r = self.runtime.statistics()
+        received = sum(r.executions.values())
+        yield ("messages_received", "counter", {}, received, "Messages agents handled.")
+        counts = r.duration_buckets
+        yield (
+            "message_processing_duration_seconds",
+            "histogram",
+            {},
+            (r.duration_bounds, counts[:-1], r.duration_sum, sum(counts)),
+            "Time agents spent handling one message.",
+        )
+        yield ("message_queue_size", "gauge", {}, r.mailbox_depth, "Messages in mailboxes.")
+        for status, n in r.executions.items():
+            if status != "ok":
+                yield (
+                    "message_errors",
+                    "counter",
+                    {"reason": status},
+                    n,
+                    "Messages that failed, by reason.",
+                )
         for reason, n in s.dead_letters.items():
             yield ("dead_letters", "counter", {"reason": reason}, n, "Dead letters, by reason.")
             if reason != "handler_failed":  # counted above by cause
@@ -109,7 +117,7 @@ class MetricsMixin:
             "dead_letters_expired",
             "counter",
             {},
-            self.dead_letters_expired,
+            self.letters.expired,
             "The oldest dead letters deleted beyond the 100,000 kept.",
         )
         for reason, n in sorted(self.router.dropped.items()):
@@ -120,14 +128,13 @@ class MetricsMixin:
                 n,
                 "Dead letters of agents' sends not stored: over max_dead_letters_per_second.",
             )
-        if runtime is not None:
-            yield (
-                "agent_sends_over_budget",
-                "counter",
-                {},
-                runtime.sends_over_budget(),
-                "Agent sends refused with -7: over max_sends_per_message or the per-second budget.",
-            )
+        yield (
+            "agent_sends_over_budget",
+            "counter",
+            {},
+            self.runtime.sends_over_budget(),
+            "Agent sends refused with -7: over max_sends_per_message or the per-second budget.",
+        )
         yield ("message_journal_depth", "gauge", {}, s.journal_depth, "Journal entries unwritten.")
         # Every subscriber of the event bus is a GET /api/v1/events WebSocket stream.
         yield (

@@ -9,7 +9,6 @@ says whether that reached the start of the history.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -66,10 +65,7 @@ async def recent_messages(
     messaging: Messaging, name: str, limit: int, *, budget: int = SCAN
 ) -> RecentMessages:
     """The last ``limit`` messages from or to ``name`` in the history (read off the loop)."""
-    flushed = messaging.journal.flush(block=False)
-    if flushed is not None:
-        await asyncio.wrap_future(flushed)
-    await messaging.storage.write(lambda c: None)  # every earlier flush is committed now
+    await messaging.history.written()  # every message recorded so far is committed now
     if limit <= 0:
         return RecentMessages([], 0, False)
     return await messaging.storage.read(lambda c: _scan(c, name, limit, budget))

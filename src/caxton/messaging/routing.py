@@ -1,38 +1,42 @@
 """The routing rule, written once: a local mailbox, else a waiting client, else another node,
 else a dead letter with a `Reason`.
 
-Every path follows it: API submit and bulk submit, redrive and recovery after a restart
-(`to_mailbox` for the local step, `MessagingRouter.not_local` for the rest), agents' sends,
-timers and failure replies (the runtime queues for local agents itself and hands the rest to
-`not_local`). The next branch, forwarding to the node that owns an agent, is the ``forward``
-hook in `MessagingRouter.not_local`, between the clients and the dead letters.
+For one delivery (a receiver and the stamped bytes), in this order:
 
-Local agent-to-agent messages never come here: the runtime's workers queue them directly
-(after telling the `journal`, which `Messaging` hands the runtime as its `Delivery` port).
-What comes here, through `Messaging.not_local` (the port's method), on the event loop:
+1. its ``reply_by`` has passed: dead letter ``expired``;
+2. a local agent: its mailbox (full or not running: the caller dead-letters, see below);
+3. an API client: the clients waiting for it (`Replies`);
+4. another node: the ``forward`` hook (the cluster's branch; the next branch goes here);
+5. an agent of this node that is not running (stopped, failed, or started again meanwhile):
+   its mailbox if it runs again, else dead letter ``agent_not_running`` / ``mailbox_full``;
+6. anything else: dead letter ``unknown_receiver``.
 
-* what an agent sent to a name that is not a running local agent, handed over in the
-  worker's next event batch (no hop per message), and messages the loop delivers (due
-  timers, `failure` replies, API submits for non-local receivers). `not_local` decides: a
-  reply to an API client (waiters get it), another node (the ``forward`` hook, for the
-  cluster), a stopped agent or an unknown name (dead letters), or an expired ``reply_by``
-  (dead letter). Dead letters of what agents send are rate-limited node-wide
-  (``runtime.max_dead_letters_per_second``): beyond it they are counted in `dropped` and
-  summarised in one warning a second, not stored (each agent's sends to such receivers are
-  budgeted before that, see `caxton.runtime.sandbox.host`).
+`Router.route_nowait` (and `route`, which then waits for room in a full mailbox) is the whole
+rule for what enters through messaging: API submit and bulk submit, redrive, recovery after a
+restart; it hands steps 3-6 to `Router.not_local`. The runtime does step 2 itself for what
+its agents send, due timers and `failure` replies (its workers queue straight into local
+mailboxes, the hot path never comes here) and hands the rest to `not_local` through its
+`Delivery` port (`port.DeliveryPort`), batched with a worker's other events. The last step,
+`Router.dead_letter`, stores the dead letter (`DeadLetters`) and sends the sender the
+`failure` it is owed back into the runtime (`send_from_loop`: step 2, then `not_local`).
+
+A delivery that step 2 takes has a pending row (written with the message, see `intake`): the
+caller of `route` dead-letters it with ``pending=True``; what `not_local` decides never has
+one. Dead letters of what agents send are rate-limited node-wide
+(``runtime.max_dead_letters_per_second``): beyond it they are counted in `dropped` and
+summarised in one warning a second, not stored (each agent's sends to such receivers are
+budgeted before that, see `caxton.runtime.sandbox.host`).
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from caxton.errors import AgentNotFound, MailboxClosed, WouldBlock
-from caxton.messaging.deadletters import Reason
+from caxton.messaging.deadletters import DeadLetterRate, DeadLetters, Reason, failure_reply
 from caxton.messaging.replies import Replies
 from caxton.runtime.agent import AgentState
 from caxton.runtime.delivery import Offer, Origin
@@ -41,7 +45,9 @@ from caxton.wire.header import Header, expired, header_of
 if TYPE_CHECKING:
     from caxton.runtime.runtime import Runtime
 
-__all__ = ["DeadLetterFn", "MessagingRouter", "to_mailbox"]
+__all__ = ["DeadLetterFn", "Router"]
+
+_RUNNABLE = (AgentState.RUNNING, AgentState.HIBERNATED, AgentState.LOADED)
 
 
 class DeadLetterFn(Protocol):
@@ -64,85 +70,112 @@ class DeadLetterFn(Protocol):
     ) -> None: ...
 
 
-async def to_mailbox(
-    runtime: Runtime, receiver: str, data: bytes, *, wait: float | None, recovered: bool = False
-) -> Reason | None:
-    """The rule's local step for an agent's name: queue ``data`` in its mailbox.
-
-    None once queued, else why not: `Reason.MAILBOX_FULL` when it stayed full for ``wait``
-    seconds (None: no waiting), `Reason.AGENT_NOT_RUNNING` when the agent is stopped, failed
-    or gone. ``recovered``: a delivery accepted before a restart (`Runtime.deliver_recovered`).
-    """
-    try:
-        try:  # the usual case: room in the mailbox, no coroutine to run
-            if recovered:
-                runtime.deliver_recovered(receiver, data)
-            else:
-                runtime.deliver_nowait(receiver, data)
-        except WouldBlock:
-            if wait is None:
-                raise
-            await runtime.deliver(receiver, data, wait=wait)
-    except WouldBlock:
-        return Reason.MAILBOX_FULL
-    except (MailboxClosed, AgentNotFound):
-        return Reason.AGENT_NOT_RUNNING
-    return None
-
-
-_log = logging.getLogger("caxton.messaging")
-_RUNNABLE = (AgentState.RUNNING, AgentState.HIBERNATED, AgentState.LOADED)
-
-
-class MessagingRouter:
-    """Decides what no running local agent takes; see the module docstring."""
+class Router:
+    """The rule (see the module docstring); loop thread only."""
 
     def __init__(
         self,
         runtime: Runtime,
         replies: Replies,
-        dead_letter: DeadLetterFn,
+        letters: DeadLetters,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
         *,
         forward: Callable[[str, bytes], bool] | None = None,
         dead_letters_per_second: int = 1000,
     ) -> None:
+        """``spawn`` runs a dead letter in the background (`dead_letter_soon`);
+        ``forward(receiver, data)``, the cluster's hook, returns True if it took the message."""
         self.runtime = runtime
         self.replies = replies
-        #: The cluster's hook: ``forward(receiver, data)`` returns True if it took the message.
+        self.letters = letters
         self.forward = forward
-        self._dead_letter = dead_letter
+        self._spawn = spawn
+        #: Step 2's question: is ``name`` an agent of this node (any state)? A dict lookup.
+        self.is_local: Callable[[str], bool] = runtime.has_agent
+        self._rate = DeadLetterRate(dead_letters_per_second)
         #: Dead letters of agents' sends not stored (over the rate), by reason.
-        self.dropped: dict[str, int] = {}
-        self._per_second = dead_letters_per_second
-        self._credit = 0
-        self._window = float("-inf")
-        self._dropped_in_window = 0
+        self.dropped = self._rate.dropped
 
-    # -- the loop side -----------------------------------------------------------------------
+    # -- steps 1 and 2: what enters through messaging -----------------------------------------
 
-    def _allow_dead_letter(self, reason: Reason) -> bool:
-        """Take one from the node's dead-letter rate for agents' sends; count it if over."""
-        if self._credit > 0:
-            self._credit -= 1
-            return True
-        now = time.monotonic()
-        if now - self._window >= 1.0:
-            if self._dropped_in_window:
-                _log.warning(
-                    "dead letters over runtime.max_dead_letters_per_second (%d):"
-                    " %d not stored in the last window",
-                    self._per_second,
-                    self._dropped_in_window,
-                )
-            self._window, self._dropped_in_window = now, 0
-            self._credit = self._per_second - 1
-            return True
-        self._dropped_in_window += 1
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
-        return False
+    def local_receivers(self, receivers: tuple[str, ...], late: bool) -> tuple[str, ...]:
+        """The receivers step 2 will take (none once ``late``): each gets a pending row."""
+        if late:
+            return ()
+        is_local = self.is_local
+        if len(receivers) == 1:  # the usual case: no generator to run
+            return receivers if is_local(receivers[0]) else ()
+        return tuple(r for r in receivers if is_local(r))
+
+    def route_nowait(
+        self,
+        receiver: str,
+        data: bytes,
+        *,
+        local: bool,
+        late: bool,
+        held: bool = False,
+        recovered: bool = False,
+    ) -> Reason | None:
+        """The rule for one committed delivery, without waiting: None once it is taken
+        (queued, or decided by `not_local`), else why not: `Reason.EXPIRED`,
+        `Reason.AGENT_NOT_RUNNING` (stopped, failed or gone) or `Reason.MAILBOX_FULL` (the
+        caller may `wait_for_room`); the caller dead-letters it with ``pending=True`` unless
+        expired. ``local``: one of `local_receivers` (it has a pending row); ``late``: its
+        ``reply_by`` has passed; ``held``: the caller keeps this receiver's messages in order
+        behind an earlier full mailbox (full, untried); ``recovered``: a delivery accepted
+        before a restart (`Runtime.deliver_recovered`)."""
+        if late:
+            return Reason.EXPIRED
+        if not local:
+            self.not_local(receiver, data, Origin.LOOP)
+            return None
+        if held:
+            return Reason.MAILBOX_FULL
+        runtime = self.runtime
+        try:
+            if recovered:
+                runtime.deliver_recovered(receiver, data)
+            else:
+                runtime.deliver_nowait(receiver, data)
+        except WouldBlock:
+            return Reason.MAILBOX_FULL
+        except (MailboxClosed, AgentNotFound):
+            return Reason.AGENT_NOT_RUNNING
+        return None
+
+    async def wait_for_room(self, receiver: str, data: bytes, wait: float) -> Reason | None:
+        """Step 2 again for a full mailbox, waiting up to ``wait`` seconds for room: None once
+        queued, else `Reason.MAILBOX_FULL` or `Reason.AGENT_NOT_RUNNING`."""
+        try:
+            await self.runtime.deliver(receiver, data, wait=wait)
+        except WouldBlock:
+            return Reason.MAILBOX_FULL
+        except (MailboxClosed, AgentNotFound):
+            return Reason.AGENT_NOT_RUNNING
+        return None
+
+    async def route(
+        self,
+        receiver: str,
+        data: bytes,
+        *,
+        local: bool,
+        late: bool,
+        wait: float | None,
+        recovered: bool = False,
+    ) -> Reason | None:
+        """`route_nowait`, then `wait_for_room` for up to ``wait`` seconds (None: no waiting)
+        when the mailbox is full."""
+        reason = self.route_nowait(receiver, data, local=local, late=late, recovered=recovered)
+        if reason is Reason.MAILBOX_FULL and wait is not None:
+            return await self.wait_for_room(receiver, data, wait)
+        return reason
+
+    # -- steps 3 to 6: what no running local agent takes ---------------------------------------
 
     def not_local(self, receiver: str, data: bytes, origin: Origin) -> None:
-        """Decide a message no running local agent took (loop thread).
+        """Decide a message no running local agent took (`Delivery.not_local`).
 
         Dead letters of what an agent sent (`Origin.AGENT`) are rate-limited (see the module
         docstring).
@@ -151,24 +184,7 @@ class MessagingRouter:
         if origin is Origin.AGENT:
             self._external(receiver, data, header, self._limited_dead_letter)
         else:
-            self._external(receiver, data, header, self._dead_letter)
-
-    def _limited_dead_letter(
-        self,
-        receiver: str,
-        data: bytes,
-        header: Header,
-        reason: Reason,
-        details: dict[str, Any] | None = None,
-        *,
-        notify: bool,
-        pending: bool,
-    ) -> None:
-        """`DeadLetterFn` within the node's rate for agents' sends (`_allow_dead_letter`)."""
-        if self._allow_dead_letter(reason):
-            self._dead_letter(
-                receiver, data, header, reason, details, notify=notify, pending=pending
-            )
+            self._external(receiver, data, header, self.dead_letter_soon)
 
     def _external(
         self, receiver: str, data: bytes, header: Header, dead_letter: DeadLetterFn
@@ -211,3 +227,63 @@ class MessagingRouter:
             dead_letter(receiver, data, header, reason, details, notify=True, pending=False)
             return
         dead_letter(receiver, data, header, Reason.UNKNOWN_RECEIVER, notify=True, pending=False)
+
+    # -- the last step: a dead letter, and the failure reply the sender is owed ----------------
+
+    async def dead_letter(
+        self,
+        receiver: str,
+        data: bytes,
+        header: Header,
+        reason: Reason,
+        details: dict[str, Any] | None = None,
+        *,
+        notify: bool,
+        pending: bool,
+    ) -> int:
+        """Store a dead letter (its id). ``notify``: send the sender its `failure` reply (if it
+        asked for one); ``pending``: mark the delivery's pending row done."""
+        reason = Reason(reason)
+        dead_id = await self.letters.store(receiver, data, header, reason, details, pending=pending)
+        reply = failure_reply(receiver, header, reason.value) if notify else None
+        if reply is not None:
+            to, conversation, body = reply
+            if self.runtime.send_from_loop(to, body, conversation):  # the mailbox is full
+                full = Reason.MAILBOX_FULL
+                await self.letters.store(to, body, header_of(body), full, pending=False)
+        return dead_id
+
+    def dead_letter_soon(
+        self,
+        receiver: str,
+        data: bytes,
+        header: Header,
+        reason: Reason,
+        details: dict[str, Any] | None = None,
+        *,
+        notify: bool,
+        pending: bool,
+    ) -> None:
+        """`dead_letter` in the background (a `DeadLetterFn`)."""
+        self._spawn(
+            self.dead_letter(
+                receiver, data, header, reason, details, notify=notify, pending=pending
+            )
+        )
+
+    def _limited_dead_letter(
+        self,
+        receiver: str,
+        data: bytes,
+        header: Header,
+        reason: Reason,
+        details: dict[str, Any] | None = None,
+        *,
+        notify: bool,
+        pending: bool,
+    ) -> None:
+        """`dead_letter_soon` within the node's rate for agents' sends."""
+        if self._rate.allow(reason):
+            self.dead_letter_soon(
+                receiver, data, header, reason, details, notify=notify, pending=pending
+            )
