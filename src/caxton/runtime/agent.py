@@ -209,13 +209,6 @@ class Agent:
         lock.release()
         return _WAKE
 
-    def full_for(self, size: int) -> bool:
-        """Whether `offer` would refuse a message of ``size`` bytes now (a racy hint)."""
-        mailbox = self.mailbox
-        return len(mailbox) >= self.capacity or (
-            self.offered_bytes - self.popped_bytes + size > self.max_queued_bytes and bool(mailbox)
-        )
-
     def offer_within(self, data: bytes, limit: int) -> Offer:
         """`offer` with ``limit`` instead of the capacity (recovery after a restart)."""
         with self.lock:

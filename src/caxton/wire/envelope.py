@@ -37,7 +37,7 @@ from msgspec import UNSET, UnsetType
 from caxton.errors import InvalidMessage
 from caxton.wire.codec import Performative, normalise_performative, parse_reply_by
 from caxton.wire.depth import MAX_JSON_DEPTH, too_deep
-from caxton.wire.timestamps import now_rfc3339, rfc3339_ms
+from caxton.wire.timestamps import now_rfc3339, rfc3339_ms_json
 
 __all__ = ["Incoming", "OutgoingHeader", "Stamper", "new_id", "now_rfc3339"]
 
@@ -163,12 +163,16 @@ _CREATED_AT = b'","created_at":'
 
 
 def _now() -> bytes:
-    """The current time as a JSON string (`rfc3339_ms`), formatted once per millisecond."""
-    global _last_ms, _now_json
+    """The current time as a JSON string (`rfc3339_ms_json`), formatted once per millisecond."""
     ms = int(time.time() * 1000)
-    if ms != _last_ms:
-        _now_json = b'"%s"' % rfc3339_ms(ms).encode()
-        _last_ms = ms
+    return _now_json if ms == _last_ms else _now_at(ms)
+
+
+def _now_at(ms: int) -> bytes:
+    """`_now` for a millisecond that is not the cached one (``ms`` since the epoch)."""
+    global _last_ms, _now_json
+    _now_json = rfc3339_ms_json(ms)
+    _last_ms = ms
     return _now_json
 
 
@@ -281,7 +285,7 @@ class Stamper:
                     head,
                     b"%x" % next(_counter),
                     _CREATED_AT,
-                    _now_json if ms == _last_ms else _now(),
+                    _now_json if ms == _last_ms else _now_at(ms),
                     incoming.conversation_part,
                     b',"in_reply_to":' + inherited_reply
                     if inherited_reply is not None and to == incoming.sender
@@ -292,13 +296,24 @@ class Stamper:
             )
             if name is not None:  # remembered for `incoming_for` (see the class)
                 reply = fast.reply_with
-                self._remember(
-                    out,
-                    name,
-                    current,
-                    incoming.conversation_part,
-                    None if reply is UNSET else bytes(reply),
-                )
+                reply_json = None if reply is UNSET else bytes(reply)
+                # `self._remember(out, name, current, conversation_part, reply_json)` inlined
+                # (it runs for nearly every message an agent sends; one Python call less).
+                conversation_part = incoming.conversation_part
+                made = self._made.get(name)
+                if (
+                    made is None
+                    or made.conversation is not current
+                    or made.reply_with_json != reply_json
+                    or made.conversation_part is not conversation_part
+                ):
+                    if len(self._made) >= self.MADE_LIMIT:
+                        self._made.clear()
+                    made = self._made[name] = _known_incoming(
+                        name, current, conversation_part, reply_json
+                    )
+                self._last_out = out
+                self._last_incoming = made
             return to, out
         known = True
         try:
@@ -344,7 +359,7 @@ class Stamper:
             and data[0] == 0x7B  # '{'
         ):
             ms = int(time.time() * 1000)
-            now = _now_json if ms == _last_ms else _now()
+            now = _now_json if ms == _last_ms else _now_at(ms)
             head = b'{"sender":%s,"message_id":"%s%x","created_at":%s' % (
                 sender_json,
                 _NODE_PREFIX,

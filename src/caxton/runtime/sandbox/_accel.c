@@ -10,7 +10,8 @@
  *    with the GIL released once for the whole sequence (a spinning guest never blocks the
  *    other threads). It returns the handler's i32 result, or FAILED (the call trapped or
  *    errored: `take_failure()` hands over the wasmtime pointers) or BAD_POINTER (the
- *    allocator's pointer is outside linear memory).
+ *    allocator's pointer is outside linear memory). `Reactor.arm(ticks)` sets the store's epoch
+ *    deadline (a direct C call: through ctypes it released and re-took the GIL).
  *
  *  - `HostFunction(fn, kinds, returns)` and `trampoline_address()`: a raw unchecked wasmtime
  *    host callback that takes the GIL and calls ``fn`` with the call's arguments as Python ints
@@ -37,9 +38,11 @@ typedef union {
 typedef void *(*call_unchecked_fn)(void *ctx, const void *func, val_raw *args, size_t n,
                                    void **trap);
 typedef size_t (*memory_size_fn)(void *ctx, const void *memory);
+typedef void (*set_deadline_fn)(void *ctx, uint64_t ticks);
 
 static call_unchecked_fn call_unchecked = NULL;
 static memory_size_fn memory_data_size = NULL;
+static set_deadline_fn set_epoch_deadline = NULL;
 
 #define FAILED ((long long)1 << 32)
 #define BAD_POINTER (((long long)1 << 32) + 1)
@@ -167,6 +170,16 @@ too_large:
 }
 
 static PyObject *
+Reactor_arm(Reactor *self, PyObject *ticks)
+{
+    unsigned long long n = PyLong_AsUnsignedLongLong(ticks);
+    if (n == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    set_epoch_deadline(self->ctx, (uint64_t)n); /* cheap: no GIL release around it */
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 Reactor_take_failure(Reactor *self, PyObject *Py_UNUSED(ignored))
 {
     PyObject *out = Py_BuildValue("(KK)", (unsigned long long)(uintptr_t)self->error,
@@ -179,6 +192,8 @@ Reactor_take_failure(Reactor *self, PyObject *Py_UNUSED(ignored))
 static PyMethodDef Reactor_methods[] = {
     {"deliver", (PyCFunction)Reactor_deliver, METH_O,
      "deliver(data) -> int: alloc, copy and handle one message (see the module docs)."},
+    {"arm", (PyCFunction)Reactor_arm, METH_O,
+     "arm(ticks): the store's epoch deadline, ticks from the current epoch."},
     {"take_failure", (PyCFunction)Reactor_take_failure, METH_NOARGS,
      "take_failure() -> (error, trap): the owned pointers of the last failed call."},
     {NULL, NULL, 0, NULL},
@@ -317,9 +332,9 @@ trampoline(void *env, void *caller, val_raw *ar, size_t n)
 static PyObject *
 accel_setup(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *call, *size;
+    PyObject *call, *size, *deadline;
     Py_ssize_t raw_size;
-    if (!PyArg_ParseTuple(args, "OOn", &call, &size, &raw_size))
+    if (!PyArg_ParseTuple(args, "OOnO", &call, &size, &raw_size, &deadline))
         return NULL;
     if (raw_size != (Py_ssize_t)sizeof(val_raw)) {
         PyErr_Format(PyExc_RuntimeError,
@@ -327,12 +342,14 @@ accel_setup(PyObject *Py_UNUSED(module), PyObject *args)
                      raw_size, sizeof(val_raw));
         return NULL;
     }
-    void *c, *s;
+    void *c, *s, *d;
     if (pointer_arg(call, &c, "wasmtime_func_call_unchecked") ||
-        pointer_arg(size, &s, "wasmtime_memory_data_size"))
+        pointer_arg(size, &s, "wasmtime_memory_data_size") ||
+        pointer_arg(deadline, &d, "wasmtime_context_set_epoch_deadline"))
         return NULL;
     call_unchecked = (call_unchecked_fn)c;
     memory_data_size = (memory_size_fn)s;
+    set_epoch_deadline = (set_deadline_fn)d;
     Py_RETURN_NONE;
 }
 
@@ -344,7 +361,8 @@ accel_trampoline_address(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignore
 
 static PyMethodDef accel_methods[] = {
     {"setup", accel_setup, METH_VARARGS,
-     "setup(call_unchecked, memory_data_size, val_raw_size): the wasmtime C functions."},
+     "setup(call_unchecked, memory_data_size, val_raw_size, set_epoch_deadline): the wasmtime C "
+     "functions."},
     {"trampoline_address", accel_trampoline_address, METH_NOARGS,
      "trampoline_address() -> int: the raw host callback that calls a HostFunction."},
     {NULL, NULL, 0, NULL},

@@ -196,6 +196,10 @@ class Reactor:
             return FAILED
         return iv[0]
 
+    def arm(self, ticks: int) -> None:
+        """Set the store's epoch deadline ``ticks`` epochs from the current one."""
+        set_epoch_deadline(self._ctx, c_uint64(ticks))
+
     def take_failure(self) -> tuple[int, int]:
         """The owned ``wasmtime_error_t*`` and ``wasm_trap_t*`` of the last failed call."""
         out = (self._error, self._trap.value or 0)

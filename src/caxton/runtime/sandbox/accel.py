@@ -37,8 +37,11 @@ def load() -> ModuleType | None:
             _ffi.address_of(_ffi.call_unchecked),
             _ffi.address_of(_ffi.memory_data_size),
             ctypes.sizeof(ffi.wasmtime_val_raw_t),
+            _ffi.address_of(_ffi.set_epoch_deadline),
         )
-    except RuntimeError as exc:  # built against another layout: the ctypes path still works
+    # Built against another layout, or an older build of `_accel.c` (another `setup`): the
+    # ctypes path still works.
+    except (RuntimeError, TypeError) as exc:
         _log.warning("the C hot path is not used: %s", exc)
         return None
     return _accel

@@ -51,6 +51,10 @@ class MessageEntry(Protocol):
         """The handler's i32 result, or `_ffi.FAILED` / `_ffi.BAD_POINTER`."""
         ...
 
+    def arm(self, ticks: int, /) -> None:
+        """Set the store's epoch deadline ``ticks`` epochs from the current one."""
+        ...
+
     def take_failure(self) -> tuple[int, int]:
         """The owned ``wasmtime_error_t*`` and ``wasm_trap_t*`` of the last failed call."""
         ...

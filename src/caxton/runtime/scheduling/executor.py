@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sized
@@ -102,6 +103,7 @@ class Worker:
         #: scheduler then requeues the agent behind the other ready agents, and clears it).
         self.sliced = False
         self.counters = WorkerCounters(bounds)
+        self._first_bound = bounds[0] if bounds else math.inf  # see `handle`
         self.restarts = 0
         self.scheduler: Scheduler | None = None  # set by the scheduler
         self._engine = services.engine
@@ -133,7 +135,8 @@ class Worker:
         )
         self._sends_per_message = services.config.max_sends_per_message
         engine = services.engine
-        self.deadline = _ffi.uint64(engine.deadline_ticks(services.config.execution_timeout))
+        self._deadline_ticks = engine.deadline_ticks(services.config.execution_timeout)
+        self.deadline = _ffi.uint64(self._deadline_ticks)
         self.lifecycle = InstanceLifecycle(
             services,
             self.cx,
@@ -203,20 +206,23 @@ class Worker:
             if control:
                 self._control(agent)
                 continue
-            state = agent.state
-            if (state is not _RUNNING and state is not _HIBERNATED) or processed >= limit:
-                break
-            if agent.slow and processed:  # a message ran into the deadline: others first
-                break
-            if processed and engine.ticks - started >= SLICE_TICKS:  # its time is up
-                self.sliced = True
-                break
             # Test before popping instead of catching IndexError: a ping-pong agent finds its
             # mailbox empty after every message, and a raised-and-caught exception costs more
             # than the test. Safe: only the worker that owns the agent pops from its mailbox
             # (other threads only append, under the lock), so non-empty stays non-empty.
-            if not mailbox:
+            state = agent.state
+            if (
+                (state is not _RUNNING and state is not _HIBERNATED)
+                or processed >= limit
+                or not mailbox
+            ):
                 break
+            if processed:
+                if agent.slow:  # a message ran into the deadline: others first
+                    break
+                if engine.ticks - started >= SLICE_TICKS:  # its time is up
+                    self.sliced = True
+                    break
             data = mailbox.popleft()
             agent.popped_bytes += len(data)
             try:
@@ -279,15 +285,14 @@ class Worker:
         cx.log_budget = _BUDGET
         cx.sends_left = self._sends_per_message
         entry = inst.entry
-        ctx = inst.ctx
         # The deadline is relative to the epoch when it is set; re-arm it at most once per tick
         # (`deadline_ticks` includes a spare tick, so every message still gets its full time).
         tick = self._engine.ticks
         if inst.armed_at != tick:
             inst.armed_at = tick
-            _ffi.set_epoch_deadline(ctx, self.deadline)
+            entry.arm(self._deadline_ticks)
         if inst.fuel is not None:
-            _ffi.set_fuel(ctx, inst.fuel)
+            _ffi.set_fuel(inst.ctx, inst.fuel)
         t0 = perf_counter()
         rc = entry.deliver(data)
         if rc > _I32_MAX:  # FAILED or BAD_POINTER
@@ -310,7 +315,10 @@ class Worker:
                 self.journal.flush()  # type: ignore[union-attr]
         counters = self.counters  # counters.record("ok", elapsed), inlined
         counters.executions[0] += 1
-        counters.buckets[bisect_left(counters.bounds, elapsed)] += 1
+        # Nearly every message is faster than the first bound (100 µs by default): one float
+        # compare instead of a bisect call (`bisect_left` gives 0 for these as well).
+        first = self._first_bound
+        counters.buckets[0 if elapsed <= first else bisect_left(counters.bounds, elapsed)] += 1
         counters.duration_sum += elapsed
 
     def _call_failed(self, agent: Agent, data: bytes, rc: int, t0: float) -> None:
