@@ -184,3 +184,23 @@ def test_ready_is_503_with_a_reason_while_the_child_is_down(
         node.wait_ready(10)  # restarted by its supervisor, the client reconnected
         leftover_pids.append(child_pid(node))
         assert child_pid(node) != first
+
+
+def test_an_unreachable_nats_url_exits_6_naming_the_key(tmp_path: Path) -> None:
+    nobody = free_port()
+    config = write_config(
+        tmp_path,
+        coordination=f'cluster_enabled = true\nnats_url = "nats://127.0.0.1:{nobody}"\n',
+        log_level="info",
+    )
+    started = time.monotonic()
+    with NodeProcess(config) as node:
+        node.start(wait=False)
+        assert node.proc is not None
+        _, err = node.proc.communicate(timeout=30)
+    assert node.proc.returncode == 6, err
+    assert time.monotonic() - started < 15  # bounded, though the client reconnects forever later
+    message = err.decode()
+    assert f"cannot connect to NATS at nats://127.0.0.1:{nobody}" in message
+    assert "[coordination] nats_url" in message
+    assert not (tmp_path / "data" / "nats").exists()  # no child of its own

@@ -15,11 +15,12 @@ healthy and the client connected). `status` is the admin listener's ``cluster`` 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-import nats
 from nats.aio.client import Client
 
 from caxton.cluster.identity import node_name
@@ -32,10 +33,12 @@ __all__ = ["ClusterLink"]
 
 log = logging.getLogger("caxton.cluster")
 
-#: Seconds the first connection to this node's NATS may take.
+#: Seconds the first connection to this node's NATS may take (attempts included).
 CONNECT_TIMEOUT = 5.0
 #: Seconds between reconnection attempts (forever: the child is restarted by its supervisor).
 RECONNECT_WAIT = 0.2
+#: Seconds during which the same client error is logged only once (reconnecting repeats it).
+ERROR_LOG_INTERVAL = 10.0
 
 
 class ClusterLink:
@@ -52,6 +55,9 @@ class ClusterLink:
         self._client: Client | None = None
         self._join_checks: list[Callable[[], str | None]] = []
         self._closing = False
+        self._connecting = False
+        self._last_error: str | None = None
+        self._logged: tuple[str, float] | None = None  # the last error logged, and when
 
     @property
     def client(self) -> Client:
@@ -75,25 +81,23 @@ class ClusterLink:
         """Start the child (unless ``nats_url``) and connect; raises `ClusterError`."""
         if self.server is not None:
             await self.server.start()
+        client = Client()
+        self._connecting = True
         try:
-            self._client = await nats.connect(
-                **self.endpoint.connect_options(),
-                name=self.name,
-                connect_timeout=CONNECT_TIMEOUT,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=RECONNECT_WAIT,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-            )
+            # Reconnecting forever also makes the first connect retry forever: bound it here.
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await client.connect(**self._connect_options())
         except BaseException as exc:
+            self._closing = True
+            await client.close()
             if self.server is not None:
                 await self.server.aclose()
             if isinstance(exc, Exception):
-                where = mask_url_password(self.endpoint.client_url)
-                raise ClusterError(f"cannot connect to NATS at {where}: {exc}") from exc
+                raise self._connect_error(exc) from exc
             raise
+        finally:
+            self._connecting = False
+        self._client = client
         log.info(
             "cluster: connected to NATS",
             extra={
@@ -102,6 +106,30 @@ class ClusterLink:
                 "nats_server_pid": None if self.server is None else self.server.pid,
             },
         )
+
+    def _connect_options(self) -> dict[str, Any]:
+        return self.endpoint.connect_options() | {
+            "name": self.name,
+            "connect_timeout": 2.0,  # one attempt (nats-py types these as int; floats work)
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": RECONNECT_WAIT,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+        }
+
+    def _connect_error(self, exc: Exception) -> ClusterError:
+        where = mask_url_password(self.endpoint.client_url)
+        why = self._last_error or str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            why = f"not connected within {CONNECT_TIMEOUT:g} s ({why})"
+        fix = (
+            "check [coordination] nats_url and that NATS answers there"
+            if self.server is None
+            else "this node's own nats-server did not accept its client"
+        )
+        return ClusterError(f"cannot connect to NATS at {where}: {why}; {fix}")
 
     async def aclose(self) -> None:
         """Close the client, then stop the child. Idempotent."""
@@ -154,11 +182,19 @@ class ClusterLink:
         return body
 
     async def _on_error(self, exc: Exception) -> None:
-        text = str(exc)
+        text = str(exc) or type(exc).__name__
+        self._last_error = text
+        if self._connecting:
+            return  # the first connect reports its own error
         if "permissions violation" in text.lower():
             log.error("cluster: NATS refused an operation: %s", text)
-        else:
-            log.warning("cluster: NATS client error: %s", text)
+            return
+        now = time.monotonic()
+        logged = self._logged
+        if logged is not None and logged[0] == text and now - logged[1] < ERROR_LOG_INTERVAL:
+            return
+        self._logged = (text, now)
+        log.warning("cluster: NATS client error: %s", text)
 
     async def _on_disconnected(self) -> None:
         if self._closing:  # nats-py calls this on close() too
