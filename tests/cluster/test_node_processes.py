@@ -84,8 +84,8 @@ def test_three_nodes_from_one_seed_list_become_ready_and_mesh(
 
             wait_until(shown, 10, what="/status shows the routes")
         for node in nodes:
-            status, body = node.get("api", "/ready")
-            assert status == 200
+            code, body = node.get("api", "/ready")
+            assert code == 200
             assert json.loads(body)["checks"]["cluster"] is True
     finally:
         for node in nodes:
