@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from caxton.clock import ManualClock
-from caxton.cluster.bus import InMemoryBus, subject_matches
+from caxton.cluster.bus import InMemoryBus, MemberBus, subject_matches
 from caxton.cluster.membership import HEARTBEATS, Heartbeat, MemberChange, Membership
 
 P = 1.0  # probe interval
@@ -208,3 +208,27 @@ async def test_the_ticker_beats_on_its_own_and_stops_on_close() -> None:
 )
 def test_subjects_match_as_nats_matches_them(pattern: str, subject: str, match: bool) -> None:
     assert subject_matches(pattern, subject) is match
+
+
+class _BrokenBus(MemberBus):
+    async def publish(self, subject: str, payload: bytes) -> None:
+        raise ConnectionError("the bus is down")
+
+
+async def test_start_and_leave_clean_up_when_the_bus_fails() -> None:
+    bus, clock = InMemoryBus(), ManualClock()
+    a = member(bus, clock, "a")
+    b = Membership("b", ("b:1", "b:2"), _BrokenBus(bus, "b"), clock=clock, probe_interval=P)
+    await a.start(ticker=False)
+    with pytest.raises(ConnectionError):
+        await b.start(ticker=False)  # a failed start leaves nothing behind
+    await a.tick()
+    assert states(b) == {}
+    assert not b.started
+    b._bus = bus.connect("b")  # the bus is back
+    await b.start(ticker=False)
+    b._bus = _BrokenBus(bus, "b")  # and down again
+    with pytest.raises(ConnectionError, match="the bus is down"):
+        await b.leave()
+    await a.tick()
+    assert states(b) == {}  # b stopped listening all the same

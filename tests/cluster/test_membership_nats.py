@@ -98,3 +98,12 @@ async def test_a_leaving_node_is_left_at_once(cluster: list[Membership]) -> None
 
     await eventually(left_everywhere, within=2)
     assert asyncio.get_running_loop().time() - started < P  # before a single probe interval
+
+
+async def test_unsubscribing_after_the_connection_closed_is_a_no_op(tmp_path: Path) -> None:
+    async with NatsServer(coordination(), tmp_path) as server:
+        client = await nats.connect(**server.endpoint.connect_options())
+        unsubscribe = await NatsBus(client).subscribe("caxton.test", lambda subject, data: None)
+        await client.close()
+        await unsubscribe()
+        await unsubscribe()

@@ -12,9 +12,12 @@ logged and dropped (one bad message must not stop the subscription).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
+
+from nats.errors import ConnectionClosedError
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -154,6 +157,7 @@ class NatsBus:
             nonlocal done
             if not done:
                 done = True
-                await subscription.unsubscribe()
+                with contextlib.suppress(ConnectionClosedError):  # gone with the connection
+                    await subscription.unsubscribe()
 
         return unsubscribe

@@ -156,10 +156,14 @@ class Membership:
         """Listen to the others, announce this node, and (``ticker``) beat every interval."""
         if self.started:
             raise RuntimeError(f"membership of {self.name} already started")
-        self._unsubscribe.append(await self._bus.subscribe(HEARTBEATS, self._on_heartbeat))
-        self._unsubscribe.append(await self._bus.subscribe(REMOVALS, self._on_removal))
+        try:
+            self._unsubscribe.append(await self._bus.subscribe(HEARTBEATS, self._on_heartbeat))
+            self._unsubscribe.append(await self._bus.subscribe(REMOVALS, self._on_removal))
+            await self._beat()
+        except BaseException:
+            await self.aclose()
+            raise
         self.started = True
-        await self._beat()
         if ticker:
             self._tasks.service(self._run(), name=f"membership ticker of {self.name}")
 
@@ -193,10 +197,12 @@ class Membership:
 
     async def leave(self) -> None:
         """Announce ``left`` at once and stop (a graceful shutdown)."""
-        if self.started and self._state == "alive":
-            self._state, self._since = "left", self._clock.wall()
-            await self._beat()
-        await self.aclose()
+        try:
+            if self.started and self._state == "alive":
+                self._state, self._since = "left", self._clock.wall()
+                await self._beat()
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
         """Stop beating and listening, without a word (idempotent; `leave` says goodbye)."""
