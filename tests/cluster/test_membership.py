@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import msgspec
 import pytest
@@ -232,3 +233,22 @@ async def test_start_and_leave_clean_up_when_the_bus_fails() -> None:
         await b.leave()
     await a.tick()
     assert states(b) == {}  # b stopped listening all the same
+
+
+async def test_a_stalled_event_loop_does_not_make_the_peers_suspect() -> None:
+    bus = InMemoryBus()
+    a = Membership("a", ("a:1", "a:2"), bus.connect("a"), probe_interval=0.1)
+    b = Membership("b", ("b:1", "b:2"), bus.connect("b"), probe_interval=0.1)
+    changes: list[MemberChange] = []
+    await b.start(ticker=False)
+    await a.start()
+    await asyncio.sleep(0)  # a's ticker runs up to its first sleep
+    await b.tick()
+    a.add_listener(changes.append)
+    time.sleep(0.6)  # noqa: ASYNC251 -- the stall under test: 6 intervals with nothing read
+    await asyncio.sleep(0.01)  # a's ticker wakes first, late
+    await b.tick()  # then b's heartbeat, which was waiting, is read
+    await a.aclose()
+    assert a.stalls == 1
+    assert changes == []
+    assert states(a) == {"b": "alive"}

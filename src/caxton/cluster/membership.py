@@ -16,6 +16,8 @@ good and tells the others (`REMOVALS`): every member that also sees that incarna
 left forgets it and ignores its heartbeats from then on (a member that still hears it keeps
 it); a restarted node (a newer incarnation) is welcome again.
 
+A ticker that wakes more than P late (the event loop was stalled) does not check its peers
+at that tick, whose heartbeats are still unread: a busy node does not suspect the others.
 Time comes from the injected `Clock`; the ticker is a service of the member's `TaskSet`, and
 tests call `Membership.tick` themselves instead (``start(ticker=False)``).
 """
@@ -126,9 +128,8 @@ class Membership:
         self._state: Literal["alive", "left"] = "alive"
         self._since = clock.wall()
         self.started = False
-        #: Heartbeats published and heard (for the metrics).
-        self.sent = 0
-        self.received = 0
+        #: Heartbeats published and heard, ticks late by more than an interval (for metrics).
+        self.sent = self.received = self.stalls = 0
 
     def members(self) -> list[Member]:
         """Every member known, this one included, by name."""
@@ -171,16 +172,24 @@ class Membership:
         loop = asyncio.get_running_loop()
         due = loop.time()
         while True:  # on a fixed cadence: the time a tick takes does not delay the next one
-            due = max(due + self.probe_interval, loop.time())
-            await asyncio.sleep(due - loop.time())
+            due += self.probe_interval
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            late = loop.time() - due
+            if late > self.probe_interval:  # the heartbeats that came meanwhile are unread yet
+                self.stalls += 1
+                due = loop.time()  # the next check one whole interval from now
+                _log.warning(
+                    "event loop stalled %.2f s: %s checks its peers next tick", late, self.name
+                )
             try:
-                await self.tick()
+                await self.tick(check=late <= self.probe_interval)
             except Exception:  # a bus hiccup must not end the heartbeat
                 _log.exception("heartbeat of %s failed", self.name)
 
-    async def tick(self) -> None:
-        """One probe interval: check the peers, then publish this node's heartbeat."""
-        self.check()
+    async def tick(self, *, check: bool = True) -> None:
+        """One probe interval: check the peers (`check`), then publish this node's heartbeat."""
+        if check:
+            self.check()
         await self._beat()
 
     def check(self) -> None:
