@@ -133,15 +133,7 @@ class Membership:
 
     def members(self) -> list[Member]:
         """Every member known, this one included, by name."""
-        me = Member(
-            self.name,
-            self.api,
-            self.cluster,
-            self._state,
-            self._agents(),
-            self.incarnation,
-            self._since,
-        )
+        me = Member(**msgspec.structs.asdict(self._heartbeat()), since=self._since)
         return sorted([me, *self._peers.values()], key=lambda member: member.name)
 
     def get(self, name: str) -> Member | None:
@@ -232,11 +224,12 @@ class Membership:
         await self._bus.publish(REMOVALS, _encode(Removal(name, peer.incarnation)))
         return peer
 
+    def _heartbeat(self) -> Heartbeat:
+        agents = self._agents()
+        return Heartbeat(self.name, self.incarnation, self._state, self.api, self.cluster, agents)
+
     async def _beat(self) -> None:
-        beat = Heartbeat(
-            self.name, self.incarnation, self._state, self.api, self.cluster, self._agents()
-        )
-        await self._bus.publish(HEARTBEATS, _encode(beat))
+        await self._bus.publish(HEARTBEATS, _encode(self._heartbeat()))
         self.sent += 1
 
     def _on_heartbeat(self, subject: str, payload: bytes) -> None:
@@ -261,28 +254,13 @@ class Membership:
         if peer is not None and peer.state == "left" and not restarted:
             return  # left is left until a new incarnation
         now, state = self._clock.monotonic(), beat.state
+        known = msgspec.structs.asdict(beat) | {"heard": now}
         if peer is None:
-            peer = Member(
-                beat.name,
-                beat.api,
-                beat.cluster,
-                state,
-                beat.agents,
-                beat.incarnation,
-                self._clock.wall(),
-                now,
-            )
+            peer = Member(**known, since=self._clock.wall())
             self._peers[beat.name] = peer
             self._notify(MemberChange(peer, None, state))
             return
-        updated = replace(
-            peer,
-            api=beat.api,
-            cluster=beat.cluster,
-            agents=beat.agents,
-            incarnation=beat.incarnation,
-            heard=now,
-        )
+        updated = replace(peer, **(known | {"state": peer.state}))
         self._peers[beat.name] = updated
         if updated.state != state or restarted:
             self._set(updated, state)
