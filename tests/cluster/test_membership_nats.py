@@ -45,6 +45,8 @@ async def cluster(tmp_path: Path) -> AsyncIterator[list[Membership]]:
         for membership in memberships:
             await membership.start()
         yield memberships
+        for membership in memberships:  # those a test put in place too
+            await membership.aclose()
 
 
 def view(membership: Membership) -> dict[str, str]:
@@ -83,6 +85,21 @@ async def test_three_nodes_see_each_other_and_a_silent_one_is_dead_within_the_bo
     assert all(delay <= BOUND for delay in delays.values()), delays
     assert all(delay > DEAD_AFTER * P - P for delay in delays.values()), delays  # not early
     assert view(cluster[0])["node1"] == "alive"
+
+    gone = cluster[2]
+    restarted = Membership(
+        "node2",
+        (gone.api, gone.cluster),
+        gone._bus,
+        probe_interval=P,
+        incarnation=gone.incarnation + 1,
+    )
+    cluster[2] = restarted  # the fixture closes it
+    await restarted.start()
+    await eventually(all_alive, within=BOUND)
+    again = cluster[1].get("node2")
+    assert again is not None
+    assert again.incarnation == gone.incarnation + 1
 
 
 async def test_a_leaving_node_is_left_at_once(cluster: list[Membership]) -> None:
