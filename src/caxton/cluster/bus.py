@@ -1,4 +1,4 @@
-"""`Bus`: what the cluster needs of NATS (publish, subscribe), and two implementations.
+"""`Bus`: what the cluster needs of NATS (publish, subscribe, request), two implementations.
 
 `NatsBus` is the real one, over a nats-py connection to the node's own nats-server.
 `InMemoryBus` carries messages between several members in one process, synchronously, for
@@ -7,28 +7,52 @@ tests that run in virtual time: `InMemoryBus.connect` gives each member its own 
 `InMemoryBus.heal`. Like core NATS, a bus is at-most-once: a message nobody can hear is gone.
 
 A handler is a plain function of (subject, payload): it must not block, and what it raises is
-logged and dropped (one bad message must not stop the subscription).
+logged and dropped (one bad message must not stop the subscription). A responder (`Bus.serve`)
+is a coroutine that returns the reply; if it raises, the error is logged and no reply is sent,
+so the requester times out. `Bus.request` raises `NoResponders` when nobody serves the subject,
+and `TimeoutError` when no reply came in time (in memory: at once, when the only responders
+are on the other side of a partition or failed).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from nats.errors import ConnectionClosedError
+from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
 
-__all__ = ["Bus", "Handler", "InMemoryBus", "NatsBus", "Unsubscribe", "subject_matches"]
+T = TypeVar("T")
+
+__all__ = [
+    "Bus",
+    "Handler",
+    "InMemoryBus",
+    "NatsBus",
+    "NoResponders",
+    "Responder",
+    "Unsubscribe",
+    "subject_matches",
+]
 
 _log = logging.getLogger("caxton.cluster.bus")
 
 #: Called with (subject, payload) for each message of a subscription.
 Handler = Callable[[str, bytes], None]
+#: Called with (subject, payload) for each request; returns the reply.
+Responder = Callable[[str, bytes], Awaitable[bytes]]
+
+
+class NoResponders(LookupError):
+    """Nobody serves the subject of a request."""
 
 
 class Unsubscribe(Protocol):
@@ -46,6 +70,14 @@ class Bus(Protocol):
 
     async def subscribe(self, subject: str, handler: Handler) -> Unsubscribe:
         """Call `handler` for each message on `subject` (NATS wildcards ``*``, ``>``)."""
+        ...
+
+    async def serve(self, subject: str, responder: Responder) -> Unsubscribe:
+        """Answer each request on `subject` with what `responder` returns."""
+        ...
+
+    async def request(self, subject: str, payload: bytes, within: float) -> bytes:
+        """The first reply within `within` seconds (or `NoResponders`, `TimeoutError`)."""
         ...
 
 
@@ -72,6 +104,7 @@ class InMemoryBus:
 
     def __init__(self) -> None:
         self._subscriptions: list[tuple[str, str, Handler]] = []  # (member, pattern, handler)
+        self._responders: list[tuple[str, str, Responder]] = []
         self._groups: dict[str, int] = {}
         #: Messages delivered to a handler, and messages that nobody could hear.
         self.delivered = 0
@@ -113,14 +146,34 @@ class InMemoryBus:
             self.dropped += 1
 
     def _subscribe(self, member: str, pattern: str, handler: Handler) -> Unsubscribe:
-        entry = (member, pattern, handler)
-        self._subscriptions.append(entry)
+        return _entry(self._subscriptions, (member, pattern, handler))
 
-        async def unsubscribe() -> None:
-            if entry in self._subscriptions:
-                self._subscriptions.remove(entry)
+    def _serve(self, member: str, pattern: str, responder: Responder) -> Unsubscribe:
+        return _entry(self._responders, (member, pattern, responder))
 
-        return unsubscribe
+    async def _request(self, sender: str, subject: str, payload: bytes, within: float) -> bytes:
+        serving = [entry for entry in self._responders if subject_matches(entry[1], subject)]
+        if not serving:
+            raise NoResponders(subject)
+        for member, _, responder in serving:
+            if self.can_hear(member, sender):
+                try:
+                    return await asyncio.wait_for(responder(subject, payload), within)
+                except TimeoutError:
+                    raise
+                except Exception:
+                    _log.exception("a responder for %s failed", subject)
+        raise TimeoutError(f"no reply on {subject}")
+
+
+def _entry(entries: list[tuple[str, str, T]], entry: tuple[str, str, T]) -> Unsubscribe:
+    entries.append(entry)
+
+    async def unsubscribe() -> None:
+        if entry in entries:
+            entries.remove(entry)
+
+    return unsubscribe
 
 
 class MemberBus:
@@ -136,6 +189,12 @@ class MemberBus:
     async def subscribe(self, subject: str, handler: Handler) -> Unsubscribe:
         return self._bus._subscribe(self.member, subject, handler)
 
+    async def serve(self, subject: str, responder: Responder) -> Unsubscribe:
+        return self._bus._serve(self.member, subject, responder)
+
+    async def request(self, subject: str, payload: bytes, within: float) -> bytes:
+        return await self._bus._request(self.member, subject, payload, within)
+
 
 class NatsBus:
     """A `Bus` over a nats-py connection (which its owner connects and closes)."""
@@ -150,14 +209,37 @@ class NatsBus:
         async def callback(message: Msg) -> None:
             _deliver(handler, message.subject, message.data)
 
-        subscription = await self._client.subscribe(subject, cb=callback)
-        done = False
+        return _closer(await self._client.subscribe(subject, cb=callback))
 
-        async def unsubscribe() -> None:
-            nonlocal done
-            if not done:
-                done = True
-                with contextlib.suppress(ConnectionClosedError):  # gone with the connection
-                    await subscription.unsubscribe()
+    async def serve(self, subject: str, responder: Responder) -> Unsubscribe:
+        async def callback(message: Msg) -> None:
+            try:
+                reply = await responder(message.subject, message.data)
+            except Exception:  # no reply: the requester times out
+                _log.exception("a responder for %s failed", message.subject)
+                return
+            await message.respond(reply)
 
-        return unsubscribe
+        return _closer(await self._client.subscribe(subject, cb=callback))
+
+    async def request(self, subject: str, payload: bytes, within: float) -> bytes:
+        try:
+            reply = await self._client.request(subject, payload, timeout=within)
+        except NoRespondersError as error:
+            raise NoResponders(subject) from error
+        except NatsTimeoutError as error:
+            raise TimeoutError(f"no reply on {subject} within {within} s") from error
+        return reply.data
+
+
+def _closer(subscription: Subscription) -> Unsubscribe:
+    done = False
+
+    async def unsubscribe() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            with contextlib.suppress(ConnectionClosedError):  # gone with the connection
+                await subscription.unsubscribe()
+
+    return unsubscribe
