@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -38,7 +39,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[list[Membership]]:
                 (f"127.0.0.1:{8080 + index}", f"127.0.0.1:{port}"),
                 NatsBus(client),
                 probe_interval=P,
-                agents=lambda index=index: index * 10,
+                agents=functools.partial(int, index * 10),
             )
             stack.push_async_callback(membership.aclose)
             memberships.append(membership)
