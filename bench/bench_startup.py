@@ -3,7 +3,10 @@
 Runs `caxton serve` N times in a fresh temporary directory (so the state file is created each
 time, the embedded default's layout), on free loopback ports, and prints JSON:
 
-    python bench/bench_startup.py [--runs 5]
+    python bench/bench_startup.py [--runs 5] [--cluster]
+
+``--cluster`` turns ``cluster_enabled`` on (a one-node cluster: the node also starts its
+nats-server child and connects to it before it is ready).
 
 Targets: startup to /health 200 under 1 s; idle RSS under 80 MB.
 """
@@ -38,15 +41,18 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-def one_run() -> tuple[float, float, int]:
+def one_run(*, cluster: bool = False) -> tuple[float, float, int]:
     """(seconds to /health 200, seconds to /ready 200, idle RSS bytes) of one fresh node."""
     with tempfile.TemporaryDirectory() as tmp:
         api, metrics, admin = _free_port(), _free_port(), _free_port()
         cfg = Path(tmp) / "caxton.toml"
+        cluster_keys = (
+            f'cluster_enabled = true\nbind_addr = "127.0.0.1:{_free_port()}"\n' if cluster else ""
+        )
         cfg.write_text(
             f'[networking]\nbind_address = "127.0.0.1:{api}"\n'
             f'metrics_address = "127.0.0.1:{metrics}"\nadmin_address = "127.0.0.1:{admin}"\n'
-            f'[coordination]\nlocal_state_path = "{tmp}/caxton-data/local.db"\n'
+            f'[coordination]\nlocal_state_path = "{tmp}/caxton-data/local.db"\n{cluster_keys}'
         )
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -85,8 +91,9 @@ def one_run() -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--cluster", action="store_true", help="with cluster_enabled = true")
     args = parser.parse_args()
-    results = [one_run() for _ in range(args.runs)]
+    results = [one_run(cluster=args.cluster) for _ in range(args.runs)]
     health = [r[0] for r in results]
     ready = [r[1] for r in results]
     rss = [r[2] for r in results]
@@ -95,6 +102,7 @@ def main() -> None:
             {
                 "benchmark": "startup",
                 "runs": args.runs,
+                "cluster_enabled": args.cluster,
                 "startup_to_health_s": {"median": statistics.median(health), "max": max(health)},
                 "startup_to_ready_s": {"median": statistics.median(ready), "max": max(ready)},
                 "idle_rss_mb": {"median": statistics.median(rss) / 2**20, "max": max(rss) / 2**20},

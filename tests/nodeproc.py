@@ -23,11 +23,17 @@ def free_port() -> int:
 
 
 def write_config(
-    directory: Path, extra: str = "", *, networking: str = "", log_level: str = "debug"
+    directory: Path,
+    extra: str = "",
+    *,
+    networking: str = "",
+    coordination: str = "",
+    log_level: str = "debug",
 ) -> Path:
     """A config file with fresh loopback ports and state under `directory`.
 
-    ``extra`` is appended (whole sections); ``networking`` is added to ``[networking]``.
+    ``extra`` is appended (whole sections); ``networking`` is added to ``[networking]``,
+    ``coordination`` to ``[coordination]``.
     """
     ports = {name: free_port() for name in ("api", "metrics", "admin")}
     text = f"""
@@ -39,6 +45,7 @@ admin_address = "127.0.0.1:{ports["admin"]}"
 
 [coordination]
 local_state_path = "{directory / "data" / "local.db"}"
+{coordination}
 
 [observability]
 log_level = "{log_level}"

@@ -13,6 +13,10 @@ it. Messages agents send to names that are neither local agents nor known API
 clients go to `Node.on_external_message` when it is set (the ``forward`` hook of messaging,
 where the cluster will plug in), else they are dead-lettered.
 
+With ``[coordination] cluster_enabled`` the node also holds a `ClusterLink` (``node.cluster``:
+its nats-server child and NATS client), started right after the state store and closed right
+before it; without it, nothing of the cluster is imported. ``/ready`` waits for it to join.
+
 Lifecycle: ``UNSTARTED -> STARTING -> RUNNING -> DRAINING -> CLOSED``. `start()` may be called
 once; `aclose()` is idempotent and always releases the state file, even if starting failed half
 way.
@@ -34,6 +38,7 @@ from caxton.storage import Storage
 
 if TYPE_CHECKING:
     from caxton.agents import AgentService
+    from caxton.cluster.link import ClusterLink
     from caxton.messaging import Messaging
     from caxton.runtime import Engine, Runtime
 
@@ -64,15 +69,20 @@ class Readiness:
     reasons: dict[str, str] = field(default_factory=dict)
     #: The same with paths and what to do, for the operator (the admin listener's ``/status``).
     details: dict[str, str] = field(default_factory=dict)
+    #: Whether the node has joined its cluster; None without ``cluster_enabled`` (no check).
+    cluster: bool | None = None
 
     @property
     def ready(self) -> bool:
         """True when the node accepts work."""
-        return self.storage and self.started and self.runtime
+        return self.storage and self.started and self.runtime and self.cluster is not False
 
     def as_dict(self) -> dict[str, bool]:
         """The checks as a JSON-ready mapping."""
-        return {"storage": self.storage, "runtime": self.runtime, "started": self.started}
+        checks = {"storage": self.storage, "runtime": self.runtime, "started": self.started}
+        if self.cluster is not None:
+            checks["cluster"] = self.cluster
+        return checks
 
 
 class Node:
@@ -91,6 +101,7 @@ class Node:
         self._engine: Engine | None = None
         self._runtime: Runtime | None = None
         self._agents: AgentService | None = None
+        self._cluster: ClusterLink | None = None
 
     @property
     def storage(self) -> Storage:
@@ -98,6 +109,11 @@ class Node:
         if self._storage is None:
             raise Error("the node is not started")
         return self._storage
+
+    @property
+    def cluster(self) -> ClusterLink | None:
+        """The cluster link once started (None without ``cluster_enabled``)."""
+        return self._cluster
 
     @property
     def engine(self) -> Engine:
@@ -161,6 +177,11 @@ class Node:
             storage = self._storage = await Storage.open(
                 coordination.local_state_path, journal_mode=coordination.journal_mode
             )
+            if coordination.cluster_enabled:
+                from caxton.cluster.link import ClusterLink
+
+                self._cluster = ClusterLink(coordination)
+                await self._cluster.start()
             engine = self._engine = Engine(
                 self.config.runtime, cache_dir=coordination.data_dir / "module-cache"
             )
@@ -222,12 +243,22 @@ class Node:
         storage = self._storage
         problem = None if storage is None else storage.problem
         summary = None if storage is None else storage.problem_summary
+        reasons = {} if problem is None else {"storage": summary or "cannot write"}
+        details = {} if problem is None else {"storage": problem}
+        cluster: bool | None = None
+        if self.config.coordination.cluster_enabled:
+            link = self._cluster
+            why = "not started" if link is None else link.not_joined()
+            cluster = why is None
+            if why is not None:
+                reasons["cluster"] = details["cluster"] = f"not joined: {why}"
         return Readiness(
             storage=storage is not None and running and problem is None,
             started=running,
             runtime=self._runtime is not None and running,
-            reasons={} if problem is None else {"storage": summary or "cannot write"},
-            details={} if problem is None else {"storage": problem},
+            reasons=reasons,
+            details=details,
+            cluster=cluster,
         )
 
     def begin_drain(self) -> None:
@@ -249,6 +280,7 @@ class Node:
         runtime, self._runtime = self._runtime, None
         engine, self._engine = self._engine, None
         storage, self._storage = self._storage, None
+        cluster, self._cluster = self._cluster, None
         try:
             if runtime is not None:
                 budget = self.config.runtime.agent_shutdown_timeout + 1.0
@@ -264,6 +296,11 @@ class Node:
             if engine is not None:
                 engine.close()
         finally:
+            try:
+                if cluster is not None:  # its client, then its nats-server child
+                    await cluster.aclose()
+            except Exception:
+                log.exception("closing the cluster link failed")
             try:
                 if storage is not None:
                     await storage.aclose()

@@ -151,11 +151,6 @@ class Server:
     async def start(self) -> None:
         """Bind every listener, then start the node. Raises on any failure, leaving nothing open."""
         check_listen_policy(self.config)
-        if self.config.coordination.cluster_enabled:
-            log.warning(
-                "coordination.cluster_enabled = true, but clustering is not available in this "
-                "version yet: this node runs on its own (the cluster keys are validated only)"
-            )
         net = self.config.networking
         api_app = create_app(
             self.node,

@@ -6,6 +6,8 @@ Operators reach it on ``admin_address`` (127.0.0.1:8081 by default). Secrets are
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from caxton.api.browser import browser_guard_middleware, with_browser_responses
@@ -28,18 +30,20 @@ async def show_config(request: web.Request) -> web.Response:
 
 
 async def node_status(request: web.Request) -> web.Response:
-    """The node's state and readiness checks."""
+    """The node's state and readiness checks (and the cluster link, when clustering is on)."""
     node: Node = request.app[NODE]
     readiness = node.readiness()
-    return web.json_response(
-        {
-            "state": node.state.value,
-            "ready": readiness.ready,
-            "checks": readiness.as_dict(),
-            "reasons": readiness.details,  # loopback only: with the state file's path
-            "started_at": node.started_at,
-        }
-    )
+    body: dict[str, Any] = {
+        "state": node.state.value,
+        "ready": readiness.ready,
+        "checks": readiness.as_dict(),
+        "reasons": readiness.details,  # loopback only: with the state file's path
+        "started_at": node.started_at,
+    }
+    if node.config.coordination.cluster_enabled:
+        cluster = node.cluster
+        body["cluster"] = None if cluster is None else await cluster.status()
+    return web.json_response(body)
 
 
 def create_admin_app(node: Node) -> web.Application:

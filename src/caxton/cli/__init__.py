@@ -6,9 +6,12 @@ Exit codes a script can trust:
 0     success
 1     the operation failed (the message says why)
 2     bad usage or a configuration error (names the file and the key)
-3     a listener could not bind (port in use, not permitted)
+3     a listener could not bind (port in use, not permitted), the cluster's
+      ``coordination.bind_addr`` included
 4     the state file is in use by a running node
 5     ``message send --wait``: the reply is ``failure`` or ``not_understood`` (it is printed)
+6     ``serve`` with ``cluster_enabled``: the cluster could not start (the nats-server
+      binary, its configuration, or NATS unreachable; the message says which)
 ====  =====================================================================
 """
 

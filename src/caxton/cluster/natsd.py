@@ -33,7 +33,7 @@ from typing import Any
 
 from caxton.cluster import _child, _monitor, natsconf
 from caxton.cluster._child import LOGGER
-from caxton.cluster.binary import binary_hint, find_binary, start_hint
+from caxton.cluster.binary import binary_hint, find_binary, route_port_in_use, start_hint
 from caxton.cluster.identity import node_name
 from caxton.cluster.natsconf import NatsEndpoint
 from caxton.config.schema import CoordinationConfig
@@ -249,9 +249,12 @@ class NatsServer:
         lines = list(self._tail)
         hint = start_hint(lines, self._config)
         shown = "\n  ".join(lines[-8:]) or "(it logged nothing)"
+        details: dict[str, object] = {"binary": str(self.binary), "log": lines}
+        if route_port_in_use(lines):
+            details["in_use"] = "coordination.bind_addr"  # the CLI exits 3, as for a listener
         return ClusterError(
             f"nats-server {self.binary} {what}{hint}; its last lines:\n  {shown}",
-            details={"binary": str(self.binary), "log": lines},
+            details=details,
         )
 
     async def _supervise(self) -> None:

@@ -1,0 +1,205 @@
+"""`ClusterLink`: what a node holds of the cluster: its NATS (own child or ``nats_url``) and client.
+
+::
+
+    link = ClusterLink(config.coordination)
+    await link.start()      # the nats-server child healthy, the client connected
+    ...
+    await link.aclose()     # the client closed first, then the child (SIGTERM)
+
+`Node` makes one only with ``cluster_enabled = true`` and imports this module only then: a
+single node never loads nats-py. `not_joined` is what ``/ready`` reports until the node has
+joined; membership adds its own condition with `add_join_check` (for now: joined = the child
+healthy and the client connected). `status` is the admin listener's ``cluster`` field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nats.aio.client import Client
+
+from caxton.cluster.identity import node_name
+from caxton.cluster.natsconf import NatsEndpoint
+from caxton.cluster.natsd import NatsServer
+from caxton.config.schema import CoordinationConfig, mask_url_password
+from caxton.errors import ClusterError
+
+__all__ = ["ClusterLink"]
+
+log = logging.getLogger("caxton.cluster")
+
+#: Seconds the first connection to this node's NATS may take (attempts included).
+CONNECT_TIMEOUT = 5.0
+#: Seconds between reconnection attempts (forever: the child is restarted by its supervisor).
+RECONNECT_WAIT = 0.2
+#: Seconds during which the same client error is logged only once (reconnecting repeats it).
+ERROR_LOG_INTERVAL = 10.0
+
+
+class ClusterLink:
+    """This node's NATS server (when it runs one) and its client connection."""
+
+    def __init__(self, config: CoordinationConfig) -> None:
+        data_dir = config.data_dir
+        # Making the server reads or makes the node name and finds the binary (both may raise).
+        self.server = None if config.nats_url is not None else NatsServer(config, data_dir)
+        self.name = (
+            self.server.name if self.server is not None else node_name(config.node_name, data_dir)
+        )
+        self._config = config
+        self._client: Client | None = None
+        self._join_checks: list[Callable[[], str | None]] = []
+        self._closing = False
+        self._connecting = False
+        self._last_error: str | None = None
+        self._logged: tuple[str, float] | None = None  # the last error logged, and when
+
+    @property
+    def client(self) -> Client:
+        """The connected NATS client (raises before `start`)."""
+        if self._client is None:
+            raise ClusterError("the cluster link is not started")
+        return self._client
+
+    @property
+    def endpoint(self) -> NatsEndpoint:
+        if self.server is not None:
+            return self.server.endpoint
+        assert self._config.nats_url is not None
+        return NatsEndpoint(self._config.nats_url)
+
+    def add_join_check(self, check: Callable[[], str | None]) -> None:
+        """Add a condition for "joined": `check` returns why not, or None (membership's hook)."""
+        self._join_checks.append(check)
+
+    async def start(self) -> None:
+        """Start the child (unless ``nats_url``) and connect; raises `ClusterError`."""
+        if self.server is not None:
+            await self.server.start()
+        client = Client()
+        self._connecting = True
+        try:
+            # Reconnecting forever also makes the first connect retry forever: bound it here.
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await client.connect(**self._connect_options())
+        except BaseException as exc:
+            self._closing = True
+            await client.close()
+            if self.server is not None:
+                await self.server.aclose()
+            if isinstance(exc, Exception):
+                raise self._connect_error(exc) from exc
+            raise
+        finally:
+            self._connecting = False
+        self._client = client
+        log.info(
+            "cluster: connected to NATS",
+            extra={
+                "node_name": self.name,
+                "nats": mask_url_password(self.endpoint.client_url),
+                "nats_server_pid": None if self.server is None else self.server.pid,
+            },
+        )
+
+    def _connect_options(self) -> dict[str, Any]:
+        return self.endpoint.connect_options() | {
+            "name": self.name,
+            "connect_timeout": 2.0,  # one attempt (nats-py types these as int; floats work)
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": RECONNECT_WAIT,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+        }
+
+    def _connect_error(self, exc: Exception) -> ClusterError:
+        where = mask_url_password(self.endpoint.client_url)
+        why = self._last_error or str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            why = f"not connected within {CONNECT_TIMEOUT:g} s ({why})"
+        fix = (
+            "check [coordination] nats_url and that NATS answers there"
+            if self.server is None
+            else "this node's own nats-server did not accept its client"
+        )
+        return ClusterError(f"cannot connect to NATS at {where}: {why}; {fix}")
+
+    async def aclose(self) -> None:
+        """Close the client, then stop the child. Idempotent."""
+        self._closing = True
+        client, self._client = self._client, None
+        try:
+            if client is not None and not client.is_closed:
+                await client.close()
+        finally:
+            if self.server is not None:
+                await self.server.aclose()
+
+    def not_joined(self) -> str | None:
+        """Why this node has not joined the cluster (None: it has)."""
+        if self.server is not None and not self.server.up:
+            return "the node's nats-server is not running"
+        client = self._client
+        if client is None or not client.is_connected:
+            return "not connected to NATS"
+        for check in self._join_checks:
+            if (reason := check()) is not None:
+                return reason
+        return None
+
+    async def status(self) -> dict[str, Any]:
+        """What an operator wants to see of the cluster (the admin ``/status`` field)."""
+        client = self._client
+        body: dict[str, Any] = {
+            "node_name": self.name,
+            "joined": self.not_joined() is None,
+            "connected": client is not None and client.is_connected,
+            "nats_url": mask_url_password(self.endpoint.client_url),
+        }
+        server = self.server
+        if server is None:
+            return body
+        body |= {
+            "nats_server_pid": server.pid,
+            "monitor_port": server.monitor_port,
+            "restarts": server.restarts,
+            "routes": None,
+        }
+        if server.up:
+            try:
+                routez = await server.monitor("/routez")
+                body["routes"] = int(routez.get("num_routes", len(routez.get("routes", []))))
+                body["peers"] = sorted({route["remote_name"] for route in routez["routes"]})
+            except (OSError, TimeoutError, ValueError, KeyError, TypeError):
+                pass  # the child is restarting: routes stay None
+        return body
+
+    async def _on_error(self, exc: Exception) -> None:
+        text = str(exc) or type(exc).__name__
+        self._last_error = text
+        if self._connecting:
+            return  # the first connect reports its own error
+        if "permissions violation" in text.lower():
+            log.error("cluster: NATS refused an operation: %s", text)
+            return
+        now = time.monotonic()
+        logged = self._logged
+        if logged is not None and logged[0] == text and now - logged[1] < ERROR_LOG_INTERVAL:
+            return
+        self._logged = (text, now)
+        log.warning("cluster: NATS client error: %s", text)
+
+    async def _on_disconnected(self) -> None:
+        if self._closing:  # nats-py calls this on close() too
+            return
+        log.warning("cluster: disconnected from NATS; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        log.info("cluster: reconnected to NATS")
