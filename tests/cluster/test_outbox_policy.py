@@ -126,12 +126,13 @@ async def test_run_sends_what_is_enqueued_and_stops_on_aclose(tmp_path: Path) ->
     async with await Storage.open(tmp_path / "local.db") as storage:
         forwarder = Forwarder(storage.outbox, remote.send)
         forwarder.start()
-        await storage.outbox.enqueue([("m1", "n1", "a", b"x")])
-        forwarder.wake()
-        for _ in range(200):
-            if await storage.outbox.depth() == 0:
-                break
-            await asyncio.sleep(0.01)
-        await forwarder.aclose()
+        async with asyncio.timeout(10):  # bounded: a hang fails the test instead
+            await storage.outbox.enqueue([("m1", "n1", "a", b"x")])
+            forwarder.wake()
+            for _ in range(200):
+                if await storage.outbox.depth() == 0:
+                    break
+                await asyncio.sleep(0.01)
+            await forwarder.aclose()
         assert await storage.outbox.depth() == 0
         assert len(remote.committed["a"]) == 1
