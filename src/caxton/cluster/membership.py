@@ -1,4 +1,4 @@
-"""`Membership`: who is in the cluster, from heartbeats on the bus (DESIGN.md section 6).
+"""`Membership`: who is in the cluster, from heartbeats on the bus.
 
 Every member publishes a heartbeat on `HEARTBEATS` every ``probe_interval`` P (its name,
 addresses, agents hosted, incarnation, state) and checks its peers at the same tick. A peer
