@@ -88,6 +88,7 @@ class GroupCommit:
         merged, futures = group
         merged.chunks.extend(batch.chunks)
         merged.pending.extend(batch.pending)
+        merged.outbox.extend(batch.outbox)  # messages for other nodes (storage/outbox.py)
         future: asyncio.Future[None] = loop.create_future()
         futures.append(future)
         return future

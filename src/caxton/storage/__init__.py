@@ -21,6 +21,7 @@ from caxton.storage.agents import (
 from caxton.storage.backup import BackupResult, RestoreResult, backup_database, restore_database
 from caxton.storage.kv import KvRepository
 from caxton.storage.messages import MessagesRepository
+from caxton.storage.outbox import OutboxEntry, OutboxRepository
 from caxton.storage.scheduled import ScheduledRecord, ScheduledRepository
 from caxton.storage.schema import SCHEMA_VERSION, Migration
 from caxton.storage.snapshots import SnapshotsRepository
@@ -36,6 +37,8 @@ __all__ = [
     "KvRepository",
     "MessagesRepository",
     "Migration",
+    "OutboxEntry",
+    "OutboxRepository",
     "Params",
     "RestoreResult",
     "Row",

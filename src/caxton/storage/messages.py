@@ -11,7 +11,8 @@ Three tables (migration 2), written by the messaging layer:
 * ``dead_letters``: messages that could not be delivered or handled, with the reason.
 
 `MessageBatch` is the unit the messaging journal writes: appended history, new pending rows,
-done marks and retractions, applied in that order inside one transaction (one write op).
+done marks, retractions and outbox rows (messages for other nodes), applied in that order
+inside one transaction (one write op).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from caxton.storage._connection import Connection
 from caxton.storage._core import StorageCore
+from caxton.storage.outbox import OutboxRow, enqueue_rows
 
 __all__ = [
     "DeadLetterRecord",
@@ -48,6 +50,9 @@ class MessageBatch:
     #: message_ids of messages retracted after an earlier batch wrote them: every pending
     #: delivery of each is deleted (the sender was told the send failed).
     retracted: list[str] = field(default_factory=list)
+    #: (message_id, target node, receiver, body): messages for agents on other nodes, put in
+    #: the outbox in the same transaction as their history (storage/outbox.py).
+    outbox: list[OutboxRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,8 @@ def write_batch(conn: Connection, batch: MessageBatch, now: float | None = None)
             "DELETE FROM pending_deliveries WHERE message_id = ?",
             [(mid,) for mid in batch.retracted],
         )
+    if batch.outbox:
+        enqueue_rows(conn, batch.outbox, at)
 
 
 def _conversation(

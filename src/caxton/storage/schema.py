@@ -143,12 +143,42 @@ def _messages_schema(conn: Connection) -> None:
     )(conn)
 
 
+def _outbox_schema(conn: Connection) -> None:
+    sql(
+        # Messages for agents on other nodes, until the owning node acknowledges them
+        # (storage/outbox.py). seq is the insertion order and is never reused (AUTOINCREMENT):
+        # an acknowledgement that arrives late cannot delete a newer entry.
+        """CREATE TABLE outbox (
+            seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+            message_id      TEXT NOT NULL,
+            node            TEXT NOT NULL,             -- the node that hosts the receiver
+            receiver        TEXT NOT NULL,
+            body            BLOB NOT NULL,
+            enqueued_at     REAL NOT NULL,             -- unix time, seconds
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL              -- unix time, seconds
+        )""",
+        "CREATE UNIQUE INDEX outbox_by_message ON outbox(message_id, receiver)",
+        "CREATE INDEX outbox_by_next_attempt ON outbox(next_attempt_at)",
+        "CREATE INDEX outbox_by_node ON outbox(node)",
+        # Deliveries committed here from other nodes: a retried one is dropped.
+        """CREATE TABLE received_messages (
+            message_id  TEXT NOT NULL,
+            receiver    TEXT NOT NULL,
+            received_at REAL NOT NULL,                 -- unix time, seconds
+            PRIMARY KEY (message_id, receiver)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX received_messages_by_time ON received_messages(received_at)",
+    )(conn)
+
+
 # WARNING: ONLY APPEND TO THIS LIST. Each entry's number is its position (starting at 1) and is
 # stored in every database as PRAGMA user_version; editing or reordering a published migration
 # leaves existing databases with a schema the code does not expect.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "agents, modules, versions, kv, snapshots, scheduled, meta", _initial_schema),
     Migration(2, "conversation history, pending deliveries, dead letters", _messages_schema),
+    Migration(3, "cross-node outbox and received message ids", _outbox_schema),
 )
 
 #: The schema version this code writes: the number of the last migration.

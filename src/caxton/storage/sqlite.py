@@ -13,6 +13,7 @@ from caxton.storage._core import DEFAULT_READERS, StorageCore
 from caxton.storage.agents import AgentsRepository
 from caxton.storage.kv import KvRepository
 from caxton.storage.messages import MessagesRepository
+from caxton.storage.outbox import OutboxRepository
 from caxton.storage.scheduled import ScheduledRepository
 from caxton.storage.snapshots import SnapshotsRepository
 
@@ -29,7 +30,8 @@ class Storage(StorageCore):
 
     Each repository writes and reads through this store (one writer, one reader pool):
     ``agents`` (records, versions, modules), ``kv``, ``snapshots``, ``scheduled`` (timers)
-    and ``messages`` (history, pending deliveries, dead letters).
+    ``messages`` (history, pending deliveries, dead letters) and ``outbox`` (messages for other
+    nodes until acknowledged, and the ids received from other nodes).
 
     Custom queries go through `write` / `write_nowait` / `write_sync` and `read` /
     `read_sync` with a callable that receives a `Connection`; errors come out as
@@ -45,3 +47,4 @@ class Storage(StorageCore):
         self.snapshots = SnapshotsRepository(self)
         self.scheduled = ScheduledRepository(self)
         self.messages = MessagesRepository(self)
+        self.outbox = OutboxRepository(self)

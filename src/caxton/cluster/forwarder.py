@@ -1,0 +1,150 @@
+"""`Forwarder`: the task that sends the outbox to the owning nodes, by `RetryPolicy`.
+
+One round (`pump`) reads the due entries from the store, asks the policy which to send, and
+starts one request task per target node; each task awaits the injected ``send(node, entries)``
+(which returns the acknowledged ``seq`` values, or raises), writes the outcome back (acknowledged
+entries deleted, the others rescheduled with their attempt counts) and only then frees its node
+and receivers, so no entry is sent twice by one node unless its request failed. A slow or
+unreachable node holds only its own task. `run` repeats rounds when woken (`wake`, after an
+enqueue) or when a node's backoff ends, and at least every `POLL_INTERVAL`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+
+from caxton.clock import SYSTEM_CLOCK, Clock
+from caxton.cluster.outbox import RetryPolicy
+from caxton.storage.outbox import OutboxEntry, OutboxRepository
+
+__all__ = ["POLL_INTERVAL", "ForwardStatistics", "Forwarder", "Send"]
+
+log = logging.getLogger(__name__)
+
+#: ``send(node, entries)``: one request to ``node``; the acknowledged entries' ``seq`` values.
+Send = Callable[[str, Sequence[OutboxEntry]], Awaitable[Collection[int]]]
+
+#: `Forwarder.run` looks at the store at least this often (seconds), woken or not.
+POLL_INTERVAL = 1.0
+#: The most entries one round reads from the store.
+ROUND_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardStatistics:
+    """Counters since start (for the metrics: forwards sent, acknowledged, retried)."""
+
+    requests: int
+    failed_requests: int
+    sent: int
+    acked: int
+    retried: int
+
+
+class Forwarder:
+    """Sends ``storage.outbox`` to other nodes with ``send`` (module docstring)."""
+
+    def __init__(
+        self,
+        outbox: OutboxRepository,
+        send: Send,
+        *,
+        policy: RetryPolicy | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._outbox = outbox
+        self._send = send
+        self.policy = policy or RetryPolicy()
+        self._clock = clock
+        self._requests: dict[str, asyncio.Task[None]] = {}
+        self._wakeup = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._requests_total = self._failed = self._sent = self._acked = self._retried = 0
+
+    def statistics(self) -> ForwardStatistics:
+        return ForwardStatistics(
+            self._requests_total, self._failed, self._sent, self._acked, self._retried
+        )
+
+    @property
+    def in_flight(self) -> dict[str, asyncio.Task[None]]:
+        """The request task of each node with a request in flight (a copy)."""
+        return dict(self._requests)
+
+    def wake(self) -> None:
+        """Something was enqueued (or a node came back): run a round soon."""
+        self._wakeup.set()
+
+    async def pump(self) -> int:
+        """One round: start the requests the policy allows now; return how many started."""
+        now = self._clock.wall()
+        due = await self._outbox.due(now, ROUND_LIMIT)
+        plan = self.policy.plan(due, now)
+        for node, entries in plan.items():
+            task = asyncio.create_task(self._request(node, entries), name=f"forward to {node}")
+            self._requests[node] = task
+        return len(plan)
+
+    async def _request(self, node: str, entries: list[OutboxEntry]) -> None:
+        self._requests_total += 1
+        self._sent += len(entries)
+        try:
+            try:
+                acked: Collection[int] = set(await self._send(node, entries))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the transport's failure: retry after the backoff
+                log.debug("forward to %s failed: %s", node, exc)
+                self._failed += 1
+                acked = ()
+            outcome = self.policy.outcome(node, entries, acked, self._clock.wall())
+            if outcome.acked:
+                self._acked += await self._outbox.ack(outcome.acked)
+            if outcome.retry and outcome.next_at is not None:
+                self._retried += len(outcome.retry)
+                by_attempts: dict[int, list[int]] = {}
+                for seq, attempts in outcome.retry:
+                    by_attempts.setdefault(attempts, []).append(seq)
+                for attempts, seqs in by_attempts.items():
+                    await self._outbox.reschedule(seqs, outcome.next_at, attempts)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the store failed: the entries stay and are sent again
+            log.exception("writing back a forward to %s failed", node)
+        finally:
+            self.policy.release(node, entries)
+            self._requests.pop(node, None)
+            self._wakeup.set()
+
+    async def run(self) -> None:
+        """Rounds until cancelled (see the module docstring); `start` runs this as a task."""
+        while True:
+            self._wakeup.clear()
+            try:
+                await self.pump()
+            except Exception:  # the store is failing: try again at the next poll
+                log.exception("reading the outbox failed")
+            now = self._clock.wall()
+            wakeup = self.policy.next_wakeup(now)
+            timeout = POLL_INTERVAL if wakeup is None else min(POLL_INTERVAL, wakeup - now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), max(0.0, timeout))
+
+    def start(self) -> None:
+        """Run `run` as a task owned by this forwarder (stopped by `aclose`)."""
+        if self._runner is None:
+            self._runner = asyncio.create_task(self.run(), name="outbox forwarder")
+
+    async def aclose(self) -> None:
+        """Stop the rounds and the requests in flight; what was not acknowledged stays."""
+        tasks = [*self._requests.values()]
+        if self._runner is not None:
+            tasks.append(self._runner)
+            self._runner = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
