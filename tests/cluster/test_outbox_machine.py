@@ -15,9 +15,9 @@ import asyncio
 import random
 import shutil
 import tempfile
-from collections.abc import Collection, Coroutine, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -58,8 +58,8 @@ class OutboxMachine(RuleBasedStateMachine):
         self.seen: set[str] = set()
         self.committed: dict[str, list[int]] = {r: [] for r in RECEIVERS}
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
+    def run(self, work: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(work)
 
     async def send(self, node: str, entries: Sequence[OutboxEntry]) -> Collection[int]:
         future: asyncio.Future[Collection[int]] = self.loop.create_future()

@@ -1,6 +1,6 @@
 """Sending the outbox to other nodes: the retry policy and the pump that applies it.
 
-Cross-node delivery is at least once (DESIGN.md section 6): a message for an agent on another
+Cross-node delivery is at least once: a message for an agent on another
 node waits in the sender's SQLite outbox (`caxton.storage.outbox`) until the owning node has
 committed it and acknowledged; the receiver drops duplicates. This module decides what to send
 and when, and knows nothing of the network: the transport is an injected ``send(node, entries)``
