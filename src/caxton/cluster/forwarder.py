@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster.outbox import RetryPolicy
 from caxton.storage.outbox import OutboxEntry, OutboxRepository
+from caxton.tasks import TaskSet
 
 __all__ = ["POLL_INTERVAL", "ForwardStatistics", "Forwarder", "Send"]
 
@@ -63,6 +64,7 @@ class Forwarder:
         self._requests: dict[str, asyncio.Task[None]] = {}
         self._wakeup = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._tasks = TaskSet("outbox forwarder", log=log)
         self._requests_total = self._failed = self._sent = self._acked = self._retried = 0
 
     def statistics(self) -> ForwardStatistics:
@@ -85,7 +87,7 @@ class Forwarder:
         due = await self._outbox.due(now, ROUND_LIMIT)
         plan = self.policy.plan(due, now)
         for node, entries in plan.items():
-            task = asyncio.create_task(self._request(node, entries), name=f"forward to {node}")
+            task = self._tasks.start(self._request(node, entries), f"forward to {node}")
             self._requests[node] = task
         return len(plan)
 
@@ -137,14 +139,9 @@ class Forwarder:
     def start(self) -> None:
         """Run `run` as a task owned by this forwarder (stopped by `aclose`)."""
         if self._runner is None:
-            self._runner = asyncio.create_task(self.run(), name="outbox forwarder")
+            self._runner = self._tasks.service(self.run(), "outbox forwarder")
 
     async def aclose(self) -> None:
         """Stop the rounds and the requests in flight; what was not acknowledged stays."""
-        tasks = [*self._requests.values()]
-        if self._runner is not None:
-            tasks.append(self._runner)
-            self._runner = None
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._runner = None
+        await self._tasks.aclose()
