@@ -328,6 +328,28 @@ async def test_a_removed_agents_timers_never_fire(tmp_path: Path) -> None:
         assert db.execute("SELECT COUNT(*) FROM scheduled").fetchone() == (0,)
 
 
+async def test_a_large_message_is_written_to_the_history_at_once(tmp_path: Path) -> None:
+    """A worker running an agent that sends itself ~200 KB messages recorded tens of them
+    before its next flush: one history chunk held megabytes (the journal's memory too), and a
+    byte budget below one chunk pruned the whole history. A large message is flushed at once."""
+    async with Stack(tmp_path / "local.db", fast_runtime(execution_timeout=10.0), OPTIONS) as stack:
+        await stack.deploy("big", "wat:bigamp")
+        await stack.messaging.submit({"receiver": "big", "performative": "inform"}, client="t")
+
+        async def flooded() -> bool:
+            return stack.messaging.journal.sent_bytes > 40 * 1024 * 1024
+
+        await eventually(flooded, within=20)
+        await stack.runtime.stop_agent("big")
+
+        def largest(c: Connection) -> int:
+            sql = "SELECT COALESCE(MAX(length(messages)), 0) FROM conversation_chunks"
+            return int(c.fetch_value(sql))
+
+        # ~200 KB messages: a chunk holds one, or two when a flush of the loop came between.
+        assert 0 < await stack.storage.read(largest) <= 3 * 210_000
+
+
 async def test_history_of_large_messages_is_pruned_by_bytes(tmp_path: Path) -> None:
     """An agent sending itself ~200 KB messages grew the database by ~80 MB a second, pruned
     only at max_history messages (1,000,000 of them: ~200 GB)."""

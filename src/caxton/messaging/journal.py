@@ -47,6 +47,7 @@ from concurrent.futures import Future
 from itertools import repeat, starmap
 from typing import Any
 
+from caxton.runtime.delivery import LARGE_MESSAGE
 from caxton.storage.messages import MessageBatch
 from caxton.wire.header import message_id_of
 
@@ -184,7 +185,7 @@ class Journal:
     def sent(self, conversation: str | None, data: bytes, receiver: str | None) -> None:
         """Record one sent message (``receiver``: the local agent it is queued for, if any)."""
         self._append((conversation, data, receiver))
-        if len(self._queue) >= self._flush_at:
+        if len(self._queue) >= self._flush_at or len(data) >= LARGE_MESSAGE:
             self.flush()
 
     def handled(self, receiver: str, data: bytes) -> None:

@@ -23,7 +23,12 @@ import enum
 from collections.abc import Callable, Sized
 from typing import Any, Protocol
 
-__all__ = ["Delivery", "LocalDelivery", "MessageJournal", "Offer", "Origin"]
+__all__ = ["LARGE_MESSAGE", "Delivery", "LocalDelivery", "MessageJournal", "Offer", "Origin"]
+
+#: A sent message of this many bytes or more is flushed as soon as it is recorded, so that a
+#: journal batch (and a history chunk) holds at most one large message beyond ``flush_at``
+#: small ones: memory and chunks stay bounded in bytes, not only in entries.
+LARGE_MESSAGE = 64 * 1024
 
 
 class Offer(enum.IntEnum):
@@ -66,7 +71,8 @@ class MessageJournal(Protocol):
 
         ``record((conversation, data, receiver))`` is `sent` and ``record((receiver, data))``
         is `handled`, minus the size check: the caller flushes when ``len(entries) >=
-        flush_at`` after recording.
+        flush_at`` after recording, or after recording a sent message of `LARGE_MESSAGE`
+        bytes or more.
         """
         ...
 

@@ -40,7 +40,7 @@ from wasmtime import _ffi as ffi
 
 from caxton.errors import InvalidMessage, StorageError
 from caxton.runtime import abi
-from caxton.runtime.delivery import Offer
+from caxton.runtime.delivery import LARGE_MESSAGE, Offer
 from caxton.runtime.sandbox._ffi import HOST_CALLBACK, define_unchecked
 from caxton.runtime.sandbox.logs import MAX_LINE
 from caxton.wire.envelope import Incoming, Stamper
@@ -255,7 +255,9 @@ class CallContext:
                 run_queue.append(target)
             else:
                 self.wake(target)
-        if record is not None and len(self.journal_entries) >= self.flush_at:
+        if record is not None and (
+            len(self.journal_entries) >= self.flush_at or size >= LARGE_MESSAGE
+        ):
             self.journal.flush()  # type: ignore[union-attr]
         return _OK
 
