@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client
 
+from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster.identity import node_name
 from caxton.cluster.natsconf import NatsEndpoint
 from caxton.cluster.natsd import NatsServer
@@ -44,14 +44,17 @@ ERROR_LOG_INTERVAL = 10.0
 class ClusterLink:
     """This node's NATS server (when it runs one) and its client connection."""
 
-    def __init__(self, config: CoordinationConfig) -> None:
+    def __init__(self, config: CoordinationConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
         data_dir = config.data_dir
         # Making the server reads or makes the node name and finds the binary (both may raise).
-        self.server = None if config.nats_url is not None else NatsServer(config, data_dir)
+        self.server = (
+            None if config.nats_url is not None else NatsServer(config, data_dir, clock=clock)
+        )
         self.name = (
             self.server.name if self.server is not None else node_name(config.node_name, data_dir)
         )
         self._config = config
+        self._clock = clock
         self._client: Client | None = None
         self._join_checks: list[Callable[[], str | None]] = []
         self._closing = False
@@ -189,7 +192,7 @@ class ClusterLink:
         if "permissions violation" in text.lower():
             log.error("cluster: NATS refused an operation: %s", text)
             return
-        now = time.monotonic()
+        now = self._clock.monotonic()
         logged = self._logged
         if logged is not None and logged[0] == text and now - logged[1] < ERROR_LOG_INTERVAL:
             return

@@ -24,13 +24,13 @@ import json
 import os
 import secrets
 import signal
-import time
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster import _child, _monitor, natsconf
 from caxton.cluster._child import LOGGER
 from caxton.cluster.binary import binary_hint, find_binary, route_port_in_use, start_hint
@@ -71,10 +71,12 @@ class NatsServer:
         start_timeout: float = 10.0,
         stop_timeout: float = 5.0,
         restart_backoff: tuple[float, float] = (0.1, 5.0),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.name = node_name(config.node_name, data_dir)
         self.binary = find_binary(config.nats_server)
         self._config = config
+        self._clock = clock
         self._dir = data_dir / "nats"
         self._client_port = client_port
         self._monitor_port = monitor_port
@@ -263,11 +265,11 @@ class NatsServer:
         while True:
             process = self._process
             assert process is not None
-            started = time.monotonic()
+            started = self._clock.monotonic()
             code = await process.wait()
             self._up = False
             await self._after_exit(process)
-            if time.monotonic() - started > _STABLE:
+            if self._clock.monotonic() - started > _STABLE:
                 delay = self._backoff[0]
             self.restarts += 1
             LOGGER.warning(
