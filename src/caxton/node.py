@@ -180,7 +180,12 @@ class Node:
             if coordination.cluster_enabled:
                 from caxton.cluster.link import ClusterLink
 
-                self._cluster = ClusterLink(coordination)
+                api = self.config.networking.bind_address
+                self._cluster = ClusterLink(
+                    coordination,
+                    api_address=str(api),
+                    agents=lambda: 0 if self._agents is None else len(self._agents.names()),
+                )
                 await self._cluster.start()
             engine = self._engine = Engine(
                 self.config.runtime, cache_dir=coordination.data_dir / "module-cache"

@@ -13,6 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from caxton.api.app import create_app
 from caxton.config import Config, CoordinationConfig
 from caxton.node import Node
+from tests.nodeproc import free_port
+from tests.support import eventually
 
 from .conftest import alive, coordination
 
@@ -94,3 +96,41 @@ def test_a_single_node_imports_nothing_of_the_cluster(tmp_path: Path) -> None:
         check=True,
     )
     assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+async def test_two_nodes_see_each_other_and_a_stopped_one_left(tmp_path: Path) -> None:
+    port = free_port()
+
+    def node(name: str, listen: int | None) -> Node:
+        keys = coordination(
+            listen,
+            (port,),
+            node_name=name,
+            local_state_path=tmp_path / name / "local.db",
+            probe_interval=0.2,
+        )
+        return Node(Config(coordination=keys))
+
+    one, two = node("one", port), node("two", None)
+    try:
+        await one.start()
+        await two.start()
+        assert one.cluster is not None
+        assert two.cluster is not None
+        first, second = one.cluster.membership, two.cluster.membership
+
+        async def both_alive() -> bool:
+            views = [{m.name: m.state for m in ms.members()} for ms in (first, second)]
+            return all(view == {"one": "alive", "two": "alive"} for view in views)
+
+        await eventually(both_alive, 10, what="each node sees the other alive")
+        await two.aclose()
+
+        async def two_left() -> bool:
+            peer = first.get("two")
+            return peer is not None and peer.state == "left"
+
+        await eventually(two_left, 2, what="a stopped node is left at once")
+    finally:
+        await two.aclose()
+        await one.aclose()

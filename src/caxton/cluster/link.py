@@ -2,15 +2,16 @@
 
 ::
 
-    link = ClusterLink(config.coordination)
-    await link.start()      # the nats-server child healthy, the client connected
+    link = ClusterLink(config.coordination, api_address="10.0.0.1:8080", agents=count)
+    await link.start()      # the child healthy, the client connected, membership beating
+    link.bus, link.membership
     ...
-    await link.aclose()     # the client closed first, then the child (SIGTERM)
+    await link.aclose()     # ``left`` announced, the client closed, then the child (SIGTERM)
 
 `Node` makes one only with ``cluster_enabled = true`` and imports this module only then: a
 single node never loads nats-py. `not_joined` is what ``/ready`` reports until the node has
-joined; membership adds its own condition with `add_join_check` (for now: joined = the child
-healthy and the client connected). `status` is the admin listener's ``cluster`` field.
+joined: the child healthy, the client connected, membership started, and every condition added
+with `add_join_check`. `status` is the admin listener's ``cluster`` field.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from typing import Any
 from nats.aio.client import Client
 
 from caxton.clock import SYSTEM_CLOCK, Clock
+from caxton.cluster.bus import NatsBus
 from caxton.cluster.identity import node_name
+from caxton.cluster.membership import Membership
 from caxton.cluster.natsconf import NatsEndpoint
 from caxton.cluster.natsd import NatsServer
 from caxton.config.schema import CoordinationConfig, mask_url_password
@@ -44,7 +47,16 @@ ERROR_LOG_INTERVAL = 10.0
 class ClusterLink:
     """This node's NATS server (when it runs one) and its client connection."""
 
-    def __init__(self, config: CoordinationConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        config: CoordinationConfig,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        api_address: str = "",
+        agents: Callable[[], int] = lambda: 0,
+    ) -> None:
+        """``api_address``: where peers reach this node's HTTP API (in its heartbeat);
+        ``agents``: how many agents this node hosts now (in its heartbeat)."""
         data_dir = config.data_dir
         # Making the server reads or makes the node name and finds the binary (both may raise).
         self.server = (
@@ -61,6 +73,10 @@ class ClusterLink:
         self._connecting = False
         self._last_error: str | None = None
         self._logged: tuple[str, float] | None = None  # the last error logged, and when
+        self._api_address = api_address
+        self._agents = agents
+        self._bus: NatsBus | None = None
+        self._membership: Membership | None = None
 
     @property
     def client(self) -> Client:
@@ -68,6 +84,20 @@ class ClusterLink:
         if self._client is None:
             raise ClusterError("the cluster link is not started")
         return self._client
+
+    @property
+    def bus(self) -> NatsBus:
+        """The cluster's bus on this node's client (raises before `start`)."""
+        if self._bus is None:
+            raise ClusterError("the cluster link is not started")
+        return self._bus
+
+    @property
+    def membership(self) -> Membership:
+        """This node's membership (raises before `start`)."""
+        if self._membership is None:
+            raise ClusterError("the cluster link is not started")
+        return self._membership
 
     @property
     def endpoint(self) -> NatsEndpoint:
@@ -101,6 +131,20 @@ class ClusterLink:
         finally:
             self._connecting = False
         self._client = client
+        self._bus = bus = NatsBus(client)
+        self._membership = membership = Membership(
+            self.name,
+            (self._api_address, self._cluster_address()),
+            bus,
+            clock=self._clock,
+            probe_interval=self._config.probe_interval,
+            agents=self._agents,
+        )
+        try:
+            await membership.start()
+        except BaseException:
+            await self.aclose()
+            raise
         log.info(
             "cluster: connected to NATS",
             extra={
@@ -109,6 +153,10 @@ class ClusterLink:
                 "nats_server_pid": None if self.server is None else self.server.pid,
             },
         )
+
+    def _cluster_address(self) -> str:
+        advertise = self._config.advertise_addr
+        return str(self._config.bind_addr if advertise == "auto" else advertise)
 
     def _connect_options(self) -> dict[str, Any]:
         return self.endpoint.connect_options() | {
@@ -135,8 +183,14 @@ class ClusterLink:
         return ClusterError(f"cannot connect to NATS at {where}: {why}; {fix}")
 
     async def aclose(self) -> None:
-        """Close the client, then stop the child. Idempotent."""
+        """Announce ``left``, close the client, then stop the child. Idempotent."""
         self._closing = True
+        membership, self._membership = self._membership, None
+        try:
+            if membership is not None:
+                await membership.leave()
+        except Exception as exc:  # NATS is gone: the peers will see this node dead instead
+            log.warning("cluster: could not announce leaving: %s", exc)
         client, self._client = self._client, None
         try:
             if client is not None and not client.is_closed:
@@ -152,6 +206,8 @@ class ClusterLink:
         client = self._client
         if client is None or not client.is_connected:
             return "not connected to NATS"
+        if self._membership is None or not self._membership.started:
+            return "membership not started"
         for check in self._join_checks:
             if (reason := check()) is not None:
                 return reason
