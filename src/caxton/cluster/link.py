@@ -25,6 +25,7 @@ from nats.aio.client import Client
 
 from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster.bus import NatsBus
+from caxton.cluster.directory import Directory, FixedDirectory
 from caxton.cluster.identity import node_name
 from caxton.cluster.membership import Membership
 from caxton.cluster.natsconf import NatsEndpoint
@@ -77,6 +78,9 @@ class ClusterLink:
         self._agents = agents
         self._bus: NatsBus | None = None
         self._membership: Membership | None = None
+        #: Which node hosts which agent: the cluster's registry once it runs (a fixed, empty
+        #: directory until then).
+        self.directory: Directory = FixedDirectory()
 
     @property
     def client(self) -> Client:
