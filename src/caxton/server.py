@@ -191,6 +191,8 @@ class Server:
             self.metrics.register_snapshot_source("agents", self.node.agents.metric_samples)
             self.metrics.register_snapshot_source("messaging", self.node.messaging.metric_samples)
             self.metrics.register_snapshot_source("storage", self.node.storage.metric_samples)
+            if (remote := self.node.cluster_messages) is not None:
+                self.metrics.register_snapshot_source("cluster_messages", remote.metric_samples)
         except BaseException:
             await self.aclose()
             raise

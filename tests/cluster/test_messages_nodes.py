@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
 
 from caxton.agents import DeployRequest
 from caxton.api.app import create_app
@@ -18,6 +19,7 @@ from caxton.cluster.directory import FixedDirectory
 from caxton.cluster.messages import ClusterMessages
 from caxton.config import Config
 from caxton.node import Node
+from caxton.observability.metrics import Metrics, render_metrics
 from caxton.storage.outbox import OutboxEntry
 from tests.nodeproc import free_port
 from tests.support import eventually, example, fast_runtime
@@ -99,6 +101,11 @@ async def test_a_wait_post_to_a_gets_the_reply_of_an_agent_on_b(nodes: Nodes) ->
     await until(lambda: remote.statistics().acknowledged == 2, 5, "both acknowledged")
     assert remote_of(b).statistics().received == 2
     assert await a.storage.outbox.depth() == 0
+    metrics = Metrics.create(CollectorRegistry(), process_metrics=False)
+    metrics.register_snapshot_source("cluster_messages", remote.metric_samples)
+    text = render_metrics(metrics.registry)[0].decode()
+    assert "caxton_cluster_forward_acknowledged_total 2.0" in text
+    assert "caxton_cluster_outbox_depth " in text
 
 
 async def test_ping_on_a_and_pong_on_b_play_many_rounds(nodes: Nodes) -> None:

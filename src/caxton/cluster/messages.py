@@ -26,10 +26,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster import wire
@@ -251,4 +251,71 @@ class ClusterMessages:
             received=0 if inbox is None else inbox.received,
             duplicates=0 if inbox is None else inbox.duplicates,
             remote_clients=len(self.clients),
+        )
+
+    def metric_samples(self) -> Iterator[tuple[str, str, dict[str, str], Any, str]]:
+        """Samples for the metrics' snapshot collector (docs/observability.md)."""
+        stats = self.statistics()
+        yield (
+            "cluster_outbox_depth",
+            "gauge",
+            {},
+            stats.outbox_depth,
+            "Messages for other nodes not acknowledged yet.",
+        )
+        yield (
+            "cluster_outbox_oldest_age_seconds",
+            "gauge",
+            {},
+            stats.outbox_oldest_age,
+            "Age of the oldest message in the outbox.",
+        )
+        yield (
+            "cluster_forward_requests",
+            "counter",
+            {},
+            stats.requests,
+            "Batch requests sent to other nodes.",
+        )
+        yield (
+            "cluster_forward_failed_requests",
+            "counter",
+            {},
+            stats.failed_requests,
+            "Batch requests that failed (no answer, no responder).",
+        )
+        yield (
+            "cluster_forwarded_messages",
+            "counter",
+            {},
+            stats.forwarded,
+            "Messages sent to other nodes (retries included).",
+        )
+        yield (
+            "cluster_forward_acknowledged",
+            "counter",
+            {},
+            stats.acknowledged,
+            "Messages other nodes acknowledged.",
+        )
+        yield (
+            "cluster_forward_retried",
+            "counter",
+            {},
+            stats.retried,
+            "Messages scheduled again after a failed or partial request.",
+        )
+        yield (
+            "cluster_received_messages",
+            "counter",
+            {},
+            stats.received,
+            "Messages from other nodes committed here.",
+        )
+        yield (
+            "cluster_received_duplicates",
+            "counter",
+            {},
+            stats.duplicates,
+            "Messages from other nodes dropped as duplicates.",
         )
