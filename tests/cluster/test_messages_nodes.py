@@ -229,3 +229,64 @@ async def test_replies_to_a_client_on_another_node_reach_its_event_stream(
     reply = next(e for e in seen if e.get("sender") == "echo")
     assert reply["conversation_id"] == accepted.conversation_id
     assert json.dumps(reply["content"]) == '"hi"'
+
+
+async def test_conversations_and_dead_letters_are_gathered_from_every_member(
+    nodes: Nodes,
+) -> None:
+    a, b = nodes("a"), nodes("b")
+    await a.start()
+    await b.start()
+    place({"echo": "b", "ghost": "b"}, a, b)
+    await deploy(b, "echo")
+    assert a.cluster is not None
+
+    async def both_alive() -> bool:
+        assert a.cluster is not None
+        peer = a.cluster.membership.get("b")
+        return peer is not None and peer.state == "alive"
+
+    await eventually(both_alive, 10, what="a sees b alive")
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(a)))
+    await client.start_server()
+    try:
+        message = {"receiver": "echo", "performative": "request", "content": 1}
+        answer = await client.post("/api/v1/messages?wait=5s", json=message)
+        assert answer.status == 200
+        conversation = answer.headers["X-Caxton-Conversation-Id"]
+        answer = await client.get(f"/api/v1/conversations/{conversation}")
+        assert answer.status == 200
+        body = await answer.json()
+        assert [(m["sender"], m["node"]) for m in body["messages"]][1:] == [("echo", "b")]
+        assert body["messages"][0]["node"] == "a"
+        assert body["total"] == 2
+        assert body["missing_nodes"] == []
+
+        # A message for an agent b does not have is dead-lettered on b, listed on a.
+        ghost = {"receiver": "ghost", "performative": "inform", "content": 2}
+        assert (await client.post("/api/v1/messages", json=ghost)).status == 202
+
+        async def listed() -> list[dict[str, Any]] | None:
+            answer = await client.get("/api/v1/dead-letters")
+            letters = (await answer.json())["dead_letters"]
+            return [one for one in letters if one["receiver"] == "ghost"] or None
+
+        [letter] = await eventually(listed, 5, what="b's dead letter listed on a")
+        assert letter["node"] == "b"
+        assert letter["reason"] == "unknown_receiver"
+
+        # A member that does not answer in time is named, and the rest is still served.
+        remote_b = remote_of(b)
+
+        async def silent(payload: bytes) -> bytes:
+            await asyncio.sleep(5)
+            return b""
+
+        remote_b.gather.answer = silent  # type: ignore[method-assign]
+        remote_of(a).gather.timeout = 0.3
+        answer = await client.get(f"/api/v1/conversations/{conversation}")
+        body = await answer.json()
+        assert body["missing_nodes"] == ["b"]
+        assert [m["node"] for m in body["messages"]] == ["a"]
+    finally:
+        await client.close()

@@ -36,7 +36,9 @@ from caxton.cluster import wire
 from caxton.cluster.bus import Bus, Unsubscribe
 from caxton.cluster.directory import Directory
 from caxton.cluster.forwarder import Forwarder
+from caxton.cluster.gather import Gather
 from caxton.cluster.inbox import Inbox, RemoteClients
+from caxton.cluster.membership import Membership
 from caxton.cluster.outbox import RetryPolicy
 from caxton.storage.outbox import OutboxEntry
 from caxton.storage.sqlite import Storage
@@ -65,6 +67,9 @@ class Placement(Protocol):
 
     @property
     def bus(self) -> Bus: ...
+
+    @property
+    def membership(self) -> Membership: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,7 @@ class ClusterMessages:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inbox: Inbox | None = None
+        self._gather: Gather | None = None
         self._unsubscribe: list[Unsubscribe] = []
         self._tasks = TaskSet("cluster messages", log=log)
         self._depth = 0
@@ -156,6 +162,21 @@ class ClusterMessages:
             clients=self.clients,
             committed=self.committed,
         )
+        self._gather = Gather(self.name, lambda: self._link.bus, self._alive_peers, messaging)
+
+    @property
+    def gather(self) -> Gather:
+        """Conversations and dead letters from every member (after `attach`)."""
+        if self._gather is None:
+            raise RuntimeError("attach the messaging layer first")
+        return self._gather
+
+    def _alive_peers(self) -> list[str]:
+        return [
+            member.name
+            for member in self._link.membership.members()
+            if member.state == "alive" and member.name != self.name
+        ]
 
     def start_forwarder(self) -> None:
         """Send the outbox (what a previous run left too) from now on."""
@@ -164,7 +185,7 @@ class ClusterMessages:
         self._tasks.service(self._refresh_loop(), "cluster outbox statistics")
 
     async def open_inbox(self) -> None:
-        """Take batches from other nodes (once the agents are restored)."""
+        """Take batches from other nodes (once the agents are restored), answer queries."""
         if self._inbox is None:
             raise RuntimeError("attach the messaging layer first")
         inbox = self._inbox
@@ -174,6 +195,12 @@ class ClusterMessages:
             return await inbox.receive(payload)
 
         self._unsubscribe.append(await bus.serve(wire.inbox_subject(self.name), respond))
+        gather = self.gather
+
+        async def answer(_: str, payload: bytes) -> bytes:
+            return await gather.answer(payload)
+
+        self._unsubscribe.append(await bus.serve(wire.query_subject(self.name), answer))
 
     async def close_inbox(self) -> None:
         """Stop taking batches (the senders keep them and retry)."""
