@@ -210,6 +210,8 @@ class Node:
                 self.config, storage, runtime=runtime_for, forward=self._external
             )
             runtime = self._runtime = messaging.runtime
+            if self._cluster is not None:  # member changes on the event stream
+                self._cluster.publish_member_events(messaging.publish)
             await messaging.start()
             await runtime.start()
             self._agents = AgentService(

@@ -10,15 +10,18 @@
 
 `Node` makes one only with ``cluster_enabled = true`` and imports this module only then: a
 single node never loads nats-py. `not_joined` is what ``/ready`` reports until the node has
-joined: the child healthy, the client connected, membership started, and every condition added
-with `add_join_check`. `status` is the admin listener's ``cluster`` field.
+joined: the child healthy, the client connected, membership started, its own heartbeat heard
+back through NATS (its subscription works end to end; `start` waits a little for it), and
+every condition added with `add_join_check`. `status` is the admin listener's ``cluster``
+field; `metric_samples` the metrics (`caxton.observability.snapshot` records);
+`publish_member_events` hands every member change to the node's event stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from nats.aio.client import Client
@@ -27,7 +30,13 @@ from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster.bus import NatsBus
 from caxton.cluster.directory import Directory, FixedDirectory
 from caxton.cluster.identity import node_name
-from caxton.cluster.membership import Membership
+from caxton.cluster.membership import (
+    STATES,
+    SUSPECT_AFTER,
+    MemberChange,
+    Membership,
+    member_event,
+)
 from caxton.cluster.natsconf import NatsEndpoint
 from caxton.cluster.natsd import NatsServer
 from caxton.config.schema import CoordinationConfig, mask_url_password
@@ -43,6 +52,8 @@ CONNECT_TIMEOUT = 5.0
 RECONNECT_WAIT = 0.2
 #: Seconds during which the same client error is logged only once (reconnecting repeats it).
 ERROR_LOG_INTERVAL = 10.0
+#: Seconds `start` waits for the node to hear its own first heartbeat.
+HEAR_SELF_WAIT = 2.0
 
 
 class ClusterLink:
@@ -78,6 +89,7 @@ class ClusterLink:
         self._agents = agents
         self._bus: NatsBus | None = None
         self._membership: Membership | None = None
+        self._counted: Membership | None = None  # read by the metrics, also after `aclose`
         #: Which node hosts which agent: the cluster's registry once it runs (a fixed, empty
         #: directory until then).
         self.directory: Directory = FixedDirectory()
@@ -149,6 +161,8 @@ class ClusterLink:
         except BaseException:
             await self.aclose()
             raise
+        self._counted = membership
+        await self._hear_self(membership)
         log.info(
             "cluster: connected to NATS",
             extra={
@@ -157,6 +171,67 @@ class ClusterLink:
                 "nats_server_pid": None if self.server is None else self.server.pid,
             },
         )
+
+    async def _hear_self(self, membership: Membership) -> None:
+        """Wait (bounded) until this node's first heartbeat came back through NATS."""
+        if not await membership.wait_heard_self(HEAR_SELF_WAIT):
+            log.warning(
+                "cluster: %s has not heard its own heartbeat back through NATS within %g s; "
+                "/ready answers 503 until it does",
+                self.name,
+                HEAR_SELF_WAIT,
+            )
+
+    def publish_member_events(self, publish: Callable[[dict[str, Any]], None]) -> None:
+        """Call `publish` with a ``member`` event (`member_event`) on every member change."""
+
+        def on_change(change: MemberChange) -> None:
+            publish(member_event(change, self._clock.wall()))
+
+        self.membership.add_listener(on_change)
+
+    def metric_samples(self) -> Iterator[tuple[str, str, dict[str, str], int, str]]:
+        """Metric records for the observability layer's snapshot collector (plain tuples)."""
+        membership = self._counted
+        members = [] if membership is None else membership.members()
+        for state in STATES:
+            count = sum(1 for member in members if member.state == state)
+            yield (
+                "cluster_members",
+                "gauge",
+                {"state": state},
+                count,
+                "Members of the cluster (this node included) by state, as this node sees them.",
+            )
+        sent, received, stalls = (
+            (0, 0, 0)
+            if membership is None
+            else (membership.sent, membership.received, membership.stalls)
+        )
+        yield ("cluster_heartbeats_sent", "counter", {}, sent, "Heartbeats this node published.")
+        yield (
+            "cluster_heartbeats_received",
+            "counter",
+            {},
+            received,
+            "Heartbeats heard from the other members.",
+        )
+        yield (
+            "cluster_event_loop_stalls",
+            "counter",
+            {},
+            stalls,
+            "Membership ticks more than one probe_interval late (the event loop was stalled);"
+            " peers are not checked at such a tick.",
+        )
+        if self.server is not None:
+            yield (
+                "cluster_nats_server_restarts",
+                "counter",
+                {},
+                self.server.restarts,
+                "Times this node's nats-server child died on its own and was started again.",
+            )
 
     def _cluster_address(self) -> str:
         advertise = self._config.advertise_addr
@@ -210,8 +285,18 @@ class ClusterLink:
         client = self._client
         if client is None or not client.is_connected:
             return "not connected to NATS"
-        if self._membership is None or not self._membership.started:
+        membership = self._membership
+        if membership is None or not membership.started:
             return "membership not started"
+        if not membership.heard_self:
+            return "this node has not heard its own heartbeat back through NATS yet"
+        heard = membership.heard_self_at
+        silence = 0.0 if heard is None else self._clock.monotonic() - heard
+        if silence > SUSPECT_AFTER * membership.probe_interval:
+            return (
+                f"this node has not heard its own heartbeat through NATS for {silence:.1f} s "
+                f"(its subscription is broken)"
+            )
         for check in self._join_checks:
             if (reason := check()) is not None:
                 return reason

@@ -16,6 +16,12 @@ good and tells the others (`REMOVALS`): every member that also sees that incarna
 left forgets it and ignores its heartbeats from then on (a member that still hears it keeps
 it); a restarted node (a newer incarnation) is welcome again.
 
+A member has **heard itself** (`Membership.heard_self`) once its own heartbeat came back
+through the bus: its subscription works end to end (a node counts as joined only then).
+Every state change is logged, one line each (``member NAME joined (alive)``, ``... is
+suspect``, ``dead``, ``left``, ``removed``), and given to the listeners (`member_event`
+turns one into the event of the node's event stream).
+
 A ticker that wakes more than P late (the event loop was stalled) does not check its peers
 at that tick, whose heartbeats are still unread: a busy node does not suspect the others.
 Time comes from the injected `Clock`; the ticker is a service of the member's `TaskSet`, and
@@ -28,15 +34,25 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster.bus import Bus, Unsubscribe
 from caxton.tasks import TaskSet
+from caxton.wire.timestamps import rfc3339
 
-__all__ = ["HEARTBEATS", "REMOVALS", "Heartbeat", "Member", "MemberChange", "Membership"]
+__all__ = [
+    "HEARTBEATS",
+    "REMOVALS",
+    "STATES",
+    "Heartbeat",
+    "Member",
+    "MemberChange",
+    "Membership",
+    "member_event",
+]
 
 _log = logging.getLogger("caxton.cluster.membership")
 
@@ -44,6 +60,8 @@ HEARTBEATS = "caxton.cluster.heartbeat"
 REMOVALS = "caxton.cluster.remove"
 
 State = Literal["alive", "suspect", "dead", "left"]
+#: Every state, in the order a member goes through them.
+STATES: tuple[State, ...] = ("alive", "suspect", "dead", "left")
 #: Heartbeats missed before a peer is suspect, and before it is dead (suspicion timeout: 1 more).
 SUSPECT_AFTER = 3
 DEAD_AFTER = 4
@@ -97,6 +115,21 @@ class MemberChange:
 Listener = Callable[[MemberChange], None]
 
 
+def member_event(change: MemberChange, now: float) -> dict[str, Any]:
+    """The event stream's ``member`` event for `change` (`now`: wall time of the change)."""
+    member = change.member
+    return {
+        "type": "member",
+        "node": member.name,
+        "state": change.current,
+        "previous": change.previous,
+        "api_address": member.api,
+        "cluster_address": member.cluster,
+        "incarnation": member.incarnation,
+        "time": rfc3339(now),
+    }
+
+
 class Membership:
     """This node's heartbeat and its view of the other members."""
 
@@ -128,6 +161,10 @@ class Membership:
         self._state: Literal["alive", "left"] = "alive"
         self._since = clock.wall()
         self.started = False
+        #: Whether this member's own heartbeat came back through the bus (and when, monotonic).
+        self.heard_self = False
+        self.heard_self_at: float | None = None
+        self._heard = asyncio.Event()
         #: Heartbeats published and heard, ticks late by more than an interval (for metrics).
         self.sent = self.received = self.stalls = 0
 
@@ -243,6 +280,8 @@ class Membership:
                 _log.warning(
                     "another node calls itself %s (incarnation %d)", beat.name, beat.incarnation
                 )
+            else:
+                self._heard_self()
             return
         if beat.incarnation <= self._removed.get(beat.name, -1):
             return  # a removed incarnation stays removed
@@ -258,12 +297,34 @@ class Membership:
         if peer is None:
             peer = Member(**known, since=self._clock.wall())
             self._peers[beat.name] = peer
+            _log.info(
+                "member %s joined (%s)",
+                peer.name,
+                state,
+                extra={"member": peer.name, "state": state},
+            )
             self._notify(MemberChange(peer, None, state))
             return
         updated = replace(peer, **(known | {"state": peer.state}))
         self._peers[beat.name] = updated
         if updated.state != state or restarted:
             self._set(updated, state)
+
+    def _heard_self(self) -> None:
+        self.heard_self_at = self._clock.monotonic()
+        if not self.heard_self:
+            self.heard_self = True
+            self._heard.set()
+            _log.info("member %s (this node) hears its own heartbeat: joined", self.name)
+
+    async def wait_heard_self(self, within: float) -> bool:
+        """Wait up to `within` seconds until this member heard its own heartbeat."""
+        try:
+            async with asyncio.timeout(within):
+                await self._heard.wait()
+        except TimeoutError:
+            pass
+        return self.heard_self
 
     def _on_removal(self, subject: str, payload: bytes) -> None:
         try:
@@ -280,7 +341,14 @@ class Membership:
     def _set(self, peer: Member, state: State) -> None:
         changed = replace(peer, state=state, since=self._clock.wall())
         self._peers[peer.name] = changed
-        _log.info("member %s is %s (was %s)", peer.name, state, peer.state)
+        _log.log(
+            logging.WARNING if state in ("suspect", "dead") else logging.INFO,
+            "member %s is %s (was %s)",
+            peer.name,
+            state,
+            peer.state,
+            extra={"member": peer.name, "state": state},
+        )
         self._notify(MemberChange(changed, peer.state, state))
 
     def _forget(self, peer: Member, incarnation: int | None = None) -> None:
@@ -288,7 +356,7 @@ class Membership:
         removed = max(self._removed.get(peer.name, -1), gone)
         self._removed[peer.name] = removed
         del self._peers[peer.name]
-        _log.info("member %s removed", peer.name)
+        _log.info("member %s removed", peer.name, extra={"member": peer.name, "state": "removed"})
         self._notify(MemberChange(peer, peer.state, "removed"))
 
     def _notify(self, change: MemberChange) -> None:
