@@ -185,6 +185,7 @@ class Node:
                     coordination,
                     api_address=str(api),
                     agents=lambda: 0 if self._agents is None else len(self._agents.names()),
+                    networking=self.config.networking,  # route TLS when tls_enabled
                 )
                 await self._cluster.start()
             engine = self._engine = Engine(

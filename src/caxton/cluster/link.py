@@ -37,9 +37,9 @@ from caxton.cluster.membership import (
     Membership,
     member_event,
 )
-from caxton.cluster.natsconf import NatsEndpoint
+from caxton.cluster.natsconf import NatsEndpoint, RouteTls
 from caxton.cluster.natsd import NatsServer
-from caxton.config.schema import CoordinationConfig, mask_url_password
+from caxton.config.schema import CoordinationConfig, NetworkingConfig, mask_url_password
 from caxton.errors import ClusterError
 
 __all__ = ["ClusterLink"]
@@ -66,13 +66,18 @@ class ClusterLink:
         clock: Clock = SYSTEM_CLOCK,
         api_address: str = "",
         agents: Callable[[], int] = lambda: 0,
+        networking: NetworkingConfig | None = None,
     ) -> None:
         """``api_address``: where peers reach this node's HTTP API (in its heartbeat);
-        ``agents``: how many agents this node hosts now (in its heartbeat)."""
+        ``agents``: how many agents this node hosts now (in its heartbeat); ``networking``:
+        its certificates secure the routes when ``tls_enabled``."""
         data_dir = config.data_dir
+        tls = None if networking is None else RouteTls.from_networking(networking)
         # Making the server reads or makes the node name and finds the binary (both may raise).
         self.server = (
-            None if config.nats_url is not None else NatsServer(config, data_dir, clock=clock)
+            None
+            if config.nats_url is not None
+            else NatsServer(config, data_dir, clock=clock, tls=tls)
         )
         self.name = (
             self.server.name if self.server is not None else node_name(config.node_name, data_dir)
