@@ -14,7 +14,7 @@ joined: the child healthy, the client connected, membership started, its own hea
 back through NATS (its subscription works end to end; `start` waits a little for it), and
 every condition added with `add_join_check`. `status` is the admin listener's ``cluster``
 field; `metric_samples` the metrics (`caxton.observability.snapshot` records);
-`publish_member_events` hands every member change to the node's event stream.
+`publish_member_events` hands every member change to the node's event stream (`telemetry`).
 """
 
 from __future__ import annotations
@@ -27,18 +27,14 @@ from typing import Any
 from nats.aio.client import Client
 
 from caxton.clock import SYSTEM_CLOCK, Clock
+from caxton.cluster import telemetry
 from caxton.cluster.bus import NatsBus
 from caxton.cluster.directory import Directory, FixedDirectory
 from caxton.cluster.identity import node_name
-from caxton.cluster.membership import (
-    STATES,
-    SUSPECT_AFTER,
-    MemberChange,
-    Membership,
-    member_event,
-)
+from caxton.cluster.membership import SUSPECT_AFTER, MemberChange, Membership
 from caxton.cluster.natsconf import NatsEndpoint, RouteTls
 from caxton.cluster.natsd import NatsServer
+from caxton.cluster.telemetry import Sample
 from caxton.config.schema import CoordinationConfig, NetworkingConfig, mask_url_password
 from caxton.errors import ClusterError
 
@@ -188,55 +184,16 @@ class ClusterLink:
             )
 
     def publish_member_events(self, publish: Callable[[dict[str, Any]], None]) -> None:
-        """Call `publish` with a ``member`` event (`member_event`) on every member change."""
+        """Call `publish` with a ``member`` event (`telemetry.member_event`) on every change."""
 
         def on_change(change: MemberChange) -> None:
-            publish(member_event(change, self._clock.wall()))
+            publish(telemetry.member_event(change, self._clock.wall()))
 
         self.membership.add_listener(on_change)
 
-    def metric_samples(self) -> Iterator[tuple[str, str, dict[str, str], int, str]]:
-        """Metric records for the observability layer's snapshot collector (plain tuples)."""
-        membership = self._counted
-        members = [] if membership is None else membership.members()
-        for state in STATES:
-            count = sum(1 for member in members if member.state == state)
-            yield (
-                "cluster_members",
-                "gauge",
-                {"state": state},
-                count,
-                "Members of the cluster (this node included) by state, as this node sees them.",
-            )
-        sent, received, stalls = (
-            (0, 0, 0)
-            if membership is None
-            else (membership.sent, membership.received, membership.stalls)
-        )
-        yield ("cluster_heartbeats_sent", "counter", {}, sent, "Heartbeats this node published.")
-        yield (
-            "cluster_heartbeats_received",
-            "counter",
-            {},
-            received,
-            "Heartbeats heard from the other members.",
-        )
-        yield (
-            "cluster_event_loop_stalls",
-            "counter",
-            {},
-            stalls,
-            "Membership ticks more than one probe_interval late (the event loop was stalled);"
-            " peers are not checked at such a tick.",
-        )
-        if self.server is not None:
-            yield (
-                "cluster_nats_server_restarts",
-                "counter",
-                {},
-                self.server.restarts,
-                "Times this node's nats-server child died on its own and was started again.",
-            )
+    def metric_samples(self) -> Iterator[Sample]:
+        """Metric records for the observability layer's snapshot collector (`telemetry`)."""
+        return telemetry.samples(self._counted, self.server)
 
     def _cluster_address(self) -> str:
         advertise = self._config.advertise_addr

@@ -19,8 +19,8 @@ it); a restarted node (a newer incarnation) is welcome again.
 A member has **heard itself** (`Membership.heard_self`) once its own heartbeat came back
 through the bus: its subscription works end to end (a node counts as joined only then).
 Every state change is logged, one line each (``member NAME joined (alive)``, ``... is
-suspect``, ``dead``, ``left``, ``removed``), and given to the listeners (`member_event`
-turns one into the event of the node's event stream).
+suspect``, ``dead``, ``left``, ``removed``), and given to the listeners
+(`caxton.cluster.telemetry` turns one into the event of the node's event stream).
 
 A ticker that wakes more than P late (the event loop was stalled) does not check its peers
 at that tick, whose heartbeats are still unread: a busy node does not suspect the others.
@@ -34,14 +34,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
 from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster.bus import Bus, Unsubscribe
 from caxton.tasks import TaskSet
-from caxton.wire.timestamps import rfc3339
 
 __all__ = [
     "HEARTBEATS",
@@ -51,7 +50,6 @@ __all__ = [
     "Member",
     "MemberChange",
     "Membership",
-    "member_event",
 ]
 
 _log = logging.getLogger("caxton.cluster.membership")
@@ -113,21 +111,6 @@ class MemberChange:
 
 
 Listener = Callable[[MemberChange], None]
-
-
-def member_event(change: MemberChange, now: float) -> dict[str, Any]:
-    """The event stream's ``member`` event for `change` (`now`: wall time of the change)."""
-    member = change.member
-    return {
-        "type": "member",
-        "node": member.name,
-        "state": change.current,
-        "previous": change.previous,
-        "api_address": member.api,
-        "cluster_address": member.cluster,
-        "incarnation": member.incarnation,
-        "time": rfc3339(now),
-    }
 
 
 class Membership:
