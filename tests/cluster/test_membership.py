@@ -252,3 +252,16 @@ async def test_a_stalled_event_loop_does_not_make_the_peers_suspect() -> None:
     assert a.stalls == 1
     assert changes == []
     assert states(a) == {"b": "alive"}
+
+
+async def test_a_member_hears_itself_until_its_subscription_breaks() -> None:
+    bus, clock = InMemoryBus(), ManualClock()
+    a = member(bus, clock, "a")
+    assert not a.heard_self
+    await a.start(ticker=False)  # its first beat comes back at once on this bus
+    assert (a.heard_self, a.unheard) == (True, 0)
+    await a._unsubscribe[0]()  # its heartbeat subscription is gone
+    for _ in range(4):
+        clock.advance(P)
+        await a.tick()
+    assert (a.heard_self, a.unheard) == (True, 4)

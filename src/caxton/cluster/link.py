@@ -252,12 +252,10 @@ class ClusterLink:
             return "membership not started"
         if not membership.heard_self:
             return "this node has not heard its own heartbeat back through NATS yet"
-        heard = membership.heard_self_at
-        silence = 0.0 if heard is None else self._clock.monotonic() - heard
-        if silence > SUSPECT_AFTER * membership.probe_interval:
+        if (unheard := membership.unheard) > SUSPECT_AFTER:
             return (
-                f"this node has not heard its own heartbeat through NATS for {silence:.1f} s "
-                f"(its subscription is broken)"
+                f"this node has not heard its last {unheard} heartbeats back through NATS "
+                "(its subscription is broken)"
             )
         for check in self._join_checks:
             if (reason := check()) is not None:

@@ -17,7 +17,8 @@ left forgets it and ignores its heartbeats from then on (a member that still hea
 it); a restarted node (a newer incarnation) is welcome again.
 
 A member has **heard itself** (`Membership.heard_self`) once its own heartbeat came back
-through the bus: its subscription works end to end (a node counts as joined only then).
+through the bus: its subscription works end to end (a node counts as joined only then, and
+no longer once several of its beats in a row did not come back: `Membership.unheard`).
 Every state change is logged, one line each (``member NAME joined (alive)``, ``... is
 suspect``, ``dead``, ``left``, ``removed``), and given to the listeners
 (`caxton.cluster.telemetry` turns one into the event of the node's event stream).
@@ -146,7 +147,7 @@ class Membership:
         self.started = False
         #: Whether this member's own heartbeat came back through the bus (and when, monotonic).
         self.heard_self = False
-        self.heard_self_at: float | None = None
+        self._sent_when_heard = 0
         self._heard = asyncio.Event()
         #: Heartbeats published and heard, ticks late by more than an interval (for metrics).
         self.sent = self.received = self.stalls = 0
@@ -249,8 +250,12 @@ class Membership:
         return Heartbeat(self.name, self.incarnation, self._state, self.api, self.cluster, agents)
 
     async def _beat(self) -> None:
-        await self._bus.publish(HEARTBEATS, _encode(self._heartbeat()))
-        self.sent += 1
+        self.sent += 1  # before: the beat may come back before publish returns
+        try:
+            await self._bus.publish(HEARTBEATS, _encode(self._heartbeat()))
+        except BaseException:
+            self.sent -= 1
+            raise
 
     def _on_heartbeat(self, subject: str, payload: bytes) -> None:
         try:
@@ -293,8 +298,14 @@ class Membership:
         if updated.state != state or restarted:
             self._set(updated, state)
 
+    @property
+    def unheard(self) -> int:
+        """Own heartbeats published since the last one heard back (a few in flight are normal;
+        more than 3 is a broken subscription, whereas a stalled event loop publishes none)."""
+        return self.sent - self._sent_when_heard
+
     def _heard_self(self) -> None:
-        self.heard_self_at = self._clock.monotonic()
+        self._sent_when_heard = self.sent
         if not self.heard_self:
             self.heard_self = True
             self._heard.set()
