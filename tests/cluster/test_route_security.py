@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 
 from caxton.cluster.link import ClusterLink
-from caxton.config.schema import NetworkingConfig, Secret
+from caxton.cluster.natsconf import RouteTls
+from caxton.cluster.natsd import route_warning
+from caxton.config import Config
+from caxton.config.schema import Address, CoordinationConfig, NetworkingConfig, Secret
+from caxton.node import Node
 from tests.nodeproc import free_port
 from tests.support import eventually
 from tests.tls import Pki, make_pki
@@ -182,3 +186,55 @@ async def test_tls_without_a_ca_warns_at_start(
     pki = make_pki(tmp_path / "pki", routes=True)
     await links("one", free_port(), free_port(), pki=pki)  # type: ignore[misc]
     assert "[networking] tls_ca_path is not set" in caplog.text
+
+
+def test_weak_route_security_is_warned_about() -> None:
+    tls = RouteTls(Path("/etc/caxton/node.pem"), Path("/etc/caxton/node.key"))
+    everywhere = Address("0.0.0.0", 7946)
+    open_routes = route_warning(CoordinationConfig(bind_addr=everywhere), None)
+    assert open_routes is not None
+    assert "the routes on 0.0.0.0:7946 take any node that reaches them" in open_routes
+    secret = Secret("s")
+    assert (
+        route_warning(CoordinationConfig(bind_addr=everywhere, cluster_secret=secret), None) is None
+    )
+    assert route_warning(CoordinationConfig(), None) is None  # loopback: this machine only
+    no_ca = route_warning(CoordinationConfig(bind_addr=everywhere), tls)
+    assert no_ca is not None
+    assert "[networking] tls_ca_path is not set" in no_ca
+    with_ca = RouteTls(tls.cert, tls.key, Path("/etc/caxton/ca.pem"))
+    assert route_warning(CoordinationConfig(bind_addr=everywhere), with_ca) is None
+
+
+async def test_a_node_secures_its_routes_with_its_tls_config(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki", routes=True)
+    networking = NetworkingConfig(
+        tls_enabled=True,
+        tls_cert_path=pki.server_cert,
+        tls_key_path=pki.server_key,
+        tls_ca_path=pki.ca,
+    )
+    port = free_port()
+
+    def node(name: str, listen: int | None) -> Node:
+        keys = coordination(
+            listen,
+            (port,),
+            node_name=name,
+            local_state_path=tmp_path / name / "local.db",
+            probe_interval=P,
+        )
+        return Node(Config(networking=networking, coordination=keys))
+
+    one, two = node("one", port), node("two", None)
+    try:
+        await one.start()
+        await two.start()
+        assert one.cluster is not None
+        assert two.cluster is not None
+        assert one.cluster.server is not None
+        assert one.cluster.server.tls == RouteTls(pki.server_cert, pki.server_key, pki.ca)
+        await meet(one.cluster, two.cluster)
+    finally:
+        await two.aclose()
+        await one.aclose()

@@ -44,7 +44,7 @@ from caxton.config.schema import CoordinationConfig
 from caxton.errors import ClusterError
 from caxton.tasks import TaskSet
 
-__all__ = ["NatsServer", "nats_endpoint"]
+__all__ = ["NatsServer", "nats_endpoint", "route_warning"]
 
 log = logging.getLogger("caxton.cluster")
 
@@ -155,12 +155,8 @@ class NatsServer:
         if self._state is not _State.UNSTARTED:
             raise ClusterError(f"this NatsServer is {self._state.value}; make a new one")
         self._state = _State.RUNNING
-        if self.tls is not None and self.tls.ca is None:
-            log.warning(
-                "cluster: routes use TLS and check the peers' certificates against the system's "
-                "trust store: [networking] tls_ca_path is not set; set it to the CA that signs "
-                "every node's certificate, or nodes with certificates of a private CA cannot join"
-            )
+        if (warning := route_warning(self._config, self.tls)) is not None:
+            log.warning("%s", warning)
         try:
             await self._launch()
         except BaseException:
@@ -329,6 +325,23 @@ class NatsServer:
                     process.kill()
                 await process.wait()
         await self._after_exit(process)
+
+
+def route_warning(config: CoordinationConfig, tls: RouteTls | None) -> str | None:
+    """What is weak in how this node's routes are secured, for one warning at start."""
+    if tls is not None and tls.ca is None:
+        return (
+            "cluster: routes use TLS and check the peers' certificates against the system's "
+            "trust store: [networking] tls_ca_path is not set; set it to the CA that signs "
+            "every node's certificate, or nodes with certificates of a private CA cannot join"
+        )
+    if tls is None and config.cluster_secret is None and not config.bind_addr.is_loopback:
+        return (
+            f"cluster: the routes on {config.bind_addr} take any node that reaches them: neither "
+            "[coordination] cluster_secret nor [networking] tls_enabled is set; set the same "
+            "cluster_secret on every node (and tls_enabled between machines)"
+        )
+    return None
 
 
 @contextlib.asynccontextmanager
