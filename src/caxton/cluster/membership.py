@@ -296,7 +296,7 @@ class Membership:
         updated = replace(peer, **(known | {"state": peer.state}))
         self._peers[beat.name] = updated
         if updated.state != state or restarted:
-            self._set(updated, state)
+            self._set(updated, state, restarted=restarted)
 
     @property
     def unheard(self) -> int:
@@ -332,16 +332,17 @@ class Membership:
         if peer.incarnation <= removal.incarnation and peer.state in ("dead", "left"):
             self._forget(peer, removal.incarnation)
 
-    def _set(self, peer: Member, state: State) -> None:
+    def _set(self, peer: Member, state: State, *, restarted: bool = False) -> None:
         changed = replace(peer, state=state, since=self._clock.wall())
         self._peers[peer.name] = changed
         _log.log(
             logging.WARNING if state in ("suspect", "dead") else logging.INFO,
-            "member %s is %s (was %s)",
+            "member %s %s %s (was %s)",
             peer.name,
+            f"restarted (incarnation {peer.incarnation}) and is" if restarted else "is",
             state,
             peer.state,
-            extra={"member": peer.name, "state": state},
+            extra={"member": peer.name, "state": state, "incarnation": peer.incarnation},
         )
         self._notify(MemberChange(changed, peer.state, state))
 
