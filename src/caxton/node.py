@@ -185,6 +185,7 @@ class Node:
                     coordination,
                     api_address=str(api),
                     agents=lambda: 0 if self._agents is None else len(self._agents.names()),
+                    networking=self.config.networking,  # route TLS when tls_enabled
                 )
                 await self._cluster.start()
             engine = self._engine = Engine(
@@ -210,6 +211,8 @@ class Node:
                 self.config, storage, runtime=runtime_for, forward=self._external
             )
             runtime = self._runtime = messaging.runtime
+            if self._cluster is not None:  # member changes on the event stream
+                self._cluster.publish_member_events(messaging.publish)
             await messaging.start()
             await runtime.start()
             self._agents = AgentService(

@@ -191,6 +191,8 @@ class Server:
             self.metrics.register_snapshot_source("agents", self.node.agents.metric_samples)
             self.metrics.register_snapshot_source("messaging", self.node.messaging.metric_samples)
             self.metrics.register_snapshot_source("storage", self.node.storage.metric_samples)
+            if self.node.cluster is not None:  # only with cluster_enabled
+                self.metrics.register_snapshot_source("cluster", self.node.cluster.metric_samples)
         except BaseException:
             await self.aclose()
             raise

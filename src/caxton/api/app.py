@@ -22,6 +22,7 @@ from caxton.api.browser import (
     browser_guard_middleware,
     with_browser_responses,
 )
+from caxton.api.cluster import cluster_routes
 from caxton.api.debug import debug_routes
 from caxton.api.errors import error_middleware
 from caxton.api.events import event_routes, setup_event_streams
@@ -121,6 +122,7 @@ def create_app(
             *debug_routes(),
             *message_routes(),
             *event_routes(),
+            *cluster_routes(),
         ]
     )
     app[BODY_TYPES] = body_types(routes)

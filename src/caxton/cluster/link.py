@@ -10,27 +10,32 @@
 
 `Node` makes one only with ``cluster_enabled = true`` and imports this module only then: a
 single node never loads nats-py. `not_joined` is what ``/ready`` reports until the node has
-joined: the child healthy, the client connected, membership started, and every condition added
-with `add_join_check`. `status` is the admin listener's ``cluster`` field.
+joined: the child healthy, the client connected, membership started, its own heartbeat heard
+back through NATS (its subscription works end to end; `start` waits a little for it), and
+every condition added with `add_join_check`. `status` is the admin listener's ``cluster``
+field; `metric_samples` the metrics (`caxton.observability.snapshot` records);
+`publish_member_events` hands every member change to the node's event stream (`telemetry`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from nats.aio.client import Client
 
 from caxton.clock import SYSTEM_CLOCK, Clock
+from caxton.cluster import telemetry
 from caxton.cluster.bus import NatsBus
 from caxton.cluster.directory import Directory, FixedDirectory
 from caxton.cluster.identity import node_name
-from caxton.cluster.membership import Membership
-from caxton.cluster.natsconf import NatsEndpoint
+from caxton.cluster.membership import SUSPECT_AFTER, MemberChange, Membership
+from caxton.cluster.natsconf import NatsEndpoint, RouteTls
 from caxton.cluster.natsd import NatsServer
-from caxton.config.schema import CoordinationConfig, mask_url_password
+from caxton.cluster.telemetry import Sample
+from caxton.config.schema import CoordinationConfig, NetworkingConfig, mask_url_password
 from caxton.errors import ClusterError
 
 __all__ = ["ClusterLink"]
@@ -43,6 +48,8 @@ CONNECT_TIMEOUT = 5.0
 RECONNECT_WAIT = 0.2
 #: Seconds during which the same client error is logged only once (reconnecting repeats it).
 ERROR_LOG_INTERVAL = 10.0
+#: Seconds `start` waits for the node to hear its own first heartbeat.
+HEAR_SELF_WAIT = 2.0
 
 
 class ClusterLink:
@@ -55,13 +62,18 @@ class ClusterLink:
         clock: Clock = SYSTEM_CLOCK,
         api_address: str = "",
         agents: Callable[[], int] = lambda: 0,
+        networking: NetworkingConfig | None = None,
     ) -> None:
         """``api_address``: where peers reach this node's HTTP API (in its heartbeat);
-        ``agents``: how many agents this node hosts now (in its heartbeat)."""
+        ``agents``: how many agents this node hosts now (in its heartbeat); ``networking``:
+        its certificates secure the routes when ``tls_enabled``."""
         data_dir = config.data_dir
+        tls = None if networking is None else RouteTls.from_networking(networking)
         # Making the server reads or makes the node name and finds the binary (both may raise).
         self.server = (
-            None if config.nats_url is not None else NatsServer(config, data_dir, clock=clock)
+            None
+            if config.nats_url is not None
+            else NatsServer(config, data_dir, clock=clock, tls=tls)
         )
         self.name = (
             self.server.name if self.server is not None else node_name(config.node_name, data_dir)
@@ -78,6 +90,7 @@ class ClusterLink:
         self._agents = agents
         self._bus: NatsBus | None = None
         self._membership: Membership | None = None
+        self._counted: Membership | None = None  # read by the metrics, also after `aclose`
         #: Which node hosts which agent: the cluster's registry once it runs (a fixed, empty
         #: directory until then).
         self.directory: Directory = FixedDirectory()
@@ -149,6 +162,8 @@ class ClusterLink:
         except BaseException:
             await self.aclose()
             raise
+        self._counted = membership
+        await self._hear_self(membership)
         log.info(
             "cluster: connected to NATS",
             extra={
@@ -157,6 +172,28 @@ class ClusterLink:
                 "nats_server_pid": None if self.server is None else self.server.pid,
             },
         )
+
+    async def _hear_self(self, membership: Membership) -> None:
+        """Wait (bounded) until this node's first heartbeat came back through NATS."""
+        if not await membership.wait_heard_self(HEAR_SELF_WAIT):
+            log.warning(
+                "cluster: %s has not heard its own heartbeat back through NATS within %g s; "
+                "/ready answers 503 until it does",
+                self.name,
+                HEAR_SELF_WAIT,
+            )
+
+    def publish_member_events(self, publish: Callable[[dict[str, Any]], None]) -> None:
+        """Call `publish` with a ``member`` event (`telemetry.member_event`) on every change."""
+
+        def on_change(change: MemberChange) -> None:
+            publish(telemetry.member_event(change, self._clock.wall()))
+
+        self.membership.add_listener(on_change)
+
+    def metric_samples(self) -> Iterator[Sample]:
+        """Metric records for the observability layer's snapshot collector (`telemetry`)."""
+        return telemetry.samples(self._counted, self.server)
 
     def _cluster_address(self) -> str:
         advertise = self._config.advertise_addr
@@ -210,8 +247,16 @@ class ClusterLink:
         client = self._client
         if client is None or not client.is_connected:
             return "not connected to NATS"
-        if self._membership is None or not self._membership.started:
+        membership = self._membership
+        if membership is None or not membership.started:
             return "membership not started"
+        if not membership.heard_self:
+            return "this node has not heard its own heartbeat back through NATS yet"
+        if (unheard := membership.unheard) > SUSPECT_AFTER:
+            return (
+                f"this node has not heard its last {unheard} heartbeats back through NATS "
+                "(its subscription is broken)"
+            )
         for check in self._join_checks:
             if (reason := check()) is not None:
                 return reason
