@@ -225,6 +225,7 @@ class ClusterLink:
             "joined": self.not_joined() is None,
             "connected": client is not None and client.is_connected,
             "nats_url": mask_url_password(self.endpoint.client_url),
+            "members": self._members(),
         }
         server = self.server
         if server is None:
@@ -243,6 +244,21 @@ class ClusterLink:
             except (OSError, TimeoutError, ValueError, KeyError, TypeError):
                 pass  # the child is restarting: routes stay None
         return body
+
+    def _members(self) -> list[dict[str, Any]]:
+        """Every member this node knows, itself included: name, state, since, incarnation."""
+        membership = self._membership
+        if membership is None:
+            return []
+        return [
+            {
+                "name": member.name,
+                "state": member.state,
+                "since": member.since,
+                "incarnation": member.incarnation,
+            }
+            for member in membership.members()
+        ]
 
     async def _on_error(self, exc: Exception) -> None:
         text = str(exc) or type(exc).__name__

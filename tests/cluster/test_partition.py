@@ -1,0 +1,87 @@
+"""A real 2+1 partition of node processes (network namespace + iptables, as root; see
+tests/cluster/netns.py): the isolated node's nats-server stays up, only its routes are cut."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .netns import Netns, why_not
+from .nodes import Cluster, Views
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(why_not() is not None, reason=f"real partitions: {why_not()}"),
+]
+
+P = 0.2
+#: What a loaded test machine may add to a bound counted in probe intervals (a late tick).
+SLACK = 0.5
+MEMBERSHIP_LOGGER = "caxton.cluster.membership"
+
+
+@pytest.fixture
+def ns() -> Iterator[Netns]:
+    with Netns() as namespace:
+        yield namespace
+
+
+def _sequence(lines: list[str], name: str) -> list[str]:
+    return [line for line in lines if f"member {name} is" in line]
+
+
+def test_2_plus_1_partition_dead_both_ways_then_alive_after_the_heal(
+    tmp_path: Path, ns: Netns
+) -> None:
+    with Cluster(tmp_path, 3, ns=ns, probe_interval=P) as cluster:
+        cluster.start()
+        cluster.all_alive(timeout=15)
+        majority, isolated = [cluster[0], cluster[1]], cluster[2]
+        names = {node.name for node in cluster.nodes}
+
+        rules = cluster.isolate(2)
+        cut = time.time()
+
+        def split(views: Views) -> bool:
+            for observer, view in views.items():
+                for member, state in view.items():
+                    apart = (observer == isolated.name) != (member == isolated.name)
+                    if state != ("dead" if apart else "alive"):
+                        return False
+            return True
+
+        cluster.wait_views(split, 5 * P + 5, what="the two and the one see each other dead")
+        for node in majority:
+            assert node.members()[isolated.name]["since"] - cut <= 5 * P + SLACK
+            assert _sequence(node.log_lines(MEMBERSHIP_LOGGER), isolated.name) == [
+                f"member {isolated.name} is suspect (was alive)",
+                f"member {isolated.name} is dead (was suspect)",
+            ]
+        seen_by_isolated = isolated.members()
+        for node in majority:
+            assert seen_by_isolated[node.name]["since"] - cut <= 5 * P + SLACK
+        # The isolated node's own nats-server and client are fine: it is up, not crashed.
+        assert isolated.cluster_status()["connected"] is True
+
+        ns.heal(rules)
+        views = cluster.all_alive(timeout=15)
+        assert all(set(view) == names for view in views.values())
+        for node in majority:
+            assert _sequence(node.log_lines(MEMBERSHIP_LOGGER), isolated.name)[-1] == (
+                f"member {isolated.name} is alive (was dead)"
+            )
+
+
+def test_the_namespace_goes_with_everything_in_it(tmp_path: Path) -> None:
+    with Netns() as namespace:
+        sleeper = subprocess.Popen([*namespace.exec_prefix, "sleep", "60"])
+        assert sleeper.pid in namespace.pids()
+        name = namespace.name
+    assert sleeper.wait(timeout=5) == -9
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    assert name not in listed.stdout.split()
+    assert not Path(f"/var/run/netns/{name}").exists()
