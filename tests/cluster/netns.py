@@ -3,6 +3,7 @@
 ::
 
     with Netns() as ns:                       # `ip netns add`, its own 127.0.0.1 (lo up)
+        ns.mark(3001)                         # before the node starts
         proc = subprocess.Popen([*ns.exec_prefix, *gid_prefix(3001), "caxton", ...])
         ns.call(urllib.request.urlopen, url)  # a client inside the namespace
         rules = ns.isolate(gid=3001, port=7946, peers=[7947, 7948])
@@ -10,13 +11,15 @@
         ns.heal(rules)
 
 Each node runs under its own group id (`gid_prefix`: ``setpriv --regid``), so its nats-server
-child does too. `Netns.isolate` silently drops, both ways, every packet to or from the node's
-route port and every packet of a connection the node's processes opened to another route port
-(an ``owner`` match sets a connection mark; a ``connmark`` match drops): a live but isolated
-server, what a real partition looks like, while the node's client and HTTP ports keep working.
+child does too, and `Netns.mark` (before it starts) marks every connection its processes send
+on (an ``owner`` match sets a connection mark). `Netns.isolate` silently drops, both ways,
+every packet to or from the node's route port and every packet of a marked connection to or
+from another route port (a ``connmark`` match): a live but isolated server, what a real
+partition looks like, while the node's client and HTTP ports keep working.
 `Netns.heal` deletes those rules. Closing the namespace kills every process left in it and
-deletes it (rules included). `Netns.call` runs a function in a thread that entered the
-namespace, so the sockets it opens are inside it. `why_not` says why this cannot run here.
+deletes it (rules included); an empty one left by a killed test run is deleted by the next.
+`Netns.call` runs a function in a thread that entered the namespace, so the sockets it opens
+are inside it. `why_not` says why this cannot run here.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class Netns:
         self.iptables = ""
         self._pool: ThreadPoolExecutor | None = None
         self._created = False
-        self._marks = 0
+        self._marked: set[int] = set()
 
     @property
     def exec_prefix(self) -> list[str]:
@@ -95,6 +98,7 @@ class Netns:
         reason = why_not()
         if reason is not None:
             raise RuntimeError(f"cannot make a network namespace: {reason}")
+        self._remove_stale()
         _check("ip", "netns", "add", self.name)
         self._created = True
         try:
@@ -115,6 +119,18 @@ class Netns:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _remove_stale(self) -> None:
+        """Delete the empty namespaces of this prefix left by a test process that was killed."""
+        prefix = self.name.rsplit("-", 2)[0]
+        for line in _run("ip", "netns", "list").stdout.splitlines():
+            name = line.split()[0] if line.split() else ""
+            owner = name[len(prefix) + 1 :].split("-")[0]
+            if not name.startswith(f"{prefix}-") or not owner.isdigit():
+                continue
+            if Path(f"/proc/{owner}").exists() or _run("ip", "netns", "pids", name).stdout:
+                continue  # its test still runs, or something still lives in it: leave it
+            _run("ip", "netns", "del", name)
 
     def _enter(self) -> None:
         """Move the calling thread (a pool worker) into the namespace."""
@@ -152,17 +168,26 @@ class Netns:
             raise RuntimeError(f"network namespace {self.name} is not open")
         return self._pool.submit(function, *args).result(timeout)
 
+    def mark(self, gid: int) -> None:
+        """Mark the connections the processes of group `gid` open from now on (the mark is
+        the gid). Do it before they start: a connection is marked only once they send on it,
+        so a peer's packet could still reach them right after `isolate`. A connection keeps
+        the mark of the side that sent first: were each side's packets to re-mark it, a peer
+        marked too would unmark it with every packet it sends, and they would get through."""
+        if gid in self._marked:
+            return
+        first = ["-m", "connmark", "--mark", "0", "-m", "owner", "--gid-owner", str(gid)]
+        self._rule("-A", ["mangle", "OUTPUT", *first, "-j", "CONNMARK", "--set-mark", str(gid)])
+        self._marked.add(gid)
+
     def isolate(self, *, gid: int, port: int, peers: Sequence[int]) -> list[list[str]]:
         """Cut the route traffic of the node run under `gid` whose route port is `port` from
         the route ports `peers`, both ways; returns the rules (for `heal`)."""
-        self._marks += 1
-        mark = str(self._marks)
+        self.mark(gid)
         others = ",".join(str(peer) for peer in peers)
-        owner = ["-m", "owner", "--gid-owner", str(gid), "-j", "CONNMARK", "--set-mark", mark]
-        marked = ["-p", "tcp", "-m", "connmark", "--mark", mark, "-m", "multiport"]
+        marked = ["-p", "tcp", "-m", "connmark", "--mark", str(gid), "-m", "multiport"]
         listener = ["-p", "tcp", "-m", "multiport", "--ports", str(port), "-j", "DROP"]
         rules = [
-            ["mangle", "OUTPUT", *owner],  # mark every connection the node's processes use
             ["filter", "OUTPUT", *marked, "--ports", others, "-j", "DROP"],  # its dials out
             ["filter", "OUTPUT", *listener],  # anything to or from its route listener
         ]

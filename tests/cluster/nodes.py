@@ -102,6 +102,8 @@ class Cluster:
             seed_ports = [ports[i] for i in listed]
             path = _config(directory / f"node{index}", port, seed_ports, probe_interval)
             self.nodes.append(ClusterNode(path, index=index, route_port=port, ns=ns))
+            if ns is not None:
+                ns.mark(BASE_GID + index)  # before it starts: every connection it opens
 
     def __enter__(self) -> Cluster:
         return self
