@@ -27,12 +27,15 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+
+from caxton.cluster.binary import find_binary
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's tests/ helpers
 
@@ -121,6 +124,9 @@ def main() -> None:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
+            "nats_server": subprocess.run(
+                [str(find_binary(None)), "--version"], capture_output=True, text=True, timeout=10
+            ).stdout.strip(),
         },
         "nodes": args.nodes,
         "probe_interval_s": probe,
