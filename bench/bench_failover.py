@@ -11,6 +11,9 @@ before it exits, and the namespace is deleted.
 
 * ``kill_to_dead_s``: from ``kill -9`` of the last node to the moment the last survivor marked
   it ``dead`` (the survivors' own ``since`` stamps); the node is restarted between runs.
+* ``restart_to_alive_s``: from starting it again (same data directory) to every node seeing
+  every node ``alive`` (polled every 50 ms; includes the process start).
+* ``sigterm_to_left_s``: from SIGTERM of the last node to the last survivor marking it ``left``.
 * ``partition_to_dead_s``: from cutting the last node's routes to the moment the last of the
   four views concerned (each side sees the other) turned ``dead``.
 * ``heal_to_alive_s``: from deleting the rules to every node seeing every node ``alive``
@@ -26,6 +29,7 @@ import json
 import os
 import platform
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -54,27 +58,31 @@ def _summary(values: list[float]) -> dict[str, Any]:
     }
 
 
-def _dead_everywhere(cluster: Cluster, victim: str, timeout: float) -> None:
-    cluster.wait_views(
-        lambda views: all(view[victim] == "dead" for view in views.values()),
-        timeout,
-        what=f"{victim} dead on every survivor",
-    )
-
-
-def kill_runs(cluster: Cluster, runs: int, timeout: float) -> list[float]:
-    """Seconds from kill -9 of the last node to dead on the last survivor, per run."""
-    results: list[float] = []
+def stop_runs(
+    cluster: Cluster, runs: int, timeout: float, sig: int
+) -> tuple[list[float], list[float]]:
+    """Per run: seconds from `sig` to the last node to `dead` (SIGKILL) or `left` (SIGTERM)
+    on the last survivor, and from restarting the node to every node seeing all alive."""
+    detect: list[float] = []
+    rejoin: list[float] = []
     victim = cluster.nodes[-1]
     survivors = cluster.nodes[:-1]
+    state = "dead" if sig == signal.SIGKILL else "left"
     for _ in range(runs):
         cluster.all_alive(timeout)
         time.sleep(random.uniform(1, 2) * cluster.probe_interval)  # at a random phase
-        killed = cluster.kill(victim.index)
-        _dead_everywhere(cluster, victim.name, timeout)
-        results.append(max(node.members()[victim.name]["since"] for node in survivors) - killed)
+        sent = cluster.kill(victim.index, sig)
+        cluster.wait_views(
+            lambda views: all(view[victim.name] == state for view in views.values()),
+            timeout,
+            what=f"{victim.name} {state} on every survivor",
+        )
+        detect.append(max(node.members()[victim.name]["since"] for node in survivors) - sent)
+        started = time.monotonic()
         cluster.start(victim.index)
-    return results
+        cluster.all_alive(timeout)
+        rejoin.append(time.monotonic() - started)
+    return detect, rejoin
 
 
 def partition_runs(cluster: Cluster, runs: int, timeout: float) -> tuple[list[float], list[float]]:
@@ -137,10 +145,13 @@ def main() -> None:
         ns = None if reason is not None else stack.enter_context(Netns("caxton-bench"))
         cluster = stack.enter_context(Cluster(tmp, args.nodes, ns=ns, probe_interval=probe))
         cluster.start()
-        kills = kill_runs(cluster, args.runs, timeout)
+        kills, restarts = stop_runs(cluster, args.runs, timeout, signal.SIGKILL)
         result["kill_to_dead_s"] = _summary(kills)
         result["goal_kill_to_dead_s"] = GOAL_KILL_TO_DEAD * probe
         result["goal_met"] = statistics.median(kills) <= GOAL_KILL_TO_DEAD * probe
+        result["restart_to_alive_s"] = _summary(restarts)
+        leaves, _ = stop_runs(cluster, args.runs, timeout, signal.SIGTERM)
+        result["sigterm_to_left_s"] = _summary(leaves)
         if ns is None:
             result["partition"] = f"skipped: {reason}"
         else:
