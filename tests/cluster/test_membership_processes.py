@@ -23,13 +23,35 @@ SLACK = 0.5
 MEMBERSHIP_LOGGER = "caxton.cluster.membership"
 
 
+def stop_and_see_left(cluster: Cluster, index: int) -> None:
+    """SIGTERM node `index`: it exits 0 and every running node sees it ``left`` at once."""
+    leaver = cluster[index]
+    stopped = cluster.kill(index, signal.SIGTERM)
+    assert leaver.proc is not None
+    assert leaver.proc.returncode == 0
+
+    def left(views: Views) -> bool:
+        return all(view[leaver.name] == "left" for view in views.values())
+
+    cluster.wait_views(left, 5, what=f"every other node sees {leaver.name} left")
+    for node in cluster.running():
+        # Announced, not detected: left before a silence of 3 P could make it suspect.
+        assert node.members()[leaver.name]["since"] - stopped < 3 * P
+        changes = [line for line in node.log_lines(MEMBERSHIP_LOGGER) if leaver.name in line]
+        assert changes[-1] == f"member {leaver.name} is left (was alive)"
+
+
 @pytest.mark.parametrize("size", [2, 3, 5])
-def test_nodes_from_one_seed_list_see_each_other_alive(tmp_path: Path, size: int) -> None:
+def test_nodes_from_one_seed_list_see_each_other_alive_and_each_left(
+    tmp_path: Path, size: int
+) -> None:
     with Cluster(tmp_path, size, probe_interval=P) as cluster:
         cluster.start()
         views = cluster.all_alive(timeout=15)
-    assert len(views) == size
-    assert all(len(view) == size for view in views.values())
+        assert len(views) == size
+        assert all(len(view) == size for view in views.values())
+        for index in reversed(range(1, size)):  # stopped one by one: the rest see each left
+            stop_and_see_left(cluster, index)
 
 
 def test_started_in_reverse_order_they_still_form_one_cluster(tmp_path: Path) -> None:
@@ -79,17 +101,4 @@ def test_kill_9_is_dead_everywhere_restart_rejoins_and_sigterm_is_left_at_once(
         for node in cluster.nodes:
             assert node.members()[victim.name]["incarnation"] > first
 
-        leaver = cluster[1]
-        stopped = cluster.kill(1, signal.SIGTERM)
-        assert leaver.proc is not None
-        assert leaver.proc.returncode == 0
-
-        def left(views: Views) -> bool:
-            return all(view[leaver.name] == "left" for view in views.values())
-
-        cluster.wait_views(left, 5, what="every other node sees the stopped node left")
-        for node in (cluster[0], cluster[2]):
-            # Announced, not detected: left before a silence of 3 P could make it suspect.
-            assert node.members()[leaver.name]["since"] - stopped < 3 * P
-            changes = [line for line in node.log_lines(MEMBERSHIP_LOGGER) if leaver.name in line]
-            assert changes[-1] == f"member {leaver.name} is left (was alive)"
+        stop_and_see_left(cluster, 1)

@@ -41,6 +41,8 @@ log = logging.getLogger("caxton.cluster")
 CONNECT_TIMEOUT = 5.0
 #: Seconds between reconnection attempts (forever: the child is restarted by its supervisor).
 RECONNECT_WAIT = 0.2
+#: Seconds the announcement of ``left`` may take to reach this node's server.
+LEAVE_FLUSH_TIMEOUT = 1.0
 #: Seconds during which the same client error is logged only once (reconnecting repeats it).
 ERROR_LOG_INTERVAL = 10.0
 
@@ -193,6 +195,10 @@ class ClusterLink:
         try:
             if membership is not None:
                 await membership.leave()
+                if self._client is not None and self._client.is_connected:
+                    # Our server has taken ``left`` once it answers a ping: it is queued
+                    # for the routes before the server is told to stop.
+                    await self._client.flush(timeout=LEAVE_FLUSH_TIMEOUT)  # type: ignore[arg-type]
         except Exception as exc:  # NATS is gone: the peers will see this node dead instead
             log.warning("cluster: could not announce leaving: %s", exc)
         client, self._client = self._client, None
