@@ -82,9 +82,11 @@ def _check(*command: str) -> None:
 class Netns:
     """A network namespace this process created; closing it ends everything inside."""
 
-    def __init__(self, prefix: str = "caxton-test") -> None:
+    def __init__(self, prefix: str = "caxton-test", *, iptables: Sequence[str] = IPTABLES) -> None:
+        """``iptables``: the front ends to try, in order (the first that works is used)."""
         self.name = f"{prefix}-{os.getpid()}-{secrets.token_hex(3)}"
         self.iptables = ""
+        self._candidates = tuple(iptables)
         self._pool: ThreadPoolExecutor | None = None
         self._created = False
         self._marked: set[int] = set()
@@ -149,7 +151,7 @@ class Netns:
         probe = ["-m", "owner", "--gid-owner", "1", "-j", "CONNMARK", "--set-mark", "1"]
         drop = ["-p", "tcp", "-m", "connmark", "--mark", "1", "-m", "multiport"]
         drop += ["--ports", "1", "-j", "DROP"]
-        for name in IPTABLES:
+        for name in self._candidates:
             if shutil.which(name) is None:
                 continue
             command = [*self.exec_prefix, name]

@@ -3,6 +3,7 @@ tests/cluster/netns.py): the isolated node's nats-server stays up, only its rout
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -129,9 +130,18 @@ for timeout in (1.0, 10.0):
 """
 
 
+@pytest.mark.parametrize(
+    "front_end", [name for name in ("iptables-nft", "iptables-legacy") if shutil.which(name)]
+)
 def test_isolate_drops_a_marked_peers_packets_both_ways_and_heal_lets_them_through(
-    ns: Netns,
+    front_end: str,
 ) -> None:
+    with Netns(iptables=[front_end]) as ns:
+        assert ns.iptables == front_end
+        _isolate_and_heal(ns)
+
+
+def _isolate_and_heal(ns: Netns) -> None:
     # Both processes marked, as every node of a Cluster is: the peer's own packets must not
     # take the isolated side's mark off the connection (and so get through).
     ns.mark(3001)
