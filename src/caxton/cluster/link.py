@@ -46,6 +46,8 @@ log = logging.getLogger("caxton.cluster")
 CONNECT_TIMEOUT = 5.0
 #: Seconds between reconnection attempts (forever: the child is restarted by its supervisor).
 RECONNECT_WAIT = 0.2
+#: Seconds the announcement of ``left`` may take to reach this node's server.
+LEAVE_FLUSH_TIMEOUT = 1.0
 #: Seconds during which the same client error is logged only once (reconnecting repeats it).
 ERROR_LOG_INTERVAL = 10.0
 #: Seconds `start` waits for the node to hear its own first heartbeat.
@@ -230,6 +232,10 @@ class ClusterLink:
         try:
             if membership is not None:
                 await membership.leave()
+                if self._client is not None and self._client.is_connected:
+                    # Our server has taken ``left`` once it answers a ping: it is queued
+                    # for the routes before the server is told to stop.
+                    await self._client.flush(timeout=LEAVE_FLUSH_TIMEOUT)  # type: ignore[arg-type]
         except Exception as exc:  # NATS is gone: the peers will see this node dead instead
             log.warning("cluster: could not announce leaving: %s", exc)
         client, self._client = self._client, None
@@ -270,6 +276,7 @@ class ClusterLink:
             "joined": self.not_joined() is None,
             "connected": client is not None and client.is_connected,
             "nats_url": mask_url_password(self.endpoint.client_url),
+            "members": self._members(),
         }
         server = self.server
         if server is None:
@@ -288,6 +295,21 @@ class ClusterLink:
             except (OSError, TimeoutError, ValueError, KeyError, TypeError):
                 pass  # the child is restarting: routes stay None
         return body
+
+    def _members(self) -> list[dict[str, Any]]:
+        """Every member this node knows, itself included: name, state, since, incarnation."""
+        membership = self._membership
+        if membership is None:
+            return []
+        return [
+            {
+                "name": member.name,
+                "state": member.state,
+                "since": member.since,
+                "incarnation": member.incarnation,
+            }
+            for member in membership.members()
+        ]
 
     async def _on_error(self, exc: Exception) -> None:
         text = str(exc) or type(exc).__name__
