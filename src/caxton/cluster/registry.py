@@ -1,0 +1,511 @@
+"""`Registry`: every agent of the cluster and the node that hosts it, with no quorum.
+
+Each node is the authority for the agents it hosts. Its list has a version counter (within
+its incarnation, the one of its membership heartbeat): every change the agent service or the
+runtime reports (`caxton.agents.changes`) is batched for a moment and announced as the
+entries that changed between two versions. Every ``gossip_interval`` each node publishes a
+digest (node, incarnation, version, count); a peer whose copy is older, or that missed an
+announcement (its copy is not at the announcement's base), pulls the whole list from that
+node in pages. So a node that joins, restarts or heals converges in one gossip interval plus
+one pull, whatever it missed, and no node waits for another.
+
+Entries of a node that membership reports ``dead`` or ``left`` stay listed (its agents come
+back with it); a node removed from membership (``caxton cluster remove``) loses its entries;
+a node that restarts (a new incarnation) has its entries replaced by its new list.
+
+`Registry.owner` is a dict lookup (cross-node messaging asks it per message). A name listed by
+two nodes is a conflict, settled by `caxton.cluster.conflicts.winner` on every node alike:
+``owner`` answers the winner, the loser's node stops its copy (``stop_local``), and each node
+records the conflict and tells its listeners (log line, event stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import msgspec
+
+from caxton.clock import SYSTEM_CLOCK, Clock
+from caxton.cluster import registry_wire as wire
+from caxton.cluster.bus import Bus, NoResponders, Unsubscribe
+from caxton.cluster.conflicts import Conflict, winner
+from caxton.cluster.membership import MemberChange
+from caxton.tasks import TaskSet
+
+__all__ = ["LocalAgents", "Registry", "RegistryStatistics"]
+
+_log = logging.getLogger("caxton.cluster.registry")
+
+#: Entries per pulled page (about 50 B each on the wire), and the most a request may ask.
+PAGE = 2000
+PAGE_MAX = 5000
+#: An announcement carries at most this many changes; a larger batch is left to the digest.
+ANNOUNCE_MAX = 1000
+#: Seconds a pull of one page may take.
+PULL_TIMEOUT = 5.0
+#: Conflicts kept (the newest).
+CONFLICTS_KEPT = 1000
+
+
+class _Summary(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def updated_at(self) -> float: ...
+
+
+class LocalAgents(Protocol):
+    """This node's agents (`caxton.agents.AgentService` is one)."""
+
+    def names(self) -> list[str]: ...
+    def summary(self, name: str) -> _Summary | None: ...
+
+
+@dataclass(slots=True)
+class _View:
+    incarnation: int
+    version: int
+    entries: dict[str, wire.Entry] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryStatistics:
+    """For the metrics: entries by node, conflicts seen, pulls and announcements."""
+
+    entries: dict[str, int]
+    conflicts: int
+    pulls: int
+    pull_failures: int
+    announcements_sent: int
+    announcements_received: int
+
+
+def _entry(summary: _Summary) -> wire.Entry:
+    return wire.Entry(
+        summary.name, summary.state, summary.version, summary.created_at, summary.updated_at
+    )
+
+
+class Registry:
+    """This node's view of where every agent of the cluster lives (module docstring)."""
+
+    def __init__(
+        self,
+        node: str,
+        incarnation: int,
+        bus: Bus,
+        *,
+        local: LocalAgents,
+        clock: Clock = SYSTEM_CLOCK,
+        gossip_interval: float = 0.2,
+        announce_delay: float = 0.01,
+    ) -> None:
+        if gossip_interval <= 0:
+            raise ValueError(f"gossip_interval must be > 0, not {gossip_interval}")
+        self.node = node
+        self.incarnation = incarnation
+        self.gossip_interval = gossip_interval
+        self.announce_delay = announce_delay
+        self._bus = bus
+        self._local = local
+        self._clock = clock
+        self._mine: dict[str, wire.Entry] = {}
+        self._version = 0
+        self._sorted: tuple[int, list[str]] = (-1, [])
+        self._views: dict[str, _View] = {}
+        self._removed: dict[str, int] = {}  # node -> newest incarnation removed
+        self._hosts: dict[str, dict[str, float]] = {}  # name -> {node: deployed_at}
+        self._owners: dict[str, str] = {}
+        self._dirty: set[str] = set()
+        self._stale: set[str] = set()
+        self._announce = asyncio.Event()
+        self._pull = asyncio.Event()
+        self._conflicts: deque[Conflict] = deque(maxlen=CONFLICTS_KEPT)
+        self._conflicted: set[tuple[str, str, str]] = set()
+        self._conflict_listeners: list[Callable[[Conflict], None]] = []
+        self._unsubscribe: list[Unsubscribe] = []
+        self._tasks = TaskSet("cluster registry", log=_log)
+        #: Stops this node's copy of an agent that lost a conflict (set by the node).
+        self.stop_local: Callable[[str], Awaitable[object]] | None = None
+        self.started = False
+        self.pulls = self.pull_failures = self.sent = self.received = 0
+
+    # -- queries (loop thread; dict lookups) ----------------------------------------------------
+
+    def owner(self, agent: str) -> str | None:
+        """The node that hosts ``agent`` (the winner if two do); None if none is known."""
+        return self._owners.get(agent)
+
+    def hosted_elsewhere(self, agent: str) -> str | None:
+        """A node other than this one that lists ``agent`` (a deploy here would duplicate it)."""
+        hosts = self._hosts.get(agent)
+        if not hosts:
+            return None
+        others = [(node, at) for node, at in hosts.items() if node != self.node]
+        return winner(others) if others else None
+
+    def remote(self, node: str | None = None) -> Iterator[tuple[str, wire.Entry]]:
+        """(node, entry) of every agent listed by other nodes (of ``node`` only, if given)."""
+        for name, view in self._views.items():
+            if node is None or node == name:
+                for entry in view.entries.values():
+                    yield name, entry
+
+    def count(self, node: str) -> int:
+        """How many agents ``node`` lists (0 if unknown)."""
+        if node == self.node:
+            return len(self._mine)
+        view = self._views.get(node)
+        return 0 if view is None else len(view.entries)
+
+    def nodes(self) -> list[str]:
+        """Every node whose list this node holds, itself included."""
+        return sorted({self.node, *self._views})
+
+    def conflicts(self) -> list[Conflict]:
+        """The conflicts this node saw, oldest first (the last `CONFLICTS_KEPT`)."""
+        return list(self._conflicts)
+
+    def add_conflict_listener(self, listener: Callable[[Conflict], None]) -> None:
+        """Call ``listener`` for each new conflict, and again when its action changes."""
+        self._conflict_listeners.append(listener)
+
+    def statistics(self) -> RegistryStatistics:
+        entries = {node: len(view.entries) for node, view in self._views.items()}
+        entries[self.node] = len(self._mine)
+        return RegistryStatistics(
+            entries=entries,
+            conflicts=len(self._conflicted),
+            pulls=self.pulls,
+            pull_failures=self.pull_failures,
+            announcements_sent=self.sent,
+            announcements_received=self.received,
+        )
+
+    # -- start and stop ----------------------------------------------------------------------
+
+    async def start(self, *, ticker: bool = True) -> None:
+        """List this node's agents, listen to the others, answer pulls, publish a digest; with
+        ``ticker`` also announce, gossip and pull in the background."""
+        for name in self._local.names():
+            summary = self._local.summary(name)
+            if summary is not None:
+                self._mine[name] = _entry(summary)
+                self._host(name, self.node, summary.created_at)
+        self._version = 1
+        try:
+            bus = self._bus
+            self._unsubscribe.append(await bus.subscribe(wire.DIGESTS, self._on_digest))
+            self._unsubscribe.append(await bus.subscribe(wire.ANNOUNCEMENTS, self._on_announcement))
+            self._unsubscribe.append(await bus.serve(wire.pull_subject(self.node), self._serve))
+            await self.tick()
+        except BaseException:
+            await self.aclose()
+            raise
+        self.started = True
+        if ticker:
+            self._tasks.service(self._gossip(), f"registry gossip of {self.node}")
+            self._tasks.service(self._announcer(), f"registry announcer of {self.node}")
+            self._tasks.service(self._puller(), f"registry puller of {self.node}")
+
+    async def aclose(self) -> None:
+        """Stop the background tasks and the subscriptions (idempotent)."""
+        await self._tasks.aclose()
+        unsubscribe, self._unsubscribe = self._unsubscribe, []
+        for stop in unsubscribe:
+            await stop()
+
+    async def _gossip(self) -> None:
+        while True:
+            await asyncio.sleep(self.gossip_interval)
+            try:
+                await self.tick()
+            except Exception:
+                _log.exception("registry digest of %s failed", self.node)
+
+    async def _announcer(self) -> None:
+        while True:
+            await self._announce.wait()
+            await asyncio.sleep(self.announce_delay)  # a burst of changes: one announcement
+            self._announce.clear()
+            try:
+                await self.flush()
+            except Exception:
+                _log.exception("registry announcement of %s failed", self.node)
+
+    async def _puller(self) -> None:
+        while True:
+            await self._pull.wait()
+            self._pull.clear()
+            await self.sync()
+
+    # -- this node's changes -----------------------------------------------------------------
+
+    def changed(self, name: str) -> None:
+        """``name`` changed on this node (`caxton.agents.AgentChanges` listener)."""
+        self._dirty.add(name)
+        self._announce.set()
+
+    async def flush(self) -> None:
+        """Announce the changes since the last flush (at once; the ticker does it by itself)."""
+        names, self._dirty = self._dirty, set()
+        upserts: list[wire.Entry] = []
+        removes: list[str] = []
+        for name in names:
+            summary = self._local.summary(name)
+            old = self._mine.get(name)
+            if summary is None:
+                if old is not None:
+                    removes.append(name)
+                    del self._mine[name]
+                    self._unhost(name, self.node)
+                continue
+            entry = _entry(summary)
+            if entry != old:
+                upserts.append(entry)
+                self._mine[name] = entry
+                self._host(name, self.node, entry.deployed_at)
+        if not upserts and not removes:
+            return
+        base = self._version
+        self._version += 1
+        if len(upserts) + len(removes) > ANNOUNCE_MAX:
+            await self.tick()  # the peers pull the whole list
+            return
+        message = wire.Announcement(
+            self.node, self.incarnation, base, self._version, upserts, removes
+        )
+        await self._bus.publish(wire.ANNOUNCEMENTS, wire.encode(message))
+        self.sent += 1
+
+    async def tick(self) -> None:
+        """One gossip interval: publish this node's digest."""
+        digest = wire.Digest(self.node, self.incarnation, self._version, len(self._mine))
+        await self._bus.publish(wire.DIGESTS, wire.encode(digest))
+
+    # -- the others' lists -------------------------------------------------------------------
+
+    def _known(self, node: str, incarnation: int) -> bool:
+        return node != self.node and incarnation > self._removed.get(node, -1)
+
+    def _on_digest(self, subject: str, payload: bytes) -> None:
+        try:
+            digest = wire.decode_digest(payload)
+        except msgspec.DecodeError as error:
+            _log.warning("dropped a malformed registry digest (%d bytes): %s", len(payload), error)
+            return
+        if not self._known(digest.node, digest.incarnation):
+            return
+        view = self._views.get(digest.node)
+        if view is None or (digest.incarnation, digest.version) > (view.incarnation, view.version):
+            self._mark_stale(digest.node)
+
+    def _on_announcement(self, subject: str, payload: bytes) -> None:
+        try:
+            note = wire.decode_announcement(payload)
+        except msgspec.DecodeError as error:
+            _log.warning(
+                "dropped a malformed registry announcement (%d bytes): %s", len(payload), error
+            )
+            return
+        if not self._known(note.node, note.incarnation):
+            return
+        self.received += 1
+        view = self._views.get(note.node)
+        if view is None or view.incarnation != note.incarnation or view.version != note.base:
+            if view is None or (note.incarnation, note.version) > (view.incarnation, view.version):
+                self._mark_stale(note.node)
+            return
+        for name in note.removes:
+            if view.entries.pop(name, None) is not None:
+                self._unhost(name, note.node)
+        for entry in note.upserts:
+            view.entries[entry.name] = entry
+            self._host(entry.name, note.node, entry.deployed_at)
+        view.version = note.version
+
+    def _mark_stale(self, node: str) -> None:
+        self._stale.add(node)
+        self._pull.set()
+
+    async def sync(self) -> None:
+        """Pull the list of every node whose copy here is known to be old (now)."""
+        while self._stale:
+            node = min(self._stale)
+            self._stale.discard(node)
+            try:
+                await self._pull_from(node)
+            except (NoResponders, TimeoutError, msgspec.DecodeError, ValueError) as error:
+                self.pull_failures += 1
+                _log.info("registry: pulling the list of %s failed: %s", node, error or "timeout")
+
+    async def _pull_from(self, node: str) -> None:
+        after, entries = "", list[wire.Entry]()
+        first: tuple[int, int] | None = None
+        while True:
+            request = wire.encode(wire.PageRequest(after, PAGE))
+            reply = await self._bus.request(wire.pull_subject(node), request, PULL_TIMEOUT)
+            page = wire.decode_page(reply)
+            if page.node != node:
+                raise ValueError(f"{node} answered as {page.node}")
+            if first is None:
+                first = (page.incarnation, page.version)
+            elif first[0] != page.incarnation:
+                raise ValueError(f"{node} restarted during the pull")
+            entries += page.entries
+            if not page.more or not page.entries:
+                break
+            after = page.entries[-1].name
+        self.pulls += 1
+        incarnation, version = first
+        if not self._known(node, incarnation):
+            return
+        view = self._views.get(node)
+        if view is not None and (view.incarnation, view.version) >= (incarnation, version):
+            return  # announcements brought it this far meanwhile
+        self._replace(node, _View(incarnation, version, {e.name: e for e in entries}))
+
+    def _replace(self, node: str, view: _View | None) -> None:
+        old = self._views.pop(node, None)
+        new = {} if view is None else view.entries
+        if old is not None:
+            for name in old.entries:
+                if name not in new:
+                    self._unhost(name, node)
+        for entry in new.values():
+            self._host(entry.name, node, entry.deployed_at)
+        if view is not None:
+            self._views[node] = view
+
+    async def _serve(self, subject: str, payload: bytes) -> bytes:
+        try:
+            request = wire.decode_page_request(payload)
+        except msgspec.DecodeError as error:
+            _log.warning("dropped a malformed registry pull (%d bytes): %s", len(payload), error)
+            return b""
+        version, names = self._sorted
+        if version != self._version or len(names) != len(self._mine):
+            names = sorted(self._mine)
+            self._sorted = (self._version, names)
+        start = bisect.bisect_right(names, request.after)
+        end = start + max(1, min(request.limit, PAGE_MAX))
+        entries = [self._mine[name] for name in names[start:end] if name in self._mine]
+        page = wire.Page(self.node, self.incarnation, self._version, entries, end < len(names))
+        return wire.encode(page)
+
+    # -- membership --------------------------------------------------------------------------
+
+    def on_member(self, change: MemberChange) -> None:
+        """Membership listener: a removed node's entries go; a restarted node is pulled."""
+        member = change.member
+        if member.name == self.node:
+            return
+        if change.current == "removed":
+            self._removed[member.name] = max(self._removed.get(member.name, -1), member.incarnation)
+            view = self._views.get(member.name)
+            if view is not None and view.incarnation <= member.incarnation:
+                self._replace(member.name, None)
+            self._stale.discard(member.name)
+            return
+        view = self._views.get(member.name)
+        if change.current == "alive" and (view is None or member.incarnation > view.incarnation):
+            self._mark_stale(member.name)
+
+    # -- who hosts what ----------------------------------------------------------------------
+
+    def _host(self, name: str, node: str, deployed_at: float) -> None:
+        hosts = self._hosts.get(name)
+        if hosts is None:
+            self._hosts[name] = {node: deployed_at}
+            self._owners[name] = node
+            return
+        if hosts.get(node) == deployed_at:
+            return
+        hosts[node] = deployed_at
+        self._settle(name, hosts)
+
+    def _unhost(self, name: str, node: str) -> None:
+        hosts = self._hosts.get(name)
+        if hosts is None or hosts.pop(node, None) is None:
+            return
+        if not hosts:
+            del self._hosts[name]
+            self._owners.pop(name, None)
+            return
+        self._settle(name, hosts)
+
+    def _settle(self, name: str, hosts: dict[str, float]) -> None:
+        won = winner(hosts.items())
+        self._owners[name] = won
+        for loser, deployed_at in hosts.items():
+            if loser != won:
+                self._conflict(name, won, hosts[won], loser, deployed_at)
+
+    def _conflict(self, name: str, won: str, won_at: float, lost: str, lost_at: float) -> None:
+        key = (name, won, lost)
+        if key in self._conflicted:
+            return
+        self._conflicted.add(key)
+        mine = lost == self.node
+        conflict = Conflict(
+            name,
+            won,
+            lost,
+            won_at,
+            lost_at,
+            self._clock.wall(),
+            "stopping" if mine else "stopped by its node (kept stored)",
+        )
+        self._record(conflict)
+        _log.warning(
+            "registry conflict: agent %s is on %s and %s; %s keeps it (deployed first), the copy "
+            "on %s is stopped and kept stored",
+            name,
+            won,
+            lost,
+            won,
+            lost,
+            extra={"agent": name, "winner": won, "loser": lost},
+        )
+        if mine:
+            self._tasks.start(self._lose(conflict), f"registry conflict of {name}")
+
+    async def _lose(self, conflict: Conflict) -> None:
+        action = "stopped (kept stored)"
+        try:
+            if self.stop_local is not None:
+                await self.stop_local(conflict.name)
+        except Exception as error:
+            action = f"stop failed: {error}"
+            _log.error(
+                "registry conflict: stopping the losing copy of %s failed: %s", conflict.name, error
+            )
+        self._record(replace(conflict, action=action))
+
+    def _record(self, conflict: Conflict) -> None:
+        kept = [
+            c
+            for c in self._conflicts
+            if (c.name, c.winner, c.loser) != (conflict.name, conflict.winner, conflict.loser)
+        ]
+        if len(kept) != len(self._conflicts):
+            self._conflicts.clear()
+            self._conflicts.extend(kept)
+        self._conflicts.append(conflict)
+        for listener in list(self._conflict_listeners):
+            try:
+                listener(conflict)
+            except Exception:
+                _log.exception("a registry conflict listener failed")
