@@ -24,6 +24,7 @@ from caxton.api.admin import create_admin_app
 from caxton.api.app import create_app
 from caxton.api.listener import ConnectionLimits, Listener, ListenError
 from caxton.api.metrics_app import create_metrics_app
+from caxton.api.remote import AgentApiResponder
 from caxton.config import Config
 from caxton.errors import ConfigError
 from caxton.examples import EXAMPLES, examples_dir
@@ -131,6 +132,7 @@ class Server:
         self.tracing: Tracing = configure_tracing(obs)
         self.listeners: list[Listener] = []
         self._stopping = asyncio.Event()
+        self._responder: AgentApiResponder | None = None
 
     @property
     def api(self) -> Listener:
@@ -188,6 +190,9 @@ class Server:
             for listener in self.listeners:
                 await listener.start()
             await self.node.start(prepare=self._deploy_examples if self.deploy_examples else None)
+            if self.node.cluster is not None:  # the other nodes' calls for agents hosted here
+                self._responder = AgentApiResponder(self.node)
+                await self._responder.start()
             self.metrics.register_snapshot_source("agents", self.node.agents.metric_samples)
             self.metrics.register_snapshot_source("messaging", self.node.messaging.metric_samples)
             self.metrics.register_snapshot_source("storage", self.node.storage.metric_samples)
@@ -246,9 +251,12 @@ class Server:
     async def aclose(self) -> None:
         """Close the API first (finishing in-flight requests), then the node, then the rest."""
         listeners, self.listeners = self.listeners, []
+        responder, self._responder = self._responder, None
         try:
             if listeners:
                 await listeners[0].aclose()
+            if responder is not None:
+                await responder.aclose()
             await self.node.aclose()
         finally:
             for listener in listeners[1:]:
