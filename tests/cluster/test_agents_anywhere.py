@@ -8,15 +8,19 @@ not answer is a 503 naming it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from click.testing import CliRunner, Result
 
+from caxton.cli import cli
 from caxton.config import Config
 from caxton.config.schema import Address, NetworkingConfig
 from caxton.server import Server
@@ -54,9 +58,7 @@ class Pair:
         address = self.servers[node].config.networking.bind_address
         return f"http://{address}{path}"
 
-    async def call(
-        self, node: str, method: str, path: str, **kwargs: Any
-    ) -> tuple[int, Any, Any]:
+    async def call(self, node: str, method: str, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
         async with self.http.request(method, self.url(node, path), **kwargs) as response:
             body = await response.json() if response.content_type == "application/json" else None
             return response.status, body, response.headers
@@ -218,3 +220,41 @@ async def test_an_owner_that_does_not_answer_is_a_503_naming_it(pair: Pair) -> N
     assert (status, error["error"]["code"]) == (503, "UNAVAILABLE")
     assert error["error"]["details"] == {"node": "one", "node_state": "alive"}
     assert "one" in error["error"]["message"]
+
+
+def _cli(server: str, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["agent", *args], env={"CAXTON_SERVER": server})
+
+
+async def test_the_cli_lists_with_a_node_column_and_deploys_on_a_node(
+    pair: Pair, tmp_path: Path
+) -> None:
+    module = tmp_path / "echo.wasm"
+    module.write_bytes(example("echo"))
+    one, two = (pair.url(node, "") for node in ("one", "two"))
+    result = await asyncio.to_thread(
+        _cli, one, "deploy", str(module), "--name", "far", "--node", "two"
+    )
+    assert result.exit_code == 0, result.output
+    assert pair.servers["two"].node.agents.hosts("far")
+    result = await asyncio.to_thread(_cli, two, "deploy", str(module), "--name", "near")
+    assert result.exit_code == 0, result.output
+
+    async def listed() -> bool:
+        return await pair.listed("one", "near", "two")
+
+    await eventually(listed, 5, what="one lists near on two")
+    result = await asyncio.to_thread(_cli, one, "list")
+    assert result.exit_code == 0, result.output
+    header, *rows = [line.split() for line in result.output.splitlines() if line.strip()]
+    assert header[:3] == ["NAME", "NODE", "STATE"]
+    assert [row[:3] for row in rows if row[0] in ("far", "near")] == [
+        ["far", "two", "running"],
+        ["near", "two", "running"],
+    ]
+    result = await asyncio.to_thread(_cli, one, "list", "--node", "one", "--output", "json")
+    assert json.loads(result.output)["agents"] == []
+    result = await asyncio.to_thread(_cli, one, "stop", "far")
+    assert (result.exit_code, result.output.strip()) == (0, "far: stopped")
+    result = await asyncio.to_thread(_cli, one, "show", "far", "--node", "two")
+    assert "two" in result.output
