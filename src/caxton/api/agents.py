@@ -38,6 +38,8 @@ __all__ = ["agent_routes"]
 PREFIX = "/api/v1/agents"
 #: The ``{name}`` of the agent routes (anything else is simply not found).
 _NAME = {"name": {"type": "string", "pattern": NAME_PATTERN.pattern}}
+#: In a cluster, any agent route may name the node whose copy it means (docs/cluster.md).
+_ON_NODE = {"node": "cluster: the copy on this node, whichever node hosts the agent"}
 
 
 def _service(request: web.Request) -> AgentService:
@@ -192,6 +194,7 @@ def agent_routes() -> list[Route]:
             summary="Show one agent: state, version, limits, counters",
             tag="agents",
             responses={200: "The agent", **NOT_FOUND},
+            query=_ON_NODE,
             response_schema=AGENT_SCHEMA,
         ),
         Route(
@@ -203,7 +206,10 @@ def agent_routes() -> list[Route]:
             tag="agents",
             request_body=UPGRADE_BODY,
             responses={200: "The agent at its new version", **BAD_MODULE, **NOT_FOUND},
-            query={"version": integer("roll back to this stored version (send no body)", 1, 2**31)},
+            query={
+                "version": integer("roll back to this stored version (send no body)", 1, 2**31),
+                **_ON_NODE,
+            },
             response_schema=AGENT_SCHEMA,
         ),
         Route(
@@ -214,6 +220,7 @@ def agent_routes() -> list[Route]:
             summary="Stop and remove an agent",
             tag="agents",
             responses={204: "Removed", **NOT_FOUND},
+            query=_ON_NODE,
         ),
         Route(
             method="POST",
@@ -223,6 +230,7 @@ def agent_routes() -> list[Route]:
             summary="Stop an agent (the message being handled finishes first)",
             tag="agents",
             responses={200: "The agent, stopped", **NOT_FOUND},
+            query=_ON_NODE,
             response_schema=AGENT_SCHEMA,
         ),
         Route(
@@ -234,6 +242,7 @@ def agent_routes() -> list[Route]:
             tag="agents",
             responses={200: "The agent, running", 400: "INVALID_WASM: it failed to start"}
             | NOT_FOUND,
+            query=_ON_NODE,
             response_schema=AGENT_SCHEMA,
         ),
         Route(
@@ -249,7 +258,8 @@ def agent_routes() -> list[Route]:
                     f"how many recent lines (default 100, at most {MAX_LOG_LINES})",
                     0,
                     MAX_LOG_LINES,
-                )
+                ),
+                **_ON_NODE,
             },
             response_schema=LOGS_SCHEMA,
         ),
