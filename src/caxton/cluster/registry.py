@@ -24,9 +24,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import msgspec
@@ -34,7 +33,8 @@ import msgspec
 from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster import registry_wire as wire
 from caxton.cluster.bus import Bus, NoResponders, Unsubscribe
-from caxton.cluster.conflicts import Conflict, winner
+from caxton.cluster.conflicts import Conflict
+from caxton.cluster.hosts import Hosts
 from caxton.cluster.membership import MemberChange
 from caxton.tasks import TaskSet
 
@@ -49,8 +49,6 @@ PAGE_MAX = 5000
 ANNOUNCE_MAX = 1000
 #: Seconds a pull of one page may take.
 PULL_TIMEOUT = 5.0
-#: Conflicts kept (the newest).
-CONFLICTS_KEPT = 1000
 
 
 class _Summary(Protocol):
@@ -126,19 +124,14 @@ class Registry:
         self._sorted: tuple[int, list[str]] = (-1, [])
         self._views: dict[str, _View] = {}
         self._removed: dict[str, int] = {}  # node -> newest incarnation removed
-        self._hosts: dict[str, dict[str, float]] = {}  # name -> {node: deployed_at}
-        self._owners: dict[str, str] = {}
+        self._tasks = TaskSet("cluster registry", log=_log)
+        self.hosts = Hosts(node, clock, self._tasks)
+        self._owners = self.hosts.owners  # the same dict: `owner` is one lookup
         self._dirty: set[str] = set()
         self._stale: set[str] = set()
         self._announce = asyncio.Event()
         self._pull = asyncio.Event()
-        self._conflicts: deque[Conflict] = deque(maxlen=CONFLICTS_KEPT)
-        self._conflicted: set[tuple[str, str, str]] = set()
-        self._conflict_listeners: list[Callable[[Conflict], None]] = []
         self._unsubscribe: list[Unsubscribe] = []
-        self._tasks = TaskSet("cluster registry", log=_log)
-        #: Stops this node's copy of an agent that lost a conflict (set by the node).
-        self.stop_local: Callable[[str], Awaitable[object]] | None = None
         self.started = False
         self.pulls = self.pull_failures = self.sent = self.received = 0
 
@@ -150,11 +143,7 @@ class Registry:
 
     def hosted_elsewhere(self, agent: str) -> str | None:
         """A node other than this one that lists ``agent`` (a deploy here would duplicate it)."""
-        hosts = self._hosts.get(agent)
-        if not hosts:
-            return None
-        others = [(node, at) for node, at in hosts.items() if node != self.node]
-        return winner(others) if others else None
+        return self.hosts.elsewhere(agent)
 
     def remote(self, node: str | None = None) -> Iterator[tuple[str, wire.Entry]]:
         """(node, entry) of every agent listed by other nodes (of ``node`` only, if given)."""
@@ -176,18 +165,27 @@ class Registry:
 
     def conflicts(self) -> list[Conflict]:
         """The conflicts this node saw, oldest first (the last `CONFLICTS_KEPT`)."""
-        return list(self._conflicts)
+        return self.hosts.conflicts()
 
     def add_conflict_listener(self, listener: Callable[[Conflict], None]) -> None:
         """Call ``listener`` for each new conflict, and again when its action changes."""
-        self._conflict_listeners.append(listener)
+        self.hosts.add_listener(listener)
+
+    @property
+    def stop_local(self) -> Callable[[str], Awaitable[object]] | None:
+        """Stops this node's copy of an agent that lost a conflict (set by the node)."""
+        return self.hosts.stop_local
+
+    @stop_local.setter
+    def stop_local(self, stop: Callable[[str], Awaitable[object]] | None) -> None:
+        self.hosts.stop_local = stop
 
     def statistics(self) -> RegistryStatistics:
         entries = {node: len(view.entries) for node, view in self._views.items()}
         entries[self.node] = len(self._mine)
         return RegistryStatistics(
             entries=entries,
-            conflicts=len(self._conflicted),
+            conflicts=self.hosts.conflict_count,
             pulls=self.pulls,
             pull_failures=self.pull_failures,
             announcements_sent=self.sent,
@@ -203,7 +201,7 @@ class Registry:
             summary = self._local.summary(name)
             if summary is not None:
                 self._mine[name] = _entry(summary)
-                self._host(name, self.node, summary.created_at)
+                self.hosts.host(name, self.node, summary.created_at)
         self._version = 1
         try:
             bus = self._bus
@@ -270,13 +268,13 @@ class Registry:
                 if old is not None:
                     removes.append(name)
                     del self._mine[name]
-                    self._unhost(name, self.node)
+                    self.hosts.unhost(name, self.node)
                 continue
             entry = _entry(summary)
             if entry != old:
                 upserts.append(entry)
                 self._mine[name] = entry
-                self._host(name, self.node, entry.deployed_at)
+                self.hosts.host(name, self.node, entry.deployed_at)
         if not upserts and not removes:
             return
         base = self._version
@@ -330,10 +328,10 @@ class Registry:
             return
         for name in note.removes:
             if view.entries.pop(name, None) is not None:
-                self._unhost(name, note.node)
+                self.hosts.unhost(name, note.node)
         for entry in note.upserts:
             view.entries[entry.name] = entry
-            self._host(entry.name, note.node, entry.deployed_at)
+            self.hosts.host(entry.name, note.node, entry.deployed_at)
         view.version = note.version
 
     def _mark_stale(self, node: str) -> None:
@@ -383,9 +381,9 @@ class Registry:
         if old is not None:
             for name in old.entries:
                 if name not in new:
-                    self._unhost(name, node)
+                    self.hosts.unhost(name, node)
         for entry in new.values():
-            self._host(entry.name, node, entry.deployed_at)
+            self.hosts.host(entry.name, node, entry.deployed_at)
         if view is not None:
             self._views[node] = view
 
@@ -422,90 +420,3 @@ class Registry:
         view = self._views.get(member.name)
         if change.current == "alive" and (view is None or member.incarnation > view.incarnation):
             self._mark_stale(member.name)
-
-    # -- who hosts what ----------------------------------------------------------------------
-
-    def _host(self, name: str, node: str, deployed_at: float) -> None:
-        hosts = self._hosts.get(name)
-        if hosts is None:
-            self._hosts[name] = {node: deployed_at}
-            self._owners[name] = node
-            return
-        if hosts.get(node) == deployed_at:
-            return
-        hosts[node] = deployed_at
-        self._settle(name, hosts)
-
-    def _unhost(self, name: str, node: str) -> None:
-        hosts = self._hosts.get(name)
-        if hosts is None or hosts.pop(node, None) is None:
-            return
-        if not hosts:
-            del self._hosts[name]
-            self._owners.pop(name, None)
-            return
-        self._settle(name, hosts)
-
-    def _settle(self, name: str, hosts: dict[str, float]) -> None:
-        won = winner(hosts.items())
-        self._owners[name] = won
-        for loser, deployed_at in hosts.items():
-            if loser != won:
-                self._conflict(name, won, hosts[won], loser, deployed_at)
-
-    def _conflict(self, name: str, won: str, won_at: float, lost: str, lost_at: float) -> None:
-        key = (name, won, lost)
-        if key in self._conflicted:
-            return
-        self._conflicted.add(key)
-        mine = lost == self.node
-        conflict = Conflict(
-            name,
-            won,
-            lost,
-            won_at,
-            lost_at,
-            self._clock.wall(),
-            "stopping" if mine else "stopped by its node (kept stored)",
-        )
-        self._record(conflict)
-        _log.warning(
-            "registry conflict: agent %s is on %s and %s; %s keeps it (deployed first), the copy "
-            "on %s is stopped and kept stored",
-            name,
-            won,
-            lost,
-            won,
-            lost,
-            extra={"agent": name, "winner": won, "loser": lost},
-        )
-        if mine:
-            self._tasks.start(self._lose(conflict), f"registry conflict of {name}")
-
-    async def _lose(self, conflict: Conflict) -> None:
-        action = "stopped (kept stored)"
-        try:
-            if self.stop_local is not None:
-                await self.stop_local(conflict.name)
-        except Exception as error:
-            action = f"stop failed: {error}"
-            _log.error(
-                "registry conflict: stopping the losing copy of %s failed: %s", conflict.name, error
-            )
-        self._record(replace(conflict, action=action))
-
-    def _record(self, conflict: Conflict) -> None:
-        kept = [
-            c
-            for c in self._conflicts
-            if (c.name, c.winner, c.loser) != (conflict.name, conflict.winner, conflict.loser)
-        ]
-        if len(kept) != len(self._conflicts):
-            self._conflicts.clear()
-            self._conflicts.extend(kept)
-        self._conflicts.append(conflict)
-        for listener in list(self._conflict_listeners):
-            try:
-                listener(conflict)
-            except Exception:
-                _log.exception("a registry conflict listener failed")
