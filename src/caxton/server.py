@@ -196,6 +196,13 @@ class Server:
             self.metrics.register_snapshot_source("agents", self.node.agents.metric_samples)
             self.metrics.register_snapshot_source("messaging", self.node.messaging.metric_samples)
             self.metrics.register_snapshot_source("storage", self.node.storage.metric_samples)
+            registry = None if self.node.cluster is None else self.node.cluster.registry
+            if registry is not None:
+                from caxton.cluster.registry_stats import registry_samples
+
+                self.metrics.register_snapshot_source(
+                    "registry", lambda: registry_samples(registry)
+                )
         except BaseException:
             await self.aclose()
             raise

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from click.testing import CliRunner, Result
+from prometheus_client.parser import text_string_to_metric_families
 
 from caxton.cli import cli
 from caxton.config import Config
@@ -258,3 +259,26 @@ async def test_the_cli_lists_with_a_node_column_and_deploys_on_a_node(
     assert (result.exit_code, result.output.strip()) == (0, "far: stopped")
     result = await asyncio.to_thread(_cli, one, "show", "far", "--node", "two")
     assert "two" in result.output
+
+
+async def test_registry_metrics_are_scraped_from_every_node(pair: Pair) -> None:
+    status, _, _ = await pair.call("one", "POST", "/api/v1/agents", **_deploy("echo"))
+    assert status == 201
+
+    async def listed() -> bool:
+        return await pair.listed("two", "echo", "one")
+
+    await eventually(listed, 5, what="two lists echo on one")
+    metrics = pair.servers["two"].config.networking.metrics_address
+    async with pair.http.get(f"http://{metrics}/metrics") as response:
+        text = await response.text()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples[("caxton_cluster_registry_entries", (("node", "one"),))] == 1
+    assert samples[("caxton_cluster_registry_entries", (("node", "two"),))] == 0
+    assert samples[("caxton_cluster_registry_conflicts_total", ())] == 0
+    assert samples[("caxton_cluster_registry_pulls_total", (("outcome", "ok"),))] >= 1
+    assert ("caxton_cluster_registry_announcements_total", (("direction", "received"),)) in samples
