@@ -282,3 +282,35 @@ async def test_registry_metrics_are_scraped_from_every_node(pair: Pair) -> None:
     assert samples[("caxton_cluster_registry_conflicts_total", ())] == 0
     assert samples[("caxton_cluster_registry_pulls_total", (("outcome", "ok"),))] >= 1
     assert ("caxton_cluster_registry_announcements_total", (("direction", "received"),)) in samples
+
+
+def _leb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _padded(module: bytes, size: int) -> bytes:
+    """``module`` with a custom section that makes it about ``size`` bytes (still valid)."""
+    name = b"padding"
+    content = _leb(len(name)) + name + bytes(size)
+    return module + b"\x00" + _leb(len(content)) + content
+
+
+async def test_a_module_larger_than_one_nats_message_crosses_in_parts(pair: Pair) -> None:
+    big = _padded(example("shout"), 1_300_000)  # above the 1 MiB NATS message
+    raw = {"headers": {"Content-Type": "application/wasm"}, "data": big}
+    status, body, _ = await pair.call("one", "POST", "/api/v1/agents?name=big&node=two", **raw)
+    assert (status, body["node"], body["module_size"]) == (201, "two", len(big))
+
+    async def listed() -> bool:
+        return await pair.listed("one", "big", "two")
+
+    await eventually(listed, 5, what="one lists big on two")
+    bigger = _padded(example("echo"), 2_500_000)
+    raw = {"headers": {"Content-Type": "application/wasm"}, "data": bigger}
+    status, body, _ = await pair.call("one", "PUT", "/api/v1/agents/big", **raw)
+    assert (status, body["version"], body["module_size"]) == (200, 2, len(bigger))

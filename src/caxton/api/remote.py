@@ -23,6 +23,8 @@ import contextlib
 import logging
 import shutil
 import tempfile
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +38,7 @@ from caxton.api.debug import debug_routes
 from caxton.api.errors import error_middleware
 from caxton.api.keys import MAX_REQUEST_SIZE, NODE, REQUEST_TIMEOUT
 from caxton.api.remote_wire import (
+    PART,
     ApiCall,
     ApiReply,
     api_subject,
@@ -60,6 +63,9 @@ __all__ = ["AgentApiResponder", "forward", "remote_middleware"]
 log = logging.getLogger("caxton.api.remote")
 
 PREFIX = "/api/v1/agents"
+#: Large calls whose parts are coming, at most, and how long a part waits for the next.
+MAX_UPLOADS = 16
+PARTS_TTL = 60.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
 
@@ -73,10 +79,21 @@ def _link(node: Node) -> ClusterLink:
 
 async def forward(request: web.Request, target: str, call: ApiCall) -> web.Response:
     """Send ``call`` to node ``target`` and answer with its reply (503 if it does not answer)."""
-    node = request.app[NODE]
-    link = _link(node)
-    member = link.membership.get(target)
-    state = "unknown" if member is None else member.state
+    link = _link(request.app[NODE])
+    within = request.app[REQUEST_TIMEOUT]
+    body = call.body
+    if len(body) > PART:  # the parts first, then the call with the last one
+        upload = uuid.uuid4().hex
+        for start in range(0, len(body) - PART, PART):
+            part = ApiCall("", "", [], body[start : start + PART], "", upload=upload, last=False)
+            reply = await _send(link, target, part, within)
+            if reply.status != 202:
+                return _response(reply)
+        call = msgspec.structs.replace(call, body=body[start + PART :], upload=upload)
+    return _response(await _send(link, target, call, within))
+
+
+async def _send(link: ClusterLink, target: str, call: ApiCall, within: float) -> ApiReply:
     payload = encode(call)
     limit = link.client.max_payload
     if len(payload) > limit:
@@ -86,13 +103,17 @@ async def forward(request: web.Request, target: str, call: ApiCall) -> web.Respo
             details={"node": target, "max_bytes": limit},
         )
     try:
-        data = await link.bus.request(api_subject(target), payload, request.app[REQUEST_TIMEOUT])
-        reply = decode_reply(data)
+        return decode_reply(await link.bus.request(api_subject(target), payload, within))
     except (LookupError, TimeoutError, msgspec.DecodeError) as error:
+        member = link.membership.get(target)
+        state = "unknown" if member is None else member.state
         raise ClusterError(
             f"node {target!r} ({state}) does not answer: {error or 'no reply in time'}",
             details={"node": target, "node_state": state},
         ) from None
+
+
+def _response(reply: ApiReply) -> web.Response:
     headers = {"Location": reply.location} if reply.location else None
     response = web.Response(status=reply.status, body=reply.body, headers=headers)
     if reply.content_type:
@@ -150,6 +171,35 @@ def internal_app(node: Node) -> web.Application:
     return app
 
 
+class Parts:
+    """The parts of large calls still coming: at most `MAX_UPLOADS` at a time, each at most
+    ``limit`` bytes, each forgotten `PARTS_TTL` seconds after its last part."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._uploads: dict[str, tuple[float, list[bytes], int]] = {}
+
+    def add(self, upload: str, part: bytes, last: bool) -> bytes | ApiReply:
+        """Keep ``part``: a 202 reply, an error reply, or (``last``) the whole body."""
+        now = time.monotonic()
+        for key, (seen, _, _) in list(self._uploads.items()):
+            if now - seen > PARTS_TTL:
+                del self._uploads[key]
+        _, parts, size = self._uploads.pop(upload, (now, [], 0))
+        size += len(part)
+        if size > self.limit:
+            return error_reply(
+                413, "PAYLOAD_TOO_LARGE", "the body is above networking.max_request_size"
+            )
+        parts.append(part)
+        if last:
+            return b"".join(parts)
+        if len(self._uploads) >= MAX_UPLOADS:
+            return error_reply(503, "UNAVAILABLE", "too many large calls in progress; retry")
+        self._uploads[upload] = (now, parts, size)
+        return ApiReply(202, "", b"")
+
+
 class AgentApiResponder:
     """Answers the other nodes' `ApiCall` for this node's agents (module docstring)."""
 
@@ -160,6 +210,7 @@ class AgentApiResponder:
         self._session: aiohttp.ClientSession | None = None
         self._subscription: Subscription | None = None
         self._directory: Path | None = None
+        self._parts = Parts(node.config.networking.max_request_size)
 
     async def start(self) -> None:
         """Listen on the private socket and subscribe to this node's API subject."""
@@ -209,6 +260,11 @@ class AgentApiResponder:
             call = decode_call(payload)
         except msgspec.DecodeError as error:
             return error_reply(400, "INVALID_REQUEST", f"malformed cluster API call: {error}")
+        if call.upload:
+            whole = self._parts.add(call.upload, call.body, call.last)
+            if isinstance(whole, ApiReply):
+                return whole
+            call = msgspec.structs.replace(call, body=whole)
         path = call.path
         if call.method not in _METHODS or not (path == PREFIX or path.startswith(PREFIX + "/")):
             return error_reply(400, "INVALID_REQUEST", "not an agent API call", path=path[:200])
