@@ -132,6 +132,10 @@ async def test_an_agent_on_one_node_is_listed_and_operated_from_the_other(pair: 
         "one",
         shown["module_sha256"],
     )
+    status, here, _ = await pair.call("one", "GET", "/api/v1/agents/echo?node=one")
+    assert (status, here["node"]) == (200, "one")  # ?node= naming this node: handled here
+    status, error, _ = await pair.call("one", "GET", "/api/v1/agents/echo?node=nowhere")
+    assert (status, error["error"]["details"]) == (400, {"field": "node"})
     status, stopped, _ = await pair.call("two", "POST", "/api/v1/agents/echo/stop")
     assert (status, stopped["state"]) == (200, "stopped")
     status, started, _ = await pair.call("two", "POST", "/api/v1/agents/echo/start")

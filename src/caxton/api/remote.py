@@ -221,7 +221,10 @@ class AgentApiResponder:
             self._runner = web.AppRunner(internal_app(self._node), access_log=None)
             await self._runner.setup()
             await web.UnixSite(self._runner, socket).start()
-            self._session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket))
+            within = aiohttp.ClientTimeout(total=self._node.config.networking.request_timeout + 5)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=socket), timeout=within
+            )
             self._subscription = await link.client.subscribe(
                 api_subject(link.name), cb=self._on_call
             )
@@ -235,7 +238,7 @@ class AgentApiResponder:
         if subscription is not None:
             with contextlib.suppress(Exception):  # gone with the connection
                 await subscription.unsubscribe()
-        await self._tasks.drain()
+        await self._tasks.drain(self._node.config.networking.request_timeout + 1.0)
         session, self._session = self._session, None
         if session is not None:
             await session.close()
