@@ -1,5 +1,5 @@
 """The registry as a state machine: random deploys, removals, state changes, partitions, heals,
-restarts and removals of nodes over an `InMemoryBus` in virtual time.
+restarts, joins and removals of nodes over an `InMemoryBus` in virtual time.
 
 After a heal and two gossip intervals, every running node lists exactly what every other
 running node hosts (the truth), no entry of a removed node, and answers `owner` with the
@@ -46,10 +46,19 @@ class RegistryMachine(RuleBasedStateMachine):
         self.run(registry.start(ticker=False))
         self.running[node] = (registry, local)
 
-    @initialize()
-    def begin(self) -> None:
-        for node in NODES:
+    @initialize(first=st.sets(nodes, min_size=1))
+    def begin(self, first: set[str]) -> None:
+        for node in sorted(first):
             self.start(node)
+
+    @rule(node=nodes)
+    def join(self, node: str) -> None:
+        """A node that never ran, or was stopped for good, joins (a removed one: a new run)."""
+        if node in self.running:
+            return
+        self.removed.discard(node)
+        self.start(node)
+        self.settled = False
 
     async def _gossip(self) -> None:
         for registry, _ in self.running.values():
