@@ -223,3 +223,15 @@ async def test_a_pull_request_with_a_huge_limit_is_capped() -> None:
     page = wire.decode_page(reply)
     assert 0 < len(page.entries) < 6000
     assert page.more
+
+
+async def test_a_joining_node_is_greeted_with_digests_at_once() -> None:
+    bus, clock = InMemoryBus(), ManualClock()
+    a, agents_a = make_node(bus, clock, "a")
+    agents_a.deploy("x")
+    await a.start(ticker=False)
+    b, _ = make_node(bus, clock, "b")
+    await b.start(ticker=False)  # a hears b's first digest ...
+    await a.flush()  # ... and answers with its own, before its next gossip tick
+    await b.sync()
+    assert listing(b) == {"x": ("a", "running")}

@@ -6,8 +6,10 @@ runtime reports (`caxton.agents.changes`) is batched for a moment and announced 
 entries that changed between two versions. Every ``gossip_interval`` each node publishes a
 digest (node, incarnation, version, count); a peer whose copy is older, or that missed an
 announcement (its copy is not at the announcement's base), pulls the whole list from that
-node in pages. So a node that joins, restarts or heals converges in one gossip interval plus
-one pull, whatever it missed, and no node waits for another.
+node in pages. A node that hears a node it did not know (or a new run of it) publishes its own
+digest at once, so a joining node pulls every list right away. So a node that joins, restarts
+or heals converges in one gossip interval plus one pull at most, whatever it missed, and no
+node waits for another.
 
 Entries of a node that membership reports ``dead`` or ``left`` stay listed (its agents come
 back with it); a node removed from membership (``caxton cluster remove``) loses its entries;
@@ -128,6 +130,7 @@ class Registry:
         self.hosts = Hosts(node, clock, self._tasks)
         self._owners = self.hosts.owners  # the same dict: `owner` is one lookup
         self._dirty: set[str] = set()
+        self._greet = False  # a new node was heard: publish this node's digest now
         self._stale: set[str] = set()
         self._announce = asyncio.Event()
         self._pull = asyncio.Event()
@@ -257,7 +260,11 @@ class Registry:
         self._announce.set()
 
     async def flush(self) -> None:
-        """Announce the changes since the last flush (at once; the ticker does it by itself)."""
+        """Announce the changes since the last flush, and this node's digest if a new node was
+        heard (at once; the ticker does it by itself)."""
+        if self._greet:
+            self._greet = False
+            await self.tick()
         names, self._dirty = self._dirty, set()
         upserts: list[wire.Entry] = []
         removes: list[str] = []
@@ -307,6 +314,9 @@ class Registry:
         if not self._known(digest.node, digest.incarnation):
             return
         view = self._views.get(digest.node)
+        if view is None or digest.incarnation > view.incarnation:
+            self._greet = True  # a node that joined or restarted: it learns of this one at once
+            self._announce.set()
         if view is None or (digest.incarnation, digest.version) > (view.incarnation, view.version):
             self._mark_stale(digest.node)
 
