@@ -42,6 +42,8 @@ SHUTDOWN_MARGIN = 2.0
 TRACING_STOP_WAIT = 0.3
 #: Connections the API accepts beyond max_connections, for /health and /ready only.
 API_PROBE_SLOTS = 8
+#: Seconds a clustered node waits for its registry before it deploys the example agents.
+EXAMPLES_SYNC_WAIT = 5.0
 PROBE_PATHS = frozenset({"/health", "/ready"})
 
 
@@ -216,9 +218,12 @@ class Server:
             log.warning("no example agents in this installation; skipping them")
             return
         present = set(self.node.agents.names())
+        registry = None if node.cluster is None else node.cluster.registry
+        if registry is not None:  # what the other nodes host first (a name lives on one node)
+            await registry.wait_synced(EXAMPLES_SYNC_WAIT)
         for example in EXAMPLES:
-            if example.name in present:
-                continue
+            if example.name in present or self.node.agents.hosted_elsewhere(example.name):
+                continue  # here already, or on another node of the cluster
             wasm = (directory / example.file).read_bytes()
             await self.node.agents.deploy(
                 DeployRequest(name=example.name, wasm=wasm, env=example.env)

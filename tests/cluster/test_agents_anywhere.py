@@ -318,3 +318,25 @@ async def test_a_module_larger_than_one_nats_message_crosses_in_parts(pair: Pair
     raw = {"headers": {"Content-Type": "application/wasm"}, "data": bigger}
     status, body, _ = await pair.call("one", "PUT", "/api/v1/agents/big", **raw)
     assert (status, body["version"], body["module_size"]) == (200, 2, len(bigger))
+
+
+async def test_the_example_agents_are_deployed_once_in_a_cluster(tmp_path: Path) -> None:
+    ports = free_port(), free_port()
+    one = Server(_config(tmp_path, "one", ports[0], ports), deploy_examples=True)
+    two = Server(_config(tmp_path, "two", ports[1], ports), deploy_examples=True)
+    await one.start()
+    try:
+        await two.start()
+        try:
+            examples = set(one.node.agents.names())
+            assert examples
+            assert two.node.agents.names() == []  # one hosts them already
+            assert two.node.cluster is not None
+            assert two.node.cluster.registry is not None
+            assert {two.node.cluster.directory.owner(name) for name in examples} == {"one"}
+            assert two.node.cluster.registry.conflicts() == []
+            assert two.node.readiness().cluster is True
+        finally:
+            await two.aclose()
+    finally:
+        await one.aclose()

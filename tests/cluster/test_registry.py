@@ -235,3 +235,24 @@ async def test_a_joining_node_is_greeted_with_digests_at_once() -> None:
     await a.flush()  # ... and answers with its own, before its next gossip tick
     await b.sync()
     assert listing(b) == {"x": ("a", "running")}
+
+
+async def test_not_synced_until_one_gossip_interval_and_the_pulls_it_asked_for() -> None:
+    bus, clock = InMemoryBus(), ManualClock()
+    a, agents_a = make_node(bus, clock, "a")
+    agents_a.deploy("x")
+    await a.start(ticker=False)
+    b, _ = make_node(bus, clock, "b")
+    assert b.not_synced() == "the agent registry is not started"
+    await b.start(ticker=False)
+    assert b.not_synced() is not None  # waits one interval for digests
+    await a.tick()  # a's digest: b is to pull
+    clock.advance(b.gossip_interval)
+    assert b.not_synced() == "the agent registry is pulling the other nodes' lists"
+    await b.sync()
+    assert b.not_synced() is None
+    assert b.owner("x") == "a"
+    await a.tick()
+    agents_a.deploy("y")
+    await a.tick()  # stale again: synced once is synced for good (no flapping /ready)
+    assert b.not_synced() is None

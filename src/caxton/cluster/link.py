@@ -48,6 +48,8 @@ CONNECT_TIMEOUT = 5.0
 RECONNECT_WAIT = 0.2
 #: Seconds during which the same client error is logged only once (reconnecting repeats it).
 ERROR_LOG_INTERVAL = 10.0
+#: Seconds the node start waits for the registry's first pulls, beyond one gossip interval.
+REGISTRY_SYNC_WAIT = 2.0
 
 
 class ClusterLink:
@@ -169,8 +171,9 @@ class ClusterLink:
         self, agents: AgentService, publish: Callable[[dict[str, Any]], None]
     ) -> Registry:
         """Start the shared agent registry over this node's ``agents`` (after they were
-        restored) and make it the `directory`; ``publish`` puts its conflict events on the
-        node's event stream."""
+        restored), wait until it has the other nodes' lists (at most one ``gossip_interval``
+        plus `REGISTRY_SYNC_WAIT`; ``/ready`` waits for the rest) and make it the `directory`;
+        ``publish`` puts its conflict events on the node's event stream."""
         registry = Registry(
             self.name,
             self.membership.incarnation,
@@ -185,6 +188,10 @@ class ClusterLink:
         registry.add_conflict_listener(lambda conflict: publish(conflict_event(conflict)))
         self.membership.add_listener(registry.on_member)
         await registry.start()
+        # The others' lists first (one gossip interval for their digests, then the pulls): a
+        # deploy this node accepts is checked against the names the cluster has already.
+        await registry.wait_synced(self._config.gossip_interval + REGISTRY_SYNC_WAIT)
+        self.add_join_check(registry.not_synced)
         self.registry = registry
         self.directory = registry
         return registry

@@ -51,6 +51,8 @@ PAGE_MAX = 5000
 ANNOUNCE_MAX = 1000
 #: Seconds a pull of one page may take.
 PULL_TIMEOUT = 5.0
+#: Seconds between two looks of `Registry.wait_synced`.
+SYNC_POLL = 0.02
 
 
 class _Summary(Protocol):
@@ -136,6 +138,9 @@ class Registry:
         self._pull = asyncio.Event()
         self._unsubscribe: list[Unsubscribe] = []
         self.started = False
+        self._started_at = 0.0
+        self._synced = False
+        self._pulling = False
         self.pulls = self.pull_failures = self.sent = self.received = 0
 
     # -- queries (loop thread; dict lookups) ----------------------------------------------------
@@ -183,6 +188,30 @@ class Registry:
     def stop_local(self, stop: Callable[[str], Awaitable[object]] | None) -> None:
         self.hosts.stop_local = stop
 
+    def not_synced(self) -> str | None:
+        """Why this node's copy may still miss other nodes' agents (None once it has waited
+        one ``gossip_interval`` for their digests and pulled what they announced; it stays
+        None from then on). A join check: ``/ready`` waits for it."""
+        if self._synced:
+            return None
+        if not self.started:
+            return "the agent registry is not started"
+        waited = self._clock.monotonic() - self._started_at
+        if waited < self.gossip_interval:
+            return "the agent registry waits one gossip_interval for the other nodes' digests"
+        if self._stale or self._pulling:
+            return "the agent registry is pulling the other nodes' lists"
+        self._synced = True
+        return None
+
+    async def wait_synced(self, within: float) -> bool:
+        """Wait until `not_synced` is None, at most ``within`` seconds; whether it is."""
+        for _ in range(max(1, round(within / SYNC_POLL))):
+            if self.not_synced() is None:
+                return True
+            await asyncio.sleep(SYNC_POLL)
+        return self.not_synced() is None
+
     def statistics(self) -> RegistryStatistics:
         entries = {node: len(view.entries) for node, view in self._views.items()}
         entries[self.node] = len(self._mine)
@@ -216,6 +245,7 @@ class Registry:
             await self.aclose()
             raise
         self.started = True
+        self._started_at = self._clock.monotonic()
         if ticker:
             self._tasks.service(self._gossip(), f"registry gossip of {self.node}")
             self._tasks.service(self._announcer(), f"registry announcer of {self.node}")
@@ -353,11 +383,14 @@ class Registry:
         while self._stale:
             node = min(self._stale)
             self._stale.discard(node)
+            self._pulling = True
             try:
                 await self._pull_from(node)
             except (NoResponders, TimeoutError, msgspec.DecodeError, ValueError) as error:
                 self.pull_failures += 1
                 _log.info("registry: pulling the list of %s failed: %s", node, error or "timeout")
+            finally:
+                self._pulling = False
 
     async def _pull_from(self, node: str) -> None:
         after, entries = "", list[wire.Entry]()
