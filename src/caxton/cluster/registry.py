@@ -27,7 +27,7 @@ import asyncio
 import bisect
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
@@ -38,6 +38,7 @@ from caxton.cluster.bus import Bus, NoResponders, Unsubscribe
 from caxton.cluster.conflicts import Conflict
 from caxton.cluster.hosts import Hosts
 from caxton.cluster.membership import MemberChange
+from caxton.cluster.registry_views import Views
 from caxton.tasks import TaskSet
 
 __all__ = ["LocalAgents", "Registry", "RegistryStatistics"]
@@ -73,13 +74,6 @@ class LocalAgents(Protocol):
 
     def names(self) -> list[str]: ...
     def summary(self, name: str) -> _Summary | None: ...
-
-
-@dataclass(slots=True)
-class _View:
-    incarnation: int
-    version: int
-    entries: dict[str, wire.Entry] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,16 +120,14 @@ class Registry:
         self._mine: dict[str, wire.Entry] = {}
         self._version = 0
         self._sorted: tuple[int, list[str]] = (-1, [])
-        self._views: dict[str, _View] = {}
-        self._removed: dict[str, int] = {}  # node -> newest incarnation removed
         self._tasks = TaskSet("cluster registry", log=_log)
         self.hosts = Hosts(node, clock, self._tasks)
         self._owners = self.hosts.owners  # the same dict: `owner` is one lookup
+        self._pull = asyncio.Event()
+        self._views = Views(node, self.hosts, self._pull.set)
         self._dirty: set[str] = set()
         self._greet = False  # a new node was heard: publish this node's digest now
-        self._stale: set[str] = set()
         self._announce = asyncio.Event()
-        self._pull = asyncio.Event()
         self._unsubscribe: list[Unsubscribe] = []
         self.started = False
         self._started_at = 0.0
@@ -155,21 +147,15 @@ class Registry:
 
     def remote(self, node: str | None = None) -> Iterator[tuple[str, wire.Entry]]:
         """(node, entry) of every agent listed by other nodes (of ``node`` only, if given)."""
-        for name, view in self._views.items():
-            if node is None or node == name:
-                for entry in view.entries.values():
-                    yield name, entry
+        return self._views.remote(node)
 
     def count(self, node: str) -> int:
         """How many agents ``node`` lists (0 if unknown)."""
-        if node == self.node:
-            return len(self._mine)
-        view = self._views.get(node)
-        return 0 if view is None else len(view.entries)
+        return len(self._mine) if node == self.node else self._views.count(node)
 
     def nodes(self) -> list[str]:
         """Every node whose list this node holds, itself included."""
-        return sorted({self.node, *self._views})
+        return sorted({self.node, *self._views.nodes()})
 
     def conflicts(self) -> list[Conflict]:
         """The conflicts this node saw, oldest first (the last `CONFLICTS_KEPT`)."""
@@ -199,7 +185,7 @@ class Registry:
         waited = self._clock.monotonic() - self._started_at
         if waited < self.gossip_interval:
             return "the agent registry waits one gossip_interval for the other nodes' digests"
-        if self._stale or self._pulling:
+        if self._views.stale or self._pulling:
             return "the agent registry is pulling the other nodes' lists"
         self._synced = True
         return None
@@ -213,7 +199,7 @@ class Registry:
         return self.not_synced() is None
 
     def statistics(self) -> RegistryStatistics:
-        entries = {node: len(view.entries) for node, view in self._views.items()}
+        entries = self._views.sizes()
         entries[self.node] = len(self._mine)
         return RegistryStatistics(
             entries=entries,
@@ -332,23 +318,15 @@ class Registry:
 
     # -- the others' lists -------------------------------------------------------------------
 
-    def _known(self, node: str, incarnation: int) -> bool:
-        return node != self.node and incarnation > self._removed.get(node, -1)
-
     def _on_digest(self, subject: str, payload: bytes) -> None:
         try:
             digest = wire.decode_digest(payload)
         except msgspec.DecodeError as error:
             _log.warning("dropped a malformed registry digest (%d bytes): %s", len(payload), error)
             return
-        if not self._known(digest.node, digest.incarnation):
-            return
-        view = self._views.get(digest.node)
-        if view is None or digest.incarnation > view.incarnation:
+        if self._views.digest(digest):
             self._greet = True  # a node that joined or restarted: it learns of this one at once
             self._announce.set()
-        if view is None or (digest.incarnation, digest.version) > (view.incarnation, view.version):
-            self._mark_stale(digest.node)
 
     def _on_announcement(self, subject: str, payload: bytes) -> None:
         try:
@@ -358,31 +336,15 @@ class Registry:
                 "dropped a malformed registry announcement (%d bytes): %s", len(payload), error
             )
             return
-        if not self._known(note.node, note.incarnation):
-            return
-        self.received += 1
-        view = self._views.get(note.node)
-        if view is None or view.incarnation != note.incarnation or view.version != note.base:
-            if view is None or (note.incarnation, note.version) > (view.incarnation, view.version):
-                self._mark_stale(note.node)
-            return
-        for name in note.removes:
-            if view.entries.pop(name, None) is not None:
-                self.hosts.unhost(name, note.node)
-        for entry in note.upserts:
-            view.entries[entry.name] = entry
-            self.hosts.host(entry.name, note.node, entry.deployed_at)
-        view.version = note.version
-
-    def _mark_stale(self, node: str) -> None:
-        self._stale.add(node)
-        self._pull.set()
+        if self._views.announcement(note):
+            self.received += 1
 
     async def sync(self) -> None:
         """Pull the list of every node whose copy here is known to be old (now)."""
-        while self._stale:
-            node = min(self._stale)
-            self._stale.discard(node)
+        stale = self._views.stale
+        while stale:
+            node = min(stale)
+            stale.discard(node)
             self._pulling = True
             try:
                 await self._pull_from(node)
@@ -410,25 +372,7 @@ class Registry:
                 break
             after = page.entries[-1].name
         self.pulls += 1
-        incarnation, version = first
-        if not self._known(node, incarnation):
-            return
-        view = self._views.get(node)
-        if view is not None and (view.incarnation, view.version) >= (incarnation, version):
-            return  # announcements brought it this far meanwhile
-        self._replace(node, _View(incarnation, version, {e.name: e for e in entries}))
-
-    def _replace(self, node: str, view: _View | None) -> None:
-        old = self._views.pop(node, None)
-        new = {} if view is None else view.entries
-        if old is not None:
-            for name in old.entries:
-                if name not in new:
-                    self.hosts.unhost(name, node)
-        for entry in new.values():
-            self.hosts.host(entry.name, node, entry.deployed_at)
-        if view is not None:
-            self._views[node] = view
+        self._views.pulled(node, *first, entries)
 
     async def _serve(self, subject: str, payload: bytes) -> bytes:
         try:
@@ -454,12 +398,6 @@ class Registry:
         if member.name == self.node:
             return
         if change.current == "removed":
-            self._removed[member.name] = max(self._removed.get(member.name, -1), member.incarnation)
-            view = self._views.get(member.name)
-            if view is not None and view.incarnation <= member.incarnation:
-                self._replace(member.name, None)
-            self._stale.discard(member.name)
-            return
-        view = self._views.get(member.name)
-        if change.current == "alive" and (view is None or member.incarnation > view.incarnation):
-            self._mark_stale(member.name)
+            self._views.removed(member.name, member.incarnation)
+        elif change.current == "alive":
+            self._views.alive(member.name, member.incarnation)
