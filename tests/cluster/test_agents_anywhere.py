@@ -145,6 +145,11 @@ async def test_an_agent_on_one_node_is_listed_and_operated_from_the_other(pair: 
     assert (status, upgraded["version"]) == (200, 2)
     status, rolled, _ = await pair.call("two", "PUT", "/api/v1/agents/echo?version=1")
     assert (status, rolled["version"]) == (200, 1)
+    raw = {"headers": {"Content-Type": "application/wasm"}, "data": example("echo")}
+    status, again, _ = await pair.call("one", "PUT", "/api/v1/agents/echo?node=one", **raw)
+    assert (status, again["version"]) == (200, 3)  # ?node= is not one of the raw form's settings
+    status, rolled, _ = await pair.call("two", "PUT", "/api/v1/agents/echo?version=1&node=one")
+    assert (status, rolled["version"]) == (200, 1)
     status, logs, _ = await pair.call("two", "GET", "/api/v1/agents/echo/logs?n=5")
     assert (status, logs["name"]) == (200, "echo")
     status, debug, _ = await pair.call("two", "GET", "/api/v1/agents/echo/debug")
