@@ -150,6 +150,12 @@ async def test_an_agent_on_one_node_is_listed_and_operated_from_the_other(pair: 
     assert (status, again["version"]) == (200, 3)  # ?node= is not one of the raw form's settings
     status, rolled, _ = await pair.call("two", "PUT", "/api/v1/agents/echo?version=1&node=one")
     assert (status, rolled["version"]) == (200, 1)
+    form = aiohttp.FormData()
+    form.add_field("wasm", example("shout"), filename="shout.wasm")
+    status, multi, _ = await pair.call("two", "PUT", "/api/v1/agents/echo", data=form)
+    assert (status, multi["version"]) == (200, 4)  # the multipart body crosses as it came
+    status, rolled, _ = await pair.call("two", "PUT", "/api/v1/agents/echo?version=1")
+    assert (status, rolled["version"]) == (200, 1)
     status, logs, _ = await pair.call("two", "GET", "/api/v1/agents/echo/logs?n=5")
     assert (status, logs["name"]) == (200, "echo")
     status, debug, _ = await pair.call("two", "GET", "/api/v1/agents/echo/debug")
