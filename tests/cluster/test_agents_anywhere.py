@@ -274,6 +274,10 @@ async def test_the_cli_lists_with_a_node_column_and_deploys_on_a_node(
     assert (result.exit_code, result.output.strip()) == (0, "far: stopped")
     result = await asyncio.to_thread(_cli, one, "show", "far", "--node", "two")
     assert "two" in result.output
+    result = await asyncio.to_thread(_cli, one, "upgrade", "far", str(module), "--node", "two")
+    assert (result.exit_code, result.output.strip()) == (0, "upgraded far: version 2, stopped")
+    result = await asyncio.to_thread(_cli, one, "rollback", "far", "1", "--node", "two")
+    assert (result.exit_code, result.output.strip()) == (0, "rolled back far: version 1, stopped")
 
 
 async def test_registry_metrics_are_scraped_from_every_node(pair: Pair) -> None:

@@ -235,28 +235,43 @@ def show(name: str, node: str | None, server: str, token: str | None, output: st
     "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--version", type=click.IntRange(min=1), help="Roll back to this stored version.")
+@_node_option(_ON_NODE)
 @client_options
 def upgrade(
-    name: str, file: Path | None, version: int | None, server: str, token: str | None, output: str
+    name: str,
+    file: Path | None,
+    version: int | None,
+    node: str | None,
+    server: str,
+    token: str | None,
+    output: str,
 ) -> None:
     """Upgrade NAME to the module in FILE, or roll back with --version N."""
     if (file is None) == (version is None):
         raise click.UsageError("give either FILE (upgrade) or --version N (rollback), not both")
     if version is not None:
-        info = _call(server, token, "PUT", _path(name), query={"version": str(version)})
+        info = _call(server, token, "PUT", _path(name), query=_on(node, {"version": str(version)}))
     else:
         assert file is not None
-        info = _upload(server, token, "PUT", _path(name), file)
+        path = (
+            _path(name)
+            if node is None
+            else f"{_path(name)}?{urllib.parse.urlencode({'node': node})}"
+        )
+        info = _upload(server, token, "PUT", path, file)
     _one_line(info, "upgraded", output)
 
 
 @agent.command("rollback")
 @click.argument("name")
 @click.argument("version", type=click.IntRange(min=1))
+@_node_option(_ON_NODE)
 @client_options
-def rollback(name: str, version: int, server: str, token: str | None, output: str) -> None:
+def rollback(
+    name: str, version: int, node: str | None, server: str, token: str | None, output: str
+) -> None:
     """Run NAME's stored VERSION again (kept from earlier deploys and upgrades)."""
-    info = _call(server, token, "PUT", _path(name), query={"version": str(version)})
+    info = _call(server, token, "PUT", _path(name), query=_on(node, {"version": str(version)}))
     _one_line(info, "rolled back", output)
 
 
