@@ -19,8 +19,12 @@ CORE = frozenset({"wire", "runtime", "messaging", "storage", "agents", "cluster"
 #: The leaves: they use the core, never the other way round.
 LEAVES = frozenset({"api", "cli", "observability", "server"})
 #: (importing package, imported package) pairs forbidden besides core -> leaf: the runtime
-#: sits below messaging, and the wire format below both (and below storage and agents).
-FORBIDDEN = frozenset({("runtime", "messaging")} | {("wire", above) for above in CORE - {"wire"}})
+#: sits below messaging, and the wire format below both (and below storage and agents); the
+#: agent service knows nothing of the cluster (the registry listens to its `AgentChanges`).
+FORBIDDEN = frozenset(
+    {("runtime", "messaging"), ("agents", "cluster")}
+    | {("wire", above) for above in CORE - {"wire"}}
+)
 #: Violations not fixed yet, as (importing module, imported module).
 KNOWN: frozenset[tuple[str, str]] = frozenset()
 
@@ -85,6 +89,15 @@ def test_the_known_violations_are_all_still_there() -> None:
     """A fixed violation leaves `KNOWN` (the list shows exactly the work left)."""
     gone = KNOWN - _violations()
     assert not gone, f"no longer violated, remove from KNOWN: {sorted(gone)}"
+
+
+def test_the_agent_service_may_not_import_the_cluster() -> None:
+    found = set(
+        _imports_in("from caxton.cluster import registry\n", "caxton.agents.x", "caxton.agents")
+    )
+    assert {(m, t) for m, t in found if (_top(m), _top(t)) in FORBIDDEN} == {
+        ("caxton.agents.x", "caxton.cluster")
+    }
 
 
 def test_the_check_sees_relative_and_nested_imports() -> None:

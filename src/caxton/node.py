@@ -163,6 +163,7 @@ class Node:
         # Imported here: wasmtime takes a few hundred ms to load, which CLI client commands
         # (and /health, answered before the node starts) need not wait for.
         from caxton.agents import (
+            AgentChanges,
             AgentService,
             DirtyAgents,
             PersistingEvents,
@@ -195,6 +196,7 @@ class Node:
             # Shared by the runtime (its events mark agents, it loads snapshots) and the agent
             # service (it writes what was marked, it tells the snapshots what it restores).
             dirty, snapshots = DirtyAgents(), StoredSnapshots(storage.snapshots)
+            changes = AgentChanges()  # the runtime's state changes and the service's operations
 
             def runtime_for(delivery: DeliveryPort) -> Runtime:
                 return Runtime(
@@ -202,7 +204,7 @@ class Node:
                     engine=engine,
                     kv=StoredKv(storage.kv),
                     snapshots=snapshots,
-                    events=PersistingEvents(dirty, delivery),
+                    events=PersistingEvents(dirty, delivery, changes),
                     delivery=delivery,
                     timers=StoredTimers(storage),
                 )
@@ -222,8 +224,11 @@ class Node:
                 runtime=runtime,
                 dirty=dirty,
                 snapshots=snapshots,
+                changes=changes,
             )
             restored = await self._agents.restore_all()
+            if self._cluster is not None:  # the registry lists what was restored
+                await self._cluster.start_registry(self._agents, messaging.publish)
             redelivered = await messaging.recover()
             if prepare is not None:
                 await prepare(self)

@@ -22,21 +22,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 
 from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster import telemetry
 from caxton.cluster.bus import NatsBus
+from caxton.cluster.conflicts import conflict_event
 from caxton.cluster.directory import Directory, FixedDirectory
 from caxton.cluster.identity import node_name
 from caxton.cluster.membership import SUSPECT_AFTER, MemberChange, Membership
 from caxton.cluster.natsconf import NatsEndpoint, RouteTls
 from caxton.cluster.natsd import NatsServer
+from caxton.cluster.registry import Registry
 from caxton.cluster.telemetry import Sample
 from caxton.config.schema import CoordinationConfig, NetworkingConfig, mask_url_password
 from caxton.errors import ClusterError
+
+if TYPE_CHECKING:
+    from caxton.agents.service import AgentService
 
 __all__ = ["ClusterLink"]
 
@@ -52,6 +57,8 @@ LEAVE_FLUSH_TIMEOUT = 1.0
 ERROR_LOG_INTERVAL = 10.0
 #: Seconds `start` waits for the node to hear its own first heartbeat.
 HEAR_SELF_WAIT = 2.0
+#: Seconds the node start waits for the registry's first pulls, beyond one gossip interval.
+REGISTRY_SYNC_WAIT = 2.0
 
 
 class ClusterLink:
@@ -96,6 +103,8 @@ class ClusterLink:
         #: Which node hosts which agent: the cluster's registry once it runs (a fixed, empty
         #: directory until then).
         self.directory: Directory = FixedDirectory()
+        #: The cluster's agent registry (`start_registry`; None until then).
+        self.registry: Registry | None = None
 
     @property
     def client(self) -> Client:
@@ -197,6 +206,35 @@ class ClusterLink:
         """Metric records for the observability layer's snapshot collector (`telemetry`)."""
         return telemetry.samples(self._counted, self.server)
 
+    async def start_registry(
+        self, agents: AgentService, publish: Callable[[dict[str, Any]], None]
+    ) -> Registry:
+        """Start the shared agent registry over this node's ``agents`` (after they were
+        restored), wait until it has the other nodes' lists (at most one ``gossip_interval``
+        plus `REGISTRY_SYNC_WAIT`; ``/ready`` waits for the rest) and make it the `directory`;
+        ``publish`` puts its conflict events on the node's event stream."""
+        registry = Registry(
+            self.name,
+            self.membership.incarnation,
+            self.bus,
+            local=agents,
+            clock=self._clock,
+            gossip_interval=self._config.gossip_interval,
+        )
+        agents.changes.add(registry.changed)
+        agents.hosted_elsewhere = registry.hosted_elsewhere
+        registry.stop_local = agents.stop
+        registry.add_conflict_listener(lambda conflict: publish(conflict_event(conflict)))
+        self.membership.add_listener(registry.on_member)
+        await registry.start()
+        # The others' lists first (one gossip interval for their digests, then the pulls): a
+        # deploy this node accepts is checked against the names the cluster has already.
+        await registry.wait_synced(self._config.gossip_interval + REGISTRY_SYNC_WAIT)
+        self.add_join_check(registry.not_synced)
+        self.registry = registry
+        self.directory = registry
+        return registry
+
     def _cluster_address(self) -> str:
         advertise = self._config.advertise_addr
         return str(self._config.bind_addr if advertise == "auto" else advertise)
@@ -228,6 +266,9 @@ class ClusterLink:
     async def aclose(self) -> None:
         """Announce ``left``, close the client, then stop the child. Idempotent."""
         self._closing = True
+        registry, self.registry = self.registry, None
+        if registry is not None:
+            await registry.aclose()
         membership, self._membership = self._membership, None
         try:
             if membership is not None:
