@@ -21,6 +21,10 @@ FAMILIES = {
     "caxton_cluster_heartbeats_received": "counter",
     "caxton_cluster_event_loop_stalls": "counter",
     "caxton_cluster_nats_server_restarts": "counter",
+    "caxton_cluster_registry_entries": "gauge",
+    "caxton_cluster_registry_conflicts": "counter",
+    "caxton_cluster_registry_pulls": "counter",
+    "caxton_cluster_registry_announcements": "counter",
 }
 
 
@@ -60,6 +64,8 @@ def test_documented_cluster_metrics_are_exposed(tmp_path: Path) -> None:
     assert found["caxton_cluster_heartbeats_received"] == {(): 0}  # alone: only its own beats
     assert found["caxton_cluster_nats_server_restarts"] == {(): 0}
     assert found["caxton_cluster_event_loop_stalls"] == {(): 0}
+    assert list(found["caxton_cluster_registry_entries"].values()) == [0]  # itself, no agents
+    assert found["caxton_cluster_registry_conflicts"] == {(): 0}
 
     documented = set(
         re.findall(

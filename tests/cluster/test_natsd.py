@@ -233,7 +233,8 @@ async def test_a_failed_restart_is_logged_and_tried_again(
 ) -> None:
     caplog.set_level(logging.INFO, logger="caxton.cluster.nats")
     port = free_port()
-    async with NatsServer(coordination(port), tmp_path, restart_backoff=(0.5, 0.5)) as server:
+    # 1.5 s before each restart: time for the squatter to take the port, even under load.
+    async with NatsServer(coordination(port), tmp_path, restart_backoff=(1.5, 1.5)) as server:
         first = server.pid
         assert first is not None
         os.kill(first, signal.SIGKILL)

@@ -152,16 +152,21 @@ def _isolate_and_heal(ns: Netns) -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert listener.stdin is not None
+    assert listener.stdout is not None
+    try:  # the dialer only once the listener listens (else: connection refused, under load)
+        assert listener.stdout.readline().strip() == "listening"
+    except BaseException:
+        listener.kill()
+        listener.communicate(timeout=5)
+        raise
     dialer = subprocess.Popen(
         [*ns.exec_prefix, *gid_prefix(3001), sys.executable, "-c", _DIALER, "7950"],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        assert listener.stdin is not None
-        assert listener.stdout is not None
         assert dialer.stdout is not None
-        assert listener.stdout.readline().strip() == "listening"
         assert dialer.stdout.readline().strip() == "connected"
         rules = ns.isolate(gid=3001, port=7951, peers=[7950])
         listener.stdin.write("across the cut\n")
