@@ -65,10 +65,12 @@ class NodeProcess:
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    #: A command the node runs under (``ip netns exec NS``, ``setpriv --regid G``...).
+    prefix: list[str] = field(default_factory=list)
 
     def start(self, *, wait: bool = True, timeout: float = 20.0) -> NodeProcess:
         env = {**os.environ, **self.env}
-        cmd = [sys.executable, "-m", "caxton", *(self.args or ["serve", "--config"])]
+        cmd = [*self.prefix, sys.executable, "-m", "caxton", *(self.args or ["serve", "--config"])]
         if not self.args:
             cmd.append(str(self.config_path))
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -20,11 +20,11 @@ CORE = frozenset({"wire", "runtime", "messaging", "storage", "agents", "cluster"
 LEAVES = frozenset({"api", "cli", "observability", "server"})
 #: (importing package, imported package) pairs forbidden besides core -> leaf: the runtime
 #: sits below messaging, and the wire format below both (and below storage and agents); the
-#: cluster sits above them all.
+#: cluster sits above them all (it plugs into messaging as its `Remote`, and the registry
+#: listens to the agent service's `AgentChanges`): a single node never loads it.
 FORBIDDEN = frozenset(
     {("runtime", "messaging")}
     | {("wire", above) for above in CORE - {"wire"}}
-    # The cluster plugs into messaging (its `Remote`); a single node never loads it.
     | {(below, "cluster") for below in ("runtime", "messaging", "storage", "agents")}
 )
 #: Violations not fixed yet, as (importing module, imported module).
@@ -91,6 +91,15 @@ def test_the_known_violations_are_all_still_there() -> None:
     """A fixed violation leaves `KNOWN` (the list shows exactly the work left)."""
     gone = KNOWN - _violations()
     assert not gone, f"no longer violated, remove from KNOWN: {sorted(gone)}"
+
+
+def test_the_agent_service_may_not_import_the_cluster() -> None:
+    found = set(
+        _imports_in("from caxton.cluster import registry\n", "caxton.agents.x", "caxton.agents")
+    )
+    assert {(m, t) for m, t in found if (_top(m), _top(t)) in FORBIDDEN} == {
+        ("caxton.agents.x", "caxton.cluster")
+    }
 
 
 def test_the_check_sees_relative_and_nested_imports() -> None:

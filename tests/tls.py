@@ -79,6 +79,7 @@ def _issue(
     common_name: str,
     *,
     server: bool,
+    client_too: bool = False,
 ) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
@@ -93,7 +94,11 @@ def _issue(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                if client_too
+                else [
+                    ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+                ]
             ),
             critical=False,
         )
@@ -109,8 +114,11 @@ def _issue(
     return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
 
-def make_pki(directory: Path, *, ca_name: str = "caxton-test-ca") -> Pki:
-    """A CA, a server certificate and a client certificate signed by it, in `directory`."""
+def make_pki(directory: Path, *, ca_name: str = "caxton-test-ca", routes: bool = False) -> Pki:
+    """A CA, a server certificate and a client certificate signed by it, in `directory`.
+
+    ``routes``: the server certificate also allows client authentication, as a cluster
+    node's certificate must (nats-server routes use it both to accept and to dial)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
@@ -140,7 +148,7 @@ def make_pki(directory: Path, *, ca_name: str = "caxton-test-ca") -> Pki:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    server_cert, server_key = _issue(ca_key, name, "caxton-node", server=True)
+    server_cert, server_key = _issue(ca_key, name, "caxton-node", server=True, client_too=routes)
     client_cert, client_key = _issue(ca_key, name, "caxton-cli", server=False)
     files = {
         "ca.pem": ca_cert.public_bytes(serialization.Encoding.PEM),

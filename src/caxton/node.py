@@ -170,6 +170,7 @@ class Node:
         # Imported here: wasmtime takes a few hundred ms to load, which CLI client commands
         # (and /health, answered before the node starts) need not wait for.
         from caxton.agents import (
+            AgentChanges,
             AgentService,
             DirtyAgents,
             PersistingEvents,
@@ -192,6 +193,7 @@ class Node:
                     coordination,
                     api_address=str(api),
                     agents=lambda: 0 if self._agents is None else len(self._agents.names()),
+                    networking=self.config.networking,  # route TLS when tls_enabled
                 )
                 await self._cluster.start()
                 from caxton.cluster.messages import ClusterMessages
@@ -205,6 +207,7 @@ class Node:
             # Shared by the runtime (its events mark agents, it loads snapshots) and the agent
             # service (it writes what was marked, it tells the snapshots what it restores).
             dirty, snapshots = DirtyAgents(), StoredSnapshots(storage.snapshots)
+            changes = AgentChanges()  # the runtime's state changes and the service's operations
 
             def runtime_for(delivery: DeliveryPort) -> Runtime:
                 return Runtime(
@@ -212,7 +215,7 @@ class Node:
                     engine=engine,
                     kv=StoredKv(storage.kv),
                     snapshots=snapshots,
-                    events=PersistingEvents(dirty, delivery),
+                    events=PersistingEvents(dirty, delivery, changes),
                     delivery=delivery,
                     timers=StoredTimers(storage),
                 )
@@ -221,6 +224,8 @@ class Node:
                 self.config, storage, runtime=runtime_for, forward=self._external, remote=remote
             )
             runtime = self._runtime = messaging.runtime
+            if self._cluster is not None:  # member changes on the event stream
+                self._cluster.publish_member_events(messaging.publish)
             await messaging.start()
             if remote is not None:  # what a previous run left in the outbox goes out now
                 remote.attach(messaging)
@@ -233,8 +238,11 @@ class Node:
                 runtime=runtime,
                 dirty=dirty,
                 snapshots=snapshots,
+                changes=changes,
             )
             restored = await self._agents.restore_all()
+            if self._cluster is not None:  # the registry lists what was restored
+                await self._cluster.start_registry(self._agents, messaging.publish)
             redelivered = await messaging.recover()
             if remote is not None:  # other nodes' messages find the agents from now on
                 await remote.open_inbox()

@@ -24,6 +24,7 @@ from caxton.api.admin import create_admin_app
 from caxton.api.app import create_app
 from caxton.api.listener import ConnectionLimits, Listener, ListenError
 from caxton.api.metrics_app import create_metrics_app
+from caxton.api.remote import AgentApiResponder
 from caxton.config import Config
 from caxton.errors import ConfigError
 from caxton.examples import EXAMPLES, examples_dir
@@ -41,6 +42,8 @@ SHUTDOWN_MARGIN = 2.0
 TRACING_STOP_WAIT = 0.3
 #: Connections the API accepts beyond max_connections, for /health and /ready only.
 API_PROBE_SLOTS = 8
+#: Seconds a clustered node waits for its registry before it deploys the example agents.
+EXAMPLES_SYNC_WAIT = 5.0
 PROBE_PATHS = frozenset({"/health", "/ready"})
 
 
@@ -131,6 +134,7 @@ class Server:
         self.tracing: Tracing = configure_tracing(obs)
         self.listeners: list[Listener] = []
         self._stopping = asyncio.Event()
+        self._responder: AgentApiResponder | None = None
 
     @property
     def api(self) -> Listener:
@@ -188,9 +192,21 @@ class Server:
             for listener in self.listeners:
                 await listener.start()
             await self.node.start(prepare=self._deploy_examples if self.deploy_examples else None)
+            if self.node.cluster is not None:  # the other nodes' calls for agents hosted here
+                self._responder = AgentApiResponder(self.node)
+                await self._responder.start()
             self.metrics.register_snapshot_source("agents", self.node.agents.metric_samples)
             self.metrics.register_snapshot_source("messaging", self.node.messaging.metric_samples)
             self.metrics.register_snapshot_source("storage", self.node.storage.metric_samples)
+            if self.node.cluster is not None:  # only with cluster_enabled
+                self.metrics.register_snapshot_source("cluster", self.node.cluster.metric_samples)
+            registry = None if self.node.cluster is None else self.node.cluster.registry
+            if registry is not None:
+                from caxton.cluster.registry_stats import registry_samples
+
+                self.metrics.register_snapshot_source(
+                    "registry", lambda: registry_samples(registry)
+                )
             if (remote := self.node.cluster_messages) is not None:
                 self.metrics.register_snapshot_source("cluster_messages", remote.metric_samples)
         except BaseException:
@@ -206,9 +222,12 @@ class Server:
             log.warning("no example agents in this installation; skipping them")
             return
         present = set(self.node.agents.names())
+        registry = None if node.cluster is None else node.cluster.registry
+        if registry is not None:  # what the other nodes host first (a name lives on one node)
+            await registry.wait_synced(EXAMPLES_SYNC_WAIT)
         for example in EXAMPLES:
-            if example.name in present:
-                continue
+            if example.name in present or self.node.agents.hosted_elsewhere(example.name):
+                continue  # here already, or on another node of the cluster
             wasm = (directory / example.file).read_bytes()
             await self.node.agents.deploy(
                 DeployRequest(name=example.name, wasm=wasm, env=example.env)
@@ -248,9 +267,12 @@ class Server:
     async def aclose(self) -> None:
         """Close the API first (finishing in-flight requests), then the node, then the rest."""
         listeners, self.listeners = self.listeners, []
+        responder, self._responder = self._responder, None
         try:
             if listeners:
                 await listeners[0].aclose()
+            if responder is not None:
+                await responder.aclose()
             await self.node.aclose()
         finally:
             for listener in listeners[1:]:

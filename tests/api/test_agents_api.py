@@ -469,4 +469,4 @@ async def test_openapi_documents_the_agent_routes(client: Client) -> None:
     }
     assert {"201", "400", "409", "413", "429"} <= set(post["responses"])
     query = {p["name"] for p in paths["/api/v1/agents"]["get"]["parameters"]}
-    assert query == {"offset", "limit"}
+    assert query == {"offset", "limit", "node"}

@@ -252,3 +252,47 @@ async def test_a_stalled_event_loop_does_not_make_the_peers_suspect() -> None:
     assert a.stalls == 1
     assert changes == []
     assert states(a) == {"b": "alive"}
+
+
+async def test_a_member_hears_itself_until_its_subscription_breaks() -> None:
+    bus, clock = InMemoryBus(), ManualClock()
+    a = member(bus, clock, "a")
+    assert not a.heard_self
+    await a.start(ticker=False)  # its first beat comes back at once on this bus
+    assert (a.heard_self, a.unheard) == (True, 0)
+    await a._unsubscribe[0]()  # its heartbeat subscription is gone
+    for _ in range(4):
+        clock.advance(P)
+        await a.tick()
+    assert (a.heard_self, a.unheard) == (True, 4)
+
+
+async def test_each_change_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="caxton.cluster.membership")
+    bus, clock = InMemoryBus(), ManualClock()
+    a, b = member(bus, clock, "a"), member(bus, clock, "b", incarnation=1)
+    await a.start(ticker=False)
+    await b.start(ticker=False)
+    for _ in range(5):  # b is silent
+        clock.advance(P)
+        await a.tick()
+    await a.remove("b")
+    b2 = member(bus, clock, "b", incarnation=2)
+    await b2.start(ticker=False)  # a removed b's first run; this one is new
+    b3 = member(bus, clock, "b", incarnation=3)
+    await b3.start(ticker=False)  # restarted again while alive
+    await b3.leave()
+    said = [  # what the others log of b: only a has seen all of it
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "caxton.cluster.membership" and getattr(r, "member", None) == "b"
+    ]
+    assert said == [
+        ("INFO", "member b joined (alive)"),
+        ("WARNING", "member b is suspect (was alive)"),
+        ("WARNING", "member b is dead (was suspect)"),
+        ("INFO", "member b removed"),
+        ("INFO", "member b joined (alive)"),
+        ("INFO", "member b restarted (incarnation 3) and is alive (was alive)"),
+        ("INFO", "member b is left (was alive)"),
+    ]

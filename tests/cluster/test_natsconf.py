@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from caxton.cluster.natsconf import NatsEndpoint, NatsSettings, render, render_text, route_url
-from caxton.config.schema import Address, CoordinationConfig, Secret
+from caxton.cluster.natsconf import (
+    NatsEndpoint,
+    NatsSettings,
+    RouteTls,
+    render,
+    render_text,
+    route_url,
+)
+from caxton.config.schema import Address, CoordinationConfig, NetworkingConfig, Secret
 
 PORTS = Path("/data/nats")
 
@@ -122,3 +130,28 @@ def test_an_endpoint_prints_no_secret() -> None:
         "servers": ["nats://127.0.0.1:4222"],
         "token": "tok",
     }
+
+
+def test_route_tls_from_the_node_certificates() -> None:
+    networking = NetworkingConfig(
+        tls_enabled=True,
+        tls_cert_path=Path("/etc/caxton/node.pem"),
+        tls_key_path=Path("/etc/caxton/node.key"),
+        tls_ca_path=Path("/etc/caxton/ca.pem"),
+    )
+    tls = RouteTls.from_networking(networking)
+    settings = NatsSettings.from_config(
+        CoordinationConfig(), server_name="node-1", token="tok", ports_dir=PORTS, tls=tls
+    )
+    assert render(settings)["cluster"]["tls"] == {
+        "cert_file": "/etc/caxton/node.pem",
+        "key_file": "/etc/caxton/node.key",
+        "ca_file": "/etc/caxton/ca.pem",
+        "verify": True,  # mutual: each side checks the other's certificate
+        "timeout": 2.0,
+    }
+    without_ca = RouteTls.from_networking(replace(networking, tls_ca_path=None))
+    assert without_ca is not None
+    assert "ca_file" not in without_ca.render()  # the system's trust store
+    assert RouteTls.from_networking(replace(networking, tls_enabled=False)) is None
+    assert "tls" not in _render()["cluster"]

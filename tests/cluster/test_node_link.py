@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,11 @@ async def test_ready_waits_for_every_join_check(tmp_path: Path) -> None:
         assert status["node_name"] == link.name
         assert status["nats_server_pid"] == pid
         assert status["routes"] == 0
+        [me] = status["members"]  # alone: this node, alive since it started
+        assert me["name"] == link.name
+        assert me["state"] == "alive"
+        assert me["incarnation"] == link.membership.incarnation
+        assert me["since"] <= time.time()
     finally:
         await client.close()
         await node.aclose()

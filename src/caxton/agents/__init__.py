@@ -25,6 +25,7 @@ from caxton._lazy import lazy_getattr
 if TYPE_CHECKING:
     from caxton.agents._model import NAME_PATTERN, AgentInfo, DeployRequest
     from caxton.agents._stats import AgentServiceStatistics, metric_samples
+    from caxton.agents.changes import AgentChanges, AgentSummary
     from caxton.agents.service import AgentService
     from caxton.agents.stored import (
         DirtyAgents,
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 # Submodules load on first use, so `import caxton.agents` stays cheap (the CLI and the
 # server's first listener do not wait for wasmtime).
 _LAZY = {
+    "AgentChanges": "caxton.agents.changes",
+    "AgentSummary": "caxton.agents.changes",
     "AgentInfo": "caxton.agents._model",
     "AgentService": "caxton.agents.service",
     "AgentServiceStatistics": "caxton.agents._stats",
@@ -55,9 +58,11 @@ __getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 __all__ = [
     "NAME_PATTERN",
+    "AgentChanges",
     "AgentInfo",
     "AgentService",
     "AgentServiceStatistics",
+    "AgentSummary",
     "DeployRequest",
     "DirtyAgents",
     "PersistingEvents",

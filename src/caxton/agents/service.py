@@ -24,7 +24,7 @@ import asyncio
 import builtins
 import collections
 import shutil
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from caxton.agents._registry import DeployedAgent, StateWriter
 from caxton.agents._restore import KnownSnapshots, Restorer
 from caxton.agents._stats import AgentServiceStatistics, metric_samples
 from caxton.agents._versions import Versions
+from caxton.agents.changes import AgentChanges, AgentSummary
 from caxton.agents.stored import DirtyAgents
 from caxton.config import Config
 from caxton.errors import AgentAlreadyExists, AgentLimitReached, AgentNotFound, Error
@@ -48,12 +49,17 @@ __all__ = ["AgentService"]
 COUNTER_FLUSH_INTERVAL = 5.0
 
 
+def _nowhere(name: str) -> str | None:
+    return None
+
+
 class AgentService:
     """Agents of one node: lifecycle, persistence and what the API shows (module docstring).
 
     ``dirty`` is where the runtime's events (`PersistingEvents`) mark agents whose record must
     be written soon; ``snapshots`` is told which agents come back hibernated with a stored
-    memory snapshot. Both are made by whoever wires the node, with the runtime.
+    memory snapshot; ``changes`` hears of every change the service makes (and is the one the
+    runtime's events tell of theirs). All are made by whoever wires the node, with the runtime.
     """
 
     def __init__(
@@ -65,8 +71,14 @@ class AgentService:
         runtime: Runtime,
         dirty: DirtyAgents,
         snapshots: KnownSnapshots,
+        changes: AgentChanges | None = None,
     ) -> None:
         self.config = config
+        #: Told of every change to an agent (the cluster's registry listens).
+        self.changes = changes if changes is not None else AgentChanges()
+        #: The node that hosts ``name`` elsewhere in the cluster, if any (set by the node with
+        #: a cluster): a deploy of that name is refused as a duplicate.
+        self.hosted_elsewhere: Callable[[str], str | None] = _nowhere
         self.storage = storage
         self.engine = engine
         self.runtime = runtime
@@ -141,6 +153,14 @@ class AgentService:
                 "or deploy under another name",
                 details={"name": name},
             )
+        elsewhere = self.hosted_elsewhere(name)
+        if elsewhere is not None:
+            raise AgentAlreadyExists(
+                f"an agent named {name!r} already exists on node {elsewhere!r}; to run new "
+                f"code under that name, upgrade it (from any node), or deploy under another "
+                "name",
+                details={"name": name, "node": elsewhere},
+            )
         if len(self._entries) + len(self._reserved) >= rt.max_agents:
             raise AgentLimitReached(
                 f"{rt.max_agents} agents are deployed already (runtime.max_agents)",
@@ -162,6 +182,7 @@ class AgentService:
         finally:
             self._reserved.discard(name)
         self._counts["deploys"] += 1
+        self.changes.notify(name)
         return self._info(entry)
 
     async def _deploy(self, req: DeployRequest, name: str, env: dict[str, str]) -> DeployedAgent:
@@ -216,6 +237,7 @@ class AgentService:
             await self._versions.upgrade(entry, wasm)
             await self._persist(entry)
         self._counts["upgrades"] += 1
+        self.changes.notify(name)
         return self._info(entry)
 
     async def rollback(self, name: str, version: int) -> AgentInfo:
@@ -229,6 +251,7 @@ class AgentService:
         async with self._locked(name) as entry:
             if await self._versions.roll_to(entry, version):
                 self._counts["rollbacks"] += 1
+        self.changes.notify(name)
         return self._info(entry)
 
     async def stop(self, name: str) -> AgentInfo:
@@ -239,6 +262,7 @@ class AgentService:
         async with self._locked(name) as entry:
             await self.runtime.stop_agent(name)
             await self._persist(entry)
+        self.changes.notify(name)
         return self._info(entry)
 
     async def start(self, name: str) -> AgentInfo:
@@ -254,6 +278,7 @@ class AgentService:
             if state not in (AgentState.RUNNING, AgentState.HIBERNATED):
                 await self.runtime.start_agent(entry.spec, entry.compiled)
                 await self._persist(entry)
+        self.changes.notify(name)
         return self._info(entry)
 
     async def remove(self, name: str) -> None:
@@ -273,6 +298,7 @@ class AgentService:
                 await asyncio.to_thread(shutil.rmtree, self.agents_dir / name, True)
         self._locks.pop(name, None)
         self._counts["removals"] += 1
+        self.changes.notify(name)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -294,6 +320,21 @@ class AgentService:
     def names(self) -> builtins.list[str]:
         """Every deployed agent's name, sorted."""
         return sorted(self._entries)
+
+    def hosts(self, name: str) -> bool:
+        """Whether this node hosts ``name`` (a dict lookup)."""
+        return name in self._entries
+
+    def summary(self, name: str) -> AgentSummary | None:
+        """What the cluster's registry lists of ``name`` (None: not deployed here)."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return None
+        try:
+            state = self.runtime.agent_statistics(name).state.value
+        except AgentNotFound:
+            return None
+        return AgentSummary(name, state, entry.spec.version, entry.created_at, entry.updated_at)
 
     def _info(self, entry: DeployedAgent) -> AgentInfo:
         stats = self.runtime.agent_statistics(entry.name)

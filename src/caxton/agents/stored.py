@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from caxton.agents.changes import AgentChanges
 from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.errors import AgentFailure
 from caxton.runtime import AgentEvents, AgentState, Snapshot
@@ -267,12 +268,19 @@ class DirtyAgents:
 class PersistingEvents:
     """`AgentEvents` that marks the agents whose record needs writing in ``dirty``.
 
-    ``forward`` (another `AgentEvents`) receives every event too.
+    ``forward`` (another `AgentEvents`) receives every event too; ``changes`` hears of every
+    state change (the cluster's registry listens there).
     """
 
-    def __init__(self, dirty: DirtyAgents, forward: AgentEvents | None = None) -> None:
+    def __init__(
+        self,
+        dirty: DirtyAgents,
+        forward: AgentEvents | None = None,
+        changes: AgentChanges | None = None,
+    ) -> None:
         self.forward = forward
         self._dirty = dirty
+        self._changes = changes
 
     def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None:
         self._dirty.mark(name)
@@ -281,5 +289,7 @@ class PersistingEvents:
 
     def agent_state_changed(self, name: str, state: AgentState) -> None:
         self._dirty.mark(name)
+        if self._changes is not None:
+            self._changes.notify(name)
         if self.forward is not None:
             self.forward.agent_state_changed(name, state)

@@ -3,11 +3,13 @@
 ``POST /api/v1/agents`` and ``PUT /api/v1/agents/{name}`` take the module as
 
 * JSON: ``{"name", "wasm": base64, "env"?, "limits"?: {"memory", "fuel"}, "grants"?:
-  {"data_dir"}}``;
+  {"data_dir"}, "node"?}``;
 * ``multipart/form-data``: a ``wasm`` (or ``module``) file part plus ``name``, ``env`` (a JSON
-  object, or ``K=V`` parts, repeatable), ``memory``, ``fuel``, ``grant_dir``;
+  object, or ``K=V`` parts, repeatable), ``memory``, ``fuel``, ``grant_dir``, ``node``;
 * a raw ``application/wasm`` (or ``application/octet-stream``) body with the same settings as
-  query parameters (``?name=&memory=&fuel=&grant_dir&env=K=V``).
+  query parameters (``?name=&memory=&fuel=&grant_dir&env=K=V&node=``).
+
+``node`` (a deploy's target: a node name, or ``auto``) matters only in a cluster.
 
 Every form ends as one `Upload`. Mistakes are `InvalidRequest` naming the field; a module above
 ``runtime.max_module_size`` is `ModuleTooLarge` (413) before it is read to the end.
@@ -49,7 +51,7 @@ _MAX_INT = 2**63 - 1
 _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 #: Settings of the multipart and raw forms (besides the module).
-_SETTINGS = frozenset({"name", "env", "memory", "fuel", "grant_dir"})
+_SETTINGS = frozenset({"name", "env", "memory", "fuel", "grant_dir", "node"})
 _UPGRADE_HINT = "an upgrade replaces the module only; env, limits and grants stay as deployed"
 
 
@@ -75,6 +77,8 @@ class Upload:
     memory: int | None = None
     fuel: int | None = None
     grant_dir: bool = False
+    #: The node to deploy on (a name, or "auto"); None: the node that received the request.
+    node: str | None = None
 
 
 def _invalid(name: str, message: str) -> InvalidRequest:
@@ -160,7 +164,7 @@ def _env_object(name: str, value: Any, env: dict[str, str]) -> None:
 def _from_json(body: Any, form: UploadForm, limit: int) -> Upload:
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
-    allowed = {"name", "wasm", "env", "limits", "grants"} if form.settings else {"wasm"}
+    allowed = {"name", "wasm", "env", "limits", "grants", "node"} if form.settings else {"wasm"}
     _reject_unknown(body, allowed, form)
     up = Upload()
     text = body.get("wasm")
@@ -178,6 +182,10 @@ def _from_json(body: Any, form: UploadForm, limit: int) -> Upload:
         if not isinstance(body["name"], str):
             raise _invalid("name", "expected a string")
         up.name = body["name"]
+    if body.get("node") is not None:
+        if not isinstance(body["node"], str):
+            raise _invalid("node", 'expected a node name or "auto"')
+        up.node = body["node"]
     if "env" in body:
         _env_object("env", body["env"], up.env)
     limits = body.get("limits", {})
@@ -228,6 +236,8 @@ def _setting(up: Upload, name: str, text: str) -> None:
         up.fuel = _positive_int("fuel", text)
     elif name == "grant_dir":
         up.grant_dir = _flag("grant_dir", text)
+    elif name == "node":
+        up.node = text
 
 
 async def _from_multipart(request: web.Request, form: UploadForm, limit: int) -> Upload:
@@ -272,7 +282,7 @@ async def _from_raw(request: web.Request, form: UploadForm, limit: int) -> Uploa
     up = Upload(wasm=await request.read())
     if len(up.wasm) > limit:
         raise _too_large(len(up.wasm), limit)
-    for name in ("name", "memory", "fuel", "grant_dir"):
+    for name in ("name", "memory", "fuel", "grant_dir", "node"):
         if name in query:
             _setting(up, name, query[name])
     for pair in query.getall("env", []):

@@ -13,6 +13,7 @@ __all__ = [
     "MAX_LOG_LINES",
     "MAX_PAGE",
     "NOT_FOUND",
+    "REMOTE_AGENT_SCHEMA",
     "UPGRADE_BODY",
 ]
 
@@ -46,12 +47,32 @@ AGENT_SCHEMA: dict[str, Any] = {
         "memory_bytes": {"type": "integer", "description": "linear memory in use"},
         "mailbox_depth": {"type": "integer"},
         "last_active": {"type": ["string", "null"]},
+        "node": {
+            "type": ["string", "null"],
+            "description": "the node that hosts the agent (null when the cluster is off)",
+        },
+    },
+}
+REMOTE_AGENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "an agent hosted on another node, as the cluster's registry lists it",
+    "properties": {
+        "name": AGENT_SCHEMA["properties"]["name"],
+        "node": {"type": "string"},
+        "state": AGENT_SCHEMA["properties"]["state"],
+        "version": AGENT_SCHEMA["properties"]["version"],
+        "created_at": {"type": "string"},
+        "updated_at": {"type": "string"},
+        "node_state": {
+            "enum": ["alive", "suspect", "dead", "left", "unknown"],
+            "description": "the hosting node's membership state",
+        },
     },
 }
 LIST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "agents": {"type": "array", "items": AGENT_SCHEMA},
+        "agents": {"type": "array", "items": {"anyOf": [AGENT_SCHEMA, REMOTE_AGENT_SCHEMA]}},
         "total": {"type": "integer"},
         "offset": {"type": "integer"},
         "limit": {"type": "integer"},
@@ -74,6 +95,7 @@ LOGS_SCHEMA: dict[str, Any] = {
         },
     },
 }
+_NODE = 'cluster: the node to deploy on, or "auto" (the least-loaded live node)'
 _SIZE = {"type": ["string", "integer"], "description": 'bytes, or a size such as "64MB"'}
 _JSON_BODY: dict[str, Any] = {
     "type": "object",
@@ -93,6 +115,7 @@ _JSON_BODY: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {"data_dir": {"type": "boolean"}},
         },
+        "node": {"type": "string", "description": _NODE},
     },
 }
 _MULTIPART: dict[str, Any] = {
@@ -105,6 +128,7 @@ _MULTIPART: dict[str, Any] = {
         "memory": _SIZE,
         "fuel": {"type": "integer"},
         "grant_dir": {"type": "boolean"},
+        "node": {"type": "string", "description": _NODE},
     },
 }
 _RAW = {"type": "string", "format": "binary"}

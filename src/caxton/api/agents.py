@@ -25,6 +25,7 @@ from caxton.api.agent_schemas import (
     UPGRADE_BODY,
 )
 from caxton.api.keys import NODE
+from caxton.api.placement import deploy_target, forward_deploy, here, list_agents_page
 from caxton.api.routes import Route, integer
 from caxton.errors import InvalidRequest
 from caxton.wire.timestamps import rfc3339
@@ -37,6 +38,8 @@ __all__ = ["agent_routes"]
 PREFIX = "/api/v1/agents"
 #: The ``{name}`` of the agent routes (anything else is simply not found).
 _NAME = {"name": {"type": "string", "pattern": NAME_PATTERN.pattern}}
+#: In a cluster, any agent route may name the node whose copy it means (docs/cluster.md).
+_ON_NODE = {"node": "cluster: the copy on this node, whichever node hosts the agent"}
 
 
 def _service(request: web.Request) -> AgentService:
@@ -44,15 +47,19 @@ def _service(request: web.Request) -> AgentService:
     return service
 
 
-def _agent(info: AgentInfo, status: int = 200) -> web.Response:
-    return web.json_response(info.as_dict(), status=status)
+def _agent(request: web.Request, info: AgentInfo, status: int = 200) -> web.Response:
+    return web.json_response(info.as_dict() | {"node": here(request.app[NODE])}, status=status)
 
 
 async def deploy(request: web.Request) -> web.Response:
-    """``POST /api/v1/agents``: deploy a new agent (201 with the agent and its Location)."""
+    """``POST /api/v1/agents``: deploy a new agent (201 with the agent and its Location), here
+    or on the node the upload names."""
     up = await read_upload(request, DEPLOY)
     if not up.name:
         raise InvalidRequest("name: required (the agent's name)", details={"field": "name"})
+    target = deploy_target(request.app[NODE], up.node)
+    if target is not None:
+        return await forward_deploy(request, target, up)
     info = await _service(request).deploy(
         DeployRequest(
             name=up.name,
@@ -63,19 +70,20 @@ async def deploy(request: web.Request) -> web.Response:
             grant_dir=up.grant_dir,
         )
     )
-    response = _agent(info, 201)
+    response = _agent(request, info, 201)
     response.headers["Location"] = f"{PREFIX}/{info.name}"
     return response
 
 
 async def list_agents(request: web.Request) -> web.Response:
-    """``GET /api/v1/agents?offset=&limit=``: one page of agents, by name."""
+    """``GET /api/v1/agents?offset=&limit=&node=``: one page of agents (of every node in a
+    cluster, of one node with ``node``), by name."""
     offset = query_int(request, "offset", 0, 0, 2**31)
     limit = query_int(request, "limit", 100, 1, MAX_PAGE)
-    infos, total = await _service(request).list(offset=offset, limit=limit)
+    agents, total = await list_agents_page(request, offset, limit, request.query.get("node"))
     return web.json_response(
         {
-            "agents": [info.as_dict() for info in infos],
+            "agents": agents,
             "total": total,
             "offset": offset,
             "limit": limit,
@@ -85,7 +93,7 @@ async def list_agents(request: web.Request) -> web.Response:
 
 async def show(request: web.Request) -> web.Response:
     """``GET /api/v1/agents/{name}``."""
-    return _agent(await _service(request).get(request.match_info["name"]))
+    return _agent(request, await _service(request).get(request.match_info["name"]))
 
 
 async def upgrade(request: web.Request) -> web.Response:
@@ -99,19 +107,19 @@ async def upgrade(request: web.Request) -> web.Response:
                 "to upgrade",
                 details={"field": "version"},
             )
-        return _agent(await _service(request).rollback(name, version))
+        return _agent(request, await _service(request).rollback(name, version))
     up = await read_upload(request, UPGRADE)
-    return _agent(await _service(request).upgrade(name, up.wasm))
+    return _agent(request, await _service(request).upgrade(name, up.wasm))
 
 
 async def stop(request: web.Request) -> web.Response:
     """``POST /api/v1/agents/{name}/stop``: the message being handled finishes first."""
-    return _agent(await _service(request).stop(request.match_info["name"]))
+    return _agent(request, await _service(request).stop(request.match_info["name"]))
 
 
 async def start(request: web.Request) -> web.Response:
     """``POST /api/v1/agents/{name}/start``: run a stopped or failed agent again."""
-    return _agent(await _service(request).start(request.match_info["name"]))
+    return _agent(request, await _service(request).start(request.match_info["name"]))
 
 
 async def remove(request: web.Request) -> web.Response:
@@ -149,6 +157,7 @@ def agent_routes() -> list[Route]:
             request_body=DEPLOY_BODY,
             responses={
                 201: "Deployed; Location names the agent",
+                503: "UNAVAILABLE: the target node does not answer (details.node)",
                 **BAD_MODULE,
                 409: "AGENT_ALREADY_EXISTS",
                 429: "RESOURCE_LIMIT_EXCEEDED: runtime.max_agents agents are deployed",
@@ -159,6 +168,7 @@ def agent_routes() -> list[Route]:
                 "fuel": integer("application/wasm form: fuel per message", 1, 2**63 - 1),
                 "grant_dir": "application/wasm form: grant a per-agent data directory",
                 "env": "application/wasm form: K=V, repeatable",
+                "node": 'application/wasm form: the node to deploy on, or "auto" (cluster)',
             },
             response_schema=AGENT_SCHEMA,
         ),
@@ -172,6 +182,7 @@ def agent_routes() -> list[Route]:
             query={
                 "offset": integer("agents to skip (default 0)", 0, 2**31),
                 "limit": integer(f"page size (default 100, at most {MAX_PAGE})", 1, MAX_PAGE),
+                "node": "cluster: only the agents of this node",
             },
             response_schema=LIST_SCHEMA,
         ),
@@ -183,6 +194,7 @@ def agent_routes() -> list[Route]:
             summary="Show one agent: state, version, limits, counters",
             tag="agents",
             responses={200: "The agent", **NOT_FOUND},
+            query=_ON_NODE,
             response_schema=AGENT_SCHEMA,
         ),
         Route(
@@ -194,7 +206,10 @@ def agent_routes() -> list[Route]:
             tag="agents",
             request_body=UPGRADE_BODY,
             responses={200: "The agent at its new version", **BAD_MODULE, **NOT_FOUND},
-            query={"version": integer("roll back to this stored version (send no body)", 1, 2**31)},
+            query={
+                "version": integer("roll back to this stored version (send no body)", 1, 2**31),
+                **_ON_NODE,
+            },
             response_schema=AGENT_SCHEMA,
         ),
         Route(
@@ -205,6 +220,7 @@ def agent_routes() -> list[Route]:
             summary="Stop and remove an agent",
             tag="agents",
             responses={204: "Removed", **NOT_FOUND},
+            query=_ON_NODE,
         ),
         Route(
             method="POST",
@@ -214,6 +230,7 @@ def agent_routes() -> list[Route]:
             summary="Stop an agent (the message being handled finishes first)",
             tag="agents",
             responses={200: "The agent, stopped", **NOT_FOUND},
+            query=_ON_NODE,
             response_schema=AGENT_SCHEMA,
         ),
         Route(
@@ -225,6 +242,7 @@ def agent_routes() -> list[Route]:
             tag="agents",
             responses={200: "The agent, running", 400: "INVALID_WASM: it failed to start"}
             | NOT_FOUND,
+            query=_ON_NODE,
             response_schema=AGENT_SCHEMA,
         ),
         Route(
@@ -240,7 +258,8 @@ def agent_routes() -> list[Route]:
                     f"how many recent lines (default 100, at most {MAX_LOG_LINES})",
                     0,
                     MAX_LOG_LINES,
-                )
+                ),
+                **_ON_NODE,
             },
             response_schema=LOGS_SCHEMA,
         ),

@@ -22,6 +22,8 @@ from caxton.api.browser import (
     browser_guard_middleware,
     with_browser_responses,
 )
+from caxton.api.cluster import cluster_routes
+from caxton.api.conflicts import conflict_routes
 from caxton.api.debug import debug_routes
 from caxton.api.errors import error_middleware
 from caxton.api.events import event_routes, setup_event_streams
@@ -104,6 +106,10 @@ def create_app(
     middlewares.append(browser_guard_middleware(node.config))
     middlewares += security_middlewares(node.config.security)
     middlewares.append(error_middleware)
+    if node.config.coordination.cluster_enabled:  # agents hosted on other nodes
+        from caxton.api.remote import remote_middleware
+
+        middlewares.append(remote_middleware)
     app = web.Application(
         middlewares=middlewares,
         client_max_size=networking.max_request_size,
@@ -121,6 +127,8 @@ def create_app(
             *debug_routes(),
             *message_routes(),
             *event_routes(),
+            *cluster_routes(),
+            *conflict_routes(),
         ]
     )
     app[BODY_TYPES] = body_types(routes)

@@ -129,6 +129,7 @@ def debug_routes() -> list[Route]:
             query={
                 "messages": f"recent messages to show (default 20, at most {RING})",
                 "logs": "log lines to show (default 50)",
+                "node": "cluster: the copy on this node, whichever node hosts the agent",
             },
             response_schema=_DEBUG_SCHEMA,
         )

@@ -33,6 +33,7 @@ __all__ = ["cli", "main"]
 _COMMANDS: dict[str, str] = {
     "agent": "caxton.cli.agent:agent",
     "backup": "caxton.cli.backup:backup",
+    "cluster": "caxton.cli.cluster:cluster",
     "config": "caxton.cli.config:config",
     "conversation": "caxton.cli.conversation:conversation",
     "dead-letters": "caxton.cli.deadletters:dead_letters",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -24,6 +25,7 @@ from caxton.config import parse_size
 __all__ = ["agent"]
 
 PREFIX = "/api/v1/agents"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _path(name: str, suffix: str = "") -> str:
@@ -45,6 +47,21 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str | None) 
         except ValueError as exc:
             raise click.BadParameter(str(exc), ctx, param) from None
     return value
+
+
+def _node_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--node", metavar="NODE", default=None, help=help_text)
+
+
+_COLUMNS = ("STATE", "KIND", "VERSION", "HANDLED", "FAILURES", "MEMORY", "LAST ACTIVE")
+_ON_NODE = "Cluster: the copy on NODE (the losing copy of a conflict), whoever hosts NAME."
+
+
+def _on(node: str | None, query: dict[str, str] | None = None) -> dict[str, str] | None:
+    """The query of a call for one agent, with ``node`` when one was asked for."""
+    if node is None:
+        return query
+    return {**(query or {}), "node": node}
 
 
 def _call(server: str, token: str | None, method: str, path: str, **kwargs: Any) -> Any:
@@ -90,6 +107,7 @@ def _show(info: dict[str, Any]) -> None:
     print_fields(
         [
             ("name", info.get("name")),
+            *([("node", info["node"])] if info.get("node") is not None else []),
             ("state", info.get("state")),
             ("kind", info.get("kind")),
             ("version", info.get("version")),
@@ -131,6 +149,7 @@ def agent() -> None:
 @click.option("--memory", metavar="SIZE", callback=_size_option, help='Memory limit ("64MB").')
 @click.option("--fuel", type=click.IntRange(min=1), help="Fuel per message.")
 @click.option("--grant-dir", is_flag=True, help="Give the agent a private data directory.")
+@_node_option('Cluster: deploy on NODE, or "auto" for the least-loaded live node.')
 @client_options
 def deploy(
     file: Path,
@@ -139,6 +158,7 @@ def deploy(
     memory: str | None,
     fuel: int | None,
     grant_dir: bool,
+    node: str | None,
     server: str,
     token: str | None,
     output: str,
@@ -151,16 +171,22 @@ def deploy(
         query.append(("fuel", str(fuel)))
     if grant_dir:
         query.append(("grant_dir", "true"))
+    if node is not None:
+        query.append(("node", node))
     info = _upload(server, token, "POST", f"{PREFIX}?{urllib.parse.urlencode(query)}", file)
     _one_line(info, "deployed", output)
 
 
 @agent.command("list")
 @page_options
+@_node_option("Cluster: only the agents of NODE.")
 @client_options
-def list_(offset: int, limit: int, server: str, token: str | None, output: str) -> None:
-    """List deployed agents."""
-    page = _call(server, token, "GET", PREFIX, query={"offset": str(offset), "limit": str(limit)})
+def list_(
+    offset: int, limit: int, node: str | None, server: str, token: str | None, output: str
+) -> None:
+    """List deployed agents (in a cluster: of every node, with a NODE column)."""
+    query = {"offset": str(offset), "limit": str(limit)}
+    page = _call(server, token, "GET", PREFIX, query=_on(node, query))
     if output == "json":
         echo_json(page)
         return
@@ -168,11 +194,13 @@ def list_(offset: int, limit: int, server: str, token: str | None, output: str) 
     if not agents:
         click.echo("no agents" if page["total"] == 0 else f"no agents at offset {offset}")
         return
+    clustered = any(a.get("node") is not None for a in agents)
     print_table(
-        ["NAME", "STATE", "KIND", "VERSION", "HANDLED", "FAILURES", "MEMORY", "LAST ACTIVE"],
+        ["NAME", *(["NODE"] if clustered else []), *_COLUMNS],
         [
             [
                 a.get("name"),
+                *([a.get("node")] if clustered else []),
                 a.get("state"),
                 a.get("kind"),
                 a.get("version"),
@@ -190,10 +218,11 @@ def list_(offset: int, limit: int, server: str, token: str | None, output: str) 
 
 @agent.command("show")
 @click.argument("name")
+@_node_option(_ON_NODE)
 @client_options
-def show(name: str, server: str, token: str | None, output: str) -> None:
-    """Show one agent: state, version, limits, counters."""
-    info = _call(server, token, "GET", _path(name))
+def show(name: str, node: str | None, server: str, token: str | None, output: str) -> None:
+    """Show one agent: state, version, limits, counters (and its node in a cluster)."""
+    info = _call(server, token, "GET", _path(name), query=_on(node))
     if output == "json":
         echo_json(info)
     else:
@@ -206,33 +235,50 @@ def show(name: str, server: str, token: str | None, output: str) -> None:
     "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--version", type=click.IntRange(min=1), help="Roll back to this stored version.")
+@_node_option(_ON_NODE)
 @client_options
 def upgrade(
-    name: str, file: Path | None, version: int | None, server: str, token: str | None, output: str
+    name: str,
+    file: Path | None,
+    version: int | None,
+    node: str | None,
+    server: str,
+    token: str | None,
+    output: str,
 ) -> None:
     """Upgrade NAME to the module in FILE, or roll back with --version N."""
     if (file is None) == (version is None):
         raise click.UsageError("give either FILE (upgrade) or --version N (rollback), not both")
     if version is not None:
-        info = _call(server, token, "PUT", _path(name), query={"version": str(version)})
+        info = _call(server, token, "PUT", _path(name), query=_on(node, {"version": str(version)}))
     else:
         assert file is not None
-        info = _upload(server, token, "PUT", _path(name), file)
+        path = (
+            _path(name)
+            if node is None
+            else f"{_path(name)}?{urllib.parse.urlencode({'node': node})}"
+        )
+        info = _upload(server, token, "PUT", path, file)
     _one_line(info, "upgraded", output)
 
 
 @agent.command("rollback")
 @click.argument("name")
 @click.argument("version", type=click.IntRange(min=1))
+@_node_option(_ON_NODE)
 @client_options
-def rollback(name: str, version: int, server: str, token: str | None, output: str) -> None:
+def rollback(
+    name: str, version: int, node: str | None, server: str, token: str | None, output: str
+) -> None:
     """Run NAME's stored VERSION again (kept from earlier deploys and upgrades)."""
-    info = _call(server, token, "PUT", _path(name), query={"version": str(version)})
+    info = _call(server, token, "PUT", _path(name), query=_on(node, {"version": str(version)}))
     _one_line(info, "rolled back", output)
 
 
-def _lifecycle(action: str, name: str, server: str, token: str | None, output: str) -> None:
-    info = _call(server, token, "POST", _path(name, f"/{action}"))
+def _lifecycle(
+    action: str, name: str, node: str | None, server: str, token: str | None, output: str
+) -> None:
+    info = _call(server, token, "POST", _path(name, f"/{action}"), query=_on(node))
     if output == "json":
         echo_json(info)
     else:
@@ -241,31 +287,36 @@ def _lifecycle(action: str, name: str, server: str, token: str | None, output: s
 
 @agent.command("stop")
 @click.argument("name")
+@_node_option(_ON_NODE)
 @client_options
-def stop(name: str, server: str, token: str | None, output: str) -> None:
+def stop(name: str, node: str | None, server: str, token: str | None, output: str) -> None:
     """Stop NAME (the message it is handling finishes first)."""
-    _lifecycle("stop", name, server, token, output)
+    _lifecycle("stop", name, node, server, token, output)
 
 
 @agent.command("start")
 @click.argument("name")
+@_node_option(_ON_NODE)
 @client_options
-def start(name: str, server: str, token: str | None, output: str) -> None:
+def start(name: str, node: str | None, server: str, token: str | None, output: str) -> None:
     """Start NAME again after a stop or a failure."""
-    _lifecycle("start", name, server, token, output)
+    _lifecycle("start", name, node, server, token, output)
 
 
 @agent.command("remove")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_node_option(_ON_NODE)
 @client_options
-def remove(name: str, yes: bool, server: str, token: str | None, output: str) -> None:
+def remove(
+    name: str, yes: bool, node: str | None, server: str, token: str | None, output: str
+) -> None:
     """Stop NAME and remove it with its module versions and stored data."""
     if not yes:
         if not sys.stdin.isatty():
             fail(f"refusing to remove {name} without --yes (stdin is not a terminal)", EXIT_CONFIG)
         click.confirm(f"Remove agent {name} and its stored data?", abort=True)
-    _call(server, token, "DELETE", _path(name))
+    _call(server, token, "DELETE", _path(name), query=_on(node))
     if output == "json":
         echo_json({"name": name, "removed": True})
     else:
@@ -283,10 +334,11 @@ def remove(name: str, yes: bool, server: str, token: str | None, output: str) ->
     show_default=True,
     help="How many of the last lines.",
 )
+@_node_option(_ON_NODE)
 @client_options
-def logs(name: str, n: int, server: str, token: str | None, output: str) -> None:
+def logs(name: str, n: int, node: str | None, server: str, token: str | None, output: str) -> None:
     """Print NAME's recent log lines, oldest first."""
-    body = _call(server, token, "GET", _path(name, "/logs"), query={"n": str(n)})
+    body = _call(server, token, "GET", _path(name, "/logs"), query=_on(node, {"n": str(n)}))
     if output == "json":
         echo_json(body)
         return

@@ -18,6 +18,7 @@ import re
 import signal
 import sys
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["LOGGER", "parse_line", "pump_log", "spawn"]
@@ -76,8 +77,15 @@ def parse_line(line: str) -> tuple[int, str]:
     return _LEVELS.get(match["level"], logging.INFO), match["text"]
 
 
-async def pump_log(process: asyncio.subprocess.Process, tail: deque[str], *, name: str) -> None:
-    """Log every line of `process`'s output until it closes; the last ones go into `tail`."""
+async def pump_log(
+    process: asyncio.subprocess.Process,
+    tail: deque[str],
+    *,
+    name: str,
+    observe: Callable[[str], object] | None = None,
+) -> None:
+    """Log every line of `process`'s output until it closes; the last ones go into `tail`,
+    and each one (its text) to `observe`."""
     stream = process.stdout
     if stream is None:
         return
@@ -88,3 +96,5 @@ async def pump_log(process: asyncio.subprocess.Process, tail: deque[str], *, nam
         level, message = parse_line(text)
         tail.append(message)
         LOGGER.log(level, "%s", message, extra={"nats_server": name, "pid": process.pid})
+        if observe is not None:
+            observe(message)

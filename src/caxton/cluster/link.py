@@ -10,28 +10,38 @@
 
 `Node` makes one only with ``cluster_enabled = true`` and imports this module only then: a
 single node never loads nats-py. `not_joined` is what ``/ready`` reports until the node has
-joined: the child healthy, the client connected, membership started, and every condition added
-with `add_join_check`. `status` is the admin listener's ``cluster`` field.
+joined: the child healthy, the client connected, membership started, its own heartbeat heard
+back through NATS (its subscription works end to end; `start` waits a little for it), and
+every condition added with `add_join_check`. `status` is the admin listener's ``cluster``
+field; `metric_samples` the metrics (`caxton.observability.snapshot` records);
+`publish_member_events` hands every member change to the node's event stream (`telemetry`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 
 from caxton.clock import SYSTEM_CLOCK, Clock
+from caxton.cluster import telemetry
 from caxton.cluster.bus import NatsBus
+from caxton.cluster.conflicts import conflict_event
 from caxton.cluster.directory import Directory, FixedDirectory
 from caxton.cluster.identity import node_name
-from caxton.cluster.membership import Membership
-from caxton.cluster.natsconf import NatsEndpoint
+from caxton.cluster.membership import SUSPECT_AFTER, MemberChange, Membership
+from caxton.cluster.natsconf import NatsEndpoint, RouteTls
 from caxton.cluster.natsd import NatsServer
-from caxton.config.schema import CoordinationConfig, mask_url_password
+from caxton.cluster.registry import Registry
+from caxton.cluster.telemetry import Sample
+from caxton.config.schema import CoordinationConfig, NetworkingConfig, mask_url_password
 from caxton.errors import ClusterError
+
+if TYPE_CHECKING:
+    from caxton.agents.service import AgentService
 
 __all__ = ["ClusterLink"]
 
@@ -41,8 +51,14 @@ log = logging.getLogger("caxton.cluster")
 CONNECT_TIMEOUT = 5.0
 #: Seconds between reconnection attempts (forever: the child is restarted by its supervisor).
 RECONNECT_WAIT = 0.2
+#: Seconds the announcement of ``left`` may take to reach this node's server.
+LEAVE_FLUSH_TIMEOUT = 1.0
 #: Seconds during which the same client error is logged only once (reconnecting repeats it).
 ERROR_LOG_INTERVAL = 10.0
+#: Seconds `start` waits for the node to hear its own first heartbeat.
+HEAR_SELF_WAIT = 2.0
+#: Seconds the node start waits for the registry's first pulls, beyond one gossip interval.
+REGISTRY_SYNC_WAIT = 2.0
 
 
 class ClusterLink:
@@ -55,13 +71,18 @@ class ClusterLink:
         clock: Clock = SYSTEM_CLOCK,
         api_address: str = "",
         agents: Callable[[], int] = lambda: 0,
+        networking: NetworkingConfig | None = None,
     ) -> None:
         """``api_address``: where peers reach this node's HTTP API (in its heartbeat);
-        ``agents``: how many agents this node hosts now (in its heartbeat)."""
+        ``agents``: how many agents this node hosts now (in its heartbeat); ``networking``:
+        its certificates secure the routes when ``tls_enabled``."""
         data_dir = config.data_dir
+        tls = None if networking is None else RouteTls.from_networking(networking)
         # Making the server reads or makes the node name and finds the binary (both may raise).
         self.server = (
-            None if config.nats_url is not None else NatsServer(config, data_dir, clock=clock)
+            None
+            if config.nats_url is not None
+            else NatsServer(config, data_dir, clock=clock, tls=tls)
         )
         self.name = (
             self.server.name if self.server is not None else node_name(config.node_name, data_dir)
@@ -78,9 +99,12 @@ class ClusterLink:
         self._agents = agents
         self._bus: NatsBus | None = None
         self._membership: Membership | None = None
+        self._counted: Membership | None = None  # read by the metrics, also after `aclose`
         #: Which node hosts which agent: the cluster's registry once it runs (a fixed, empty
         #: directory until then).
         self.directory: Directory = FixedDirectory()
+        #: The cluster's agent registry (`start_registry`; None until then).
+        self.registry: Registry | None = None
 
     @property
     def client(self) -> Client:
@@ -149,6 +173,8 @@ class ClusterLink:
         except BaseException:
             await self.aclose()
             raise
+        self._counted = membership
+        await self._hear_self(membership)
         log.info(
             "cluster: connected to NATS",
             extra={
@@ -157,6 +183,57 @@ class ClusterLink:
                 "nats_server_pid": None if self.server is None else self.server.pid,
             },
         )
+
+    async def _hear_self(self, membership: Membership) -> None:
+        """Wait (bounded) until this node's first heartbeat came back through NATS."""
+        if not await membership.wait_heard_self(HEAR_SELF_WAIT):
+            log.warning(
+                "cluster: %s has not heard its own heartbeat back through NATS within %g s; "
+                "/ready answers 503 until it does",
+                self.name,
+                HEAR_SELF_WAIT,
+            )
+
+    def publish_member_events(self, publish: Callable[[dict[str, Any]], None]) -> None:
+        """Call `publish` with a ``member`` event (`telemetry.member_event`) on every change."""
+
+        def on_change(change: MemberChange) -> None:
+            publish(telemetry.member_event(change, self._clock.wall()))
+
+        self.membership.add_listener(on_change)
+
+    def metric_samples(self) -> Iterator[Sample]:
+        """Metric records for the observability layer's snapshot collector (`telemetry`)."""
+        return telemetry.samples(self._counted, self.server)
+
+    async def start_registry(
+        self, agents: AgentService, publish: Callable[[dict[str, Any]], None]
+    ) -> Registry:
+        """Start the shared agent registry over this node's ``agents`` (after they were
+        restored), wait until it has the other nodes' lists (at most one ``gossip_interval``
+        plus `REGISTRY_SYNC_WAIT`; ``/ready`` waits for the rest) and make it the `directory`;
+        ``publish`` puts its conflict events on the node's event stream."""
+        registry = Registry(
+            self.name,
+            self.membership.incarnation,
+            self.bus,
+            local=agents,
+            clock=self._clock,
+            gossip_interval=self._config.gossip_interval,
+        )
+        agents.changes.add(registry.changed)
+        agents.hosted_elsewhere = registry.hosted_elsewhere
+        registry.stop_local = agents.stop
+        registry.add_conflict_listener(lambda conflict: publish(conflict_event(conflict)))
+        self.membership.add_listener(registry.on_member)
+        await registry.start()
+        # The others' lists first (one gossip interval for their digests, then the pulls): a
+        # deploy this node accepts is checked against the names the cluster has already.
+        await registry.wait_synced(self._config.gossip_interval + REGISTRY_SYNC_WAIT)
+        self.add_join_check(registry.not_synced)
+        self.registry = registry
+        self.directory = registry
+        return registry
 
     def _cluster_address(self) -> str:
         advertise = self._config.advertise_addr
@@ -189,10 +266,17 @@ class ClusterLink:
     async def aclose(self) -> None:
         """Announce ``left``, close the client, then stop the child. Idempotent."""
         self._closing = True
+        registry, self.registry = self.registry, None
+        if registry is not None:
+            await registry.aclose()
         membership, self._membership = self._membership, None
         try:
             if membership is not None:
                 await membership.leave()
+                if self._client is not None and self._client.is_connected:
+                    # Our server has taken ``left`` once it answers a ping: it is queued
+                    # for the routes before the server is told to stop.
+                    await self._client.flush(timeout=LEAVE_FLUSH_TIMEOUT)  # type: ignore[arg-type]
         except Exception as exc:  # NATS is gone: the peers will see this node dead instead
             log.warning("cluster: could not announce leaving: %s", exc)
         client, self._client = self._client, None
@@ -210,8 +294,16 @@ class ClusterLink:
         client = self._client
         if client is None or not client.is_connected:
             return "not connected to NATS"
-        if self._membership is None or not self._membership.started:
+        membership = self._membership
+        if membership is None or not membership.started:
             return "membership not started"
+        if not membership.heard_self:
+            return "this node has not heard its own heartbeat back through NATS yet"
+        if (unheard := membership.unheard) > SUSPECT_AFTER:
+            return (
+                f"this node has not heard its last {unheard} heartbeats back through NATS "
+                "(its subscription is broken)"
+            )
         for check in self._join_checks:
             if (reason := check()) is not None:
                 return reason
@@ -225,6 +317,7 @@ class ClusterLink:
             "joined": self.not_joined() is None,
             "connected": client is not None and client.is_connected,
             "nats_url": mask_url_password(self.endpoint.client_url),
+            "members": self._members(),
         }
         server = self.server
         if server is None:
@@ -243,6 +336,21 @@ class ClusterLink:
             except (OSError, TimeoutError, ValueError, KeyError, TypeError):
                 pass  # the child is restarting: routes stay None
         return body
+
+    def _members(self) -> list[dict[str, Any]]:
+        """Every member this node knows, itself included: name, state, since, incarnation."""
+        membership = self._membership
+        if membership is None:
+            return []
+        return [
+            {
+                "name": member.name,
+                "state": member.state,
+                "since": member.since,
+                "incarnation": member.incarnation,
+            }
+            for member in membership.members()
+        ]
 
     async def _on_error(self, exc: Exception) -> None:
         text = str(exc) or type(exc).__name__

@@ -16,6 +16,13 @@ good and tells the others (`REMOVALS`): every member that also sees that incarna
 left forgets it and ignores its heartbeats from then on (a member that still hears it keeps
 it); a restarted node (a newer incarnation) is welcome again.
 
+A member has **heard itself** (`Membership.heard_self`) once its own heartbeat came back
+through the bus: its subscription works end to end (a node counts as joined only then, and
+no longer once several of its beats in a row did not come back: `Membership.unheard`).
+Every state change is logged, one line each (``member NAME joined (alive)``, ``... is
+suspect``, ``dead``, ``left``, ``removed``), and given to the listeners
+(`caxton.cluster.telemetry` turns one into the event of the node's event stream).
+
 A ticker that wakes more than P late (the event loop was stalled) does not check its peers
 at that tick, whose heartbeats are still unread: a busy node does not suspect the others.
 Time comes from the injected `Clock`; the ticker is a service of the member's `TaskSet`, and
@@ -36,7 +43,15 @@ from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster.bus import Bus, Unsubscribe
 from caxton.tasks import TaskSet
 
-__all__ = ["HEARTBEATS", "REMOVALS", "Heartbeat", "Member", "MemberChange", "Membership"]
+__all__ = [
+    "HEARTBEATS",
+    "REMOVALS",
+    "STATES",
+    "Heartbeat",
+    "Member",
+    "MemberChange",
+    "Membership",
+]
 
 _log = logging.getLogger("caxton.cluster.membership")
 
@@ -44,6 +59,8 @@ HEARTBEATS = "caxton.cluster.heartbeat"
 REMOVALS = "caxton.cluster.remove"
 
 State = Literal["alive", "suspect", "dead", "left"]
+#: Every state, in the order a member goes through them.
+STATES: tuple[State, ...] = ("alive", "suspect", "dead", "left")
 #: Heartbeats missed before a peer is suspect, and before it is dead (suspicion timeout: 1 more).
 SUSPECT_AFTER = 3
 DEAD_AFTER = 4
@@ -128,6 +145,10 @@ class Membership:
         self._state: Literal["alive", "left"] = "alive"
         self._since = clock.wall()
         self.started = False
+        #: Whether this member's own heartbeat came back through the bus (and when, monotonic).
+        self.heard_self = False
+        self._sent_when_heard = 0
+        self._heard = asyncio.Event()
         #: Heartbeats published and heard, ticks late by more than an interval (for metrics).
         self.sent = self.received = self.stalls = 0
 
@@ -229,8 +250,12 @@ class Membership:
         return Heartbeat(self.name, self.incarnation, self._state, self.api, self.cluster, agents)
 
     async def _beat(self) -> None:
-        await self._bus.publish(HEARTBEATS, _encode(self._heartbeat()))
-        self.sent += 1
+        self.sent += 1  # before: the beat may come back before publish returns
+        try:
+            await self._bus.publish(HEARTBEATS, _encode(self._heartbeat()))
+        except BaseException:
+            self.sent -= 1
+            raise
 
     def _on_heartbeat(self, subject: str, payload: bytes) -> None:
         try:
@@ -243,6 +268,8 @@ class Membership:
                 _log.warning(
                     "another node calls itself %s (incarnation %d)", beat.name, beat.incarnation
                 )
+            else:
+                self._heard_self()
             return
         if beat.incarnation <= self._removed.get(beat.name, -1):
             return  # a removed incarnation stays removed
@@ -258,12 +285,40 @@ class Membership:
         if peer is None:
             peer = Member(**known, since=self._clock.wall())
             self._peers[beat.name] = peer
+            _log.info(
+                "member %s joined (%s)",
+                peer.name,
+                state,
+                extra={"member": peer.name, "state": state},
+            )
             self._notify(MemberChange(peer, None, state))
             return
         updated = replace(peer, **(known | {"state": peer.state}))
         self._peers[beat.name] = updated
         if updated.state != state or restarted:
-            self._set(updated, state)
+            self._set(updated, state, restarted=restarted)
+
+    @property
+    def unheard(self) -> int:
+        """Own heartbeats published since the last one heard back (a few in flight are normal;
+        more than 3 is a broken subscription, whereas a stalled event loop publishes none)."""
+        return self.sent - self._sent_when_heard
+
+    def _heard_self(self) -> None:
+        self._sent_when_heard = self.sent
+        if not self.heard_self:
+            self.heard_self = True
+            self._heard.set()
+            _log.info("member %s (this node) hears its own heartbeat: joined", self.name)
+
+    async def wait_heard_self(self, within: float) -> bool:
+        """Wait up to `within` seconds until this member heard its own heartbeat."""
+        try:
+            async with asyncio.timeout(within):
+                await self._heard.wait()
+        except TimeoutError:
+            pass
+        return self.heard_self
 
     def _on_removal(self, subject: str, payload: bytes) -> None:
         try:
@@ -277,10 +332,18 @@ class Membership:
         if peer.incarnation <= removal.incarnation and peer.state in ("dead", "left"):
             self._forget(peer, removal.incarnation)
 
-    def _set(self, peer: Member, state: State) -> None:
+    def _set(self, peer: Member, state: State, *, restarted: bool = False) -> None:
         changed = replace(peer, state=state, since=self._clock.wall())
         self._peers[peer.name] = changed
-        _log.info("member %s is %s (was %s)", peer.name, state, peer.state)
+        _log.log(
+            logging.WARNING if state in ("suspect", "dead") else logging.INFO,
+            "member %s %s %s (was %s)",
+            peer.name,
+            f"restarted (incarnation {peer.incarnation}) and is" if restarted else "is",
+            state,
+            peer.state,
+            extra={"member": peer.name, "state": state, "incarnation": peer.incarnation},
+        )
         self._notify(MemberChange(changed, peer.state, state))
 
     def _forget(self, peer: Member, incarnation: int | None = None) -> None:
@@ -288,7 +351,7 @@ class Membership:
         removed = max(self._removed.get(peer.name, -1), gone)
         self._removed[peer.name] = removed
         del self._peers[peer.name]
-        _log.info("member %s removed", peer.name)
+        _log.info("member %s removed", peer.name, extra={"member": peer.name, "state": "removed"})
         self._notify(MemberChange(peer, peer.state, "removed"))
 
     def _notify(self, change: MemberChange) -> None:

@@ -11,7 +11,11 @@ The mapping, one key at a time:
   goes silent is dropped after about ``PING_MAX * probe_interval`` (nats-server's own defaults
   take two minutes, 61 s measured, to notice a silent partition);
 * ``cluster_secret`` -> ``cluster.authorization`` and the credentials inside every route URL;
-* ``node_name`` -> ``server_name``.
+* ``node_name`` -> ``server_name``;
+* ``[networking] tls_enabled`` -> ``cluster.tls`` with the node's certificate and key
+  (``tls_cert_path``, ``tls_key_path``) and ``tls_ca_path`` as the CA that signs every node's
+  certificate; route TLS is mutual (``verify``): each side shows its certificate and checks
+  the other's. Without ``tls_ca_path`` the peers are checked against the system's trust store.
 
 Clients (only this node's) connect on loopback with a token made per process; the monitoring
 port (``/healthz``, ``/varz``, ``/routez``) is on loopback too. Port 0 lets nats-server choose
@@ -27,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from caxton.config.schema import Address, CoordinationConfig, mask_url_password
+from caxton.config.schema import Address, CoordinationConfig, NetworkingConfig, mask_url_password
 
 __all__ = [
     "CLUSTER_NAME",
@@ -35,6 +39,7 @@ __all__ = [
     "ROUTE_USER",
     "NatsEndpoint",
     "NatsSettings",
+    "RouteTls",
     "render",
     "render_text",
     "route_url",
@@ -46,6 +51,37 @@ CLUSTER_NAME = "caxton"
 PING_MAX = 3
 #: The user name routes present when ``cluster_secret`` is set.
 ROUTE_USER = "caxton-route"
+#: Seconds a route's TLS handshake may take.
+TLS_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTls:
+    """The node's certificate, key and CA for its routes (from ``[networking]``)."""
+
+    cert: Path
+    key: Path
+    ca: Path | None = None  # None: the system's trust store
+
+    @classmethod
+    def from_networking(cls, networking: NetworkingConfig) -> RouteTls | None:
+        """The route TLS of `networking` (None unless ``tls_enabled``)."""
+        cert, key = networking.tls_cert_path, networking.tls_key_path
+        if not networking.tls_enabled or cert is None or key is None:
+            return None
+        return cls(cert, key, networking.tls_ca_path)
+
+    def render(self) -> dict[str, Any]:
+        """The ``cluster.tls`` block."""
+        block: dict[str, Any] = {
+            "cert_file": str(self.cert),
+            "key_file": str(self.key),
+            "verify": True,
+            "timeout": TLS_TIMEOUT,
+        }
+        if self.ca is not None:
+            block["ca_file"] = str(self.ca)
+        return block
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +98,7 @@ class NatsSettings:
     seeds: tuple[str, ...] = ()
     probe_interval: float = 1.0  # seconds
     cluster_secret: str | None = field(default=None, repr=False)
+    tls: RouteTls | None = None
 
     @classmethod
     def from_config(
@@ -73,6 +110,7 @@ class NatsSettings:
         ports_dir: Path,
         client_port: int = 0,
         monitor_port: int = 0,
+        tls: RouteTls | None = None,
     ) -> NatsSettings:
         """The settings for `config`'s keys plus what the node decides at start."""
         advertise = config.advertise_addr
@@ -88,6 +126,7 @@ class NatsSettings:
             seeds=config.seeds,
             probe_interval=config.probe_interval,
             cluster_secret=None if secret is None else secret.reveal(),
+            tls=tls,
         )
 
 
@@ -139,6 +178,8 @@ def render(settings: NatsSettings) -> dict[str, Any]:
         cluster["routes"] = [route_url(seed, settings.cluster_secret) for seed in settings.seeds]
     if settings.cluster_secret is not None:
         cluster["authorization"] = {"user": ROUTE_USER, "password": settings.cluster_secret}
+    if settings.tls is not None:
+        cluster["tls"] = settings.tls.render()
     return {
         "server_name": settings.server_name,
         "host": "127.0.0.1",

@@ -9,10 +9,12 @@ Start writes ``<data dir>/nats/nats-server.json`` (mode 0600: it holds the clien
 `natsconf`, runs the binary (`_child.spawn`: it dies with the node, even on ``kill -9``) and
 waits until ``/healthz`` answers. The client and monitoring ports are chosen free by
 nats-server on the first start and kept for every restart, so a connected client reconnects
-to the same URL. A child that dies on its own is restarted with backoff and counted in
-`restarts`; `aclose` sends SIGTERM and SIGKILL after `stop_timeout`. `nats_endpoint` is the
-entry point for a node: it starts no child when ``[coordination] nats_url`` names an existing
-NATS deployment.
+to the same URL. With ``tls`` (the node's certificates, ``[networking] tls_enabled``) the routes
+are mutual TLS; a refused route (wrong ``cluster_secret``, a certificate of another CA) is
+explained in one line by `routes` (`routelog.RouteDiagnosis`). A child that dies on its own
+is restarted with backoff and counted in `restarts`; `aclose` sends SIGTERM and SIGKILL after
+`stop_timeout`. `nats_endpoint` is the entry point for a node: it starts no child when
+``[coordination] nats_url`` names an existing NATS deployment.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import enum
 import json
+import logging
 import os
 import secrets
 import signal
@@ -35,12 +38,15 @@ from caxton.cluster import _child, _monitor, natsconf
 from caxton.cluster._child import LOGGER
 from caxton.cluster.binary import binary_hint, find_binary, route_port_in_use, start_hint
 from caxton.cluster.identity import node_name
-from caxton.cluster.natsconf import NatsEndpoint
+from caxton.cluster.natsconf import NatsEndpoint, RouteTls
+from caxton.cluster.routelog import RouteDiagnosis
 from caxton.config.schema import CoordinationConfig
 from caxton.errors import ClusterError
 from caxton.tasks import TaskSet
 
-__all__ = ["NatsServer", "nats_endpoint"]
+__all__ = ["NatsServer", "nats_endpoint", "route_warning"]
+
+log = logging.getLogger("caxton.cluster")
 
 _POLL = 0.01  # seconds between /healthz polls while starting
 _STABLE = 30.0  # a child that ran this long restarts after the shortest backoff again
@@ -72,6 +78,7 @@ class NatsServer:
         stop_timeout: float = 5.0,
         restart_backoff: tuple[float, float] = (0.1, 5.0),
         clock: Clock = SYSTEM_CLOCK,
+        tls: RouteTls | None = None,
     ) -> None:
         self.name = node_name(config.node_name, data_dir)
         self.binary = find_binary(config.nats_server)
@@ -94,6 +101,10 @@ class NatsServer:
         self._up = False
         #: Times the child died on its own and was started again (for a metric).
         self.restarts = 0
+        #: The certificates of the routes (``[networking] tls_enabled``), if any.
+        self.tls = tls
+        #: Explains refused routes (wrong secret, certificates) from the child's log lines.
+        self.routes = RouteDiagnosis(self.name, clock=clock)
 
     @property
     def endpoint(self) -> NatsEndpoint:
@@ -144,6 +155,8 @@ class NatsServer:
         if self._state is not _State.UNSTARTED:
             raise ClusterError(f"this NatsServer is {self._state.value}; make a new one")
         self._state = _State.RUNNING
+        if (warning := route_warning(self._config, self.tls)) is not None:
+            log.warning("%s", warning)
         try:
             await self._launch()
         except BaseException:
@@ -175,6 +188,7 @@ class NatsServer:
             ports_dir=self._dir,
             client_port=self._client_port,
             monitor_port=self._monitor_port,
+            tls=self.tls,
         )
         self._dir.mkdir(parents=True, exist_ok=True)
         file = self._config_file
@@ -203,7 +217,8 @@ class NatsServer:
             ) from exc
         self._process = process
         self._pump = self._tasks.start(
-            _child.pump_log(process, self._tail, name=self.name), name="nats-server log"
+            _child.pump_log(process, self._tail, name=self.name, observe=self.routes.observe),
+            name="nats-server log",
         )
         try:
             async with asyncio.timeout(self._start_timeout):
@@ -310,6 +325,23 @@ class NatsServer:
                     process.kill()
                 await process.wait()
         await self._after_exit(process)
+
+
+def route_warning(config: CoordinationConfig, tls: RouteTls | None) -> str | None:
+    """What is weak in how this node's routes are secured, for one warning at start."""
+    if tls is not None and tls.ca is None:
+        return (
+            "cluster: routes use TLS and check the peers' certificates against the system's "
+            "trust store: [networking] tls_ca_path is not set; set it to the CA that signs "
+            "every node's certificate, or nodes with certificates of a private CA cannot join"
+        )
+    if tls is None and config.cluster_secret is None and not config.bind_addr.is_loopback:
+        return (
+            f"cluster: the routes on {config.bind_addr} take any node that reaches them: neither "
+            "[coordination] cluster_secret nor [networking] tls_enabled is set; set the same "
+            "cluster_secret on every node (and tls_enabled between machines)"
+        )
+    return None
 
 
 @contextlib.asynccontextmanager
