@@ -290,3 +290,20 @@ async def test_conversations_and_dead_letters_are_gathered_from_every_member(
         assert [m["node"] for m in body["messages"]] == ["a"]
     finally:
         await client.close()
+
+
+async def test_the_registry_places_the_agent_without_a_fixed_directory(nodes: Nodes) -> None:
+    a, b = nodes("a"), nodes("b")
+    await a.start()
+    await b.start()
+    await deploy(b, "echo")
+    assert a.cluster is not None
+    cluster = a.cluster
+    await until(lambda: cluster.directory.owner("echo") == "b", 10, "a's registry knows echo")
+    accepted = await a.messaging.submit(
+        {"receiver": "echo", "performative": "request", "content": "r"}, wait=True
+    )
+    assert accepted.reply is not None
+    reply = await accepted.reply.wait(5)
+    assert reply is not None
+    assert reply["content"] == "r"
