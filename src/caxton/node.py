@@ -39,6 +39,7 @@ from caxton.storage import Storage
 if TYPE_CHECKING:
     from caxton.agents import AgentService
     from caxton.cluster.link import ClusterLink
+    from caxton.cluster.messages import ClusterMessages
     from caxton.messaging import Messaging
     from caxton.runtime import Engine, Runtime
 
@@ -102,6 +103,7 @@ class Node:
         self._runtime: Runtime | None = None
         self._agents: AgentService | None = None
         self._cluster: ClusterLink | None = None
+        self._remote: ClusterMessages | None = None
 
     @property
     def storage(self) -> Storage:
@@ -114,6 +116,11 @@ class Node:
     def cluster(self) -> ClusterLink | None:
         """The cluster link once started (None without ``cluster_enabled``)."""
         return self._cluster
+
+    @property
+    def cluster_messages(self) -> ClusterMessages | None:
+        """Messages across nodes once started (None without ``cluster_enabled``)."""
+        return self._remote
 
     @property
     def engine(self) -> Engine:
@@ -189,6 +196,10 @@ class Node:
                     networking=self.config.networking,  # route TLS when tls_enabled
                 )
                 await self._cluster.start()
+                from caxton.cluster.messages import ClusterMessages
+
+                self._remote = ClusterMessages(self._cluster, storage)
+            remote = self._remote
             engine = self._engine = Engine(
                 self.config.runtime, cache_dir=coordination.data_dir / "module-cache"
             )
@@ -210,12 +221,15 @@ class Node:
                 )
 
             messaging = self._messaging = Messaging(
-                self.config, storage, runtime=runtime_for, forward=self._external
+                self.config, storage, runtime=runtime_for, forward=self._external, remote=remote
             )
             runtime = self._runtime = messaging.runtime
             if self._cluster is not None:  # member changes on the event stream
                 self._cluster.publish_member_events(messaging.publish)
             await messaging.start()
+            if remote is not None:  # what a previous run left in the outbox goes out now
+                remote.attach(messaging)
+                remote.start_forwarder()
             await runtime.start()
             self._agents = AgentService(
                 self.config,
@@ -230,6 +244,8 @@ class Node:
             if self._cluster is not None:  # the registry lists what was restored
                 await self._cluster.start_registry(self._agents, messaging.publish)
             redelivered = await messaging.recover()
+            if remote is not None:  # other nodes' messages find the agents from now on
+                await remote.open_inbox()
             if prepare is not None:
                 await prepare(self)
             agents = len(self._agents.names())  # restored plus what `prepare` deployed
@@ -294,7 +310,10 @@ class Node:
         engine, self._engine = self._engine, None
         storage, self._storage = self._storage, None
         cluster, self._cluster = self._cluster, None
+        remote, self._remote = self._remote, None
         try:
+            if remote is not None:  # the senders keep what they have for later
+                await remote.close_inbox()
             if runtime is not None:
                 budget = self.config.runtime.agent_shutdown_timeout + 1.0
                 try:
@@ -306,9 +325,16 @@ class Node:
                 await agents.aclose()
             if messaging is not None:
                 await messaging.aclose()
+            if remote is not None:  # send what the agents sent, within the shutdown budget
+                await remote.aclose(self.config.runtime.agent_shutdown_timeout)
             if engine is not None:
                 engine.close()
         finally:
+            try:
+                if remote is not None:  # no-op unless something above failed
+                    await remote.aclose()
+            except Exception:
+                log.exception("closing cross-node messaging failed")
             try:
                 if cluster is not None:  # its client, then its nats-server child
                     await cluster.aclose()

@@ -207,6 +207,8 @@ class Server:
                 self.metrics.register_snapshot_source(
                     "registry", lambda: registry_samples(registry)
                 )
+            if (remote := self.node.cluster_messages) is not None:
+                self.metrics.register_snapshot_source("cluster_messages", remote.metric_samples)
         except BaseException:
             await self.aclose()
             raise

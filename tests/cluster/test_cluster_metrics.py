@@ -25,6 +25,15 @@ FAMILIES = {
     "caxton_cluster_registry_conflicts": "counter",
     "caxton_cluster_registry_pulls": "counter",
     "caxton_cluster_registry_announcements": "counter",
+    "caxton_cluster_outbox_depth": "gauge",
+    "caxton_cluster_outbox_oldest_age_seconds": "gauge",
+    "caxton_cluster_forward_requests": "counter",
+    "caxton_cluster_forward_failed_requests": "counter",
+    "caxton_cluster_forwarded_messages": "counter",
+    "caxton_cluster_forward_acknowledged": "counter",
+    "caxton_cluster_forward_retried": "counter",
+    "caxton_cluster_received_messages": "counter",
+    "caxton_cluster_received_duplicates": "counter",
 }
 
 
@@ -66,6 +75,8 @@ def test_documented_cluster_metrics_are_exposed(tmp_path: Path) -> None:
     assert found["caxton_cluster_event_loop_stalls"] == {(): 0}
     assert list(found["caxton_cluster_registry_entries"].values()) == [0]  # itself, no agents
     assert found["caxton_cluster_registry_conflicts"] == {(): 0}
+    assert found["caxton_cluster_outbox_depth"] == {(): 0}  # nothing for other nodes yet
+    assert found["caxton_cluster_forward_requests"] == {(): 0}
 
     documented = set(
         re.findall(

@@ -30,6 +30,9 @@ class ListJournal:
     def sent(self, conversation: str | None, data: bytes, receiver: str | None) -> None:
         self.entries.append((conversation, data, receiver))
 
+    def sent_remote(self, conversation: str | None, data: bytes, receiver: str, node: str) -> None:
+        self.entries.append((conversation, data, receiver, node))
+
     def handled(self, receiver: str, data: bytes) -> None:
         self.entries.append((receiver, data))
 

@@ -85,12 +85,21 @@ REDRIVEN_SCHEMA: dict[str, Any] = {
     "properties": {"dead_letter_id": {"type": "integer"}, **_IDS},
 }
 _PAGE = {n: {"type": "integer"} for n in ("total", "offset", "limit")}
+#: With a cluster: the members that did not answer a gathering query in time.
+_MISSING = {
+    "missing_nodes": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "cluster only: members whose part is not in this page",
+    }
+}
 CONVERSATION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "conversation_id": {"type": "string"},
         "messages": {"type": "array", "items": _MESSAGE},
         **_PAGE,
+        **_MISSING,
     },
 }
 DEAD_LETTER_SCHEMA: dict[str, Any] = {
@@ -114,11 +123,16 @@ DEAD_LETTER_SCHEMA: dict[str, Any] = {
         "created_at": {"type": "string", "format": "date-time"},
         "redriven_at": {"type": ["string", "null"], "format": "date-time"},
         "message": {"type": ["object", "null"], "description": "the message as stored"},
+        "node": {"type": "string", "description": "cluster only: the node that keeps it"},
     },
 }
 DEAD_LETTERS_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"dead_letters": {"type": "array", "items": DEAD_LETTER_SCHEMA}, **_PAGE},
+    "properties": {
+        "dead_letters": {"type": "array", "items": DEAD_LETTER_SCHEMA},
+        **_PAGE,
+        **_MISSING,
+    },
 }
 
 #: ``?wait=`` is at most ``request_timeout`` minus this many seconds.
@@ -271,10 +285,17 @@ async def conversation(request: web.Request) -> web.Response:
     """``GET /api/v1/conversations/{id}?offset=&limit=``: its messages in order."""
     conversation_id = request.match_info["id"]
     offset, limit = _page(request)
-    messages, total = await messaging_of(request).conversation(
-        conversation_id, offset=offset, limit=limit
-    )
-    if total == 0:
+    extra: dict[str, Any] = {}
+    remote = request.app[NODE].cluster_messages
+    if remote is not None:  # a cluster: every alive member's part, merged by time
+        page = await remote.gather.conversation(conversation_id, offset, limit)
+        messages, total = page.items, page.total
+        extra["missing_nodes"] = page.missing
+    else:
+        messages, total = await messaging_of(request).conversation(
+            conversation_id, offset=offset, limit=limit
+        )
+    if total == 0 and not extra.get("missing_nodes"):
         raise ApiError(
             404,
             "NOT_FOUND",
@@ -289,6 +310,7 @@ async def conversation(request: web.Request) -> web.Response:
             "offset": offset,
             "limit": limit,
         }
+        | extra
     )
 
 
@@ -303,6 +325,18 @@ def dead_letter_dict(letter: DeadLetter) -> dict[str, Any]:
 async def dead_letters(request: web.Request) -> web.Response:
     """``GET /api/v1/dead-letters?offset=&limit=``: oldest first."""
     offset, limit = _page(request)
+    remote = request.app[NODE].cluster_messages
+    if remote is not None:  # a cluster: every alive member's, oldest first, with its node
+        page = await remote.gather.dead_letters(offset, limit)
+        return json_response(
+            {
+                "dead_letters": [_gathered_letter(item) for item in page.items],
+                "total": page.total,
+                "offset": offset,
+                "limit": limit,
+                "missing_nodes": page.missing,
+            }
+        )
     letters, total = await messaging_of(request).dead_letters(offset=offset, limit=limit)
     return json_response(
         {
@@ -312,6 +346,15 @@ async def dead_letters(request: web.Request) -> web.Response:
             "limit": limit,
         }
     )
+
+
+def _gathered_letter(item: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter from `Gather` (unix times) in the API's form (RFC 3339)."""
+    data = dict(item)
+    data["created_at"] = rfc3339(float(item["created_at"]))
+    redriven = item.get("redriven_at")
+    data["redriven_at"] = None if redriven is None else rfc3339(float(redriven))
+    return data
 
 
 async def redrive(request: web.Request) -> web.Response:

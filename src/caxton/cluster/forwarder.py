@@ -133,8 +133,11 @@ class Forwarder:
             now = self._clock.wall()
             wakeup = self.policy.next_wakeup(now)
             timeout = POLL_INTERVAL if wakeup is None else min(POLL_INTERVAL, wakeup - now)
+            # Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that arrives
+            # as the event is set (a wake-up at shutdown), and the loop would run on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), max(0.0, timeout))
+                async with asyncio.timeout(max(0.0, timeout)):
+                    await self._wakeup.wait()
 
     def start(self) -> None:
         """Run `run` as a task owned by this forwarder (stopped by `aclose`)."""

@@ -31,9 +31,11 @@ from caxton.wire.header import expired, header_from
 
 __all__ = ["BulkIntake"]
 
+_NONE: frozenset[str] = frozenset()
+
 #: One message of a bulk submit once stamped: (data, envelope, receivers, local receivers,
-#: expired).
-_Entry = tuple[bytes, dict[str, Any], tuple[str, ...], tuple[str, ...], bool]
+#: expired, receivers on other nodes).
+_Entry = tuple[bytes, dict[str, Any], tuple[str, ...], tuple[str, ...], bool, frozenset[str]]
 
 
 class BulkIntake:
@@ -77,6 +79,7 @@ class BulkIntake:
         entries: list[_Entry] = []
         chunks: dict[str, list[bytes]] = {}
         pending: list[tuple[str, str, bytes]] = []
+        outbox: list[tuple[str, str, str, bytes]] = []
         for index, message in enumerate(messages):
             try:
                 body = parse_message(message, max_size=max_size)
@@ -123,7 +126,13 @@ class BulkIntake:
                 pending.append((mid, local[0], data))
             elif local:
                 pending.extend((mid, r, data) for r in local)
-            entries.append((data, envelope, receivers, local, late))
+            remote: frozenset[str] = _NONE
+            if router.remote is not None and not late:
+                rows = router.outbox_rows(mid, receivers, local, data)
+                if rows:
+                    outbox.extend(rows)
+                    remote = frozenset(row[2] for row in rows)
+            entries.append((data, envelope, receivers, local, late, remote))
             datas = chunks.get(conversation)
             if datas is None:
                 chunks[conversation] = [data]
@@ -139,9 +148,13 @@ class BulkIntake:
                 (conv, len(datas), b"[" + b",".join(datas) + b"]") for conv, datas in chunks.items()
             ],
             pending=pending,
+            outbox=outbox,
         )
         await self._commit.commit(batch)  # one write, one future for the whole call
         self._history.accepted([entry[0] for entry in entries])
+        if outbox:  # messages for other nodes: the forwarder sends them (not routed here)
+            assert router.remote is not None
+            router.remote.committed()
         return await self._route(entries)
 
     async def _route(self, entries: list[_Entry]) -> list[Accepted | Error]:
@@ -154,8 +167,10 @@ class BulkIntake:
         blocked: set[str] = set()
         #: (index, receiver, reason): deliveries left for the slow path, in order.
         slow: list[tuple[int, str, Reason]] = []
-        for index, (data, _, receivers, local, late) in enumerate(entries):
+        for index, (data, _, receivers, local, late, remote) in enumerate(entries):
             for receiver in receivers:
+                if receiver in remote:
+                    continue
                 reason = route_nowait(
                     receiver, data, local=receiver in local, late=late, held=receiver in blocked
                 )
@@ -167,7 +182,7 @@ class BulkIntake:
         if slow:
             await self._route_slow(entries, slow, full)
         results: list[Accepted | Error] = []
-        for index, (_, envelope, receivers, _, _) in enumerate(entries):
+        for index, (_, envelope, receivers, _, _, _) in enumerate(entries):
             mid, conversation = envelope["message_id"], envelope["conversation_id"]
             stuck = full.get(index)
             if stuck:

@@ -46,7 +46,7 @@ from caxton.messaging.metrics import MessagingMetrics, MessagingStatistics
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.port import DeliveryPort
 from caxton.messaging.replies import Replies
-from caxton.messaging.routing import Router
+from caxton.messaging.routing import Remote, Router
 from caxton.storage.sqlite import Storage
 from caxton.tasks import TaskSet
 
@@ -67,10 +67,12 @@ class Messaging:
         runtime: Callable[[DeliveryPort], Runtime],
         options: MessagingOptions | None = None,
         forward: Callable[[str, bytes], bool] | None = None,
+        remote: Remote | None = None,
     ) -> None:
         """``runtime`` builds the runtime around its `Delivery` port (a `DeliveryPort`);
-        ``forward(receiver, data)`` (the cluster's hook) may take messages for names that are
-        neither local agents nor known clients (True: it took it)."""
+        ``forward(receiver, data)`` (the embedder's hook) may take messages for names that are
+        neither local agents nor known clients (True: it took it); ``remote``: the other
+        nodes of the cluster (messages for their agents go to the outbox)."""
         #: The flush and prune loops, and the dead letters being written.
         self._tasks = TaskSet("messaging")
         self._closed = False
@@ -83,6 +85,8 @@ class Messaging:
         self.letters = letters = dl.DeadLetters(storage.messages, bus)
         self.history = history = History(storage, bus, letters, options)
         self.journal = history.journal
+        if remote is not None:
+            history.journal.outboxed = remote.committed
         per_second = config.runtime.max_dead_letters_per_second
         self.port = port = DeliveryPort(
             history.journal,
@@ -94,8 +98,10 @@ class Messaging:
                 letters,
                 self._spawn,
                 forward=forward,
+                remote=remote,
                 dead_letters_per_second=per_second,
             ),
+            locate=None if remote is None else remote.locate,
         )
         self.runtime, self.router = port.runtime, port.router
         commit = GroupCommit(storage)

@@ -199,9 +199,14 @@ class Intake:
         mid, conversation = str(header.message_id), str(header.conversation_id)
         late = expired(header)
         local = router.local_receivers(receivers, late)
+        # Receivers on other nodes: an outbox row committed with the message, not routed here.
+        outbox = (
+            [] if late or router.remote is None else router.outbox_rows(mid, receivers, local, data)
+        )
         batch = MessageBatch(
             chunks=[(conversation, 1, b"[" + data + b"]")],
             pending=[(mid, r, data) for r in local],
+            outbox=outbox,
         )
         if redrive is None:
             await self._commit.commit(batch)
@@ -210,7 +215,14 @@ class Intake:
         self._history.accepted([data])
         full: list[str] = []
         wait = self._options.submit_wait
-        for receiver in receivers:
+        if outbox:
+            assert router.remote is not None
+            router.remote.committed()
+            forwarded = {row[2] for row in outbox}
+            receivers_here = tuple(r for r in receivers if r not in forwarded)
+        else:
+            receivers_here = receivers
+        for receiver in receivers_here:
             # No coroutine unless the mailbox is full (the usual submit queues at once).
             reason = router.route_nowait(receiver, data, local=receiver in local, late=late)
             if reason is Reason.MAILBOX_FULL:

@@ -31,6 +31,14 @@ sends it again (at least once, assuming handlers that send the same messages whe
 same input; kv writes made by the first run are not rolled back). Duplicates carry the same
 ``message_id`` when they are the same delivery, and a fresh one when a handler re-sends.
 
+--- Messages for other nodes
+
+With a cluster, a message an agent sends to an agent on another node is recorded with
+`Journal.sent_remote`: its flush writes the outbox row (`MessageBatch.outbox`) with the
+history, so by the argument above the row is committed no later than the handled mark of the
+message whose handler sent it. ``outboxed`` (set by the cluster) is called once such a batch
+is committed, on the writer thread, to wake the forwarder.
+
 --- Memory
 
 At most `MAX_INFLIGHT` flushes wait for the writer; a flush on a worker thread beyond that
@@ -73,6 +81,7 @@ def build_batch(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes]
     sent: list[bytes] = []  # in journal order: the live stream publishes them in this order
     retracted: set[int] | None = None
     sent_entries = 0
+    outbox: list[tuple[str, str, str, bytes]] = []
     # The previous entry's conversation and its chunk list: consecutive messages of one
     # conversation (the usual case) skip the dict lookup. Compared by identity, which is only
     # a shortcut: a miss falls back to the lookup by value.
@@ -98,6 +107,20 @@ def build_batch(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes]
                     last_conversation, last_chunk = conversation, same
             if receiver is not None:
                 pending[(id(data), receiver)] = entry
+        elif n == 4:  # `Journal.sent_remote`: history, and an outbox row
+            sent_entries += 1
+            conversation, data, receiver, node = entry
+            if conversation is not None:
+                sent_append(data)
+                same = chunks.get(conversation)
+                if same is None:
+                    chunks[conversation] = [data]
+                else:
+                    same.append(data)
+                last_conversation = None
+            mid = message_id_of(data)
+            if mid is not None:
+                outbox.append((mid, node, receiver, data))
         elif n == 2:
             receiver, data = entry
             if pending_pop((id(data), receiver), None) is None:
@@ -128,6 +151,7 @@ def build_batch(items: list[tuple[Any, ...]]) -> tuple[MessageBatch, list[bytes]
         if mid is not None:
             batch.pending.append((mid, receiver, data))
     batch.done = done
+    batch.outbox = outbox
     return batch, sent, handled
 
 
@@ -179,12 +203,21 @@ class Journal:
         self.handled_total = 0
         self.flushes = 0
         self.failed_flushes = 0
+        #: Called (on the writer thread) once a batch with outbox rows is committed.
+        self.outboxed: Callable[[], None] | None = None
 
     # -- the hot path (worker threads) --------------------------------------------------------
 
     def sent(self, conversation: str | None, data: bytes, receiver: str | None) -> None:
         """Record one sent message (``receiver``: the local agent it is queued for, if any)."""
         self._append((conversation, data, receiver))
+        if len(self._queue) >= self._flush_at or len(data) >= LARGE_MESSAGE:
+            self.flush()
+
+    def sent_remote(self, conversation: str | None, data: bytes, receiver: str, node: str) -> None:
+        """Record one message for ``receiver`` on another ``node``: history (when
+        ``conversation`` is given) and an outbox row, in the next flush."""
+        self._append((conversation, data, receiver, node))
         if len(self._queue) >= self._flush_at or len(data) >= LARGE_MESSAGE:
             self.flush()
 
@@ -239,6 +272,8 @@ class Journal:
                 self.flushes += 1
                 future = self._write(batch)
                 future.add_done_callback(self._count_failure)
+                if batch.outbox and self.outboxed is not None:
+                    future.add_done_callback(self._outboxed)
                 inflight = self._inflight
                 inflight.append(future)
                 while inflight and inflight[0].done():
@@ -250,6 +285,11 @@ class Journal:
                 if listener is not None and sent:
                     listener(sent)
         return future
+
+    def _outboxed(self, future: Future[None]) -> None:
+        outboxed = self.outboxed
+        if outboxed is not None and future.exception() is None:
+            outboxed()
 
     def _count_failure(self, future: Future[None]) -> None:
         if future.exception() is not None:

@@ -11,6 +11,8 @@ What the runtime calls here:
 
 * ``journal``: the `Journal` the workers record every sent and handled message in (the
   history's; the hot path appends to it directly);
+* ``locate``: with a cluster, the node hosting a name when it is another node (the router's
+  `Remote.locate`; None on a single node);
 * `not_local`: step 3 onwards of the routing rule (`Router.not_local`), on the event loop;
 * `message_failed`: a handler failed: the message is dead-lettered ``handler_failed``;
 * `agent_state_changed`: a lifecycle event for the event bus.
@@ -46,11 +48,15 @@ class DeliveryPort:
         *,
         runtime: Callable[[DeliveryPort], Runtime],
         router: Callable[[Runtime], Router],
+        locate: Callable[[str], str | None] | None = None,
     ) -> None:
-        """``runtime`` builds the runtime around this port; ``router`` the rule on it."""
+        """``runtime`` builds the runtime around this port; ``router`` the rule on it;
+        ``locate``: the cluster's `Remote.locate` (None: a single node)."""
         #: The runtime's `MessageJournal`.
         self.journal = journal
         self._bus = bus
+        #: Set before the runtime is built (its workers read it once).
+        self.locate: Callable[[str], str | None] | None = locate
         self.runtime = runtime(self)
         self.router = router(self.runtime)
 

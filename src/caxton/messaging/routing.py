@@ -6,7 +6,7 @@ For one delivery (a receiver and the stamped bytes), in this order:
 1. its ``reply_by`` has passed: dead letter ``expired``;
 2. a local agent: its mailbox (full or not running: the caller dead-letters, see below);
 3. an API client: the clients waiting for it (`Replies`);
-4. another node: the ``forward`` hook (the cluster's branch; the next branch goes here);
+4. another node: the cluster's `Remote` (its outbox), else the ``forward`` hook (embedding);
 5. an agent of this node that is not running (stopped, failed, or started again meanwhile):
    its mailbox if it runs again, else dead letter ``agent_not_running`` / ``mailbox_full``;
 6. anything else: dead letter ``unknown_receiver``.
@@ -19,6 +19,11 @@ mailboxes, the hot path never comes here) and hands the rest to `not_local` thro
 `Delivery` port (`port.DeliveryPort`), batched with a worker's other events. The last step,
 `Router.dead_letter`, stores the dead letter (`DeadLetters`) and sends the sender the
 `failure` it is owed back into the runtime (`send_from_loop`: step 2, then `not_local`).
+
+With a cluster, `Router.remote` knows which names live on other nodes. What messaging commits
+itself (API submits, bulk, redrive) and what agents send (the journal) puts a message for
+another node in the outbox in the same transaction as its history (`outbox_rows`), so it is
+never routed here; step 4 is for what enters on the loop (due timers, `failure` replies).
 
 A delivery that step 2 takes has a pending row (written with the message, see `intake`): the
 caller of `route` dead-letters it with ``pending=True``; what `not_local` decides never has
@@ -45,9 +50,26 @@ from caxton.wire.header import Header, expired, header_of
 if TYPE_CHECKING:
     from caxton.runtime.runtime import Runtime
 
-__all__ = ["DeadLetterFn", "Router"]
+__all__ = ["DeadLetterFn", "Remote", "Router"]
 
 _RUNNABLE = (AgentState.RUNNING, AgentState.HIBERNATED, AgentState.LOADED)
+
+
+class Remote(Protocol):
+    """Other nodes, as routing needs them (the cluster implements it)."""
+
+    def locate(self, name: str) -> str | None:
+        """The node that hosts ``name`` when it is another node (None: here, or nobody
+        known). Any thread; a dict lookup."""
+        ...
+
+    def forward(self, receiver: str, data: bytes) -> bool:
+        """Put one message for another node in the outbox now (loop thread); True if taken."""
+        ...
+
+    def committed(self) -> None:
+        """Outbox rows were committed (any thread): send them soon."""
+        ...
 
 
 class DeadLetterFn(Protocol):
@@ -81,14 +103,17 @@ class Router:
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
         *,
         forward: Callable[[str, bytes], bool] | None = None,
+        remote: Remote | None = None,
         dead_letters_per_second: int = 1000,
     ) -> None:
         """``spawn`` runs a dead letter in the background (`dead_letter_soon`);
-        ``forward(receiver, data)``, the cluster's hook, returns True if it took the message."""
+        ``forward(receiver, data)``, the embedder's hook, returns True if it took the message;
+        ``remote``: the other nodes of the cluster (None: a single node)."""
         self.runtime = runtime
         self.replies = replies
         self.letters = letters
         self.forward = forward
+        self.remote = remote
         self._spawn = spawn
         #: Step 2's question: is ``name`` an agent of this node (any state)? A dict lookup.
         self.is_local: Callable[[str], bool] = runtime.has_agent
@@ -106,6 +131,21 @@ class Router:
         if len(receivers) == 1:  # the usual case: no generator to run
             return receivers if is_local(receivers[0]) else ()
         return tuple(r for r in receivers if is_local(r))
+
+    def outbox_rows(
+        self, message_id: str, receivers: tuple[str, ...], local: tuple[str, ...], data: bytes
+    ) -> list[tuple[str, str, str, bytes]]:
+        """Outbox rows (message_id, node, receiver, data) for the receivers on other nodes:
+        the caller commits them with the message and does not route those receivers."""
+        remote = self.remote
+        if remote is None:
+            return []
+        locate = remote.locate
+        rows = []
+        for receiver in receivers:
+            if receiver not in local and (node := locate(receiver)) is not None:
+                rows.append((message_id, node, receiver, data))
+        return rows
 
     def route_nowait(
         self,
@@ -174,20 +214,28 @@ class Router:
 
     # -- steps 3 to 6: what no running local agent takes ---------------------------------------
 
-    def not_local(self, receiver: str, data: bytes, origin: Origin) -> None:
+    def not_local(
+        self, receiver: str, data: bytes, origin: Origin, *, forward: bool = True
+    ) -> None:
         """Decide a message no running local agent took (`Delivery.not_local`).
 
         Dead letters of what an agent sent (`Origin.AGENT`) are rate-limited (see the module
-        docstring).
+        docstring). ``forward=False`` skips step 4 (a message that came from another node is
+        not sent on again).
         """
         header = header_of(data)
         if origin is Origin.AGENT:
-            self._external(receiver, data, header, self._limited_dead_letter)
+            self._external(receiver, data, header, self._limited_dead_letter, forward)
         else:
-            self._external(receiver, data, header, self.dead_letter_soon)
+            self._external(receiver, data, header, self.dead_letter_soon, forward)
 
     def _external(
-        self, receiver: str, data: bytes, header: Header, dead_letter: DeadLetterFn
+        self,
+        receiver: str,
+        data: bytes,
+        header: Header,
+        dead_letter: DeadLetterFn,
+        forward_ok: bool = True,
     ) -> None:
         # Not queued locally: no pending row, whatever happens here.
         if expired(header):
@@ -207,9 +255,13 @@ class Router:
             else:
                 replies.delivered += 1
             return
-        forward = self.forward  # another node (the cluster's branch)
-        if forward is not None and forward(receiver, data):
-            return
+        if forward_ok:  # another node (the cluster's branch), or the embedder's hook
+            remote = self.remote
+            if remote is not None and remote.forward(receiver, data):
+                return
+            forward = self.forward
+            if forward is not None and forward(receiver, data):
+                return
         runtime = self.runtime
         try:
             state = runtime.agent_statistics(receiver).state

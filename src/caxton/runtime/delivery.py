@@ -9,6 +9,9 @@ delivery, which the runtime is handed at construction as a `Delivery`:
   recorded, as with `LocalDelivery`);
 * what to flush: `MessageJournal.flush`, when a worker posts its events to the loop (records
   reach storage before the loop acts on them) and every ``flush_at`` entries;
+* what lives on another node: a delivery with a cluster has a ``locate(name)`` attribute (the
+  node hosting ``name`` when it is another node; any thread); the workers record such a send
+  with `MessageJournal.sent_remote` and do not route it (the outbox takes it);
 * what is not local: `Delivery.not_local`, on the event loop thread, for a message whose
   receiver is no running local agent (an API client, another node, a stopped agent, an unknown
   name) or whose ``reply_by`` has passed. Messages from workers arrive batched with the
@@ -63,6 +66,10 @@ class MessageJournal(Protocol):
     """
 
     def sent(self, conversation: str | None, data: bytes, receiver: str | None) -> None: ...
+    def sent_remote(self, conversation: str | None, data: bytes, receiver: str, node: str) -> None:
+        """A message for an agent on another ``node`` (only with `Delivery.locate`)."""
+        ...
+
     def handled(self, receiver: str, data: bytes) -> None: ...
     def retract(self, data: bytes) -> None: ...
     def flush(self) -> object: ...

@@ -103,6 +103,7 @@ class CallContext:
         "inst",
         "journal",
         "journal_entries",
+        "locate",
         "log_budget",
         "max_message_size",
         "record",
@@ -130,8 +131,11 @@ class CallContext:
         journal: MessageJournal | None = None,
         max_sends_per_message: int = 1000,
         max_external_sends_per_second: int = 10_000,
+        locate: Callable[[str], str | None] | None = None,
     ) -> None:
         self.agents_get = agents.get
+        #: The node hosting a name when it is another node of the cluster (None: no cluster).
+        self.locate = locate
         self.wake = wake
         #: The worker's own run queue, when `wake` is its ``wake_local`` (which appends to an
         #: empty queue unconditionally, so `local` may do that itself).
@@ -302,6 +306,11 @@ class CallContext:
             return abi.ERR_OVER_BUDGET
         journal = self.journal
         if journal is not None:
+            locate = self.locate
+            node = None if locate is None else locate(receiver)
+            if node is not None:  # another node's agent: the outbox row commits with it
+                journal.sent_remote(conversation, out, receiver, node)
+                return _OK
             journal.sent(conversation, out, None)  # history only: nothing to redeliver
         return self.route(receiver, out)
 
@@ -331,7 +340,16 @@ class CallContext:
         journal.sent(self.stamper.conversation, out, None)
         rc = abi.OK
         delivered = False
+        locate = self.locate
         for one in receiver:
+            node = None if locate is None or self.agents_get(one) else locate(one)
+            if node is not None:  # another node's agent: an outbox row (history is above)
+                if not self.external_allowed(agent):
+                    rc = abi.ERR_OVER_BUDGET
+                    continue
+                journal.sent_remote(None, out, one, node)
+                delivered = True
+                continue
             journal.sent(None, out, one)
             code = self.local(one, out)
             if code is None:

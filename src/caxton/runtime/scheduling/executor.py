@@ -132,6 +132,7 @@ class Worker:
             journal=journal,
             max_sends_per_message=services.config.max_sends_per_message,
             max_external_sends_per_second=services.config.max_external_sends_per_second,
+            locate=getattr(services.delivery, "locate", None),
         )
         self._sends_per_message = services.config.max_sends_per_message
         engine = services.engine

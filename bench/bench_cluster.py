@@ -1,0 +1,217 @@
+"""Messages across two nodes (two processes, each with its nats-server) beside one node.
+
+Node ``a`` runs in this process, node ``b`` in a child process (``--serve``); placement is set
+on both with a fixed directory. Measured in one run, side by side:
+
+* ``split``: PAIRS ping/pong games with every ping on a and every pong on b (msgs/s);
+* ``local``: the same PAIRS games with ping and pong both on a (msgs/s);
+* ``round_trip``: one message at a time from a client on a to ``echo`` on b and its reply back
+  (``Messaging.submit(wait=True)``), p50/p99 in ms;
+* ``api_wait``: ``POST /api/v1/messages?wait=5s`` to a for ``echo`` on b over HTTP, p50/p99.
+
+    python bench/bench_cluster.py [--pairs 64] [--rounds 500] [--samples 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from caxton.agents import DeployRequest
+from caxton.api.app import create_app
+from caxton.cluster.directory import FixedDirectory
+from caxton.config import Config, CoordinationConfig
+from caxton.config.schema import Address
+from caxton.node import Node
+
+ROOT = Path(__file__).resolve().parents[1]
+AGENTS = ROOT / "examples" / "agents"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def placement(pairs: int) -> dict[str, str]:
+    owners = {"echo": "b"}
+    for i in range(pairs):
+        owners |= {f"ping-{i}": "a", f"pong-{i}": "b", f"lping-{i}": "a", f"lpong-{i}": "a"}
+    return owners
+
+
+def make_node(name: str, state: Path, port: int, seed: int) -> Node:
+    keys = CoordinationConfig(
+        cluster_enabled=True,
+        bind_addr=Address("127.0.0.1", port),
+        seeds=(f"127.0.0.1:{seed}",),
+        node_name=name,
+        local_state_path=state,
+        probe_interval=0.5,
+    )
+    return Node(Config(coordination=keys))
+
+
+async def deploy(node: Node, name: str, module: str) -> None:
+    wasm = (AGENTS / f"{module}.wasm").read_bytes()
+    await node.agents.deploy(DeployRequest(name=name, wasm=wasm))
+
+
+async def serve_b(state: Path, port: int, seed: int, pairs: int) -> None:
+    """The child: node b with echo and the pongs, until stdin closes."""
+    node = make_node("b", state, port, seed)
+    await node.start()
+    assert node.cluster is not None
+    node.cluster.directory = FixedDirectory(placement(pairs))
+    await deploy(node, "echo", "echo")
+    for i in range(pairs):
+        await deploy(node, f"pong-{i}", "pong")
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.read)
+    await node.aclose()
+
+
+async def games(node: Node, pings: list[str], pongs: list[str], rounds: int) -> float:
+    """msgs/s of the games ping[i] <-> pong[i], all at once."""
+    waiters = []
+    started = time.perf_counter()
+    for ping, pong in zip(pings, pongs, strict=True):
+        accepted = await node.messaging.submit(
+            {
+                "receiver": ping,
+                "performative": "request",
+                "content": {"op": "start", "peer": pong, "n": rounds},
+            },
+            wait=True,
+        )
+        assert accepted.reply is not None
+        waiters.append(accepted.reply.wait(300))
+    replies = await asyncio.gather(*waiters)
+    elapsed = time.perf_counter() - started
+    assert all(r is not None and r["content"] == {"done": rounds} for r in replies), replies
+    return 2 * rounds * len(pings) / elapsed
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(1000 * statistics.median(ordered), 3),
+        "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pairs", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--serve", nargs=3, metavar=("STATE", "PORT", "SEED"))
+    args = parser.parse_args()
+    if args.serve:
+        state, port, seed = args.serve
+        await serve_b(Path(state), int(port), int(seed), args.pairs)
+        return
+    work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    port_a, port_b = free_port(), free_port()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--pairs",
+        str(args.pairs),
+        "--serve",
+        str(work / "b" / "local.db"),
+        str(port_b),
+        str(port_a),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    a = make_node("a", work / "a" / "local.db", port_a, port_b)
+    try:
+        assert child.stdout is not None
+        await a.start()
+        assert a.cluster is not None
+        a.cluster.directory = FixedDirectory(placement(args.pairs))
+        for i in range(args.pairs):
+            await deploy(a, f"ping-{i}", "ping")
+            await deploy(a, f"lping-{i}", "ping")
+            await deploy(a, f"lpong-{i}", "pong")
+        line = await asyncio.wait_for(child.stdout.readline(), 120)
+        assert line.strip() == b"ready", line
+        pairs = range(args.pairs)
+        await games(a, [f"ping-{i}" for i in pairs], [f"pong-{i}" for i in pairs], 50)  # warm
+        remote = a.cluster_messages
+        assert remote is not None
+        before = remote.statistics()
+        split = await games(
+            a, [f"ping-{i}" for i in pairs], [f"pong-{i}" for i in pairs], args.rounds
+        )
+        after = remote.statistics()
+        per_request = (after.forwarded - before.forwarded) / max(
+            1, after.requests - before.requests
+        )
+        local = await games(
+            a, [f"lping-{i}" for i in pairs], [f"lpong-{i}" for i in pairs], args.rounds
+        )
+        trips = []
+        for i in range(args.samples):
+            started = time.perf_counter()
+            accepted = await a.messaging.submit(
+                {"receiver": "echo", "performative": "request", "content": i}, wait=True
+            )
+            assert accepted.reply is not None
+            assert await accepted.reply.wait(5) is not None
+            trips.append(time.perf_counter() - started)
+        server = TestServer(create_app(a))
+        await server.start_server()
+        waits = []
+        try:
+            async with aiohttp.ClientSession() as session:
+                url = str(server.make_url("/api/v1/messages?wait=5s"))
+                body = {"receiver": "echo", "performative": "request", "content": 0}
+                for _ in range(args.samples):
+                    started = time.perf_counter()
+                    async with session.post(url, json=body) as answer:
+                        assert answer.status == 200, await answer.text()
+                        await answer.read()
+                    waits.append(time.perf_counter() - started)
+        finally:
+            await server.close()
+    finally:
+        await a.aclose()
+        if child.stdin is not None:
+            child.stdin.close()
+        await asyncio.wait_for(child.wait(), 30)
+    print(
+        json.dumps(
+            {
+                "benchmark": "cluster",
+                "python": platform.python_version(),
+                "pairs": args.pairs,
+                "rounds": args.rounds,
+                "split_msgs_per_s": round(split),
+                "local_msgs_per_s": round(local),
+                "split_vs_local": round(split / local, 3),
+                "split_messages_per_request_a_to_b": round(per_request, 1),
+                "round_trip": percentiles(trips),
+                "api_wait": percentiles(waits),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
