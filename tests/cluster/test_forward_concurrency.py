@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import nats
 import pytest
@@ -24,13 +24,17 @@ from caxton.cluster.bus import Bus
 from caxton.cluster.forwarder import Forwarder
 from caxton.cluster.inbox import Inbox, RemoteClients
 from caxton.cluster.outbox import RetryPolicy
+from caxton.messaging.deadletters import Reason
 from caxton.storage import Storage
 from caxton.storage.messages import MessageBatch
-from caxton.storage.outbox import DeliveryKey, OutboxEntry
+from caxton.storage.outbox import DeliveryKey, OutboxEntry, OutboxRepository
 from tests.nodeproc import free_port
 from tests.support import eventually
 
 from .conftest import coordination
+
+if TYPE_CHECKING:
+    from caxton.messaging import Messaging
 
 
 def entry(seq: int, receiver: str, node: str = "n1") -> OutboxEntry:
@@ -107,12 +111,11 @@ def body(mid: str, receiver: str) -> bytes:
     return json.dumps({"message_id": mid, "sender": "s", "receiver": receiver}).encode()
 
 
-class SlowStore:
-    """``accept`` that records ids like the real one and waits for a gate per batch."""
+class Store:
+    """``accept`` that records ids like the real one."""
 
     def __init__(self) -> None:
         self.seen: set[DeliveryKey] = set()
-        self.gates: dict[str, asyncio.Event] = {}
 
     async def accept(
         self,
@@ -120,21 +123,32 @@ class SlowStore:
         build: Callable[[frozenset[DeliveryKey]], MessageBatch],
         now: float | None = None,
     ) -> frozenset[DeliveryKey]:
-        gate = self.gates.get(keys[0][0])
-        if gate is not None:
-            await gate.wait()
         duplicates = frozenset(k for k in keys if k in self.seen)
         self.seen.update(keys)
         build(duplicates)
         return duplicates
 
 
-def fake_messaging(store: SlowStore, delivered: list[tuple[str, str]]) -> Any:
-    def route_nowait(receiver: str, data: bytes, **_: Any) -> None:
-        delivered.append((receiver, json.loads(data)["message_id"]))
+class Router:
+    """Delivers at once, except that ``full`` receivers' mailboxes are full until ``room``."""
 
-    router = SimpleNamespace(is_local=lambda name: name in {"x", "y"}, route_nowait=route_nowait)
-    return SimpleNamespace(router=router, storage=SimpleNamespace(outbox=store), bus=NoListeners())
+    def __init__(self) -> None:
+        self.delivered: list[tuple[str, str]] = []
+        self.full = {"x"}
+        self.room = asyncio.Event()
+
+    def is_local(self, name: str) -> bool:
+        return name in {"x", "y"}
+
+    def route_nowait(self, receiver: str, data: bytes, **_: Any) -> Reason | None:
+        if receiver in self.full and not self.room.is_set():
+            return Reason.MAILBOX_FULL
+        self.delivered.append((receiver, json.loads(data)["message_id"]))
+        return None
+
+    async def wait_for_room(self, receiver: str, data: bytes, within: float) -> Reason | None:
+        await asyncio.wait_for(self.room.wait(), within)
+        return self.route_nowait(receiver, data)
 
 
 class NoListeners:
@@ -142,44 +156,67 @@ class NoListeners:
         return 0
 
 
+def batch(*entries: tuple[int, str, str]) -> bytes:
+    return wire.encode_batch(
+        "a", [OutboxEntry(seq, mid, "b", to, body(mid, to), 0, 0, 0) for seq, mid, to in entries]
+    )
+
+
 async def test_batches_sharing_a_receiver_are_delivered_in_their_order() -> None:
-    """A request that timed out on the sender may still be running here when its retry (the
-    same entries and later ones) arrives: the retry must not deliver the later ones first."""
-    store, delivered = SlowStore(), list[tuple[str, str]]()
-    messaging = fake_messaging(store, delivered)
+    """A request that timed out on the sender may still be running here (waiting for room in
+    a full mailbox) when its retry (the same entries and later ones) arrives: the retry must
+    not deliver the later ones first."""
+    router, store = Router(), Store()
+    messaging = SimpleNamespace(
+        router=router, storage=SimpleNamespace(outbox=store), bus=NoListeners()
+    )
     inbox = Inbox(
         "b",
-        messaging,
+        cast("Messaging", messaging),
         locate=lambda name: None,
         owner=lambda name: "b",
         clients=RemoteClients(),
         committed=lambda: None,
+        mailbox_wait=5.0,
     )
-    store.gates["m1"] = asyncio.Event()
-    first = wire.encode_batch("a", [OutboxEntry(1, "m1", "b", "x", body("m1", "x"), 0, 0, 0)])
-    retry = wire.encode_batch(
-        "a",
-        [
-            OutboxEntry(1, "m1", "b", "x", body("m1", "x"), 0, 0, 0),
-            OutboxEntry(2, "m2", "b", "x", body("m2", "x"), 0, 0, 0),
-        ],
-    )
-    other = wire.encode_batch("a", [OutboxEntry(3, "m3", "b", "y", body("m3", "y"), 0, 0, 0)])
-    slow = asyncio.ensure_future(inbox.receive(first))
-    later = asyncio.ensure_future(inbox.receive(retry))
+    slow = asyncio.ensure_future(inbox.receive(batch((1, "m1", "x"))))
+    await asyncio.sleep(0.05)  # m1 is committed and waits for room in x's mailbox
+    later = asyncio.ensure_future(inbox.receive(batch((1, "m1", "x"), (2, "m2", "x"))))
     # a batch for another receiver is not held up by them
-    assert wire.decode_acks(await asyncio.wait_for(inbox.receive(other), 2)) == [3]
-    assert delivered == [("y", "m3")]
-    store.gates["m1"].set()
+    other = await asyncio.wait_for(inbox.receive(batch((3, "m3", "y"))), 2)
+    assert wire.decode_acks(other) == [3]
+    await asyncio.sleep(0.05)
+    assert router.delivered == [("y", "m3")]  # m2 is not delivered before m1
+    # the retry waits for its turn: not even committed while the first batch is delivered
+    assert ("m2", "x") not in store.seen
+    router.room.set()
     assert wire.decode_acks(await asyncio.wait_for(slow, 2)) == [1]
     assert wire.decode_acks(await asyncio.wait_for(later, 2)) == [1, 2]
-    assert delivered == [("y", "m3"), ("x", "m1"), ("x", "m2")]
+    assert router.delivered == [("y", "m3"), ("x", "m1"), ("x", "m2")]
     assert inbox.duplicates == 1
     assert not inbox._busy
 
 
+class GatedAcks:
+    """The real outbox, whose deletes wait until ``open`` is set."""
+
+    def __init__(self, outbox: OutboxRepository) -> None:
+        self.outbox = outbox
+        self.open = asyncio.Event()
+
+    async def due(self, now: float, limit: int = 1000) -> list[OutboxEntry]:
+        return await self.outbox.due(now, limit)
+
+    async def ack(self, seqs: Iterable[int]) -> int:
+        await self.open.wait()
+        return await self.outbox.ack(seqs)
+
+    async def reschedule(self, seqs: Iterable[int], next_at: float, attempts: int) -> int:
+        return await self.outbox.reschedule(seqs, next_at, attempts)
+
+
 class Receiver:
-    """A node that commits in order, drops duplicates and answers when told."""
+    """A node that commits in order, drops duplicates and acknowledges everything."""
 
     def __init__(self) -> None:
         self.committed: list[str] = []
@@ -197,21 +234,31 @@ async def test_acknowledgements_written_behind_are_not_sent_again(tmp_path: Path
     clock = ManualClock(wall=1000.0)
     remote = Receiver()
     async with await Storage.open(tmp_path / "local.db") as storage:
-        policy = RetryPolicy(max_in_flight=3)
+        gated = GatedAcks(storage.outbox)
         forwarder = Forwarder(
-            storage.outbox, remote.send, policy=policy, clock=clock, acks_behind=True
+            cast("OutboxRepository", gated),
+            remote.send,
+            policy=RetryPolicy(max_in_flight=3),
+            clock=clock,
+            acks_behind=True,
         )
         rows = [(f"m{i}", "n1", "abc"[i % 3], b"x") for i in range(30)]
-        await storage.outbox.enqueue(rows, now=clock.wall())
-        for _ in range(40):
-            await forwarder.pump()
-            for _, task in forwarder.requests_in_flight:
-                await task
-            if not await storage.outbox.due(clock.wall(), 100):
-                break
+        await storage.outbox.enqueue(rows[:15], now=clock.wall())
+        assert await forwarder.pump() == 1
+        for _, task in forwarder.requests_in_flight:
+            await task
+        # acknowledged, not deleted yet: the receivers are free, nothing is sent twice
+        await storage.outbox.enqueue(rows[15:], now=clock.wall())
+        assert await forwarder.pump() == 1
+        for _, task in forwarder.requests_in_flight:
+            await task
+        assert await forwarder.pump() == 0
+        assert await storage.outbox.depth() == 30
+        gated.open.set()
         await forwarder.settled()
         assert await storage.outbox.depth() == 0
-        assert sorted(remote.sent) == sorted(set(remote.sent))  # none sent twice
+        assert await forwarder.pump() == 0
+        assert sorted(remote.sent) == list(range(1, 31))  # each sent once
         assert remote.committed == [f"m{i}" for i in range(30)]
         assert forwarder.statistics().acked == 30
         await forwarder.aclose()
