@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from caxton.tasks import TaskSet
+
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
@@ -235,12 +237,10 @@ class NatsBus:
             return _closer(await self._client.subscribe(subject, cb=answer))
         # nats-py awaits a subscription's callback before the next message: answer each in
         # a task of its own, owned here and cancelled when the subscription ends
-        answering: set[asyncio.Task[None]] = set()
+        answering = TaskSet(f"responder of {subject}", log=_log)
 
         async def callback(message: Msg) -> None:
-            task = asyncio.get_running_loop().create_task(answer(message))
-            answering.add(task)
-            task.add_done_callback(answering.discard)
+            answering.start(answer(message), f"answer on {message.subject}")
 
         return _closer(await self._client.subscribe(subject, cb=callback), answering)
 
@@ -254,9 +254,7 @@ class NatsBus:
         return reply.data
 
 
-def _closer(
-    subscription: Subscription, answering: set[asyncio.Task[None]] | None = None
-) -> Unsubscribe:
+def _closer(subscription: Subscription, answering: TaskSet | None = None) -> Unsubscribe:
     done = False
 
     async def unsubscribe() -> None:
@@ -265,10 +263,7 @@ def _closer(
             done = True
             with contextlib.suppress(ConnectionClosedError):  # gone with the connection
                 await subscription.unsubscribe()
-            if answering:  # not answered: the requesters retry
-                tasks = list(answering)
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+            if answering is not None:  # not answered: the requesters retry
+                await answering.aclose()
 
     return unsubscribe
