@@ -1,0 +1,109 @@
+"""End to end on real `caxton serve` processes (each with its nats-server child): three nodes
+from one seed list, agents placed by the shared registry (no fixed directory), everything
+through the HTTP API and the CLI as an operator would."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from caxton.cli import cli
+from tests.support import example, wait_until
+
+from .nodes import Cluster, ClusterNode
+
+pytestmark = pytest.mark.slow
+
+P = 0.2
+GOSSIP = 0.1
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> Iterator[Cluster]:
+    with Cluster(tmp_path, 3, probe_interval=P, gossip_interval=GOSSIP) as cluster:
+        cluster.start()
+        cluster.all_alive(timeout=15)
+        yield cluster
+
+
+def deploy_body(name: str, module: str = "echo", **fields: Any) -> dict[str, Any]:
+    return {"name": name, "wasm": base64.b64encode(example(module)).decode(), **fields}
+
+
+def listed(node: ClusterNode) -> dict[str, str]:
+    """{agent: hosting node} as `node` lists them."""
+    status, page = node.call("GET", "/api/v1/agents?limit=1000")
+    assert status == 200, page
+    return {agent["name"]: agent["node"] for agent in page["agents"]}
+
+
+def everyone_lists(cluster: Cluster, expected: dict[str, str], within: float = 10) -> None:
+    def agree() -> bool:
+        return all(
+            {k: v for k, v in listed(node).items() if k in expected} == expected
+            for node in cluster.running()
+        )
+
+    wait_until(agree, within, what=lambda: f"every node lists {expected}: {_views(cluster)}")
+
+
+def _views(cluster: Cluster) -> str:
+    return json.dumps({node.name: listed(node) for node in cluster.running()})
+
+
+def test_agents_placed_from_any_node_are_listed_everywhere_answer_and_are_run_from_any_node(
+    three: Cluster,
+) -> None:
+    a, b, c = three.nodes
+    status, body = c.call("POST", "/api/v1/agents", deploy_body("echo", node=a.name))
+    assert (status, body.get("node"), body.get("state")) == (201, a.name, "running"), body
+    everyone_lists(three, {"echo": a.name})
+    # "auto": the live node hosting the fewest agents (b and c host none: the first by name).
+    status, body = c.call("POST", "/api/v1/agents", deploy_body("echo2", node="auto"))
+    assert status == 201, body
+    assert body["node"] == min(b.name, c.name)
+    everyone_lists(three, {"echo": a.name, "echo2": min(b.name, c.name)})
+
+    message = {"receiver": "echo", "performative": "request", "content": {"n": 7}}
+    status, reply = c.call("POST", "/api/v1/messages?wait=5", message)
+    assert status == 200, reply
+    assert (reply["sender"], reply["content"], reply["performative"]) == ("echo", {"n": 7}, "inform")
+
+    status, body = b.call("POST", "/api/v1/agents/echo/stop")
+    assert (status, body["state"], body["node"]) == (200, "stopped", a.name), body
+    status, body = a.call("GET", "/api/v1/agents/echo")
+    assert (status, body["state"]) == (200, "stopped")
+    status, body = b.call("POST", "/api/v1/agents/echo/start")
+    assert (status, body["state"], body["node"]) == (200, "running", a.name), body
+    status, reply = c.call("POST", "/api/v1/messages?wait=5", message)
+    assert (status, reply.get("sender")) == (200, "echo"), reply
+    status, body = b.call("GET", "/api/v1/agents/echo/logs")
+    assert (status, body["name"]) == (200, "echo"), body
+    assert isinstance(body["lines"], list)
+    status, body = b.call("GET", "/api/v1/agents/echo")
+    assert body["counters"]["messages_handled"] == 2
+
+    result = CliRunner().invoke(
+        cli, ["agent", "list"], env={"CAXTON_SERVER": c.url("api", "")}
+    )
+    assert result.exit_code == 0, result.output
+    header, *rows = result.output.splitlines()
+    assert "NODE" in header.split()
+    row = {line.split()[0]: line.split() for line in rows if line.strip()}
+    assert a.name in row["echo"]
+    assert min(b.name, c.name) in row["echo2"]
+
+    status, _ = b.call("DELETE", "/api/v1/agents/echo")
+    assert status == 204
+    assert a.call("GET", "/api/v1/agents/echo")[0] == 404
+
+    def gone() -> bool:
+        return all("echo" not in listed(node) for node in three.nodes)
+
+    wait_until(gone, 10, what="every node forgets echo")
