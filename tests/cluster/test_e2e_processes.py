@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,7 +75,11 @@ def test_agents_placed_from_any_node_are_listed_everywhere_answer_and_are_run_fr
     message = {"receiver": "echo", "performative": "request", "content": {"n": 7}}
     status, reply = c.call("POST", "/api/v1/messages?wait=5", message)
     assert status == 200, reply
-    assert (reply["sender"], reply["content"], reply["performative"]) == ("echo", {"n": 7}, "inform")
+    assert (reply["sender"], reply["content"], reply["performative"]) == (
+        "echo",
+        {"n": 7},
+        "inform",
+    )
 
     status, body = b.call("POST", "/api/v1/agents/echo/stop")
     assert (status, body["state"], body["node"]) == (200, "stopped", a.name), body
@@ -89,9 +95,7 @@ def test_agents_placed_from_any_node_are_listed_everywhere_answer_and_are_run_fr
     status, body = b.call("GET", "/api/v1/agents/echo")
     assert body["counters"]["messages_handled"] == 2
 
-    result = CliRunner().invoke(
-        cli, ["agent", "list"], env={"CAXTON_SERVER": c.url("api", "")}
-    )
+    result = CliRunner().invoke(cli, ["agent", "list"], env={"CAXTON_SERVER": c.url("api", "")})
     assert result.exit_code == 0, result.output
     header, *rows = result.output.splitlines()
     assert "NODE" in header.split()
@@ -107,3 +111,79 @@ def test_agents_placed_from_any_node_are_listed_everywhere_answer_and_are_run_fr
         return all("echo" not in listed(node) for node in three.nodes)
 
     wait_until(gone, 10, what="every node forgets echo")
+
+
+def metric(node: ClusterNode, name: str) -> float | None:
+    """The value of an unlabelled metric on `node`'s metrics listener (None: not there)."""
+    status, body = node.get("metrics", "/metrics")
+    assert status == 200
+    for line in body.decode().splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return None
+
+
+def handled(node: ClusterNode, agent: str) -> int:
+    status, body = node.call("GET", f"/api/v1/agents/{agent}")
+    assert status == 200, body
+    return int(body["counters"]["messages_handled"])
+
+
+def route_port_free(node: ClusterNode) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nats-server does
+        try:
+            sock.bind(("127.0.0.1", node.route_port))
+        except OSError:
+            return False
+        return True
+
+
+def restart(node: ClusterNode) -> None:
+    """Start a node that was killed again, once its nats-server (which dies with it) let go
+    of its route port."""
+    wait_until(lambda: route_port_free(node), 10, what="the killed node's route port is free")
+    node.start()
+
+
+def test_messages_a_killed_node_accepted_for_an_unreachable_owner_are_all_delivered_after_restarts(
+    tmp_path: Path,
+) -> None:
+    singles, bulk = 40, 160
+    with Cluster(tmp_path, 2, probe_interval=P, gossip_interval=GOSSIP) as cluster:
+        cluster.start()
+        cluster.all_alive(timeout=15)
+        entry, owner = cluster.nodes
+        status, body = entry.call("POST", "/api/v1/agents", deploy_body("echo", node=owner.name))
+        assert status == 201, body
+        everyone_lists(cluster, {"echo": owner.name})
+        cluster.kill(1)  # the owner crashes: nothing can be forwarded
+        message = {"receiver": "echo", "performative": "request", "sender": "tester"}
+        for i in range(singles):
+            status, body = entry.call("POST", "/api/v1/messages", {**message, "content": i})
+            assert status == 202, body
+        batch = [{**message, "content": singles + i} for i in range(bulk)]
+        status, body = entry.call("POST", "/api/v1/messages", batch)
+        assert status == 202, body
+        assert len(body["accepted"]) == bulk
+        total = singles + bulk
+        wait_until(
+            lambda: metric(entry, "caxton_cluster_outbox_depth") == total,
+            5,
+            what=lambda: f"outbox depth {total}: {metric(entry, 'caxton_cluster_outbox_depth')}",
+        )
+        cluster.kill(0)  # kill -9 of the node that accepted them, before it could forward
+        restart(owner)
+        restart(entry)
+        wait_until(
+            lambda: handled(owner, "echo") >= total,
+            20,
+            what=lambda: f"echo handled all {total}: {handled(owner, 'echo')}",
+        )
+        wait_until(
+            lambda: metric(entry, "caxton_cluster_outbox_depth") == 0,
+            5,
+            what="the outbox is empty",
+        )
+        time.sleep(0.5)  # anything sent twice would have arrived by now
+        assert handled(owner, "echo") == total  # no duplicate: each delivered exactly once
