@@ -187,3 +187,34 @@ def test_messages_a_killed_node_accepted_for_an_unreachable_owner_are_all_delive
         )
         time.sleep(0.5)  # anything sent twice would have arrived by now
         assert handled(owner, "echo") == total  # no duplicate: each delivered exactly once
+
+
+def test_a_ping_pong_pair_split_across_two_node_processes_plays_10000_exchanges(
+    tmp_path: Path,
+) -> None:
+    rounds = 10_000
+    with Cluster(tmp_path, 2, probe_interval=P, gossip_interval=GOSSIP) as cluster:
+        cluster.start()
+        cluster.all_alive(timeout=15)
+        a, b = cluster.nodes
+        for name, host in (("pong", b), ("ping", a)):
+            status, body = a.call("POST", "/api/v1/agents", deploy_body(name, name, node=host.name))
+            assert (status, body.get("node")) == (201, host.name), body
+        everyone_lists(cluster, {"ping": a.name, "pong": b.name})
+        start = {
+            "receiver": "ping",
+            "performative": "request",
+            "sender": "referee",
+            "content": {"op": "start", "peer": "pong", "n": rounds},
+        }
+        # Through the other node; ?wait returns the first message back to the referee: done.
+        status, reply = b.call("POST", "/api/v1/messages?wait=55s", start, timeout=60)
+        assert status == 200, reply
+        assert (reply["sender"], reply["content"]) == ("ping", {"done": rounds})
+        # Counted at both ends: pong answered each request once, ping handled the start and
+        # each answer once (a lost, duplicated or reordered one would stop or fork the game:
+        # ping sends request i+1 only for the answer to request i).
+        wait_until(lambda: handled(b, "pong") == rounds, 5, what="pong's count")
+        wait_until(lambda: handled(a, "ping") == rounds + 1, 5, what="ping's count")
+        time.sleep(0.3)
+        assert (handled(a, "ping"), handled(b, "pong")) == (rounds + 1, rounds)
