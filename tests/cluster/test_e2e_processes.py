@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from caxton.cli import cli
-from tests.support import example, wait_until
+from tests.support import example, wait_until, wat
 
 from .nodes import Cluster, ClusterNode
 
@@ -218,3 +218,82 @@ def test_a_ping_pong_pair_split_across_two_node_processes_plays_10000_exchanges(
         wait_until(lambda: handled(a, "ping") == rounds + 1, 5, what="ping's count")
         time.sleep(0.3)
         assert (handled(a, "ping"), handled(b, "pong")) == (rounds + 1, rounds)
+
+
+def test_timers_failure_replies_bulk_and_redrive_reach_agents_on_another_node(
+    tmp_path: Path,
+) -> None:
+    with Cluster(tmp_path, 2, probe_interval=P, gossip_interval=GOSSIP) as cluster:
+        cluster.start()
+        cluster.all_alive(timeout=15)
+        a, b = cluster.nodes
+        modules = {"later": wat("later"), "nop": wat("nop")}
+        for name, module, host in (
+            ("later", "later", a),
+            ("nop", "nop", b),
+            ("requester", "requester", a),
+            ("responder", "responder", b),
+        ):
+            wasm = modules.get(module) or example(module)
+            body = {"name": name, "wasm": base64.b64encode(wasm).decode(), "node": host.name}
+            status, answer = a.call("POST", "/api/v1/agents", body)
+            assert (status, answer.get("node")) == (201, host.name), answer
+        everyone_lists(cluster, {"later": a.name, "nop": b.name, "responder": b.name})
+
+        # A timer: `later` (on a) schedules the message it got, to both its receivers, every
+        # 500 ms: each one that fires reaches nop on b.
+        tick = {"receiver": ["later", "nop"], "performative": "inform", "content": "tick"}
+        status, body = a.call("POST", "/api/v1/messages", tick)
+        assert status == 202, body
+        wait_until(
+            lambda: handled(b, "nop") >= 3,
+            10,
+            what=lambda: f"two timers fired into nop on b: {handled(b, 'nop')}",
+        )
+        status, body = b.call("POST", "/api/v1/agents/later/stop")
+        assert (status, body["state"]) == (200, "stopped"), body
+
+        # A failure reply: requester (on a) asks responder (stopped, on b); b dead-letters
+        # the request and its failure reply reaches requester on a, which tells the client.
+        status, body = a.call("POST", "/api/v1/agents/responder/stop")
+        assert (status, body["state"], body["node"]) == (200, "stopped", b.name), body
+        ask = {
+            "receiver": "requester",
+            "performative": "request",
+            "content": {"op": "ask", "responder": "responder", "action": "add", "a": 2, "b": 3},
+        }
+        status, reply = a.call("POST", "/api/v1/messages?wait=5s", ask)
+        assert status == 200, reply
+        assert reply["sender"] == "requester"
+        assert reply["content"]["outcome"] == "failed", reply
+
+        # A redrive: a message for `ghost`, unknown when it came, is a dead letter on a; once
+        # ghost lives on b, the redrive on a reaches it there.
+        status, body = a.call(
+            "POST", "/api/v1/messages", {"receiver": "ghost", "performative": "inform"}
+        )
+        assert status == 202, body
+        message_id = body["message_id"]
+
+        def letter() -> dict[str, Any] | None:
+            status, page = a.call("GET", "/api/v1/dead-letters?limit=1000")
+            assert status == 200, page
+            found = [d for d in page["dead_letters"] if d["message_id"] == message_id]
+            return found[0] if found else None
+
+        dead = wait_until(letter, 5, what="the message for ghost is a dead letter on a")
+        assert (dead["node"], dead["reason"]) == (a.name, "unknown_receiver")
+        status, body = a.call("POST", "/api/v1/agents", {**deploy_body("ghost"), "node": b.name})
+        assert status == 201, body
+        everyone_lists(cluster, {"ghost": b.name})
+        status, body = a.call("POST", f"/api/v1/dead-letters/{dead['id']}/redrive")
+        assert (status, body.get("message_id")) == (202, message_id), body
+        wait_until(lambda: handled(b, "ghost") == 1, 5, what="the redriven message reached b")
+
+        # Bulk: one request to a, every message delivered once to ghost on b.
+        batch = [{"receiver": "ghost", "performative": "inform", "content": i} for i in range(200)]
+        status, body = a.call("POST", "/api/v1/messages", batch)
+        assert (status, len(body["accepted"])) == (202, 200), body
+        wait_until(lambda: handled(b, "ghost") >= 201, 10, what="the bulk reached ghost on b")
+        time.sleep(0.3)
+        assert handled(b, "ghost") == 201
