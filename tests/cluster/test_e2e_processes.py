@@ -297,3 +297,35 @@ def test_timers_failure_replies_bulk_and_redrive_reach_agents_on_another_node(
         wait_until(lambda: handled(b, "ghost") >= 201, 10, what="the bulk reached ghost on b")
         time.sleep(0.3)
         assert handled(b, "ghost") == 201
+
+
+def test_kill_9_of_the_entry_node_while_it_forwards_delivers_each_message_once(
+    tmp_path: Path,
+) -> None:
+    count = 3000
+    with Cluster(tmp_path, 2, probe_interval=P, gossip_interval=GOSSIP) as cluster:
+        cluster.start()
+        cluster.all_alive(timeout=15)
+        entry, owner = cluster.nodes
+        status, body = entry.call("POST", "/api/v1/agents", deploy_body("echo", node=owner.name))
+        assert status == 201, body
+        everyone_lists(cluster, {"echo": owner.name})
+        message = {"receiver": "echo", "performative": "inform", "sender": "tester"}
+        for start in range(0, count, 1000):
+            batch = [{**message, "content": start + i} for i in range(1000)]
+            status, body = entry.call("POST", "/api/v1/messages", batch)
+            assert status == 202, body
+        cluster.kill(0)  # mid-stream: some forwarded and acknowledged, some not yet
+        at_kill = handled(owner, "echo")
+        restart(entry)
+        wait_until(
+            lambda: handled(owner, "echo") >= count,
+            30,
+            what=lambda: f"all {count} handled: {handled(owner, 'echo')} (at the kill {at_kill})",
+        )
+        wait_until(
+            lambda: metric(entry, "caxton_cluster_outbox_depth") == 0, 5, what="outbox empty"
+        )
+        time.sleep(0.3)
+        # The owner dropped what it had committed but not acknowledged before the kill.
+        assert handled(owner, "echo") == count
