@@ -4,6 +4,7 @@ through the HTTP API and the CLI as an operator would."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -12,11 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from click.testing import CliRunner
 
 from caxton.cli import cli
-from tests.support import example, wait_until, wat
+from tests.support import example, next_event, wait_until, wat
 
 from .nodes import Cluster, ClusterNode
 
@@ -59,6 +61,21 @@ def _views(cluster: Cluster) -> str:
     return json.dumps({node.name: listed(node) for node in cluster.running()})
 
 
+async def _reply_on_the_stream(node: ClusterNode, message: dict[str, Any]) -> dict[str, Any]:
+    """Send `message` through `node` and return the first message event from its receiver
+    on `node`'s event stream."""
+    url = node.url("api", f"/api/v1/events?agent={message['receiver']}")
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await next_event(ws, "subscribed")
+        async with http.post(node.url("api", "/api/v1/messages"), json=message) as response:
+            assert response.status == 202, await response.text()
+        async with asyncio.timeout(5):
+            while True:
+                event = await next_event(ws, "message")
+                if event["sender"] == message["receiver"]:
+                    return event
+
+
 def test_agents_placed_from_any_node_are_listed_everywhere_answer_and_are_run_from_any_node(
     three: Cluster,
 ) -> None:
@@ -81,6 +98,10 @@ def test_agents_placed_from_any_node_are_listed_everywhere_answer_and_are_run_fr
         "inform",
     )
 
+    # The event stream of the node a client sends from shows the reply from the other node.
+    reply = asyncio.run(_reply_on_the_stream(c, {**message, "sender": "watcher"}))
+    assert (reply["sender"], reply["receiver"], reply["content"]) == ("echo", "watcher", {"n": 7})
+
     status, body = b.call("POST", "/api/v1/agents/echo/stop")
     assert (status, body["state"], body["node"]) == (200, "stopped", a.name), body
     status, body = a.call("GET", "/api/v1/agents/echo")
@@ -93,7 +114,7 @@ def test_agents_placed_from_any_node_are_listed_everywhere_answer_and_are_run_fr
     assert (status, body["name"]) == (200, "echo"), body
     assert isinstance(body["lines"], list)
     status, body = b.call("GET", "/api/v1/agents/echo")
-    assert body["counters"]["messages_handled"] == 2
+    assert body["counters"]["messages_handled"] == 3
 
     result = CliRunner().invoke(cli, ["agent", "list"], env={"CAXTON_SERVER": c.url("api", "")})
     assert result.exit_code == 0, result.output
