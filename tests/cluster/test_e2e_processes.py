@@ -287,6 +287,12 @@ def test_timers_failure_replies_bulk_and_redrive_reach_agents_on_another_node(
         assert status == 200, reply
         assert reply["sender"] == "requester"
         assert reply["content"]["outcome"] == "failed", reply
+        status, page = a.call("GET", "/api/v1/dead-letters?limit=1000")  # gathered from b
+        assert (status, page["missing_nodes"]) == (200, []), page
+        found = [
+            (d["node"], d["reason"]) for d in page["dead_letters"] if d["receiver"] == "responder"
+        ]
+        assert found == [(b.name, "agent_not_running")], page
 
         # A redrive: a message for `ghost`, unknown when it came, is a dead letter on a; once
         # ghost lives on b, the redrive on a reaches it there.
@@ -349,4 +355,44 @@ def test_kill_9_of_the_entry_node_while_it_forwards_delivers_each_message_once(
         )
         time.sleep(0.3)
         # The owner dropped what it had committed but not acknowledged before the kill.
+        assert handled(owner, "echo") == count
+
+
+def test_messages_for_an_agent_whose_node_stopped_gracefully_are_delivered_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    count = 100
+    with Cluster(tmp_path, 2, probe_interval=P, gossip_interval=GOSSIP) as cluster:
+        cluster.start()
+        cluster.all_alive(timeout=15)
+        entry, owner = cluster.nodes
+        status, body = entry.call("POST", "/api/v1/agents", deploy_body("echo", node=owner.name))
+        assert status == 201, body
+        everyone_lists(cluster, {"echo": owner.name})
+        code, _ = owner.stop()  # SIGTERM: a rolling restart, say
+        assert code == 0
+        cluster.wait_views(
+            lambda views: views[entry.name][owner.name] == "left",
+            5,
+            observers=[entry],
+            what="the owner is left",
+        )
+        batch = [
+            {"receiver": "echo", "performative": "request", "sender": "tester", "content": i}
+            for i in range(count)
+        ]
+        status, body = entry.call("POST", "/api/v1/messages", batch)
+        assert (status, len(body["accepted"])) == (202, count), body
+        wait_until(
+            lambda: metric(entry, "caxton_cluster_outbox_depth") == count,
+            5,
+            what="kept in the outbox while the owner is away",
+        )
+        restart(owner)
+        wait_until(
+            lambda: handled(owner, "echo") >= count,
+            20,
+            what=lambda: f"all {count} handled: {handled(owner, 'echo')}",
+        )
+        time.sleep(0.3)
         assert handled(owner, "echo") == count
