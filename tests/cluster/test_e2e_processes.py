@@ -337,7 +337,12 @@ def test_kill_9_of_the_entry_node_while_it_forwards_delivers_each_message_once(
         status, body = entry.call("POST", "/api/v1/agents", deploy_body("echo", node=owner.name))
         assert status == 201, body
         everyone_lists(cluster, {"echo": owner.name})
-        message = {"receiver": "echo", "performative": "inform", "sender": "tester"}
+        message = {
+            "receiver": "echo",
+            "performative": "inform",
+            "sender": "tester",
+            "conversation_id": "in-order",
+        }
         for start in range(0, count, 1000):
             batch = [{**message, "content": start + i} for i in range(1000)]
             status, body = entry.call("POST", "/api/v1/messages", batch)
@@ -356,6 +361,15 @@ def test_kill_9_of_the_entry_node_while_it_forwards_delivers_each_message_once(
         time.sleep(0.3)
         # The owner dropped what it had committed but not acknowledged before the kill.
         assert handled(owner, "echo") == count
+        # In order: echo's replies (kept by its node, in the order it sent them) answer
+        # 0, 1, 2, ... although the entry node resent what it had not seen acknowledged.
+        answered: list[int] = []
+        for offset in range(0, 2 * count, 1000):
+            path = f"/api/v1/conversations/in-order?offset={offset}&limit=1000"
+            status, page = entry.call("GET", path)
+            assert (status, page["missing_nodes"]) == (200, []), page
+            answered += [m["content"] for m in page["messages"] if m["node"] == owner.name]
+        assert answered == list(range(count))
 
 
 def test_messages_for_an_agent_whose_node_stopped_gracefully_are_delivered_when_it_is_back(
