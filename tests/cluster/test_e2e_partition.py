@@ -1,6 +1,7 @@
 """A real 2+1 partition of three `caxton serve` processes (network namespace + iptables, as
 root; tests/cluster/netns.py): messages accepted on both sides for agents on the other side
-are all delivered after the heal, and a name deployed on both sides is settled and reported."""
+are all delivered after the heal, a ping/pong game cut in the middle goes on, and a name
+deployed on both sides is settled and reported."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ pytestmark = [
 
 #: Messages each sending node accepts during the split for an agent on the other side.
 PER_NODE = 150
+#: The exchanges of a ping/pong game between the two sides.
+ROUNDS = 1000
 
 
 @pytest.fixture
@@ -55,10 +58,22 @@ def test_messages_across_a_2_plus_1_split_are_all_delivered_after_the_heal_and_a
         cluster.start()
         cluster.all_alive(timeout=15)
         a, b, c = cluster.nodes  # a and b: the majority; c: cut off
-        for name, host in (("on-a", a), ("on-c", c)):
-            status, body = a.call("POST", "/api/v1/agents", deploy_body(name, node=host.name))
+        for name, module, host in (
+            ("on-a", "echo", a),
+            ("on-c", "echo", c),
+            ("ping", "ping", a),
+            ("pong", "pong", c),
+        ):
+            status, body = a.call(
+                "POST", "/api/v1/agents", deploy_body(name, module, node=host.name)
+            )
             assert status == 201, body
-        everyone_lists(cluster, {"on-a": a.name, "on-c": c.name})
+        everyone_lists(cluster, {"on-a": a.name, "on-c": c.name, "ping": a.name, "pong": c.name})
+        # A game between agents on both sides, cut in the middle.
+        start = {"op": "start", "peer": "pong", "n": ROUNDS}
+        game = {"receiver": "ping", "performative": "request", "content": start}
+        status, body = a.call("POST", "/api/v1/messages", {**game, "sender": "referee"})
+        assert status == 202, body
 
         rules = cluster.isolate(2)
 
@@ -81,6 +96,7 @@ def test_messages_across_a_2_plus_1_split_are_all_delivered_after_the_heal_and_a
         assert (status, body.get("node")) == (201, a.name), body
         assert handled(c, "on-c") == 0
         assert handled(a, "on-a") == 0
+        assert handled(c, "pong") < ROUNDS  # the game stalled at the cut
 
         ns.heal(rules)
         cluster.all_alive(timeout=15)
@@ -90,6 +106,12 @@ def test_messages_across_a_2_plus_1_split_are_all_delivered_after_the_heal_and_a
             30,
             what=lambda: f"all delivered: on-c {handled(c, 'on-c')}, on-a {handled(a, 'on-a')}",
         )
+        wait_until(
+            lambda: handled(a, "ping") == ROUNDS + 1,
+            30,
+            what=lambda: f"the game went on after the heal: ping {handled(a, 'ping')}",
+        )
+        assert handled(c, "pong") == ROUNDS
         # The twin: every node routes it to the first deploy (c), a's copy is stopped, kept.
         everyone_lists(cluster, {"on-a": a.name, "on-c": c.name})
 
@@ -118,3 +140,4 @@ def test_messages_across_a_2_plus_1_split_are_all_delivered_after_the_heal_and_a
         # Exactly once: a message acknowledged late (its ack lost in the split) was dropped
         # by the receiver as a duplicate, not handled twice.
         assert (handled(c, "on-c"), handled(a, "on-a")) == (want, want)
+        assert (handled(a, "ping"), handled(c, "pong")) == (ROUNDS + 1, ROUNDS)
