@@ -316,6 +316,18 @@ def test_timers_failure_replies_bulk_and_redrive_reach_agents_on_another_node(
         status, body = a.call("POST", f"/api/v1/dead-letters/{dead['id']}/redrive")
         assert (status, body.get("message_id")) == (202, message_id), body
         wait_until(lambda: handled(b, "ghost") == 1, 5, what="the redriven message reached b")
+        # The CLI lists every node's dead letters from any node, saying which node keeps each
+        # (its id is that node's: redrive it there).
+        result = CliRunner().invoke(
+            cli,
+            ["dead-letters", "list", "--limit", "1000"],
+            env={"CAXTON_SERVER": b.url("api", "")},
+        )
+        assert result.exit_code == 0, result.output
+        header, *rows = result.output.splitlines()
+        assert header.split()[:3] == ["ID", "NODE", "TIME"]
+        ghost = [row.split() for row in rows if message_id in row]
+        assert [(row[0], row[1]) for row in ghost] == [(str(dead["id"]), a.name)]
 
         # Bulk: one request to a, every message delivered once to ghost on b.
         batch = [{"receiver": "ghost", "performative": "inform", "content": i} for i in range(200)]
