@@ -303,48 +303,64 @@ def test_timers_failure_replies_bulk_and_redrive_reach_agents_on_another_node(
         ]
         assert found == [(b.name, "agent_not_running")], page
 
-        # A redrive: a message for `ghost`, unknown when it came, is a dead letter on a; once
-        # ghost lives on b, the redrive on a reaches it there.
-        status, body = a.call(
-            "POST", "/api/v1/messages", {"receiver": "ghost", "performative": "inform"}
-        )
-        assert status == 202, body
-        message_id = body["message_id"]
+        # A redrive: messages for `ghost`, unknown when they came, are dead letters on a; once
+        # ghost lives on b, a redrive of them reaches it there. Dead letter ids are per node:
+        # through another node's API (or CLI), `?node=` (`--node`) names the node that keeps it.
+        ids = []
+        for _ in range(2):
+            status, body = a.call(
+                "POST", "/api/v1/messages", {"receiver": "ghost", "performative": "inform"}
+            )
+            assert status == 202, body
+            ids.append(body["message_id"])
 
-        def letter() -> dict[str, Any] | None:
-            status, page = a.call("GET", "/api/v1/dead-letters?limit=1000")
+        def letters() -> list[dict[str, Any]] | None:
+            status, page = b.call("GET", "/api/v1/dead-letters?limit=1000")  # gathered from a
             assert status == 200, page
-            found = [d for d in page["dead_letters"] if d["message_id"] == message_id]
-            return found[0] if found else None
+            found = [d for d in page["dead_letters"] if d["message_id"] in ids]
+            return found if len(found) == 2 else None
 
-        dead = wait_until(letter, 5, what="the message for ghost is a dead letter on a")
-        assert (dead["node"], dead["reason"]) == (a.name, "unknown_receiver")
+        first, second = wait_until(letters, 5, what="the messages for ghost are dead letters")
+        for dead in (first, second):
+            assert (dead["node"], dead["reason"]) == (a.name, "unknown_receiver")
         status, body = a.call("POST", "/api/v1/agents", {**deploy_body("ghost"), "node": b.name})
         assert status == 201, body
         everyone_lists(cluster, {"ghost": b.name})
-        status, body = a.call("POST", f"/api/v1/dead-letters/{dead['id']}/redrive")
-        assert (status, body.get("message_id")) == (202, message_id), body
+        redrive = f"/api/v1/dead-letters/{first['id']}/redrive"
+        status, body = b.call("POST", f"{redrive}?node=nowhere")
+        assert (status, body["error"]["details"]) == (400, {"field": "node"}), body
+        status, body = b.call("POST", f"{redrive}?node={a.name}")
+        assert (status, body.get("message_id"), body.get("dead_letter_id")) == (
+            202,
+            first["message_id"],
+            first["id"],
+        ), body
         wait_until(lambda: handled(b, "ghost") == 1, 5, what="the redriven message reached b")
-        # The CLI lists every node's dead letters from any node, saying which node keeps each
-        # (its id is that node's: redrive it there).
-        result = CliRunner().invoke(
-            cli,
-            ["dead-letters", "list", "--limit", "1000"],
-            env={"CAXTON_SERVER": b.url("api", "")},
-        )
+        status, body = b.call("POST", f"{redrive}?node={a.name}")  # a's answer: done already
+        assert (status, body["error"]["code"]) == (400, "INVALID_REQUEST"), body
+        # The CLI lists every node's dead letters from any node, saying which node keeps each,
+        # and redrives one through any node with --node.
+        server = {"CAXTON_SERVER": b.url("api", "")}
+        result = CliRunner().invoke(cli, ["dead-letters", "list", "--limit", "1000"], env=server)
         assert result.exit_code == 0, result.output
         header, *rows = result.output.splitlines()
         assert header.split()[:3] == ["ID", "NODE", "TIME"]
-        ghost = [row.split() for row in rows if message_id in row]
-        assert [(row[0], row[1]) for row in ghost] == [(str(dead["id"]), a.name)]
+        listed_ = [row.split()[:2] for row in rows if second["message_id"] in row]
+        assert listed_ == [[str(second["id"]), a.name]]
+        result = CliRunner().invoke(
+            cli, ["dead-letters", "redrive", str(second["id"]), "--node", a.name], env=server
+        )
+        assert result.exit_code == 0, result.output
+        assert second["message_id"] in result.output
+        wait_until(lambda: handled(b, "ghost") == 2, 5, what="the second redrive reached b")
 
         # Bulk: one request to a, every message delivered once to ghost on b.
         batch = [{"receiver": "ghost", "performative": "inform", "content": i} for i in range(200)]
         status, body = a.call("POST", "/api/v1/messages", batch)
         assert (status, len(body["accepted"])) == (202, 200), body
-        wait_until(lambda: handled(b, "ghost") >= 201, 10, what="the bulk reached ghost on b")
+        wait_until(lambda: handled(b, "ghost") >= 202, 10, what="the bulk reached ghost on b")
         time.sleep(0.3)
-        assert handled(b, "ghost") == 201
+        assert handled(b, "ghost") == 202
 
 
 def test_kill_9_of_the_entry_node_while_it_forwards_delivers_each_message_once(

@@ -60,10 +60,19 @@ def list_(offset: int, limit: int, server: str, token: str | None, output: str) 
 
 @dead_letters.command("redrive")
 @click.argument("dead_letter_id", metavar="ID", type=click.IntRange(min=1))
+@click.option(
+    "--node",
+    metavar="NODE",
+    default=None,
+    help="Cluster: the node that keeps the dead letter (the NODE column of list).",
+)
 @client_options
-def redrive(dead_letter_id: int, server: str, token: str | None, output: str) -> None:
+def redrive(
+    dead_letter_id: int, node: str | None, server: str, token: str | None, output: str
+) -> None:
     """Deliver dead letter ID's message again to its receiver (same message id)."""
-    answer = call(server, token, "POST", f"{PREFIX}/{dead_letter_id}/redrive")
+    query = None if node is None else {"node": node}
+    answer = call(server, token, "POST", f"{PREFIX}/{dead_letter_id}/redrive", query=query)
     if output == "json":
         echo_json(answer)
         return
