@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import socket
 import statistics
@@ -102,6 +103,19 @@ async def games(node: Node, pings: list[str], pongs: list[str], rounds: int) -> 
     elapsed = time.perf_counter() - started
     assert all(r is not None and r["content"] == {"done": rounds} for r in replies), replies
     return 2 * rounds * len(pings) / elapsed
+
+
+def machine() -> dict[str, object]:
+    """The machine the figures were measured on (cpu count and model)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "system": platform.platform()}
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -199,8 +213,10 @@ async def main() -> None:
             {
                 "benchmark": "cluster",
                 "python": platform.python_version(),
+                "machine": machine(),
                 "pairs": args.pairs,
                 "rounds": args.rounds,
+                # side by side, in this run: the same pairs split across a and b, and on a alone
                 "split_msgs_per_s": round(split),
                 "local_msgs_per_s": round(local),
                 "split_vs_local": round(split / local, 3),

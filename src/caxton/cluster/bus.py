@@ -9,9 +9,11 @@ tests that run in virtual time: `InMemoryBus.connect` gives each member its own 
 A handler is a plain function of (subject, payload): it must not block, and what it raises is
 logged and dropped (one bad message must not stop the subscription). A responder (`Bus.serve`)
 is a coroutine that returns the reply; if it raises, the error is logged and no reply is sent,
-so the requester times out. `Bus.request` raises `NoResponders` when nobody serves the subject,
-and `TimeoutError` when no reply came in time (in memory: at once, when the only responders
-are on the other side of a partition or failed).
+so the requester times out. Requests are answered one at a time unless ``concurrent`` (then
+each is answered in its own task, and the responder keeps whatever order it needs).
+`Bus.request` raises `NoResponders` when nobody serves the subject, and `TimeoutError`
+when no reply came in time (in memory: at once, when the only responders are on the other
+side of a partition or failed).
 """
 
 from __future__ import annotations
@@ -72,8 +74,11 @@ class Bus(Protocol):
         """Call `handler` for each message on `subject` (NATS wildcards ``*``, ``>``)."""
         ...
 
-    async def serve(self, subject: str, responder: Responder) -> Unsubscribe:
-        """Answer each request on `subject` with what `responder` returns."""
+    async def serve(
+        self, subject: str, responder: Responder, *, concurrent: bool = False
+    ) -> Unsubscribe:
+        """Answer each request on `subject` with what `responder` returns (``concurrent``:
+        without waiting for the previous answers)."""
         ...
 
     async def request(self, subject: str, payload: bytes, within: float) -> bytes:
@@ -189,7 +194,10 @@ class MemberBus:
     async def subscribe(self, subject: str, handler: Handler) -> Unsubscribe:
         return self._bus._subscribe(self.member, subject, handler)
 
-    async def serve(self, subject: str, responder: Responder) -> Unsubscribe:
+    async def serve(
+        self, subject: str, responder: Responder, *, concurrent: bool = False
+    ) -> Unsubscribe:
+        # each request is already its own call here: concurrent either way
         return self._bus._serve(self.member, subject, responder)
 
     async def request(self, subject: str, payload: bytes, within: float) -> bytes:
@@ -211,16 +219,30 @@ class NatsBus:
 
         return _closer(await self._client.subscribe(subject, cb=callback))
 
-    async def serve(self, subject: str, responder: Responder) -> Unsubscribe:
-        async def callback(message: Msg) -> None:
+    async def serve(
+        self, subject: str, responder: Responder, *, concurrent: bool = False
+    ) -> Unsubscribe:
+        async def answer(message: Msg) -> None:
             try:
                 reply = await responder(message.subject, message.data)
             except Exception:  # no reply: the requester times out
                 _log.exception("a responder for %s failed", message.subject)
                 return
-            await message.respond(reply)
+            with contextlib.suppress(ConnectionClosedError):  # the requester retries
+                await message.respond(reply)
 
-        return _closer(await self._client.subscribe(subject, cb=callback))
+        if not concurrent:
+            return _closer(await self._client.subscribe(subject, cb=answer))
+        # nats-py awaits a subscription's callback before the next message: answer each in
+        # a task of its own, owned here and cancelled when the subscription ends
+        answering: set[asyncio.Task[None]] = set()
+
+        async def callback(message: Msg) -> None:
+            task = asyncio.get_running_loop().create_task(answer(message))
+            answering.add(task)
+            task.add_done_callback(answering.discard)
+
+        return _closer(await self._client.subscribe(subject, cb=callback), answering)
 
     async def request(self, subject: str, payload: bytes, within: float) -> bytes:
         try:
@@ -232,7 +254,9 @@ class NatsBus:
         return reply.data
 
 
-def _closer(subscription: Subscription) -> Unsubscribe:
+def _closer(
+    subscription: Subscription, answering: set[asyncio.Task[None]] | None = None
+) -> Unsubscribe:
     done = False
 
     async def unsubscribe() -> None:
@@ -241,5 +265,10 @@ def _closer(subscription: Subscription) -> Unsubscribe:
             done = True
             with contextlib.suppress(ConnectionClosedError):  # gone with the connection
                 await subscription.unsubscribe()
+            if answering:  # not answered: the requesters retry
+                tasks = list(answering)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     return unsubscribe

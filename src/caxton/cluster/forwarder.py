@@ -1,12 +1,21 @@
 """`Forwarder`: the task that sends the outbox to the owning nodes, by `RetryPolicy`.
 
 One round (`pump`) reads the due entries from the store, asks the policy which to send, and
-starts one request task per target node; each task awaits the injected ``send(node, entries)``
-(which returns the acknowledged ``seq`` values, or raises), writes the outcome back (acknowledged
-entries deleted, the others rescheduled with their attempt counts) and only then frees its node
-and receivers, so no entry is sent twice by one node unless its request failed. A slow or
-unreachable node holds only its own task. `run` repeats rounds when woken (`wake`, after an
-enqueue) or when a node's backoff ends, and at least every `POLL_INTERVAL`.
+starts one request task per target node (a node may have several in flight, up to the
+policy's ``max_in_flight``, never two carrying the same receiver); each task awaits the
+injected ``send(node, entries)`` (which returns the acknowledged ``seq`` values, or raises),
+writes the outcome back (acknowledged entries deleted, the others rescheduled with their attempt
+counts) and only then frees its node and receivers, so no entry is sent twice by one node
+unless its request failed. A slow or unreachable node holds only its own task.
+
+With ``acks_behind`` the acknowledged entries are deleted by one background write at a time
+(the acknowledgements of several requests coalesce into it) instead of each request awaiting
+its own: the request frees its receivers at once, and until the delete commits `pump` drops
+those entries from what it reads (so they are not sent again). A crash before the delete
+commits only sends them again, and the receiver drops them as duplicates.
+
+`run` repeats rounds when woken (`wake`, after an enqueue) or when a node's backoff ends,
+and at least every `POLL_INTERVAL`.
 """
 
 from __future__ import annotations
@@ -56,12 +65,19 @@ class Forwarder:
         *,
         policy: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        acks_behind: bool = False,
     ) -> None:
         self._outbox = outbox
+        self._acks_behind = acks_behind
+        #: Acknowledged, their delete not committed (or committed after the last read began).
+        self._acknowledged: set[int] = set()
+        self._to_delete: list[int] = []
+        self._deleted: list[int] = []
+        self._deleting: asyncio.Task[None] | None = None
         self._send = send
         self.policy = policy or RetryPolicy()
         self._clock = clock
-        self._requests: dict[str, asyncio.Task[None]] = {}
+        self._requests: dict[asyncio.Task[None], str] = {}
         self._wakeup = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._tasks = TaskSet("outbox forwarder", log=log)
@@ -74,8 +90,13 @@ class Forwarder:
 
     @property
     def in_flight(self) -> dict[str, asyncio.Task[None]]:
-        """The request task of each node with a request in flight (a copy)."""
-        return dict(self._requests)
+        """A request task of each node with a request in flight (the latest started)."""
+        return {node: task for task, node in self._requests.items()}
+
+    @property
+    def requests_in_flight(self) -> list[tuple[str, asyncio.Task[None]]]:
+        """Every request in flight: (node, task), oldest first."""
+        return [(node, task) for task, node in self._requests.items()]
 
     def wake(self) -> None:
         """Something was enqueued (or a node came back): run a round soon."""
@@ -84,11 +105,17 @@ class Forwarder:
     async def pump(self) -> int:
         """One round: start the requests the policy allows now; return how many started."""
         now = self._clock.wall()
+        acknowledged = self._acknowledged
+        if self._deleted:  # committed before this read starts: it cannot see them any more
+            acknowledged.difference_update(self._deleted)
+            self._deleted = []
         due = await self._outbox.due(now, ROUND_LIMIT)
+        if acknowledged:
+            due = [entry for entry in due if entry.seq not in acknowledged]
         plan = self.policy.plan(due, now)
         for node, entries in plan.items():
             task = self._tasks.start(self._request(node, entries), f"forward to {node}")
-            self._requests[node] = task
+            self._requests[task] = node
         return len(plan)
 
     async def _request(self, node: str, entries: list[OutboxEntry]) -> None:
@@ -104,7 +131,9 @@ class Forwarder:
                 self._failed += 1
                 acked = ()
             outcome = self.policy.outcome(node, entries, acked, self._clock.wall())
-            if outcome.acked:
+            if outcome.acked and self._acks_behind:
+                self._delete_behind(outcome.acked)
+            elif outcome.acked:
                 self._acked += await self._outbox.ack(outcome.acked)
             if outcome.retry and outcome.next_at is not None:
                 self._retried += len(outcome.retry)
@@ -119,8 +148,36 @@ class Forwarder:
             log.exception("writing back a forward to %s failed", node)
         finally:
             self.policy.release(node, entries)
-            self._requests.pop(node, None)
+            current = asyncio.current_task()
+            if current is not None:
+                self._requests.pop(current, None)
             self._wakeup.set()
+
+    def _delete_behind(self, seqs: Sequence[int]) -> None:
+        self._acknowledged.update(seqs)
+        self._to_delete.extend(seqs)
+        if self._deleting is None:
+            self._deleting = self._tasks.start(self._delete(), "outbox acknowledgements")
+
+    async def _delete(self) -> None:
+        try:
+            while self._to_delete:
+                seqs, self._to_delete = self._to_delete, []
+                try:
+                    self._acked += await self._outbox.ack(seqs)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the store failed: not sent again until the next start
+                    log.exception("deleting acknowledged outbox entries failed")
+                    continue
+                self._deleted.extend(seqs)
+        finally:
+            self._deleting = None
+
+    async def settled(self) -> None:
+        """Wait until every acknowledgement so far is deleted from the store."""
+        while self._deleting is not None:
+            await asyncio.shield(self._deleting)
 
     async def run(self) -> None:
         """Rounds until cancelled (see the module docstring); `start` runs this as a task."""
@@ -147,4 +204,7 @@ class Forwarder:
     async def aclose(self) -> None:
         """Stop the rounds and the requests in flight; what was not acknowledged stays."""
         self._runner = None
+        if self._deleting is not None:
+            with contextlib.suppress(Exception):  # what is not deleted is sent again, dropped
+                await self.settled()
         await self._tasks.aclose()

@@ -15,6 +15,12 @@
    ``unknown_receiver``;
 4. only then answers with the ``seq`` of every entry, duplicates included (they were
    committed by an earlier request whose answer was lost).
+
+Batches are received concurrently (the bus answers each request in its own task), but two
+batches that share a receiver are handled one after the other, in arrival order of their
+turn: a sender never has two requests in flight carrying the same receiver (`RetryPolicy`),
+yet a request that timed out on the sender may still be running here when its retry (the
+same entries and later ones) arrives, and the retry must not deliver the later ones first.
 """
 
 from __future__ import annotations
@@ -107,10 +113,28 @@ class Inbox:
         self.received = 0
         self.duplicates = 0
         self.reforwarded = 0
+        #: The batch being handled for each receiver (done when it has been delivered).
+        self._busy: dict[str, asyncio.Future[None]] = {}
 
     async def receive(self, payload: bytes) -> bytes:
         """Handle one batch; the acknowledgement to send back."""
         origin, entries = wire.decode_batch(payload)
+        receivers = {entry[2] for entry in entries}
+        busy = self._busy
+        while waits := {busy[r] for r in receivers if r in busy}:
+            await asyncio.wait(waits)
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for receiver in receivers:
+            busy[receiver] = turn
+        try:
+            return await self._receive(origin, entries)
+        finally:
+            for receiver in receivers:
+                if busy.get(receiver) is turn:
+                    del busy[receiver]
+            turn.set_result(None)
+
+    async def _receive(self, origin: str, entries: list[wire.WireEntry]) -> bytes:
         router = self._messaging.router
         is_local, locate, owner = router.is_local, self._locate, self._owner
         plan: list[tuple[str, str, bytes, Header, bool, bool, str | None]] = []

@@ -54,6 +54,8 @@ log = logging.getLogger("caxton.cluster.messages")
 
 #: Seconds a batch request waits for the owner's acknowledgement (then it is retried).
 REQUEST_TIMEOUT = 5.0
+#: Requests in flight to one node at a time (each carries other receivers).
+IN_FLIGHT_PER_NODE = 1
 #: Seconds between two readings of the outbox depth and age (for the metrics).
 REFRESH_INTERVAL = 1.0
 
@@ -107,7 +109,11 @@ class ClusterMessages:
         self.request_timeout = request_timeout
         self.clients = RemoteClients(clock=clock)
         self.forwarder = Forwarder(
-            storage.outbox, self._send, policy=policy or RetryPolicy(), clock=clock
+            storage.outbox,
+            self._send,
+            policy=policy or RetryPolicy(max_in_flight=IN_FLIGHT_PER_NODE),
+            clock=clock,
+            acks_behind=True,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inbox: Inbox | None = None
@@ -194,7 +200,9 @@ class ClusterMessages:
         async def respond(_: str, payload: bytes) -> bytes:
             return await inbox.receive(payload)
 
-        self._unsubscribe.append(await bus.serve(wire.inbox_subject(self.name), respond))
+        self._unsubscribe.append(
+            await bus.serve(wire.inbox_subject(self.name), respond, concurrent=True)
+        )
         gather = self.gather
 
         async def answer(_: str, payload: bytes) -> bytes:

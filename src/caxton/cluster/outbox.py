@@ -12,7 +12,8 @@ The rules (`RetryPolicy`, pure and clock-driven):
 * **Per-node backoff.** A send that fails, or leaves entries unacknowledged, puts its node in
   backoff: ``min(cap, base * 2**(failures-1))``, shortened by a random jitter of up to
   ``jitter`` of it (never longer than the cap). A full acknowledgement resets the node. A node
-  in backoff, or with a request in flight, is skipped; the others are sent to as usual.
+  in backoff, or with ``max_in_flight`` requests in flight (1 unless configured), is skipped;
+  the others are sent to as usual.
 * **Head of line per receiver.** An entry is sent only when every earlier entry for the same
   receiver is acknowledged, or is ahead of it in the same request (the receiver commits a
   request's entries in order and acknowledges a prefix of each receiver's). A receiver whose
@@ -34,6 +35,7 @@ __all__ = [
     "BACKOFF_BASE",
     "BACKOFF_CAP",
     "BACKOFF_JITTER",
+    "MAX_IN_FLIGHT",
     "MAX_REQUEST_ENTRIES",
     "Backoff",
     "Outcome",
@@ -48,6 +50,8 @@ BACKOFF_CAP = 10.0
 BACKOFF_JITTER = 0.5
 #: The most entries one request to a node carries.
 MAX_REQUEST_ENTRIES = 512
+#: The most requests in flight to one node at a time, by default.
+MAX_IN_FLIGHT = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +102,14 @@ class RetryPolicy:
     backoff: Backoff = field(default_factory=Backoff)
     max_request: int = MAX_REQUEST_ENTRIES
     draw: Callable[[], float] = random.random
+    max_in_flight: int = MAX_IN_FLIGHT
     _nodes: dict[str, _Node] = field(default_factory=dict)
-    _busy_nodes: set[str] = field(default_factory=set)
+    _busy_nodes: dict[str, int] = field(default_factory=dict)
     _busy_receivers: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_request < 1 or self.max_in_flight < 1:
+            raise ValueError(f"invalid retry policy {self!r}: need max_request, max_in_flight >= 1")
 
     def plan(self, due: Sequence[OutboxEntry], now: float) -> dict[str, list[OutboxEntry]]:
         """The requests to start now: target node -> entries, from ``due`` in ``seq`` order.
@@ -127,7 +136,7 @@ class RetryPolicy:
                 batch = requests[node] = []
             batch.append(entry)
         for node, batch in requests.items():
-            self._busy_nodes.add(node)
+            self._busy_nodes[node] = self._busy_nodes.get(node, 0) + 1
             for entry in batch:
                 self._busy_receivers[entry.receiver] = (
                     self._busy_receivers.get(entry.receiver, 0) + 1
@@ -135,8 +144,9 @@ class RetryPolicy:
         return requests
 
     def ready(self, node: str, now: float) -> bool:
-        """Whether a request to ``node`` may start now (not in flight, not backing off)."""
-        if node in self._busy_nodes:
+        """Whether a request to ``node`` may start now (fewer than ``max_in_flight`` in
+        flight, not backing off)."""
+        if self._busy_nodes.get(node, 0) >= self.max_in_flight:
             return False
         state = self._nodes.get(node)
         return state is None or state.blocked_until <= now
@@ -160,7 +170,11 @@ class RetryPolicy:
 
     def release(self, node: str, sent: Sequence[OutboxEntry]) -> None:
         """The request's outcome is written: its node and receivers are free again."""
-        self._busy_nodes.discard(node)
+        left = self._busy_nodes.get(node, 0) - 1
+        if left > 0:
+            self._busy_nodes[node] = left
+        else:
+            self._busy_nodes.pop(node, None)
         for entry in sent:
             left = self._busy_receivers.get(entry.receiver, 0) - 1
             if left > 0:

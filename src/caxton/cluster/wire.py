@@ -20,6 +20,7 @@ from caxton.storage.outbox import OutboxEntry
 
 __all__ = [
     "InboxBatch",
+    "WireEntry",
     "decode_acks",
     "decode_batch",
     "decode_query",
