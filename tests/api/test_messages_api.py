@@ -226,6 +226,12 @@ async def test_unknown_receiver_dead_letter_and_redrive(api: Api) -> None:
     await error(await api.client.post("/api/v1/dead-letters/abc/redrive"), 400, "INVALID_REQUEST")
 
 
+async def test_redrive_on_a_node_is_refused_without_a_cluster(api: Api) -> None:
+    resp = await api.client.post("/api/v1/dead-letters/1/redrive?node=elsewhere")
+    body = await error(resp, 400, "INVALID_REQUEST")
+    assert body["details"] == {"field": "node"}
+
+
 async def test_debug_view_has_every_section(api: Api) -> None:
     await api.deploy("echo", "echo")
     path = "/api/v1/agents/echo/debug"

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -63,6 +65,14 @@ class ClusterNode(NodeProcess):
             return super().get(listener, path)
         return self.ns.call(NodeProcess.get, self, listener, path)
 
+    def call(
+        self, method: str, path: str, body: Any = None, *, timeout: float = 10.0
+    ) -> tuple[int, Any]:
+        """An API request with a JSON body (or none); returns (status, decoded JSON body)."""
+        if self.ns is None:
+            return _call(self.url("api", path), method, body, timeout)
+        return self.ns.call(_call, self.url("api", path), method, body, timeout)
+
     def cluster_status(self) -> dict[str, Any]:
         status, body = self.get("admin", "/status")
         assert status == 200, body
@@ -91,8 +101,10 @@ class Cluster:
         ns: Netns | None = None,
         probe_interval: float = 0.2,
         seeds: Callable[[int], Sequence[int]] | None = None,
+        gossip_interval: float | None = None,
     ) -> None:
-        """``seeds(i)``: the indices node i lists as seeds (default: every node)."""
+        """``seeds(i)``: the indices node i lists as seeds (default: every node);
+        ``gossip_interval``: the registry's digest period (default: the config's default)."""
         self.ns = ns
         self.probe_interval = probe_interval
         ports = [BASE_ROUTE_PORT + i if ns else free_port() for i in range(size)]
@@ -100,7 +112,9 @@ class Cluster:
         for index, port in enumerate(ports):
             listed = range(size) if seeds is None else seeds(index)
             seed_ports = [ports[i] for i in listed]
-            path = _config(directory / f"node{index}", port, seed_ports, probe_interval)
+            path = _config(
+                directory / f"node{index}", port, seed_ports, probe_interval, gossip_interval
+            )
             self.nodes.append(ClusterNode(path, index=index, route_port=port, ns=ns))
             if ns is not None:
                 ns.mark(BASE_GID + index)  # before it starts: every connection it opens
@@ -189,9 +203,27 @@ class Cluster:
         return self.ns.isolate(gid=node.gid, port=node.route_port, peers=peers)
 
 
-def _config(directory: Path, route_port: int, seeds: Sequence[int], probe: float) -> Path:
+def _call(url: str, method: str, body: Any, timeout: float) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def _config(
+    directory: Path,
+    route_port: int,
+    seeds: Sequence[int],
+    probe: float,
+    gossip: float | None = None,
+) -> Path:
     """A cluster node's config: loopback listeners, route port, seeds (ports on 127.0.0.1)."""
     directory.mkdir(parents=True, exist_ok=True)
+    gossip_line = "" if gossip is None else f'gossip_interval = "{gossip * 1000:g}ms"'
     ports = {name: free_port() for name in ("api", "metrics", "admin")}
     listed = ", ".join(f'"127.0.0.1:{seed}"' for seed in seeds)
     path = directory / "caxton.toml"
@@ -208,6 +240,7 @@ cluster_enabled = true
 bind_addr = "127.0.0.1:{route_port}"
 seeds = [{listed}]
 probe_interval = "{probe * 1000:g}ms"
+{gossip_line}
 
 [observability]
 log_level = "info"

@@ -367,6 +367,9 @@ async def redrive(request: web.Request) -> web.Response:
         )
     if not ascii_digits(text) or int(text) > _MAX_ID:  # no row has it; SQLite can't be asked
         raise ApiError(404, "NOT_FOUND", f"no dead letter {text:.40}", details={"id": text[:40]})
+    wanted = request.query.get("node")
+    if wanted is not None and (elsewhere := await _redrive_on(request, wanted)) is not None:
+        return elsewhere
     dead_id = int(text)
     try:
         accepted = await messaging_of(request).redrive(dead_id)
@@ -384,6 +387,29 @@ _PAGE_QUERY = {
     "offset": integer("items to skip (default 0)", 0, 2**31),
     "limit": integer(f"page size (default 100, at most {MAX_PAGE})", 1, MAX_PAGE),
 }
+
+
+async def _redrive_on(request: web.Request, wanted: str) -> web.Response | None:
+    """``?node=NAME``: a dead letter's id is its node's, so NAME's letter is redriven by NAME
+    (its answer is the answer); None when NAME is this node."""
+    link = request.app[NODE].cluster
+    if link is None:
+        raise InvalidRequest("node: only in a cluster", details={"field": "node"})
+    if wanted == link.name:
+        return None
+    if link.membership.get(wanted) is None:
+        raise InvalidRequest(
+            f"node: no node called {wanted!r} in the cluster", details={"field": "node"}
+        )
+    from caxton.api.remote import forward  # (remote imports the routes of this module)
+    from caxton.api.remote_wire import ApiCall
+
+    return await forward(request, wanted, ApiCall("POST", request.path, [], b"", ""))
+
+
+def redrive_route() -> list[Route]:
+    """The redrive route alone (what other nodes reach through ``?node=``)."""
+    return [route for route in message_routes() if route.handler is redrive]
 
 
 def message_routes() -> list[Route]:
@@ -440,6 +466,7 @@ def message_routes() -> list[Route]:
             handler=redrive,
             summary="Deliver a dead letter's message again to its receiver (same ids)",
             tag="messages",
+            query={"node": "cluster: the node that keeps the dead letter (ids are per node)"},
             responses={
                 202: "Accepted again",
                 400: "INVALID_REQUEST: redriven already, or the id is not a number",

@@ -5,7 +5,8 @@
 on another node, is sent to that node as an `ApiCall` over NATS, and the owner's answer is the
 answer. ``?node=NAME`` sends it to NAME whatever the registry says (the losing copy of a
 conflict is reached that way) and is removed before the request is handled. A deploy with a
-target node is sent by the deploy handler (`forward`).
+target node is sent by the deploy handler (`forward`), and so is a dead letter's redrive with
+``?node=`` (its id is that node's).
 
 **Owner side** (`AgentApiResponder`): answers ``caxton.node.<self>.api`` by making the same
 HTTP request to an internal copy of the agents API (agents and debug routes, the error
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -68,6 +70,8 @@ MAX_UPLOADS = 16
 PARTS_TTL = 60.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
+#: The one route besides the agents API that other nodes call (``?node=`` on a redrive).
+_REDRIVE = re.compile(r"/api/v1/dead-letters/[0-9]{1,19}/redrive")
 
 
 def _link(node: Node) -> ClusterLink:
@@ -157,8 +161,10 @@ async def remote_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 def internal_app(node: Node) -> web.Application:
-    """The agents API as the other nodes reach it (no authentication, no forwarding)."""
+    """The agents API (and the redrive of a dead letter this node keeps) as the other nodes
+    reach it (no authentication, no forwarding)."""
     from caxton.api.agents import agent_routes  # (agents imports this module)
+    from caxton.api.messages import redrive_route
 
     networking = node.config.networking
     app = web.Application(
@@ -167,7 +173,7 @@ def internal_app(node: Node) -> web.Application:
     app[NODE] = node
     app[REQUEST_TIMEOUT] = networking.request_timeout
     app[MAX_REQUEST_SIZE] = networking.max_request_size
-    add_routes(app, [*agent_routes(), *debug_routes()])
+    add_routes(app, [*agent_routes(), *debug_routes(), *redrive_route()])
     return app
 
 
@@ -269,7 +275,8 @@ class AgentApiResponder:
                 return whole
             call = msgspec.structs.replace(call, body=whole)
         path = call.path
-        if call.method not in _METHODS or not (path == PREFIX or path.startswith(PREFIX + "/")):
+        agents = path == PREFIX or path.startswith(PREFIX + "/")
+        if call.method not in _METHODS or not (agents or _REDRIVE.fullmatch(path)):
             return error_reply(400, "INVALID_REQUEST", "not an agent API call", path=path[:200])
         session = self._session
         if session is None:

@@ -22,7 +22,8 @@ def dead_letters() -> None:
 @page_options
 @client_options
 def list_(offset: int, limit: int, server: str, token: str | None, output: str) -> None:
-    """List dead letters, oldest first, with the reason."""
+    """List dead letters, oldest first, with the reason (in a cluster: of every node, with a
+    NODE column; redrive a letter through its node's API, its id is that node's)."""
     page = call(server, token, "GET", PREFIX, query={"offset": str(offset), "limit": str(limit)})
     if output == "json":
         echo_json(page)
@@ -31,11 +32,17 @@ def list_(offset: int, limit: int, server: str, token: str | None, output: str) 
     if not letters:
         click.echo("no dead letters" if page["total"] == 0 else f"none at offset {offset}")
         return
+    clustered = any(d.get("node") is not None for d in letters)  # ids are per node
     print_table(
-        ["ID", "TIME", "REASON", "FROM", "TO", "PERFORMATIVE", "MESSAGE", "REDRIVEN"],
+        [
+            "ID",
+            *(["NODE"] if clustered else []),
+            *["TIME", "REASON", "FROM", "TO", "PERFORMATIVE", "MESSAGE", "REDRIVEN"],
+        ],
         [
             [
                 d["id"],
+                *([d.get("node")] if clustered else []),
                 human_time(d.get("created_at")),
                 d.get("reason"),
                 d.get("sender"),
@@ -53,10 +60,19 @@ def list_(offset: int, limit: int, server: str, token: str | None, output: str) 
 
 @dead_letters.command("redrive")
 @click.argument("dead_letter_id", metavar="ID", type=click.IntRange(min=1))
+@click.option(
+    "--node",
+    metavar="NODE",
+    default=None,
+    help="Cluster: the node that keeps the dead letter (the NODE column of list).",
+)
 @client_options
-def redrive(dead_letter_id: int, server: str, token: str | None, output: str) -> None:
+def redrive(
+    dead_letter_id: int, node: str | None, server: str, token: str | None, output: str
+) -> None:
     """Deliver dead letter ID's message again to its receiver (same message id)."""
-    answer = call(server, token, "POST", f"{PREFIX}/{dead_letter_id}/redrive")
+    query = None if node is None else {"node": node}
+    answer = call(server, token, "POST", f"{PREFIX}/{dead_letter_id}/redrive", query=query)
     if output == "json":
         echo_json(answer)
         return

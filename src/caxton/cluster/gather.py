@@ -4,9 +4,13 @@ A message's history is kept by the node that accepted it (an API submit) or whos
 it (the journal); a dead letter by the node that decided it. So a conversation that crossed
 nodes, and the cluster's dead letters, are spread over the members. `Gather` answers
 ``caxton.node.<node>.query`` with this node's part, and gathers a page from this node and
-every alive peer (one request each, concurrently, within `QUERY_TIMEOUT`): each node's items
-stay in its own order and the nodes' lists are merged by creation time. A member that did not
-answer in time is named in `GatheredPage.missing`, and its items are simply not in the page.
+every alive peer (concurrently, within `QUERY_TIMEOUT` each): each node's items stay in its
+own order and the nodes' lists are merged by creation time. A member that did not answer in
+time is named in `GatheredPage.missing`, and its items are simply not in the page.
+
+A node's part can be larger than one NATS message (1 MiB by default): it answers from the
+query's ``offset`` with as many items as fit in `ANSWER_BYTES`, and the gathering node asks
+again from where that answer ended until it has the items it needs.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ log = logging.getLogger("caxton.cluster.gather")
 QUERY_TIMEOUT = 2.0
 #: The most items one node returns for one query (offset + limit is capped to this).
 MAX_ITEMS = 10_000
+#: The most bytes of items one answer carries (well under NATS's 1 MiB message limit); an
+#: answer always carries at least one item.
+ANSWER_BYTES = 512 * 1024
 
 
 @dataclass(slots=True)
@@ -79,20 +86,32 @@ class Gather:
     # -- this node's part ----------------------------------------------------------------------
 
     async def answer(self, payload: bytes) -> bytes:
-        """Answer one query (`local`)."""
+        """Answer one query (`local`): the items from its ``offset`` up to ``upto``, as many
+        as fit in `ANSWER_BYTES`."""
         query = wire.decode_query(payload)
         upto = min(int(query.get("upto", 100)), MAX_ITEMS)
-        items, total = await self.local(str(query.get("kind")), query.get("id"), upto)
+        offset = max(0, int(query.get("offset", 0)))
+        kind, key = str(query.get("kind")), query.get("id")
+        items, total = await self.local(kind, key, upto, offset=offset)
+        size = 0
+        for count, item in enumerate(items):
+            size += len(wire.encode_query(item))
+            if size > ANSWER_BYTES and count > 0:
+                items = items[:count]
+                break
         return wire.encode_query({"items": items, "total": total})
 
-    async def local(self, kind: str, key: object, upto: int) -> tuple[list[dict[str, Any]], int]:
-        """This node's first ``upto`` items of a query, and how many it has."""
+    async def local(
+        self, kind: str, key: object, upto: int, *, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """This node's items ``offset`` to ``upto`` of a query, and how many it has."""
         messaging = self._messaging
+        limit = max(1, upto - offset)
         if kind == "conversation" and isinstance(key, str):
-            messages, total = await messaging.conversation(key, offset=0, limit=max(1, upto))
+            messages, total = await messaging.conversation(key, offset=offset, limit=limit)
             return [m | {"node": self.name} for m in messages], total
         if kind == "dead_letters":
-            letters, total = await messaging.dead_letters(offset=0, limit=max(1, upto))
+            letters, total = await messaging.dead_letters(offset=offset, limit=limit)
             return [_letter(letter, self.name) for letter in letters], total
         raise ValueError(f"unknown query {kind!r}")
 
@@ -117,9 +136,9 @@ class Gather:
     ) -> GatheredPage:
         upto = min(offset + limit, MAX_ITEMS)
         peers = [peer for peer in self._peers() if peer != self.name]
-        payload = wire.encode_query({"kind": kind, "id": key, "upto": upto})
+        query = {"kind": kind, "id": key, "upto": upto}
         answers = await asyncio.gather(
-            self.local(kind, key, upto), *(self._ask(peer, payload) for peer in peers)
+            self.local(kind, key, upto), *(self._ask(peer, query, upto) for peer in peers)
         )
         lists: list[list[dict[str, Any]]] = []
         total = 0
@@ -143,11 +162,23 @@ class Gather:
             merged = unique
         return GatheredPage(merged[offset : offset + limit], total, sorted(missing))
 
-    async def _ask(self, peer: str, payload: bytes) -> tuple[list[dict[str, Any]], int] | None:
+    async def _ask(
+        self, peer: str, query: dict[str, Any], upto: int
+    ) -> tuple[list[dict[str, Any]], int] | None:
+        """`peer`'s first `upto` items, asked for in as many answers as they take."""
+        items: list[dict[str, Any]] = []
         try:
-            reply = await self._bus().request(wire.query_subject(peer), payload, self.timeout)
-            answer = wire.decode_query(reply)
-            return list(answer["items"]), int(answer["total"])
+            async with asyncio.timeout(self.timeout):
+                while True:
+                    payload = wire.encode_query(query | {"offset": len(items)})
+                    reply = await self._bus().request(
+                        wire.query_subject(peer), payload, self.timeout
+                    )
+                    answer = wire.decode_query(reply)
+                    part, total = list(answer["items"]), int(answer["total"])
+                    items.extend(part)
+                    if not part or len(items) >= min(upto, total):
+                        return items, total
         except (
             TimeoutError,
             NoResponders,
