@@ -14,12 +14,21 @@ from pathlib import Path
 
 from tests.support import wait_until
 
+#: Every port `free_port` handed out in this process: the kernel may offer a port it just
+#: freed again, and two listeners of one config (or two nodes) would then clash.
+_HANDED_OUT: set[int] = set()
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, never the same one twice in
+    a test run."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def write_config(
