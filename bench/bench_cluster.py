@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from _ports import free_port  # bench/ is on sys.path when run as a script
 from aiohttp.test_utils import TestServer
 
 from caxton.agents import DeployRequest
@@ -38,12 +38,6 @@ from caxton.node import Node
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS = ROOT / "examples" / "agents"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def placement(pairs: int) -> dict[str, str]:

@@ -24,7 +24,6 @@ import asyncio
 import json
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,15 +33,10 @@ from typing import Any
 
 import aiohttp
 import wasmtime
+from _ports import free_port  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 NOP = bytes(wasmtime.wat2wasm((ROOT / "tests" / "fixtures" / "wat" / "nop.wat").read_text()))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss(pid: int) -> int:

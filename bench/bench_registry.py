@@ -18,22 +18,17 @@ import argparse
 import asyncio
 import json
 import platform
-import socket
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from _ports import free_port  # bench/ is on sys.path when run as a script
+
 from caxton.agents.changes import AgentSummary
 from caxton.cluster.link import ClusterLink
 from caxton.cluster.registry import Registry
 from caxton.config.schema import Address, CoordinationConfig
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Listed:

@@ -6,10 +6,13 @@ import importlib.util
 import os
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_cluster.py"
 
 
-def test_the_cluster_bench_reports_the_machine() -> None:
+def test_the_cluster_bench_reports_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH.parent))  # as when run as a script: its siblings
     spec = importlib.util.spec_from_file_location("bench_cluster", BENCH)
     assert spec is not None
     assert spec.loader is not None
