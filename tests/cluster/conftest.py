@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from collections.abc import Iterator
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from caxton.config.schema import Address, CoordinationConfig
+from caxton.config import Config
+from caxton.config.schema import Address, CoordinationConfig, NetworkingConfig
 from tests.nodeproc import free_port
+from tests.support import fast_runtime
 
 
 def coordination(
@@ -22,6 +25,28 @@ def coordination(
         bind_addr=Address("127.0.0.1", port or free_port()),
         seeds=tuple(f"127.0.0.1:{seed}" for seed in seeds),
         **keys,  # type: ignore[arg-type]
+    )
+
+
+def server_config(tmp_path: Path, name: str, port: int, seeds: tuple[int, ...]) -> Config:
+    """A whole clustered node's config for an in-process `Server`: its listeners on free ports,
+    its state under ``tmp_path/name``, fast runtime, probe 0.2 s and gossip 0.1 s."""
+    return Config(
+        networking=dataclasses.replace(
+            NetworkingConfig(),
+            bind_address=Address("127.0.0.1", free_port()),
+            metrics_address=Address("127.0.0.1", free_port()),
+            admin_address=Address("127.0.0.1", free_port()),
+        ),
+        runtime=fast_runtime(),
+        coordination=coordination(
+            port,
+            seeds,
+            node_name=name,
+            local_state_path=tmp_path / name / "local.db",
+            probe_interval=0.2,
+            gossip_interval=0.1,
+        ),
     )
 
 

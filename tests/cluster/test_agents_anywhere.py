@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,32 +21,10 @@ from click.testing import CliRunner, Result
 from prometheus_client.parser import text_string_to_metric_families
 
 from caxton.cli import cli
-from caxton.config import Config
-from caxton.config.schema import Address, NetworkingConfig
 from caxton.server import Server
-from tests.cluster.conftest import coordination
+from tests.cluster.conftest import server_config
 from tests.nodeproc import free_port
-from tests.support import eventually, example, fast_runtime
-
-
-def _config(tmp_path: Path, name: str, port: int, seeds: tuple[int, ...]) -> Config:
-    return Config(
-        networking=dataclasses.replace(
-            NetworkingConfig(),
-            bind_address=Address("127.0.0.1", free_port()),
-            metrics_address=Address("127.0.0.1", free_port()),
-            admin_address=Address("127.0.0.1", free_port()),
-        ),
-        runtime=fast_runtime(),
-        coordination=coordination(
-            port,
-            seeds,
-            node_name=name,
-            local_state_path=tmp_path / name / "local.db",
-            probe_interval=0.2,
-            gossip_interval=0.1,
-        ),
-    )
+from tests.support import eventually, example
 
 
 class Pair:
@@ -75,8 +52,8 @@ class Pair:
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     port_one, port_two = free_port(), free_port()
     seeds = (port_one, port_two)
-    one = Server(_config(tmp_path, "one", port_one, seeds))
-    two = Server(_config(tmp_path, "two", port_two, seeds))
+    one = Server(server_config(tmp_path, "one", port_one, seeds))
+    two = Server(server_config(tmp_path, "two", port_two, seeds))
     await one.start()
     try:
         await two.start()
@@ -337,8 +314,8 @@ async def test_a_module_larger_than_one_nats_message_crosses_in_parts(pair: Pair
 
 async def test_the_example_agents_are_deployed_once_in_a_cluster(tmp_path: Path) -> None:
     ports = free_port(), free_port()
-    one = Server(_config(tmp_path, "one", ports[0], ports), deploy_examples=True)
-    two = Server(_config(tmp_path, "two", ports[1], ports), deploy_examples=True)
+    one = Server(server_config(tmp_path, "one", ports[0], ports), deploy_examples=True)
+    two = Server(server_config(tmp_path, "two", ports[1], ports), deploy_examples=True)
     await one.start()
     try:
         await two.start()

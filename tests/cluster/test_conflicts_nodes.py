@@ -8,37 +8,15 @@ and keeps it, and both report the conflict (`GET /api/v1/cluster/conflicts`, the
 from __future__ import annotations
 
 import base64
-import dataclasses
 from pathlib import Path
 
 import aiohttp
 
 from caxton.config import Config
-from caxton.config.schema import Address, NetworkingConfig
 from caxton.server import Server
-from tests.cluster.conftest import coordination
+from tests.cluster.conftest import server_config
 from tests.nodeproc import free_port
-from tests.support import eventually, example, fast_runtime, next_event
-
-
-def _config(tmp_path: Path, name: str, port: int, seeds: tuple[int, ...]) -> Config:
-    return Config(
-        networking=dataclasses.replace(
-            NetworkingConfig(),
-            bind_address=Address("127.0.0.1", free_port()),
-            metrics_address=Address("127.0.0.1", free_port()),
-            admin_address=Address("127.0.0.1", free_port()),
-        ),
-        runtime=fast_runtime(),
-        coordination=coordination(
-            port,
-            seeds,
-            node_name=name,
-            local_state_path=tmp_path / name / "local.db",
-            probe_interval=0.2,
-            gossip_interval=0.1,
-        ),
-    )
+from tests.support import eventually, example, next_event
 
 
 async def _deploy_alone(config: Config, http: aiohttp.ClientSession) -> None:
@@ -58,10 +36,10 @@ async def test_the_first_deploy_wins_and_the_other_copy_is_stopped_and_reported(
 ) -> None:
     ports = free_port(), free_port()
     async with aiohttp.ClientSession() as http:
-        await _deploy_alone(_config(tmp_path, "bravo", ports[1], ()), http)  # first
-        await _deploy_alone(_config(tmp_path, "alpha", ports[0], ()), http)
-        alpha = Server(_config(tmp_path, "alpha", ports[0], ports))
-        bravo = Server(_config(tmp_path, "bravo", ports[1], ports))
+        await _deploy_alone(server_config(tmp_path, "bravo", ports[1], ()), http)  # first
+        await _deploy_alone(server_config(tmp_path, "alpha", ports[0], ()), http)
+        alpha = Server(server_config(tmp_path, "alpha", ports[0], ports))
+        bravo = Server(server_config(tmp_path, "bravo", ports[1], ports))
         await alpha.start()
         try:
             api = f"http://{alpha.config.networking.bind_address}"
