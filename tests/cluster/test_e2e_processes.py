@@ -57,6 +57,18 @@ def everyone_lists(cluster: Cluster, expected: dict[str, str], within: float = 1
     wait_until(agree, within, what=lambda: f"every node lists {expected}: {_views(cluster)}")
 
 
+def echo_on_the_second(cluster: Cluster) -> tuple[ClusterNode, ClusterNode]:
+    """Start the 2 nodes, deploy echo on the second through the first, and wait until both
+    list it there: (the entry node, the owner)."""
+    cluster.start()
+    cluster.all_alive(timeout=15)
+    entry, owner = cluster.nodes
+    status, body = entry.call("POST", "/api/v1/agents", deploy_body("echo", node=owner.name))
+    assert status == 201, body
+    everyone_lists(cluster, {"echo": owner.name})
+    return entry, owner
+
+
 def _views(cluster: Cluster) -> str:
     return json.dumps({node.name: listed(node) for node in cluster.running()})
 
@@ -172,12 +184,7 @@ def test_messages_a_killed_node_accepted_for_an_unreachable_owner_are_all_delive
 ) -> None:
     singles, bulk = 40, 160
     with Cluster(tmp_path, 2, probe_interval=P, gossip_interval=GOSSIP) as cluster:
-        cluster.start()
-        cluster.all_alive(timeout=15)
-        entry, owner = cluster.nodes
-        status, body = entry.call("POST", "/api/v1/agents", deploy_body("echo", node=owner.name))
-        assert status == 201, body
-        everyone_lists(cluster, {"echo": owner.name})
+        entry, owner = echo_on_the_second(cluster)
         cluster.kill(1)  # the owner crashes: nothing can be forwarded
         message = {"receiver": "echo", "performative": "request", "sender": "tester"}
         for i in range(singles):
@@ -368,12 +375,7 @@ def test_kill_9_of_the_entry_node_while_it_forwards_delivers_each_message_once(
 ) -> None:
     count = 3000
     with Cluster(tmp_path, 2, probe_interval=P, gossip_interval=GOSSIP) as cluster:
-        cluster.start()
-        cluster.all_alive(timeout=15)
-        entry, owner = cluster.nodes
-        status, body = entry.call("POST", "/api/v1/agents", deploy_body("echo", node=owner.name))
-        assert status == 201, body
-        everyone_lists(cluster, {"echo": owner.name})
+        entry, owner = echo_on_the_second(cluster)
         message = {
             "receiver": "echo",
             "performative": "inform",
@@ -414,12 +416,7 @@ def test_messages_for_an_agent_whose_node_stopped_gracefully_are_delivered_when_
 ) -> None:
     count = 100
     with Cluster(tmp_path, 2, probe_interval=P, gossip_interval=GOSSIP) as cluster:
-        cluster.start()
-        cluster.all_alive(timeout=15)
-        entry, owner = cluster.nodes
-        status, body = entry.call("POST", "/api/v1/agents", deploy_body("echo", node=owner.name))
-        assert status == 201, body
-        everyone_lists(cluster, {"echo": owner.name})
+        entry, owner = echo_on_the_second(cluster)
         code, _ = owner.stop()  # SIGTERM: a rolling restart, say
         assert code == 0
         cluster.wait_views(
