@@ -162,11 +162,19 @@ async def main() -> None:
         await games(a, [f"ping-{i}" for i in pairs], [f"pong-{i}" for i in pairs], 50)  # warm
         remote = a.cluster_messages
         assert remote is not None
-        before = remote.statistics()
+        before, store_before = remote.statistics(), a.storage.statistics()
         split = await games(
             a, [f"ping-{i}" for i in pairs], [f"pong-{i}" for i in pairs], args.rounds
         )
-        after = remote.statistics()
+        after, store_after = remote.statistics(), a.storage.statistics()
+        crossed = 2 * args.rounds * args.pairs / 2  # messages a sent to b (as many came back)
+        store = {
+            # node a's store per message it sent across (it received as many): the cost of
+            # at-least-once that batching must spread
+            "commits": round((store_after.commits - store_before.commits) / crossed, 3),
+            "write_ops": round((store_after.ops - store_before.ops) / crossed, 3),
+            "reads": round((store_after.reads - store_before.reads) / crossed, 3),
+        }
         per_request = (after.forwarded - before.forwarded) / max(
             1, after.requests - before.requests
         )
@@ -215,6 +223,7 @@ async def main() -> None:
                 "local_msgs_per_s": round(local),
                 "split_vs_local": round(split / local, 3),
                 "split_messages_per_request_a_to_b": round(per_request, 1),
+                "split_store_per_crossing_message_on_a": store,
                 "round_trip": percentiles(trips),
                 "api_wait": percentiles(waits),
             },

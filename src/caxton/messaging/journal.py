@@ -12,7 +12,10 @@ again and nothing waits.
 
 `flush` (called by a worker when it goes idle or posts its events, by the hot path every
 `FLUSH_AT` entries, and by a timer on the event loop) drains the deque in order and turns it into
-ONE storage write (`MessageBatch`): each conversation's new messages as one JSON-array row, a
+ONE storage write (`MessageBatch`). A worker going idle defers to a batch still uncommitted: its
+commit flushes what waits (group commit), so workers that go idle after every message (messages
+crossing to other nodes) give the writer a few larger batches instead of one per message. A
+flush writes each conversation's new messages as one JSON-array row, a
 pending row for every delivery not yet handled, and a delete for every handled delivery written
 as pending by an earlier flush. A message sent and handled between two flushes (the usual case:
 the receiver runs right after the sender on the same worker) costs no pending row at all: the
@@ -250,50 +253,68 @@ class Journal:
     def __len__(self) -> int:
         return len(self._queue)
 
-    def flush(self, *, block: bool = True) -> Future[None] | None:
+    def flush(self, *, block: bool = True, defer: bool = False) -> Future[None] | None:
         """Write everything recorded so far as one batch; the future of its commit.
 
         With ``block`` (worker threads), waits while more than `MAX_INFLIGHT` earlier batches
-        are uncommitted; the event loop passes ``block=False``.
+        are uncommitted; the event loop passes ``block=False``. With ``defer`` (a worker going
+        idle, the timer), nothing is submitted while an earlier batch is still uncommitted:
+        that batch's commit flushes what waits (group commit), so a busy writer gets one
+        larger batch instead of many small ones. Returns None when nothing was submitted.
         """
-        listener = self._listener
         with self._lock:
-            queue = self._queue
-            count = len(queue)
-            future: Future[None] | None = None
-            if count:
-                # Exactly ``count`` entries from the left, in one C-level loop (workers may
-                # append on the right meanwhile; only the flusher pops, under ``_lock``).
-                items = list(starmap(queue.popleft, repeat((), count)))
-                batch, sent, handled = build_batch(items)
-                self.sent_total += len(sent)
-                self.sent_bytes += sum(map(len, sent))
-                self.handled_total += handled
-                self.flushes += 1
-                future = self._write(batch)
-                future.add_done_callback(self._count_failure)
-                if batch.outbox and self.outboxed is not None:
-                    future.add_done_callback(self._outboxed)
-                inflight = self._inflight
-                inflight.append(future)
-                while inflight and inflight[0].done():
-                    inflight.popleft()
-                if block:
-                    while len(inflight) > self._max_inflight:
-                        oldest = inflight.popleft()
-                        oldest.exception()  # waits; failures are counted by the callback
-                if listener is not None and sent:
-                    listener(sent)
+            return self._flush_locked(block, defer)
+
+    def _flush_locked(self, block: bool, defer: bool) -> Future[None] | None:
+        queue = self._queue
+        count = len(queue)
+        if not count:
+            return None
+        inflight = self._inflight
+        while inflight and inflight[0].done():
+            inflight.popleft()
+        if defer and inflight:
+            return None  # the oldest batch's commit flushes these (`_committed`)
+        # Exactly ``count`` entries from the left, in one C-level loop (workers may append on
+        # the right meanwhile; only the flusher pops, under ``_lock``).
+        items = list(starmap(queue.popleft, repeat((), count)))
+        batch, sent, handled = build_batch(items)
+        self.sent_total += len(sent)
+        self.sent_bytes += sum(map(len, sent))
+        self.handled_total += handled
+        self.flushes += 1
+        future = self._write(batch)
+        future.add_done_callback(self._committed)
+        if batch.outbox and self.outboxed is not None:
+            future.add_done_callback(self._outboxed)
+        inflight.append(future)
+        if block:
+            while len(inflight) > self._max_inflight:
+                oldest = inflight.popleft()
+                oldest.exception()  # waits; failures are counted by the callback
+        listener = self._listener
+        if listener is not None and sent:
+            listener(sent)
         return future
+
+    def _committed(self, future: Future[None]) -> None:
+        """A batch is committed (writer thread): count a failure, flush what was deferred.
+
+        The lock is only tried: its holder is flushing (and takes what waits) or deferring to
+        a batch still in flight, whose own commit comes back here.
+        """
+        if future.exception() is not None:
+            self.failed_flushes += 1
+        if self._queue and self._lock.acquire(blocking=False):
+            try:
+                self._flush_locked(False, True)
+            finally:
+                self._lock.release()
 
     def _outboxed(self, future: Future[None]) -> None:
         outboxed = self.outboxed
         if outboxed is not None and future.exception() is None:
             outboxed()
-
-    def _count_failure(self, future: Future[None]) -> None:
-        if future.exception() is not None:
-            self.failed_flushes += 1
 
     def wait_committed(self, timeout: float | None = None) -> None:
         """Flush and block until every batch so far is committed (threads, not the loop)."""

@@ -125,6 +125,9 @@ def connect(path: Path, *, journal_mode: str | None = None, read_only: bool = Fa
         with sqlite_errors(f"cannot configure the state database {path}"):
             raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             raw.execute("PRAGMA foreign_keys = ON")
+            # Statement journals and sorts in memory: a multi-row statement inside a
+            # transaction would otherwise create (and unlink) a temporary file every time.
+            raw.execute("PRAGMA temp_store = MEMORY")
             if journal_mode is not None:
                 got = raw.execute(f"PRAGMA journal_mode = {_journal_mode(journal_mode)}")
                 mode = str(got.fetchone()[0]).upper()

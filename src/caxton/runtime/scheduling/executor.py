@@ -162,7 +162,7 @@ class Worker:
     def flush(self) -> None:
         """Flush the message journal, then post the collected events to the loop in one hop."""
         if self.journal is not None:
-            self.journal.flush()
+            self.journal.flush(defer=True)
         if self.pending:
             batch, self.pending = self.pending, []
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody listens any more
