@@ -145,16 +145,16 @@ class ClusterMessages:
         written.add_done_callback(self._written)
         return True
 
-    def _written(self, done: Future[int]) -> None:
+    def _written(self, done: Future[list[OutboxEntry]]) -> None:
         if done.exception() is None:
-            self.committed()
+            self.committed(done.result())
 
-    def committed(self) -> None:
-        """Outbox rows were committed (any thread): wake the forwarder."""
+    def committed(self, entries: Sequence[OutboxEntry]) -> None:
+        """These outbox rows were committed (any thread): hand them to the forwarder."""
         loop = self._loop
-        if loop is not None:
+        if loop is not None and entries:
             with contextlib.suppress(RuntimeError):  # the loop is closed
-                loop.call_soon_threadsafe(self.forwarder.wake)
+                loop.call_soon_threadsafe(self.forwarder.offer, entries)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
