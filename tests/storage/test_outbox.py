@@ -52,6 +52,13 @@ async def test_enqueueing_a_delivery_again_keeps_its_first_place(storage: Storag
     assert [e.message_id for e in await storage.outbox.entries()] == ["m1", "m2"]
     # the same message to another receiver is another delivery
     assert len(await storage.outbox.enqueue([row(1, "r2")], now=2.0)) == 1
+    # a write with old and new rows hands back the new ones with the seq they were given
+    added = await storage.outbox.enqueue([row(2), row(3), row(1), row(4)], now=3.0)
+    stored = {(e.message_id, e.receiver): e.seq for e in await storage.outbox.entries()}
+    assert [(e.message_id, e.seq) for e in added] == [
+        ("m3", stored[("m3", "r1")]),
+        ("m4", stored[("m4", "r1")]),
+    ]
 
 
 async def test_a_rescheduled_entry_holds_back_later_entries_of_its_receiver_only(

@@ -92,16 +92,25 @@ def enqueue_rows(conn: Connection, rows: Iterable[OutboxRow], now: float) -> lis
     A (message_id, receiver) already in the outbox is left where it is (a recovery that
     enqueues again keeps the first position). Returns the rows added, with their ``seq``.
     """
-    added: list[OutboxEntry] = []
-    for mid, node, receiver, body in rows:
-        row = conn.fetch_one(
-            "INSERT OR IGNORE INTO outbox(message_id, node, receiver, body, enqueued_at,"
-            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
-            (mid, node, receiver, body, now, now),
+    rows = list(rows)
+    last = conn.fetch_value("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'", default=0)
+    added = conn.executemany(
+        "INSERT OR IGNORE INTO outbox(message_id, node, receiver, body, enqueued_at,"
+        " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [(mid, node, receiver, body, now, now) for mid, node, receiver, body in rows],
+    )
+    if added == len(rows):  # the usual case: the new rows took the next seq values in order
+        return [
+            OutboxEntry(last + i, mid, node, receiver, body, now, 0, now, True)
+            for i, (mid, node, receiver, body) in enumerate(rows, start=1)
+        ]
+    return [  # some were there already: read back which ones are new
+        OutboxEntry(int(seq), str(mid), str(node), str(receiver), bytes(body), now, 0, now, True)
+        for seq, mid, node, receiver, body in conn.fetch_all(
+            "SELECT seq, message_id, node, receiver, body FROM outbox WHERE seq > ? ORDER BY seq",
+            (last,),
         )
-        if row is not None:
-            added.append(OutboxEntry(int(row[0]), mid, node, receiver, body, now, 0, now, True))
-    return added
+    ]
 
 
 def seen_or_record_in(
