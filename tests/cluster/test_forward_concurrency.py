@@ -255,6 +255,9 @@ class GatedAcks:
     async def entries(self, limit: int = -1) -> list[OutboxEntry]:
         return await self.outbox.entries(limit)
 
+    async def depth(self) -> int:
+        return await self.outbox.depth()
+
     async def ack(self, seqs: Iterable[int]) -> int:
         await self.open.wait()
         return await self.outbox.ack(seqs)

@@ -127,8 +127,7 @@ async def test_run_sends_what_is_enqueued_and_stops_on_aclose(tmp_path: Path) ->
         forwarder = Forwarder(storage.outbox, remote.send)
         forwarder.start()
         async with asyncio.timeout(10):  # bounded: a hang fails the test instead
-            await storage.outbox.enqueue([("m1", "n1", "a", b"x")])
-            forwarder.wake()
+            forwarder.offer(await storage.outbox.enqueue([("m1", "n1", "a", b"x")]))
             for _ in range(200):
                 if await storage.outbox.depth() == 0:
                     break

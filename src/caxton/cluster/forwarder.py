@@ -113,7 +113,7 @@ class Forwarder:
         return [(node, task) for task, node in self._requests.items()]
 
     def wake(self) -> None:
-        """Something was enqueued (or a node came back): run a round soon."""
+        """Run a round soon (rows are handed over with `offer`, which wakes it too)."""
         self._wakeup.set()
 
     def offer(self, entries: Sequence[OutboxEntry]) -> None:
@@ -159,7 +159,9 @@ class Forwarder:
         view.begin_load()
         rows: list[OutboxEntry] | None = None
         try:
-            rows = await self._outbox.entries(limit=view.max_entries + 1)
+            # a long partition's backlog is counted, not read, until it fits again
+            if view.complete or await self._outbox.depth() <= view.max_entries:
+                rows = await self._outbox.entries(limit=view.max_entries + 1)
         except Exception:  # the store is failing: the rounds read it (and fail) meanwhile
             log.exception("reading the outbox failed")
         if rows is not None and len(rows) > view.max_entries:

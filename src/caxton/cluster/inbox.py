@@ -8,7 +8,9 @@
    origin: a disagreement between two directories must not bounce a message forever);
 2. notes which node each non-agent sender (an API client) is on (`RemoteClients`), so a reply
    to it is sent back there;
-3. delivers the new ones in the batch's order, as the router does for any committed delivery:
+3. delivers the new ones in the batch's order, as the router does for any committed delivery
+   (a batch whose entries are all ``fresh``, never sent before, cannot hold a duplicate: it is
+   delivered while the write of step 1 commits, and step 4 waits for that commit):
    a local agent's mailbox (waiting a bounded time for room in a full one; then, or for a
    stopped agent, a dead letter here with the `failure` reply owed to the sender, which goes
    back across), an API client waiting here (`Replies`), else a dead letter

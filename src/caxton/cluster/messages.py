@@ -15,9 +15,10 @@ The sending side: a message for an agent that ``link.directory`` places on anoth
 reply to an API client that sent from another node, `RemoteClients`) is written to the SQLite
 outbox in the same transaction as the message (`Remote` in `caxton.messaging.routing`): the
 API's commit, the journal's flush of an agent's sends, or (timers, `failure` replies) one write
-on the loop. Once committed, the `Forwarder` is woken; it sends one request per node per round
-(`wire.encode_batch`, many messages each) to ``caxton.node.<owner>.inbox`` and deletes what the
-owner acknowledged, retrying the rest with backoff. The receiving side is `Inbox`.
+on the loop. Once committed, the rows (with their ``seq``) are handed to the `Forwarder`
+(`committed`); it sends one request per node per round (`wire.encode_batch`, many messages
+each) to ``caxton.node.<owner>.inbox`` and deletes what the owner acknowledged, retrying the
+rest with backoff. The receiving side is `Inbox`.
 """
 
 from __future__ import annotations
