@@ -39,7 +39,7 @@ class ListJournal:
     def retract(self, data: bytes) -> None:
         self.entries.append(("retract", data))
 
-    def flush(self) -> object:
+    def flush(self, *, block: bool = True, defer: bool = False) -> object:
         self.flushes += 1
         return None
 

@@ -61,8 +61,8 @@ class MessageJournal(Protocol):
     ``sent`` is called before the message is queued (``receiver`` = the local agent it is
     queued for, None when it goes to `Delivery.not_local`); ``retract`` when it could not be
     queued after all (backpressure); ``handled`` after a handler returned 0; ``flush`` when a
-    worker posts its events to the loop (so records reach storage before the loop acts on
-    them).
+    worker posts its events to the loop (with ``defer``: a batch still uncommitted takes the
+    records when it commits).
     """
 
     def sent(self, conversation: str | None, data: bytes, receiver: str | None) -> None: ...
@@ -72,7 +72,10 @@ class MessageJournal(Protocol):
 
     def handled(self, receiver: str, data: bytes) -> None: ...
     def retract(self, data: bytes) -> None: ...
-    def flush(self) -> object: ...
+    def flush(self, *, block: bool = True, defer: bool = False) -> object:
+        """Write what was recorded; ``defer``: leave it to a batch in flight, if any."""
+        ...
+
     def hot_path(self) -> tuple[Callable[[tuple[Any, ...]], None], Sized, int]:
         """``(record, entries, flush_at)``: the inlined form of `sent` and `handled`.
 
