@@ -29,8 +29,9 @@ from tests.cluster.conftest import server_config
 from tests.nodeproc import free_port
 from tests.support import eventually, example, fast_runtime, wat
 
-#: Messages queued for alpha's slow copy (each takes it about 0.1-0.2 s).
-QUEUED = 40
+#: Messages queued for alpha's slow copy (each takes it about 0.1-0.2 s; under the mailbox
+#: capacity of 64).
+QUEUED = 60
 
 
 def config(tmp_path: Path, name: str, port: int, seeds: tuple[int, ...]) -> Config:
