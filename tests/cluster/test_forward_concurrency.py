@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
@@ -21,7 +22,7 @@ import pytest
 from caxton.clock import ManualClock
 from caxton.cluster import NatsBus, NatsServer, wire
 from caxton.cluster.bus import Bus
-from caxton.cluster.forwarder import Forwarder
+from caxton.cluster.forwarder import RELOAD_INTERVAL, Forwarder
 from caxton.cluster.inbox import Inbox, RemoteClients
 from caxton.cluster.outbox import RetryPolicy
 from caxton.messaging.deadletters import Reason
@@ -112,21 +113,34 @@ def body(mid: str, receiver: str) -> bytes:
 
 
 class Store:
-    """``accept`` that records ids like the real one."""
+    """``accept_nowait`` that records ids like the real one; with ``gate``, its commits wait
+    until the test completes them (`commit_all`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, gate: bool = False) -> None:
         self.seen: set[DeliveryKey] = set()
+        self.gate = gate
+        self.uncommitted: list[tuple[Future[frozenset[DeliveryKey]], frozenset[DeliveryKey]]] = []
 
-    async def accept(
+    def accept_nowait(
         self,
         keys: Sequence[DeliveryKey],
         build: Callable[[frozenset[DeliveryKey]], MessageBatch],
-        now: float | None = None,
-    ) -> frozenset[DeliveryKey]:
+        now: float,
+    ) -> Future[frozenset[DeliveryKey]]:
         duplicates = frozenset(k for k in keys if k in self.seen)
         self.seen.update(keys)
         build(duplicates)
-        return duplicates
+        future: Future[frozenset[DeliveryKey]] = Future()
+        if self.gate:
+            self.uncommitted.append((future, duplicates))
+        else:
+            future.set_result(duplicates)
+        return future
+
+    def commit_all(self) -> None:
+        for future, duplicates in self.uncommitted:
+            future.set_result(duplicates)
+        self.uncommitted.clear()
 
 
 class Router:
@@ -156,10 +170,52 @@ class NoListeners:
         return 0
 
 
-def batch(*entries: tuple[int, str, str]) -> bytes:
+def batch(*entries: tuple[int, str, str], fresh: bool = False) -> bytes:
     return wire.encode_batch(
-        "a", [OutboxEntry(seq, mid, "b", to, body(mid, to), 0, 0, 0) for seq, mid, to in entries]
+        "a",
+        [OutboxEntry(seq, mid, "b", to, body(mid, to), 0, 0, 0, fresh) for seq, mid, to in entries],
     )
+
+
+def inbox_over(store: Store, router: Router) -> Inbox:
+    messaging = SimpleNamespace(
+        router=router, storage=SimpleNamespace(outbox=store), bus=NoListeners()
+    )
+    return Inbox(
+        "b",
+        cast("Messaging", messaging),
+        locate=lambda name: None,
+        owner=lambda name: "b",
+        clients=RemoteClients(),
+        committed=lambda entries: None,
+        mailbox_wait=5.0,
+    )
+
+
+async def test_first_sends_are_delivered_while_they_commit_and_acknowledged_after() -> None:
+    """A batch of entries the origin never sent before cannot hold a duplicate: it is
+    delivered at once; the acknowledgement (the origin deletes its copy) waits for the commit."""
+    router, store = Router(), Store(gate=True)
+    inbox = inbox_over(store, router)
+    answer = asyncio.ensure_future(inbox.receive(batch((1, "m1", "y"), fresh=True)))
+
+    async def delivered() -> bool:
+        return router.delivered == [("y", "m1")]
+
+    await eventually(delivered, within=2)
+    await asyncio.sleep(0.01)
+    assert not answer.done()
+    store.commit_all()
+    assert wire.decode_acks(await asyncio.wait_for(answer, 2)) == [1]
+
+    # a retry (not fresh) waits for the commit, which tells duplicates apart
+    retry = asyncio.ensure_future(inbox.receive(batch((1, "m1", "y"), (2, "m2", "y"), fresh=False)))
+    await asyncio.sleep(0.01)
+    assert router.delivered == [("y", "m1")]
+    store.commit_all()
+    assert wire.decode_acks(await asyncio.wait_for(retry, 2)) == [1, 2]
+    assert router.delivered == [("y", "m1"), ("y", "m2")]
+    assert inbox.duplicates == 1
 
 
 async def test_batches_sharing_a_receiver_are_delivered_in_their_order() -> None:
@@ -167,18 +223,7 @@ async def test_batches_sharing_a_receiver_are_delivered_in_their_order() -> None
     a full mailbox) when its retry (the same entries and later ones) arrives: the retry must
     not deliver the later ones first."""
     router, store = Router(), Store()
-    messaging = SimpleNamespace(
-        router=router, storage=SimpleNamespace(outbox=store), bus=NoListeners()
-    )
-    inbox = Inbox(
-        "b",
-        cast("Messaging", messaging),
-        locate=lambda name: None,
-        owner=lambda name: "b",
-        clients=RemoteClients(),
-        committed=lambda: None,
-        mailbox_wait=5.0,
-    )
+    inbox = inbox_over(store, router)
     slow = asyncio.ensure_future(inbox.receive(batch((1, "m1", "x"))))
     await asyncio.sleep(0.05)  # m1 is committed and waits for room in x's mailbox
     later = asyncio.ensure_future(inbox.receive(batch((1, "m1", "x"), (2, "m2", "x"))))
@@ -206,6 +251,9 @@ class GatedAcks:
 
     async def due(self, now: float, limit: int = 1000) -> list[OutboxEntry]:
         return await self.outbox.due(now, limit)
+
+    async def entries(self, limit: int = -1) -> list[OutboxEntry]:
+        return await self.outbox.entries(limit)
 
     async def ack(self, seqs: Iterable[int]) -> int:
         await self.open.wait()
@@ -248,10 +296,12 @@ async def test_acknowledgements_written_behind_are_not_sent_again(tmp_path: Path
         for _, task in forwarder.requests_in_flight:
             await task
         # acknowledged, not deleted yet: the receivers are free, nothing is sent twice
-        await storage.outbox.enqueue(rows[15:], now=clock.wall())
+        forwarder.offer(await storage.outbox.enqueue(rows[15:], now=clock.wall()))
         assert await forwarder.pump() == 1
         for _, task in forwarder.requests_in_flight:
             await task
+        assert await forwarder.pump() == 0
+        clock.advance(RELOAD_INTERVAL)  # a load of the outbox still sees all 30 rows
         assert await forwarder.pump() == 0
         assert await storage.outbox.depth() == 30
         gated.open.set()

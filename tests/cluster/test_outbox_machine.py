@@ -84,7 +84,8 @@ class OutboxMachine(RuleBasedStateMachine):
             rows.append((str(self.total), self.home[receiver], receiver, b"x"))
             self.enqueued[receiver].append(self.total)
             self.total += 1
-        self.run(self.storage.outbox.enqueue(rows, now=self.clock.wall()))
+        added = self.run(self.storage.outbox.enqueue(rows, now=self.clock.wall()))
+        self.forwarder.offer(added)  # as every committed write does (the forwarder's view)
 
     @rule(receiver=st.sampled_from(RECEIVERS), node=st.sampled_from(NODES))
     def move(self, receiver: str, node: str) -> None:

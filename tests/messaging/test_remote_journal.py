@@ -47,7 +47,7 @@ async def test_the_journal_writes_the_row_and_then_wakes_the_forwarder(tmp_path:
             return storage.messages.write_nowait(batch)
 
         journal = Journal(write)
-        journal.outboxed = woken.set
+        journal.outboxed = lambda entries: woken.set()
         out = _message("m1", "pong")
         journal.sent_remote("c1", out, "pong", "b")
         flushed = journal.flush(block=False)

@@ -22,7 +22,8 @@ def row(i: int, receiver: str = "r1", node: str = "n1") -> tuple[str, str, str, 
 
 
 async def test_enqueue_due_ack_keeps_insertion_order(storage: Storage) -> None:
-    assert await storage.outbox.enqueue([row(i, f"r{i % 3}") for i in range(9)], now=100.0) == 9
+    added = await storage.outbox.enqueue([row(i, f"r{i % 3}") for i in range(9)], now=100.0)
+    assert [(e.seq, e.message_id) for e in added] == [(i + 1, f"m{i}") for i in range(9)]
     due = await storage.outbox.due(100.0)
     assert [e.message_id for e in due] == [f"m{i}" for i in range(9)]
     assert due[0].node == "n1"
@@ -47,10 +48,17 @@ async def test_enqueue_due_ack_keeps_insertion_order(storage: Storage) -> None:
 
 async def test_enqueueing_a_delivery_again_keeps_its_first_place(storage: Storage) -> None:
     await storage.outbox.enqueue([row(1), row(2)], now=1.0)
-    assert await storage.outbox.enqueue([row(1)], now=2.0) == 0
+    assert await storage.outbox.enqueue([row(1)], now=2.0) == []
     assert [e.message_id for e in await storage.outbox.entries()] == ["m1", "m2"]
     # the same message to another receiver is another delivery
-    assert await storage.outbox.enqueue([row(1, "r2")], now=2.0) == 1
+    assert len(await storage.outbox.enqueue([row(1, "r2")], now=2.0)) == 1
+    # a write with old and new rows hands back the new ones with the seq they were given
+    added = await storage.outbox.enqueue([row(2), row(3), row(1), row(4)], now=3.0)
+    stored = {(e.message_id, e.receiver): e.seq for e in await storage.outbox.entries()}
+    assert [(e.message_id, e.seq) for e in added] == [
+        ("m3", stored[("m3", "r1")]),
+        ("m4", stored[("m4", "r1")]),
+    ]
 
 
 async def test_a_rescheduled_entry_holds_back_later_entries_of_its_receiver_only(

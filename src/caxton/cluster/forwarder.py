@@ -1,6 +1,6 @@
 """`Forwarder`: the task that sends the outbox to the owning nodes, by `RetryPolicy`.
 
-One round (`pump`) reads the due entries from the store, asks the policy which to send, and
+One round (`pump`) takes the due entries, asks the policy which to send, and
 starts one request task per target node (a node may have several in flight, up to the
 policy's ``max_in_flight``, never two carrying the same receiver); each task awaits the
 injected ``send(node, entries)`` (which returns the acknowledged ``seq`` values, or raises),
@@ -14,8 +14,13 @@ its own: the request frees its receivers at once, and until the delete commits `
 those entries from what it reads (so they are not sent again). A crash before the delete
 commits only sends them again, and the receiver drops them as duplicates.
 
-`run` repeats rounds when woken (`wake`, after an enqueue) or when a node's backoff ends,
-and at least every `POLL_INTERVAL`.
+Where the due entries come from: committed rows are `offer`-ed with their ``seq`` and kept in
+an `OutboxView`; while it is complete a round plans from memory (no store read). It is loaded
+from the store at the start, after it overflowed (then rounds read the store's `due`, as
+they would without it) and every `RELOAD_INTERVAL` as a safety net.
+
+`run` repeats rounds when woken (`wake`, `offer`) or when a node's backoff ends, and at
+least every `POLL_INTERVAL`.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster.outbox import RetryPolicy
+from caxton.cluster.outbox_view import OutboxView
 from caxton.storage.outbox import OutboxEntry, OutboxRepository
 from caxton.tasks import TaskSet
 
@@ -42,6 +48,9 @@ Send = Callable[[str, Sequence[OutboxEntry]], Awaitable[Collection[int]]]
 POLL_INTERVAL = 1.0
 #: The most entries one round reads from the store.
 ROUND_LIMIT = 4096
+#: Seconds between two loads of the view from the store when it is complete (a safety net)
+#: and between two attempts when it is not (the outbox was too large to hold).
+RELOAD_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +91,11 @@ class Forwarder:
         self._runner: asyncio.Task[None] | None = None
         self._tasks = TaskSet("outbox forwarder", log=log)
         self._requests_total = self._failed = self._sent = self._acked = self._retried = 0
+        self.view = OutboxView()
+        self._in_flight: set[int] = set()
+        self._next_load = 0.0
+        #: Rounds planned from memory and from a store read (for the statistics and tests).
+        self.memory_rounds = self.store_rounds = 0
 
     def statistics(self) -> ForwardStatistics:
         return ForwardStatistics(
@@ -102,6 +116,14 @@ class Forwarder:
         """Something was enqueued (or a node came back): run a round soon."""
         self._wakeup.set()
 
+    def offer(self, entries: Sequence[OutboxEntry]) -> None:
+        """These rows were committed (loop thread): hold them and run a round soon."""
+        self.view.offer([e for e in entries if not self._skip(e.seq)])
+        self._wakeup.set()
+
+    def _skip(self, seq: int) -> bool:
+        return seq in self._in_flight or seq in self._acknowledged
+
     async def pump(self) -> int:
         """One round: start the requests the policy allows now; return how many started."""
         now = self._clock.wall()
@@ -109,14 +131,40 @@ class Forwarder:
         if self._deleted:  # committed before this read starts: it cannot see them any more
             acknowledged.difference_update(self._deleted)
             self._deleted = []
-        due = await self._outbox.due(now, ROUND_LIMIT)
-        if acknowledged:
-            due = [entry for entry in due if entry.seq not in acknowledged]
-        plan = self.policy.plan(due, now)
+        view, policy = self.view, self.policy
+        if now >= self._next_load:
+            await self._load(now)
+        if view.complete:
+            self.memory_rounds += 1
+            due = view.due(
+                now, lambda node: policy.ready(node, now), policy.busy, policy.max_request
+            )
+        else:
+            self.store_rounds += 1
+            due = await self._outbox.due(now, ROUND_LIMIT)
+            if acknowledged:
+                due = [entry for entry in due if entry.seq not in acknowledged]
+        plan = policy.plan(due, now)
         for node, entries in plan.items():
+            view.take(entries)
+            self._in_flight.update(entry.seq for entry in entries)
             task = self._tasks.start(self._request(node, entries), f"forward to {node}")
             self._requests[task] = node
         return len(plan)
+
+    async def _load(self, now: float) -> None:
+        """Read the outbox into the view (when it fits): every row not in flight."""
+        self._next_load = now + RELOAD_INTERVAL
+        view = self.view
+        view.begin_load()
+        rows: list[OutboxEntry] | None = None
+        try:
+            rows = await self._outbox.entries(limit=view.max_entries + 1)
+        except Exception:  # the store is failing: the rounds read it (and fail) meanwhile
+            log.exception("reading the outbox failed")
+        if rows is not None and len(rows) > view.max_entries:
+            rows = None
+        view.end_load(rows, self._skip)
 
     async def _request(self, node: str, entries: list[OutboxEntry]) -> None:
         self._requests_total += 1
@@ -131,6 +179,18 @@ class Forwarder:
                 self._failed += 1
                 acked = ()
             outcome = self.policy.outcome(node, entries, acked, self._clock.wall())
+            if outcome.retry and outcome.next_at is not None:
+                tries = dict(outcome.retry)
+                back = [e for e in entries if e.seq in tries]
+                self._in_flight.difference_update(e.seq for e in back)
+                self.view.put_back(
+                    [
+                        replace(
+                            e, attempts=tries[e.seq], next_attempt_at=outcome.next_at, fresh=False
+                        )
+                        for e in back
+                    ]
+                )
             if outcome.acked and self._acks_behind:
                 self._delete_behind(outcome.acked)
             elif outcome.acked:
@@ -147,6 +207,7 @@ class Forwarder:
         except Exception:  # the store failed: the entries stay and are sent again
             log.exception("writing back a forward to %s failed", node)
         finally:
+            self._in_flight.difference_update(entry.seq for entry in entries)
             self.policy.release(node, entries)
             current = asyncio.current_task()
             if current is not None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from caxton.clock import SYSTEM_CLOCK, Clock
@@ -36,6 +36,7 @@ from caxton.cluster import wire
 from caxton.messaging.deadletters import Reason
 from caxton.runtime.delivery import Origin
 from caxton.storage.messages import MessageBatch
+from caxton.storage.outbox import OutboxEntry
 from caxton.wire.header import Header, expired, header_of
 
 if TYPE_CHECKING:
@@ -49,6 +50,11 @@ MAX_CLIENTS = 65_536
 CLIENT_TTL = 3600.0
 #: The longest one batch waits for room in a full mailbox (seconds) before dead-lettering.
 MAILBOX_WAIT = 1.0
+
+
+#: One delivery of a batch: (message_id, receiver, body, header, expired, local, the third
+#: node it goes on to).
+_Planned = tuple[str, str, bytes, Header, bool, bool, str | None]
 
 
 class RemoteClients:
@@ -96,7 +102,7 @@ class Inbox:
         locate: Callable[[str], str | None],
         owner: Callable[[str], str | None],
         clients: RemoteClients,
-        committed: Callable[[], None],
+        committed: Callable[[Sequence[OutboxEntry]], None],
         mailbox_wait: float = MAILBOX_WAIT,
     ) -> None:
         """``locate``: the node hosting a name when it is another one; ``owner``: the
@@ -137,8 +143,8 @@ class Inbox:
     async def _receive(self, origin: str, entries: list[wire.WireEntry]) -> bytes:
         router = self._messaging.router
         is_local, locate, owner = router.is_local, self._locate, self._owner
-        plan: list[tuple[str, str, bytes, Header, bool, bool, str | None]] = []
-        for _, mid, receiver, body in entries:
+        plan: list[_Planned] = []
+        for _, mid, receiver, body, _ in entries:
             header = header_of(body)
             late = expired(header)
             local = not late and is_local(receiver)
@@ -152,8 +158,9 @@ class Inbox:
                 self._clients.note(sender, origin)
             plan.append((mid, receiver, body, header, late, local, node))
 
+        batch = MessageBatch()
+
         def build(duplicates: frozenset[tuple[str, str]]) -> MessageBatch:
-            batch = MessageBatch()
             for mid, receiver, body, _, _, local, node in plan:
                 if (mid, receiver) in duplicates:
                     continue
@@ -164,9 +171,31 @@ class Inbox:
             return batch
 
         keys = [(mid, receiver) for mid, receiver, *_ in plan]
-        duplicates = await self._messaging.storage.outbox.accept(keys, build, time.time())
+        accepted = self._messaging.storage.outbox.accept_nowait(keys, build, time.time())
+        if all(entry[4] for entry in entries):
+            # First sends: none can be a duplicate, so they are delivered while the write
+            # commits (the acknowledgement still waits for it).
+            delivered, reforwarded = await self._deliver(plan, frozenset())
+            duplicates = await asyncio.wrap_future(accepted)
+        else:
+            duplicates = await asyncio.wrap_future(accepted)
+            delivered, reforwarded = await self._deliver(plan, duplicates)
         self.duplicates += len(duplicates)
         self.received += len(plan) - len(duplicates)
+        if reforwarded:
+            self.reforwarded += reforwarded
+            self._committed(batch.enqueued)
+        bus = self._messaging.bus
+        if delivered and len(bus):
+            bus.publish_messages(delivered)
+        return wire.encode_acks([entry[0] for entry in entries])
+
+    async def _deliver(
+        self, plan: list[_Planned], duplicates: frozenset[tuple[str, str]]
+    ) -> tuple[list[bytes], int]:
+        """Route the batch's new deliveries in order; (their bodies, how many go on to a
+        third node)."""
+        router = self._messaging.router
         delivered: list[bytes] = []
         deadline = asyncio.get_running_loop().time() + self._mailbox_wait
         full: set[str] = set()
@@ -191,10 +220,4 @@ class Inbox:
                     full.add(receiver)
             if reason is not None:
                 router.dead_letter_soon(receiver, body, header, reason, notify=True, pending=True)
-        if reforwarded:
-            self.reforwarded += reforwarded
-            self._committed()
-        bus = self._messaging.bus
-        if delivered and len(bus):
-            bus.publish_messages(delivered)
-        return wire.encode_acks([entry[0] for entry in entries])
+        return delivered, reforwarded

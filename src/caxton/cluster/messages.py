@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import Future
@@ -116,6 +117,7 @@ class ClusterMessages:
             acks_behind=True,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._inbox: Inbox | None = None
         self._gather: Gather | None = None
         self._unsubscribe: list[Unsubscribe] = []
@@ -145,16 +147,20 @@ class ClusterMessages:
         written.add_done_callback(self._written)
         return True
 
-    def _written(self, done: Future[int]) -> None:
+    def _written(self, done: Future[list[OutboxEntry]]) -> None:
         if done.exception() is None:
-            self.committed()
+            self.committed(done.result())
 
-    def committed(self) -> None:
-        """Outbox rows were committed (any thread): wake the forwarder."""
+    def committed(self, entries: Sequence[OutboxEntry]) -> None:
+        """These outbox rows were committed (any thread): hand them to the forwarder."""
         loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed
-                loop.call_soon_threadsafe(self.forwarder.wake)
+        if loop is None or not entries:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self.forwarder.offer(entries)  # from a write awaited on the loop: no thread hop
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            loop.call_soon_threadsafe(self.forwarder.offer, entries)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -187,6 +193,7 @@ class ClusterMessages:
     def start_forwarder(self) -> None:
         """Send the outbox (what a previous run left too) from now on."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self.forwarder.start()
         self._tasks.service(self._refresh_loop(), "cluster outbox statistics")
 

@@ -182,6 +182,10 @@ class RetryPolicy:
             else:
                 self._busy_receivers.pop(entry.receiver, None)
 
+    def busy(self, receiver: str) -> bool:
+        """Whether an entry for ``receiver`` is in flight."""
+        return receiver in self._busy_receivers
+
     def failures(self, node: str) -> int:
         """Consecutive failed requests to ``node``."""
         state = self._nodes.get(node)

@@ -31,8 +31,9 @@ __all__ = [
     "query_subject",
 ]
 
-#: One forwarded delivery: (seq on the origin, message_id, receiver, body).
-WireEntry = tuple[int, str, str, bytes]
+#: One forwarded delivery: (seq on the origin, message_id, receiver, body, fresh). ``fresh``:
+#: the origin never sent it before (it cannot be a duplicate of an earlier request).
+WireEntry = tuple[int, str, str, bytes, bool]
 #: A batch: (origin node, entries in the origin's order).
 InboxBatch = tuple[str, list[WireEntry]]
 
@@ -54,7 +55,9 @@ def query_subject(node: str) -> str:
 
 def encode_batch(origin: str, entries: Sequence[OutboxEntry]) -> bytes:
     """One request's payload: ``entries`` from ``origin``, in order."""
-    return _encoder.encode((origin, [(e.seq, e.message_id, e.receiver, e.body) for e in entries]))
+    return _encoder.encode(
+        (origin, [(e.seq, e.message_id, e.receiver, e.body, e.fresh) for e in entries])
+    )
 
 
 def decode_batch(payload: bytes) -> InboxBatch:

@@ -152,9 +152,6 @@ class BulkIntake:
         )
         await self._commit.commit(batch)  # one write, one future for the whole call
         self._history.accepted([entry[0] for entry in entries])
-        if outbox:  # messages for other nodes: the forwarder sends them (not routed here)
-            assert router.remote is not None
-            router.remote.committed()
         return await self._route(entries)
 
     async def _route(self, entries: list[_Entry]) -> list[Accepted | Error]:

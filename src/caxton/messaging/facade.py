@@ -104,7 +104,7 @@ class Messaging:
             locate=None if remote is None else remote.locate,
         )
         self.runtime, self.router = port.runtime, port.router
-        commit = GroupCommit(storage)
+        commit = GroupCommit(storage, None if remote is None else remote.committed)
         self.intake = Intake(
             storage,
             options,

@@ -24,7 +24,7 @@ disk full, I/O error, closed store). Nothing is routed before its commit.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import Replies, ReplyWaiter
 from caxton.messaging.routing import Router
 from caxton.storage.messages import MessageBatch
+from caxton.storage.outbox import OutboxEntry
 from caxton.storage.sqlite import Storage
 from caxton.wire.codec import check_name, check_size, encode, parse_message
 from caxton.wire.envelope import new_id, now_rfc3339
@@ -74,8 +75,14 @@ def refused(
 class GroupCommit:
     """One storage write per event-loop iteration for the submits in it (module docstring)."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        outboxed: Callable[[list[OutboxEntry]], None] | None = None,
+    ) -> None:
+        """``outboxed``: called (on the loop) with the outbox rows a group write added."""
         self._storage = storage
+        self._outboxed = outboxed
         self._group: tuple[MessageBatch, list[asyncio.Future[None]]] | None = None
 
     def commit(self, batch: MessageBatch) -> asyncio.Future[None]:
@@ -103,7 +110,18 @@ class GroupCommit:
         except BaseException as exc:  # the store is closed: fail the whole group
             _settle(futures, exc)
             return
-        written.add_done_callback(lambda done: _settle(futures, done.exception()))
+        written.add_done_callback(lambda done: self._written(merged, futures, done))
+
+    def _written(
+        self,
+        merged: MessageBatch,
+        futures: list[asyncio.Future[None]],
+        done: asyncio.Future[None],
+    ) -> None:
+        error = done.exception()
+        if error is None and merged.enqueued and self._outboxed is not None:
+            self._outboxed(merged.enqueued)  # before the submitters resume: sent soon
+        _settle(futures, error)
 
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
@@ -216,8 +234,8 @@ class Intake:
         full: list[str] = []
         wait = self._options.submit_wait
         if outbox:
-            assert router.remote is not None
-            router.remote.committed()
+            if redrive is not None and router.remote is not None:  # not a group write
+                router.remote.committed(batch.enqueued)
             forwarded = {row[2] for row in outbox}
             receivers_here = tuple(r for r in receivers if r not in forwarded)
         else:

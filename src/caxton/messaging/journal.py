@@ -60,6 +60,7 @@ from typing import Any
 
 from caxton.runtime.delivery import LARGE_MESSAGE
 from caxton.storage.messages import MessageBatch
+from caxton.storage.outbox import OutboxEntry
 from caxton.wire.header import message_id_of
 
 __all__ = ["FLUSH_AT", "MAX_INFLIGHT", "Journal", "build_batch"]
@@ -206,8 +207,8 @@ class Journal:
         self.handled_total = 0
         self.flushes = 0
         self.failed_flushes = 0
-        #: Called (on the writer thread) once a batch with outbox rows is committed.
-        self.outboxed: Callable[[], None] | None = None
+        #: Called (on the writer thread) with the outbox rows a batch added, once committed.
+        self.outboxed: Callable[[list[OutboxEntry]], None] | None = None
 
     # -- the hot path (worker threads) --------------------------------------------------------
 
@@ -286,7 +287,7 @@ class Journal:
         future = self._write(batch)
         future.add_done_callback(self._committed)
         if batch.outbox and self.outboxed is not None:
-            future.add_done_callback(self._outboxed)
+            future.add_done_callback(lambda done: self._outboxed(done, batch))
         inflight.append(future)
         if block:
             while len(inflight) > self._max_inflight:
@@ -311,10 +312,10 @@ class Journal:
             finally:
                 self._lock.release()
 
-    def _outboxed(self, future: Future[None]) -> None:
+    def _outboxed(self, future: Future[None], batch: MessageBatch) -> None:
         outboxed = self.outboxed
-        if outboxed is not None and future.exception() is None:
-            outboxed()
+        if outboxed is not None and future.exception() is None and batch.enqueued:
+            outboxed(batch.enqueued)
 
     def wait_committed(self, timeout: float | None = None) -> None:
         """Flush and block until every batch so far is committed (threads, not the loop)."""

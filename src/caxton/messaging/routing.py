@@ -35,7 +35,7 @@ budgeted before that, see `caxton.runtime.sandbox.host`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -45,6 +45,7 @@ from caxton.messaging.deadletters import DeadLetterRate, DeadLetters, Reason, fa
 from caxton.messaging.replies import Replies
 from caxton.runtime.agent import AgentState
 from caxton.runtime.delivery import Offer, Origin
+from caxton.storage.outbox import OutboxEntry
 from caxton.wire.header import Header, expired, header_of
 
 if TYPE_CHECKING:
@@ -67,8 +68,8 @@ class Remote(Protocol):
         """Put one message for another node in the outbox now (loop thread); True if taken."""
         ...
 
-    def committed(self) -> None:
-        """Outbox rows were committed (any thread): send them soon."""
+    def committed(self, entries: Sequence[OutboxEntry]) -> None:
+        """These outbox rows were committed (any thread): send them soon."""
         ...
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from caxton.storage._connection import Connection
 from caxton.storage._core import StorageCore
-from caxton.storage.outbox import OutboxRow, enqueue_rows
+from caxton.storage.outbox import OutboxEntry, OutboxRow, enqueue_rows
 
 __all__ = [
     "DeadLetterRecord",
@@ -53,6 +53,9 @@ class MessageBatch:
     #: (message_id, target node, receiver, body): messages for agents on other nodes, put in
     #: the outbox in the same transaction as their history (storage/outbox.py).
     outbox: list[OutboxRow] = field(default_factory=list)
+    #: Set by `write_batch`: the outbox rows it added, with their ``seq`` (read them once the
+    #: write has committed).
+    enqueued: list[OutboxEntry] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +109,7 @@ def write_batch(conn: Connection, batch: MessageBatch, now: float | None = None)
             [(mid,) for mid in batch.retracted],
         )
     if batch.outbox:
-        enqueue_rows(conn, batch.outbox, at)
+        batch.enqueued = enqueue_rows(conn, batch.outbox, at)
 
 
 def _conversation(

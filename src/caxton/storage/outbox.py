@@ -64,6 +64,9 @@ class OutboxEntry:
     enqueued_at: float
     attempts: int
     next_attempt_at: float
+    #: Committed by this process and never sent yet (so the owner cannot have it already);
+    #: False for rows read from the store.
+    fresh: bool = False
 
 
 _COLUMNS = "seq, message_id, node, receiver, body, enqueued_at, attempts, next_attempt_at"
@@ -83,17 +86,31 @@ def _entry(row: Row) -> OutboxEntry:
     )
 
 
-def enqueue_rows(conn: Connection, rows: Iterable[OutboxRow], now: float) -> int:
+def enqueue_rows(conn: Connection, rows: Iterable[OutboxRow], now: float) -> list[OutboxEntry]:
     """Put ``rows`` in the outbox, due at once (inside the caller's transaction).
 
     A (message_id, receiver) already in the outbox is left where it is (a recovery that
-    enqueues again keeps the first position). Returns how many rows were added.
+    enqueues again keeps the first position). Returns the rows added, with their ``seq``.
     """
-    return conn.executemany(
+    rows = list(rows)
+    last = conn.fetch_value("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'", default=0)
+    added = conn.executemany(
         "INSERT OR IGNORE INTO outbox(message_id, node, receiver, body, enqueued_at,"
         " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
         [(mid, node, receiver, body, now, now) for mid, node, receiver, body in rows],
     )
+    if added == len(rows):  # the usual case: the new rows took the next seq values in order
+        return [
+            OutboxEntry(last + i, mid, node, receiver, body, now, 0, now, True)
+            for i, (mid, node, receiver, body) in enumerate(rows, start=1)
+        ]
+    return [  # some were there already: read back which ones are new
+        OutboxEntry(int(seq), str(mid), str(node), str(receiver), bytes(body), now, 0, now, True)
+        for seq, mid, node, receiver, body in conn.fetch_all(
+            "SELECT seq, message_id, node, receiver, body FROM outbox WHERE seq > ? ORDER BY seq",
+            (last,),
+        )
+    ]
 
 
 def seen_or_record_in(
@@ -148,16 +165,20 @@ class OutboxRepository:
 
     # --- the sending node -------------------------------------------------------------------
 
-    def enqueue_nowait(self, rows: Sequence[OutboxRow], now: float | None = None) -> Future[int]:
-        """Queue ``rows`` for the writer (one transaction); the future gives how many were new.
+    def enqueue_nowait(
+        self, rows: Sequence[OutboxRow], now: float | None = None
+    ) -> Future[list[OutboxEntry]]:
+        """Queue ``rows`` for the writer (one transaction); the future gives the new entries.
 
         To enqueue together with a message's history, put the rows in `MessageBatch.outbox`.
         """
         at = time.time() if now is None else now
         return self._store.write_nowait(lambda c: enqueue_rows(c, rows, at))
 
-    async def enqueue(self, rows: Sequence[OutboxRow], now: float | None = None) -> int:
-        """`enqueue_nowait` and wait for the commit."""
+    async def enqueue(
+        self, rows: Sequence[OutboxRow], now: float | None = None
+    ) -> list[OutboxEntry]:
+        """`enqueue_nowait` and wait for the commit; the new entries."""
         return await asyncio.wrap_future(self.enqueue_nowait(rows, now))
 
     async def due(self, now: float, limit: int = 1000) -> list[OutboxEntry]:
@@ -165,10 +186,10 @@ class OutboxRepository:
         receiver's entries stop at its first entry that is not due yet."""
         return await self._store.read(lambda c: _due(c, now, limit))
 
-    async def entries(self) -> list[OutboxEntry]:
-        """Every entry, in insertion order (for tests and inspection)."""
+    async def entries(self, limit: int = -1) -> list[OutboxEntry]:
+        """Every entry (the first ``limit`` if given), in insertion order."""
         rows = await self._store.read(
-            lambda c: c.fetch_all(f"SELECT {_COLUMNS} FROM outbox ORDER BY seq")
+            lambda c: c.fetch_all(f"SELECT {_COLUMNS} FROM outbox ORDER BY seq LIMIT ?", (limit,))
         )
         return [_entry(r) for r in rows]
 
@@ -218,16 +239,24 @@ class OutboxRepository:
         """Record ``keys`` and write ``build(duplicates)`` (the batch of the new ones) in ONE
         transaction, so an id is recorded exactly when its message is committed; return the
         duplicates. ``build`` runs on the writer thread: keep it short and pure."""
+        at = time.time() if now is None else now
+        return await asyncio.wrap_future(self.accept_nowait(keys, build, at))
+
+    def accept_nowait(
+        self,
+        keys: Sequence[DeliveryKey],
+        build: Callable[[frozenset[DeliveryKey]], MessageBatch],
+        now: float,
+    ) -> Future[frozenset[DeliveryKey]]:
+        """`accept`, queued for the writer; the future gives the duplicates once committed."""
         from caxton.storage.messages import write_batch
 
-        at = time.time() if now is None else now
-
         def run(c: Connection) -> frozenset[DeliveryKey]:
-            duplicates = seen_or_record_in(c, keys, at)
-            write_batch(c, build(duplicates), at)
+            duplicates = seen_or_record_in(c, keys, now)
+            write_batch(c, build(duplicates), now)
             return duplicates
 
-        return await self._store.write(run)
+        return self._store.write_nowait(run)
 
     async def prune_received(
         self,
