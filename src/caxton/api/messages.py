@@ -97,7 +97,19 @@ CONVERSATION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "conversation_id": {"type": "string"},
-        "messages": {"type": "array", "items": _MESSAGE},
+        "messages": {
+            "type": "array",
+            "items": {
+                **_MESSAGE,
+                "properties": {
+                    **_MESSAGE["properties"],
+                    "node": {
+                        "type": "string",
+                        "description": "cluster only: the node that keeps the message",
+                    },
+                },
+            },
+        },
         **_PAGE,
         **_MISSING,
     },

@@ -1,4 +1,5 @@
-"""`caxton cluster members|remove`: the members of the cluster as a node sees them."""
+"""`caxton cluster members|remove|conflicts`: the members of the cluster as a node sees them,
+and the agent names it found hosted on two nodes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ PREFIX = "/api/v1/cluster/members"
 
 @click.group("cluster")
 def cluster() -> None:
-    """Show and manage the members of the cluster (through the HTTP API)."""
+    """Show and manage the members of the cluster, show its conflicts (through the HTTP
+    API)."""
 
 
 @cluster.command("members")
@@ -56,3 +58,33 @@ def remove(name: str, server: str, token: str | None, output: str) -> None:
         echo_json(body)
     else:
         click.echo(f"removed member {name} (it was {body['state']})")
+
+
+@cluster.command("conflicts")
+@client_options
+def conflicts(server: str, token: str | None, output: str) -> None:
+    """List the agent names found deployed on two nodes: who keeps each, and what became of
+    the other copy (the first deploy wins; the loser's copy is stopped and kept stored)."""
+    body = call(server, token, "GET", "/api/v1/cluster/conflicts")
+    if output == "json":
+        echo_json(body)
+        return
+    found = body["conflicts"]
+    if not found:
+        click.echo("no conflicts")
+        return
+    print_table(
+        ["NAME", "WINNER", "LOSER", "WINNER DEPLOYED", "LOSER DEPLOYED", "SEEN", "ACTION"],
+        [
+            [
+                c["name"],
+                c["winner"],
+                c["loser"],
+                human_time(c.get("winner_deployed_at")),
+                human_time(c.get("loser_deployed_at")),
+                human_time(c.get("at")),
+                c.get("action"),
+            ]
+            for c in found
+        ],
+    )

@@ -25,7 +25,8 @@ def conversation() -> None:
 def show(
     conversation_id: str, offset: int, limit: int, server: str, token: str | None, output: str
 ) -> None:
-    """Show the messages of conversation ID, in order."""
+    """Show the messages of conversation ID, in order (in a cluster: gathered from every node,
+    with a NODE column, the node that keeps each message)."""
     path = f"/api/v1/conversations/{urllib.parse.quote(conversation_id, safe='')}"
     page = call(server, token, "GET", path, query={"offset": str(offset), "limit": str(limit)})
     if output == "json":
@@ -35,11 +36,17 @@ def show(
     if not messages:
         click.echo(f"no messages at offset {offset} ({page['total']} in all)")
         return
+    clustered = any(m.get("node") is not None for m in messages)
     print_table(
-        ["#", "TIME", "FROM", "TO", "PERFORMATIVE", "IN REPLY TO", "CONTENT"],
+        [
+            "#",
+            *(["NODE"] if clustered else []),
+            *["TIME", "FROM", "TO", "PERFORMATIVE", "IN REPLY TO", "CONTENT"],
+        ],
         [
             [
                 offset + i + 1,
+                *([m.get("node")] if clustered else []),
                 human_time(m.get("created_at")),
                 m.get("sender"),
                 ", ".join(m["receiver"])
@@ -54,3 +61,5 @@ def show(
     )
     if offset > 0 or len(messages) < page["total"]:
         click.echo(f"{offset + 1}-{offset + len(messages)} of {page['total']} messages")
+    if page.get("missing_nodes"):
+        click.echo(f"not in this page (no answer in time): {', '.join(page['missing_nodes'])}")

@@ -117,10 +117,18 @@ class Router:
         self.remote = remote
         self._spawn = spawn
         #: Step 2's question: is ``name`` an agent of this node (any state)? A dict lookup.
-        self.is_local: Callable[[str], bool] = runtime.has_agent
+        #: In a cluster, not when the registry routes the name to another node: this node
+        #: keeps the losing copy of a conflict (docs/cluster.md, "Conflicts").
+        self.is_local: Callable[[str], bool] = (
+            runtime.has_agent if remote is None else self._hosted_and_routed_here
+        )
         self._rate = DeadLetterRate(dead_letters_per_second)
         #: Dead letters of agents' sends not stored (over the rate), by reason.
         self.dropped = self._rate.dropped
+
+    def _hosted_and_routed_here(self, name: str) -> bool:
+        remote = self.remote
+        return self.runtime.has_agent(name) and (remote is None or remote.locate(name) is None)
 
     # -- steps 1 and 2: what enters through messaging -----------------------------------------
 
