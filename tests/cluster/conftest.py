@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from caxton.config import Config
-from caxton.config.schema import Address, CoordinationConfig, NetworkingConfig
+from caxton.config.schema import Address, CoordinationConfig, NetworkingConfig, Secret
 from tests.nodeproc import free_port
 from tests.support import fast_runtime
 
@@ -28,9 +28,12 @@ def coordination(
     )
 
 
-def server_config(tmp_path: Path, name: str, port: int, seeds: tuple[int, ...]) -> Config:
+def server_config(
+    tmp_path: Path, name: str, port: int, seeds: tuple[int, ...], secret: str | None = None
+) -> Config:
     """A whole clustered node's config for an in-process `Server`: its listeners on free ports,
-    its state under ``tmp_path/name``, fast runtime, probe 0.2 s and gossip 0.1 s."""
+    its state under ``tmp_path/name``, fast runtime, probe 0.2 s and gossip 0.1 s; with
+    ``secret``, a ``cluster_secret``."""
     return Config(
         networking=dataclasses.replace(
             NetworkingConfig(),
@@ -46,6 +49,7 @@ def server_config(tmp_path: Path, name: str, port: int, seeds: tuple[int, ...]) 
             local_state_path=tmp_path / name / "local.db",
             probe_interval=0.2,
             gossip_interval=0.1,
+            cluster_secret=None if secret is None else Secret(secret),
         ),
     )
 

@@ -48,12 +48,14 @@ class Pair:
         )
 
 
-@pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
+@pytest.fixture(params=[None, "the-cluster-secret"], ids=["no-secret", "secret"])
+async def pair(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
+    """Two clustered nodes, without and with a cluster secret (every message signed)."""
     port_one, port_two = free_port(), free_port()
     seeds = (port_one, port_two)
-    one = Server(server_config(tmp_path, "one", port_one, seeds))
-    two = Server(server_config(tmp_path, "two", port_two, seeds))
+    secret = request.param
+    one = Server(server_config(tmp_path, "one", port_one, seeds, secret))
+    two = Server(server_config(tmp_path, "two", port_two, seeds, secret))
     await one.start()
     try:
         await two.start()

@@ -76,3 +76,19 @@ async def test_requests_need_the_same_secret_both_ways(tmp_path: Path) -> None:
         finally:
             for client in clients:
                 await client.close()
+
+
+def test_no_cluster_traffic_bypasses_the_signatures() -> None:
+    """`Msg.respond` sends the request's headers back (its signature, wrong for a reply), and
+    a subscription made on the client directly must check and sign as `NatsBus` does."""
+    src = Path(__file__).resolve().parents[2] / "src" / "caxton"
+    checked = {"cluster/bus.py", "api/remote.py"}
+    for path in src.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(src).as_posix()
+        assert ".respond(" not in text, where
+        if "client.subscribe(" in text or "client.publish(" in text:
+            assert where in checked, where
+    remote = (src / "api" / "remote.py").read_text(encoding="utf-8")
+    assert "signer.accepts(" in remote
+    assert "signer.headers(" in remote

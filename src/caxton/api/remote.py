@@ -256,12 +256,17 @@ class AgentApiResponder:
             shutil.rmtree(directory, ignore_errors=True)
 
     async def _on_call(self, message: Msg) -> None:
-        self._tasks.start(self._answer(message), "cluster agent API call")
+        # signed and checked as the cluster bus does (a call without this cluster's
+        # signature gets no answer; the answer is signed for the caller to check)
+        if _link(self._node).bus.signer.accepts(message.subject, message.headers, message.data):
+            self._tasks.start(self._answer(message), "cluster agent API call")
 
     async def _answer(self, message: Msg) -> None:
-        reply = await self.handle(message.data)
+        reply = encode(await self.handle(message.data))
+        link = _link(self._node)
+        headers = link.bus.signer.headers("reply:" + message.subject, reply)
         with contextlib.suppress(Exception):  # the caller went away: nothing to answer
-            await message.respond(encode(reply))
+            await link.client.publish(message.reply, reply, headers=headers)
 
     async def handle(self, payload: bytes) -> ApiReply:
         """The reply to one encoded `ApiCall` (malformed input is a 400 reply)."""

@@ -215,6 +215,12 @@ class NatsBus:
         self._client = client
         self._signer = signer or BusSigner(None)
 
+    @property
+    def signer(self) -> BusSigner:
+        """What signs and checks this bus's messages (for a subscription made on the client
+        directly: it must check calls and sign replies as `serve` does)."""
+        return self._signer
+
     async def publish(self, subject: str, payload: bytes) -> None:
         headers = self._signer.headers(subject, payload)
         await self._client.publish(subject, payload, headers=headers)
