@@ -10,6 +10,11 @@ a clean stop on SIGTERM (exit 0, within the stop timeout), and after a restart, 
 container is replaced by a new one on the same volume, the agent and its data still there.
 It prints the image's size, the build time and the cold start to ``/ready``.
 
+Then three containers run deploy/compose-cluster.yml's nodes with its compose/cluster.toml
+(ports made distinct, since they share the host's network; the services' names resolve through
+``--add-host``): they form one cluster, a message crosses from one node to another, and a
+``podman kill`` of one is seen as dead by the other two.
+
 Skipped, with the reason, only where containers cannot run at all (no root to set podman up,
 or a container does not even start from the plain base image).
 """
@@ -20,13 +25,14 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from tests.nodeproc import free_port
 from tests.ops import podman as pm
-from tests.support import EXAMPLES
+from tests.support import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -219,3 +225,136 @@ def test_node_in_a_container(image: str, tmp_path: Path, report: list[str]) -> N
             _stop(container)
         finally:
             container.remove()
+
+
+#: deploy/compose/cluster.toml, which compose-cluster.yml gives its three nodes.
+COMPOSE_CLUSTER_TOML = ROOT / "deploy" / "compose" / "cluster.toml"
+CLUSTER_SECRET = "container-cluster-secret-0123456789abcdef"
+
+
+def _replace(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, f"compose/cluster.toml no longer has exactly one {old!r}"
+    return text.replace(old, new)
+
+
+def _cluster_config(ports: list[dict[str, int]], me: int) -> str:
+    """compose/cluster.toml for node ``me`` on the host's network. On the Compose network each
+    container has its own address, so all use the same ports; here they share 127.0.0.1 and
+    each node gets its own ports instead. The service names still resolve (``--add-host``)."""
+    text = COMPOSE_CLUSTER_TOML.read_text()
+    mine = ports[me]
+    text = _replace(
+        text, 'bind_address = "0.0.0.0:8080"', f'bind_address = "127.0.0.1:{mine["api"]}"'
+    )
+    text = _replace(
+        text, 'metrics_address = "0.0.0.0:9090"', f'metrics_address = "127.0.0.1:{mine["metrics"]}"'
+    )
+    text = _replace(
+        text, 'admin_address = "127.0.0.1:8081"', f'admin_address = "127.0.0.1:{mine["admin"]}"'
+    )
+    text = _replace(text, 'bind_addr = "0.0.0.0:7946"', f'bind_addr = "127.0.0.1:{mine["route"]}"')
+    text = _replace(
+        text,
+        'advertise_addr = "${NODE_NAME}:7946"',
+        f'advertise_addr = "${{NODE_NAME}}:{mine["route"]}"',
+    )
+    for i, node in enumerate(ports, start=1):
+        text = _replace(text, f'"caxton-node-{i}:7946"', f'"caxton-node-{i}:{node["route"]}"')
+    # No collector runs here, and a quick stop: tracing off and no drain delay.
+    text = _replace(text, "enable_tracing = true", "enable_tracing = false")
+    return _replace(text, 'drain_delay = "7s"', 'drain_delay = "0s"')
+
+
+def _members(api: str, token: str) -> dict[str, str]:
+    status, raw = pm.http_get(f"{api}/api/v1/cluster/members", token=token)
+    assert status == 200, raw
+    return {m["name"]: m["state"] for m in json.loads(raw)["members"]}
+
+
+def _wait_members(api: str, token: str, expected: dict[str, str], within: float) -> float:
+    start = time.monotonic()
+    seen: dict[str, str] = {}
+    while time.monotonic() - start < within:
+        seen = _members(api, token)
+        if all(seen.get(name) == state for name, state in expected.items()):
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"{api} sees {seen}, not {expected} after {within} s")
+
+
+def test_three_containers_form_a_cluster(image: str, tmp_path: Path, report: list[str]) -> None:
+    """compose-cluster.yml's three nodes, as containers of the image: they mesh through their
+    service names as seeds, a message sent to node 1 reaches an agent on node 2 and its reply
+    comes back, and a `podman kill` of node 3 is seen as dead by the other two."""
+    names = [f"caxton-node-{i}" for i in (1, 2, 3)]
+    ports = [{key: free_port() for key in ("api", "metrics", "admin", "route")} for _ in names]
+    apis = [f"http://127.0.0.1:{p['api']}" for p in ports]
+    add_hosts = [arg for name in names for arg in ("--add-host", f"{name}:127.0.0.1")]
+    containers: list[pm.Container] = []
+    with ExitStack() as stack:
+        for i, name in enumerate(names):
+            config_dir = tmp_path / name
+            config_dir.mkdir(mode=0o755)
+            config_dir.chmod(0o755)
+            (config_dir / "cluster.toml").write_text(_cluster_config(ports, i))
+            (config_dir / "cluster.toml").chmod(0o644)
+            data = stack.enter_context(pm.volume())
+            container = pm.run(
+                pm.unique(name),
+                "--read-only",
+                *add_hosts,
+                "-v",
+                f"{config_dir}:/config:ro",
+                "-v",
+                f"{data}:/data",
+                "-e",
+                "CAXTON_CONFIG_PATH=/config/cluster.toml",
+                "-e",
+                f"JWT_SECRET={JWT_SECRET}",
+                "-e",
+                f"CLUSTER_SECRET={CLUSTER_SECRET}",
+                "-e",
+                f"NODE_NAME={name}",
+            )
+            stack.callback(container.remove)
+            containers.append(container)
+        for api in apis:
+            pm.wait_status(f"{api}/ready")
+        token = containers[0].exec("caxton", "token", "create", "--subject", "test").strip()
+        alive = {name: "alive" for name in names}
+        for api in apis:
+            _wait_members(api, token, alive, within=20)
+
+        wasm = base64.b64encode((EXAMPLES / "echo.wasm").read_bytes()).decode()
+        deploy = json.dumps({"name": "far-echo", "wasm": wasm, "node": names[1]}).encode()
+        status_code, raw = pm.http_post(f"{apis[1]}/api/v1/agents", deploy, token=token)
+        assert status_code == 201, raw
+        assert json.loads(raw)["node"] == names[1]
+
+        def crossed() -> bool:
+            body = json.dumps(
+                {"receiver": "far-echo", "performative": "request", "content": {"from": 1}}
+            )
+            code, answer = pm.http_post(
+                f"{apis[0]}/api/v1/messages?wait=5s", body.encode(), token=token
+            )
+            return code == 200 and json.loads(answer)["content"] == {"from": 1}
+
+        # Node 1 learns of the agent within a gossip round; then the message crosses.
+        deadline = time.monotonic() + 10
+        while not crossed():
+            assert time.monotonic() < deadline, "no reply from the agent on node 2"
+            time.sleep(0.2)
+
+        pm.podman("kill", containers[2].name)
+        killed = time.monotonic()
+        for api in apis[:2]:
+            _wait_members(api, token, {names[2]: "dead"}, within=15)
+        report.append(
+            f"podman kill of a node to dead on both others: {time.monotonic() - killed:.1f} s"
+        )
+
+        # The others stop cleanly; the survivor sees the one stopped as left.
+        _stop(containers[1])
+        _wait_members(apis[0], token, {names[1]: "left"}, within=5)
+        _stop(containers[0])
