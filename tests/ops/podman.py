@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -32,6 +33,8 @@ BASE_IMAGE = "localhost/debian:bookworm"
 IMAGE = "localhost/caxton:test"
 #: The CA bundle pip inside the build trusts (the host's), when the host has one.
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+#: Seconds each build of this run took (tests/ops/conftest.py's `image`), for the report.
+BUILD_SECONDS: list[float] = []
 #: podman without systemd logs these for every container with a HEALTHCHECK; harmless.
 _NOISE = "unable to get systemd connection"
 
@@ -181,12 +184,19 @@ def run(name: str, *args: str, image: str = IMAGE, command: tuple[str, ...] = ()
     return Container(name)
 
 
-def http_get(url: str, *, token: str | None = None, timeout: float = 5) -> tuple[int, bytes]:
+def http_get(
+    url: str,
+    *,
+    token: str | None = None,
+    timeout: float = 5,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, bytes]:
+    """(status, body) of a GET; (0, b"") when nothing answers."""
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -194,22 +204,37 @@ def http_get(url: str, *, token: str | None = None, timeout: float = 5) -> tuple
         return 0, b""
 
 
-def http_post(url: str, body: bytes, *, token: str, timeout: float = 15) -> tuple[int, bytes]:
+def http_post(
+    url: str,
+    body: bytes,
+    *,
+    token: str,
+    timeout: float = 15,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, bytes]:
+    """(status, body) of a JSON POST with a token."""
     request = urllib.request.Request(url, data=body, method="POST")
     request.add_header("Authorization", f"Bearer {token}")
     request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def wait_status(url: str, status: int = 200, *, within: float = 60) -> float:
+def wait_status(
+    url: str,
+    status: int = 200,
+    *,
+    within: float = 60,
+    context: ssl.SSLContext | None = None,
+    token: str | None = None,
+) -> float:
     """Poll ``url`` every 20 ms until it answers ``status``; the seconds that took."""
     start = time.monotonic()
     while time.monotonic() - start < within:
-        if http_get(url, timeout=2)[0] == status:
+        if http_get(url, timeout=2, context=context, token=token)[0] == status:
             return time.monotonic() - start
         time.sleep(0.02)
     raise AssertionError(f"{url} did not answer {status} within {within} s")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -41,31 +40,6 @@ MAX_IMAGE_BYTES = 250 * 1000 * 1000
 #: podman's and Docker's default stop timeout: SIGTERM, then SIGKILL after this many seconds.
 STOP_TIMEOUT = 10
 JWT_SECRET = "container-test-secret-0123456789abcdef"
-
-
-#: Seconds the module's build took (layers cached from earlier runs), for the report.
-_BUILD_SECONDS: list[float] = []
-
-
-@pytest.fixture(scope="module")
-def image() -> str:
-    try:
-        pm.prepare()
-    except pm.Unavailable as exc:
-        pytest.skip(str(exc))
-    _BUILD_SECONDS.append(pm.build())
-    return pm.IMAGE
-
-
-@pytest.fixture
-def report(capsys: pytest.CaptureFixture[str]) -> Iterator[list[str]]:
-    """Lines printed at the end of the test, past pytest's capture (the measured figures)."""
-    lines: list[str] = []
-    yield lines
-    with capsys.disabled():
-        for line in lines:
-            print(f"\n[container] {line}", end="")
-        print()
 
 
 def _node_config(directory: Path) -> tuple[Path, dict[str, int]]:
@@ -141,7 +115,7 @@ def _ask(api: str, token: str, receiver: str, content: object) -> dict[str, obje
 def test_image_is_small_and_has_no_compiler(image: str, report: list[str]) -> None:
     size = pm.image_size(image)
     report.append(f"image size: {size / 1e6:.0f} MB ({size} bytes)")
-    report.append(f"podman build (cached layers reused): {_BUILD_SECONDS[0]:.1f} s")
+    report.append(f"podman build (cached layers reused): {pm.BUILD_SECONDS[0]:.1f} s")
     assert size < MAX_IMAGE_BYTES
     probe = (
         "import shutil, caxton.runtime.sandbox._accel, caxton._examples;"
