@@ -9,7 +9,7 @@ on both with a fixed directory. Measured in one run, side by side:
   (``Messaging.submit(wait=True)``), p50/p99 in ms;
 * ``api_wait``: ``POST /api/v1/messages?wait=5s`` to a for ``echo`` on b over HTTP, p50/p99.
 
-    python bench/bench_cluster.py [--pairs 64] [--rounds 500] [--samples 300]
+    python bench/bench_cluster.py [--pairs 64] [--rounds 500] [--samples 300] [--secret]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from caxton.agents import DeployRequest
 from caxton.api.app import create_app
 from caxton.cluster.directory import FixedDirectory
 from caxton.config import Config, CoordinationConfig
-from caxton.config.schema import Address
+from caxton.config.schema import Address, Secret
 from caxton.node import Node
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,9 @@ def placement(pairs: int) -> dict[str, str]:
 
 
 def make_node(name: str, state: Path, port: int, seed: int) -> Node:
+    secret = os.environ.get("BENCH_CLUSTER_SECRET")
     keys = CoordinationConfig(
+        cluster_secret=None if secret is None else Secret(secret),
         cluster_enabled=True,
         bind_addr=Address("127.0.0.1", port),
         seeds=(f"127.0.0.1:{seed}",),
@@ -126,7 +128,12 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=500)
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--serve", nargs=3, metavar=("STATE", "PORT", "SEED"))
+    parser.add_argument(
+        "--secret", action="store_true", help="set a cluster_secret (every message signed)"
+    )
     args = parser.parse_args()
+    if args.secret:  # the child node reads it from its environment too
+        os.environ["BENCH_CLUSTER_SECRET"] = "bench-secret"
     if args.serve:
         state, port, seed = args.serve
         await serve_b(Path(state), int(port), int(seed), args.pairs)
@@ -217,6 +224,7 @@ async def main() -> None:
                 "python": platform.python_version(),
                 "machine": machine(),
                 "pairs": args.pairs,
+                "cluster_secret": args.secret,
                 "rounds": args.rounds,
                 # side by side, in this run: the same pairs split across a and b, and on a alone
                 "split_msgs_per_s": round(split),

@@ -218,6 +218,25 @@ async def test_first_sends_are_delivered_while_they_commit_and_acknowledged_afte
     assert inbox.duplicates == 1
 
 
+async def test_a_receiver_s_next_batch_is_delivered_while_the_first_commits() -> None:
+    """Batches of first sends are delivered in arrival order without waiting for each
+    other's commits (the writer keeps their order, so ids still count as taken)."""
+    router, store = Router(), Store(gate=True)
+    inbox = inbox_over(store, router)
+    first = asyncio.ensure_future(inbox.receive(batch((1, "m1", "y"), fresh=True)))
+    second = asyncio.ensure_future(inbox.receive(batch((2, "m2", "y"), fresh=True)))
+
+    async def both() -> bool:
+        return router.delivered == [("y", "m1"), ("y", "m2")]
+
+    await eventually(both, within=2)
+    assert not first.done()
+    assert not second.done()
+    store.commit_all()
+    assert wire.decode_acks(await asyncio.wait_for(first, 2)) == [1]
+    assert wire.decode_acks(await asyncio.wait_for(second, 2)) == [2]
+
+
 async def test_batches_sharing_a_receiver_are_delivered_in_their_order() -> None:
     """A request that timed out on the sender may still be running here (waiting for room in
     a full mailbox) when its retry (the same entries and later ones) arrives: the retry must

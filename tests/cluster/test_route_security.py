@@ -238,3 +238,27 @@ async def test_a_node_secures_its_routes_with_its_tls_config(tmp_path: Path) -> 
     finally:
         await two.aclose()
         await one.aclose()
+
+
+async def test_a_node_without_the_secret_is_no_member_even_when_a_route_forms(
+    links: Callable[..., object], caplog: pytest.LogCaptureFixture
+) -> None:
+    """nats-server checks credentials only where a route is accepted: the secured node dials
+    the secretless one (its seed), which accepts. Every message is signed, so neither takes
+    the other's heartbeats, and both say why."""
+    caplog.set_level(logging.ERROR, logger="caxton.cluster")
+    a, b = free_port(), free_port()
+    one: ClusterLink = await links("one", a, b, secret="the-secret")  # type: ignore[misc]
+    two: ClusterLink = await links("two", b, a)  # type: ignore[misc]
+
+    async def routed() -> bool:
+        return bool((await one.status())["routes"] > 0)
+
+    await eventually(routed, 10, what="the secured node's route to its seed")
+    await asyncio.sleep(APART)
+    assert peers(one) == set()
+    assert peers(two) == set()
+    said = [r.getMessage() for r in caplog.records if r.name == "caxton.cluster"]
+    assert any("came from a node without cluster_secret: dropped" in line for line in said)
+    assert any("signed with a cluster_secret and this node has none" in line for line in said)
+    assert "the-secret" not in caplog.text

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from caxton.cluster.signing import BusSigner
 from caxton.tasks import TaskSet
 
 if TYPE_CHECKING:
@@ -207,31 +208,42 @@ class MemberBus:
 
 
 class NatsBus:
-    """A `Bus` over a nats-py connection (which its owner connects and closes)."""
+    """A `Bus` over a nats-py connection (which its owner connects and closes); with a
+    ``signer``, every message is signed and checked (`caxton.cluster.signing`)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, signer: BusSigner | None = None) -> None:
         self._client = client
+        self._signer = signer or BusSigner(None)
 
     async def publish(self, subject: str, payload: bytes) -> None:
-        await self._client.publish(subject, payload)
+        headers = self._signer.headers(subject, payload)
+        await self._client.publish(subject, payload, headers=headers)
 
     async def subscribe(self, subject: str, handler: Handler) -> Unsubscribe:
+        signer = self._signer
+
         async def callback(message: Msg) -> None:
-            _deliver(handler, message.subject, message.data)
+            if signer.accepts(message.subject, message.headers, message.data):
+                _deliver(handler, message.subject, message.data)
 
         return _closer(await self._client.subscribe(subject, cb=callback))
 
     async def serve(
         self, subject: str, responder: Responder, *, concurrent: bool = False
     ) -> Unsubscribe:
+        signer, client = self._signer, self._client
+
         async def answer(message: Msg) -> None:
+            if not signer.accepts(message.subject, message.headers, message.data):
+                return  # no reply: the requester times out
             try:
                 reply = await responder(message.subject, message.data)
             except Exception:  # no reply: the requester times out
                 _log.exception("a responder for %s failed", message.subject)
                 return
+            headers = signer.headers("reply:" + message.subject, reply)
             with contextlib.suppress(ConnectionClosedError):  # the requester retries
-                await message.respond(reply)
+                await client.publish(message.reply, reply, headers=headers)
 
         if not concurrent:
             return _closer(await self._client.subscribe(subject, cb=answer))
@@ -245,12 +257,17 @@ class NatsBus:
         return _closer(await self._client.subscribe(subject, cb=callback), answering)
 
     async def request(self, subject: str, payload: bytes, within: float) -> bytes:
+        signer = self._signer
         try:
-            reply = await self._client.request(subject, payload, timeout=within)
+            reply = await self._client.request(
+                subject, payload, timeout=within, headers=signer.headers(subject, payload)
+            )
         except NoRespondersError as error:
             raise NoResponders(subject) from error
         except NatsTimeoutError as error:
             raise TimeoutError(f"no reply on {subject} within {within} s") from error
+        if not signer.accepts("reply:" + subject, reply.headers, reply.data):
+            raise TimeoutError(f"no signed reply on {subject}")
         return reply.data
 
 

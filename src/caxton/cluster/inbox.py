@@ -134,15 +134,22 @@ class Inbox:
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for receiver in receivers:
             busy[receiver] = turn
-        try:
-            return await self._receive(origin, entries)
-        finally:
-            for receiver in receivers:
-                if busy.get(receiver) is turn:
-                    del busy[receiver]
-            turn.set_result(None)
 
-    async def _receive(self, origin: str, entries: list[wire.WireEntry]) -> bytes:
+        def delivered() -> None:  # the next batch for these receivers may be delivered now
+            if not turn.done():
+                for receiver in receivers:
+                    if busy.get(receiver) is turn:
+                        del busy[receiver]
+                turn.set_result(None)
+
+        try:
+            return await self._receive(origin, entries, delivered)
+        finally:
+            delivered()
+
+    async def _receive(
+        self, origin: str, entries: list[wire.WireEntry], delivered: Callable[[], None]
+    ) -> bytes:
         router = self._messaging.router
         is_local, locate, owner = router.is_local, self._locate, self._owner
         plan: list[_Planned] = []
@@ -177,19 +184,22 @@ class Inbox:
         if all(entry[4] for entry in entries):
             # First sends: none can be a duplicate, so they are delivered while the write
             # commits (the acknowledgement still waits for it).
-            delivered, reforwarded = await self._deliver(plan, frozenset())
+            bodies, reforwarded = await self._deliver(plan, frozenset())
+            # A later batch for these receivers may be delivered before this one commits: its
+            # write is queued after this one's, so it still sees these ids as taken.
+            delivered()
             duplicates = await asyncio.wrap_future(accepted)
         else:
             duplicates = await asyncio.wrap_future(accepted)
-            delivered, reforwarded = await self._deliver(plan, duplicates)
+            bodies, reforwarded = await self._deliver(plan, duplicates)
         self.duplicates += len(duplicates)
         self.received += len(plan) - len(duplicates)
         if reforwarded:
             self.reforwarded += reforwarded
             self._committed(batch.enqueued)
         bus = self._messaging.bus
-        if delivered and len(bus):
-            bus.publish_messages(delivered)
+        if bodies and len(bus):
+            bus.publish_messages(bodies)
         return wire.encode_acks([entry[0] for entry in entries])
 
     async def _deliver(

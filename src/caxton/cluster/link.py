@@ -36,6 +36,7 @@ from caxton.cluster.membership import SUSPECT_AFTER, MemberChange, Membership
 from caxton.cluster.natsconf import NatsEndpoint, RouteTls
 from caxton.cluster.natsd import NatsServer
 from caxton.cluster.registry import Registry
+from caxton.cluster.signing import BusSigner
 from caxton.cluster.telemetry import Sample
 from caxton.config.schema import CoordinationConfig, NetworkingConfig, mask_url_password
 from caxton.errors import ClusterError
@@ -159,7 +160,10 @@ class ClusterLink:
         finally:
             self._connecting = False
         self._client = client
-        self._bus = bus = NatsBus(client)
+        secret = self._config.cluster_secret
+        self._bus = bus = NatsBus(
+            client, BusSigner(None if secret is None else secret.reveal(), clock=self._clock)
+        )
         self._membership = membership = Membership(
             self.name,
             (self._api_address, self._cluster_address()),
