@@ -194,6 +194,7 @@ def test_node_in_a_container(image: str, tmp_path: Path, report: list[str]) -> N
                 if '"message": "node started"' in line
             ]
             assert started[0]["restored"] == 12, started  # the 11 examples and keeper
+            assert started[0]["hot_path"] == "c", "the C hot path is not in the image"
             token = container.exec("caxton", "token", "create", "--subject", "test").strip()
             assert _ask(api, token, "keeper", {})["content"] == {"memory_count": 1, "kv_count": 4}
             _stop(container)

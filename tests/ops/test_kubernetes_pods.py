@@ -163,19 +163,23 @@ def test_the_statefulsets_pods_form_a_cluster(
         deploy = json.dumps({"name": "pod-echo", "wasm": wasm, "node": names[2]}).encode()
         code, raw = pm.http_post(f"{apis[2]}/api/v1/agents", deploy, token=token, context=context)
         assert code == 201, raw
-        # Pod 0 learns of the agent on pod 2 through the registry, then the message crosses.
-        pm.wait_status(f"{apis[0]}/api/v1/agents/pod-echo", within=10, context=context, token=token)
+        # Pod 0 learns of the agent on pod 2 through the registry (until then the message is
+        # answered `failure`, unknown receiver); then the message crosses and the reply returns.
         body = json.dumps({"receiver": "pod-echo", "performative": "request", "content": "hi"})
-        code, raw = pm.http_post(
-            f"{apis[0]}/api/v1/messages?wait=5s", body.encode(), token=token, context=context
-        )
-        assert code == 200, raw
-        reply = json.loads(raw)
-        assert (reply["sender"], reply["performative"], reply["content"]) == (
-            "pod-echo",
-            "inform",
-            "hi",
-        )
+        deadline = time.monotonic() + 10
+        while True:
+            code, raw = pm.http_post(
+                f"{apis[0]}/api/v1/messages?wait=5s", body.encode(), token=token, context=context
+            )
+            assert code == 200, raw
+            reply = json.loads(raw)
+            if reply["performative"] == "inform":
+                break
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {c.name}\n{c.logs()[-4000:]}" for c in containers)
+                raise AssertionError(f"no reply from pod-echo on {names[2]}: {reply}\n{logs}")
+            time.sleep(0.2)
+        assert (reply["sender"], reply["content"]) == ("pod-echo", "hi")
 
         # SIGTERM as the kubelet sends it after the preStop hook; the rest of the grace period
         # is the budget. The drain_delay is real here (the ConfigMap's).
