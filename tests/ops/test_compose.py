@@ -24,6 +24,7 @@ import yaml
 
 from caxton.config import parse_duration
 from caxton.server import SHUTDOWN_MARGIN
+from tests.ops.configdiff import uncommented_changes
 from tests.support import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -141,3 +142,9 @@ def test_secrets_are_required_not_defaulted(name: str) -> None:
     text = (DEPLOY / name).read_text()
     for secret in re.findall(r"\$\{([A-Z_]+)[^}]*\}", text):
         assert re.search(rf"\$\{{{secret}:\?", text), secret
+
+
+@pytest.mark.parametrize("name", ["production.toml", "cluster.toml"])
+def test_every_change_to_the_shipped_production_toml_is_commented(name: str) -> None:
+    text = (DEPLOY / "compose" / name).read_text()
+    assert uncommented_changes(text, "CONTAINER") == []

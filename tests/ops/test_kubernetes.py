@@ -26,6 +26,7 @@ import yaml
 
 from caxton.config import parse_duration, parse_size
 from caxton.server import SHUTDOWN_MARGIN
+from tests.ops.configdiff import uncommented_changes
 from tests.ops.dockerfile import stages, venv_tool
 from tests.ops.kustomize import Object, by_kind, one, render, strip_hash
 from tests.support import ROOT
@@ -33,7 +34,6 @@ from tests.tls import self_signed
 
 K8S = ROOT / "deploy" / "kubernetes"
 YAMLLINT_CONFIG = ROOT / "deploy" / ".yamllint.yaml"
-SHIPPED_TOML = ROOT / "deploy" / "production.toml"
 #: The deployment guide's requests and limits for the Caxton container.
 GUIDE_RESOURCES = {
     "requests": {"memory": "2Gi", "cpu": "1000m"},
@@ -279,25 +279,7 @@ def test_every_change_to_the_shipped_production_toml_is_commented(
 ) -> None:
     """Each key whose value differs from deploy/production.toml, or that is added or dropped,
     sits under a ``# KUBERNETES:`` comment (the dropped ones are named in one)."""
-    text = _config_text(rendered)
-    ours, shipped = tomllib.loads(text), tomllib.loads(SHIPPED_TOML.read_text())
-    lines = text.splitlines()
-    comments = "\n".join(line for line in lines if line.startswith("#"))
-    for section in shipped.keys() | ours.keys():
-        mine, theirs = ours.get(section, {}), shipped.get(section, {})
-        for key in mine.keys() | theirs.keys():
-            if mine.get(key) == theirs.get(key):
-                continue
-            if key not in mine:
-                assert re.search(rf"KUBERNETES:[^\n]*\b{key}\b", comments), key
-                continue
-            at = next(i for i, line in enumerate(lines) if line.startswith(f"{key} ="))
-            block = []
-            for line in reversed(lines[:at]):
-                if not line.strip():
-                    break
-                block.append(line)
-            assert any("# KUBERNETES:" in line for line in block), f"{section}.{key}"
+    assert uncommented_changes(_config_text(rendered), "KUBERNETES") == []
 
 
 def test_caxton_config_check_accepts_the_configmap(rendered: list[Object], tmp_path: Path) -> None:
