@@ -2,8 +2,9 @@
 
 The image is built from the checkout with the locally made base image
 (``--build-arg BASE_IMAGE=localhost/debian:bookworm``, see tests/ops/podman.py), then one node
-runs in a container the way docs/operations.md ("Containers") says: its own configuration
-mounted read-only and named by ``CAXTON_CONFIG_PATH``, its state on a named volume at
+runs in a container as deploy/docker-compose.yml runs it: deploy/compose/production.toml
+mounted read-only and named by ``CAXTON_CONFIG_PATH`` (only its ports made free ones on the
+host's network, tracing and the drain delay off), its state on a named volume at
 ``/data``, ``JWT_SECRET`` from the environment, a read-only root file system. The test checks
 what an operator relies on: health and readiness, a message answered, the process not root,
 a clean stop on SIGTERM (exit 0, within the stop timeout), and after a restart, and after the
@@ -42,31 +43,33 @@ STOP_TIMEOUT = 10
 JWT_SECRET = "container-test-secret-0123456789abcdef"
 
 
+#: deploy/compose/production.toml, which docker-compose.yml mounts at /config.
+COMPOSE_TOML = ROOT / "deploy" / "compose" / "production.toml"
+
+
+def _replace(text: str, old: str, new: str, *, what: str = "compose/production.toml") -> str:
+    assert text.count(old) == 1, f"{what} no longer has exactly one {old!r}"
+    return text.replace(old, new)
+
+
 def _node_config(directory: Path) -> tuple[Path, dict[str, int]]:
-    """A node configuration on free loopback ports (the container shares the host's network),
-    state in the /data volume; ``directory`` is mounted at /config."""
+    """docker-compose.yml's configuration on free loopback ports (the container shares the
+    host's network; on Compose's network it has its own), tracing off (no collector runs here)
+    and no drain delay (a quicker stop); ``directory`` is mounted at /config."""
     ports = {name: free_port() for name in ("api", "metrics", "admin")}
     directory.mkdir(mode=0o755)
     directory.chmod(0o755)  # the container's user (10001) reads it
-    path = directory / "node.toml"
-    path.write_text(
-        f"""
-[networking]
-bind_address = "127.0.0.1:{ports["api"]}"
-metrics_address = "127.0.0.1:{ports["metrics"]}"
-admin_address = "127.0.0.1:{ports["admin"]}"
-
-[coordination]
-local_state_path = "/data/local.db"
-
-[observability]
-log_format = "json"
-
-[security]
-auth_enabled = true
-jwt_secret = "${{JWT_SECRET}}"
-"""
-    )
+    text = COMPOSE_TOML.read_text()
+    for key, old, port in (
+        ("bind_address", "0.0.0.0:8080", "api"),
+        ("metrics_address", "0.0.0.0:9090", "metrics"),
+        ("admin_address", "127.0.0.1:8081", "admin"),
+    ):
+        text = _replace(text, f'{key} = "{old}"', f'{key} = "127.0.0.1:{ports[port]}"')
+    text = _replace(text, "enable_tracing = true", "enable_tracing = false")
+    text = _replace(text, 'drain_delay = "7s"', 'drain_delay = "0s"')
+    path = directory / "production.toml"
+    path.write_text(text)
     path.chmod(0o644)
     return path, ports
 
@@ -80,7 +83,11 @@ def _run_node(name: str, config_dir: Path, data: str, ports: dict[str, int]) -> 
         "-v",
         f"{data}:/data",
         "-e",
-        "CAXTON_CONFIG_PATH=/config/node.toml",
+        "CAXTON_CONFIG_PATH=/config/production.toml",
+        "-e",
+        "CAXTON_LOG_LEVEL=info",
+        "-e",
+        "CAXTON_METRICS_ENABLED=true",
         "-e",
         f"JWT_SECRET={JWT_SECRET}",
         "-e",
@@ -207,9 +214,8 @@ COMPOSE_CLUSTER_TOML = ROOT / "deploy" / "compose" / "cluster.toml"
 CLUSTER_SECRET = "container-cluster-secret-0123456789abcdef"
 
 
-def _replace(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, f"compose/cluster.toml no longer has exactly one {old!r}"
-    return text.replace(old, new)
+def _cluster_replace(text: str, old: str, new: str) -> str:
+    return _replace(text, old, new, what="compose/cluster.toml")
 
 
 def _cluster_config(ports: list[dict[str, int]], me: int) -> str:
@@ -218,26 +224,30 @@ def _cluster_config(ports: list[dict[str, int]], me: int) -> str:
     each node gets its own ports instead. The service names still resolve (``--add-host``)."""
     text = COMPOSE_CLUSTER_TOML.read_text()
     mine = ports[me]
-    text = _replace(
+    text = _cluster_replace(
         text, 'bind_address = "0.0.0.0:8080"', f'bind_address = "127.0.0.1:{mine["api"]}"'
     )
-    text = _replace(
+    text = _cluster_replace(
         text, 'metrics_address = "0.0.0.0:9090"', f'metrics_address = "127.0.0.1:{mine["metrics"]}"'
     )
-    text = _replace(
+    text = _cluster_replace(
         text, 'admin_address = "127.0.0.1:8081"', f'admin_address = "127.0.0.1:{mine["admin"]}"'
     )
-    text = _replace(text, 'bind_addr = "0.0.0.0:7946"', f'bind_addr = "127.0.0.1:{mine["route"]}"')
-    text = _replace(
+    text = _cluster_replace(
+        text, 'bind_addr = "0.0.0.0:7946"', f'bind_addr = "127.0.0.1:{mine["route"]}"'
+    )
+    text = _cluster_replace(
         text,
         'advertise_addr = "${NODE_NAME}:7946"',
         f'advertise_addr = "${{NODE_NAME}}:{mine["route"]}"',
     )
     for i, node in enumerate(ports, start=1):
-        text = _replace(text, f'"caxton-node-{i}:7946"', f'"caxton-node-{i}:{node["route"]}"')
+        text = _cluster_replace(
+            text, f'"caxton-node-{i}:7946"', f'"caxton-node-{i}:{node["route"]}"'
+        )
     # No collector runs here, and a quick stop: tracing off and no drain delay.
-    text = _replace(text, "enable_tracing = true", "enable_tracing = false")
-    return _replace(text, 'drain_delay = "7s"', 'drain_delay = "0s"')
+    text = _cluster_replace(text, "enable_tracing = true", "enable_tracing = false")
+    return _cluster_replace(text, 'drain_delay = "7s"', 'drain_delay = "0s"')
 
 
 def _members(api: str, token: str) -> dict[str, str]:
