@@ -119,14 +119,17 @@ def build(tag: str = IMAGE) -> float:
         f"BASE_IMAGE={BASE_IMAGE}",
         "-f",
         str(ROOT / "deploy" / "Dockerfile"),
-        "-t",
-        tag,
     ]
     if HOST_CA.exists():
         args += ["--secret", f"id=pip_ca,src={HOST_CA}"]
     start = time.monotonic()
-    podman(*args, str(ROOT), timeout=900)
-    return time.monotonic() - start
+    podman(*args, "-t", tag, str(ROOT), timeout=900)
+    took = time.monotonic() - start
+    # Name the build stage too (from the cache: a second), so that dropping the images that no
+    # tag names any more, the previous builds', keeps this build's layers for the next one.
+    podman(*args, "--target", "build", "-t", f"{tag}-build", str(ROOT), timeout=900)
+    podman("image", "prune", "-f")
+    return took
 
 
 def image_size(tag: str = IMAGE) -> int:
