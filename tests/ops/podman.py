@@ -122,14 +122,23 @@ def build(tag: str = IMAGE) -> float:
     ]
     if HOST_CA.exists():
         args += ["--secret", f"id=pip_ca,src={HOST_CA}"]
+    tags = (tag, f"{tag}-build")
+    before = {i for i in map(_image_id, tags) if i is not None}
     start = time.monotonic()
     podman(*args, "-t", tag, str(ROOT), timeout=900)
     took = time.monotonic() - start
-    # Name the build stage too (from the cache: a second), so that dropping the images that no
-    # tag names any more, the previous builds', keeps this build's layers for the next one.
-    podman(*args, "--target", "build", "-t", f"{tag}-build", str(ROOT), timeout=900)
-    podman("image", "prune", "-f")
+    # The build stage is named too (from the cache: a second). The images these two names
+    # had before are then removed (when nothing else uses them), so that repeated runs keep
+    # only this build's layers, which the next build reuses.
+    podman(*args, "--target", "build", "-t", tags[1], str(ROOT), timeout=900)
+    for old in before - set(map(_image_id, tags)):
+        podman("rmi", old, check=False)
     return took
+
+
+def _image_id(name: str) -> str | None:
+    result = podman("image", "inspect", name, "--format", "{{.Id}}", check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def image_size(tag: str = IMAGE) -> int:
