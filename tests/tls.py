@@ -80,6 +80,7 @@ def _issue(
     *,
     server: bool,
     client_too: bool = False,
+    names: tuple[str, ...] = (),
 ) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
@@ -106,7 +107,11 @@ def _issue(
     if server:
         builder = builder.add_extension(
             x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")), x509.DNSName("localhost")]
+                [
+                    x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
+                    x509.DNSName("localhost"),
+                    *(x509.DNSName(n) for n in names),
+                ]
             ),
             critical=False,
         )
@@ -114,11 +119,18 @@ def _issue(
     return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
 
-def make_pki(directory: Path, *, ca_name: str = "caxton-test-ca", routes: bool = False) -> Pki:
+def make_pki(
+    directory: Path,
+    *,
+    ca_name: str = "caxton-test-ca",
+    routes: bool = False,
+    names: tuple[str, ...] = (),
+) -> Pki:
     """A CA, a server certificate and a client certificate signed by it, in `directory`.
 
     ``routes``: the server certificate also allows client authentication, as a cluster
-    node's certificate must (nats-server routes use it both to accept and to dial)."""
+    node's certificate must (nats-server routes use it both to accept and to dial).
+    ``names``: more DNS names for the server certificate (wildcards allowed)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
@@ -148,7 +160,9 @@ def make_pki(directory: Path, *, ca_name: str = "caxton-test-ca", routes: bool =
         )
         .sign(ca_key, hashes.SHA256())
     )
-    server_cert, server_key = _issue(ca_key, name, "caxton-node", server=True, client_too=routes)
+    server_cert, server_key = _issue(
+        ca_key, name, "caxton-node", server=True, client_too=routes, names=names
+    )
     client_cert, client_key = _issue(ca_key, name, "caxton-cli", server=False)
     files = {
         "ca.pem": ca_cert.public_bytes(serialization.Encoding.PEM),

@@ -1,0 +1,252 @@
+"""Build deploy/Dockerfile with podman and run containers from it, for tests/ops and bench.
+
+No registry is reachable here, so the base image is made locally by deploy/local-base-image.sh
+(as root: it installs podman, buildah, runc and debootstrap from Debian if missing, writes the
+``containers.conf`` podman needs on these machines, and debootstraps
+``localhost/debian:bookworm``). Containers use the host's network, so each one gets its own
+free ports on 127.0.0.1. Every container and volume made here has a unique name and is removed
+by whoever made it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support import ROOT
+
+SCRIPT = ROOT / "deploy" / "local-base-image.sh"
+WORK = Path(os.environ.get("CAXTON_CTR_WORK", "/var/tmp/caxton-ctr"))
+CONTAINERS_CONF = WORK / "containers.conf"
+BASE_IMAGE = "localhost/debian:bookworm"
+IMAGE = "localhost/caxton:test"
+#: The CA bundle pip inside the build trusts (the host's), when the host has one.
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+#: Seconds each build of this run took (tests/ops/conftest.py's `image`), for the report.
+BUILD_SECONDS: list[float] = []
+#: podman without systemd logs these for every container with a HEALTHCHECK; harmless.
+_NOISE = "unable to get systemd connection"
+
+
+class Unavailable(Exception):
+    """Containers cannot run on this machine at all (the message says why)."""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+
+
+def clean(stderr: str) -> str:
+    return "\n".join(line for line in stderr.splitlines() if _NOISE not in line)
+
+
+def podman(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``podman ARGS`` with this machine's containers.conf; raise with its output on
+    failure when ``check``."""
+    result = subprocess.run(
+        ["podman", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    result.stderr = clean(result.stderr)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"podman {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+        )
+    return result
+
+
+def prepare() -> None:
+    """Make podman and the base image ready, or raise `Unavailable` saying why they cannot be.
+
+    Runs deploy/local-base-image.sh when podman, its containers.conf or the base image is
+    missing (it needs root), then proves that a container starts at all.
+    """
+    ready = (
+        shutil.which("podman") is not None
+        and CONTAINERS_CONF.exists()
+        and podman("image", "exists", BASE_IMAGE, check=False).returncode == 0
+    )
+    if not ready:
+        if os.geteuid() != 0:
+            raise Unavailable(
+                "podman or the base image is missing, and making them needs root: run "
+                "deploy/local-base-image.sh as root (scripts/test does)"
+            )
+        setup = subprocess.run(
+            ["nice", "-n", "19", "bash", str(SCRIPT)],
+            env={**os.environ, "WORK": str(WORK)},
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if setup.returncode != 0:
+            raise AssertionError(f"{SCRIPT} failed:\n{setup.stdout[-3000:]}{setup.stderr}")
+    probe = podman("run", "--rm", BASE_IMAGE, "true", check=False, timeout=60)
+    if probe.returncode != 0:
+        raise Unavailable(
+            f"this machine cannot run containers: `podman run --rm {BASE_IMAGE} true` "
+            f"exited {probe.returncode}: {probe.stderr.strip()[-500:]}"
+        )
+
+
+def build(tag: str = IMAGE) -> float:
+    """Build deploy/Dockerfile into ``tag`` (layers cached between runs); the seconds it took."""
+    args = [
+        "build",
+        "--pull=never",
+        "--format",
+        "docker",
+        "--network=host",
+        "--build-arg",
+        f"BASE_IMAGE={BASE_IMAGE}",
+        "-f",
+        str(ROOT / "deploy" / "Dockerfile"),
+    ]
+    if HOST_CA.exists():
+        args += ["--secret", f"id=pip_ca,src={HOST_CA}"]
+    tags = (tag, f"{tag}-build")
+    before = {i for i in map(_image_id, tags) if i is not None}
+    start = time.monotonic()
+    podman(*args, "-t", tag, str(ROOT), timeout=900)
+    took = time.monotonic() - start
+    # The build stage is named too (from the cache: a second). The images these two names
+    # had before are then removed (when nothing else uses them), so that repeated runs keep
+    # only this build's layers, which the next build reuses.
+    podman(*args, "--target", "build", "-t", tags[1], str(ROOT), timeout=900)
+    for old in before - set(map(_image_id, tags)):
+        podman("rmi", old, check=False)
+    return took
+
+
+def _image_id(name: str) -> str | None:
+    result = podman("image", "inspect", name, "--format", "{{.Id}}", check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def image_size(tag: str = IMAGE) -> int:
+    """The image's size in bytes, as `podman images` reports it."""
+    return int(podman("image", "inspect", tag, "--format", "{{.Size}}").stdout)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@contextmanager
+def volume(prefix: str = "caxton-test-data") -> Iterator[str]:
+    """A named volume, removed afterwards."""
+    name = unique(prefix)
+    podman("volume", "create", name)
+    try:
+        yield name
+    finally:
+        podman("volume", "rm", "-f", name, check=False)
+
+
+@dataclass
+class Container:
+    """One container of the image, by name; `remove` stops it and takes it away."""
+
+    name: str
+
+    def inspect(self) -> dict[str, object]:
+        data = json.loads(podman("container", "inspect", self.name).stdout)
+        assert isinstance(data, list)
+        found = data[0]
+        assert isinstance(found, dict)
+        return found
+
+    def state(self) -> dict[str, object]:
+        state = self.inspect()["State"]
+        assert isinstance(state, dict)
+        return state
+
+    def logs(self) -> str:
+        result = podman("logs", self.name, check=False)
+        return result.stdout + result.stderr
+
+    def exec(self, *command: str) -> str:
+        return podman("exec", self.name, *command).stdout
+
+    def remove(self) -> None:
+        podman("rm", "-f", "-t", "0", self.name, check=False)
+
+
+def run(name: str, *args: str, image: str = IMAGE, command: tuple[str, ...] = ()) -> Container:
+    """``podman run -d --network=host ARGS IMAGE COMMAND`` named ``name``."""
+    podman("run", "-d", "--name", name, "--network=host", *args, image, *command)
+    return Container(name)
+
+
+def http_get(
+    url: str,
+    *,
+    token: str | None = None,
+    timeout: float = 5,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, bytes]:
+    """(status, body) of a GET; (0, b"") when nothing answers."""
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def http_post(
+    url: str,
+    body: bytes,
+    *,
+    token: str,
+    timeout: float = 15,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, bytes]:
+    """(status, body) of a JSON POST with a token."""
+    request = urllib.request.Request(url, data=body, method="POST")
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_status(
+    url: str,
+    status: int = 200,
+    *,
+    within: float = 60,
+    context: ssl.SSLContext | None = None,
+    token: str | None = None,
+) -> float:
+    """Poll ``url`` every 20 ms until it answers ``status``; the seconds that took."""
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        if http_get(url, timeout=2, context=context, token=token)[0] == status:
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError(f"{url} did not answer {status} within {within} s")
