@@ -70,6 +70,7 @@ async def test_requests_need_the_same_secret_both_ways(tmp_path: Path) -> None:
                 return payload
 
             await serving.serve("caxton.echo", echo)
+            await clients[0].flush()  # the subscription is at the server before the requests
             assert await friend.request("caxton.echo", b"hi", 2.0) == b"hi"
             with pytest.raises(TimeoutError):
                 await stranger.request("caxton.echo", b"hi", 0.5)
