@@ -15,6 +15,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import tarfile
 import time
 import tomllib
@@ -139,6 +140,11 @@ def _systemd_analyze() -> str:
 
 
 def _caxton_executable() -> str:
+    """The console script installed with the interpreter running the tests (so another
+    checkout's `caxton` earlier on PATH is not the one tested), else the one on PATH."""
+    beside = Path(sys.executable).parent / "caxton"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
     path = shutil.which("caxton")
     if path is None:
         pytest.fail("the `caxton` console script is not on PATH: install the project (pip)")
