@@ -5,15 +5,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from caxton.config import Config
 from caxton.config.schema import Address, CoordinationConfig, NetworkingConfig, Secret
+from caxton.node import Node
 from tests.nodeproc import free_port
-from tests.support import fast_runtime
+from tests.support import eventually, fast_runtime
 
 
 def coordination(
@@ -26,6 +27,40 @@ def coordination(
         seeds=tuple(f"127.0.0.1:{seed}" for seed in seeds),
         **keys,  # type: ignore[arg-type]
     )
+
+
+def node_config(tmp_path: Path, name: str, port: int) -> Config:
+    """A clustered `Node`'s config: node ``a`` listens on ``port``, the others seed it; state
+    under ``tmp_path/name``, fast runtime, probe 0.2 s."""
+    keys = coordination(
+        port if name == "a" else None,
+        (port,),
+        node_name=name,
+        local_state_path=tmp_path / name / "local.db",
+        probe_interval=0.2,
+    )
+    return Config(coordination=keys, runtime=fast_runtime())
+
+
+@pytest.fixture
+async def node_pair(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
+    """Started nodes ``a`` and ``b`` of one cluster, once ``a`` sees ``b`` alive."""
+    port = free_port()
+    made = [Node(node_config(tmp_path, name, port)) for name in ("a", "b")]
+    try:
+        for node in made:
+            await node.start()
+
+        async def b_alive() -> bool:
+            assert made[0].cluster is not None
+            peer = made[0].cluster.membership.get("b")
+            return peer is not None and peer.state == "alive"
+
+        await eventually(b_alive, 10, what="a sees b alive")
+        yield made[0], made[1]
+    finally:
+        for node in reversed(made):
+            await node.aclose()
 
 
 def server_config(

@@ -3,18 +3,11 @@ message (1 MiB) arrives in several answers, instead of the node being reported m
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from caxton.cluster import gather
-from caxton.config import Config
 from caxton.node import Node
-from tests.nodeproc import free_port
-from tests.support import eventually, fast_runtime
-
-from .conftest import coordination
+from tests.support import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -22,32 +15,10 @@ pytestmark = pytest.mark.slow
 COUNT = 3000
 
 
-@pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
-    port = free_port()
-    made = []
-    for name in ("a", "b"):
-        keys = coordination(
-            port if name == "a" else None,
-            (port,),
-            node_name=name,
-            local_state_path=tmp_path / name / "local.db",
-            probe_interval=0.2,
-        )
-        made.append(Node(Config(coordination=keys, runtime=fast_runtime())))
-    try:
-        for node in made:
-            await node.start()
-        yield made[0], made[1]
-    finally:
-        for node in reversed(made):
-            await node.aclose()
-
-
 async def test_a_part_larger_than_one_nats_message_is_gathered_in_several_answers(
-    pair: tuple[Node, Node],
+    node_pair: tuple[Node, Node],
 ) -> None:
-    a, b = pair
+    a, b = node_pair
     padding = "x" * 400
     for start in range(0, COUNT, 1000):
         batch = [

@@ -6,53 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from caxton.cluster import gather
 from caxton.cluster.gather import Gather
-from caxton.config import Config
 from caxton.node import Node
-from tests.nodeproc import free_port
-from tests.support import eventually, fast_runtime
-
-from .conftest import coordination
+from tests.support import eventually
 
 #: Items per answer in this test (each node keeps PER_NODE, several answers' worth).
 CAP = 7
 PER_NODE = 30
-
-
-@pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
-    port = free_port()
-    made = []
-    for name in ("a", "b"):
-        keys = coordination(
-            port if name == "a" else None,
-            (port,),
-            node_name=name,
-            local_state_path=tmp_path / name / "local.db",
-            probe_interval=0.2,
-        )
-        made.append(Node(Config(coordination=keys, runtime=fast_runtime())))
-    try:
-        for node in made:
-            await node.start()
-
-        async def b_alive() -> bool:
-            assert made[0].cluster is not None
-            peer = made[0].cluster.membership.get("b")
-            return peer is not None and peer.state == "alive"
-
-        await eventually(b_alive, 10, what="a sees b alive")
-        yield made[0], made[1]
-    finally:
-        for node in reversed(made):
-            await node.aclose()
 
 
 def gather_of(node: Node) -> Gather:
@@ -89,9 +54,9 @@ async def paged(read: Any, total: int, limit: int) -> list[tuple[str, Any]]:
 
 
 async def test_pages_past_the_per_answer_cap_see_every_item(
-    pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+    node_pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, b = pair
+    a, b = node_pair
     await fill(a, b)
     monkeypatch.setattr(gather, "MAX_ITEMS", CAP)
     total = 2 * PER_NODE
@@ -126,9 +91,9 @@ async def test_pages_past_the_per_answer_cap_see_every_item(
 
 
 async def test_a_member_that_stops_answering_half_way_is_left_out_and_named(
-    pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+    node_pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, b = pair
+    a, b = node_pair
     await fill(a, b)
     monkeypatch.setattr(gather, "MAX_ITEMS", CAP)
     answered = 0

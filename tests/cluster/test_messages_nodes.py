@@ -17,14 +17,13 @@ from caxton.agents import DeployRequest
 from caxton.api.app import create_app
 from caxton.cluster.directory import FixedDirectory
 from caxton.cluster.messages import ClusterMessages
-from caxton.config import Config
 from caxton.node import Node
 from caxton.observability.metrics import Metrics, render_metrics
 from caxton.storage.outbox import OutboxEntry
 from tests.nodeproc import free_port
-from tests.support import eventually, example, fast_runtime
+from tests.support import eventually, example
 
-from .conftest import coordination
+from .conftest import node_config
 
 Nodes = Callable[..., Node]
 
@@ -36,14 +35,7 @@ async def nodes(tmp_path: Path) -> AsyncIterator[Nodes]:
     made: list[Node] = []
 
     def make(name: str) -> Node:
-        keys = coordination(
-            port if name == "a" else None,
-            (port,),
-            node_name=name,
-            local_state_path=tmp_path / name / "local.db",
-            probe_interval=0.2,
-        )
-        node = Node(Config(coordination=keys, runtime=fast_runtime()))
+        node = Node(node_config(tmp_path, name, port))
         made.append(node)
         return node
 
