@@ -250,3 +250,61 @@ def wait_status(
             return time.monotonic() - start
         time.sleep(0.02)
     raise AssertionError(f"{url} did not answer {status} within {within} s")
+
+
+def replace_once(text: str, old: str, new: str, *, what: str) -> str:
+    """``text`` with its one ``old`` replaced (fails, naming ``what``, unless there is one)."""
+    assert text.count(old) == 1, f"{what} no longer has exactly one {old!r}"
+    return text.replace(old, new)
+
+
+#: (key, the address the shipped configs give it, the name of its port in ``ports``).
+LISTENERS = (
+    ("bind_address", "0.0.0.0:8080", "api"),
+    ("metrics_address", "0.0.0.0:9090", "metrics"),
+    ("admin_address", "127.0.0.1:8081", "admin"),
+    ("bind_addr", "0.0.0.0:7946", "route"),
+)
+
+
+def listeners_on_loopback(text: str, ports: dict[str, int], *, what: str) -> str:
+    """Each listener named in ``ports`` (api, metrics, admin, route) moved to its own port on
+    127.0.0.1 (containers on the host network share it)."""
+    for key, old, port in LISTENERS:
+        if port in ports:
+            new = f'{key} = "127.0.0.1:{ports[port]}"'
+            text = replace_once(text, f'{key} = "{old}"', new, what=what)
+    return text
+
+
+def on_loopback(
+    text: str,
+    ports: dict[str, int],
+    *,
+    advertise: str,
+    seeds: dict[str, int],
+    what: str,
+) -> str:
+    """A clustered node's config moved to this host's loopback, on its own ``ports`` (api,
+    metrics, admin, route): containers on the host network share 127.0.0.1, where on their
+    own network each would have its address and the usual ports. ``advertise``: the
+    ``host:7946`` its ``advertise_addr`` names (its port becomes the route port);
+    ``seeds``: each seed ``host`` named with port 7946 -> that node's route port."""
+    text = listeners_on_loopback(text, ports, what=what)
+    host = advertise.rsplit(":", 1)[0]
+    text = replace_once(
+        text,
+        f'advertise_addr = "{advertise}"',
+        f'advertise_addr = "{host}:{ports["route"]}"',
+        what=what,
+    )
+    for seed, route in seeds.items():
+        text = replace_once(text, f'"{seed}:7946"', f'"{seed}:{route}"', what=what)
+    return text
+
+
+def members(api: str, token: str, context: ssl.SSLContext | None = None) -> dict[str, str]:
+    """Each cluster member's state, as node ``api`` sees it."""
+    status, raw = http_get(f"{api}/api/v1/cluster/members", token=token, context=context)
+    assert status == 200, raw
+    return {m["name"]: m["state"] for m in json.loads(raw)["members"]}

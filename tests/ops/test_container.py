@@ -48,8 +48,7 @@ COMPOSE_TOML = ROOT / "deploy" / "compose" / "production.toml"
 
 
 def _replace(text: str, old: str, new: str, *, what: str = "compose/production.toml") -> str:
-    assert text.count(old) == 1, f"{what} no longer has exactly one {old!r}"
-    return text.replace(old, new)
+    return pm.replace_once(text, old, new, what=what)
 
 
 def _node_config(directory: Path) -> tuple[Path, dict[str, int]]:
@@ -59,13 +58,7 @@ def _node_config(directory: Path) -> tuple[Path, dict[str, int]]:
     ports = {name: free_port() for name in ("api", "metrics", "admin")}
     directory.mkdir(mode=0o755)
     directory.chmod(0o755)  # the container's user (10001) reads it
-    text = COMPOSE_TOML.read_text()
-    for key, old, port in (
-        ("bind_address", "0.0.0.0:8080", "api"),
-        ("metrics_address", "0.0.0.0:9090", "metrics"),
-        ("admin_address", "127.0.0.1:8081", "admin"),
-    ):
-        text = _replace(text, f'{key} = "{old}"', f'{key} = "127.0.0.1:{ports[port]}"')
+    text = pm.listeners_on_loopback(COMPOSE_TOML.read_text(), ports, what="compose/production.toml")
     text = _replace(text, "enable_tracing = true", "enable_tracing = false")
     text = _replace(text, 'drain_delay = "7s"', 'drain_delay = "0s"')
     path = directory / "production.toml"
@@ -222,45 +215,23 @@ def _cluster_config(ports: list[dict[str, int]], me: int) -> str:
     """compose/cluster.toml for node ``me`` on the host's network. On the Compose network each
     container has its own address, so all use the same ports; here they share 127.0.0.1 and
     each node gets its own ports instead. The service names still resolve (``--add-host``)."""
-    text = COMPOSE_CLUSTER_TOML.read_text()
-    mine = ports[me]
-    text = _cluster_replace(
-        text, 'bind_address = "0.0.0.0:8080"', f'bind_address = "127.0.0.1:{mine["api"]}"'
+    text = pm.on_loopback(
+        COMPOSE_CLUSTER_TOML.read_text(),
+        ports[me],
+        advertise="${NODE_NAME}:7946",
+        seeds={f"caxton-node-{i}": node["route"] for i, node in enumerate(ports, start=1)},
+        what="compose/cluster.toml",
     )
-    text = _cluster_replace(
-        text, 'metrics_address = "0.0.0.0:9090"', f'metrics_address = "127.0.0.1:{mine["metrics"]}"'
-    )
-    text = _cluster_replace(
-        text, 'admin_address = "127.0.0.1:8081"', f'admin_address = "127.0.0.1:{mine["admin"]}"'
-    )
-    text = _cluster_replace(
-        text, 'bind_addr = "0.0.0.0:7946"', f'bind_addr = "127.0.0.1:{mine["route"]}"'
-    )
-    text = _cluster_replace(
-        text,
-        'advertise_addr = "${NODE_NAME}:7946"',
-        f'advertise_addr = "${{NODE_NAME}}:{mine["route"]}"',
-    )
-    for i, node in enumerate(ports, start=1):
-        text = _cluster_replace(
-            text, f'"caxton-node-{i}:7946"', f'"caxton-node-{i}:{node["route"]}"'
-        )
     # No collector runs here, and a quick stop: tracing off and no drain delay.
     text = _cluster_replace(text, "enable_tracing = true", "enable_tracing = false")
     return _cluster_replace(text, 'drain_delay = "7s"', 'drain_delay = "0s"')
-
-
-def _members(api: str, token: str) -> dict[str, str]:
-    status, raw = pm.http_get(f"{api}/api/v1/cluster/members", token=token)
-    assert status == 200, raw
-    return {m["name"]: m["state"] for m in json.loads(raw)["members"]}
 
 
 def _wait_members(api: str, token: str, expected: dict[str, str], within: float) -> float:
     start = time.monotonic()
     seen: dict[str, str] = {}
     while time.monotonic() - start < within:
-        seen = _members(api, token)
+        seen = pm.members(api, token)
         if all(seen.get(name) == state for name, state in expected.items()):
             return time.monotonic() - start
         time.sleep(0.1)

@@ -43,39 +43,20 @@ K8S = ROOT / "deploy" / "kubernetes"
 SECRETS = {"JWT_SECRET": "k8s-test-jwt-secret-0123456789abcdef", "CLUSTER_SECRET": "c" * 40}
 
 
-def _replace(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, f"the ConfigMap's production.toml no longer has one {old!r}"
-    return text.replace(old, new)
+CONFIGMAP_TOML = "the ConfigMap's production.toml"
 
 
 def _pod_config(text: str, service: str, ports: list[dict[str, int]], me: int) -> str:
-    mine = ports[me]
-    text = _replace(
-        text, 'bind_address = "0.0.0.0:8080"', f'bind_address = "127.0.0.1:{mine["api"]}"'
-    )
-    text = _replace(
-        text, 'metrics_address = "0.0.0.0:9090"', f'metrics_address = "127.0.0.1:{mine["metrics"]}"'
-    )
-    text = _replace(
-        text, 'admin_address = "127.0.0.1:8081"', f'admin_address = "127.0.0.1:{mine["admin"]}"'
-    )
-    text = _replace(text, 'bind_addr = "0.0.0.0:7946"', f'bind_addr = "127.0.0.1:{mine["route"]}"')
-    text = _replace(
+    text = pm.on_loopback(
         text,
-        f'advertise_addr = "${{POD_NAME}}.{service}:7946"',
-        f'advertise_addr = "${{POD_NAME}}.{service}:{mine["route"]}"',
+        ports[me],
+        advertise=f"${{POD_NAME}}.{service}:7946",
+        seeds={f"caxton-{i}.{service}": pod["route"] for i, pod in enumerate(ports)},
+        what=CONFIGMAP_TOML,
     )
-    for i, pod in enumerate(ports):
-        text = _replace(
-            text, f'"caxton-{i}.{service}:7946"', f'"caxton-{i}.{service}:{pod["route"]}"'
-        )
-    return _replace(text, "enable_tracing = true", "enable_tracing = false")
-
-
-def _members(api: str, token: str, context: ssl.SSLContext) -> dict[str, str]:
-    status, raw = pm.http_get(f"{api}/api/v1/cluster/members", token=token, context=context)
-    assert status == 200, raw
-    return {m["name"]: m["state"] for m in json.loads(raw)["members"]}
+    return pm.replace_once(
+        text, "enable_tracing = true", "enable_tracing = false", what=CONFIGMAP_TOML
+    )
 
 
 def test_the_statefulsets_pods_form_a_cluster(
@@ -152,7 +133,7 @@ def test_the_statefulsets_pods_form_a_cluster(
         token = containers[0].exec("caxton", "token", "create", "--subject", "test").strip()
         deadline = time.monotonic() + 20
         while True:
-            views = [_members(api, token, context) for api in apis]
+            views = [pm.members(api, token, context) for api in apis]
             if all(view == dict.fromkeys(names, "alive") for view in views):
                 break
             assert time.monotonic() < deadline, f"no cluster of {names}: {views}"
