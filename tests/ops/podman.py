@@ -308,3 +308,14 @@ def members(api: str, token: str, context: ssl.SSLContext | None = None) -> dict
     status, raw = http_get(f"{api}/api/v1/cluster/members", token=token, context=context)
     assert status == 200, raw
     return {m["name"]: m["state"] for m in json.loads(raw)["members"]}
+
+
+def readable_file(directory: Path, name: str, text: str) -> Path:
+    """``directory/name`` holding ``text``, both readable by the image's user (10001), for a
+    directory mounted into a container."""
+    directory.mkdir(mode=0o755, exist_ok=True)
+    directory.chmod(0o755)  # whatever the umask made of it
+    path = directory / name
+    path.write_text(text)
+    path.chmod(0o644)
+    return path

@@ -56,14 +56,10 @@ def _node_config(directory: Path) -> tuple[Path, dict[str, int]]:
     host's network; on Compose's network it has its own), tracing off (no collector runs here)
     and no drain delay (a quicker stop); ``directory`` is mounted at /config."""
     ports = {name: free_port() for name in ("api", "metrics", "admin")}
-    directory.mkdir(mode=0o755)
-    directory.chmod(0o755)  # the container's user (10001) reads it
     text = pm.listeners_on_loopback(COMPOSE_TOML.read_text(), ports, what="compose/production.toml")
     text = _replace(text, "enable_tracing = true", "enable_tracing = false")
     text = _replace(text, 'drain_delay = "7s"', 'drain_delay = "0s"')
-    path = directory / "production.toml"
-    path.write_text(text)
-    path.chmod(0o644)
+    path = pm.readable_file(directory, "production.toml", text)
     return path, ports
 
 
@@ -250,10 +246,7 @@ def test_three_containers_form_a_cluster(image: str, tmp_path: Path, report: lis
     with ExitStack() as stack:
         for i, name in enumerate(names):
             config_dir = tmp_path / name
-            config_dir.mkdir(mode=0o755)
-            config_dir.chmod(0o755)
-            (config_dir / "cluster.toml").write_text(_cluster_config(ports, i))
-            (config_dir / "cluster.toml").chmod(0o644)
+            pm.readable_file(config_dir, "cluster.toml", _cluster_config(ports, i))
             data = stack.enter_context(pm.volume())
             container = pm.run(
                 pm.unique(name),

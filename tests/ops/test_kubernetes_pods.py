@@ -96,11 +96,11 @@ def test_the_statefulsets_pods_form_a_cluster(
     with ExitStack() as stack:
         for i, name in enumerate(names):
             config_dir = tmp_path / name
-            config_dir.mkdir(mode=0o755)
-            config_dir.chmod(0o755)
-            config_file = config_dir / Path(env["CAXTON_CONFIG_PATH"]).name
-            config_file.write_text(_pod_config(config_text, service, ports, i))
-            config_file.chmod(0o644)
+            pm.readable_file(
+                config_dir,
+                Path(env["CAXTON_CONFIG_PATH"]).name,
+                _pod_config(config_text, service, ports, i),
+            )
             data = stack.enter_context(pm.volume())
             container = pm.run(
                 pm.unique(name),
