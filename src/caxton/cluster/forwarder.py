@@ -184,6 +184,7 @@ class Forwarder:
             if outcome.retry and outcome.next_at is not None:
                 tries = dict(outcome.retry)
                 back = [e for e in entries if e.seq in tries]
+                # out of flight before the awaits below: a load meanwhile must keep them
                 self._in_flight.difference_update(e.seq for e in back)
                 self.view.put_back(
                     [

@@ -285,9 +285,7 @@ class Journal:
         self.handled_total += handled
         self.flushes += 1
         future = self._write(batch)
-        future.add_done_callback(self._committed)
-        if batch.outbox and self.outboxed is not None:
-            future.add_done_callback(lambda done: self._outboxed(done, batch))
+        future.add_done_callback(lambda done: self._committed(done, batch))
         inflight.append(future)
         if block:
             while len(inflight) > self._max_inflight:
@@ -298,24 +296,23 @@ class Journal:
             listener(sent)
         return future
 
-    def _committed(self, future: Future[None]) -> None:
-        """A batch is committed (writer thread): count a failure, flush what was deferred.
+    def _committed(self, future: Future[None], batch: MessageBatch) -> None:
+        """A batch's write ended (writer thread): count a failure, or hand its outbox rows to
+        `outboxed`; then flush what was deferred to it.
 
         The lock is only tried: its holder is flushing (and takes what waits) or deferring to
         a batch still in flight, whose own commit comes back here.
         """
+        outboxed = self.outboxed
         if future.exception() is not None:
             self.failed_flushes += 1
+        elif batch.enqueued and outboxed is not None:
+            outboxed(batch.enqueued)
         if self._queue and self._lock.acquire(blocking=False):
             try:
                 self._flush_locked(False, True)
             finally:
                 self._lock.release()
-
-    def _outboxed(self, future: Future[None], batch: MessageBatch) -> None:
-        outboxed = self.outboxed
-        if outboxed is not None and future.exception() is None and batch.enqueued:
-            outboxed(batch.enqueued)
 
     def wait_committed(self, timeout: float | None = None) -> None:
         """Flush and block until every batch so far is committed (threads, not the loop)."""
