@@ -21,7 +21,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from caxton.storage._connection import Connection, Row
@@ -105,10 +105,9 @@ def enqueue_rows(conn: Connection, rows: Iterable[OutboxRow], now: float) -> lis
             for i, (mid, node, receiver, body) in enumerate(rows, start=1)
         ]
     return [  # some were there already: read back which ones are new
-        OutboxEntry(int(seq), str(mid), str(node), str(receiver), bytes(body), now, 0, now, True)
-        for seq, mid, node, receiver, body in conn.fetch_all(
-            "SELECT seq, message_id, node, receiver, body FROM outbox WHERE seq > ? ORDER BY seq",
-            (last,),
+        replace(_entry(row), fresh=True)
+        for row in conn.fetch_all(
+            f"SELECT {_COLUMNS} FROM outbox WHERE seq > ? ORDER BY seq", (last,)
         )
     ]
 
