@@ -184,29 +184,26 @@ class Inbox:
         if all(entry[4] for entry in entries):
             # First sends: none can be a duplicate, so they are delivered while the write
             # commits (the acknowledgement still waits for it).
-            bodies, reforwarded = await self._deliver(plan, frozenset())
+            reforwarded = await self._deliver(plan, frozenset())
             # A later batch for these receivers may be delivered before this one commits: its
             # write is queued after this one's, so it still sees these ids as taken.
             delivered()
             duplicates = await asyncio.wrap_future(accepted)
         else:
             duplicates = await asyncio.wrap_future(accepted)
-            bodies, reforwarded = await self._deliver(plan, duplicates)
+            reforwarded = await self._deliver(plan, duplicates)
         self.duplicates += len(duplicates)
         self.received += len(plan) - len(duplicates)
         if reforwarded:
             self.reforwarded += reforwarded
             self._committed(batch.enqueued)
-        bus = self._messaging.bus
-        if bodies and len(bus):
-            bus.publish_messages(bodies)
         return wire.encode_acks([entry[0] for entry in entries])
 
     async def _deliver(
         self, plan: list[_Planned], duplicates: frozenset[tuple[str, str]]
-    ) -> tuple[list[bytes], int]:
-        """Route the batch's new deliveries in order; (their bodies, how many go on to a
-        third node)."""
+    ) -> int:
+        """Route the batch's new deliveries in order and show them on the event stream (as
+        they are delivered, not when they are committed); how many go on to a third node."""
         router = self._messaging.router
         delivered: list[bytes] = []
         deadline = asyncio.get_running_loop().time() + self._mailbox_wait
@@ -232,4 +229,7 @@ class Inbox:
                     full.add(receiver)
             if reason is not None:
                 router.dead_letter_soon(receiver, body, header, reason, notify=True, pending=True)
-        return delivered, reforwarded
+        bus = self._messaging.bus
+        if delivered and len(bus):
+            bus.publish_messages(delivered)
+        return reforwarded
