@@ -92,16 +92,21 @@ class ReaderPool:
                 fn, future = item.fn, item.future
                 if not future.set_running_or_notify_cancel():
                     continue
+                error: BaseException | None = None
                 try:
                     if conn is None:
                         conn = _connection.connect(self._path, read_only=True)
                     result = _read(conn, fn)
                 except BaseException as exc:
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
+                    error = exc
+                # counted before the reader hears of it: statistics taken after an awaited
+                # read include it
                 with self._lock:
                     self._reads += 1
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
         finally:
             if conn is not None:
                 _connection.close(conn)
