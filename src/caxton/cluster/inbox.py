@@ -199,9 +199,7 @@ class Inbox:
             self._committed(batch.enqueued)
         return wire.encode_acks([entry[0] for entry in entries])
 
-    async def _deliver(
-        self, plan: list[_Planned], duplicates: frozenset[tuple[str, str]]
-    ) -> int:
+    async def _deliver(self, plan: list[_Planned], duplicates: frozenset[tuple[str, str]]) -> int:
         """Route the batch's new deliveries in order and show them on the event stream (as
         they are delivered, not when they are committed); how many go on to a third node."""
         router = self._messaging.router
