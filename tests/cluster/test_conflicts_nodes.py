@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -70,8 +71,15 @@ async def test_the_first_deploy_wins_and_the_other_copy_is_stopped_and_reported(
                         return bool(found)
 
                     await eventually(reported, 5, what="bravo reports the conflict")
-                    async with http.get(f"{api}/api/v1/cluster/conflicts") as response:
-                        (conflict,) = (await response.json())["conflicts"]
+
+                    async def settled() -> dict[str, Any] | None:
+                        # the action is recorded once the stop call returns, a moment after
+                        # the agent's state shows "stopped"
+                        async with http.get(f"{api}/api/v1/cluster/conflicts") as response:
+                            (found,) = (await response.json())["conflicts"]
+                        return None if found["action"] == "stopping" else found
+
+                    conflict = await eventually(settled, 5, what="alpha records its stop")
                     assert conflict["action"] == "stopped (kept stored)"
                     assert conflict["winner_deployed_at"] < conflict["loser_deployed_at"]
                     # the loser's copy is still stored, and reached with ?node=
