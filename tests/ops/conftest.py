@@ -1,12 +1,17 @@
-"""Fixtures of the container tests: the image, built once per run, and the figures they print."""
+"""Fixtures of the ops tests: the container image (built once per run), the figures the container
+tests print, and a real cluster."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 
 import pytest
 
+from tests.cluster.nodes import Cluster
 from tests.ops import podman as pm
+from tests.ops.clustered import running_cluster
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +35,17 @@ def report(capsys: pytest.CaptureFixture[str]) -> Iterator[list[str]]:
         for line in lines:
             print(f"\n[container] {line}", end="")
         print()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A real 3-node cluster that carried some traffic (tests/ops/clustered.py), shared by the
+    tests that read what clustered nodes export; killed at the end of the session."""
+    directory = tmp_path_factory.mktemp("cluster")
+    with contextlib.ExitStack() as stack:
+        with pytest.MonkeyPatch.context() as mp:  # the nodes start without the caller's
+            for name in list(os.environ):
+                if name.startswith("CAXTON_") or name == "JWT_SECRET":
+                    mp.delenv(name)
+            running = stack.enter_context(running_cluster(directory))
+        yield running

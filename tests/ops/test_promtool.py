@@ -4,7 +4,9 @@ One node process serves some traffic (an ``echo`` agent answering requests, a me
 unknown receiver that becomes a dead letter, an ``/api/v1/events`` WebSocket opened and closed),
 then its metrics listener is scraped in the Prometheus text format, as a Prometheus server or
 ``curl | promtool check metrics`` reads it. ``promtool`` (Debian package ``prometheus``) lints the
-scrape, checks docs/prometheus/caxton-rules.yml and runs its unit tests on synthetic series.
+scrape, checks docs/prometheus/caxton-rules.yml and runs its unit tests on synthetic series; the
+cluster's rules and scrape config (docs/prometheus/prometheus-cluster.yml) are checked against a
+real 3-node cluster's scrapes (tests/ops/clustered.py).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.cluster.nodes import Cluster
 from tests.nodeproc import NodeProcess, write_config
+from tests.ops import clustered
 from tests.support import EXAMPLES, ROOT, eventually, tool
 
 pytestmark = pytest.mark.slow
@@ -28,6 +33,7 @@ pytestmark = pytest.mark.slow
 RULES_DIR = ROOT / "docs" / "prometheus"
 RULES = RULES_DIR / "caxton-rules.yml"
 RULE_TESTS = RULES_DIR / "caxton-rules.test.yml"
+CLUSTER_CONFIG = RULES_DIR / "prometheus-cluster.yml"
 
 #: Requests sent to the echo agent (each one answered with an ``inform``).
 ECHOES = 5
@@ -225,8 +231,57 @@ def test_rules_unit_tests_pass(promtool: str) -> None:
     assert alerts == tested, "every alert needs a unit test (and only those)"
 
 
-def test_rules_only_use_metrics_the_node_exposes(scrapes: Scrapes) -> None:
+def _rule_metrics() -> set[str]:
     # Names of scraped series, not of recorded ones (``instance:caxton_messages_sent:rate5m``).
-    used = set(re.findall(r"(?<![\w:])caxton_\w+(?![\w:])", RULES.read_text()))
+    return set(re.findall(r"(?<![\w:])caxton_\w+(?![\w:])", RULES.read_text()))
+
+
+def test_rules_only_use_metrics_the_node_exposes(scrapes: Scrapes) -> None:
+    used = {name for name in _rule_metrics() if not name.startswith("caxton_cluster_")}
     assert used, "the rules use no caxton_ metric"
     assert used - _sample_names(scrapes.final) == set()
+
+
+def test_cluster_rules_only_use_metrics_a_clustered_node_exposes(cluster: Cluster) -> None:
+    used = {name for name in _rule_metrics() if name.startswith("caxton_cluster_")}
+    expected = {
+        "caxton_cluster_members",
+        "caxton_cluster_outbox_oldest_age_seconds",
+        "caxton_cluster_forward_failed_requests_total",
+        "caxton_cluster_forward_retried_total",
+        "caxton_cluster_registry_conflicts_total",
+    }
+    assert expected <= used
+    for node in cluster.nodes:
+        assert used - _sample_names(clustered.scrape(node)) == set(), node.name
+
+
+def test_promtool_check_metrics_finds_no_problem_on_a_clustered_node(
+    cluster: Cluster, promtool: str
+) -> None:
+    for node in cluster.nodes:
+        result = _run(promtool, "check", "metrics", stdin=clustered.scrape(node))
+        assert result.returncode == 0, _output(result)
+        assert (result.stdout + result.stderr).strip() == "", _output(result)
+
+
+def test_cluster_scrape_config_passes_promtool_check_config(promtool: str) -> None:
+    # It loads caxton-rules.yml (checked as part of the config).
+    result = _run(promtool, "check", "config", CLUSTER_CONFIG.name)
+    assert result.returncode == 0, _output(result)
+    assert "SUCCESS: 1 rule files found" in result.stdout, _output(result)
+    assert f"{RULES.name}" in result.stdout, _output(result)
+
+
+def test_cluster_scrape_config_labels_each_of_three_nodes() -> None:
+    config = yaml.safe_load(CLUSTER_CONFIG.read_text())
+    assert config["rule_files"] == [RULES.name]
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "caxton"  # what the rules select
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    groups = job["static_configs"]
+    targets = [target for group in groups for target in group["targets"]]
+    nodes = [group["labels"]["node"] for group in groups]
+    assert len(groups) == len(targets) == len(set(nodes)) == 3
+    # The metrics listener's default port, on the host names the deployment guide uses.
+    assert targets == [f"{node}:9090" for node in nodes]
