@@ -1,5 +1,5 @@
 """Fixtures of the ops tests: the container image (built once per run), the figures the container
-tests print, and a real cluster."""
+tests print, a real single node's scrapes and a real cluster."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from tests.cluster.nodes import Cluster
 from tests.ops import podman as pm
 from tests.ops.clustered import running_cluster
+from tests.ops.singlenode import Scrapes, node_scrapes
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +50,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                     mp.delenv(name)
             running = stack.enter_context(running_cluster(directory))
         yield running
+
+
+@pytest.fixture(scope="session")
+def scrapes(tmp_path_factory: pytest.TempPathFactory) -> Scrapes:
+    """What a real single node's ``/metrics`` answered after some traffic
+    (tests/ops/singlenode.py)."""
+    return node_scrapes(tmp_path_factory.mktemp("single"))

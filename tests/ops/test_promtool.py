@@ -11,22 +11,17 @@ real 3-node cluster's scrapes (tests/ops/clustered.py).
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 
-import aiohttp
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster.nodes import Cluster
-from tests.nodeproc import NodeProcess, write_config
 from tests.ops import clustered
-from tests.support import EXAMPLES, ROOT, eventually, tool
+from tests.ops.singlenode import ECHOES, Scrapes
+from tests.support import ROOT, tool
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +30,6 @@ RULES = RULES_DIR / "caxton-rules.yml"
 RULE_TESTS = RULES_DIR / "caxton-rules.test.yml"
 CLUSTER_CONFIG = RULES_DIR / "prometheus-cluster.yml"
 
-#: Requests sent to the echo agent (each one answered with an ``inform``).
-ECHOES = 5
 #: Metric families docs/observability.md promises, and their Prometheus types.
 PROMISED = {
     "caxton_messages_sent_total": "counter",
@@ -50,16 +43,6 @@ PROMISED = {
     "caxton_build_info": "gauge",
     "caxton_storage_writable": "gauge",  # what /ready checks of the state store
 }
-_TIMEOUT = aiohttp.ClientTimeout(total=10)
-
-
-@dataclass(frozen=True, slots=True)
-class Scrapes:
-    """What GET /metrics answered while the event stream was open, and after all traffic."""
-
-    content_type: str
-    stream_open: str
-    final: str
 
 
 def _value(text: str, name: str, **labels: str) -> float | None:
@@ -82,66 +65,6 @@ def _sample_names(text: str) -> set[str]:
         for line in text.splitlines()
         if line and not line.startswith("#")
     }
-
-
-async def _scrape(session: aiohttp.ClientSession, node: NodeProcess) -> tuple[str, str]:
-    async with session.get(node.url("metrics", "/metrics")) as resp:
-        assert resp.status == 200, await resp.text()
-        return resp.headers["Content-Type"], await resp.text()
-
-
-async def _traffic(node: NodeProcess) -> Scrapes:
-    api = node.url("api", "/api/v1")
-    async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
-        async with session.post(
-            f"{api}/agents",
-            params={"name": "echo"},
-            data=(EXAMPLES / "echo.wasm").read_bytes(),
-            headers={"Content-Type": "application/wasm"},
-        ) as resp:
-            assert resp.status == 201, await resp.text()
-
-        async with session.ws_connect(f"{api}/events", heartbeat=None) as ws:
-            first = await ws.receive_json(timeout=5)
-            assert first["type"] == "subscribed", first
-            for i in range(ECHOES):
-                body = {"receiver": "echo", "sender": "ops", "performative": "request"}
-                async with session.post(
-                    f"{api}/messages", params={"wait": "5s"}, json={**body, "content": {"n": i}}
-                ) as resp:
-                    assert resp.status == 200, await resp.text()
-                    reply = await resp.json()
-                assert (reply["sender"], reply["performative"]) == ("echo", "inform")
-                assert reply["content"] == {"n": i}
-            ghost = {"receiver": "ghost", "sender": "ops", "performative": "inform"}
-            async with session.post(f"{api}/messages", json=ghost) as resp:
-                assert resp.status == 202, await resp.text()
-
-            async def dead_letter_counted() -> str | None:
-                _, text = await _scrape(session, node)
-                counted = _value(text, "caxton_dead_letters_total", reason="unknown_receiver")
-                return text if counted else None
-
-            stream_open = await eventually(dead_letter_counted)
-
-        async def stream_gone() -> tuple[str, str] | None:
-            content_type, text = await _scrape(session, node)
-            gone = _value(text, "caxton_websocket_connections") == 0
-            return (content_type, text) if gone else None
-
-        content_type, final = await eventually(stream_gone)
-    return Scrapes(content_type=content_type, stream_open=stream_open, final=final)
-
-
-@pytest.fixture(scope="module")
-def scrapes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrapes]:
-    directory = tmp_path_factory.mktemp("promtool")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("CAXTON_") or name == "JWT_SECRET":
-                mp.delenv(name)
-        with NodeProcess(write_config(directory)).start() as node:
-            yield asyncio.run(_traffic(node))
 
 
 @pytest.fixture(scope="module")
