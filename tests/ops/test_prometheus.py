@@ -23,6 +23,7 @@ import yaml
 
 from tests.cluster.nodes import Cluster
 from tests.nodeproc import free_port
+from tests.ops import grafana
 from tests.ops.clustered import REQUESTS
 from tests.support import ROOT, wait_until
 
@@ -195,3 +196,21 @@ def test_prometheus_loads_the_shipped_rules(prometheus: Prometheus) -> None:
     # A healthy cluster: no cluster alert fires (or is pending).
     firing = prometheus.get("/api/v1/alerts")["alerts"]
     assert [a for a in firing if a["labels"]["alertname"].startswith("CaxtonCluster")] == []
+
+
+def test_every_dashboard_query_answers_from_the_cluster(
+    prometheus: Prometheus, cluster: Cluster
+) -> None:
+    """The Grafana dashboard's queries, as Grafana sends them, return series from the cluster."""
+    queries = grafana.queries(grafana.load())
+    # Every query, variables substituted, until each returns a series (rates need 2 scrapes).
+    empty: list[grafana.Query] = list(queries)
+
+    def all_answer() -> bool:
+        for query in list(empty):
+            _, expr = query
+            if prometheus.query(grafana.promql(expr, rate_interval="1m")):
+                empty.remove(query)
+        return not empty
+
+    wait_until(all_answer, WAIT, what=lambda: f"every dashboard query returns series: {empty}")
