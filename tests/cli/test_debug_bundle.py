@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from caxton.cli import cli
 from caxton.security import TokenIssuer
 from tests.nodeproc import NodeProcess, free_port, write_config
-from tests.support import example, wait_until
+from tests.support import ROOT, example, wait_until
 
 JWT_SECRET = "jwt-Secret-for-the-bundle-test-0123456789abcdef"
 CLUSTER_SECRET = "cluster-Secret-for-the-bundle-test-9876543210"
@@ -245,3 +245,11 @@ def test_the_agent_view_keeps_its_spellings() -> None:
     assert listed.exit_code == 0
     assert "bundle" in listed.stdout
     assert "agent" in listed.stdout
+
+
+def test_docs_list_every_member() -> None:
+    docs = (ROOT / "docs" / "observability.md").read_text()
+    section = docs.split("## Debug bundle", 1)[1].split("\n## ", 1)[0]
+    for member in MEMBERS:
+        shown = "logs/<log file>" if member.startswith("logs/") else member
+        assert f"`{shown}`" in section, member

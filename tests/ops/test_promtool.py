@@ -208,3 +208,11 @@ def test_cluster_scrape_config_labels_each_of_three_nodes() -> None:
     assert len(groups) == len(targets) == len(set(nodes)) == 3
     # The metrics listener's default port, on the host names the deployment guide uses.
     assert targets == [f"{node}:9090" for node in nodes]
+
+
+def test_every_cluster_alert_is_documented() -> None:
+    docs = (ROOT / "docs" / "observability.md").read_text()
+    alerts = re.findall(r"^\s*- alert: (CaxtonCluster\w+)", RULES.read_text(), re.MULTILINE)
+    assert len(alerts) == 6
+    for alert in alerts:
+        assert f"`{alert}`" in docs, alert
