@@ -253,3 +253,11 @@ def test_docs_list_every_member() -> None:
     for member in MEMBERS:
         shown = "logs/<log file>" if member.startswith("logs/") else member
         assert f"`{shown}`" in section, member
+
+
+def test_a_server_that_is_not_a_url_is_bad_usage(tmp_path: Path) -> None:
+    target = tmp_path / "b.tar.gz"
+    result = bundle(str(target), "--server", "ftp://node:21")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("caxton: --server 'ftp://node:21'"), result.stderr
+    assert not target.exists()

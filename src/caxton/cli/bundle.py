@@ -6,7 +6,8 @@ and what was not and why), ``config.toml`` (the effective configuration, secrets
 ``members.json`` (when clustered), ``status.json`` (the admin listener's ``/status``) and
 ``versions.json``. The local parts come from this host and ``--config``; the others from the
 running node. A node that is down still gives a bundle: its parts are listed as failed, with
-the reason. The command fails (exit 1) only when FILE cannot be written.
+the reason. The command fails (exit 1) only when FILE cannot be written (and exits 2 for a
+``--server`` that is not a URL, as every client command does).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import click
 from caxton._version import __version__
 from caxton.cli import _bundle_parts as parts
 from caxton.cli._client import ApiClient, ApiFailure, server_url
-from caxton.cli._common import EXIT_FAILED, config_option, fail
+from caxton.cli._common import EXIT_CONFIG, EXIT_FAILED, config_option, fail
 from caxton.cli._tls import current_ssl_context, has_client_cert, tls_options
 from caxton.config import Config, load_config
 from caxton.errors import ConfigError, SecurityError
@@ -105,6 +106,44 @@ def _guarded(name: str, collect: Callable[[], parts.Part]) -> parts.Part:
         return parts.failed(name, f"{type(exc).__name__}: {exc}")
 
 
+def _collect(
+    config: Config | None,
+    config_failure: parts.Part | None,
+    client: ApiClient,
+    metrics_url: str | None,
+    log_bytes: int,
+) -> list[parts.Part]:
+    """Every part, in the manifest's order: the local ones, then the node's, then versions."""
+    collected: list[parts.Part]
+    if config is None:
+        assert config_failure is not None
+        why = "the configuration (which names the log file) does not load"
+        collected = [config_failure, parts.failed("logs", why)]
+    else:
+        loaded = config
+        collected = [
+            parts.config_part(loaded),
+            _guarded("logs", lambda: parts.logs(loaded, log_bytes)),
+        ]
+    effective = config or Config.embedded_default()
+    net = effective.networking
+    if metrics_url is None and not effective.observability.enable_metrics:
+        collected.append(parts.Part("metrics", None, "skipped", "enable_metrics is false"))
+    else:
+        url = metrics_url or parts.local_url(net.metrics_address) + "/metrics"
+        collected.append(
+            _guarded("metrics", lambda: parts.http_text("metrics", "metrics.txt", url))
+        )
+    collected.append(_guarded("agents", lambda: parts.agents(client)))
+    collected.append(_guarded("members", lambda: parts.members(client, config)))
+    status_url = parts.local_url(net.admin_address) + "/status"
+    collected.append(
+        _guarded("status", lambda: parts.http_text("status", "status.json", status_url))
+    )
+    collected.append(_guarded("versions", lambda: parts.versions(config)))
+    return collected
+
+
 @click.command("bundle")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @config_option
@@ -152,37 +191,11 @@ def bundle(
     scheme = "https" if net.tls_enabled else "http"
     try:
         api = server_url(server) if server else parts.local_url(net.bind_address, scheme)
-    except ApiFailure as exc:
-        fail(exc.message, EXIT_FAILED)
+    except ApiFailure as exc:  # not a URL: bad usage, as for every client command
+        fail(exc.message, EXIT_CONFIG)
     token = token or _own_token(config)
     client = ApiClient(api, token, ssl_context=current_ssl_context(), client_cert=has_client_cert())
-    collected: list[parts.Part]
-    if config is None:
-        assert config_failure is not None
-        why = "the configuration (which names the log file) does not load"
-        collected = [config_failure, parts.failed("logs", why)]
-    else:
-        loaded = config
-        collected = [
-            parts.config_part(loaded),
-            _guarded("logs", lambda: parts.logs(loaded, log_bytes)),
-        ]
-    observability = (config or Config.embedded_default()).observability
-    if metrics_url is None and not observability.enable_metrics:
-        collected.append(parts.Part("metrics", None, "skipped", "enable_metrics is false"))
-    else:
-        url = metrics_url or parts.local_url(net.metrics_address) + "/metrics"
-        collected.append(
-            _guarded("metrics", lambda: parts.http_text("metrics", "metrics.txt", url))
-        )
-    collected.append(_guarded("agents", lambda: parts.agents(client)))
-    collected.append(_guarded("members", lambda: parts.members(client, config)))
-    status_url = parts.local_url(net.admin_address) + "/status"
-    collected.append(
-        _guarded("status", lambda: parts.http_text("status", "status.json", status_url))
-    )
-    collected.append(_guarded("versions", lambda: parts.versions(config)))
-
+    collected = _collect(config, config_failure, client, metrics_url, log_bytes)
     masker = parts.secret_masker(config, token)
     manifest = {
         "created": rfc3339(time.time()),
