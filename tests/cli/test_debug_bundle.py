@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,33 @@ def test_the_log_is_bounded_to_whole_last_lines(tmp_path: Path) -> None:
     assert kept.startswith("line ")
     assert kept.endswith("line 01999\n")
     assert "the last" in parts(files)["logs"]["detail"]
+
+
+def test_rotated_logs_fill_what_the_active_file_leaves(tmp_path: Path) -> None:
+    # Just after a rotation the active file is nearly empty: the newest rotated file follows.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "caxton.log").write_text("today 1\ntoday 2\n")
+    for age, day in enumerate(["2026-12-03", "2026-12-02", "2026-12-01"]):
+        rotated = logs / f"caxton.log.{day}"
+        rotated.write_text("".join(f"{day} line {n:04d}\n" for n in range(500)))  # 11 kB
+        stamp = time.time() - 86400 * (age + 1)
+        os.utime(rotated, (stamp, stamp))
+    config = write_config(tmp_path)
+    target = tmp_path / "b.tar.gz"
+    result = bundle(str(target), "--config", str(config), "--log-bytes", "4000")
+    assert result.exit_code == 0, result.output
+    files = extract(target, tmp_path / "x")
+    assert files["logs/caxton.log"].read_text() == "today 1\ntoday 2\n"
+    newest = files["logs/caxton.log.2026-12-03"].read_text()
+    assert newest.endswith("2026-12-03 line 0499\n")
+    assert newest.startswith("2026-12-03 line ")
+    assert len(newest) + 16 <= 4000
+    assert "logs/caxton.log.2026-12-02" not in files
+    detail = parts(files)["logs"]["detail"]
+    assert (
+        "older rotated files not included: caxton.log.2026-12-02, caxton.log.2026-12-01" in detail
+    )
 
 
 def test_no_log_file_is_said_in_the_bundle(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 import re
 import sqlite3
@@ -19,6 +20,7 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from caxton._version import __version__
@@ -43,6 +45,8 @@ __all__ = [
 
 #: The most of one HTTP answer kept (a metrics page of a busy node is a few hundred KB).
 MAX_ANSWER = 16 * 1024 * 1024
+#: The most rotated log files read after the active one.
+ROTATED_FILES = 2
 #: Seconds one call to the node (or to nats-server --version) may take.
 TIMEOUT = 10.0
 
@@ -95,30 +99,53 @@ def config_part(config: Config) -> Part:
     )
 
 
-def logs(config: Config, limit: int) -> Part:
-    """The end of the node's log file (at most `limit` bytes, whole lines)."""
+def _tail(path: Path, limit: int) -> tuple[bytes, int]:
+    """The last `limit` bytes of `path` from a line start, and the file's size."""
+    with path.open("rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        start = max(0, size - limit)
+        file.seek(start)
+        data = file.read(limit)
+    if start > 0:
+        data = data.partition(b"\n")[2]  # a whole first line
+    return data, size
+
+
+def logs(config: Config, limit: int) -> list[Part]:
+    """The end of the node's log file, then of the newest rotated ones while `limit` bytes (in
+    all, whole lines) are not used up: just after a rotation the active file is nearly empty."""
     path = config.observability.log_file
     if path is None:
         why = (
             "none found: the configuration writes no log file (observability.log_file is not "
             "set, so the node logs to stderr: see journalctl -u caxton or docker logs)"
         )
-        return Part("logs", None, "skipped", why)
+        return [Part("logs", None, "skipped", why)]
     try:
-        size = path.stat().st_size
-        with path.open("rb") as file:
-            start = max(0, size - limit)
-            file.seek(start)
-            data = file.read(limit)
+        data, size = _tail(path, limit)
     except OSError as exc:
-        return failed("logs", f"cannot read the log file {path}: {exc.strerror or exc}")
-    if start > 0:
-        data = data.partition(b"\n")[2]  # a whole first line
-    rotated = sorted(p.name for p in path.parent.glob(f"{path.name}.*"))
+        return [failed("logs", f"cannot read the log file {path}: {exc.strerror or exc}")]
     detail = f"{path}: the last {len(data)} of {size} bytes"
-    if rotated:
-        detail += f"; rotated files not included: {', '.join(rotated[-5:])}"
-    return Part("logs", f"logs/{path.name}", "collected", detail, data)
+    found: list[Part] = []
+    left, others = (0 if size > limit else limit - size), []
+    rotated = sorted(
+        path.parent.glob(f"{path.name}.*"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    for older in rotated:
+        if left <= 0 or len(found) == ROTATED_FILES:
+            others.append(older.name)
+            continue
+        try:
+            tail, total = _tail(older, left)
+        except OSError as exc:
+            found.append(failed("rotated log", f"cannot read {older}: {exc.strerror or exc}"))
+            continue
+        why = f"{older}: the last {len(tail)} of {total} bytes"
+        found.append(Part("rotated log", f"logs/{older.name}", "collected", why, tail))
+        left = 0 if total > left else left - total  # cut short: the budget is used up
+    if others:
+        detail += f"; older rotated files not included: {', '.join(others)}"
+    return [Part("logs", f"logs/{path.name}", "collected", detail, data), *found]
 
 
 def http_text(name: str, file: str, url: str) -> Part:

@@ -2,12 +2,13 @@
 
 Members, under one ``caxton-debug-<time>/`` directory: ``manifest.json`` (what was collected,
 and what was not and why), ``config.toml`` (the effective configuration, secrets masked),
-``logs/<log file>`` (its end), ``metrics.txt`` (the node's ``/metrics``), ``agents.json``,
-``members.json`` (when clustered), ``status.json`` (the admin listener's ``/status``) and
-``versions.json``. The local parts come from this host and ``--config``; the others from the
-running node. A node that is down still gives a bundle: its parts are listed as failed, with
-the reason. The command fails (exit 1) only when FILE cannot be written (and exits 2 for a
-``--server`` that is not a URL, as every client command does).
+``logs/<log file>`` (its end, and the newest rotated files' while ``--log-bytes`` lasts),
+``metrics.txt`` (the node's ``/metrics``), ``agents.json``, ``members.json`` (when
+clustered), ``status.json`` (the admin listener's ``/status``) and ``versions.json``. The
+local parts come from this host and ``--config``; the others from the running node. A node
+that is down still gives a bundle: its parts are listed as failed, with the reason. The
+command fails (exit 1) only when FILE cannot be written (and exits 2 for a ``--server`` that
+is not a URL, as every client command does).
 """
 
 from __future__ import annotations
@@ -120,11 +121,11 @@ def _collect(
         why = "the configuration (which names the log file) does not load"
         collected = [config_failure, parts.failed("logs", why)]
     else:
-        loaded = config
-        collected = [
-            parts.config_part(loaded),
-            _guarded("logs", lambda: parts.logs(loaded, log_bytes)),
-        ]
+        collected = [parts.config_part(config)]
+        try:
+            collected += parts.logs(config, log_bytes)
+        except Exception as exc:  # the log files changed under us: no logs, still a bundle
+            collected.append(parts.failed("logs", f"{type(exc).__name__}: {exc}"))
     effective = config or Config.embedded_default()
     net = effective.networking
     if metrics_url is None and not effective.observability.enable_metrics:
@@ -171,7 +172,7 @@ def _collect(
     type=click.IntRange(0, 256 * 1024 * 1024),
     default=4 * 1024 * 1024,
     show_default=True,
-    help="The most of the log file's end to include.",
+    help="The most bytes of log to include (the log file's end, then the newest rotated files').",
 )
 @tls_options
 def bundle(
