@@ -161,7 +161,7 @@ def test_a_node_that_is_down_still_gives_a_bundle_that_says_so(tmp_path: Path) -
     target = tmp_path / "down.tar.gz"
     result = bundle(str(target), "--config", str(config))
     assert result.exit_code == 0, result.output
-    assert "did not answer" in result.stdout
+    assert "the node is not reachable (" in result.stdout
     files = extract(target, tmp_path / "x")
     assert set(files) == {"manifest.json", "config.toml", "logs/caxton.log", "versions.json"}
     found = parts(files)
@@ -171,7 +171,7 @@ def test_a_node_that_is_down_still_gives_a_bundle_that_says_so(tmp_path: Path) -
         assert found[name]["status"] == "failed", found[name]
         assert "refused" in found[name]["detail"], found[name]
     note = manifest(files)["node"]
-    assert note.startswith("did not answer")
+    assert note.startswith("not reachable (GET http://127.0.0.1:")
     assert "local parts only (config, logs, versions)" in note
     for path in files.values():
         assert JWT_SECRET.encode() not in path.read_bytes()

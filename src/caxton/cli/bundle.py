@@ -97,7 +97,7 @@ def _node_note(collected: list[parts.Part]) -> str:
         return "answered"
     local = ", ".join(p.name for p in collected if p.status == "collected") or "nothing"
     why = asked[0].detail if asked else "nothing was asked of it"
-    return f"did not answer ({why}): this bundle holds the local parts only ({local})"
+    return f"not reachable ({why}); this bundle holds the local parts only ({local})"
 
 
 def _guarded(name: str, collect: Callable[[], parts.Part]) -> parts.Part:
@@ -218,7 +218,7 @@ def bundle(
         fail(f"cannot write the bundle {file}: {exc.strerror or exc}", EXIT_FAILED)
     click.echo(f"wrote {file} ({size} bytes)")
     if manifest["node"] != "answered":
-        click.echo(f"  the node {manifest['node']}")
+        click.echo(f"  the node is {manifest['node']}")
     for part in collected:
         mark = {"collected": "ok", "failed": "FAILED", "skipped": "skipped"}[part.status]
         click.echo(f"  {part.name:<9} {mark:<8} {part.detail}")
