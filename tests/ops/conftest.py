@@ -38,10 +38,11 @@ def report(capsys: pytest.CaptureFixture[str]) -> Iterator[list[str]]:
         print()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A real 3-node cluster that carried some traffic (tests/ops/clustered.py), shared by the
-    tests that read what clustered nodes export; killed at the end of the session."""
+    """A real 3-node cluster that carried some traffic (tests/ops/clustered.py), shared by a
+    module's tests; killed at the end of the module (not of the session: idle nodes would
+    still load the machine while the rest of the suite runs)."""
     directory = tmp_path_factory.mktemp("cluster")
     with contextlib.ExitStack() as stack:
         with pytest.MonkeyPatch.context() as mp:  # the nodes start without the caller's
