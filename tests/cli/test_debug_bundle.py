@@ -16,6 +16,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from caxton.cli import cli
+from caxton.cli._bundle_parts import secret_masker
+from caxton.config import Config
+from caxton.config.schema import CoordinationConfig, Secret, SecurityConfig
 from caxton.security import TokenIssuer
 from tests.nodeproc import NodeProcess, free_port, write_config
 from tests.support import ROOT, example, wait_until
@@ -289,3 +292,17 @@ def test_a_server_that_is_not_a_url_is_bad_usage(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("caxton: --server 'ftp://node:21'"), result.stderr
     assert not target.exists()
+
+
+def test_the_masker_knows_every_secret_of_the_configuration() -> None:
+    config = Config(
+        security=SecurityConfig(jwt_secret=Secret(JWT_SECRET)),
+        coordination=CoordinationConfig(
+            cluster_enabled=True, nats_url="nats://caxton:Nats-Pa55word@nats.example:4222"
+        ),
+    )
+    masker = secret_masker(config, "the-api-token-value")
+    line = f"{JWT_SECRET} Nats-Pa55word the-api-token-value {CLUSTER_SECRET}"
+    assert masker.mask(line) == f"******** ******** ******** {CLUSTER_SECRET}"
+    clustered = Config(coordination=CoordinationConfig(cluster_secret=Secret(CLUSTER_SECRET)))
+    assert secret_masker(clustered, None).mask(line).endswith(" ********")
