@@ -23,6 +23,8 @@ from caxton.security import TokenIssuer
 from tests.nodeproc import NodeProcess, free_port, write_config
 from tests.support import ROOT, example, wait_until
 
+pytestmark = pytest.mark.slow
+
 JWT_SECRET = "jwt-Secret-for-the-bundle-test-0123456789abcdef"
 CLUSTER_SECRET = "cluster-Secret-for-the-bundle-test-9876543210"
 #: Every member a bundle of a clustered node that answers holds.
