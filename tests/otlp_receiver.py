@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -179,7 +180,7 @@ class OtlpReceiver:
 
     def start(self) -> OtlpReceiver:
         """Bind both listeners and the refusing port; returns self."""
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _http_handler(self))
+        self._http = _QuietHTTPServer(("127.0.0.1", 0), _http_handler(self))
         self._http.daemon_threads = True
         self._http_thread = threading.Thread(
             target=self._http.serve_forever, args=(0.05,), name="otlp-receiver-http", daemon=True
@@ -312,6 +313,13 @@ class OtlpReceiver:
         with self._changed:
             self._spans.extend(spans)
             self._changed.notify_all()
+
+
+class _QuietHTTPServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up on a hung request has closed its end: not worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _http_handler(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
