@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 from caxton._version import __version__
 from tests.nodeproc import NodeProcess, write_config
 from tests.otlp_receiver import OtlpReceiver, otlp_receiver_fixture  # noqa: F401
-from tests.support import EXAMPLES, wait_until
+from tests.support import EXAMPLES, tool, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -114,6 +115,15 @@ def test_an_api_request_becomes_a_span_with_the_nodes_resource(
         )
         assert exported >= 1
         assert metric(node, "caxton_trace_spans_dropped_total") == 0
+        assert metric(node, "caxton_trace_span_queue_capacity") == 2048
+        scrape = node.get("metrics", "/metrics")[1]
+        lint = subprocess.run(
+            [tool("promtool", "prometheus"), "check", "metrics"],
+            input=scrape,
+            capture_output=True,
+            timeout=30,
+        )
+        assert (lint.returncode, lint.stdout, lint.stderr) == (0, b"", b"")
         assert node.stop()[0] == 0
     messages = [m["message"] for m in log_messages(tmp_path)]
     assert any(str(m).startswith("tracing: exporting spans OTLP/") for m in messages)
