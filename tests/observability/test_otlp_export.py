@@ -258,3 +258,24 @@ def test_counts_add_up_with_a_healthy_collector(otlp_receiver: OtlpReceiver) -> 
 
 def test_without_exporter_there_are_no_samples() -> None:
     assert list(configure_tracing(ObservabilityConfig()).metric_samples()) == []
+
+
+def test_config_check_warns_about_the_jaeger_url(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from caxton.cli import cli
+
+    path = tmp_path / "caxton.toml"
+    path.write_text(
+        '[observability]\nenable_tracing = true\notlp_endpoint = "http://jaeger:14268/api/traces"\n'
+    )
+    result = CliRunner().invoke(cli, ["config", "check", str(path)])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{path}: OK\n"
+    assert result.stderr.startswith(f"{path}: warning: observability.otlp_endpoint: ")
+    assert "Jaeger's legacy Thrift collector" in result.stderr
+    path.write_text(
+        '[observability]\nenable_tracing = true\notlp_endpoint = "http://jaeger:4318/v1/traces"\n'
+    )
+    assert CliRunner().invoke(cli, ["config", "check", str(path)]).stderr == ""
