@@ -323,3 +323,27 @@ def test_the_sdk_and_grpc_load_only_when_used(
         check=True,
     )
     assert json.loads(done.stdout.splitlines()[-1]) == loaded
+
+
+def test_a_cluster_nodes_spans_carry_its_kept_name(
+    tmp_path: Path, otlp_receiver: OtlpReceiver
+) -> None:
+    """Without ``node_name`` a cluster node names itself once (kept in the data directory);
+    its spans' ``service.instance.id`` is that name, so spans of two nodes can be told apart."""
+    from caxton.config import Config, CoordinationConfig
+    from caxton.server import Server
+
+    coordination = CoordinationConfig(
+        local_state_path=tmp_path / "data" / "local.db", cluster_enabled=True
+    )
+    server = Server(
+        Config(coordination=coordination, observability=tracing_config(otlp_receiver.grpc_endpoint))
+    )
+    with server.tracing.tracer.start_as_current_span("probe"):
+        pass
+    assert server.tracing.force_flush()
+
+    [span] = otlp_receiver.wait_for(lambda s: s.name == "probe")
+    kept = (tmp_path / "data" / "node-id").read_text().strip()
+    assert span.resource["service.instance.id"] == kept
+    server.tracing.shutdown()
