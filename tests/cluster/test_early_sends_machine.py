@@ -3,9 +3,8 @@ commit (`Speculation`), on a real SQLite store with a ManualClock and a fake tra
 
 The machine plays the journal: workers record messages (the forwarder's ``incoming``), and the
 journal's writes commit them later, in order, a few at a time, and offer the rows. Requests
-are answered (acknowledged whole or in part, failed, reply lost, or delivered with the commit
-announced later by a notice that may be lost) in any order with the commits, while receivers
-move between nodes and time passes.
+are answered (acknowledged whole or in part, failed, reply lost) in any order with the
+commits, while receivers move between nodes and time passes.
 
 Checked throughout: a receiver never gets its messages out of order; an entry sent as ``fresh``
 is never one the receiver already has (the receiver delivers those without its duplicate
@@ -20,7 +19,7 @@ import asyncio
 import random
 import shutil
 import tempfile
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from caxton.clock import ManualClock
-from caxton.cluster.forwarder import COMMIT_TIMEOUT, Acked, Forwarder
+from caxton.cluster.forwarder import RELOAD_INTERVAL, Forwarder
 from caxton.cluster.outbox import Backoff, RetryPolicy
 from caxton.cluster.speculation import Speculation
 from caxton.storage import Storage
@@ -74,17 +73,15 @@ class EarlySendsMachine(RuleBasedStateMachine):
         self.unwritten: list[tuple[str, str, str, bytes]] = []
         self.total = 0
         self.written = 0
-        self.pending: dict[str, tuple[Sequence[OutboxEntry], asyncio.Future[Acked]]] = {}
-        #: Notices the receiving nodes owe: (node, seqs delivered and committed).
-        self.notices: list[tuple[str, list[int]]] = []
+        self.pending: dict[str, tuple[Sequence[OutboxEntry], asyncio.Future[Collection[int]]]] = {}
         self.seen: set[str] = set()
         self.committed: dict[str, list[int]] = {r: [] for r in RECEIVERS}
 
     def run(self, work: Awaitable[T]) -> T:
         return self.loop.run_until_complete(work)
 
-    async def send(self, node: str, entries: Sequence[OutboxEntry]) -> Acked:
-        future: asyncio.Future[Acked] = self.loop.create_future()
+    async def send(self, node: str, entries: Sequence[OutboxEntry]) -> Collection[int]:
+        future: asyncio.Future[Collection[int]] = self.loop.create_future()
         self.pending[node] = (entries, future)
         return await future
 
@@ -143,7 +140,7 @@ class EarlySendsMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.pending))
     @rule(
         data=st.data(),
-        mode=st.sampled_from(["ack", "ack", "fail", "lost_reply", "delivered", "delivered"]),
+        mode=st.sampled_from(["ack", "ack", "fail", "lost_reply"]),
         committed=st.integers(0, 3),
     )
     def respond(self, data: st.DataObject, mode: str, committed: int) -> None:
@@ -156,45 +153,13 @@ class EarlySendsMachine(RuleBasedStateMachine):
             prefix = entries[:committed] if mode != "ack" or committed < 3 else entries
             self.commit(prefix)
             if mode == "ack":
-                future.set_result(Acked({e.seq for e in prefix}))
-            elif mode == "delivered":  # answered at once; the commit is announced later
-                seqs = [e.seq for e in prefix]
-                future.set_result(Acked((), seqs))
-                self.notices.append((node, seqs))
+                future.set_result({e.seq for e in prefix})
             else:
                 future.set_exception(TimeoutError("the reply was lost"))
         self.run(task)
         self.settle()
 
-    @precondition(lambda self: bool(self.notices))
-    @rule(data=st.data(), lost=st.booleans())
-    def notice(self, data: st.DataObject, lost: bool) -> None:
-        """A receiving node's commit notice arrives (or is lost: the entries are sent again
-        after the commit timeout, and the receiver drops them as duplicates)."""
-        index = data.draw(st.integers(0, len(self.notices) - 1))
-        node, seqs = self.notices.pop(index)
-        if not lost:
-
-            async def heard() -> None:
-                self.forwarder.committed_at(node, seqs)
-
-            self.run(heard())
-            self.settle()
-
-    @rule()
-    def notice_from_the_wrong_node(self) -> None:
-        """A notice only settles what that node answered as pending."""
-        if self.notices:
-            node, seqs = self.notices[0]
-            other = next(n for n in NODES if n != node)
-
-            async def heard() -> None:
-                self.forwarder.committed_at(other, seqs)
-
-            self.run(heard())
-            self.settle()
-
-    @rule(seconds=st.sampled_from([0.5, 2.0, COMMIT_TIMEOUT + 0.1]))
+    @rule(seconds=st.sampled_from([0.5, 2.0, RELOAD_INTERVAL + 0.1]))
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
 
@@ -228,17 +193,10 @@ class EarlySendsMachine(RuleBasedStateMachine):
         if self.unwritten:
             self.write(len(self.unwritten))
         for _ in range(10 * self.total + 10):
-            for node, seqs in self.notices:
-
-                async def heard(node: str = node, seqs: list[int] = seqs) -> None:
-                    self.forwarder.committed_at(node, seqs)
-
-                self.run(heard())
-            self.notices.clear()
             for node in list(self.pending):
                 entries, future = self.pending.pop(node)
                 self.commit(entries)
-                future.set_result(Acked({e.seq for e in entries}))
+                future.set_result({e.seq for e in entries})
                 self.run(self.forwarder.in_flight[node])
             self.run(self.forwarder.settled())
             if not self.pending and self.run(self.storage.outbox.depth()) == 0:

@@ -32,30 +32,17 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 
 from caxton.clock import SYSTEM_CLOCK, Clock
-from caxton.cluster.awaiting import COMMIT_TIMEOUT, AwaitingCommit
 from caxton.cluster.outbox import Outcome, RetryPolicy
 from caxton.cluster.outbox_view import OutboxView
 from caxton.cluster.speculation import Settled, Speculation
 from caxton.storage.outbox import OutboxEntry, OutboxRepository
 from caxton.tasks import TaskSet
 
-__all__ = ["COMMIT_TIMEOUT", "POLL_INTERVAL", "Acked", "ForwardStatistics", "Forwarder", "Send"]
+__all__ = ["POLL_INTERVAL", "ForwardStatistics", "Forwarder", "Send"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Acked:
-    """What a node answered: ``seq`` values committed, and delivered but not committed yet
-    (their commit is announced later: `Forwarder.committed_at`)."""
-
-    committed: Collection[int]
-    pending: Collection[int] = ()
-
-
-#: ``send(node, entries)``: one request to ``node``; the acknowledged entries' ``seq`` values
-#: (or an `Acked` with some pending).
-Send = Callable[[str, Sequence[OutboxEntry]], Awaitable[Collection[int] | Acked]]
+#: ``send(node, entries)``: one request to ``node``; the acknowledged entries' ``seq`` values.
+Send = Callable[[str, Sequence[OutboxEntry]], Awaitable[Collection[int]]]
 
 #: `Forwarder.run` looks at the store at least this often (seconds), woken or not.
 POLL_INTERVAL = 1.0
@@ -92,12 +79,9 @@ class Forwarder:
         policy: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
         acks_behind: bool = False,
-        commit_timeout: float = COMMIT_TIMEOUT,
         speculation: Speculation | None = None,
     ) -> None:
         self._outbox = outbox
-        #: Entries the owner delivered but has not committed yet.
-        self._awaiting = AwaitingCommit(commit_timeout)
         self._acks_behind = acks_behind
         #: Acknowledged, their delete not committed (or committed after the last read began).
         self._acknowledged: set[int] = set()
@@ -158,10 +142,7 @@ class Forwarder:
     def _skip(self, entry: OutboxEntry) -> bool:
         seq = entry.seq
         return (
-            seq in self._in_flight
-            or seq in self._acknowledged
-            or seq in self._awaiting
-            or self.speculation.tracked(entry)
+            seq in self._in_flight or seq in self._acknowledged or self.speculation.tracked(entry)
         )
 
     async def pump(self) -> int:
@@ -174,8 +155,6 @@ class Forwarder:
         view, policy, spec = self.view, self.policy, self.speculation
         if spec.incoming:
             spec.take_incoming(now)
-        if self._awaiting.due(now):
-            self._expire(now)
         if now >= self._next_load:
             await self._load(now)
         if view.complete:
@@ -227,28 +206,17 @@ class Forwarder:
         self._requests_total += 1
         self._sent += len(entries)
         try:
-            pending: set[int] = set()
             try:
-                answer = await self._send(node, entries)
+                acked: Collection[int] = set(await self._send(node, entries))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the transport's failure: retry after the backoff
                 log.debug("forward to %s failed: %s", node, exc)
                 self._failed += 1
-                acked: Collection[int] = ()
-            else:
-                if isinstance(answer, Acked):
-                    acked, pending = set(answer.committed), set(answer.pending)
-                else:
-                    acked = set(answer)
-            now = self._clock.wall()
-            outcome = self.policy.outcome(node, entries, {*acked, *pending}, now)
-            if pending:  # delivered: free the receivers, keep the entries until the notice
-                outcome = self._await_commit(entries, pending, outcome, now)
+                acked = ()
+            outcome = self.policy.outcome(node, entries, acked, self._clock.wall())
             if entries[-1].seq < 0:  # some were sent early: settle them, keep the rest
-                outcome = self._settle_early(
-                    [e for e in entries if e.seq not in pending], acked, outcome
-                )
+                outcome = self._settle_early(entries, acked, outcome)
             if outcome.retry and outcome.next_at is not None:
                 tries = dict(outcome.retry)
                 back = [e for e in entries if e.seq in tries]
@@ -284,46 +252,6 @@ class Forwarder:
             if current is not None:
                 self._requests.pop(current, None)
             self._wakeup.set()
-
-    def _await_commit(
-        self, entries: Sequence[OutboxEntry], pending: set[int], outcome: Outcome, now: float
-    ) -> Outcome:
-        """Entries the owner delivered and will announce when committed (`committed_at`);
-        the outcome of the others."""
-        self._awaiting.hold([e for e in entries if e.seq in pending], now)
-        return replace(
-            outcome,
-            acked=tuple(seq for seq in outcome.acked if seq not in pending),
-            retry=tuple(item for item in outcome.retry if item[0] not in pending),
-        )
-
-    def committed_at(self, node: str, seqs: Sequence[int]) -> None:
-        """``node`` announces that it committed these entries (loop thread): done with them.
-        Only entries that node answered as pending count."""
-        done = self._awaiting.settle(node, seqs)
-        rows = [entry.seq for entry in done if entry.seq > 0]
-        early = [entry for entry in done if entry.seq < 0]
-        if rows:
-            self._delete_behind(rows)
-        if early:
-            now = self._clock.wall()
-            self._apply(self.speculation.finished(early, [e.seq for e in early], now))
-
-    def _expire(self, now: float) -> None:
-        """Entries whose commit notice did not come in time are sent again (not fresh: the
-        owner may have them)."""
-        late = self._awaiting.expire(now)
-        back = [
-            replace(entry, attempts=entry.attempts + 1, fresh=False)
-            for entry in late
-            if entry.seq > 0
-        ]
-        early = [entry for entry in late if entry.seq < 0]
-        self._retried += len(late)
-        if back:
-            self.view.put_back(back)
-        if early:
-            self._apply(self.speculation.finished(early, (), now))
 
     def _apply(self, settled: Settled) -> None:
         if settled.delete:

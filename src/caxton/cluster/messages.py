@@ -28,7 +28,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,11 +37,10 @@ from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster import wire
 from caxton.cluster.bus import Bus, Unsubscribe
 from caxton.cluster.directory import Directory
-from caxton.cluster.forwarder import Acked, Forwarder
+from caxton.cluster.forwarder import Forwarder
 from caxton.cluster.gather import Gather
 from caxton.cluster.inbox import Inbox, RemoteClients
 from caxton.cluster.membership import Membership
-from caxton.cluster.notices import CommitNotices
 from caxton.cluster.outbox import RetryPolicy
 from caxton.storage.outbox import OutboxEntry
 from caxton.storage.sqlite import Storage
@@ -130,11 +129,6 @@ class ClusterMessages:
         self._oldest_age = 0.0
         self._closed = False
         self._early_scheduled = False
-        #: Whether commit notices reach this node (then batches ask for them).
-        self._hearing = False
-        self.notices = CommitNotices(
-            self.name, lambda: self._link.bus, self._tasks, self.forwarder.committed_at
-        )
 
     # -- the messaging layer's `Remote` --------------------------------------------------------
 
@@ -212,7 +206,6 @@ class ClusterMessages:
             owner=lambda name: self._link.directory.owner(name),
             clients=self.clients,
             committed=self.committed,
-            notify=self.notices.announce,
         )
         self._gather = Gather(self.name, lambda: self._link.bus, self._alive_peers, messaging)
 
@@ -238,16 +231,11 @@ class ClusterMessages:
         self._tasks.service(self._refresh_loop(), "cluster outbox statistics")
 
     async def open_inbox(self) -> None:
-        """Take batches from other nodes (once the agents are restored), answer queries, hear
-        commit notices."""
+        """Take batches from other nodes (once the agents are restored), answer queries."""
         if self._inbox is None:
             raise RuntimeError("attach the messaging layer first")
         inbox = self._inbox
         bus = self._link.bus
-        self._unsubscribe.append(
-            await bus.subscribe(wire.committed_subject(self.name), self.notices.heard)
-        )
-        self._hearing = True
 
         async def respond(_: str, payload: bytes) -> bytes:
             return await inbox.receive(payload)
@@ -264,7 +252,6 @@ class ClusterMessages:
 
     async def close_inbox(self) -> None:
         """Stop taking batches (the senders keep them and retry)."""
-        self._hearing = False
         unsubscribe, self._unsubscribe = self._unsubscribe, []
         for one in unsubscribe:
             with contextlib.suppress(Exception):  # NATS is gone: nothing to take any more
@@ -296,23 +283,20 @@ class ClusterMessages:
             if left:
                 log.info("cluster: %s messages stay in the outbox for the next start", left)
         await self.forwarder.aclose()
-        self.notices.close()
         await self._tasks.aclose()
 
     # -- the forwarder's transport -------------------------------------------------------------
 
-    async def _send(self, node: str, entries: Sequence[OutboxEntry]) -> Acked:
+    async def _send(self, node: str, entries: Sequence[OutboxEntry]) -> Collection[int]:
         return await self.send(node, entries)
 
-    async def send(self, node: str, entries: Sequence[OutboxEntry]) -> Acked:
-        """One batch request to ``node``; the ``seq`` values it committed, and those it
-        delivered and will announce once committed (when this node hears notices)."""
-        payload = wire.encode_batch(self.name, entries, notify=self._hearing)
+    async def send(self, node: str, entries: Sequence[OutboxEntry]) -> Collection[int]:
+        """One batch request to ``node``; the acknowledged ``seq`` values."""
+        payload = wire.encode_batch(self.name, entries)
         reply = await self._link.bus.request(
             wire.inbox_subject(node), payload, self.request_timeout
         )
-        acks = wire.decode_acks(reply)
-        return Acked(acks.committed, acks.pending)
+        return wire.decode_acks(reply)
 
     # -- statistics ----------------------------------------------------------------------------
 
