@@ -17,6 +17,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -30,6 +31,10 @@ from caxton.errors import ConfigError
 from caxton.examples import EXAMPLES, examples_dir
 from caxton.node import Node
 from caxton.observability import Metrics, Tracing, configure_tracing
+from caxton.runtime.tracing import SpanLog
+
+if TYPE_CHECKING:
+    from caxton.observability.spans import SpanBuilder
 
 __all__ = ["Server", "check_listen_policy", "run_server"]
 
@@ -132,6 +137,13 @@ class Server:
         )
         self.node = Node(config)
         self.tracing: Tracing = configure_tracing(obs)
+        #: With tracing on: builds the spans of traced messages (`caxton.observability.spans`).
+        self.span_builder: SpanBuilder | None = None
+        if self.tracing.provider is not None:
+            from caxton.observability.spans import SpanBuilder  # loads the SDK: only when on
+
+            self.node.spans = SpanLog()
+            self.span_builder = SpanBuilder.for_provider(self.node.spans, self.tracing.provider)
         self.listeners: list[Listener] = []
         self._stopping = asyncio.Event()
         self._responder: AgentApiResponder | None = None
@@ -188,6 +200,8 @@ class Server:
                 limits=self._limits(64),
             )
         )
+        if self.span_builder is not None:
+            self.span_builder.start()
         try:
             for listener in self.listeners:
                 await listener.start()
@@ -282,6 +296,8 @@ class Server:
     async def _stop_tracing(self) -> None:
         if not self.tracing.enabled:
             return
+        if self.span_builder is not None:  # the last records become spans, then they go
+            await asyncio.to_thread(self.span_builder.close)
         if not await asyncio.to_thread(self.tracing.shutdown, TRACING_STOP_WAIT):
             log.warning(
                 "tracing: the collector did not take the last spans within %.1fs of the stop; "

@@ -1,0 +1,71 @@
+"""Recording traced work on the hot path, for spans built off it (docs/observability.md).
+
+The runtime and messaging never create OpenTelemetry spans themselves: for a message of a
+sampled trace (`caxton.wire.trace`) they append a plain tuple to the node's `SpanLog`
+(timestamps taken on the spot, in ``time.time_ns``), and the span builder of
+`caxton.observability.spans` turns the records into spans with those explicit times on its own
+thread. With tracing off there is no `SpanLog` and no worker looks at a message's trace
+context at all; a message that carries none costs one prefix compare.
+
+Records:
+
+* ``("handle", context, parent, start, end, agent, version, message, outcome, fuel)``: an agent
+  handled ``message`` (bytes) in span ``context.span_id`` (child of ``parent``, hex) from
+  ``start`` to ``end``; ``outcome`` is ``"ok"`` or the failure's cause, ``fuel`` what it used
+  (None without metering); ``context.sends`` holds the messages it sent.
+* ``("span", name, trace_id, parent, span_id, start, end, attributes)``: any other step
+  (``span_id`` None for a fresh one).
+
+`current` is the calling thread's message being handled, for log lines
+(`caxton.observability`'s formatters add its trace and span ids).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from time import time_ns
+from typing import Any
+
+from caxton.wire import trace as wire_trace
+
+__all__ = ["SpanLog", "current"]
+
+#: Per thread: ``handling`` is ``(TraceContext, agent name, message)`` while a traced message
+#: is handled there, else absent or None.
+current = threading.local()
+
+
+class SpanLog:
+    """Records of traced work (see the module); appended on any thread, drained by one."""
+
+    __slots__ = ("dropped", "limit", "records")
+
+    def __init__(self, limit: int = 200_000) -> None:
+        #: The records not built into spans yet (``deque.append`` is thread-safe).
+        self.records: deque[tuple[Any, ...]] = deque()
+        #: At most this many wait; later ones are dropped (a stuck builder never eats memory).
+        self.limit = limit
+        #: Records dropped over `limit`.
+        self.dropped = 0
+
+    def add(self, record: tuple[Any, ...]) -> None:
+        """Append one record (dropped and counted when `limit` are waiting)."""
+        if len(self.records) < self.limit:
+            self.records.append(record)
+        else:
+            self.dropped += 1
+
+    def step(
+        self,
+        name: str,
+        message: bytes,
+        start: int,
+        attributes: dict[str, Any],
+        end: int | None = None,
+    ) -> None:
+        """Record a step named ``name`` on a traced ``message`` (child of its span)."""
+        parsed = wire_trace.parse(message)
+        if parsed is not None:
+            trace_id, parent = parsed
+            self.add(("span", name, trace_id, parent, None, start, end or time_ns(), attributes))
