@@ -105,6 +105,8 @@ class SpanBuilder:
         self._stop = False
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        #: Records dropped because their ids were not hexadecimal.
+        self.malformed = 0
 
     @classmethod
     def for_provider(cls, log: SpanLog, provider: TracerProvider) -> SpanBuilder:
@@ -139,6 +141,8 @@ class SpanBuilder:
                 record = records.popleft()
                 try:
                     ended += self._build(record)
+                except ValueError:  # ids that are not hex: only a bug could write them
+                    self.malformed += 1
                 except Exception:  # a malformed record must not stop the others
                     _log.exception("building a span failed")
         return ended

@@ -31,8 +31,8 @@ from caxton.wire import trace as wire_trace
 
 __all__ = ["SpanLog", "current"]
 
-#: Per thread: ``handling`` is ``(TraceContext, agent name, message)`` while a traced message
-#: is handled there, else absent or None.
+#: Per thread: ``handling`` is the `TraceContext` of the traced message handled there now
+#: (with its agent and message), else absent or None.
 current = threading.local()
 
 

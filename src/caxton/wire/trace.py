@@ -18,7 +18,15 @@ import re
 from random import getrandbits
 from time import time_ns
 
-__all__ = ["HEAD", "TraceContext", "format_traceparent", "parse", "traced", "with_traceparent"]
+__all__ = [
+    "HEAD",
+    "TraceContext",
+    "format_traceparent",
+    "parse",
+    "sampled_ids",
+    "traced",
+    "with_traceparent",
+]
 
 #: How every traced message starts.
 HEAD = b'{"traceparent":"'
@@ -27,6 +35,18 @@ _PATTERN = re.compile(rb'00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})"')
 _TEXT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = b"0" * 32
 _ZERO_SPAN = b"0" * 16
+
+
+def sampled_ids(data: bytes) -> tuple[bytes, bytes] | None:
+    """`parse` for a message that starts with `HEAD`, by position (the hot path's check).
+
+    Only the runtime writes the field first (it drops one an agent or a client writes, and
+    puts its own, validated, first), so the positions are known; the hex digits are checked
+    where the spans are built.
+    """
+    if data[69:72] != b'01"' or data[18:19] != b"-" or data[51:52] != b"-":
+        return None
+    return data[19:51], data[52:68]
 
 
 def traced(data: bytes) -> bool:
@@ -75,9 +95,14 @@ def new_span_id() -> int:
 class TraceContext:
     """The trace of the message being handled, and what its handler sent (see the module)."""
 
-    __slots__ = ("_open", "sends", "span_id", "trace_id")
+    __slots__ = ("_open", "agent", "message", "sends", "span_id", "trace_id")
 
-    def __init__(self, trace_id: bytes, span_id: int) -> None:
+    def __init__(
+        self, trace_id: bytes, span_id: int, agent: str = "", message: bytes = b""
+    ) -> None:
+        #: The agent handling `message` (for log lines: `caxton.runtime.tracing.current`).
+        self.agent = agent
+        self.message = message
         #: The trace (32 lowercase hex digits).
         self.trace_id = trace_id
         #: The span of the handling (the parent of each send span).

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Sized
 from ctypes import byref, c_uint64
 from dataclasses import dataclass
+from random import getrandbits as _getrandbits
 from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,8 @@ _MEMORY_CHECK = 0.1  # seconds between memory-size refreshes of a busy agent
 _log = logging.getLogger("caxton.runtime")
 _BUDGET = host.LOG_BUDGET
 _HEAD = wire_trace.HEAD
+_sampled_ids = wire_trace.sampled_ids
+_TraceContext = wire_trace.TraceContext
 _HEAD_LEN = len(_HEAD)
 
 
@@ -342,14 +345,14 @@ class Worker:
         if data[:_HEAD_LEN] != _HEAD:
             self._untraced(agent, data)
             return
-        parsed = wire_trace.parse(data)
+        parsed = _sampled_ids(data)
         if parsed is None:
             self._untraced(agent, data)
             return
-        context = wire_trace.TraceContext(parsed[0], wire_trace.new_span_id())
+        context = _TraceContext(parsed[0], _getrandbits(64) or 1, agent.name, data)
         stamper = self.cx.stamper
         stamper.trace = context
-        current.handling = (context, agent.name, data)
+        current.handling = context
         failures = agent.failures
         start = time_ns()
         try:
