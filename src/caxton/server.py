@@ -118,6 +118,19 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+def _node_name(config: Config) -> str | None:
+    """The node's name for the spans' ``service.instance.id``: ``node_name``, or in a cluster
+    the name kept in the data directory (made now if this is the first start)."""
+    coordination = config.coordination
+    if coordination.node_name is not None or not coordination.cluster_enabled:
+        return coordination.node_name
+    if not (config.observability.enable_tracing and config.observability.otlp_endpoint):
+        return None
+    from caxton.cluster.identity import node_name
+
+    return node_name(None, coordination.data_dir)
+
+
 class Server:
     """One running Caxton process: node, listeners and metrics."""
 
@@ -136,14 +149,16 @@ class Server:
             self.registry, prefix=obs.metrics_prefix, buckets=obs.histogram_buckets
         )
         self.node = Node(config)
-        self.tracing: Tracing = configure_tracing(obs)
+        self.tracing: Tracing = configure_tracing(obs, node_id=_node_name(config))
         #: With tracing on: builds the spans of traced messages (`caxton.observability.spans`).
         self.span_builder: SpanBuilder | None = None
-        if self.tracing.provider is not None:
+        if self.tracing.provider is not None and self.tracing.processor is not None:
             from caxton.observability.spans import SpanBuilder  # loads the SDK: only when on
 
             self.node.spans = SpanLog()
-            self.span_builder = SpanBuilder.for_provider(self.node.spans, self.tracing.provider)
+            self.span_builder = SpanBuilder(
+                self.node.spans, self.tracing.processor, self.tracing.provider.resource
+            )
         self.listeners: list[Listener] = []
         self._stopping = asyncio.Event()
         self._responder: AgentApiResponder | None = None
@@ -212,6 +227,8 @@ class Server:
             self.metrics.register_snapshot_source("agents", self.node.agents.metric_samples)
             self.metrics.register_snapshot_source("messaging", self.node.messaging.metric_samples)
             self.metrics.register_snapshot_source("storage", self.node.storage.metric_samples)
+            if self.tracing.enabled:  # caxton_trace_spans_*: exported, failed, dropped
+                self.metrics.register_snapshot_source("tracing", self.tracing.metric_samples)
             if self.node.cluster is not None:  # only with cluster_enabled
                 self.metrics.register_snapshot_source("cluster", self.node.cluster.metric_samples)
             registry = None if self.node.cluster is None else self.node.cluster.registry

@@ -164,7 +164,8 @@ def errors_of(path: Path, environ: dict[str, str] | None = None) -> list[str]:
         pytest.param(
             '[observability]\notlp_endpoint = "jaeger:14268"',
             "observability.otlp_endpoint: expected an http(s) URL such as "
-            '"http://otel-collector:4318", got "jaeger:14268"',
+            '"http://otel-collector:4318" or a grpc:// URL such as "grpc://otel-collector:4317", '
+            'got "jaeger:14268"',
             id="otlp-url",
         ),
         pytest.param(

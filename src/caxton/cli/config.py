@@ -7,7 +7,8 @@ import json
 import click
 
 from caxton.cli._common import EXIT_CONFIG, config_option, fail, load_or_exit
-from caxton.config import config_to_dict, dump_config, load_config
+from caxton.config import Config, config_to_dict, dump_config, load_config
+from caxton.config.otlp import LegacyJaeger, otlp_target
 from caxton.errors import ConfigError
 
 __all__ = ["config"]
@@ -30,6 +31,17 @@ def check(file: str | None, config_path: str | None) -> None:
         fail(f"configuration error:\n{exc.message}", EXIT_CONFIG)
     source = cfg.source if cfg.source is not None else "the embedded default"
     click.echo(f"{source}: OK")
+    for warning in _warnings(cfg):
+        click.echo(f"{source}: warning: {warning}", err=True)
+
+
+def _warnings(cfg: Config) -> list[str]:
+    """What is valid but will not work as the file seems to mean (the node warns at start too)."""
+    observability = cfg.observability
+    if not (observability.enable_tracing and observability.otlp_endpoint):
+        return []
+    target = otlp_target(observability.otlp_endpoint, observability.otlp_protocol)
+    return [target.warning()] if isinstance(target, LegacyJaeger) else []
 
 
 @config.command("show")

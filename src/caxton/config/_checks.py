@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from caxton.config._units import format_size
+from caxton.config.otlp import otlp_target
 from caxton.config.schema import Address, Config
 from caxton.security.tokens import secret_problem
 
@@ -43,6 +44,7 @@ def cross_check(
         *_check_memory(config, failed),
         *_check_listeners(config, failed),
         *_check_nats(config, failed),
+        *_check_otlp(config, failed),
     ]
 
 
@@ -158,3 +160,16 @@ def _check_nats(config: Config, failed: set[str]) -> Iterator[str]:
                 f"coordination.{key}: not used when nats_url is set (the node then starts no "
                 f"nats-server of its own); remove one of the two"
             )
+
+
+def _check_otlp(config: Config, failed: set[str]) -> Iterator[str]:
+    """``otlp_endpoint`` agrees with ``otlp_protocol``: no path for gRPC, no grpc:// for HTTP."""
+    observability = config.observability
+    endpoint = observability.otlp_endpoint
+    if endpoint is None or failed & {"observability.otlp_endpoint", "observability.otlp_protocol"}:
+        return
+    try:
+        otlp_target(endpoint, observability.otlp_protocol)
+    except ValueError as exc:
+        key = "otlp_endpoint" if observability.otlp_protocol is None else "otlp_protocol"
+        yield f"observability.{key}: {exc}"

@@ -290,11 +290,15 @@ def metrics_prefix(value: Any) -> str:
     return str(value)
 
 
-def http_url(value: Any) -> str:
-    """An ``http://`` or ``https://`` URL with a host."""
+def otlp_url(value: Any) -> str:
+    """An ``http://``, ``https://`` or ``grpc://`` URL with a host (`caxton.config.otlp`)."""
     parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _fail('an http(s) URL such as "http://otel-collector:4318"', value)
+    if parts is None or parts.scheme not in ("http", "https", "grpc") or not parts.hostname:
+        raise _fail(
+            'an http(s) URL such as "http://otel-collector:4318" or a grpc:// URL such as '
+            '"grpc://otel-collector:4317"',
+            value,
+        )
     return str(value)
 
 
@@ -443,8 +447,12 @@ SECTIONS: dict[str, Section] = {
             "histogram_buckets": histogram_buckets,
             "enable_tracing": boolean,
             "trace_sample_rate": fraction,
-            "otlp_endpoint": http_url,
+            "otlp_endpoint": otlp_url,
             "otlp_timeout": duration,
+            "otlp_protocol": _choice(
+                {"grpc": "grpc", "http/protobuf": "http/protobuf", "http": "http/protobuf"}
+            ),
+            "otlp_max_queue_size": count,
         },
     ),
     "security": Section(

@@ -216,6 +216,10 @@ class ObservabilityConfig:
     trace_sample_rate: float = 0.1
     otlp_endpoint: str | None = None
     otlp_timeout: float = 10.0
+    #: Caxton addition: "grpc" or "http/protobuf"; None guesses from otlp_endpoint.
+    otlp_protocol: Literal["grpc", "http/protobuf"] | None = None
+    #: Caxton addition: finished spans waiting for export; more are dropped (and counted).
+    otlp_max_queue_size: int = 2048
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,7 +8,7 @@ imports it. The server wires it up at start:
 * `Metrics.create` builds every Prometheus metric on an explicit registry, and
   `Metrics.register_snapshot_source` exposes the core's ``statistics()`` snapshots;
   `render_metrics` produces the ``/metrics`` answer;
-* `configure_tracing` sets up OTLP/HTTP span export (or a no-op tracer).
+* `configure_tracing` sets up OTLP/gRPC or OTLP/HTTP span export (or a no-op tracer).
 """
 
 from caxton.observability.logging import LoggingSetup, SecretMasker, configure_logging

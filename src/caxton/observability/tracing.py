@@ -1,10 +1,15 @@
-"""`configure_tracing`: OpenTelemetry spans exported over OTLP/HTTP, or a no-op.
+"""`configure_tracing`: OpenTelemetry spans exported over OTLP/gRPC or OTLP/HTTP, or a no-op.
 
-With ``enable_tracing = true`` and an ``otlp_endpoint``, spans go through a `BatchSpanProcessor`
-to the OTLP/HTTP protobuf exporter (``POST`` with ``Content-Type: application/x-protobuf``).
-The endpoint is used as given when it has a path (``http://collector:4318/v1/traces``); a bare
-``http://collector:4318`` gets the standard ``/v1/traces`` appended. Each request times out after
-``otlp_timeout`` seconds (retries included).
+With ``enable_tracing = true`` and an ``otlp_endpoint``, spans go through a bounded
+`BatchSpanProcessor` to the OTLP exporter that `caxton.config.otlp.otlp_target` chooses from
+``otlp_endpoint`` and ``otlp_protocol``: gRPC (``TraceService/Export``; port 4317, ``grpc://``)
+or HTTP (``POST`` with ``Content-Type: application/x-protobuf``; port 4318, a ``/v1/traces``
+path). A bare HTTP endpoint gets the standard ``/v1/traces`` appended. Each export (retries
+included) times out after ``otlp_timeout`` seconds, for both protocols.
+
+Jaeger's legacy Thrift URL (port 14268 or ``/api/traces``, the seed's example) does not take
+OTLP: `configure_tracing` logs one warning saying what to use instead and returns the no-op
+tracer (no spans are made or exported), unless ``otlp_protocol`` says it is OTLP after all.
 
 Sampling is ``ParentBased(TraceIdRatioBased(trace_sample_rate))``: a trace that arrives with a
 sampling decision (a ``traceparent`` from a client or another node) keeps it; a trace started
@@ -17,9 +22,11 @@ The provider is *not* installed as OpenTelemetry's global provider (that can be 
 per process, so tests could not undo it); code gets its tracer from `Tracing.tracer`.
 
 Failure: a bad sample rate or endpoint raises `ConfigError` at configuration time. An
-unreachable collector never blocks or fails the node: export happens on the processor's thread,
-failures are logged by OpenTelemetry, and `Tracing.shutdown` gives up after ``otlp_timeout``
-or the shorter wait its caller gives.
+unreachable or hung collector never blocks or fails the node: ending a span only queues it (at
+most ``otlp_max_queue_size``; beyond that the oldest is dropped), export happens on the
+processor's thread, and `Tracing.metric_samples` counts spans exported, failed and dropped
+(``caxton_trace_spans_*_total``). `Tracing.shutdown` gives up after ``otlp_timeout`` or the
+shorter wait its caller gives.
 
 Shutdown makes one last attempt per queued batch and no retries: the exporter's retry backoff
 (about 1 s, then 2 s, 4 s, ...) would otherwise hold a stopping node for up to ``otlp_timeout``
@@ -31,8 +38,9 @@ but never answers (hung, or a firewall that drops packets) held the node for ``o
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -41,12 +49,17 @@ from opentelemetry import trace
 
 from caxton._version import __version__
 from caxton.config import ObservabilityConfig
+from caxton.config.otlp import LegacyJaeger, OtlpTarget, otlp_target
 from caxton.errors import ConfigError
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
+    from caxton.observability._span_export import CountingBatchSpanProcessor
+
 __all__ = ["Tracing", "configure_tracing", "otlp_traces_url"]
+
+log = logging.getLogger("caxton.observability.tracing")
 
 _TRACES_PATH = "/v1/traces"
 
@@ -80,6 +93,10 @@ class Tracing:
     timeout: float = 10.0
     #: The OTLP exporter, told to stop retrying at `shutdown`; None when tracing is off.
     exporter: Any = None
+    #: Where spans go; None when tracing is off.
+    target: OtlpTarget | None = None
+    #: The bounded queue and its counts; None when tracing is off.
+    processor: CountingBatchSpanProcessor | None = None
 
     @property
     def enabled(self) -> bool:
@@ -106,6 +123,54 @@ class Tracing:
         _stop_retrying(self.exporter)
         wait = self.timeout if timeout is None else min(timeout, self.timeout)
         return self._bounded(provider.shutdown, wait)
+
+    def metric_samples(self) -> Iterator[tuple[str, str, dict[str, str], int, str]]:
+        """Snapshot records (`caxton.observability.snapshot`) of the export pipeline.
+
+        ``trace_spans_exported``, ``trace_spans_export_failed`` and ``trace_spans_dropped``
+        (counters), ``trace_span_queue_size`` and ``trace_span_queue_capacity`` (gauges).
+        """
+        processor = self.processor
+        if processor is None:
+            return
+        counts = processor.counts
+        yield (
+            "trace_spans_exported",
+            "counter",
+            {},
+            counts.exported,
+            "Spans the trace collector accepted.",
+        )
+        yield (
+            "trace_spans_export_failed",
+            "counter",
+            {},
+            counts.failed,
+            "Spans in export requests that failed (collector down, hung past otlp_timeout,"
+            " or refusing), after retries.",
+        )
+        yield (
+            "trace_spans_dropped",
+            "counter",
+            {},
+            counts.dropped,
+            "Spans dropped without an export attempt because the span queue was full"
+            " (otlp_max_queue_size).",
+        )
+        yield (
+            "trace_span_queue_size",
+            "gauge",
+            {},
+            processor.queued(),
+            "Finished spans waiting for export.",
+        )
+        yield (
+            "trace_span_queue_capacity",
+            "gauge",
+            {},
+            processor.capacity,
+            "Spans the export queue holds (otlp_max_queue_size).",
+        )
 
     def _bounded(self, action: Callable[[], object], wait: float | None = None) -> bool:
         # The SDK's flush and shutdown do not honour a deadline themselves; running them on a
@@ -147,23 +212,45 @@ def configure_tracing(
         node_id: the ``service.instance.id`` resource attribute (the node's name), if known.
 
     Raises:
-        ConfigError: ``trace_sample_rate`` is outside 0..1, or ``otlp_endpoint`` is not a URL.
+        ConfigError: ``trace_sample_rate`` is outside 0..1, ``otlp_max_queue_size`` below 1,
+            or ``otlp_endpoint`` is not a URL or contradicts ``otlp_protocol``.
     """
+    off = Tracing(tracer=trace.NoOpTracer(), timeout=config.otlp_timeout)
     if not config.enable_tracing or not config.otlp_endpoint:
-        return Tracing(tracer=trace.NoOpTracer(), timeout=config.otlp_timeout)
+        return off
     rate = config.trace_sample_rate
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(
             f"observability.trace_sample_rate: {rate!r} is not between 0 and 1",
             details={"key": "observability.trace_sample_rate", "value": rate},
         )
+    if config.otlp_max_queue_size < 1:
+        raise ConfigError(
+            f"observability.otlp_max_queue_size: {config.otlp_max_queue_size!r} is not 1 or more",
+            details={"key": "observability.otlp_max_queue_size"},
+        )
+    key = "otlp_endpoint" if config.otlp_protocol is None else "otlp_protocol"
+    try:
+        target = otlp_target(config.otlp_endpoint, config.otlp_protocol)
+    except ValueError as exc:
+        raise ConfigError(
+            f"observability.{key}: {exc}",
+            details={"key": f"observability.{key}", "value": config.otlp_endpoint},
+        ) from None
+    if isinstance(target, LegacyJaeger):
+        log.warning(target.warning(), extra={"otlp_endpoint": config.otlp_endpoint})
+        return off
     # The SDK and the exporter load only when tracing is on: they cost startup time.
-    from opentelemetry.exporter.otlp.proto.http import Compression
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    from caxton.observability._span_export import (
+        CountingBatchSpanProcessor,
+        CountingExporter,
+        SpanCounts,
+        otlp_exporter,
+    )
 
     attributes: dict[str, str] = {"service.name": service_name, "service.version": __version__}
     if node_id:
@@ -173,15 +260,18 @@ def configure_tracing(
         resource=Resource.create(attributes),
         shutdown_on_exit=False,
     )
-    exporter = OTLPSpanExporter(
-        endpoint=otlp_traces_url(config.otlp_endpoint),
-        timeout=config.otlp_timeout,
-        compression=Compression.NoCompression,
+    exporter = otlp_exporter(target, config.otlp_timeout)
+    counts = SpanCounts()
+    processor = CountingBatchSpanProcessor(
+        CountingExporter(exporter, counts), counts, config.otlp_max_queue_size
     )
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    provider.add_span_processor(processor)
+    log.info("tracing: exporting spans %s", target.describe())
     return Tracing(
         tracer=provider.get_tracer("caxton", __version__),
         provider=provider,
         timeout=config.otlp_timeout,
         exporter=exporter,
+        target=target,
+        processor=processor,
     )

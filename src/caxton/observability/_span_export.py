@@ -1,0 +1,114 @@
+"""The span pipeline behind `configure_tracing`: a bounded queue and an OTLP exporter, counted.
+
+Imported only when tracing exports (it loads the OpenTelemetry SDK and an exporter).
+
+`CountingBatchSpanProcessor` is the SDK's `BatchSpanProcessor`: ending a span only puts it on a
+queue of at most ``otlp_max_queue_size`` spans (a deque append on the caller's thread), and a
+background thread exports batches. When the queue is full, because the collector is slow, hung
+or down, the oldest queued span is dropped; every drop is counted in `SpanCounts.dropped`. The
+exporter is wrapped so that each batch's spans are counted as exported or failed.
+
+The queue is the SDK's (``BatchProcessor._queue``), which is not public API: an SDK version that
+keeps it elsewhere would leave `dropped` and `queued` at 0 (tests/observability checks both).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from caxton.config.otlp import OtlpTarget
+
+__all__ = ["CountingBatchSpanProcessor", "CountingExporter", "SpanCounts", "otlp_exporter"]
+
+#: Spans per export request (the SDK's default), or the whole queue when that is smaller.
+MAX_EXPORT_BATCH = 512
+
+
+@dataclass(eq=False)
+class SpanCounts:
+    """Spans by fate since start; read from any thread (each field is one int)."""
+
+    #: Dropped because the queue was full.
+    dropped: int = 0
+    #: In batches the collector accepted.
+    exported: int = 0
+    #: In batches the collector refused or never answered (after the exporter's retries).
+    failed: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, spans: int) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + spans)
+
+
+class CountingExporter(SpanExporter):
+    """`inner`, counting each batch's spans as exported or failed in `counts`."""
+
+    def __init__(self, inner: SpanExporter, counts: SpanCounts) -> None:
+        self.inner = inner
+        self.counts = counts
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception:
+            self.counts.add("failed", len(spans))
+            raise
+        outcome = "exported" if result is SpanExportResult.SUCCESS else "failed"
+        self.counts.add(outcome, len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class CountingBatchSpanProcessor(BatchSpanProcessor):
+    """A `BatchSpanProcessor` that counts the spans it drops because its queue is full."""
+
+    def __init__(self, exporter: SpanExporter, counts: SpanCounts, max_queue_size: int) -> None:
+        super().__init__(
+            exporter,
+            max_queue_size=max_queue_size,
+            max_export_batch_size=min(MAX_EXPORT_BATCH, max_queue_size),
+        )
+        self.counts = counts
+        self.capacity = max_queue_size
+        queue = getattr(getattr(self, "_batch_processor", None), "_queue", None)
+        self._queue: Sequence[Any] = queue if queue is not None else ()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None or not context.trace_flags.sampled:
+            return
+        if len(self._queue) >= self.capacity:  # the append below pushes the oldest one out
+            self.counts.add("dropped", 1)
+        super().on_end(span)
+
+    def queued(self) -> int:
+        """Spans waiting for export now."""
+        return len(self._queue)
+
+
+def otlp_exporter(target: OtlpTarget, timeout: float) -> SpanExporter:
+    """The OTLP exporter for `target` (gRPC or HTTP), each export bounded by `timeout` seconds."""
+    if target.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcSpanExporter,
+        )
+
+        return GrpcSpanExporter(endpoint=target.endpoint, insecure=target.insecure, timeout=timeout)
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(
+        endpoint=target.endpoint, timeout=timeout, compression=Compression.NoCompression
+    )
