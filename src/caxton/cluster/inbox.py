@@ -31,10 +31,11 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from time import time_ns
 from typing import TYPE_CHECKING
 
 from caxton.clock import SYSTEM_CLOCK, Clock
-from caxton.cluster import wire
+from caxton.cluster import spans, wire
 from caxton.messaging.deadletters import Reason
 from caxton.runtime.delivery import Origin
 from caxton.storage.messages import MessageBatch
@@ -150,6 +151,7 @@ class Inbox:
     async def _receive(
         self, origin: str, entries: list[wire.WireEntry], delivered: Callable[[], None]
     ) -> bytes:
+        started = time_ns()
         router = self._messaging.router
         is_local, locate, owner = router.is_local, self._locate, self._owner
         plan: list[_Planned] = []
@@ -194,6 +196,10 @@ class Inbox:
             reforwarded = await self._deliver(plan, duplicates)
         self.duplicates += len(duplicates)
         self.received += len(plan) - len(duplicates)
+        traced = getattr(self._messaging.runtime, "spans", None)
+        if traced is not None:  # tracing on
+            deliveries = [(p[0], p[1], p[2]) for p in plan if (p[0], p[1]) not in duplicates]
+            spans.received(traced, origin, deliveries, started)
         if reforwarded:
             self.reforwarded += reforwarded
             self._committed(batch.enqueued)

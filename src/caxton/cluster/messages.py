@@ -176,6 +176,7 @@ class ClusterMessages:
             committed=self.committed,
         )
         self._gather = Gather(self.name, lambda: self._link.bus, self._alive_peers, messaging)
+        self.forwarder.spans = getattr(messaging.runtime, "spans", None)  # tracing on
 
     @property
     def gather(self) -> Gather:
