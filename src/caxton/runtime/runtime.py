@@ -108,6 +108,7 @@ class Runtime:
         self._timers = TimerQueue(
             self.clock, self.send_from_loop, self._timer_backend, self._timer_released
         )
+        self._timers.spans = self.spans
         services = Services(
             engine=self.engine,
             config=self.config,

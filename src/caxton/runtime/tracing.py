@@ -69,3 +69,17 @@ class SpanLog:
         if parsed is not None:
             trace_id, parent = parsed
             self.add(("span", name, trace_id, parent, None, start, end or time_ns(), attributes))
+
+    def continued(self, name: str, message: bytes, out: bytes, attributes: dict[str, Any]) -> bytes:
+        """``out`` (a message the runtime writes because of a traced ``message``, without a
+        ``traceparent``) in a step named ``name``: the step is recorded as a child of
+        ``message``'s span and ``out`` carries its context (so its handling continues the
+        trace). ``out`` unchanged when ``message`` is not traced."""
+        parsed = wire_trace.parse(message)
+        if parsed is None:
+            return out
+        trace_id, parent = parsed
+        span = wire_trace.new_span_id()
+        now = time_ns()
+        self.add(("span", name, trace_id, parent, span, now, now, attributes))
+        return wire_trace.with_traceparent(out, wire_trace.format_traceparent(trace_id, span))
