@@ -171,3 +171,28 @@ async def test_log_lines_written_while_handling_carry_the_trace(traced: Traced) 
     assert traced_line["conversation_id"] == "c-1"
     assert "trace_id" not in untraced_line
     assert "span_id" not in untraced_line
+
+
+async def test_the_fuel_an_agent_used_is_on_its_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    log = SpanLog()
+    builder = SpanBuilder.for_provider(log, provider)
+    config = fast_runtime(fuel=50_000_000)
+    engine = Engine(config, cache_dir=None)
+    inbox: asyncio.Queue[bytes] = asyncio.Queue()
+    runtime = Runtime(config, engine=engine, external=lambda r, d: inbox.put_nowait(d), spans=log)
+    async with runtime:
+        for name in ("pong", "ping"):
+            await runtime.start_agent(AgentSpec(name=name), engine.compile(example(name)))
+        runtime.deliver_nowait("ping", start(2, f"00-{TRACE}-{PARENT}-01"))
+        await asyncio.wait_for(inbox.get(), 10)
+    engine.close()
+    builder.drain()
+    handles = [s for s in exporter.get_finished_spans() if s.name == "caxton.handle"]
+    assert len(handles) == 5
+    for handle in handles:
+        used = attrs(handle)["caxton.fuel_used"]
+        assert isinstance(used, int)
+        assert 0 < used < 50_000_000
