@@ -113,6 +113,8 @@ class Inbox:
         after re-forwarded rows were written."""
         self.name = name
         self._messaging = messaging
+        #: With tracing on: where deliveries of traced messages are recorded (`cluster.spans`).
+        self.spans = getattr(getattr(messaging, "runtime", None), "spans", None)
         self._locate = locate
         self._owner = owner
         self._clients = clients
@@ -196,7 +198,7 @@ class Inbox:
             reforwarded = await self._deliver(plan, duplicates)
         self.duplicates += len(duplicates)
         self.received += len(plan) - len(duplicates)
-        traced = getattr(self._messaging.runtime, "spans", None)
+        traced = self.spans
         if traced is not None:  # tracing on
             deliveries = [(p[0], p[1], p[2]) for p in plan if (p[0], p[1]) not in duplicates]
             spans.received(traced, origin, deliveries, started)

@@ -176,7 +176,7 @@ class ClusterMessages:
             committed=self.committed,
         )
         self._gather = Gather(self.name, lambda: self._link.bus, self._alive_peers, messaging)
-        self.forwarder.spans = getattr(messaging.runtime, "spans", None)  # tracing on
+        self.forwarder.spans = self._inbox.spans  # tracing on: forwards are recorded
 
     @property
     def gather(self) -> Gather:
