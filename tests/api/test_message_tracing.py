@@ -252,3 +252,26 @@ async def test_a_timer_fires_in_the_trace_it_was_set_in(make_traced: MakeTraced)
     assert timer.parent is not None
     assert timer.parent.span_id == scheduled.context.span_id
     assert attrs(second)["caxton.queue_time_ms"] >= 400  # it waited for its timer
+
+
+async def test_a_traceparent_in_a_bulk_body_is_dropped_too(make_traced: MakeTraced) -> None:
+    traced = await make_traced(1.0)
+    forged = f"00-{TRACE}-{CLIENT_SPAN}-01"
+    resp = await traced.client.post(
+        "/api/v1/messages",
+        json=[
+            {"receiver": "echo", "performative": "inform", "content": 1, "traceparent": forged},
+        ],
+    )
+    assert resp.status == 202, await resp.text()
+    [accepted] = (await resp.json())["accepted"]
+
+    async def stored() -> list[dict[str, Any]] | None:
+        page = await traced.client.get(f"/api/v1/conversations/{accepted['conversation_id']}")
+        if page.status != 200:
+            return None
+        messages: list[dict[str, Any]] = (await page.json())["messages"]
+        return messages or None
+
+    [message, *_] = await eventually(stored)
+    assert "traceparent" not in message

@@ -1,6 +1,8 @@
 """Completing the envelope of a message an agent sends (docs/agents.md; docs/messaging.md).
 
-The host's `send` sets ``sender``, ``message_id`` and ``created_at``; a message sent while the
+The host's `send` sets ``sender``, ``message_id`` and ``created_at`` (and, while a traced
+message is handled, a ``traceparent`` first: `Stamper.trace`, `caxton.wire.trace`; one the
+guest wrote is dropped); a message sent while the
 agent handles another inherits that message's ``conversation_id`` unless it sets one (and gets a
 fresh one when there is nothing to inherit), and a message addressed to the current message's
 sender gets ``in_reply_to`` from its ``reply_with``.
