@@ -6,10 +6,13 @@ conversations of ``--rounds`` request/inform round trips each, one after the oth
 starts with an API-style submit, where the variant's sampler decides the conversation's trace
 exactly as a node's API does (a ``caxton.accept`` span under
 ``ParentBased(TraceIdRatioBased(rate))``; a sampled one puts its ``traceparent`` into the
-message). Spans go through the real `SpanBuilder` thread and a real `BatchSpanProcessor` to
-the OTLP/HTTP protobuf exporter, which POSTs them to a local sink process that accepts and
-discards them. Variants run interleaved (run 1 of each, run 2 of each, ...) so that they share
-the machine's phases; medians are the figure to read. Prints JSON:
+message). Spans go through the real `SpanBuilder` thread and the node's own export stack
+(`configure_tracing`: its bounded batch queue and the OTLP/HTTP protobuf exporter), which POSTs
+them to a local sink process that accepts and discards them; a run ends when its spans are
+built and flushed (so the export's cost is in the run that made the spans; spans the bounded
+queue dropped are counted in the output). Variants run interleaved (run 1 of each, run 2 of
+each, ...) so that they share the machine's phases; medians are the figure to read. Prints
+JSON:
 
     python bench/bench_tracing.py [--games 50] [--rounds 400] [--runs 5] [--workers 2]
                                   [--variants off,0.1,1.0]
@@ -68,7 +71,7 @@ class Variant:
     storage: Storage
     engine: Engine
     tracer: Any = None
-    provider: Any = None
+    tracing: Any = None
     builder: Any = None
     rates: list[float] = field(default_factory=list)
     sampled_games: int = 0
@@ -79,23 +82,21 @@ async def build(name: str, rate: float | None, tmp: Path, workers: int, sink: st
     runtime_config = RuntimeConfig(max_concurrent_executions=workers, mailbox_capacity=100000)
     engine = Engine(runtime_config, cache_dir=None)
     storage = await Storage.open(tmp / name / "local.db")
-    log = tracer = provider = builder = None
-    if rate is not None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-
+    log = tracer = tracing = builder = None
+    if rate is not None:  # the node's own stack (`caxton.server.Server`)
+        from caxton.config import ObservabilityConfig
+        from caxton.observability import configure_tracing
         from caxton.observability.spans import SpanBuilder
         from caxton.runtime.tracing import SpanLog
 
-        provider = TracerProvider(
-            sampler=ParentBased(TraceIdRatioBased(rate)), shutdown_on_exit=False
+        tracing = configure_tracing(
+            ObservabilityConfig(enable_tracing=True, trace_sample_rate=rate, otlp_endpoint=sink)
         )
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=sink)))
-        tracer = provider.get_tracer("bench")
+        assert tracing.provider is not None
+        assert tracing.processor is not None
+        tracer = tracing.tracer
         log = SpanLog()
-        builder = SpanBuilder.for_provider(log, provider)
+        builder = SpanBuilder(log, tracing.processor, tracing.provider.resource)
         builder.start()
 
     def runtime(m: Any) -> Runtime:
@@ -115,7 +116,7 @@ async def build(name: str, rate: float | None, tmp: Path, workers: int, sink: st
         await storage.agents.create(AgentRecord(name=agent), b"\0asm\x01\0\0\0")
         compiled = engine.compile((AGENTS / f"{agent}.wasm").read_bytes())
         await messaging.runtime.start_agent(AgentSpec(name=agent), compiled)
-    return Variant(name, rate, messaging, storage, engine, tracer, provider, builder)
+    return Variant(name, rate, messaging, storage, engine, tracer, tracing, builder)
 
 
 async def game(variant: Variant, rounds: int) -> bool:
@@ -150,19 +151,30 @@ async def run(variant: Variant, games: int, rounds: int) -> float:
     for _ in range(games):
         variant.sampled_games += await game(variant, rounds)
         variant.games += 1
-    if variant.builder is not None:  # the spans are built before the run counts as done
+    if variant.builder is not None:  # the spans are built and exported within the run
         await asyncio.to_thread(variant.builder.drain)
+        await asyncio.to_thread(variant.tracing.force_flush)
     return 2 * rounds * games / (time.perf_counter() - started)
 
 
 async def close(variant: Variant) -> None:
     if variant.builder is not None:
         variant.builder.close()
-        variant.provider.shutdown()
+        variant.tracing.shutdown()
     await variant.messaging.runtime.aclose()
     await variant.messaging.aclose()
     await variant.storage.aclose()
     variant.engine.close()
+
+
+def span_counts(tracing: Any) -> dict[str, int]:
+    """What the node's span pipeline did: spans exported, failed and dropped (queue full)."""
+    counts = tracing.processor.counts
+    return {
+        "spans_exported": counts.exported,
+        "spans_failed": counts.failed,
+        "spans_dropped": counts.dropped,
+    }
 
 
 def summary(values: list[float]) -> dict[str, object]:
@@ -225,11 +237,13 @@ def report(args: argparse.Namespace, variants: list[Variant]) -> None:
         "rounds_per_game": args.rounds,
         "messages_per_run": 2 * args.rounds * args.games,
         "workers": args.workers,
-        "exporter": "OTLP/HTTP protobuf behind BatchSpanProcessor, to a local discarding sink",
+        "exporter": "the node's: configure_tracing (OTLP/HTTP protobuf, bounded batch queue) "
+        "to a local sink process that discards",
         "variants": {
             v.name: {
                 "msgs_per_s": summary(v.rates),
                 "sampled_games": f"{v.sampled_games}/{v.games}",
+                **({} if v.tracing is None else span_counts(v.tracing)),
             }
             for v in variants
         },
