@@ -6,13 +6,14 @@ conversations of ``--rounds`` request/inform round trips each, one after the oth
 starts with an API-style submit, where the variant's sampler decides the conversation's trace
 exactly as a node's API does (a ``caxton.accept`` span under
 ``ParentBased(TraceIdRatioBased(rate))``; a sampled one puts its ``traceparent`` into the
-message). Spans go through the real `SpanBuilder` thread and the node's own export stack
-(`configure_tracing`: its bounded batch queue and the OTLP/HTTP protobuf exporter), which POSTs
-them to a local sink process that accepts and discards them; a run ends when its spans are
-built and flushed (so the export's cost is in the run that made the spans; spans the bounded
-queue dropped are counted in the output). Variants run interleaved (run 1 of each, run 2 of
-each, ...) so that they share the machine's phases; medians are the figure to read. Prints
-JSON:
+message). Spans go the node's way: the records of traced work to the span export process
+(`SpanExportProcess`, a child process that builds them and exports them through its own
+`configure_tracing` stack: bounded batch queue, OTLP/HTTP protobuf exporter), the node's own
+``caxton.accept`` spans through the node's stack; both POST to a local sink process that
+accepts and discards. A run ends when the node has handed over its records and flushed its
+own spans; spans exported or dropped (bounded queues) are counted in the output. Variants run
+interleaved (run 1 of each, run 2 of each, ...) so that they share the machine's phases;
+medians are the figure to read. Prints JSON:
 
     python bench/bench_tracing.py [--games 50] [--rounds 400] [--runs 5] [--workers 2]
                                   [--variants off,0.1,1.0]
@@ -86,17 +87,18 @@ async def build(name: str, rate: float | None, tmp: Path, workers: int, sink: st
     if rate is not None:  # the node's own stack (`caxton.server.Server`)
         from caxton.config import ObservabilityConfig
         from caxton.observability import configure_tracing
-        from caxton.observability.spans import SpanBuilder
+        from caxton.observability.span_process import SpanExportProcess
         from caxton.runtime.tracing import SpanLog
 
-        tracing = configure_tracing(
-            ObservabilityConfig(enable_tracing=True, trace_sample_rate=rate, otlp_endpoint=sink)
+        observability = ObservabilityConfig(
+            enable_tracing=True, trace_sample_rate=rate, otlp_endpoint=sink
         )
+        tracing = configure_tracing(observability)
         assert tracing.provider is not None
         assert tracing.processor is not None
         tracer = tracing.tracer
         log = SpanLog()
-        builder = SpanBuilder(log, tracing.processor, tracing.provider.resource)
+        builder = SpanExportProcess(log, observability, counts=tracing.processor.counts)
         builder.start()
 
     def runtime(m: Any) -> Runtime:
@@ -151,8 +153,8 @@ async def run(variant: Variant, games: int, rounds: int) -> float:
     for _ in range(games):
         variant.sampled_games += await game(variant, rounds)
         variant.games += 1
-    if variant.builder is not None:  # the spans are built and exported within the run
-        await asyncio.to_thread(variant.builder.drain)
+    if variant.builder is not None:  # the node's part of the spans is done within the run
+        await asyncio.to_thread(variant.builder.ship)
         await asyncio.to_thread(variant.tracing.force_flush)
     return 2 * rounds * games / (time.perf_counter() - started)
 

@@ -34,7 +34,7 @@ from caxton.observability import Metrics, Tracing, configure_tracing
 from caxton.runtime.tracing import SpanLog
 
 if TYPE_CHECKING:
-    from caxton.observability.spans import SpanBuilder
+    from caxton.observability.span_process import SpanExportProcess
 
 __all__ = ["Server", "check_listen_policy", "run_server"]
 
@@ -45,6 +45,9 @@ SHUTDOWN_MARGIN = 2.0
 #: Seconds a stopping node waits for the tracing collector to take the last spans: a healthy
 #: one answers in milliseconds, a hung one would otherwise hold the exit for otlp_timeout.
 TRACING_STOP_WAIT = 0.3
+#: Seconds a stopping node waits for its span export process to export the last spans of
+#: messages (a healthy collector takes them in milliseconds; a hung one is not waited out).
+SPAN_PROCESS_STOP_WAIT = 1.0
 #: Connections the API accepts beyond max_connections, for /health and /ready only.
 API_PROBE_SLOTS = 8
 #: Seconds a clustered node waits for its registry before it deploys the example agents.
@@ -150,14 +153,18 @@ class Server:
         )
         self.node = Node(config)
         self.tracing: Tracing = configure_tracing(obs, node_id=_node_name(config))
-        #: With tracing on: builds the spans of traced messages (`caxton.observability.spans`).
-        self.span_builder: SpanBuilder | None = None
+        #: With tracing on: builds and exports the spans of traced messages in a child process
+        #: (`caxton.observability.span_process`).
+        self.span_builder: SpanExportProcess | None = None
         if self.tracing.provider is not None and self.tracing.processor is not None:
-            from caxton.observability.spans import SpanBuilder  # loads the SDK: only when on
+            from caxton.observability.span_process import SpanExportProcess
 
             self.node.spans = SpanLog()
-            self.span_builder = SpanBuilder(
-                self.node.spans, self.tracing.processor, self.tracing.provider.resource
+            self.span_builder = SpanExportProcess(
+                self.node.spans,
+                obs,
+                node_id=_node_name(config),
+                counts=self.tracing.processor.counts,
             )
         self.listeners: list[Listener] = []
         self._stopping = asyncio.Event()
@@ -215,9 +222,9 @@ class Server:
                 limits=self._limits(64),
             )
         )
-        if self.span_builder is not None:
-            self.span_builder.start()
         try:
+            if self.span_builder is not None:
+                self.span_builder.start()
             for listener in self.listeners:
                 await listener.start()
             await self.node.start(prepare=self._deploy_examples if self.deploy_examples else None)
@@ -314,7 +321,7 @@ class Server:
         if not self.tracing.enabled:
             return
         if self.span_builder is not None:  # the last records become spans, then they go
-            await asyncio.to_thread(self.span_builder.close)
+            await asyncio.to_thread(self.span_builder.close, SPAN_PROCESS_STOP_WAIT)
         if not await asyncio.to_thread(self.tracing.shutdown, TRACING_STOP_WAIT):
             log.warning(
                 "tracing: the collector did not take the last spans within %.1fs of the stop; "
