@@ -10,8 +10,10 @@ message). Spans go the node's way: the records of traced work to the span export
 (`SpanExportProcess`, a child process that builds them and exports them through its own
 `configure_tracing` stack: bounded batch queue, OTLP/HTTP protobuf exporter), the node's own
 ``caxton.accept`` spans through the node's stack; both POST to a local sink process that
-accepts and discards. A run ends when the node has handed over its records and flushed its
-own spans; spans exported or dropped (bounded queues) are counted in the output. Variants run
+accepts and discards. A run is timed as a node experiences it (messages handled; the child
+process builds and exports meanwhile, on the other core), then waits, untimed, until the child
+has exported every span of it, so the next run starts on a quiet machine: that wait (the
+export's backlog) and the spans exported or dropped (bounded queues) are in the output. Variants run
 interleaved (run 1 of each, run 2 of each, ...) so that they share the machine's phases;
 medians are the figure to read. Prints JSON:
 
@@ -75,6 +77,7 @@ class Variant:
     tracing: Any = None
     builder: Any = None
     rates: list[float] = field(default_factory=list)
+    settle_s: list[float] = field(default_factory=list)  # the export backlog after each run
     sampled_games: int = 0
     games: int = 0
 
@@ -153,10 +156,12 @@ async def run(variant: Variant, games: int, rounds: int) -> float:
     for _ in range(games):
         variant.sampled_games += await game(variant, rounds)
         variant.games += 1
-    if variant.builder is not None:  # the node's part of the spans is done within the run
-        await asyncio.to_thread(variant.builder.ship)
+    rate = 2 * rounds * games / (time.perf_counter() - started)
+    if variant.builder is not None:  # not timed: the export's backlog, before the next run
+        await asyncio.to_thread(variant.builder.flush)
         await asyncio.to_thread(variant.tracing.force_flush)
-    return 2 * rounds * games / (time.perf_counter() - started)
+        variant.settle_s.append(time.perf_counter() - started - 2 * rounds * games / rate)
+    return rate
 
 
 async def close(variant: Variant) -> None:
@@ -245,6 +250,9 @@ def report(args: argparse.Namespace, variants: list[Variant]) -> None:
             v.name: {
                 "msgs_per_s": summary(v.rates),
                 "sampled_games": f"{v.sampled_games}/{v.games}",
+                "export_backlog_s_median": round(statistics.median(v.settle_s), 3)
+                if v.settle_s
+                else 0.0,
                 **({} if v.tracing is None else span_counts(v.tracing)),
             }
             for v in variants

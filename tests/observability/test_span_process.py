@@ -61,6 +61,8 @@ def test_spans_built_in_the_child_reach_the_collector(otlp_receiver: OtlpReceive
         assert send.attributes["messaging.message.id"] == "m-2"
         for k in range(50):  # more, and they are counted as exported in the node
             handled(log, 0x2000 + 2 * k)
+        assert process.flush(20)
+        assert counts.exported == 2 + 100
         pid = process.pid
         assert pid is not None
     finally:

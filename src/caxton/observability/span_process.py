@@ -42,6 +42,25 @@ __all__ = ["INTERVAL", "SpanExportProcess"]
 INTERVAL = 0.2
 #: Seconds between two count reports of the child.
 REPORT_INTERVAL = 1.0
+_FLUSH = b"F"  # not a pickle: asks the child to export what it holds and answer
+#: Records the child builds before it lets the export queue drain (`_pace`).
+_CHUNK = 128
+
+
+def _pace(processor: Any, timeout: float) -> None:
+    """Wait (at most ``timeout``) until the export queue is at most half full.
+
+    The child takes a whole batch of records at once; built in one go, a traced burst would
+    overflow the queue (`otlp_max_queue_size`) and be dropped although the exporter keeps up
+    on average. Waiting here leaves the records in the pipe, and then in the node's `SpanLog`,
+    which is bounded too; a collector that stops answering makes the wait end at
+    ``otlp_timeout``, and spans are dropped (and counted) as they would be in the node.
+    """
+    deadline = time.monotonic() + timeout
+    while processor.queued() > processor.capacity // 2 and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
 _log = logging.getLogger("caxton.observability.spans")
 
 
@@ -117,6 +136,25 @@ class SpanExportProcess:
         with self._shipping:
             return self._ship()
 
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Send what waits and wait until the child has exported it (or ``timeout``); True
+        if it did. For benchmarks and tests: a node never waits for its spans."""
+        with self._shipping:
+            conn = self._conn
+            if conn is None or not self._ship():
+                return False
+            deadline = time.monotonic() + timeout
+            try:
+                conn.send_bytes(_FLUSH)
+                while conn.poll(max(0.0, deadline - time.monotonic())):
+                    report = conn.recv()
+                    self._count(report)
+                    if report.get("flushed"):
+                        return True
+            except (OSError, EOFError):
+                pass
+            return False
+
     def _ship(self) -> bool:
         conn = self._conn
         if conn is None:
@@ -152,30 +190,48 @@ class SpanExportProcess:
             counts.add("dropped", lost)
 
     def close(self, timeout: float = 2.0) -> None:
-        """Send the last records, let the child export them within ``timeout``, stop it."""
+        """Send the last records, let the child export them within ``timeout``, stop it.
+
+        Bounded: a child that does not take them in time (its collector hangs, and the pipe
+        is full) is killed, and what it held is dropped.
+        """
         self._stop.set()
         thread, self._thread = self._thread, None
+        process = self._process
         if thread is not None:
-            thread.join(5.0)
-        self.ship()
-        conn, self._conn = self._conn, None
-        process, self._process = self._process, None
-        if conn is not None:
-            with contextlib.suppress(OSError):
-                conn.send_bytes(b"")  # the end: export what you hold, report, exit
-            deadline = time.monotonic() + timeout
-            with contextlib.suppress(OSError, EOFError):
-                while conn.poll(max(0.0, deadline - time.monotonic())):
-                    report = conn.recv()
-                    self._count(report)
-                    if report.get("final"):
-                        break
-            conn.close()
+            thread.join(timeout)
+        finisher = threading.Thread(
+            target=self._finish, args=(timeout,), name="caxton-spans-stop", daemon=True
+        )
+        if thread is None or not thread.is_alive():
+            finisher.start()
+            finisher.join(timeout + 0.5)
         if process is not None:
-            process.join(max(0.1, timeout))
-            if process.is_alive():
+            process.join(0.1 if finisher.is_alive() else max(0.1, timeout))
+            if process.is_alive():  # the sends blocked on it fail now
                 process.kill()
                 process.join(1.0)
+        for stuck in (thread, finisher):
+            if stuck is not None and stuck.ident is not None:
+                stuck.join(1.0)
+        conn, self._conn = self._conn, None
+        self._process = None
+        if conn is not None:
+            conn.close()
+
+    def _finish(self, timeout: float) -> None:
+        """Ship the rest, tell the child to end, take its last reports (within ``timeout``)."""
+        conn = self._conn
+        if conn is None or not self.ship():
+            return
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(OSError, EOFError):
+            conn.send_bytes(b"")  # the end: export what you hold, report, exit
+            while conn.poll(max(0.0, deadline - time.monotonic())):
+                report = conn.recv()
+                self._count(report)
+                if report.get("final"):
+                    return
 
 
 def _child_main(config: ObservabilityConfig, node_id: str | None, conn: Connection) -> None:
@@ -196,12 +252,14 @@ def _child_main(config: ObservabilityConfig, node_id: str | None, conn: Connecti
     counts = processor.counts
     reported = {"exported": 0, "failed": 0, "dropped": 0}
 
-    def report(final: bool = False) -> None:
+    def report(final: bool = False, flushed: bool = False) -> None:
         now = {"exported": counts.exported, "failed": counts.failed, "dropped": counts.dropped}
         message: dict[str, int] = {name: now[name] - reported[name] for name in now}
         reported.update(now)
         if final:
             message["final"] = 1
+        if flushed:
+            message["flushed"] = 1
         conn.send(message)
 
     last = time.monotonic()
@@ -211,8 +269,15 @@ def _child_main(config: ObservabilityConfig, node_id: str | None, conn: Connecti
                 data = conn.recv_bytes()
                 if not data:
                     break
-                log.records.extend(_restored(r) for r in pickle.loads(data))
-                builder.drain()
+                if data == _FLUSH:
+                    tracing.force_flush()
+                    report(flushed=True)
+                    continue
+                records = pickle.loads(data)  # our own parent's
+                for at in range(0, len(records), _CHUNK):  # paced: no burst overflows the queue
+                    log.records.extend(_restored(r) for r in records[at : at + _CHUNK])
+                    builder.drain()
+                    _pace(processor, config.otlp_timeout)
             if time.monotonic() - last >= REPORT_INTERVAL:
                 last = time.monotonic()
                 report()
