@@ -155,12 +155,12 @@ class Server:
         self.tracing: Tracing = configure_tracing(obs, node_id=_node_name(config))
         #: With tracing on: builds and exports the spans of traced messages in a child process
         #: (`caxton.observability.span_process`).
-        self.span_builder: SpanExportProcess | None = None
+        self.span_export: SpanExportProcess | None = None
         if self.tracing.provider is not None and self.tracing.processor is not None:
             from caxton.observability.span_process import SpanExportProcess
 
             self.node.spans = SpanLog()
-            self.span_builder = SpanExportProcess(
+            self.span_export = SpanExportProcess(
                 self.node.spans,
                 obs,
                 node_id=_node_name(config),
@@ -223,8 +223,8 @@ class Server:
             )
         )
         try:
-            if self.span_builder is not None:
-                self.span_builder.start()
+            if self.span_export is not None:
+                self.span_export.start()
             for listener in self.listeners:
                 await listener.start()
             await self.node.start(prepare=self._deploy_examples if self.deploy_examples else None)
@@ -320,8 +320,8 @@ class Server:
     async def _stop_tracing(self) -> None:
         if not self.tracing.enabled:
             return
-        if self.span_builder is not None:  # the last records become spans, then they go
-            await asyncio.to_thread(self.span_builder.close, SPAN_PROCESS_STOP_WAIT)
+        if self.span_export is not None:  # the last records become spans, then they go
+            await asyncio.to_thread(self.span_export.close, SPAN_PROCESS_STOP_WAIT)
         if not await asyncio.to_thread(self.tracing.shutdown, TRACING_STOP_WAIT):
             log.warning(
                 "tracing: the collector did not take the last spans within %.1fs of the stop; "

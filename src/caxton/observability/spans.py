@@ -1,10 +1,10 @@
 """`SpanBuilder`: the spans of traced messages, built off the hot path (docs/observability.md).
 
 The runtime and messaging record traced work as plain tuples in a `SpanLog`
-(`caxton.runtime.tracing`); a builder thread drains it every `INTERVAL` seconds and hands
-finished spans, with the recorded ids and times, to the provider's span processor (the same
-`BatchSpanProcessor` and exporter as every other span). Sampling was decided where the trace
-entered the node (`caxton.wire.trace`): every record is of a sampled trace.
+(`caxton.runtime.tracing`); `SpanBuilder.drain` turns them into finished spans, with the
+recorded ids and times, and hands them to a span processor (in a node, the one of the span
+export process: `caxton.observability.span_process`; in tests, any). Sampling was decided
+where the trace entered the node (`caxton.wire.trace`): every record is of a sampled trace.
 
 Spans built here:
 
@@ -36,10 +36,8 @@ from caxton.runtime.tracing import SpanLog
 from caxton.wire.codec import parse_reply_by
 from caxton.wire.trace import TraceContext, new_span_id
 
-__all__ = ["INTERVAL", "SpanBuilder"]
+__all__ = ["SpanBuilder"]
 
-#: Seconds between two drains of the `SpanLog`.
-INTERVAL = 0.2
 #: Send span ids remembered for the receiver's queue time.
 _REMEMBERED = 65_536
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -91,7 +89,7 @@ def processor_of(provider: TracerProvider) -> SpanProcessor:
 
 
 class SpanBuilder:
-    """Builds the spans of a `SpanLog` on its own thread (see the module)."""
+    """Builds the spans of a `SpanLog` (see the module); `drain` from any one thread."""
 
     def __init__(
         self, log: SpanLog, processor: SpanProcessor, resource: Resource | None = None
@@ -101,10 +99,7 @@ class SpanBuilder:
         self._resource = resource
         self._scope = InstrumentationScope("caxton", __version__)
         self._sent_at: OrderedDict[int, int] = OrderedDict()
-        self._wake = threading.Event()
-        self._stop = False
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         #: Records dropped because their ids were not hexadecimal.
         self.malformed = 0
 
@@ -112,25 +107,6 @@ class SpanBuilder:
     def for_provider(cls, log: SpanLog, provider: TracerProvider) -> SpanBuilder:
         """A builder feeding ``provider``'s processors."""
         return cls(log, processor_of(provider), provider.resource)
-
-    def start(self) -> None:
-        """Start the builder thread (stopped by `close`)."""
-        self._thread = threading.Thread(target=self._run, name="caxton-spans", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop the thread and build what is left. Idempotent."""
-        self._stop = True
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(5.0)
-        self.drain()
-
-    def _run(self) -> None:
-        while not self._stop:
-            self._wake.wait(INTERVAL)
-            self.drain()
 
     def drain(self) -> int:
         """Build every waiting record into spans now; the number of spans ended."""

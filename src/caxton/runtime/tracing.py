@@ -2,10 +2,11 @@
 
 The runtime and messaging never create OpenTelemetry spans themselves: for a message of a
 sampled trace (`caxton.wire.trace`) they append a plain tuple to the node's `SpanLog`
-(timestamps taken on the spot, in ``time.time_ns``), and the span builder of
-`caxton.observability.spans` turns the records into spans with those explicit times on its own
-thread. With tracing off there is no `SpanLog` and no worker looks at a message's trace
-context at all; a message that carries none costs one prefix compare.
+(timestamps taken on the spot, in ``time.time_ns``); the node hands the records to its span
+export process (`caxton.observability.span_process`), which turns them into spans with those
+explicit ids and times and exports them. With tracing off there is no `SpanLog` and no
+worker looks at a message's trace context at all; a message that carries none costs one
+prefix compare.
 
 Records:
 
