@@ -22,6 +22,7 @@ import contextlib
 import logging
 import multiprocessing
 import pickle
+import signal
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -236,6 +237,10 @@ class SpanExportProcess:
 
 def _child_main(config: ObservabilityConfig, node_id: str | None, conn: Connection) -> None:
     """The child: build and export what arrives until the pipe ends (see the module)."""
+    # A Ctrl-C or a service manager's SIGTERM reaches the whole process group: the node drains
+    # and closes the pipe, and that (or its death) is what ends the child, after its export.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING)
     from caxton.observability.spans import SpanBuilder
     from caxton.observability.tracing import configure_tracing
