@@ -45,9 +45,9 @@ SHUTDOWN_MARGIN = 2.0
 #: Seconds a stopping node waits for the tracing collector to take the last spans: a healthy
 #: one answers in milliseconds, a hung one would otherwise hold the exit for otlp_timeout.
 TRACING_STOP_WAIT = 0.3
-#: Seconds a stopping node waits for its span export process to export the last spans of
-#: messages (a healthy collector takes them in milliseconds; a hung one is not waited out).
-SPAN_PROCESS_STOP_WAIT = 1.0
+#: Seconds a stopping node gives its span export process to export the last spans of messages
+#: and exit (a healthy collector takes them in milliseconds; a hung one is not waited out).
+SPAN_PROCESS_STOP_WAIT = 0.5
 #: Connections the API accepts beyond max_connections, for /health and /ready only.
 API_PROBE_SLOTS = 8
 #: Seconds a clustered node waits for its registry before it deploys the example agents.

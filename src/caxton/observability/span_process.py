@@ -191,24 +191,29 @@ class SpanExportProcess:
             counts.add("dropped", lost)
 
     def close(self, timeout: float = 2.0) -> None:
-        """Send the last records, let the child export them within ``timeout``, stop it.
+        """Send the last records, let the child export them, stop it: all within ``timeout``.
 
-        Bounded: a child that does not take them in time (its collector hangs, and the pipe
-        is full) is killed, and what it held is dropped.
+        A child that has not exported and exited by then (its collector hangs, or the pipe is
+        full) is killed, and what it held is dropped.
         """
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         self._stop.set()
         thread, self._thread = self._thread, None
         process = self._process
         if thread is not None:
-            thread.join(timeout)
+            thread.join(left())
         finisher = threading.Thread(
-            target=self._finish, args=(timeout,), name="caxton-spans-stop", daemon=True
+            target=self._finish, args=(deadline,), name="caxton-spans-stop", daemon=True
         )
         if thread is None or not thread.is_alive():
             finisher.start()
-            finisher.join(timeout + 0.5)
+            finisher.join(left())
         if process is not None:
-            process.join(0.1 if finisher.is_alive() else max(0.1, timeout))
+            process.join(left())
             if process.is_alive():  # the sends blocked on it fail now
                 process.kill()
                 process.join(1.0)
@@ -220,12 +225,11 @@ class SpanExportProcess:
         if conn is not None:
             conn.close()
 
-    def _finish(self, timeout: float) -> None:
-        """Ship the rest, tell the child to end, take its last reports (within ``timeout``)."""
+    def _finish(self, deadline: float) -> None:
+        """Ship the rest, tell the child to end, take its last reports (until ``deadline``)."""
         conn = self._conn
         if conn is None or not self.ship():
             return
-        deadline = time.monotonic() + timeout
         with contextlib.suppress(OSError, EOFError):
             conn.send_bytes(b"")  # the end: export what you hold, report, exit
             while conn.poll(max(0.0, deadline - time.monotonic())):
