@@ -5,7 +5,9 @@ on both with a fixed directory. Measured in one run, side by side:
 
 * ``split``: PAIRS ping/pong games with every ping on a and every pong on b (msgs/s);
 * ``local``: the same PAIRS games with ping and pong both on a (msgs/s);
-* ``round_trip``: one message at a time from a client on a to ``echo`` on b and its reply back
+* ``pair_round_trip``: one ping/pong pair alone (ping on a, pong on b): the time from one of
+  ping's requests to the next, i.e. agent to agent and back, p50/p99 in ms (10 x SAMPLES);
+* ``round_trip``: one message at a time from an API client on a to ``echo`` on b and its reply back
   (``Messaging.submit(wait=True)``), p50/p99 in ms;
 * ``api_wait``: ``POST /api/v1/messages?wait=5s`` to a for ``echo`` on b over HTTP, p50/p99.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -101,6 +104,35 @@ async def games(node: Node, pings: list[str], pongs: list[str], rounds: int) -> 
     return 2 * rounds * len(pings) / elapsed
 
 
+async def pair_round_trips(node: Node, rounds: int) -> list[float]:
+    """One game of ``rounds`` exchanges between ping-0 on a and pong-0 on b, alone: the time
+    between two of ping's requests is one round trip (ping's sends are timed as its worker
+    records them)."""
+    journal = node.messaging.journal
+    marks: list[float] = []
+    mark = marks.append
+    clock = time.perf_counter
+    record = journal.sent_remote
+
+    def timed(conversation: str | None, data: bytes, receiver: str, owner: str) -> None:
+        if receiver == "pong-0":
+            mark(clock())
+        record(conversation, data, receiver, owner)
+
+    journal.sent_remote = timed  # type: ignore[method-assign,assignment]
+    try:
+        await games(node, ["ping-0"], ["pong-0"], rounds)
+    finally:
+        del journal.sent_remote
+    return [later - earlier for earlier, later in itertools.pairwise(marks)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> dict[str, object]:
     """The machine the figures were measured on (cpu count and model)."""
     model = platform.processor() or platform.machine()
@@ -170,10 +202,12 @@ async def main() -> None:
         remote = a.cluster_messages
         assert remote is not None
         before, store_before = remote.statistics(), a.storage.statistics()
+        cpu_before = (time.process_time(), cpu_seconds(child.pid))
         split = await games(
             a, [f"ping-{i}" for i in pairs], [f"pong-{i}" for i in pairs], args.rounds
         )
         after, store_after = remote.statistics(), a.storage.statistics()
+        cpu_after = (time.process_time(), cpu_seconds(child.pid))
         crossed = 2 * args.rounds * args.pairs / 2  # messages a sent to b (as many came back)
         store = {
             # node a's store per message it sent across (it received as many): the cost of
@@ -182,12 +216,27 @@ async def main() -> None:
             "write_ops": round((store_after.ops - store_before.ops) / crossed, 3),
             "reads": round((store_after.reads - store_before.reads) / crossed, 3),
         }
+        # agents' messages a sent before their outbox rows committed, and of those, the ones
+        # b acknowledged at once (their rows are deleted without being sent again)
+        early = {
+            "sent_early": round((after.early - before.early) / crossed, 3),
+            "acknowledged": round(
+                (after.early_acknowledged - before.early_acknowledged) / crossed, 3
+            ),
+        }
+        # CPU time each node process spent per message it sent across (all its threads): a
+        # figure that other load on the machine disturbs less than msgs/s
+        cpu = {
+            name: round(1e6 * (after_s - before_s) / crossed, 1)
+            for name, after_s, before_s in zip("ab", cpu_after, cpu_before, strict=True)
+        }
         per_request = (after.forwarded - before.forwarded) / max(
             1, after.requests - before.requests
         )
         local = await games(
             a, [f"lping-{i}" for i in pairs], [f"lpong-{i}" for i in pairs], args.rounds
         )
+        pair = await pair_round_trips(a, args.samples * 10)
         trips = []
         for i in range(args.samples):
             started = time.perf_counter()
@@ -232,6 +281,10 @@ async def main() -> None:
                 "split_vs_local": round(split / local, 3),
                 "split_messages_per_request_a_to_b": round(per_request, 1),
                 "split_store_per_crossing_message_on_a": store,
+                "split_early_per_crossing_message_on_a": early,
+                "split_cpu_us_per_crossing_message": cpu,
+                # one ping/pong pair alone: agent to agent and back, across the nodes
+                "pair_round_trip": percentiles(pair),
                 "round_trip": percentiles(trips),
                 "api_wait": percentiles(waits),
             },

@@ -27,7 +27,9 @@ Behaviour, for both protocols at once (`OtlpReceiver.mode`, changeable at any ti
 * ``"ok"``: decode and record the spans, answer success;
 * ``"hang"``: accept the request and never answer (until the mode changes or the receiver
   stops); the request is counted but its spans are not recorded;
-* ``"unavailable"``: answer HTTP 503 / gRPC ``UNAVAILABLE`` (the exporters retry these).
+* ``"unavailable"``: answer HTTP 503 / gRPC ``UNAVAILABLE`` (the exporters retry these);
+* ``"refuse"``: both listeners are closed, so connections are refused (a collector that is
+  down); a later ``set_mode("ok")`` listens again on the same ports (it came back).
 
 What was received:
 
@@ -66,7 +68,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 __all__ = ["OtlpReceiver", "ReceivedEvent", "ReceivedSpan", "otlp_receiver_fixture"]
 
-Mode = Literal["ok", "hang", "unavailable"]
+Mode = Literal["ok", "hang", "unavailable", "refuse"]
 Protocol = Literal["http", "grpc"]
 
 _KINDS = {
@@ -171,6 +173,7 @@ class OtlpReceiver:
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _stopped: threading.Event = field(default_factory=threading.Event)
     _http: ThreadingHTTPServer | None = None
+    _http_port: int = 0
     _http_thread: threading.Thread | None = None
     _grpc: grpc.Server | None = None
     _grpc_port: int = 0
@@ -180,18 +183,7 @@ class OtlpReceiver:
 
     def start(self) -> OtlpReceiver:
         """Bind both listeners and the refusing port; returns self."""
-        self._http = _QuietHTTPServer(("127.0.0.1", 0), _http_handler(self))
-        self._http.daemon_threads = True
-        self._http_thread = threading.Thread(
-            target=self._http.serve_forever, args=(0.05,), name="otlp-receiver-http", daemon=True
-        )
-        self._http_thread.start()
-        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            _Servicer(self), self._grpc
-        )
-        self._grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
-        self._grpc.start()
+        self._listen()
         self._refusing = socket.socket()
         self._refusing.bind(("127.0.0.1", 0))  # bound, never listening: connections refused
         return self
@@ -201,6 +193,29 @@ class OtlpReceiver:
         self._stopped.set()
         with self._changed:
             self._changed.notify_all()
+        self._unlisten()
+        if self._refusing is not None:
+            self._refusing.close()
+            self._refusing = None
+
+    def _listen(self) -> None:
+        """Start both listeners, on the ports they had before if they had any."""
+        self._http = _QuietHTTPServer(("127.0.0.1", self._http_port), _http_handler(self))
+        self._http.daemon_threads = True
+        self._http_port = self._http.server_address[1]
+        self._http_thread = threading.Thread(
+            target=self._http.serve_forever, args=(0.05,), name="otlp-receiver-http", daemon=True
+        )
+        self._http_thread.start()
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            _Servicer(self), self._grpc
+        )
+        self._grpc_port = self._grpc.add_insecure_port(f"127.0.0.1:{self._grpc_port}")
+        self._grpc.start()
+
+    def _unlisten(self) -> None:
+        """Stop both listeners: their ports refuse connections from now on."""
         if self._grpc is not None:
             self._grpc.stop(grace=0).wait(5)
             self._grpc = None
@@ -211,9 +226,6 @@ class OtlpReceiver:
         if self._http_thread is not None:
             self._http_thread.join(5)
             self._http_thread = None
-        if self._refusing is not None:
-            self._refusing.close()
-            self._refusing = None
 
     def __enter__(self) -> OtlpReceiver:
         return self.start()
@@ -225,8 +237,8 @@ class OtlpReceiver:
 
     @property
     def http_base(self) -> str:
-        assert self._http is not None, "the receiver is not started"
-        return f"http://127.0.0.1:{self._http.server_address[1]}"
+        assert self._http_port, "the receiver is not started"
+        return f"http://127.0.0.1:{self._http_port}"
 
     @property
     def http_endpoint(self) -> str:
@@ -234,7 +246,7 @@ class OtlpReceiver:
 
     @property
     def grpc_address(self) -> str:
-        assert self._grpc is not None, "the receiver is not started"
+        assert self._grpc_port, "the receiver is not started"
         return f"127.0.0.1:{self._grpc_port}"
 
     @property
@@ -249,10 +261,18 @@ class OtlpReceiver:
     # -- behaviour and results -------------------------------------------------------------
 
     def set_mode(self, mode: Mode) -> None:
-        """Change how requests are answered from now on (releases hung ones if not "hang")."""
+        """Change how requests are answered from now on (releases hung ones if not "hang").
+
+        ``"refuse"`` stops both listeners (their ports refuse connections, hung requests are
+        dropped unanswered); another mode after it listens again on the same ports.
+        """
         with self._changed:
-            self.mode = mode
+            before, self.mode = self.mode, mode
             self._changed.notify_all()
+        if mode == "refuse" and before != "refuse":
+            self._unlisten()
+        elif before == "refuse" and mode != "refuse":
+            self._listen()
 
     def spans(self) -> list[ReceivedSpan]:
         """Every span received so far, in arrival order."""
@@ -302,12 +322,13 @@ class OtlpReceiver:
     # -- used by the listeners -------------------------------------------------------------
 
     def _receive(self, protocol: Protocol) -> Mode:
-        """Count a request and wait while hanging; the mode to answer with ("hang" if stopped)."""
+        """Count a request and wait while hanging; the mode to answer with ("refuse": drop it
+        unanswered, when the receiver stops or refuses)."""
         with self._changed:
             self.requests[protocol] += 1
             while self.mode == "hang" and not self._stopped.is_set():
                 self._changed.wait(0.1)
-            return "hang" if self._stopped.is_set() else self.mode
+            return "refuse" if self._stopped.is_set() else self.mode
 
     def _record(self, spans: list[ReceivedSpan]) -> None:
         with self._changed:
@@ -332,7 +353,7 @@ def _http_handler(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
                 self._answer(404, b"not an OTLP traces path")
                 return
             mode = receiver._receive("http")
-            if mode == "hang":  # stopped while hanging: drop the connection unanswered
+            if mode == "refuse":  # stopped or refusing: drop the connection unanswered
                 self.close_connection = True
                 return
             if mode == "unavailable":
@@ -369,7 +390,7 @@ class _Servicer(trace_service_pb2_grpc.TraceServiceServicer):
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         mode = self.receiver._receive("grpc")
-        if mode == "hang":
+        if mode == "refuse":
             context.abort(grpc.StatusCode.CANCELLED, "receiver stopped")
         if mode == "unavailable":
             context.abort(grpc.StatusCode.UNAVAILABLE, "unavailable")

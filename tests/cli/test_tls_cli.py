@@ -9,11 +9,14 @@ admin and metrics listeners stay plain HTTP on loopback, as docs/operations.md s
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
+import tarfile
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -195,3 +198,29 @@ def test_https_against_a_plain_port_says_use_http(tmp_path_factory: pytest.TempP
         result = agent_list("--server", plain.replace("http://", "https://"))
     assert result.exit_code == 1
     assert f"this port does not speak TLS: use {plain}" in result.output
+
+
+def test_debug_bundle_reaches_a_tls_node_with_the_tls_options(
+    tls_node: TlsNode, tmp_path: Path
+) -> None:
+    # No --server: the bundle reads https:// and the API port from the node's configuration.
+    pki, config = tls_node.pki, tls_node.node.config_path
+    target = tmp_path / "tls.tar.gz"
+    args = ["debug", "bundle", str(target), "--config", str(config), "--ca-cert", str(pki.ca)]
+    certs = ["--client-cert", str(pki.client_cert), "--client-key", str(pki.client_key)]
+    result = CliRunner().invoke(cli, [*args, *certs], env={})
+    assert result.exit_code == 0, result.output
+    assert re.search(r"agents +ok +GET https://127\.0\.0\.1:\d+/api/v1/agents", result.output)
+
+    # Without a client certificate the node refuses: the bundle is written all the same, and
+    # says what to pass.
+    result = CliRunner().invoke(cli, args, env={})
+    assert result.exit_code == 0, result.output
+    with tarfile.open(target) as tar:
+        (name,) = [n for n in tar.getnames() if n.endswith("/manifest.json")]
+        member = tar.extractfile(name)
+        assert member is not None
+        manifest = json.loads(member.read())
+    agents = {part["name"]: part for part in manifest["parts"]}["agents"]
+    assert agents["status"] == "failed"
+    assert "--client-cert FILE --client-key FILE" in agents["detail"]

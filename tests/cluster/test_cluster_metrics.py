@@ -31,6 +31,8 @@ FAMILIES = {
     "caxton_cluster_forward_failed_requests": "counter",
     "caxton_cluster_forwarded_messages": "counter",
     "caxton_cluster_forward_acknowledged": "counter",
+    "caxton_cluster_forward_early": "counter",
+    "caxton_cluster_forward_early_acknowledged": "counter",
     "caxton_cluster_forward_retried": "counter",
     "caxton_cluster_received_messages": "counter",
     "caxton_cluster_received_duplicates": "counter",

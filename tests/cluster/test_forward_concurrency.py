@@ -170,14 +170,17 @@ class NoListeners:
         return 0
 
 
-def batch(*entries: tuple[int, str, str], fresh: bool = False) -> bytes:
+def batch(*entries: tuple[int, str, str], fresh: bool = False, notify: bool = False) -> bytes:
     return wire.encode_batch(
         "a",
         [OutboxEntry(seq, mid, "b", to, body(mid, to), 0, 0, 0, fresh) for seq, mid, to in entries],
+        notify=notify,
     )
 
 
-def inbox_over(store: Store, router: Router) -> Inbox:
+def inbox_over(
+    store: Store, router: Router, notify: Callable[[str, list[int]], None] | None = None
+) -> Inbox:
     messaging = SimpleNamespace(
         router=router, storage=SimpleNamespace(outbox=store), bus=NoListeners()
     )
@@ -188,6 +191,7 @@ def inbox_over(store: Store, router: Router) -> Inbox:
         owner=lambda name: "b",
         clients=RemoteClients(),
         committed=lambda entries: None,
+        notify=notify,
         mailbox_wait=5.0,
     )
 
@@ -206,14 +210,14 @@ async def test_first_sends_are_delivered_while_they_commit_and_acknowledged_afte
     await asyncio.sleep(0.01)
     assert not answer.done()
     store.commit_all()
-    assert wire.decode_acks(await asyncio.wait_for(answer, 2)) == [1]
+    assert wire.decode_acks(await asyncio.wait_for(answer, 2)).committed == [1]
 
     # a retry (not fresh) waits for the commit, which tells duplicates apart
     retry = asyncio.ensure_future(inbox.receive(batch((1, "m1", "y"), (2, "m2", "y"), fresh=False)))
     await asyncio.sleep(0.01)
     assert router.delivered == [("y", "m1")]
     store.commit_all()
-    assert wire.decode_acks(await asyncio.wait_for(retry, 2)) == [1, 2]
+    assert wire.decode_acks(await asyncio.wait_for(retry, 2)).committed == [1, 2]
     assert router.delivered == [("y", "m1"), ("y", "m2")]
     assert inbox.duplicates == 1
 
@@ -233,8 +237,8 @@ async def test_a_receiver_s_next_batch_is_delivered_while_the_first_commits() ->
     assert not first.done()
     assert not second.done()
     store.commit_all()
-    assert wire.decode_acks(await asyncio.wait_for(first, 2)) == [1]
-    assert wire.decode_acks(await asyncio.wait_for(second, 2)) == [2]
+    assert wire.decode_acks(await asyncio.wait_for(first, 2)).committed == [1]
+    assert wire.decode_acks(await asyncio.wait_for(second, 2)).committed == [2]
 
 
 async def test_batches_sharing_a_receiver_are_delivered_in_their_order() -> None:
@@ -248,14 +252,14 @@ async def test_batches_sharing_a_receiver_are_delivered_in_their_order() -> None
     later = asyncio.ensure_future(inbox.receive(batch((1, "m1", "x"), (2, "m2", "x"))))
     # a batch for another receiver is not held up by them
     other = await asyncio.wait_for(inbox.receive(batch((3, "m3", "y"))), 2)
-    assert wire.decode_acks(other) == [3]
+    assert wire.decode_acks(other).committed == [3]
     await asyncio.sleep(0.05)
     assert router.delivered == [("y", "m3")]  # m2 is not delivered before m1
     # the retry waits for its turn: not even committed while the first batch is delivered
     assert ("m2", "x") not in store.seen
     router.room.set()
-    assert wire.decode_acks(await asyncio.wait_for(slow, 2)) == [1]
-    assert wire.decode_acks(await asyncio.wait_for(later, 2)) == [1, 2]
+    assert wire.decode_acks(await asyncio.wait_for(slow, 2)).committed == [1]
+    assert wire.decode_acks(await asyncio.wait_for(later, 2)).committed == [1, 2]
     assert router.delivered == [("y", "m3"), ("x", "m1"), ("x", "m2")]
     assert inbox.duplicates == 1
     assert not inbox._busy
@@ -334,3 +338,54 @@ async def test_acknowledgements_written_behind_are_not_sent_again(tmp_path: Path
         assert remote.committed == [f"m{i}" for i in range(30)]
         assert forwarder.statistics().acked == 30
         await forwarder.aclose()
+
+
+async def test_first_sends_of_a_listening_origin_are_answered_before_the_commit() -> None:
+    """An origin that hears commit notices gets its answer as soon as its first sends are
+    delivered (entries pending), and a notice once they are committed: its next batch for the
+    same receiver need not wait for this commit."""
+    router, store = Router(), Store(gate=True)
+    notices: list[tuple[str, list[int]]] = []
+    inbox = inbox_over(store, router, notify=lambda origin, seqs: notices.append((origin, seqs)))
+    answer = await asyncio.wait_for(
+        inbox.receive(batch((1, "m1", "y"), (2, "m2", "y"), fresh=True, notify=True)), 2
+    )
+    acks = wire.decode_acks(answer)
+    assert (acks.committed, acks.pending) == ([], [1, 2])
+    assert router.delivered == [("y", "m1"), ("y", "m2")]
+    assert notices == []  # not committed yet
+    store.commit_all()
+
+    async def announced() -> bool:
+        return notices == [("a", [1, 2])]
+
+    await eventually(announced, within=2)
+    assert inbox.received == 2
+
+    # a retry (not fresh) is answered after its commit, as committed, even when listening
+    retry = asyncio.ensure_future(inbox.receive(batch((2, "m2", "y"), fresh=False, notify=True)))
+    await asyncio.sleep(0.01)
+    assert not retry.done()
+    store.commit_all()
+    acks = wire.decode_acks(await asyncio.wait_for(retry, 2))
+    assert (acks.committed, acks.pending) == ([2], [])
+    assert inbox.duplicates == 1
+    assert notices == [("a", [1, 2])]
+
+
+async def test_a_batch_delivered_but_not_committed_is_never_announced() -> None:
+    """The owner's write failed after it delivered a batch answered as pending: no notice, so
+    the origin sends the batch again (and keeps its rows meanwhile)."""
+    router, store = Router(), Store(gate=True)
+    notices: list[tuple[str, list[int]]] = []
+    inbox = inbox_over(store, router, notify=lambda origin, seqs: notices.append((origin, seqs)))
+    answer = await asyncio.wait_for(
+        inbox.receive(batch((1, "m1", "y"), fresh=True, notify=True)), 2
+    )
+    assert wire.decode_acks(answer).pending == [1]
+    for future, _ in store.uncommitted:
+        future.set_exception(OSError("disk I/O error"))
+    store.uncommitted.clear()
+    await asyncio.sleep(0.05)
+    assert notices == []
+    assert inbox.received == 0

@@ -30,7 +30,7 @@ def never(_: str) -> bool:
 def loaded(*entries: OutboxEntry, **bounds: int) -> OutboxView:
     view = OutboxView(**bounds)
     view.begin_load()
-    assert view.end_load(list(entries), lambda seq: False)
+    assert view.end_load(list(entries), lambda row: False)
     return view
 
 
@@ -41,7 +41,7 @@ def test_an_incomplete_view_ignores_offers_and_a_load_makes_it_complete() -> Non
     assert len(view) == 0
     view.begin_load()
     view.offer([entry(3)])  # committed while the load was read: kept
-    assert view.end_load([entry(1), entry(2)], lambda seq: seq == 2)  # 2 is in flight
+    assert view.end_load([entry(1), entry(2)], lambda row: row.seq == 2)  # 2 is in flight
     assert [e.seq for e in view.due(0.0, always, never, 10)] == [1, 3]
 
 
@@ -88,9 +88,9 @@ def test_the_view_gives_up_when_it_would_grow_too_large() -> None:
     assert not view.complete  # the store has them all
     assert len(view) == 0
     view.begin_load()
-    assert not view.end_load(None, lambda seq: False)  # too many to load
+    assert not view.end_load(None, lambda row: False)  # too many to load
     view.begin_load()
-    assert view.end_load([entry(4)], lambda seq: False)
+    assert view.end_load([entry(4)], lambda row: False)
     assert view.bytes == 10
 
 

@@ -279,3 +279,71 @@ def test_config_check_warns_about_the_jaeger_url(tmp_path: Path) -> None:
         '[observability]\nenable_tracing = true\notlp_endpoint = "http://jaeger:4318/v1/traces"\n'
     )
     assert CliRunner().invoke(cli, ["config", "check", str(path)]).stderr == ""
+
+
+SDK = "opentelemetry.sdk"
+OTLP = "opentelemetry.exporter.otlp.proto"
+LOADED = """
+import json, sys
+from pathlib import Path
+from caxton.config import Config, CoordinationConfig, ObservabilityConfig
+from caxton.server import Server
+
+endpoint = sys.argv[2] or None
+observability = ObservabilityConfig(enable_tracing=endpoint is not None, otlp_endpoint=endpoint)
+coordination = CoordinationConfig(local_state_path=Path(sys.argv[1]))
+Server(Config(coordination=coordination, observability=observability)).tracing.shutdown()
+roots = ("grpc", "opentelemetry.sdk", "opentelemetry.exporter.otlp.proto", "caxton.cluster")
+found = {root for root in roots for m in sys.modules if m == root or m.startswith(root + ".")}
+print(json.dumps(sorted(found)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "loaded"),
+    [
+        ("", []),
+        ("http://127.0.0.1:9/v1/traces", [OTLP, SDK]),
+        ("grpc://127.0.0.1:9", ["grpc", OTLP, SDK]),
+    ],
+    ids=["off", "http", "grpc"],
+)
+def test_the_sdk_and_grpc_load_only_when_used(
+    tmp_path: Path, endpoint: str, loaded: list[str]
+) -> None:
+    """Tracing off loads no SDK, no exporter and no gRPC (startup time); OTLP/HTTP no gRPC."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED, str(tmp_path / "local.db"), endpoint],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == loaded
+
+
+def test_a_cluster_nodes_spans_carry_its_kept_name(
+    tmp_path: Path, otlp_receiver: OtlpReceiver
+) -> None:
+    """Without ``node_name`` a cluster node names itself once (kept in the data directory);
+    its spans' ``service.instance.id`` is that name, so spans of two nodes can be told apart."""
+    from caxton.config import Config, CoordinationConfig
+    from caxton.server import Server
+
+    coordination = CoordinationConfig(
+        local_state_path=tmp_path / "data" / "local.db", cluster_enabled=True
+    )
+    server = Server(
+        Config(coordination=coordination, observability=tracing_config(otlp_receiver.grpc_endpoint))
+    )
+    with server.tracing.tracer.start_as_current_span("probe"):
+        pass
+    assert server.tracing.force_flush()
+
+    [span] = otlp_receiver.wait_for(lambda s: s.name == "probe")
+    kept = (tmp_path / "data" / "node-id").read_text().strip()
+    assert span.resource["service.instance.id"] == kept
+    server.tracing.shutdown()

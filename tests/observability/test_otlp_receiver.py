@@ -125,3 +125,24 @@ def test_close_releases_hung_requests_and_stops() -> None:
     worker.join(10)  # the exporter gives up within its 3 s timeout
     assert not worker.is_alive()
     receiver.close()  # idempotent
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_refuse_mode_closes_the_ports_and_ok_reopens_them(
+    otlp_receiver: OtlpReceiver, protocol: str
+) -> None:
+    otlp_receiver.set_mode("refuse")
+    span_exporter = exporter(otlp_receiver, protocol, timeout=0.5)
+    tracer_provider = provider(span_exporter)
+    span = tracer_provider.get_tracer("t").start_span("lost")
+    span.end()
+    assert span_exporter.export([span]) is SpanExportResult.FAILURE  # type: ignore[list-item]
+    assert otlp_receiver.requests[protocol] == 0  # never reached a handler
+
+    otlp_receiver.set_mode("ok")
+    span = tracer_provider.get_tracer("t").start_span("back")
+    span.end()
+
+    [received] = otlp_receiver.wait_for(lambda s: s.name == "back")
+    assert received.protocol == protocol
+    tracer_provider.shutdown()

@@ -184,3 +184,30 @@ def test_a_hung_collector_does_not_slow_messages_and_drops_are_counted(
     messages = [str(m["message"]) for m in log_messages(tmp_path / "traced")]
     assert "caxton stopped" in messages
     assert not any("shutdown took longer" in m for m in messages)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_spans_flow_again_when_a_down_collector_comes_back(
+    tmp_path: Path, otlp_receiver: OtlpReceiver, protocol: str
+) -> None:
+    otlp_receiver.set_mode("refuse")
+    keys = tracing_keys(endpoint_of(otlp_receiver, protocol), otlp_timeout='"1s"')
+    with NodeProcess(node_config(tmp_path, keys)).start() as node:
+        assert node.get("api", "/api/v1/agents")[0] == 200
+        wait_until(
+            lambda: (metric(node, "caxton_trace_spans_export_failed_total") or 0) > 0,
+            15,
+            what="an export to the down collector failed",
+        )
+
+        otlp_receiver.set_mode("ok")
+        assert node.get("api", "/health")[0] == 200
+
+        [span] = otlp_receiver.wait_for(lambda s: s.name == "GET /health", timeout=30)
+        assert span.resource["service.instance.id"] == NODE_NAME
+        wait_until(  # counted once the exporter has the receiver's answer
+            lambda: (metric(node, "caxton_trace_spans_exported_total") or 0) >= 1,
+            10,
+            what="the exported span was counted",
+        )
+        assert node.stop()[0] == 0

@@ -1,12 +1,18 @@
-"""Fixtures of the container tests: the image, built once per run, and the figures they print."""
+"""Fixtures of the ops tests: the container image (built once per run), the figures the container
+tests print, a real single node's scrapes and a real cluster."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 
 import pytest
 
+from tests.cluster.nodes import Cluster
 from tests.ops import podman as pm
+from tests.ops.clustered import running_cluster
+from tests.ops.singlenode import Scrapes, node_scrapes
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +36,25 @@ def report(capsys: pytest.CaptureFixture[str]) -> Iterator[list[str]]:
         for line in lines:
             print(f"\n[container] {line}", end="")
         print()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A real 3-node cluster that carried some traffic (tests/ops/clustered.py), shared by a
+    module's tests; killed at the end of the module (not of the session: idle nodes would
+    still load the machine while the rest of the suite runs)."""
+    directory = tmp_path_factory.mktemp("cluster")
+    with contextlib.ExitStack() as stack:
+        with pytest.MonkeyPatch.context() as mp:  # the nodes start without the caller's
+            for name in list(os.environ):
+                if name.startswith("CAXTON_") or name == "JWT_SECRET":
+                    mp.delenv(name)
+            running = stack.enter_context(running_cluster(directory))
+        yield running
+
+
+@pytest.fixture(scope="session")
+def scrapes(tmp_path_factory: pytest.TempPathFactory) -> Scrapes:
+    """What a real single node's ``/metrics`` answered after some traffic
+    (tests/ops/singlenode.py)."""
+    return node_scrapes(tmp_path_factory.mktemp("single"))

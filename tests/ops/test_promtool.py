@@ -4,33 +4,32 @@ One node process serves some traffic (an ``echo`` agent answering requests, a me
 unknown receiver that becomes a dead letter, an ``/api/v1/events`` WebSocket opened and closed),
 then its metrics listener is scraped in the Prometheus text format, as a Prometheus server or
 ``curl | promtool check metrics`` reads it. ``promtool`` (Debian package ``prometheus``) lints the
-scrape, checks docs/prometheus/caxton-rules.yml and runs its unit tests on synthetic series.
+scrape, checks docs/prometheus/caxton-rules.yml and runs its unit tests on synthetic series; the
+cluster's rules and scrape config (docs/prometheus/prometheus-cluster.yml) are checked against a
+real 3-node cluster's scrapes (tests/ops/clustered.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 
-import aiohttp
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.nodeproc import NodeProcess, write_config
-from tests.support import EXAMPLES, ROOT, eventually, tool
+from tests.cluster.nodes import Cluster
+from tests.ops import clustered
+from tests.ops.singlenode import ECHOES, Scrapes
+from tests.support import ROOT, tool
 
 pytestmark = pytest.mark.slow
 
 RULES_DIR = ROOT / "docs" / "prometheus"
 RULES = RULES_DIR / "caxton-rules.yml"
 RULE_TESTS = RULES_DIR / "caxton-rules.test.yml"
+CLUSTER_CONFIG = RULES_DIR / "prometheus-cluster.yml"
 
-#: Requests sent to the echo agent (each one answered with an ``inform``).
-ECHOES = 5
 #: Metric families docs/observability.md promises, and their Prometheus types.
 PROMISED = {
     "caxton_messages_sent_total": "counter",
@@ -44,16 +43,6 @@ PROMISED = {
     "caxton_build_info": "gauge",
     "caxton_storage_writable": "gauge",  # what /ready checks of the state store
 }
-_TIMEOUT = aiohttp.ClientTimeout(total=10)
-
-
-@dataclass(frozen=True, slots=True)
-class Scrapes:
-    """What GET /metrics answered while the event stream was open, and after all traffic."""
-
-    content_type: str
-    stream_open: str
-    final: str
 
 
 def _value(text: str, name: str, **labels: str) -> float | None:
@@ -76,66 +65,6 @@ def _sample_names(text: str) -> set[str]:
         for line in text.splitlines()
         if line and not line.startswith("#")
     }
-
-
-async def _scrape(session: aiohttp.ClientSession, node: NodeProcess) -> tuple[str, str]:
-    async with session.get(node.url("metrics", "/metrics")) as resp:
-        assert resp.status == 200, await resp.text()
-        return resp.headers["Content-Type"], await resp.text()
-
-
-async def _traffic(node: NodeProcess) -> Scrapes:
-    api = node.url("api", "/api/v1")
-    async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
-        async with session.post(
-            f"{api}/agents",
-            params={"name": "echo"},
-            data=(EXAMPLES / "echo.wasm").read_bytes(),
-            headers={"Content-Type": "application/wasm"},
-        ) as resp:
-            assert resp.status == 201, await resp.text()
-
-        async with session.ws_connect(f"{api}/events", heartbeat=None) as ws:
-            first = await ws.receive_json(timeout=5)
-            assert first["type"] == "subscribed", first
-            for i in range(ECHOES):
-                body = {"receiver": "echo", "sender": "ops", "performative": "request"}
-                async with session.post(
-                    f"{api}/messages", params={"wait": "5s"}, json={**body, "content": {"n": i}}
-                ) as resp:
-                    assert resp.status == 200, await resp.text()
-                    reply = await resp.json()
-                assert (reply["sender"], reply["performative"]) == ("echo", "inform")
-                assert reply["content"] == {"n": i}
-            ghost = {"receiver": "ghost", "sender": "ops", "performative": "inform"}
-            async with session.post(f"{api}/messages", json=ghost) as resp:
-                assert resp.status == 202, await resp.text()
-
-            async def dead_letter_counted() -> str | None:
-                _, text = await _scrape(session, node)
-                counted = _value(text, "caxton_dead_letters_total", reason="unknown_receiver")
-                return text if counted else None
-
-            stream_open = await eventually(dead_letter_counted)
-
-        async def stream_gone() -> tuple[str, str] | None:
-            content_type, text = await _scrape(session, node)
-            gone = _value(text, "caxton_websocket_connections") == 0
-            return (content_type, text) if gone else None
-
-        content_type, final = await eventually(stream_gone)
-    return Scrapes(content_type=content_type, stream_open=stream_open, final=final)
-
-
-@pytest.fixture(scope="module")
-def scrapes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrapes]:
-    directory = tmp_path_factory.mktemp("promtool")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("CAXTON_") or name == "JWT_SECRET":
-                mp.delenv(name)
-        with NodeProcess(write_config(directory)).start() as node:
-            yield asyncio.run(_traffic(node))
 
 
 @pytest.fixture(scope="module")
@@ -225,8 +154,65 @@ def test_rules_unit_tests_pass(promtool: str) -> None:
     assert alerts == tested, "every alert needs a unit test (and only those)"
 
 
-def test_rules_only_use_metrics_the_node_exposes(scrapes: Scrapes) -> None:
+def _rule_metrics() -> set[str]:
     # Names of scraped series, not of recorded ones (``instance:caxton_messages_sent:rate5m``).
-    used = set(re.findall(r"(?<![\w:])caxton_\w+(?![\w:])", RULES.read_text()))
+    return set(re.findall(r"(?<![\w:])caxton_\w+(?![\w:])", RULES.read_text()))
+
+
+def test_rules_only_use_metrics_the_node_exposes(scrapes: Scrapes) -> None:
+    used = {name for name in _rule_metrics() if not name.startswith("caxton_cluster_")}
     assert used, "the rules use no caxton_ metric"
     assert used - _sample_names(scrapes.final) == set()
+
+
+def test_cluster_rules_only_use_metrics_a_clustered_node_exposes(cluster: Cluster) -> None:
+    used = {name for name in _rule_metrics() if name.startswith("caxton_cluster_")}
+    expected = {
+        "caxton_cluster_members",
+        "caxton_cluster_outbox_oldest_age_seconds",
+        "caxton_cluster_forward_failed_requests_total",
+        "caxton_cluster_forward_retried_total",
+        "caxton_cluster_registry_conflicts_total",
+    }
+    assert expected <= used
+    for node in cluster.nodes:
+        assert used - _sample_names(clustered.scrape(node)) == set(), node.name
+
+
+def test_promtool_check_metrics_finds_no_problem_on_a_clustered_node(
+    cluster: Cluster, promtool: str
+) -> None:
+    for node in cluster.nodes:
+        result = _run(promtool, "check", "metrics", stdin=clustered.scrape(node))
+        assert result.returncode == 0, _output(result)
+        assert (result.stdout + result.stderr).strip() == "", _output(result)
+
+
+def test_cluster_scrape_config_passes_promtool_check_config(promtool: str) -> None:
+    # It loads caxton-rules.yml (checked as part of the config).
+    result = _run(promtool, "check", "config", CLUSTER_CONFIG.name)
+    assert result.returncode == 0, _output(result)
+    assert "SUCCESS: 1 rule files found" in result.stdout, _output(result)
+    assert f"{RULES.name}" in result.stdout, _output(result)
+
+
+def test_cluster_scrape_config_labels_each_of_three_nodes() -> None:
+    config = yaml.safe_load(CLUSTER_CONFIG.read_text())
+    assert config["rule_files"] == [RULES.name]
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "caxton"  # what the rules select
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    groups = job["static_configs"]
+    targets = [target for group in groups for target in group["targets"]]
+    nodes = [group["labels"]["node"] for group in groups]
+    assert len(groups) == len(targets) == len(set(nodes)) == 3
+    # The metrics listener's default port, on the host names the deployment guide uses.
+    assert targets == [f"{node}:9090" for node in nodes]
+
+
+def test_every_cluster_alert_is_documented() -> None:
+    docs = (ROOT / "docs" / "observability.md").read_text()
+    alerts = re.findall(r"^\s*- alert: (CaxtonCluster\w+)", RULES.read_text(), re.MULTILINE)
+    assert len(alerts) == 6
+    for alert in alerts:
+        assert f"`{alert}`" in docs, alert

@@ -1,7 +1,9 @@
-"""`caxton debug --agent-id ID` (or `caxton debug NAME`): one agent's state for troubleshooting.
+"""`caxton debug --agent-id ID` (or `caxton debug NAME`, `caxton debug agent NAME`): one
+agent's state for troubleshooting; `caxton debug bundle FILE`: a tarball for a bug report
+(`caxton.cli.bundle`).
 
-Sections: the agent (state, version, kind, limits, memory, mailbox, counters), last errors,
-its latest dead letters, its recent messages and the tail of its log.
+Sections of the agent view: the agent (state, version, kind, limits, memory, mailbox,
+counters), last errors, its latest dead letters, its recent messages and the tail of its log.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import click
 
 from caxton.cli._client import client_options
 from caxton.cli._output import echo_json, human_size, human_time, print_fields, print_table
+from caxton.cli.bundle import bundle
 from caxton.cli.message import call, content_text
 
 __all__ = ["debug"]
@@ -114,7 +117,27 @@ def _show(view: dict[str, Any]) -> None:
         click.echo(f"{human_time(line['time'])} {line['level']:<5} {line['text']}")
 
 
-@click.command("debug")
+class _DebugGroup(click.Group):
+    """`caxton debug` with a subcommand, or the agent view's arguments directly: anything that
+    is not a subcommand's name (``echo``, ``--agent-id echo``) goes to `debug agent`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        first = args[0] if args else None
+        if first not in self.commands and first not in ("-h", "--help"):
+            args = ["agent", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("debug", cls=_DebugGroup)
+def debug() -> None:
+    """Troubleshooting: one agent's state (`caxton debug NAME`), or a bundle for a bug report
+    (`caxton debug bundle FILE`)."""
+
+
+debug.add_command(bundle)
+
+
+@debug.command("agent")
 @click.argument("name", required=False)
 @click.option("--agent-id", "agent_id", metavar="ID", help="The agent (its name).")
 @click.option(
@@ -132,7 +155,7 @@ def _show(view: dict[str, Any]) -> None:
     help="Last log lines to show.",
 )
 @client_options
-def debug(
+def agent(
     name: str | None,
     agent_id: str | None,
     messages: int,
@@ -141,7 +164,8 @@ def debug(
     token: str | None,
     output: str,
 ) -> None:
-    """Show one agent's state, errors, dead letters, recent messages and log tail."""
+    """Show one agent's state, errors, dead letters, recent messages and log tail (also
+    `caxton debug NAME` and `caxton debug --agent-id ID`)."""
     if (name is None) == (agent_id is None):
         raise click.UsageError("give the agent as --agent-id ID or as NAME (one of them)")
     target = agent_id or name

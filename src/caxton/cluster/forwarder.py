@@ -34,18 +34,31 @@ from time import time_ns
 
 from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster import spans
-from caxton.cluster.outbox import RetryPolicy
+from caxton.cluster.awaiting import COMMIT_TIMEOUT, AwaitingCommit
+from caxton.cluster.outbox import Outcome, RetryPolicy
 from caxton.cluster.outbox_view import OutboxView
+from caxton.cluster.speculation import Settled, Speculation
 from caxton.runtime.tracing import SpanLog
 from caxton.storage.outbox import OutboxEntry, OutboxRepository
 from caxton.tasks import TaskSet
 
-__all__ = ["POLL_INTERVAL", "ForwardStatistics", "Forwarder", "Send"]
+__all__ = ["COMMIT_TIMEOUT", "POLL_INTERVAL", "Acked", "ForwardStatistics", "Forwarder", "Send"]
 
 log = logging.getLogger(__name__)
 
-#: ``send(node, entries)``: one request to ``node``; the acknowledged entries' ``seq`` values.
-Send = Callable[[str, Sequence[OutboxEntry]], Awaitable[Collection[int]]]
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """What a node answered: ``seq`` values committed, and delivered but not committed yet
+    (their commit is announced later: `Forwarder.committed_at`)."""
+
+    committed: Collection[int]
+    pending: Collection[int] = ()
+
+
+#: ``send(node, entries)``: one request to ``node``; the acknowledged entries' ``seq`` values
+#: (or an `Acked` with some pending).
+Send = Callable[[str, Sequence[OutboxEntry]], Awaitable[Collection[int] | Acked]]
 
 #: `Forwarder.run` looks at the store at least this often (seconds), woken or not.
 POLL_INTERVAL = 1.0
@@ -65,6 +78,10 @@ class ForwardStatistics:
     sent: int
     acked: int
     retried: int
+    #: Agents' messages sent before their outbox row committed (`Speculation`), and of
+    #: those, how many the owner acknowledged.
+    early: int = 0
+    early_acked: int = 0
 
 
 class Forwarder:
@@ -78,8 +95,12 @@ class Forwarder:
         policy: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
         acks_behind: bool = False,
+        commit_timeout: float = COMMIT_TIMEOUT,
+        speculation: Speculation | None = None,
     ) -> None:
         self._outbox = outbox
+        #: Entries the owner delivered but has not committed yet.
+        self._awaiting = AwaitingCommit(commit_timeout)
         self._acks_behind = acks_behind
         #: Acknowledged, their delete not committed (or committed after the last read began).
         self._acknowledged: set[int] = set()
@@ -95,6 +116,8 @@ class Forwarder:
         self._tasks = TaskSet("outbox forwarder", log=log)
         self._requests_total = self._failed = self._sent = self._acked = self._retried = 0
         self.view = OutboxView()
+        #: Agents' messages sent before their rows commit (fed by the journal; see `offer`).
+        self.speculation = speculation or Speculation()
         self._in_flight: set[int] = set()
         self._next_load = 0.0
         #: Rounds planned from memory and from a store read (for the statistics and tests).
@@ -103,8 +126,15 @@ class Forwarder:
         self.spans: SpanLog | None = None
 
     def statistics(self) -> ForwardStatistics:
+        spec = self.speculation
         return ForwardStatistics(
-            self._requests_total, self._failed, self._sent, self._acked, self._retried
+            self._requests_total,
+            self._failed,
+            self._sent,
+            self._acked,
+            self._retried,
+            spec.sent,
+            spec.acked,
         )
 
     @property
@@ -122,12 +152,22 @@ class Forwarder:
         self._wakeup.set()
 
     def offer(self, entries: Sequence[OutboxEntry]) -> None:
-        """These rows were committed (loop thread): hold them and run a round soon."""
-        self.view.offer([e for e in entries if not self._skip(e.seq)])
+        """These rows were committed (loop thread): hold them and run a round soon (rows
+        whose message was sent early are settled by what became of it: `Speculation`)."""
+        settled = self.speculation.committed(entries, self._clock.wall())
+        if settled.delete:
+            self._delete_behind(settled.delete)
+        self.view.offer([e for e in settled.send if not self._skip(e)])
         self._wakeup.set()
 
-    def _skip(self, seq: int) -> bool:
-        return seq in self._in_flight or seq in self._acknowledged
+    def _skip(self, entry: OutboxEntry) -> bool:
+        seq = entry.seq
+        return (
+            seq in self._in_flight
+            or seq in self._acknowledged
+            or seq in self._awaiting
+            or self.speculation.tracked(entry)
+        )
 
     async def pump(self) -> int:
         """One round: start the requests the policy allows now; return how many started."""
@@ -136,7 +176,11 @@ class Forwarder:
         if self._deleted:  # committed before this read starts: it cannot see them any more
             acknowledged.difference_update(self._deleted)
             self._deleted = []
-        view, policy = self.view, self.policy
+        view, policy, spec = self.view, self.policy, self.speculation
+        if spec.incoming:
+            spec.take_incoming(now)
+        if self._awaiting.due(now):
+            self._expire(now)
         if now >= self._next_load:
             await self._load(now)
         if view.complete:
@@ -144,13 +188,23 @@ class Forwarder:
             due = view.due(
                 now, lambda node: policy.ready(node, now), policy.busy, policy.max_request
             )
+            if spec:  # sent early: after every committed row (they are younger)
+                early = spec.candidates(view.holds, lambda node: policy.backing_off(node, now), now)
+                due = [*due, *early] if due else early
         else:
+            spec.drop_all(now)
             self.store_rounds += 1
             due = await self._outbox.due(now, ROUND_LIMIT)
-            if acknowledged:
-                due = [entry for entry in due if entry.seq not in acknowledged]
+            if acknowledged or spec.tracking:
+                due = [
+                    entry
+                    for entry in due
+                    if entry.seq not in acknowledged and not spec.tracked(entry)
+                ]
         plan = policy.plan(due, now)
         for node, entries in plan.items():
+            if entries[-1].seq < 0:
+                spec.started(entry for entry in entries if entry.seq < 0)
             view.take(entries)
             self._in_flight.update(entry.seq for entry in entries)
             task = self._tasks.start(self._request(node, entries), f"forward to {node}")
@@ -160,6 +214,7 @@ class Forwarder:
     async def _load(self, now: float) -> None:
         """Read the outbox into the view (when it fits): every row not in flight."""
         self._next_load = now + RELOAD_INTERVAL
+        self.speculation.expire(now)
         view = self.view
         view.begin_load()
         rows: list[OutboxEntry] | None = None
@@ -178,17 +233,30 @@ class Forwarder:
         self._sent += len(entries)
         started = time_ns()
         try:
+            pending: set[int] = set()
             try:
-                acked: Collection[int] = set(await self._send(node, entries))
+                answer = await self._send(node, entries)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the transport's failure: retry after the backoff
                 log.debug("forward to %s failed: %s", node, exc)
                 self._failed += 1
-                acked = ()
+                acked: Collection[int] = ()
+            else:
+                if isinstance(answer, Acked):
+                    acked, pending = set(answer.committed), set(answer.pending)
+                else:
+                    acked = set(answer)
+            now = self._clock.wall()
+            outcome = self.policy.outcome(node, entries, {*acked, *pending}, now)
+            if pending:  # delivered: free the receivers, keep the entries until the notice
+                outcome = self._await_commit(entries, pending, outcome, now)
+            if entries[-1].seq < 0:  # some were sent early: settle them, keep the rest
+                outcome = self._settle_early(
+                    [e for e in entries if e.seq not in pending], acked, outcome
+                )
             if self.spans is not None:
-                spans.forwarded(self.spans, node, entries, acked, started)
-            outcome = self.policy.outcome(node, entries, acked, self._clock.wall())
+                spans.forwarded(self.spans, node, entries, {*acked, *pending}, started)
             if outcome.retry and outcome.next_at is not None:
                 tries = dict(outcome.retry)
                 back = [e for e in entries if e.seq in tries]
@@ -224,6 +292,65 @@ class Forwarder:
             if current is not None:
                 self._requests.pop(current, None)
             self._wakeup.set()
+
+    def _await_commit(
+        self, entries: Sequence[OutboxEntry], pending: set[int], outcome: Outcome, now: float
+    ) -> Outcome:
+        """Entries the owner delivered and will announce when committed (`committed_at`);
+        the outcome of the others."""
+        self._awaiting.hold([e for e in entries if e.seq in pending], now)
+        return replace(
+            outcome,
+            acked=tuple(seq for seq in outcome.acked if seq not in pending),
+            retry=tuple(item for item in outcome.retry if item[0] not in pending),
+        )
+
+    def committed_at(self, node: str, seqs: Sequence[int]) -> None:
+        """``node`` announces that it committed these entries (loop thread): done with them.
+        Only entries that node answered as pending count."""
+        done = self._awaiting.settle(node, seqs)
+        rows = [entry.seq for entry in done if entry.seq > 0]
+        early = [entry for entry in done if entry.seq < 0]
+        if rows:
+            self._delete_behind(rows)
+        if early:
+            now = self._clock.wall()
+            self._apply(self.speculation.finished(early, [e.seq for e in early], now))
+
+    def _expire(self, now: float) -> None:
+        """Entries whose commit notice did not come in time are sent again (not fresh: the
+        owner may have them)."""
+        late = self._awaiting.expire(now)
+        back = [
+            replace(entry, attempts=entry.attempts + 1, fresh=False)
+            for entry in late
+            if entry.seq > 0
+        ]
+        early = [entry for entry in late if entry.seq < 0]
+        self._retried += len(late)
+        if back:
+            self.view.put_back(back)
+        if early:
+            self._apply(self.speculation.finished(early, (), now))
+
+    def _apply(self, settled: Settled) -> None:
+        if settled.delete:
+            self._delete_behind(settled.delete)
+        if settled.send:
+            self.view.put_back(settled.send)
+
+    def _settle_early(
+        self, entries: Sequence[OutboxEntry], acked: Collection[int], outcome: Outcome
+    ) -> Outcome:
+        """What became of a request's early messages (rows committed meanwhile are deleted
+        or sent again); the outcome of its committed rows only."""
+        now = self._clock.wall()
+        self._apply(self.speculation.finished([e for e in entries if e.seq < 0], acked, now))
+        return replace(
+            outcome,
+            acked=tuple(seq for seq in outcome.acked if seq > 0),
+            retry=tuple(item for item in outcome.retry if item[0] > 0),
+        )
 
     def _delete_behind(self, seqs: Sequence[int]) -> None:
         self._acknowledged.update(seqs)

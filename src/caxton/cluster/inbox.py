@@ -16,7 +16,11 @@
    back across), an API client waiting here (`Replies`), else a dead letter
    ``unknown_receiver``;
 4. only then answers with the ``seq`` of every entry, duplicates included (they were
-   committed by an earlier request whose answer was lost).
+   committed by an earlier request whose answer was lost). When the batch is all ``fresh`` and
+   its origin listens for commit notices (``notify``), the answer comes as soon as the batch is
+   delivered, listing its entries as pending, and ``notify(origin, seqs)`` is called once the
+   write commits (the origin keeps them until then, and sends them again if no notice comes):
+   the origin's next batch for the same receivers need not wait for this one's commit.
 
 Batches are received concurrently (the bus answers each request in its own task), but two
 batches that share a receiver are handled one after the other, in arrival order of their
@@ -28,9 +32,12 @@ same entries and later ones) arrives, and the retry must not deliver the later o
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from time import time_ns
 from typing import TYPE_CHECKING
 
@@ -46,6 +53,8 @@ if TYPE_CHECKING:
     from caxton.messaging import Messaging
 
 __all__ = ["CLIENT_TTL", "MAILBOX_WAIT", "MAX_CLIENTS", "Inbox", "RemoteClients"]
+
+log = logging.getLogger("caxton.cluster.inbox")
 
 #: API clients on other nodes remembered as reply addresses (least recently seen forgotten).
 MAX_CLIENTS = 65_536
@@ -106,11 +115,13 @@ class Inbox:
         owner: Callable[[str], str | None],
         clients: RemoteClients,
         committed: Callable[[Sequence[OutboxEntry]], None],
+        notify: Callable[[str, list[int]], None] | None = None,
         mailbox_wait: float = MAILBOX_WAIT,
     ) -> None:
         """``locate``: the node hosting a name when it is another one; ``owner``: the
         directory's answer (to tell agents from clients); ``committed``: wake the forwarder
-        after re-forwarded rows were written."""
+        after re-forwarded rows were written; ``notify(origin, seqs)``: announce that entries
+        answered as pending are committed (loop thread)."""
         self.name = name
         self._messaging = messaging
         #: With tracing on: where deliveries of traced messages are recorded (`cluster.spans`).
@@ -119,6 +130,7 @@ class Inbox:
         self._owner = owner
         self._clients = clients
         self._committed = committed
+        self._notify = notify
         self._mailbox_wait = mailbox_wait
         #: Deliveries received and committed, and duplicates dropped, since start.
         self.received = 0
@@ -129,7 +141,8 @@ class Inbox:
 
     async def receive(self, payload: bytes) -> bytes:
         """Handle one batch; the acknowledgement to send back."""
-        origin, entries = wire.decode_batch(payload)
+        batch = wire.decode_batch(payload)
+        origin, entries = batch.origin, batch.entries
         receivers = {entry[2] for entry in entries}
         busy = self._busy
         while waits := {busy[r] for r in receivers if r in busy}:
@@ -146,12 +159,16 @@ class Inbox:
                 turn.set_result(None)
 
         try:
-            return await self._receive(origin, entries, delivered)
+            return await self._receive(origin, entries, batch.notify, delivered)
         finally:
             delivered()
 
     async def _receive(
-        self, origin: str, entries: list[wire.WireEntry], delivered: Callable[[], None]
+        self,
+        origin: str,
+        entries: list[wire.WireEntry],
+        notify: bool,
+        delivered: Callable[[], None],
     ) -> bytes:
         started = time_ns()
         router = self._messaging.router
@@ -185,27 +202,77 @@ class Inbox:
 
         keys = [(mid, receiver) for mid, receiver, *_ in plan]
         accepted = self._messaging.storage.outbox.accept_nowait(keys, build, time.time())
+        seqs = [entry[0] for entry in entries]
         if all(entry[4] for entry in entries):
             # First sends: none can be a duplicate, so they are delivered while the write
             # commits (the acknowledgement still waits for it).
             reforwarded = await self._deliver(plan, frozenset())
+            self._traced(origin, plan, frozenset(), started)
             # A later batch for these receivers may be delivered before this one commits: its
             # write is queued after this one's, so it still sees these ids as taken.
             delivered()
+            if notify and self._notify is not None:  # answer now; the commit is announced
+                loop = asyncio.get_running_loop()
+
+                def written(done: Future[frozenset[tuple[str, str]]]) -> None:
+                    with contextlib.suppress(RuntimeError):  # the loop is closed
+                        loop.call_soon_threadsafe(
+                            self._written, done, origin, seqs, len(plan), batch, reforwarded
+                        )
+
+                accepted.add_done_callback(written)
+                return wire.encode_acks((), seqs)
             duplicates = await asyncio.wrap_future(accepted)
         else:
             duplicates = await asyncio.wrap_future(accepted)
             reforwarded = await self._deliver(plan, duplicates)
-        self.duplicates += len(duplicates)
-        self.received += len(plan) - len(duplicates)
-        traced = self.spans
-        if traced is not None:  # tracing on
+            self._traced(origin, plan, duplicates, started)
+        self._count(len(plan), duplicates, batch, reforwarded)
+        return wire.encode_acks(seqs)
+
+    def _traced(
+        self,
+        origin: str,
+        plan: list[_Planned],
+        duplicates: frozenset[tuple[str, str]],
+        started: int,
+    ) -> None:
+        """With tracing on: a ``caxton.receive`` step per traced delivery (`cluster.spans`)."""
+        if self.spans is not None:
             deliveries = [(p[0], p[1], p[2]) for p in plan if (p[0], p[1]) not in duplicates]
-            spans.received(traced, origin, deliveries, started)
+            spans.received(self.spans, origin, deliveries, started)
+
+    def _count(
+        self,
+        planned: int,
+        duplicates: frozenset[tuple[str, str]],
+        batch: MessageBatch,
+        reforwarded: int,
+    ) -> None:
+        """A batch's write committed: count it, hand its rows for a third node on."""
+        self.duplicates += len(duplicates)
+        self.received += planned - len(duplicates)
         if reforwarded:
             self.reforwarded += reforwarded
             self._committed(batch.enqueued)
-        return wire.encode_acks([entry[0] for entry in entries])
+
+    def _written(
+        self,
+        done: Future[frozenset[tuple[str, str]]],
+        origin: str,
+        seqs: list[int],
+        planned: int,
+        batch: MessageBatch,
+        reforwarded: int,
+    ) -> None:
+        """The write of a batch answered as pending ended (loop thread): announce it."""
+        error = done.exception()
+        if error is not None:  # no notice: the origin sends the batch again
+            log.error("cluster: a batch from %s was delivered but not committed: %s", origin, error)
+            return
+        self._count(planned, done.result(), batch, reforwarded)
+        if self._notify is not None:
+            self._notify(origin, seqs)
 
     async def _deliver(self, plan: list[_Planned], duplicates: frozenset[tuple[str, str]]) -> int:
         """Route the batch's new deliveries in order and show them on the event stream (as

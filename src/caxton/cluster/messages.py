@@ -28,7 +28,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,10 +37,11 @@ from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster import wire
 from caxton.cluster.bus import Bus, Unsubscribe
 from caxton.cluster.directory import Directory
-from caxton.cluster.forwarder import Forwarder
+from caxton.cluster.forwarder import Acked, Forwarder
 from caxton.cluster.gather import Gather
 from caxton.cluster.inbox import Inbox, RemoteClients
 from caxton.cluster.membership import Membership
+from caxton.cluster.notices import CommitNotices
 from caxton.cluster.outbox import RetryPolicy
 from caxton.storage.outbox import OutboxEntry
 from caxton.storage.sqlite import Storage
@@ -90,6 +91,8 @@ class ClusterMessagesStatistics:
     received: int
     duplicates: int
     remote_clients: int
+    early: int = 0
+    early_acknowledged: int = 0
 
 
 class ClusterMessages:
@@ -126,6 +129,12 @@ class ClusterMessages:
         self._depth = 0
         self._oldest_age = 0.0
         self._closed = False
+        self._early_scheduled = False
+        #: Whether commit notices reach this node (then batches ask for them).
+        self._hearing = False
+        self.notices = CommitNotices(
+            self.name, lambda: self._link.bus, self._tasks, self.forwarder.committed_at
+        )
 
     # -- the messaging layer's `Remote` --------------------------------------------------------
 
@@ -144,9 +153,38 @@ class ClusterMessages:
         mid = message_id_of(data)
         if mid is None:
             return False
-        written = self._storage.outbox.enqueue_nowait([(mid, node, receiver, data)])
+        rows = [(mid, node, receiver, data)]
+        self.expect(rows)
+        written = self._storage.outbox.enqueue_nowait(rows)
         written.add_done_callback(self._written)
         return True
+
+    def expect(self, rows: Sequence[tuple[str, str, str, bytes]]) -> None:
+        """Rows written on the loop (an API submit, a timer, a `failure` reply): the agents'
+        messages for those receivers are not sent early before them (loop thread)."""
+        self.forwarder.speculation.expect(rows, self._clock.wall())
+
+    def early_sends(
+        self,
+    ) -> tuple[Callable[[tuple[bytes, str, str]], None], Callable[[], None]]:
+        """`Journal.early`: agents' messages for other nodes go to the forwarder's
+        `Speculation` as they are sent; ``ready`` (any thread) wakes the forwarder."""
+        return self.forwarder.speculation.incoming.append, self._early_ready
+
+    def _early_ready(self) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self.forwarder.wake()
+            return
+        loop = self._loop
+        if loop is None or self._early_scheduled:
+            return
+        self._early_scheduled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            loop.call_soon_threadsafe(self._wake_early)
+
+    def _wake_early(self) -> None:
+        self._early_scheduled = False
+        self.forwarder.wake()
 
     def _written(self, done: Future[list[OutboxEntry]]) -> None:
         if done.exception() is None:
@@ -174,6 +212,7 @@ class ClusterMessages:
             owner=lambda name: self._link.directory.owner(name),
             clients=self.clients,
             committed=self.committed,
+            notify=self.notices.announce,
         )
         self._gather = Gather(self.name, lambda: self._link.bus, self._alive_peers, messaging)
         self.forwarder.spans = self._inbox.spans  # tracing on: forwards are recorded
@@ -200,11 +239,16 @@ class ClusterMessages:
         self._tasks.service(self._refresh_loop(), "cluster outbox statistics")
 
     async def open_inbox(self) -> None:
-        """Take batches from other nodes (once the agents are restored), answer queries."""
+        """Take batches from other nodes (once the agents are restored), answer queries, hear
+        commit notices."""
         if self._inbox is None:
             raise RuntimeError("attach the messaging layer first")
         inbox = self._inbox
         bus = self._link.bus
+        self._unsubscribe.append(
+            await bus.subscribe(wire.committed_subject(self.name), self.notices.heard)
+        )
+        self._hearing = True
 
         async def respond(_: str, payload: bytes) -> bytes:
             return await inbox.receive(payload)
@@ -221,6 +265,7 @@ class ClusterMessages:
 
     async def close_inbox(self) -> None:
         """Stop taking batches (the senders keep them and retry)."""
+        self._hearing = False
         unsubscribe, self._unsubscribe = self._unsubscribe, []
         for one in unsubscribe:
             with contextlib.suppress(Exception):  # NATS is gone: nothing to take any more
@@ -252,20 +297,23 @@ class ClusterMessages:
             if left:
                 log.info("cluster: %s messages stay in the outbox for the next start", left)
         await self.forwarder.aclose()
+        self.notices.close()
         await self._tasks.aclose()
 
     # -- the forwarder's transport -------------------------------------------------------------
 
-    async def _send(self, node: str, entries: Sequence[OutboxEntry]) -> Collection[int]:
+    async def _send(self, node: str, entries: Sequence[OutboxEntry]) -> Acked:
         return await self.send(node, entries)
 
-    async def send(self, node: str, entries: Sequence[OutboxEntry]) -> Collection[int]:
-        """One batch request to ``node``; the acknowledged ``seq`` values."""
-        payload = wire.encode_batch(self.name, entries)
+    async def send(self, node: str, entries: Sequence[OutboxEntry]) -> Acked:
+        """One batch request to ``node``; the ``seq`` values it committed, and those it
+        delivered and will announce once committed (when this node hears notices)."""
+        payload = wire.encode_batch(self.name, entries, notify=self._hearing)
         reply = await self._link.bus.request(
             wire.inbox_subject(node), payload, self.request_timeout
         )
-        return wire.decode_acks(reply)
+        acks = wire.decode_acks(reply)
+        return Acked(acks.committed, acks.pending)
 
     # -- statistics ----------------------------------------------------------------------------
 
@@ -295,6 +343,8 @@ class ClusterMessages:
             received=0 if inbox is None else inbox.received,
             duplicates=0 if inbox is None else inbox.duplicates,
             remote_clients=len(self.clients),
+            early=forwarded.early,
+            early_acknowledged=forwarded.early_acked,
         )
 
     def metric_samples(self) -> Iterator[tuple[str, str, dict[str, str], Any, str]]:
@@ -334,6 +384,20 @@ class ClusterMessages:
             {},
             stats.forwarded,
             "Messages sent to other nodes (retries included).",
+        )
+        yield (
+            "cluster_forward_early",
+            "counter",
+            {},
+            stats.early,
+            "Agents' messages sent to other nodes before their outbox row committed.",
+        )
+        yield (
+            "cluster_forward_early_acknowledged",
+            "counter",
+            {},
+            stats.early_acknowledged,
+            "Of those, the ones the owning node acknowledged at once.",
         )
         yield (
             "cluster_forward_acknowledged",

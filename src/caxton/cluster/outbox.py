@@ -151,6 +151,11 @@ class RetryPolicy:
         state = self._nodes.get(node)
         return state is None or state.blocked_until <= now
 
+    def backing_off(self, node: str, now: float) -> bool:
+        """Whether ``node`` is in backoff after a failure (not merely busy)."""
+        state = self._nodes.get(node)
+        return state is not None and state.blocked_until > now
+
     def outcome(
         self, node: str, sent: Sequence[OutboxEntry], acked: Collection[int], now: float
     ) -> Outcome:

@@ -82,8 +82,10 @@ class OutboxView:
         """A read of every row starts now: keep the offers until `end_load`."""
         self._loading = []
 
-    def end_load(self, rows: Sequence[OutboxEntry] | None, skip: Callable[[int], bool]) -> bool:
-        """The load's rows (None: too many, or the read failed); ``skip(seq)``: rows in flight
+    def end_load(
+        self, rows: Sequence[OutboxEntry] | None, skip: Callable[[OutboxEntry], bool]
+    ) -> bool:
+        """The load's rows (None: too many, or the read failed); ``skip(row)``: rows in flight
         or acknowledged. True if the view is complete now."""
         offered, self._loading = self._loading or [], None
         if rows is None:
@@ -92,7 +94,7 @@ class OutboxView:
             return self.complete
         known: dict[int, OutboxEntry] = {}
         for entry in (*rows, *offered):
-            if not skip(entry.seq):
+            if not skip(entry):
                 known[entry.seq] = entry
         fresh = sorted(known.values(), key=_seq)
         self.clear()
@@ -146,6 +148,10 @@ class OutboxView:
         counts[entry.node] += 1
         self._entries += 1
         self._bytes += len(entry.body)
+
+    def holds(self, receiver: str) -> bool:
+        """Whether a row for ``receiver`` waits here."""
+        return receiver in self._receivers
 
     # -- taking --------------------------------------------------------------------------------
 

@@ -87,6 +87,7 @@ class Messaging:
         self.journal = history.journal
         if remote is not None:
             history.journal.outboxed = remote.committed
+            history.journal.early = remote.early_sends()
         per_second = config.runtime.max_dead_letters_per_second
         self.port = port = DeliveryPort(
             history.journal,
@@ -104,7 +105,11 @@ class Messaging:
             locate=None if remote is None else remote.locate,
         )
         self.runtime, self.router = port.runtime, port.router
-        commit = GroupCommit(storage, None if remote is None else remote.committed)
+        commit = GroupCommit(
+            storage,
+            None if remote is None else remote.committed,
+            None if remote is None else remote.expect,
+        )
         self.intake = Intake(
             storage,
             options,

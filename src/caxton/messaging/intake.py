@@ -84,10 +84,13 @@ class GroupCommit:
         self,
         storage: Storage,
         outboxed: Callable[[list[OutboxEntry]], None] | None = None,
+        expect: Callable[[list[tuple[str, str, str, bytes]]], None] | None = None,
     ) -> None:
-        """``outboxed``: called (on the loop) with the outbox rows a group write added."""
+        """``outboxed``: called (on the loop) with the outbox rows a group write added;
+        ``expect``: with the outbox rows a group write is about to add (`Remote.expect`)."""
         self._storage = storage
         self._outboxed = outboxed
+        self._expect = expect
         self._group: tuple[MessageBatch, list[asyncio.Future[None]]] | None = None
 
     def commit(self, batch: MessageBatch) -> asyncio.Future[None]:
@@ -110,6 +113,8 @@ class GroupCommit:
         if group is None:  # pragma: no cover - scheduled once per group
             return
         merged, futures = group
+        if merged.outbox and self._expect is not None:
+            self._expect(merged.outbox)
         try:
             written = asyncio.wrap_future(self._storage.messages.write_nowait(merged))
         except BaseException as exc:  # the store is closed: fail the whole group
@@ -246,8 +251,13 @@ class Intake:
         )
         if redrive is None:
             await self._commit.commit(batch)
-        elif not await self._storage.messages.mark_redriven(redrive, batch):
-            raise InvalidMessage(f"dead letter {redrive} does not exist or was redriven already")
+        else:
+            if outbox and router.remote is not None:  # not a group write
+                router.remote.expect(outbox)
+            if not await self._storage.messages.mark_redriven(redrive, batch):
+                raise InvalidMessage(
+                    f"dead letter {redrive} does not exist or was redriven already"
+                )
         self._history.accepted([data])
         if traced:
             assert spans is not None

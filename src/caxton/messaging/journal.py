@@ -209,6 +209,13 @@ class Journal:
         self.failed_flushes = 0
         #: Called (on the writer thread) with the outbox rows a batch added, once committed.
         self.outboxed: Callable[[list[OutboxEntry]], None] | None = None
+        #: Set by the cluster to send messages for other nodes before they commit: ``record``
+        #: takes (body, receiver, node) from `sent_remote`; ``ready()`` is called by `flush`
+        #: when something was recorded since its last call.
+        self.early: tuple[Callable[[tuple[bytes, str, str]], None], Callable[[], None]] | None = (
+            None
+        )
+        self._early_waiting = False
 
     # -- the hot path (worker threads) --------------------------------------------------------
 
@@ -221,6 +228,10 @@ class Journal:
     def sent_remote(self, conversation: str | None, data: bytes, receiver: str, node: str) -> None:
         """Record one message for ``receiver`` on another ``node``: history (when
         ``conversation`` is given) and an outbox row, in the next flush."""
+        early = self.early
+        if early is not None:  # first: it is recorded there before its row can commit
+            early[0]((data, receiver, node))
+            self._early_waiting = True
         self._append((conversation, data, receiver, node))
         if len(self._queue) >= self._flush_at or len(data) >= LARGE_MESSAGE:
             self.flush()
@@ -263,6 +274,11 @@ class Journal:
         that batch's commit flushes what waits (group commit), so a busy writer gets one
         larger batch instead of many small ones. Returns None when nothing was submitted.
         """
+        if self._early_waiting:  # messages for other nodes may go before they commit
+            self._early_waiting = False
+            early = self.early
+            if early is not None:
+                early[1]()
         with self._lock:
             return self._flush_locked(block, defer)
 

@@ -75,6 +75,18 @@ class Remote(Protocol):
         """These outbox rows were committed (any thread): send them soon."""
         ...
 
+    def expect(self, rows: Sequence[tuple[str, str, str, bytes]]) -> None:
+        """These outbox rows (message_id, node, receiver, data) are about to be written on the
+        loop thread: nothing is sent early to their receivers before them."""
+        ...
+
+    def early_sends(
+        self,
+    ) -> tuple[Callable[[tuple[bytes, str, str]], None], Callable[[], None]] | None:
+        """``(record, ready)`` for `Journal.early`: agents' messages for other nodes that
+        may be sent before their outbox rows commit (None: wait for the commit)."""
+        ...
+
 
 class DeadLetterFn(Protocol):
     """Dead-letter one delivery (loop thread).

@@ -65,9 +65,12 @@ _TRACES_PATH = "/v1/traces"
 
 
 def otlp_traces_url(endpoint: str) -> str:
-    """The URL spans are POSTed to: `endpoint`, plus ``/v1/traces`` when it has no path.
+    """The OTLP/HTTP URL for `endpoint`: as given, plus ``/v1/traces`` when it has no path.
 
-    Raises `ConfigError` unless `endpoint` is an ``http``/``https`` URL with a host.
+    Only the URL arithmetic: whether `endpoint` means OTLP/HTTP at all (and not gRPC, or
+    Jaeger's Thrift collector) is `caxton.config.otlp.otlp_target`'s call, which
+    `configure_tracing` makes. Raises `ConfigError` unless `endpoint` is an ``http``/``https``
+    URL with a host.
     """
     parts = urlsplit(endpoint.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
