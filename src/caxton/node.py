@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from caxton.cluster.messages import ClusterMessages
     from caxton.messaging import Messaging
     from caxton.runtime import Engine, Runtime
+    from caxton.runtime.tracing import SpanLog
 
 __all__ = ["Node", "NodeState", "Readiness"]
 
@@ -104,6 +105,8 @@ class Node:
         self._agents: AgentService | None = None
         self._cluster: ClusterLink | None = None
         self._remote: ClusterMessages | None = None
+        #: With tracing on, set before `start`: where traced work is recorded for spans.
+        self.spans: SpanLog | None = None
 
     @property
     def storage(self) -> Storage:
@@ -218,6 +221,7 @@ class Node:
                     events=PersistingEvents(dirty, delivery, changes),
                     delivery=delivery,
                     timers=StoredTimers(storage),
+                    spans=self.spans,
                 )
 
             messaging = self._messaging = Messaging(

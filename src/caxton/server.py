@@ -17,6 +17,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -30,6 +31,10 @@ from caxton.errors import ConfigError
 from caxton.examples import EXAMPLES, examples_dir
 from caxton.node import Node
 from caxton.observability import Metrics, Tracing, configure_tracing
+from caxton.runtime.tracing import SpanLog
+
+if TYPE_CHECKING:
+    from caxton.observability.span_process import SpanExportProcess
 
 __all__ = ["Server", "check_listen_policy", "run_server"]
 
@@ -40,6 +45,9 @@ SHUTDOWN_MARGIN = 2.0
 #: Seconds a stopping node waits for the tracing collector to take the last spans: a healthy
 #: one answers in milliseconds, a hung one would otherwise hold the exit for otlp_timeout.
 TRACING_STOP_WAIT = 0.3
+#: Seconds a stopping node gives its span export process to export the last spans of messages
+#: and exit (a healthy collector takes them in milliseconds; a hung one is not waited out).
+SPAN_PROCESS_STOP_WAIT = 0.5
 #: Connections the API accepts beyond max_connections, for /health and /ready only.
 API_PROBE_SLOTS = 8
 #: Seconds a clustered node waits for its registry before it deploys the example agents.
@@ -145,6 +153,19 @@ class Server:
         )
         self.node = Node(config)
         self.tracing: Tracing = configure_tracing(obs, node_id=_node_name(config))
+        #: With tracing on: builds and exports the spans of traced messages in a child process
+        #: (`caxton.observability.span_process`).
+        self.span_export: SpanExportProcess | None = None
+        if self.tracing.provider is not None and self.tracing.processor is not None:
+            from caxton.observability.span_process import SpanExportProcess
+
+            self.node.spans = SpanLog()
+            self.span_export = SpanExportProcess(
+                self.node.spans,
+                obs,
+                node_id=_node_name(config),
+                counts=self.tracing.processor.counts,
+            )
         self.listeners: list[Listener] = []
         self._stopping = asyncio.Event()
         self._responder: AgentApiResponder | None = None
@@ -202,6 +223,8 @@ class Server:
             )
         )
         try:
+            if self.span_export is not None:
+                self.span_export.start()
             for listener in self.listeners:
                 await listener.start()
             await self.node.start(prepare=self._deploy_examples if self.deploy_examples else None)
@@ -297,6 +320,8 @@ class Server:
     async def _stop_tracing(self) -> None:
         if not self.tracing.enabled:
             return
+        if self.span_export is not None:  # the last records become spans, then they go
+            await asyncio.to_thread(self.span_export.close, SPAN_PROCESS_STOP_WAIT)
         if not await asyncio.to_thread(self.tracing.shutdown, TRACING_STOP_WAIT):
             log.warning(
                 "tracing: the collector did not take the last spans within %.1fs of the stop; "

@@ -33,7 +33,7 @@ from caxton.api.keys import MAX_REQUEST_SIZE, NODE, PUBLIC_PATHS, REQUEST_TIMEOU
 from caxton.api.messages import message_routes
 from caxton.api.routes import Guards, Route, add_routes, openapi_document
 from caxton.api.security import security_middlewares
-from caxton.api.tracing import tracing_middleware
+from caxton.api.tracing import TRACER, tracing_middleware
 from caxton.node import Node
 
 __all__ = ["RequestObserver", "create_app"]
@@ -115,6 +115,8 @@ def create_app(
         client_max_size=networking.max_request_size,
     )
     app[NODE] = node
+    if tracer is not None:
+        app[TRACER] = tracer
     app[REQUEST_TIMEOUT] = networking.request_timeout
     app[MAX_REQUEST_SIZE] = networking.max_request_size
 

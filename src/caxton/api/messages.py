@@ -26,6 +26,7 @@ from caxton.api.errors import ApiError
 from caxton.api.json_body import MAX_JSON_DEPTH, check_depth
 from caxton.api.keys import NODE, REQUEST_TIMEOUT
 from caxton.api.routes import Route, integer
+from caxton.api.tracing import start_accept
 from caxton.config import parse_duration
 from caxton.errors import Error, InvalidMessage, InvalidRequest
 from caxton.messaging import Accepted, DeadLetter, Messaging
@@ -269,7 +270,22 @@ async def send(request: web.Request) -> web.Response:
     wait = _wait_seconds(request)
     if not body.strip():
         raise InvalidMessage("the request body must be a message (a JSON object)")
-    accepted = await messaging_of(request).submit(body, wait=wait is not None)
+    accepting = start_accept(request)
+    if accepting is None:
+        accepted = await messaging_of(request).submit(body, wait=wait is not None)
+    else:
+        span, traceparent = accepting
+        with span:  # ended here, with the error recorded if the submit raised
+            accepted = await messaging_of(request).submit(
+                body, wait=wait is not None, traceparent=traceparent
+            )
+            span.set_attributes(
+                {
+                    "messaging.message.id": accepted.message_id,
+                    "messaging.message.conversation_id": accepted.conversation_id,
+                    "messaging.destination.name": ",".join(accepted.receivers),
+                }
+            )
     ids = _ids(accepted)
     if wait is None or accepted.reply is None:
         return json_response(ids, 202)

@@ -1,14 +1,15 @@
-"""A server span per API request, continuing the caller's trace (W3C ``traceparent``)."""
+"""A server span per API request, continuing the caller's trace (W3C ``traceparent``), and the
+``caxton.accept`` span of a message sent through the API (its context goes into the message)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aiohttp import web
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-__all__ = ["tracing_middleware"]
+__all__ = ["TRACER", "start_accept", "tracing_middleware"]
 
 
 def tracing_middleware(tracer: Tracer) -> Any:
@@ -37,3 +38,18 @@ def tracing_middleware(tracer: Tracer) -> Any:
             return response
 
     return trace_request
+
+
+#: The tracer messages' ``caxton.accept`` spans come from (set only with tracing on).
+TRACER = web.AppKey("tracer", Tracer)
+
+
+def start_accept(request: web.Request) -> tuple[Span, str] | None:
+    """A ``caxton.accept`` span (child of the request's) and the ``traceparent`` the message
+    carries, when the request's span is sampled; else None (the message is not traced)."""
+    tracer = request.app.get(TRACER)
+    if tracer is None or not get_current_span().get_span_context().trace_flags.sampled:
+        return None
+    span = tracer.start_span("caxton.accept", kind=SpanKind.PRODUCER)
+    context = span.get_span_context()
+    return span, f"00-{context.trace_id:032x}-{context.span_id:016x}-01"

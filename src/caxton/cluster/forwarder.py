@@ -30,11 +30,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
+from time import time_ns
 
 from caxton.clock import SYSTEM_CLOCK, Clock
+from caxton.cluster import spans
 from caxton.cluster.outbox import Outcome, RetryPolicy
 from caxton.cluster.outbox_view import OutboxView
 from caxton.cluster.speculation import Settled, Speculation
+from caxton.runtime.tracing import SpanLog
 from caxton.storage.outbox import OutboxEntry, OutboxRepository
 from caxton.tasks import TaskSet
 
@@ -103,6 +106,8 @@ class Forwarder:
         self._next_load = 0.0
         #: Rounds planned from memory and from a store read (for the statistics and tests).
         self.memory_rounds = self.store_rounds = 0
+        #: With tracing on: where forwards of traced messages are recorded (`cluster.spans`).
+        self.spans: SpanLog | None = None
 
     def statistics(self) -> ForwardStatistics:
         spec = self.speculation
@@ -205,6 +210,7 @@ class Forwarder:
     async def _request(self, node: str, entries: list[OutboxEntry]) -> None:
         self._requests_total += 1
         self._sent += len(entries)
+        started = time_ns()
         try:
             try:
                 acked: Collection[int] = set(await self._send(node, entries))
@@ -217,6 +223,8 @@ class Forwarder:
             outcome = self.policy.outcome(node, entries, acked, self._clock.wall())
             if entries[-1].seq < 0:  # some were sent early: settle them, keep the rest
                 outcome = self._settle_early(entries, acked, outcome)
+            if self.spans is not None:
+                spans.forwarded(self.spans, node, entries, acked, started)
             if outcome.retry and outcome.next_at is not None:
                 tries = dict(outcome.retry)
                 back = [e for e in entries if e.seq in tries]

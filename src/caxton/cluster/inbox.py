@@ -31,10 +31,11 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from time import time_ns
 from typing import TYPE_CHECKING
 
 from caxton.clock import SYSTEM_CLOCK, Clock
-from caxton.cluster import wire
+from caxton.cluster import spans, wire
 from caxton.messaging.deadletters import Reason
 from caxton.runtime.delivery import Origin
 from caxton.storage.messages import MessageBatch
@@ -112,6 +113,8 @@ class Inbox:
         after re-forwarded rows were written."""
         self.name = name
         self._messaging = messaging
+        #: With tracing on: where deliveries of traced messages are recorded (`cluster.spans`).
+        self.spans = getattr(getattr(messaging, "runtime", None), "spans", None)
         self._locate = locate
         self._owner = owner
         self._clients = clients
@@ -150,6 +153,7 @@ class Inbox:
     async def _receive(
         self, origin: str, entries: list[wire.WireEntry], delivered: Callable[[], None]
     ) -> bytes:
+        started = time_ns()
         router = self._messaging.router
         is_local, locate, owner = router.is_local, self._locate, self._owner
         plan: list[_Planned] = []
@@ -185,6 +189,7 @@ class Inbox:
             # First sends: none can be a duplicate, so they are delivered while the write
             # commits (the acknowledgement still waits for it).
             reforwarded = await self._deliver(plan, frozenset())
+            self._traced(origin, plan, frozenset(), started)
             # A later batch for these receivers may be delivered before this one commits: its
             # write is queued after this one's, so it still sees these ids as taken.
             delivered()
@@ -192,12 +197,25 @@ class Inbox:
         else:
             duplicates = await asyncio.wrap_future(accepted)
             reforwarded = await self._deliver(plan, duplicates)
+            self._traced(origin, plan, duplicates, started)
         self.duplicates += len(duplicates)
         self.received += len(plan) - len(duplicates)
         if reforwarded:
             self.reforwarded += reforwarded
             self._committed(batch.enqueued)
         return wire.encode_acks([entry[0] for entry in entries])
+
+    def _traced(
+        self,
+        origin: str,
+        plan: list[_Planned],
+        duplicates: frozenset[tuple[str, str]],
+        started: int,
+    ) -> None:
+        """With tracing on: a ``caxton.receive`` step per traced delivery (`cluster.spans`)."""
+        if self.spans is not None:
+            deliveries = [(p[0], p[1], p[2]) for p in plan if (p[0], p[1]) not in duplicates]
+            spans.received(self.spans, origin, deliveries, started)
 
     async def _deliver(self, plan: list[_Planned], duplicates: frozenset[tuple[str, str]]) -> int:
         """Route the batch's new deliveries in order and show them on the event stream (as

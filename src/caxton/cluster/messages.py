@@ -208,6 +208,7 @@ class ClusterMessages:
             committed=self.committed,
         )
         self._gather = Gather(self.name, lambda: self._link.bus, self._alive_peers, messaging)
+        self.forwarder.spans = self._inbox.spans  # tracing on: forwards are recorded
 
     @property
     def gather(self) -> Gather:

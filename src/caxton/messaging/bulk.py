@@ -83,6 +83,7 @@ class BulkIntake:
         for index, message in enumerate(messages):
             try:
                 body = parse_message(message, max_size=max_size)
+                body.pop("traceparent", None)  # the runtime's field, like ``message_id``
                 sender = sender_of_call or body.get("sender")
                 if not sender:
                     sender = made_up = made_up or f"client-{new_id()}"

@@ -119,6 +119,7 @@ class Messaging:
             replies=replies,
             history=history,
             letters=letters,
+            spans=getattr(port.runtime, "spans", None),
         )
         self.bulk = BulkIntake(
             options,
@@ -212,7 +213,12 @@ class Messaging:
     # -- submitting --------------------------------------------------------------------------
 
     async def submit(
-        self, message: Mapping[str, Any] | bytes, *, client: str | None = None, wait: bool = False
+        self,
+        message: Mapping[str, Any] | bytes,
+        *,
+        client: str | None = None,
+        wait: bool = False,
+        traceparent: str | None = None,
     ) -> Accepted:
         """Validate, commit and route a message from an API client.
 
@@ -221,8 +227,10 @@ class Messaging:
         committed and queued. Raises `InvalidMessage`, `MessageTooLarge`, or `WouldBlock` when
         a receiver's mailbox stayed full for ``submit_wait`` (the message is then
         dead-lettered with reason ``mailbox_full``; ``details`` has its ids).
+        ``traceparent`` (a sampled W3C context, with tracing on) becomes the message's
+        ``traceparent`` field: the spans of its handling continue that trace.
         """
-        return await self.intake.submit(message, client=client, wait=wait)
+        return await self.intake.submit(message, client=client, wait=wait, traceparent=traceparent)
 
     async def submit_many(
         self, messages: Sequence[Mapping[str, Any] | bytes], *, client: str | None = None

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from time import time_ns
 from typing import Any
 
 from caxton.errors import InvalidMessage, WouldBlock
@@ -34,14 +35,18 @@ from caxton.messaging.history import History
 from caxton.messaging.options import MessagingOptions
 from caxton.messaging.replies import Replies, ReplyWaiter
 from caxton.messaging.routing import Router
+from caxton.runtime.tracing import SpanLog
 from caxton.storage.messages import MessageBatch
 from caxton.storage.outbox import OutboxEntry
 from caxton.storage.sqlite import Storage
 from caxton.wire.codec import check_name, check_size, encode, parse_message
 from caxton.wire.envelope import new_id, now_rfc3339
 from caxton.wire.header import Header, expired, header_from, header_of
+from caxton.wire.trace import HEAD as _HEAD
 
 __all__ = ["Accepted", "GroupCommit", "Intake", "refused"]
+
+_HEAD_LEN = len(_HEAD)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,8 +159,10 @@ class Intake:
         replies: Replies,
         history: History,
         letters: DeadLetters,
+        spans: SpanLog | None = None,
     ) -> None:
         self._storage = storage
+        self._spans = spans
         self._options = options
         self._max_size = max_message_size
         self._commit = commit
@@ -166,10 +173,16 @@ class Intake:
         self._recover_upto = 0
 
     async def submit(
-        self, message: Mapping[str, Any] | bytes, *, client: str | None = None, wait: bool = False
+        self,
+        message: Mapping[str, Any] | bytes,
+        *,
+        client: str | None = None,
+        wait: bool = False,
+        traceparent: str | None = None,
     ) -> Accepted:
         """`Messaging.submit`."""
         body = parse_message(message, max_size=self._max_size)
+        body.pop("traceparent", None)  # the runtime's field, like ``message_id``
         if client:
             sender = check_name("sender", client)
         else:  # the body's sender was validated by parse_message; a made-up one is valid
@@ -186,6 +199,8 @@ class Intake:
             "message_id": new_id(),
             "created_at": now_rfc3339(),
         }
+        if traceparent is not None:  # first, where `caxton.wire.trace` looks for it
+            envelope = {"traceparent": traceparent, **envelope}
         for key, value in body.items():
             envelope.setdefault(key, value)
         envelope.setdefault("conversation_id", new_id())
@@ -226,6 +241,9 @@ class Intake:
         outbox = (
             [] if late or router.remote is None else router.outbox_rows(mid, receivers, local, data)
         )
+        spans = self._spans
+        traced = spans is not None and data[:_HEAD_LEN] == _HEAD
+        started = time_ns() if traced else 0
         batch = MessageBatch(
             chunks=[(conversation, 1, b"[" + data + b"]")],
             pending=[(mid, r, data) for r in local],
@@ -241,6 +259,10 @@ class Intake:
                     f"dead letter {redrive} does not exist or was redriven already"
                 )
         self._history.accepted([data])
+        if traced:
+            assert spans is not None
+            spans.step("caxton.commit", data, started, {"messaging.message.id": mid})
+            started = time_ns()
         full: list[str] = []
         wait = self._options.submit_wait
         if outbox:
@@ -260,6 +282,18 @@ class Intake:
             if reason is Reason.MAILBOX_FULL:
                 full.append(receiver)
             await refused(router, receiver, data, header, reason)
+        if traced:
+            assert spans is not None
+            spans.step(
+                "caxton.route",
+                data,
+                started,
+                {
+                    "messaging.message.id": mid,
+                    "messaging.destination.name": ",".join(receivers),
+                    "caxton.forwarded": len(outbox),
+                },
+            )
         if full:
             raise WouldBlock(
                 f"the mailbox of {', '.join(full)} stayed full; the message was dead-lettered",

@@ -36,6 +36,7 @@ budgeted before that, see `caxton.runtime.sandbox.host`).
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
+from time import time_ns
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -47,6 +48,7 @@ from caxton.runtime.agent import AgentState
 from caxton.runtime.delivery import Offer, Origin
 from caxton.storage.outbox import OutboxEntry
 from caxton.wire.header import Header, expired, header_of
+from caxton.wire.trace import HEAD as _HEAD
 
 if TYPE_CHECKING:
     from caxton.runtime.runtime import Runtime
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["DeadLetterFn", "Remote", "Router"]
 
 _RUNNABLE = (AgentState.RUNNING, AgentState.HIBERNATED, AgentState.LOADED)
+_HEAD_LEN = len(_HEAD)
 
 
 class Remote(Protocol):
@@ -317,10 +320,25 @@ class Router:
         """Store a dead letter (its id). ``notify``: send the sender its `failure` reply (if it
         asked for one); ``pending``: mark the delivery's pending row done."""
         reason = Reason(reason)
+        spans = getattr(self.runtime, "spans", None)
+        traced = spans is not None and data[:_HEAD_LEN] == _HEAD
+        started = time_ns() if traced else 0
         dead_id = await self.letters.store(receiver, data, header, reason, details, pending=pending)
+        if traced:
+            assert spans is not None
+            attributes = {
+                "caxton.reason": reason.value,
+                "messaging.destination.name": receiver,
+                "caxton.dead_letter_id": dead_id,
+            }
+            spans.step("caxton.dead_letter", data, started, attributes)
         reply = failure_reply(receiver, header, reason.value) if notify else None
         if reply is not None:
             to, conversation, body = reply
+            if traced:  # the sender's handling of the failure continues the trace
+                assert spans is not None
+                reply_attributes = {"caxton.reason": reason.value, "messaging.destination.name": to}
+                body = spans.continued("caxton.failure_reply", data, body, reply_attributes)
             if self.runtime.send_from_loop(to, body, conversation):  # the mailbox is full
                 full = Reason.MAILBOX_FULL
                 await self.letters.store(to, body, header_of(body), full, pending=False)

@@ -37,6 +37,7 @@ from caxton.errors import ConfigError
 from caxton.observability._formatters import JsonFormatter, TextFormatter
 from caxton.observability._masking import SecretMasker
 from caxton.observability._rotation import RotatingLogFileHandler
+from caxton.observability._tracefields import TraceFields
 
 __all__ = ["LOG_LEVELS", "LoggingSetup", "SecretMasker", "configure_logging", "parse_log_level"]
 
@@ -170,6 +171,7 @@ def configure_logging(
         else:
             saved = _SavedLevels(root=root.level, caxton=caxton.level)
         chosen = masker or (previous.masker if previous is not None else SecretMasker())
+        handler.addFilter(TraceFields())  # before the masker: it masks what this adds too
         handler.addFilter(chosen)
         root.addHandler(handler)
         root.setLevel(max(level, logging.WARNING))

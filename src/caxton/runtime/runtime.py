@@ -44,6 +44,7 @@ from caxton.runtime.scheduling.scheduler import Scheduler
 from caxton.runtime.scheduling.supervisor import RestartBudget
 from caxton.runtime.scheduling.timers import MemoryTimers, TimerBackend, TimerQueue
 from caxton.runtime.stats import DEFAULT_BUCKETS, RuntimeStatistics, merge
+from caxton.runtime.tracing import SpanLog
 from caxton.tasks import TaskSet
 from caxton.wire.header import header_of
 
@@ -74,8 +75,11 @@ class Runtime:
         duration_buckets: tuple[float, ...] = DEFAULT_BUCKETS,
         max_restarts: int = 5,
         restart_window: float = 60.0,
+        spans: SpanLog | None = None,
     ) -> None:
         self.config = config
+        #: Where traced handling is recorded (None: tracing off; `caxton.runtime.tracing`).
+        self.spans = spans
         self.engine = engine
         self.kv = kv if kv is not None else MemoryKv()
         self.snapshots = snapshots if snapshots is not None else MemorySnapshots()
@@ -104,6 +108,7 @@ class Runtime:
         self._timers = TimerQueue(
             self.clock, self.send_from_loop, self._timer_backend, self._timer_released
         )
+        self._timers.spans = self.spans
         services = Services(
             engine=self.engine,
             config=self.config,
@@ -116,6 +121,7 @@ class Runtime:
             add_timer=self._add_timer,
             timers_writable=self._timer_backend.writable,
             agents=self._agents,
+            spans=self.spans,
         )
         count = self.config.max_concurrent_executions
         if self.config.cpu_quota:

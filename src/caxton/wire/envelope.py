@@ -1,6 +1,8 @@
 """Completing the envelope of a message an agent sends (docs/agents.md; docs/messaging.md).
 
-The host's `send` sets ``sender``, ``message_id`` and ``created_at``; a message sent while the
+The host's `send` sets ``sender``, ``message_id`` and ``created_at`` (and, while a traced
+message is handled, a ``traceparent`` first: `Stamper.trace`, `caxton.wire.trace`; one the
+guest wrote is dropped); a message sent while the
 agent handles another inherits that message's ``conversation_id`` unless it sets one (and gets a
 fresh one when there is nothing to inherit), and a message addressed to the current message's
 sender gets ``in_reply_to`` from its ``reply_with``.
@@ -38,6 +40,7 @@ from caxton.errors import InvalidMessage
 from caxton.wire.codec import Performative, normalise_performative, parse_reply_by
 from caxton.wire.depth import MAX_JSON_DEPTH, too_deep
 from caxton.wire.timestamps import now_rfc3339, rfc3339_ms_json
+from caxton.wire.trace import TraceContext
 
 __all__ = ["Incoming", "OutgoingHeader", "Stamper", "new_id", "now_rfc3339"]
 
@@ -57,6 +60,8 @@ class OutgoingHeader(msgspec.Struct):
     reply_by: msgspec.Raw | UnsetType = UNSET
     #: Read only to remember what the receiver will inherit (`Stamper.incoming_for`).
     reply_with: msgspec.Raw | UnsetType = UNSET
+    #: The runtime's (`caxton.wire.trace`): one an agent writes is dropped.
+    traceparent: msgspec.Raw | UnsetType = UNSET
 
 
 class _FastHeader(msgspec.Struct, gc=False):
@@ -76,6 +81,7 @@ class _FastHeader(msgspec.Struct, gc=False):
     conversation_id: UnsetType = UNSET
     in_reply_to: UnsetType = UNSET
     reply_by: UnsetType = UNSET
+    traceparent: UnsetType = UNSET
 
 
 class _IncomingHeader(msgspec.Struct, gc=False):
@@ -195,7 +201,15 @@ class Stamper:
     sender while the sender stays in one conversation (they are never mutated).
     """
 
-    __slots__ = ("_heads", "_last_incoming", "_last_out", "_made", "conversation", "expired")
+    __slots__ = (
+        "_heads",
+        "_last_incoming",
+        "_last_out",
+        "_made",
+        "conversation",
+        "expired",
+        "trace",
+    )
 
     #: Senders whose last `Incoming` is kept for reuse before the cache starts over.
     MADE_LIMIT = 4096
@@ -203,6 +217,9 @@ class Stamper:
     def __init__(self) -> None:
         self.conversation: str | None = None
         self.expired = False
+        #: The trace of the message being handled (set by a tracing worker around the
+        #: handler): every message stamped meanwhile gets its ``traceparent`` (`TraceContext`).
+        self.trace: TraceContext | None = None
         #: The last remembered message (see the class) and what its receiver inherits.
         #: ``incoming_for(data)`` is ``_last_incoming`` when ``data is _last_out``.
         self._last_out: bytes | None = None
@@ -294,6 +311,9 @@ class Stamper:
                     data[1:],
                 )
             )
+            trace = self.trace
+            if trace is not None:
+                out = trace.stamp(out)
             if name is not None:  # remembered for `incoming_for` (see the class)
                 reply = fast.reply_with
                 reply_json = None if reply is UNSET else bytes(reply)
@@ -356,6 +376,7 @@ class Stamper:
             and header.sender is UNSET
             and header.message_id is UNSET
             and header.created_at is UNSET
+            and header.traceparent is UNSET
             and data[0] == 0x7B  # '{'
         ):
             ms = int(time.time() * 1000)
@@ -378,6 +399,8 @@ class Stamper:
                 ):
                     head += b',"in_reply_to":' + incoming.reply_with_json
             out = head + b"," + data[1:]
+            if self.trace is not None:
+                out = self.trace.stamp(out)
             inherited = self.conversation
             if name is not None and inherited is not None:  # for `incoming_for` (see the class)
                 reply_with = header.reply_with
@@ -385,7 +408,8 @@ class Stamper:
                     out, name, inherited, part, None if reply_with is UNSET else bytes(reply_with)
                 )
             return receiver, out
-        return receiver, self._slow(data, sender_json, incoming, header)
+        out = self._slow(data, sender_json, incoming, header)
+        return receiver, out if self.trace is None else self.trace.stamp(out)
 
     def _slow(
         self,
@@ -395,6 +419,7 @@ class Stamper:
         header: OutgoingHeader,
     ) -> bytes:
         guest = _decode_any(data)
+        guest.pop("traceparent", None)  # the runtime's field (`caxton.wire.trace`)
         # The runtime's fields first: readers find ``message_id`` at the front (`journal`).
         message: dict[str, Any] = {
             "sender": msgspec.json.decode(sender_json),

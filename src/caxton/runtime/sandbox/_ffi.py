@@ -34,6 +34,7 @@ __all__ = [
     "define_unchecked",
     "error_from_ptr",
     "func_address",
+    "get_fuel",
     "increment_epoch",
     "memory_base_and_size",
     "memory_view",
@@ -61,6 +62,8 @@ memory_data_size = _raw_function("wasmtime_memory_data_size", c_size_t)
 set_epoch_deadline = _raw_function("wasmtime_context_set_epoch_deadline", None)
 #: ``wasmtime_context_set_fuel(ctx, fuel) -> error*``
 set_fuel = _raw_function("wasmtime_context_set_fuel", c_void_p)
+#: ``wasmtime_context_get_fuel(ctx, uint64_t *fuel) -> error*``
+get_fuel = _raw_function("wasmtime_context_get_fuel", c_void_p)
 
 _increment_epoch = _lib.wasmtime_engine_increment_epoch
 _increment_epoch.restype = None

@@ -21,8 +21,10 @@ import math
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sized
+from ctypes import byref, c_uint64
 from dataclasses import dataclass
-from time import perf_counter
+from random import getrandbits as _getrandbits
+from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Any
 
 import wasmtime
@@ -38,6 +40,8 @@ from caxton.runtime.sandbox import _ffi, host
 from caxton.runtime.sandbox._errors import failure_from
 from caxton.runtime.scheduling.lifecycle import InstanceLifecycle
 from caxton.runtime.stats import WorkerCounters
+from caxton.runtime.tracing import SpanLog, current
+from caxton.wire import trace as wire_trace
 
 if TYPE_CHECKING:
     from caxton.runtime.scheduling.scheduler import Scheduler
@@ -62,6 +66,10 @@ _RUNNABLE = (_RUNNING, _HIBERNATED)
 _MEMORY_CHECK = 0.1  # seconds between memory-size refreshes of a busy agent
 _log = logging.getLogger("caxton.runtime")
 _BUDGET = host.LOG_BUDGET
+_HEAD = wire_trace.HEAD
+_sampled_ids = wire_trace.sampled_ids
+_TraceContext = wire_trace.TraceContext
+_HEAD_LEN = len(_HEAD)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -79,6 +87,7 @@ class Services:
     add_timer: Callable[[float, str, bytes, Agent | None], None]  # runs on the loop thread
     timers_writable: Callable[[], bool]  # any thread: False while timers cannot be stored
     agents: dict[str, Agent]  # the runtime's agents by name (read-only here)
+    spans: SpanLog | None = None  # with tracing on: where traced handling is recorded
 
 
 def _run_batch(batch: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
@@ -138,6 +147,10 @@ class Worker:
         engine = services.engine
         self._deadline_ticks = engine.deadline_ticks(services.config.execution_timeout)
         self.deadline = _ffi.uint64(self._deadline_ticks)
+        self._spans = services.spans
+        self._untraced = self.handle
+        if services.spans is not None:  # with tracing off, `handle` is not even wrapped
+            self.handle = self._handle_traced  # type: ignore[method-assign]
         self.lifecycle = InstanceLifecycle(
             services,
             self.cx,
@@ -321,6 +334,47 @@ class Worker:
         first = self._first_bound
         counters.buckets[0 if elapsed <= first else bisect_left(counters.bounds, elapsed)] += 1
         counters.duration_sum += elapsed
+
+    def _handle_traced(self, agent: Agent, data: bytes) -> None:
+        """`handle`, recording a span for a message of a sampled trace (`caxton.wire.trace`).
+
+        A message without a trace context costs one prefix compare more; for a traced one the
+        host stamps every message the handler sends with a child context, and the times, the
+        outcome and the fuel used go to the `SpanLog` (spans are built off this thread).
+        """
+        if data[:_HEAD_LEN] != _HEAD:
+            self._untraced(agent, data)
+            return
+        parsed = _sampled_ids(data)
+        if parsed is None:
+            self._untraced(agent, data)
+            return
+        context = _TraceContext(parsed[0], _getrandbits(64) or 1, agent.name, data)
+        stamper = self.cx.stamper
+        stamper.trace = context
+        current.handling = context
+        failures = agent.failures
+        start = time_ns()
+        try:
+            self._untraced(agent, data)
+        finally:
+            end = time_ns()
+            stamper.trace = None
+            current.handling = None
+        outcome = "ok"
+        if agent.failures != failures:
+            outcome = (agent.last_error or "failed").split(":", 1)[0]
+        fuel = None
+        inst = agent.inst
+        if inst is not None and inst.fuel is not None:
+            left = c_uint64()
+            if not _ffi.get_fuel(inst.ctx, byref(left)):
+                fuel = inst.fuel.value - left.value
+        assert self._spans is not None
+        self._spans.add(
+            ("handle", context, parsed[1], start, end, agent.name, agent.spec.version, data,
+             outcome, fuel)
+        )  # fmt: skip
 
     def _call_failed(self, agent: Agent, data: bytes, rc: int, t0: float) -> None:
         elapsed = perf_counter() - t0

@@ -17,10 +17,13 @@ import asyncio
 import heapq
 import itertools
 from collections.abc import Callable
+from time import time_ns
 from typing import Any, Protocol
 
 from caxton.clock import Clock
 from caxton.runtime.delivery import Offer
+from caxton.runtime.tracing import SpanLog
+from caxton.wire.trace import HEAD
 
 __all__ = ["MemoryTimers", "TimerBackend", "TimerQueue"]
 
@@ -53,6 +56,9 @@ class MemoryTimers:
         return True
 
 
+_HEAD_LEN = len(HEAD)
+
+
 class TimerQueue:
     """Pending scheduled messages, ordered by due time (loop thread only)."""
 
@@ -72,6 +78,8 @@ class TimerQueue:
         self.cancelled = 0
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
+        #: With tracing on: a traced timer's firing is a ``caxton.timer`` step.
+        self.spans: SpanLog | None = None
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -108,6 +116,10 @@ class TimerQueue:
                 heapq.heappush(heap, (now + BACKPRESSURE_RETRY, timer_id, receiver, data, owner))
                 break
             self._backend.remove(timer_id)
+            if self.spans is not None and data[:_HEAD_LEN] == HEAD:
+                self.spans.step(
+                    "caxton.timer", data, time_ns(), {"messaging.destination.name": receiver}
+                )
             if owner is not None and self._released is not None:
                 self._released(owner)
         return heap[0][0] - now if heap else None

@@ -1,0 +1,271 @@
+"""What tracing costs agent-to-agent messaging: off, sampled at 0.1 and at 1.0, in one run.
+
+Each variant is a full composition (Storage + Runtime + Messaging, as `bench_messaging`), with
+the C reactor agents ``ping`` and ``pong`` (``examples/agents``). A run plays ``--games``
+conversations of ``--rounds`` request/inform round trips each, one after the other; each game
+starts with an API-style submit, where the variant's sampler decides the conversation's trace
+exactly as a node's API does (a ``caxton.accept`` span under
+``ParentBased(TraceIdRatioBased(rate))``; a sampled one puts its ``traceparent`` into the
+message). Spans go the node's way: the records of traced work to the span export process
+(`SpanExportProcess`, a child process that builds them and exports them through its own
+`configure_tracing` stack: bounded batch queue, OTLP/HTTP protobuf exporter), the node's own
+``caxton.accept`` spans through the node's stack; both POST to a local sink process that
+accepts and discards. A run is timed as a node experiences it (messages handled; the child
+process builds and exports meanwhile, on the other core), then waits, untimed, until the child
+has exported every span of it, so the next run starts on a quiet machine: that wait (the
+export's backlog) and the spans exported or dropped (bounded queues) are in the output. Variants run
+interleaved (run 1 of each, run 2 of each, ...) so that they share the machine's phases;
+medians are the figure to read. Prints JSON:
+
+    python bench/bench_tracing.py [--games 50] [--rounds 400] [--runs 5] [--workers 2]
+                                  [--variants off,0.1,1.0]
+
+``--variants off`` runs nothing of tracing (no import of it either), so the same script run
+against another checkout (``PYTHONPATH=<checkout>/src``) measures that checkout's figure.
+Targets: 0.1 within 10 % of off; off unchanged against the branch it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from caxton.config.schema import Config, RuntimeConfig
+from caxton.messaging import Messaging, MessagingOptions
+from caxton.runtime import AgentSpec, Engine, Runtime
+from caxton.storage import AgentRecord, Storage
+
+ROOT = Path(__file__).resolve().parents[1]
+AGENTS = ROOT / "examples" / "agents"
+
+SINK = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+s = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"""
+
+
+@dataclass
+class Variant:
+    name: str
+    rate: float | None  # None: tracing off
+    messaging: Messaging
+    storage: Storage
+    engine: Engine
+    tracer: Any = None
+    tracing: Any = None
+    builder: Any = None
+    rates: list[float] = field(default_factory=list)
+    settle_s: list[float] = field(default_factory=list)  # the export backlog after each run
+    sampled_games: int = 0
+    games: int = 0
+
+
+async def build(name: str, rate: float | None, tmp: Path, workers: int, sink: str) -> Variant:
+    runtime_config = RuntimeConfig(max_concurrent_executions=workers, mailbox_capacity=100000)
+    engine = Engine(runtime_config, cache_dir=None)
+    storage = await Storage.open(tmp / name / "local.db")
+    log = tracer = tracing = builder = None
+    if rate is not None:  # the node's own stack (`caxton.server.Server`)
+        from caxton.config import ObservabilityConfig
+        from caxton.observability import configure_tracing
+        from caxton.observability.span_process import SpanExportProcess
+        from caxton.runtime.tracing import SpanLog
+
+        observability = ObservabilityConfig(
+            enable_tracing=True, trace_sample_rate=rate, otlp_endpoint=sink
+        )
+        tracing = configure_tracing(observability)
+        assert tracing.provider is not None
+        assert tracing.processor is not None
+        tracer = tracing.tracer
+        log = SpanLog()
+        builder = SpanExportProcess(log, observability, counts=tracing.processor.counts)
+        builder.start()
+
+    def runtime(m: Any) -> Runtime:
+        if log is None:
+            return Runtime(runtime_config, engine=engine, delivery=m, events=m)
+        return Runtime(runtime_config, engine=engine, delivery=m, events=m, spans=log)
+
+    messaging = Messaging(
+        Config(runtime=runtime_config),
+        storage,
+        options=MessagingOptions(submit_wait=10.0),
+        runtime=runtime,
+    )
+    await messaging.runtime.start()
+    await messaging.start()
+    for agent in ("pong", "ping"):
+        await storage.agents.create(AgentRecord(name=agent), b"\0asm\x01\0\0\0")
+        compiled = engine.compile((AGENTS / f"{agent}.wasm").read_bytes())
+        await messaging.runtime.start_agent(AgentSpec(name=agent), compiled)
+    return Variant(name, rate, messaging, storage, engine, tracer, tracing, builder)
+
+
+async def game(variant: Variant, rounds: int) -> bool:
+    """One conversation of ``rounds`` round trips; True if it was sampled."""
+    message = {
+        "receiver": "ping",
+        "performative": "request",
+        "content": {"op": "start", "peer": "pong", "n": rounds},
+    }
+    messaging = variant.messaging
+    if variant.tracer is None:
+        accepted = await messaging.submit(message, client="bench", wait=True)
+        sampled = False
+    else:  # what the API does (`caxton.api.tracing.start_accept`), for a root trace
+        span = variant.tracer.start_span("caxton.accept")
+        context = span.get_span_context()
+        sampled = context.trace_flags.sampled
+        traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-01" if sampled else None
+        with span:
+            accepted = await messaging.submit(
+                message, client="bench", wait=True, traceparent=traceparent
+            )
+    assert accepted.reply is not None
+    done = await accepted.reply.wait(600)
+    assert done is not None, "no done message"
+    assert done["content"] == {"done": rounds}, done
+    return bool(sampled)
+
+
+async def run(variant: Variant, games: int, rounds: int) -> float:
+    started = time.perf_counter()
+    for _ in range(games):
+        variant.sampled_games += await game(variant, rounds)
+        variant.games += 1
+    rate = 2 * rounds * games / (time.perf_counter() - started)
+    if variant.builder is not None:  # not timed: the export's backlog, before the next run
+        await asyncio.to_thread(variant.builder.flush)
+        await asyncio.to_thread(variant.tracing.force_flush)
+        variant.settle_s.append(time.perf_counter() - started - 2 * rounds * games / rate)
+    return rate
+
+
+async def close(variant: Variant) -> None:
+    if variant.builder is not None:
+        variant.builder.close()
+        variant.tracing.shutdown()
+    await variant.messaging.runtime.aclose()
+    await variant.messaging.aclose()
+    await variant.storage.aclose()
+    variant.engine.close()
+
+
+def span_counts(tracing: Any) -> dict[str, int]:
+    """What the node's span pipeline did: spans exported, failed and dropped (queue full)."""
+    counts = tracing.processor.counts
+    return {
+        "spans_exported": counts.exported,
+        "spans_failed": counts.failed,
+        "spans_dropped": counts.dropped,
+    }
+
+
+def summary(values: list[float]) -> dict[str, object]:
+    return {
+        "median": round(statistics.median(values)),
+        "best": round(max(values)),
+        "runs": [round(x) for x in values],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--games", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=400)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--variants", default="off,0.1,1.0")
+    args = parser.parse_args()
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    sink_process = None
+    sink = ""
+    if any(name != "off" for name in names):
+        sink_process = subprocess.Popen(
+            [sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True
+        )
+        assert sink_process.stdout is not None
+        sink = f"http://127.0.0.1:{sink_process.stdout.readline().strip()}/v1/traces"
+    try:
+        variants = asyncio.run(measure(args, names, sink))
+    finally:
+        if sink_process is not None:
+            sink_process.terminate()
+            sink_process.wait(10)
+    report(args, variants)
+
+
+async def measure(args: argparse.Namespace, names: list[str], sink: str) -> list[Variant]:
+    """Build the variants, run them interleaved, close them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        variants = [
+            await build(name, None if name == "off" else float(name), Path(tmp), args.workers, sink)
+            for name in names
+        ]
+        for variant in variants:  # warm up
+            await run(variant, 2, 500)
+            variant.sampled_games = variant.games = 0
+        for _ in range(args.runs):
+            for variant in variants:
+                variant.rates.append(await run(variant, args.games, args.rounds))
+        for variant in variants:
+            await close(variant)
+    return variants
+
+
+def report(args: argparse.Namespace, variants: list[Variant]) -> None:
+    result: dict[str, Any] = {
+        "benchmark": "tracing",
+        "python": platform.python_version(),
+        "games_per_run": args.games,
+        "rounds_per_game": args.rounds,
+        "messages_per_run": 2 * args.rounds * args.games,
+        "workers": args.workers,
+        "exporter": "the node's: configure_tracing (OTLP/HTTP protobuf, bounded batch queue) "
+        "to a local sink process that discards",
+        "variants": {
+            v.name: {
+                "msgs_per_s": summary(v.rates),
+                "sampled_games": f"{v.sampled_games}/{v.games}",
+                "export_backlog_s_median": round(statistics.median(v.settle_s), 3)
+                if v.settle_s
+                else 0.0,
+                **({} if v.tracing is None else span_counts(v.tracing)),
+            }
+            for v in variants
+        },
+    }
+    off = next((v for v in variants if v.name == "off"), None)
+    if off is not None:
+        base = statistics.median(off.rates)
+        result["relative_to_off"] = {
+            v.name: round(statistics.median(v.rates) / base, 3) for v in variants if v is not off
+        }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,300 @@
+"""`SpanExportProcess`: the spans of traced messages, built and exported in a child process.
+
+Building an OpenTelemetry span and encoding it for OTLP costs tens of microseconds of Python
+per span, several times what handling the message costs; in the node's process that work
+would hold the interpreter lock the workers need (measured: ping/pong at a sample rate of 0.1
+ran at about half the speed of tracing off). So a node hands the records of its `SpanLog`
+(`caxton.runtime.tracing`) to a child process, which builds the spans (`SpanBuilder`) and
+exports them through its own `configure_tracing` stack (same endpoint, protocol, timeout and
+queue bound); the node's own spans (one per API request, ``caxton.accept``) stay in the node.
+
+Protocol over one pipe: the node sends pickled lists of records every `INTERVAL` seconds (a
+`SpanLog` bounds what waits meanwhile); the child answers, after each batch and at most once a
+second, with the counts of its spans exported, failed and dropped since its last answer, which
+the node adds to its own (``caxton_trace_spans_*`` on ``/metrics`` cover both). The child stops
+when the pipe closes (the node stopped, or died): it exports what it holds within
+``otlp_timeout`` and exits. `close` waits at most a bounded time for it, then kills it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import pickle
+import signal
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from caxton.config import ObservabilityConfig
+from caxton.runtime.tracing import SpanLog
+from caxton.wire.trace import TraceContext
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from caxton.observability._span_export import SpanCounts
+
+__all__ = ["INTERVAL", "SpanExportProcess"]
+
+#: Seconds between two batches sent to the child.
+INTERVAL = 0.2
+#: Seconds between two count reports of the child.
+REPORT_INTERVAL = 1.0
+_FLUSH = b"F"  # not a pickle: asks the child to export what it holds and answer
+#: Records the child builds before it lets the export queue drain (`_pace`).
+_CHUNK = 128
+
+
+def _pace(processor: Any, timeout: float) -> None:
+    """Wait (at most ``timeout``) until the export queue is at most half full.
+
+    The child takes a whole batch of records at once; built in one go, a traced burst would
+    overflow the queue (`otlp_max_queue_size`) and be dropped although the exporter keeps up
+    on average. Waiting here leaves the records in the pipe, and then in the node's `SpanLog`,
+    which is bounded too; a collector that stops answering makes the wait end at
+    ``otlp_timeout``, and spans are dropped (and counted) as they would be in the node.
+    """
+    deadline = time.monotonic() + timeout
+    while processor.queued() > processor.capacity // 2 and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+_log = logging.getLogger("caxton.observability.spans")
+
+
+def _plain(record: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A record with its `TraceContext` as a tuple (what pickles small and fast)."""
+    if record[0] != "handle":
+        return record
+    context: TraceContext = record[1]
+    return ("handle", (context.trace_id, context.span_id, context.sends), *record[2:])
+
+
+def _restored(record: tuple[Any, ...]) -> tuple[Any, ...]:
+    if record[0] != "handle":
+        return record
+    trace_id, span_id, sends = record[1]
+    context = TraceContext(trace_id, span_id)
+    context.sends = sends
+    return ("handle", context, *record[2:])
+
+
+class SpanExportProcess:
+    """Ships a `SpanLog` to a span-building child process (see the module)."""
+
+    def __init__(
+        self,
+        log: SpanLog,
+        config: ObservabilityConfig,
+        *,
+        node_id: str | None = None,
+        counts: SpanCounts | None = None,
+    ) -> None:
+        self.log = log
+        self._config = config
+        self._node_id = node_id
+        self._counts = counts
+        self._conn: Connection | None = None
+        self._process: BaseProcess | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._shipping = threading.Lock()  # one sender on the pipe at a time
+        self._lost = 0  # `SpanLog.dropped` already added to the counts
+        #: Batches and records sent to the child.
+        self.batches = self.records = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None before `start`)."""
+        return None if self._process is None else self._process.pid
+
+    def start(self) -> None:
+        """Start the child and the thread that feeds it."""
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+        parent, child = context.Pipe(duplex=True)
+        process = context.Process(
+            target=_child_main,
+            args=(self._config, self._node_id, child),
+            name="caxton-span-export",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        self._conn, self._process = parent, process
+        self._thread = threading.Thread(target=self._run, name="caxton-spans", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(INTERVAL):
+            if not self.ship():
+                return
+
+    def ship(self) -> bool:
+        """Send what waits now; take the child's reports. False once the child is gone."""
+        with self._shipping:
+            return self._ship()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Send what waits and wait until the child has exported it (or ``timeout``); True
+        if it did. For benchmarks and tests: a node never waits for its spans."""
+        with self._shipping:
+            conn = self._conn
+            if conn is None or not self._ship():
+                return False
+            deadline = time.monotonic() + timeout
+            try:
+                conn.send_bytes(_FLUSH)
+                while conn.poll(max(0.0, deadline - time.monotonic())):
+                    report = conn.recv()
+                    self._count(report)
+                    if report.get("flushed"):
+                        return True
+            except (OSError, EOFError):
+                pass
+            return False
+
+    def _ship(self) -> bool:
+        conn = self._conn
+        if conn is None:
+            return False
+        records = self.log.records
+        batch = []
+        while records:
+            batch.append(_plain(records.popleft()))
+        try:
+            if batch:
+                conn.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+                self.batches += 1
+                self.records += len(batch)
+            while conn.poll():
+                self._count(conn.recv())
+        except (OSError, EOFError):
+            _log.warning("tracing: the span export process is gone; message spans are dropped")
+            return False
+        self._count({"dropped": 0})
+        return True
+
+    def _count(self, report: dict[str, int]) -> None:
+        counts = self._counts
+        if counts is None:
+            return
+        for name in ("exported", "failed", "dropped"):
+            spans = report.get(name, 0)
+            if spans:
+                counts.add(name, spans)
+        lost = self.log.dropped - self._lost  # records the log itself could not keep
+        if lost:
+            self._lost += lost
+            counts.add("dropped", lost)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Send the last records, let the child export them, stop it: all within ``timeout``.
+
+        A child that has not exported and exited by then (its collector hangs, or the pipe is
+        full) is killed, and what it held is dropped.
+        """
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        process = self._process
+        if thread is not None:
+            thread.join(left())
+        finisher = threading.Thread(
+            target=self._finish, args=(deadline,), name="caxton-spans-stop", daemon=True
+        )
+        if thread is None or not thread.is_alive():
+            finisher.start()
+            finisher.join(left())
+        if process is not None:
+            process.join(left())
+            if process.is_alive():  # the sends blocked on it fail now
+                process.kill()
+                process.join(1.0)
+        for stuck in (thread, finisher):
+            if stuck is not None and stuck.ident is not None:
+                stuck.join(1.0)
+        conn, self._conn = self._conn, None
+        self._process = None
+        if conn is not None:
+            conn.close()
+
+    def _finish(self, deadline: float) -> None:
+        """Ship the rest, tell the child to end, take its last reports (until ``deadline``)."""
+        conn = self._conn
+        if conn is None or not self.ship():
+            return
+        with contextlib.suppress(OSError, EOFError):
+            conn.send_bytes(b"")  # the end: export what you hold, report, exit
+            while conn.poll(max(0.0, deadline - time.monotonic())):
+                report = conn.recv()
+                self._count(report)
+                if report.get("final"):
+                    return
+
+
+def _child_main(config: ObservabilityConfig, node_id: str | None, conn: Connection) -> None:
+    """The child: build and export what arrives until the pipe ends (see the module)."""
+    # A Ctrl-C or a service manager's SIGTERM reaches the whole process group: the node drains
+    # and closes the pipe, and that (or its death) is what ends the child, after its export.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING)
+    from caxton.observability.spans import SpanBuilder
+    from caxton.observability.tracing import configure_tracing
+
+    tracing = configure_tracing(config, node_id=node_id)
+    provider, processor = tracing.provider, tracing.processor
+    if provider is None or processor is None:  # nothing to export to: drain and ignore
+        with contextlib.suppress(EOFError, OSError):
+            while conn.recv_bytes():
+                pass
+        return
+    log = SpanLog(limit=1 << 62)
+    builder = SpanBuilder(log, processor, provider.resource)
+    counts = processor.counts
+    reported = {"exported": 0, "failed": 0, "dropped": 0}
+
+    def report(final: bool = False, flushed: bool = False) -> None:
+        now = {"exported": counts.exported, "failed": counts.failed, "dropped": counts.dropped}
+        message: dict[str, int] = {name: now[name] - reported[name] for name in now}
+        reported.update(now)
+        if final:
+            message["final"] = 1
+        if flushed:
+            message["flushed"] = 1
+        conn.send(message)
+
+    last = time.monotonic()
+    try:
+        while True:
+            if conn.poll(REPORT_INTERVAL):
+                data = conn.recv_bytes()
+                if not data:
+                    break
+                if data == _FLUSH:
+                    tracing.force_flush()
+                    report(flushed=True)
+                    continue
+                records = pickle.loads(data)  # our own parent's
+                for at in range(0, len(records), _CHUNK):  # paced: no burst overflows the queue
+                    log.records.extend(_restored(r) for r in records[at : at + _CHUNK])
+                    builder.drain()
+                    _pace(processor, config.otlp_timeout)
+            if time.monotonic() - last >= REPORT_INTERVAL:
+                last = time.monotonic()
+                report()
+    except (EOFError, OSError):  # the node died: export what is held, then go
+        builder.drain()
+        tracing.shutdown()
+        return
+    builder.drain()
+    tracing.shutdown()
+    with contextlib.suppress(OSError):
+        report(final=True)

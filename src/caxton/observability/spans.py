@@ -1,0 +1,200 @@
+"""`SpanBuilder`: the spans of traced messages, built off the hot path (docs/observability.md).
+
+The runtime and messaging record traced work as plain tuples in a `SpanLog`
+(`caxton.runtime.tracing`); `SpanBuilder.drain` turns them into finished spans, with the
+recorded ids and times, and hands them to a span processor (in a node, the one of the span
+export process: `caxton.observability.span_process`; in tests, any). Sampling was decided
+where the trace entered the node (`caxton.wire.trace`): every record is of a sampled trace.
+
+Spans built here:
+
+* ``caxton.handle`` (CONSUMER): an agent handling a message; attributes: agent name and
+  version, performative, conversation and message ids, sender, outcome (``ok`` or the
+  failure's cause), fuel used (with metering), queue time in the mailbox;
+* ``caxton.send`` (PRODUCER, child of ``caxton.handle``): each message the handler sent
+  (receiver, performative, message id); its span id is the ``traceparent`` the message carries,
+  so the receiver's ``caxton.handle`` is its child;
+* any other recorded step (``caxton.commit``, ``caxton.route``, ``caxton.dead_letter``, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import msgspec
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from caxton._version import __version__
+from caxton.errors import InvalidMessage
+from caxton.runtime.tracing import SpanLog
+from caxton.wire.codec import parse_reply_by
+from caxton.wire.trace import TraceContext, new_span_id
+
+__all__ = ["SpanBuilder"]
+
+#: Send span ids remembered for the receiver's queue time.
+_REMEMBERED = 65_536
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_ERROR = Status(StatusCode.ERROR)
+_log = logging.getLogger("caxton.observability.spans")
+
+
+class _Fields(msgspec.Struct):
+    sender: Any = None
+    receiver: Any = None
+    message_id: Any = None
+    conversation_id: Any = None
+    performative: Any = None
+    created_at: Any = None
+
+
+_decode = msgspec.json.Decoder(_Fields).decode
+
+
+def _fields(data: bytes) -> _Fields:
+    try:
+        return _decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _Fields()
+
+
+def _message_attributes(fields: _Fields) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    for key, value in (
+        ("messaging.message.id", fields.message_id),
+        ("messaging.message.conversation_id", fields.conversation_id),
+        ("caxton.message.performative", fields.performative),
+        ("caxton.message.sender", fields.sender),
+    ):
+        if isinstance(value, str):
+            attributes[key] = value
+    receiver = fields.receiver
+    if isinstance(receiver, str):
+        attributes["messaging.destination.name"] = receiver
+    elif isinstance(receiver, list):
+        attributes["messaging.destination.name"] = ",".join(map(str, receiver))
+    return attributes
+
+
+def processor_of(provider: TracerProvider) -> SpanProcessor:
+    """The provider's span processor (every processor added to it, as one)."""
+    processor: SpanProcessor = provider._active_span_processor  # no public accessor
+    return processor
+
+
+class SpanBuilder:
+    """Builds the spans of a `SpanLog` (see the module); `drain` from any one thread."""
+
+    def __init__(
+        self, log: SpanLog, processor: SpanProcessor, resource: Resource | None = None
+    ) -> None:
+        self.log = log
+        self._processor = processor
+        self._resource = resource
+        self._scope = InstrumentationScope("caxton", __version__)
+        self._sent_at: OrderedDict[int, int] = OrderedDict()
+        self._lock = threading.Lock()
+        #: Records dropped because their ids were not hexadecimal.
+        self.malformed = 0
+
+    @classmethod
+    def for_provider(cls, log: SpanLog, provider: TracerProvider) -> SpanBuilder:
+        """A builder feeding ``provider``'s processors."""
+        return cls(log, processor_of(provider), provider.resource)
+
+    def drain(self) -> int:
+        """Build every waiting record into spans now; the number of spans ended."""
+        records = self.log.records
+        ended = 0
+        with self._lock:
+            while records:
+                record = records.popleft()
+                try:
+                    ended += self._build(record)
+                except ValueError:  # ids that are not hex: only a bug could write them
+                    self.malformed += 1
+                except Exception:  # a malformed record must not stop the others
+                    _log.exception("building a span failed")
+        return ended
+
+    def _build(self, record: tuple[Any, ...]) -> int:
+        if record[0] == "handle":
+            return self._handle(*record[1:])
+        _, name, trace_id, parent, span_id, start, end, attributes = record
+        self._end(name, int(trace_id, 16), int(parent, 16), span_id or new_span_id(),
+                  start, end, attributes)  # fmt: skip
+        return 1
+
+    def _handle(
+        self,
+        context: TraceContext,
+        parent: bytes,
+        start: int,
+        end: int,
+        agent: str,
+        version: int,
+        data: bytes,
+        outcome: str,
+        fuel: int | None,
+    ) -> int:
+        trace_id = int(context.trace_id, 16)
+        fields = _fields(data)
+        attributes = _message_attributes(fields)
+        attributes["caxton.agent.name"] = agent
+        attributes["caxton.agent.version"] = version
+        attributes["caxton.outcome"] = outcome
+        if fuel is not None:
+            attributes["caxton.fuel_used"] = fuel
+        parent_id = int(parent, 16)
+        queued = self._sent_at.pop(parent_id, None)
+        if queued is None and isinstance(fields.created_at, str):
+            try:
+                queued = int(parse_reply_by(fields.created_at) * 1e9)
+            except InvalidMessage:
+                queued = None
+        if queued is not None:
+            attributes["caxton.queue_time_ms"] = max(0.0, (start - queued) / 1e6)
+        span_id = context.span_id
+        self._end("caxton.handle", trace_id, parent_id, span_id, start, end, attributes,
+                  SpanKind.CONSUMER, failed=outcome != "ok")  # fmt: skip
+        sent_at = self._sent_at
+        for send_id, at, out in context.sends:
+            sent = _message_attributes(_fields(out))
+            self._end("caxton.send", trace_id, span_id, send_id, at, at, sent, SpanKind.PRODUCER)
+            sent_at[send_id] = at
+        while len(sent_at) > _REMEMBERED:
+            sent_at.popitem(last=False)
+        return 1 + len(context.sends)
+
+    def _end(
+        self,
+        name: str,
+        trace_id: int,
+        parent: int,
+        span_id: int,
+        start: int,
+        end: int,
+        attributes: dict[str, Any],
+        kind: SpanKind = SpanKind.INTERNAL,
+        *,
+        failed: bool = False,
+    ) -> None:
+        span = ReadableSpan(
+            name,
+            context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED),
+            parent=SpanContext(trace_id, parent, is_remote=False, trace_flags=_SAMPLED),
+            resource=self._resource,
+            attributes=attributes,
+            kind=kind,
+            status=_ERROR if failed else Status(StatusCode.UNSET),
+            start_time=start,
+            end_time=end,
+            instrumentation_scope=self._scope,
+        )
+        self._processor.on_end(span)
