@@ -101,7 +101,7 @@ class Forwarder:
         self._requests_total = self._failed = self._sent = self._acked = self._retried = 0
         self.view = OutboxView()
         #: Agents' messages sent before their rows commit (fed by the journal; see `offer`).
-        self.speculation = speculation or Speculation()
+        self.speculation = Speculation() if speculation is None else speculation
         self._in_flight: set[int] = set()
         self._next_load = 0.0
         #: Rounds planned from memory and from a store read (for the statistics and tests).
