@@ -1,62 +1,33 @@
-"""A hypothesis state machine for agents' messages sent to other nodes before their outbox rows
-commit (`Speculation`), on a real SQLite store with a ManualClock and a fake transport.
+"""The outbox state machine again, with agents' messages sent before their outbox rows commit
+(`Speculation`), on a real SQLite store with a ManualClock and a fake transport.
 
-The machine plays the journal: workers record messages (the forwarder's ``incoming``), and the
-journal's writes commit them later, in order, a few at a time, and offer the rows. Requests
-are answered (acknowledged whole or in part, failed, reply lost) in any order with the
-commits, while receivers move between nodes and time passes.
-
-Checked throughout: a receiver never gets its messages out of order; an entry sent as ``fresh``
-is never one the receiver already has (the receiver delivers those without its duplicate
-check); no receiver has two requests in flight; the store adds up (deleted + waiting =
-written). At the end, with the network healed, every message reached its receiver exactly
-once, in order, and the outbox is empty.
+Here the machine plays the journal: messages are recorded (for an early send, or announced
+with `Speculation.expect` as the loop's writes are) and the journal's writes commit them
+later, in order, a few at a time, and offer the rows; requests are answered in any order with
+those commits. The base machine's checks hold (order per receiver, no receiver in two requests
+at once, no entry sent as ``fresh`` twice, everything committed exactly once in order at the
+end), and the store adds up against what was written.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
-import shutil
-import tempfile
-from collections.abc import Awaitable, Collection, Sequence
-from pathlib import Path
-from typing import TypeVar
-
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
-from caxton.clock import ManualClock
-from caxton.cluster.forwarder import RELOAD_INTERVAL, Forwarder
-from caxton.cluster.outbox import Backoff, RetryPolicy
+from caxton.cluster.forwarder import Forwarder
 from caxton.cluster.speculation import Speculation
-from caxton.storage import Storage
-from caxton.storage.outbox import OutboxEntry
 
-T = TypeVar("T")
-
-RECEIVERS = ("a", "b", "c")
-NODES = ("n1", "n2")
-CAP = 4.0
+from .test_outbox_machine import RECEIVERS, OutboxMachine
 
 
 def body(mid: int) -> bytes:
     return b'{"message_id":"%d","performative":"inform"}' % mid
 
 
-class EarlySendsMachine(RuleBasedStateMachine):
+class EarlySendsMachine(OutboxMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.dir = Path(tempfile.mkdtemp(prefix="caxton-early-"))
-        self.loop = asyncio.new_event_loop()
-        self.storage = Storage.open_sync(self.dir / "local.db", readers=1)
-        self.clock = ManualClock(wall=1000.0)
-        self.policy = RetryPolicy(
-            backoff=Backoff(base=0.5, cap=CAP, jitter=0.5),
-            max_request=3,
-            draw=random.Random(7).random,
-        )
         self.forwarder = Forwarder(
             self.storage.outbox,
             self.send,
@@ -68,50 +39,22 @@ class EarlySendsMachine(RuleBasedStateMachine):
             speculation=Speculation(forget_after=1e9),
         )
         self.run(self.forwarder._load(self.clock.wall()))  # as `run` does first: complete
-        self.home = dict.fromkeys(RECEIVERS, "n1")
-        self.recorded: dict[str, list[int]] = {r: [] for r in RECEIVERS}
         self.unwritten: list[tuple[str, str, str, bytes]] = []
-        self.total = 0
         self.written = 0
-        self.pending: dict[str, tuple[Sequence[OutboxEntry], asyncio.Future[Collection[int]]]] = {}
-        self.seen: set[str] = set()
-        self.committed: dict[str, list[int]] = {r: [] for r in RECEIVERS}
-
-    def run(self, work: Awaitable[T]) -> T:
-        return self.loop.run_until_complete(work)
-
-    async def send(self, node: str, entries: Sequence[OutboxEntry]) -> Collection[int]:
-        future: asyncio.Future[Collection[int]] = self.loop.create_future()
-        self.pending[node] = (entries, future)
-        return await future
-
-    def commit(self, entries: Sequence[OutboxEntry]) -> None:
-        """The receiving node commits entries in order, dropping ids it has seen."""
-        for e in entries:
-            if e.message_id in self.seen:
-                assert not e.fresh, f"message {e.message_id} sent as fresh a second time"
-                continue
-            self.seen.add(e.message_id)
-            self.committed[e.receiver].append(int(e.message_id))
-
-    def settle(self) -> None:
-        for _ in range(5):
-            self.run(asyncio.sleep(0))
 
     @rule(receiver=st.sampled_from(RECEIVERS), count=st.integers(1, 4), early=st.booleans())
-    def record(self, receiver: str, count: int, early: bool) -> None:
+    def enqueue(self, receiver: str, count: int, early: bool = True) -> None:
         """An agent sends: recorded for an early send and for the journal's next write (or,
         not ``early``, only written: an API submit, a timer, a `failure` reply)."""
         for _ in range(count):
             node = self.home[receiver]
-            data = body(self.total)
+            row = (str(self.total), node, receiver, body(self.total))
             if early:
-                self.forwarder.speculation.incoming.append((data, receiver, node))
+                self.forwarder.speculation.incoming.append((row[3], receiver, node))
             else:  # written on the loop: announced before its write
-                row = (str(self.total), node, receiver, data)
                 self.forwarder.speculation.expect([row], self.clock.wall())
-            self.unwritten.append((str(self.total), node, receiver, data))
-            self.recorded[receiver].append(self.total)
+            self.unwritten.append(row)
+            self.enqueued[receiver].append(self.total)
             self.total += 1
 
     @precondition(lambda self: bool(self.unwritten))
@@ -128,84 +71,18 @@ class EarlySendsMachine(RuleBasedStateMachine):
         self.run(offer())
         self.settle()
 
-    @rule(receiver=st.sampled_from(RECEIVERS), node=st.sampled_from(NODES))
-    def move(self, receiver: str, node: str) -> None:
-        self.home[receiver] = node
-
-    @rule()
-    def pump(self) -> None:
-        self.run(self.forwarder.pump())
-        self.settle()
-
-    @precondition(lambda self: bool(self.pending))
-    @rule(
-        data=st.data(),
-        mode=st.sampled_from(["ack", "ack", "fail", "lost_reply"]),
-        committed=st.integers(0, 3),
-    )
-    def respond(self, data: st.DataObject, mode: str, committed: int) -> None:
-        node = data.draw(st.sampled_from(sorted(self.pending)))
-        entries, future = self.pending.pop(node)
-        task = self.forwarder.in_flight[node]
-        if mode == "fail":
-            future.set_exception(ConnectionError("unreachable"))
-        else:
-            prefix = entries[:committed] if mode != "ack" or committed < 3 else entries
-            self.commit(prefix)
-            if mode == "ack":
-                future.set_result({e.seq for e in prefix})
-            else:
-                future.set_exception(TimeoutError("the reply was lost"))
-        self.run(task)
-        self.settle()
-
-    @rule(seconds=st.sampled_from([0.5, 2.0, RELOAD_INTERVAL + 0.1]))
-    def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-
     @invariant()
-    def order_per_receiver_holds(self) -> None:
-        for receiver, got in self.committed.items():
-            assert got == self.recorded[receiver][: len(got)], (receiver, got)
-
-    @invariant()
-    def no_receiver_has_two_requests_in_flight(self) -> None:
-        nodes_of = {(e.receiver, n) for n, (es, _) in self.pending.items() for e in es}
-        assert len({r for r, _ in nodes_of}) == len(nodes_of), nodes_of
-
-    @invariant()
-    def the_store_adds_up(self) -> None:
+    def the_store_view_adds_up(self) -> None:
+        """Deleted + waiting = written (what is recorded but not written is in no table)."""
         self.run(self.forwarder.settled())
         depth = self.run(self.storage.outbox.depth())
         assert self.forwarder.statistics().acked + depth == self.written
 
-    def teardown(self) -> None:
-        try:
-            self.drain()
-        finally:
-            self.run(self.forwarder.aclose())
-            self.storage.close()
-            self.loop.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
-
     def drain(self) -> None:
-        """Everything is written and the network heals: each message arrives once, in order."""
+        """Everything is written, then the base machine's heal: each message arrives once."""
         if self.unwritten:
             self.write(len(self.unwritten))
-        for _ in range(10 * self.total + 10):
-            for node in list(self.pending):
-                entries, future = self.pending.pop(node)
-                self.commit(entries)
-                future.set_result({e.seq for e in entries})
-                self.run(self.forwarder.in_flight[node])
-            self.run(self.forwarder.settled())
-            if not self.pending and self.run(self.storage.outbox.depth()) == 0:
-                break
-            self.clock.advance(CAP)
-            self.pump()
-        assert self.committed == self.recorded
-        assert self.forwarder.statistics().acked == self.total
-        assert self.run(self.storage.outbox.depth()) == 0
+        super().drain()
 
 
 EarlySendsMachine.TestCase.settings = settings(

@@ -67,11 +67,15 @@ class OutboxMachine(RuleBasedStateMachine):
         return await future
 
     def commit(self, entries: Sequence[OutboxEntry]) -> None:
-        """The receiving node commits entries in order, dropping ids it has seen."""
+        """The receiving node commits entries in order, dropping ids it has seen (never one
+        the sender marked ``fresh``)."""
         for e in entries:
-            if e.message_id not in self.seen:
-                self.seen.add(e.message_id)
-                self.committed[e.receiver].append(int(e.message_id))
+            if e.message_id in self.seen:
+                # the receiver delivers ``fresh`` entries without its duplicate check
+                assert not e.fresh, f"message {e.message_id} sent as fresh a second time"
+                continue
+            self.seen.add(e.message_id)
+            self.committed[e.receiver].append(int(e.message_id))
 
     def settle(self) -> None:
         for _ in range(5):
@@ -177,6 +181,7 @@ class OutboxMachine(RuleBasedStateMachine):
                 break
             self.clock.advance(CAP)
             self.pump()
+        self.run(self.forwarder.settled())  # deletes behind: counted once they resume
         assert self.committed == self.enqueued
         assert self.forwarder.statistics().acked == self.total
         assert self.run(self.storage.outbox.depth()) == 0
