@@ -36,7 +36,7 @@ from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.cluster import spans
 from caxton.cluster.outbox import Outcome, RetryPolicy
 from caxton.cluster.outbox_view import OutboxView
-from caxton.cluster.speculation import Settled, Speculation
+from caxton.cluster.speculation import Speculation
 from caxton.runtime.tracing import SpanLog
 from caxton.storage.outbox import OutboxEntry, OutboxRepository
 from caxton.tasks import TaskSet
@@ -261,19 +261,17 @@ class Forwarder:
                 self._requests.pop(current, None)
             self._wakeup.set()
 
-    def _apply(self, settled: Settled) -> None:
-        if settled.delete:
-            self._delete_behind(settled.delete)
-        if settled.send:
-            self.view.put_back(settled.send)
-
     def _settle_early(
         self, entries: Sequence[OutboxEntry], acked: Collection[int], outcome: Outcome
     ) -> Outcome:
         """What became of a request's early messages (rows committed meanwhile are deleted
         or sent again); the outcome of its committed rows only."""
         now = self._clock.wall()
-        self._apply(self.speculation.finished([e for e in entries if e.seq < 0], acked, now))
+        settled = self.speculation.finished([e for e in entries if e.seq < 0], acked, now)
+        if settled.delete:
+            self._delete_behind(settled.delete)
+        if settled.send:
+            self.view.put_back(settled.send)
         return replace(
             outcome,
             acked=tuple(seq for seq in outcome.acked if seq > 0),
