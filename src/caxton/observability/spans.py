@@ -34,6 +34,7 @@ from caxton._version import __version__
 from caxton.errors import InvalidMessage
 from caxton.runtime.tracing import SpanLog
 from caxton.wire.codec import parse_reply_by
+from caxton.wire.header import Header
 from caxton.wire.trace import TraceContext, new_span_id
 
 __all__ = ["SpanBuilder"]
@@ -45,12 +46,9 @@ _ERROR = Status(StatusCode.ERROR)
 _log = logging.getLogger("caxton.observability.spans")
 
 
-class _Fields(msgspec.Struct):
-    sender: Any = None
-    receiver: Any = None
-    message_id: Any = None
-    conversation_id: Any = None
-    performative: Any = None
+class _Fields(Header):
+    """The router's header fields, and ``created_at`` (for the queue time)."""
+
     created_at: Any = None
 
 
