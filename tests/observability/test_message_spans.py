@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from caxton.config import ObservabilityConfig
+from caxton.config import ObservabilityConfig, RuntimeConfig
 from caxton.observability import configure_logging
 from caxton.observability.spans import SpanBuilder
 from caxton.runtime import AgentSpec, Engine, Runtime
@@ -37,22 +38,30 @@ class Traced:
         return list(self.exporter.get_finished_spans())
 
 
-@pytest.fixture
-async def traced() -> AsyncIterator[Traced]:
+@contextlib.asynccontextmanager
+async def traced_runtime(config: RuntimeConfig) -> AsyncIterator[Traced]:
+    """A runtime with ``ping`` and ``pong`` whose traced work is built into in-memory spans."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     log = SpanLog()
     builder = SpanBuilder.for_provider(log, provider)
-    config = fast_runtime()
     engine = Engine(config, cache_dir=None)
     inbox: asyncio.Queue[bytes] = asyncio.Queue()
     runtime = Runtime(config, engine=engine, external=lambda r, d: inbox.put_nowait(d), spans=log)
-    async with runtime:
-        for name in ("pong", "ping"):
-            await runtime.start_agent(AgentSpec(name=name), engine.compile(example(name)))
-        yield Traced(runtime, inbox, builder, exporter)
-    engine.close()
+    try:
+        async with runtime:
+            for name in ("pong", "ping"):
+                await runtime.start_agent(AgentSpec(name=name), engine.compile(example(name)))
+            yield Traced(runtime, inbox, builder, exporter)
+    finally:
+        engine.close()
+
+
+@pytest.fixture
+async def traced() -> AsyncIterator[Traced]:
+    async with traced_runtime(fast_runtime()) as ready:
+        yield ready
 
 
 def attrs(span: ReadableSpan) -> dict[str, Any]:
@@ -174,23 +183,10 @@ async def test_log_lines_written_while_handling_carry_the_trace(traced: Traced) 
 
 
 async def test_the_fuel_an_agent_used_is_on_its_span() -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    log = SpanLog()
-    builder = SpanBuilder.for_provider(log, provider)
-    config = fast_runtime(fuel=50_000_000)
-    engine = Engine(config, cache_dir=None)
-    inbox: asyncio.Queue[bytes] = asyncio.Queue()
-    runtime = Runtime(config, engine=engine, external=lambda r, d: inbox.put_nowait(d), spans=log)
-    async with runtime:
-        for name in ("pong", "ping"):
-            await runtime.start_agent(AgentSpec(name=name), engine.compile(example(name)))
-        runtime.deliver_nowait("ping", start(2, f"00-{TRACE}-{PARENT}-01"))
-        await asyncio.wait_for(inbox.get(), 10)
-    engine.close()
-    builder.drain()
-    handles = [s for s in exporter.get_finished_spans() if s.name == "caxton.handle"]
+    async with traced_runtime(fast_runtime(fuel=50_000_000)) as traced:
+        traced.runtime.deliver_nowait("ping", start(2, f"00-{TRACE}-{PARENT}-01"))
+        await asyncio.wait_for(traced.inbox.get(), 10)
+    handles = [s for s in traced.spans() if s.name == "caxton.handle"]
     assert len(handles) == 5
     for handle in handles:
         used = attrs(handle)["caxton.fuel_used"]
