@@ -227,10 +227,7 @@ class Server:
                 self.span_export.start()
             for listener in self.listeners:
                 await listener.start()
-            await self.node.start(prepare=self._deploy_examples if self.deploy_examples else None)
-            if self.node.cluster is not None:  # the other nodes' calls for agents hosted here
-                self._responder = AgentApiResponder(self.node)
-                await self._responder.start()
+            await self.node.start(prepare=self._prepare)
             self.metrics.register_snapshot_source("agents", self.node.agents.metric_samples)
             self.metrics.register_snapshot_source("messaging", self.node.messaging.metric_samples)
             self.metrics.register_snapshot_source("storage", self.node.storage.metric_samples)
@@ -250,6 +247,15 @@ class Server:
         except BaseException:
             await self.aclose()
             raise
+
+    async def _prepare(self, node: Node) -> None:
+        """What runs before the node reports ready: the answers to the other nodes' calls for
+        agents hosted here (a node that is ready answers them), then the example agents."""
+        if node.cluster is not None:
+            self._responder = AgentApiResponder(node)
+            await self._responder.start()
+        if self.deploy_examples:
+            await self._deploy_examples(node)
 
     async def _deploy_examples(self, node: Node) -> None:
         """Deploy the bundled example agents that are not deployed yet (the quick start)."""

@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 from prometheus_client.parser import text_string_to_metric_families
 
+from caxton.api.remote import AgentApiResponder
 from caxton.cli import cli
 from caxton.server import Server
 from tests.cluster.conftest import server_config
@@ -215,6 +216,26 @@ async def test_an_owner_that_does_not_answer_is_a_503_naming_it(pair: Pair) -> N
     assert (status, error["error"]["code"]) == (503, "UNAVAILABLE")
     assert error["error"]["details"] == {"node": "one", "node_state": "alive"}
     assert "one" in error["error"]["message"]
+
+
+async def test_a_call_waits_a_moment_for_a_live_owner_that_is_still_starting(pair: Pair) -> None:
+    status, _, _ = await pair.call("one", "POST", "/api/v1/agents", **_deploy("echo"))
+    assert status == 201
+
+    async def listed() -> bool:
+        return await pair.listed("two", "echo", "one")
+
+    await eventually(listed, 5, what="two lists echo on one")
+    one = pair.servers["one"]
+    assert one._responder is not None
+    await one._responder.aclose()  # one is alive but does not answer its API subject yet
+    call = asyncio.create_task(pair.call("two", "POST", "/api/v1/agents/echo/stop"))
+    await asyncio.sleep(0.3)
+    assert not call.done()
+    one._responder = AgentApiResponder(one.node)
+    await one._responder.start()
+    status, stopped, _ = await call
+    assert (status, stopped["state"]) == (200, "stopped")
 
 
 def _cli(server: str, *args: str) -> Result:

@@ -20,6 +20,7 @@ names the node and the state membership gives it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -68,6 +69,10 @@ PREFIX = "/api/v1/agents"
 #: Large calls whose parts are coming, at most, and how long a part waits for the next.
 MAX_UPLOADS = 16
 PARTS_TTL = 60.0
+#: How long a call waits for a live node that does not answer its API subject yet, and how
+#: often it asks again meanwhile (seconds).
+STARTING_WAIT = 3.0
+STARTING_RETRY = 0.05
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
 #: The one route besides the agents API that other nodes call (``?node=`` on a redrive).
@@ -106,8 +111,19 @@ async def _send(link: ClusterLink, target: str, call: ApiCall, within: float) ->
             f"({limit} bytes): send it to node {target!r} itself",
             details={"node": target, "max_bytes": limit},
         )
+    deadline = time.monotonic() + min(within, STARTING_WAIT)
     try:
-        return decode_reply(await link.bus.request(api_subject(target), payload, within))
+        while True:
+            try:
+                return decode_reply(await link.bus.request(api_subject(target), payload, within))
+            except LookupError:  # the bus's NoResponders: nobody serves the subject
+                # A live node that does not serve its API yet is starting (or its subscription
+                # has not reached this node's server yet): ask again for a short while.
+                member = link.membership.get(target)
+                live = member is not None and member.state in ("alive", "suspect")
+                if not live or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(STARTING_RETRY)
     except (LookupError, TimeoutError, msgspec.DecodeError) as error:
         member = link.membership.get(target)
         state = "unknown" if member is None else member.state
