@@ -13,7 +13,11 @@ message). Spans go the node's way: the records of traced work to the span export
 accepts and discards. A run is timed as a node experiences it (messages handled; the child
 process builds and exports meanwhile, on the other core), then waits, untimed, until the child
 has exported every span of it, so the next run starts on a quiet machine: that wait (the
-export's backlog) and the spans exported or dropped (bounded queues) are in the output. Variants run
+export's backlog) and the spans exported or dropped (bounded queues) are in the output.
+The sampled share of the games is the rate itself, give or take one game, not a coin's luck
+(50 games at 0.1 would be 5 +- 2 sampled, which moves the figure more than tracing's cost
+does): the bench's tracer draws trace ids whose bits that the ratio sampler compares step
+evenly through their range (`EvenTraceIds`); the sampler is the node's. Variants run
 interleaved (run 1 of each, run 2 of each, ...) so that they share the machine's phases;
 medians are the figure to read. Prints JSON:
 
@@ -31,6 +35,7 @@ import argparse
 import asyncio
 import json
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -64,6 +69,27 @@ s = ThreadingHTTPServer(("127.0.0.1", 0), H)
 print(s.server_address[1], flush=True)
 s.serve_forever()
 """
+
+
+class EvenTraceIds:
+    """Trace ids whose low 64 bits (what ``TraceIdRatioBased`` compares with the rate) step
+    evenly through [0, 2**64) (the golden-ratio sequence): of any ``n`` games in a row,
+    ``rate * n`` are sampled, give or take one; the other bits are random."""
+
+    _STEP = int((5**0.5 - 1) / 2 * (1 << 64))
+
+    def __init__(self) -> None:
+        self._next = random.getrandbits(64)
+
+    def generate_span_id(self) -> int:
+        return random.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        self._next = (self._next + self._STEP) & ((1 << 64) - 1)
+        return (random.getrandbits(64) | 1) << 64 | self._next
+
+    def is_trace_id_random(self) -> bool:
+        return True
 
 
 @dataclass
@@ -100,6 +126,7 @@ async def build(name: str, rate: float | None, tmp: Path, workers: int, sink: st
         assert tracing.provider is not None
         assert tracing.processor is not None
         tracer = tracing.tracer
+        tracer.id_generator = EvenTraceIds()  # type: ignore[attr-defined]  # (the docstring)
         log = SpanLog()
         builder = SpanExportProcess(log, observability, counts=tracing.processor.counts)
         builder.start()

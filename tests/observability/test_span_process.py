@@ -25,8 +25,8 @@ def handled(log: SpanLog, span_id: int) -> None:
     context = TraceContext(TRACE, span_id, "pong", MESSAGE)
     now = time.time_ns()
     context.sends.append((span_id + 1, now, MESSAGE.replace(b'"m-1"', b'"m-2"')))
-    log.add(("handle", context, b"00f067aa0ba902b7", now, now + 1000, "pong", 3, MESSAGE,
-             "ok", None))  # fmt: skip
+    log.add(("handle", context.trace_id, context.span_id, tuple(context.sends),
+             b"00f067aa0ba902b7", now, now + 1000, "pong", 3, MESSAGE, "ok", None))  # fmt: skip
 
 
 def gone(pid: int) -> bool:

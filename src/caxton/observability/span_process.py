@@ -24,7 +24,6 @@ import multiprocessing
 import signal
 import threading
 import time
-from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,6 @@ import msgspec
 
 from caxton.config import ObservabilityConfig
 from caxton.runtime.tracing import SpanLog
-from caxton.wire.trace import TraceContext
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -47,7 +45,7 @@ INTERVAL = 0.2
 REPORT_INTERVAL = 1.0
 _FLUSH = b"F"  # not a msgpack list: asks the child to export what it holds and answer
 _encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(list[list[Any]]).decode
+_decode = msgspec.msgpack.Decoder(list[tuple[Any, ...]]).decode
 #: Records the child builds before it lets the export queue drain (`_pace`).
 _CHUNK = 128
 
@@ -67,23 +65,6 @@ def _pace(processor: Any, timeout: float) -> None:
 
 
 _log = logging.getLogger("caxton.observability.spans")
-
-
-def _plain(record: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A record with its `TraceContext` as a tuple (plain values: what msgpack encodes)."""
-    if record[0] != "handle":
-        return record
-    context: TraceContext = record[1]
-    return ("handle", (context.trace_id, context.span_id, context.sends), *record[2:])
-
-
-def _restored(record: Sequence[Any]) -> tuple[Any, ...]:
-    if record[0] != "handle":
-        return tuple(record)
-    trace_id, span_id, sends = record[1]
-    context = TraceContext(trace_id, span_id)
-    context.sends = sends
-    return ("handle", context, *record[2:])
 
 
 class SpanExportProcess:
@@ -167,7 +148,7 @@ class SpanExportProcess:
         records = self.log.records
         batch = []
         while records:
-            batch.append(_plain(records.popleft()))
+            batch.append(records.popleft())
         try:
             if batch:
                 conn.send_bytes(_encode(batch))  # ~6x cheaper than pickle per record
@@ -261,7 +242,7 @@ def _child_main(config: ObservabilityConfig, node_id: str | None, conn: Connecti
                 pass
         return
     log = SpanLog(limit=1 << 62)
-    builder = SpanBuilder(log, processor, provider.resource)
+    builder = SpanBuilder(log, processor, provider.resource, encoded=processor.takes_encoded)
     counts = processor.counts
     reported = {"exported": 0, "failed": 0, "dropped": 0}
 
@@ -288,7 +269,7 @@ def _child_main(config: ObservabilityConfig, node_id: str | None, conn: Connecti
                     continue
                 records = _decode(data)  # our own parent's
                 for at in range(0, len(records), _CHUNK):  # paced: no burst overflows the queue
-                    log.records.extend(_restored(r) for r in records[at : at + _CHUNK])
+                    log.records.extend(records[at : at + _CHUNK])
                     builder.drain()
                     _pace(processor, config.otlp_timeout)
             if time.monotonic() - last >= REPORT_INTERVAL:

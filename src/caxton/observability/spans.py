@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -35,7 +36,7 @@ from caxton.errors import InvalidMessage
 from caxton.runtime.tracing import SpanLog
 from caxton.wire.codec import parse_reply_by
 from caxton.wire.header import Header
-from caxton.wire.trace import TraceContext, new_span_id
+from caxton.wire.trace import new_span_id
 
 __all__ = ["SpanBuilder"]
 
@@ -90,11 +91,27 @@ class SpanBuilder:
     """Builds the spans of a `SpanLog` (see the module); `drain` from any one thread."""
 
     def __init__(
-        self, log: SpanLog, processor: SpanProcessor, resource: Resource | None = None
+        self,
+        log: SpanLog,
+        processor: SpanProcessor,
+        resource: Resource | None = None,
+        *,
+        encoded: bool = False,
     ) -> None:
+        """``encoded``: hand ``processor`` (a `CountingBatchSpanProcessor`) each span encoded
+        for OTLP already (`on_encoded`), instead of a `ReadableSpan` (about a third of the
+        work per span); needs ``resource``."""
         self.log = log
         self._processor = processor
         self._resource = resource
+        self._encoded: Callable[[Any], None] | None = None
+        if encoded and resource is not None:
+            from caxton.observability import _otlp_encode
+
+            self._encoded = processor.on_encoded  # type: ignore[attr-defined]
+            self._span_bytes = _otlp_encode.span_bytes
+            self._unsupported = _otlp_encode.Unsupported
+            self._encoded_span = _otlp_encode.EncodedSpan
         self._scope = InstrumentationScope("caxton", __version__)
         self._sent_at: OrderedDict[int, int] = OrderedDict()
         self._lock = threading.Lock()
@@ -131,7 +148,9 @@ class SpanBuilder:
 
     def _handle(
         self,
-        context: TraceContext,
+        trace_hex: bytes,
+        span_id: int,
+        sends: Sequence[tuple[int, int, bytes]],
         parent: bytes,
         start: int,
         end: int,
@@ -141,7 +160,7 @@ class SpanBuilder:
         outcome: str,
         fuel: int | None,
     ) -> int:
-        trace_id = int(context.trace_id, 16)
+        trace_id = int(trace_hex, 16)
         fields = _fields(data)
         attributes = _message_attributes(fields)
         attributes["caxton.agent.name"] = agent
@@ -158,17 +177,16 @@ class SpanBuilder:
                 queued = None
         if queued is not None:
             attributes["caxton.queue_time_ms"] = max(0.0, (start - queued) / 1e6)
-        span_id = context.span_id
         self._end("caxton.handle", trace_id, parent_id, span_id, start, end, attributes,
                   SpanKind.CONSUMER, failed=outcome != "ok")  # fmt: skip
         sent_at = self._sent_at
-        for send_id, at, out in context.sends:
+        for send_id, at, out in sends:
             sent = _message_attributes(_fields(out))
             self._end("caxton.send", trace_id, span_id, send_id, at, at, sent, SpanKind.PRODUCER)
             sent_at[send_id] = at
         while len(sent_at) > _REMEMBERED:
             sent_at.popitem(last=False)
-        return 1 + len(context.sends)
+        return 1 + len(sends)
 
     def _end(
         self,
@@ -183,6 +201,19 @@ class SpanBuilder:
         *,
         failed: bool = False,
     ) -> None:
+        emit = self._encoded
+        if emit is not None:
+            try:
+                data = self._span_bytes(
+                    trace_id, span_id, parent, name, kind, start, end, attributes,
+                    code=StatusCode.ERROR.value if failed else 0,
+                )  # fmt: skip
+            except self._unsupported:
+                pass  # (an attribute it does not write): as a ReadableSpan
+            else:
+                assert self._resource is not None  # (`encoded` needs it)
+                emit(self._encoded_span(self._resource, self._scope, data))
+                return
         span = ReadableSpan(
             name,
             context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED),

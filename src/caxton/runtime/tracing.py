@@ -10,12 +10,19 @@ prefix compare.
 
 Records:
 
-* ``("handle", context, parent, start, end, agent, version, message, outcome, fuel)``: an agent
-  handled ``message`` (bytes) in span ``context.span_id`` (child of ``parent``, hex) from
-  ``start`` to ``end``; ``outcome`` is ``"ok"`` or the failure's cause, ``fuel`` what it used
-  (None without metering); ``context.sends`` holds the messages it sent.
+* ``("handle", trace_id, span_id, sends, parent, start, end, agent, version, message, outcome,
+  fuel)``: an agent handled ``message`` (bytes) in span ``span_id`` (an int; child of
+  ``parent``, hex) from ``start`` to ``end``; ``outcome`` is ``"ok"`` or the failure's cause,
+  ``fuel`` what it used (None without metering); ``sends`` holds ``(span id, time_ns,
+  message)`` per message it sent (`TraceContext.sends`).
 * ``("span", name, trace_id, parent, span_id, start, end, attributes)``: any other step
   (``span_id`` None for a fresh one).
+
+Records hold only plain values (bytes, str, int, tuples of them, dicts of str to str or
+numbers), never a `TraceContext`: the garbage collector stops tracking such a tuple the first
+time it sees it, so the records waiting to be shipped (a fifth of a second of traced
+messages) do not make every collection of older objects longer (measured: a record holding its
+`TraceContext` cost ping/pong at a sample rate of 0.1 about 8 % of its throughput).
 
 `current` is the calling thread's message being handled, for log lines
 (`caxton.observability`'s formatters add its trace and span ids).

@@ -148,9 +148,6 @@ class Worker:
         self._deadline_ticks = engine.deadline_ticks(services.config.execution_timeout)
         self.deadline = _ffi.uint64(self._deadline_ticks)
         self._spans = services.spans
-        self._untraced = self.handle
-        if services.spans is not None:  # with tracing off, `handle` is not even wrapped
-            self.handle = self._handle_traced  # type: ignore[method-assign]
         self.lifecycle = InstanceLifecycle(
             services,
             self.cx,
@@ -214,6 +211,11 @@ class Worker:
         mailbox, control = agent.mailbox, agent.control
         processed = 0
         handle = self.handle
+        # With tracing on, a message whose first key starts with "t" (a traced one starts
+        # ``{"traceparent":``, `caxton.wire.trace`; the runtime writes others ``{"message_id"``
+        # first) goes through `_handle_traced`, which checks it in full; with tracing off
+        # nothing is looked at.
+        traced = None if self._spans is None else self._handle_traced
         engine = self._engine
         started = engine.ticks
         while not self.stopping:
@@ -240,7 +242,10 @@ class Worker:
             data = mailbox.popleft()
             agent.popped_bytes += len(data)
             try:
-                handle(agent, data)
+                if traced is not None and data[2:3] == b"t":
+                    traced(agent, data)
+                else:
+                    handle(agent, data)
             except Exception as exc:  # a bug of ours: contain it like a crash of the agent
                 _log.exception("handling a message for %s failed", agent.name)
                 # The text is for operators (the log above has it): the agent's last_error and
@@ -338,16 +343,16 @@ class Worker:
     def _handle_traced(self, agent: Agent, data: bytes) -> None:
         """`handle`, recording a span for a message of a sampled trace (`caxton.wire.trace`).
 
-        A message without a trace context costs one prefix compare more; for a traced one the
+        A message without a trace context is handled as `handle` does; for a traced one the
         host stamps every message the handler sends with a child context, and the times, the
         outcome and the fuel used go to the `SpanLog` (spans are built off this thread).
         """
         if data[:_HEAD_LEN] != _HEAD:
-            self._untraced(agent, data)
+            self.handle(agent, data)
             return
         parsed = _sampled_ids(data)
         if parsed is None:
-            self._untraced(agent, data)
+            self.handle(agent, data)
             return
         context = _TraceContext(parsed[0], _getrandbits(64) or 1, agent.name, data)
         stamper = self.cx.stamper
@@ -356,7 +361,7 @@ class Worker:
         failures = agent.failures
         start = time_ns()
         try:
-            self._untraced(agent, data)
+            self.handle(agent, data)
         finally:
             end = time_ns()
             stamper.trace = None
@@ -372,8 +377,8 @@ class Worker:
                 fuel = inst.fuel.value - left.value
         assert self._spans is not None
         self._spans.add(
-            ("handle", context, parsed[1], start, end, agent.name, agent.spec.version, data,
-             outcome, fuel)
+            ("handle", context.trace_id, context.span_id, tuple(context.sends), parsed[1], start,
+             end, agent.name, agent.spec.version, data, outcome, fuel)
         )  # fmt: skip
 
     def _call_failed(self, agent: Agent, data: bytes, rc: int, t0: float) -> None:

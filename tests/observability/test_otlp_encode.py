@@ -1,0 +1,248 @@
+"""The span export's OTLP encoding is the library's, message for message, only faster.
+
+Each case encodes a batch both ways and compares the parsed ``ExportTraceServiceRequest``s
+(field by field, oneofs and presence included), so a collector cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as library
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
+
+from caxton.observability import _otlp_encode
+from caxton.observability._otlp_encode import (
+    EncodedSpan,
+    Unsupported,
+    encode_spans,
+    install,
+    span_bytes,
+)
+
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+NODE = Resource.create({"service.name": "caxton", "service.instance.id": "node-1"})
+OTHER = Resource.create({"service.name": "caxton", "service.instance.id": "node-2", "n": 3})
+SCOPE = InstrumentationScope("caxton", "1.2.3")
+
+
+def span(
+    name: str = "caxton.handle",
+    *,
+    trace_id: int = 0x0123456789ABCDEF0123456789ABCDEF,
+    span_id: int = 0x1122334455667788,
+    parent: int | None = 0x99AABBCCDDEEFF00,
+    remote_parent: bool = False,
+    attributes: dict[str, Any] | None = None,
+    kind: SpanKind = SpanKind.CONSUMER,
+    status: Status | None = None,
+    resource: Resource = NODE,
+    scope: InstrumentationScope | None = SCOPE,
+    start: int | None = 1_764_849_600_000_000_000,
+    end: int | None = 1_764_849_600_000_050_000,
+    **extra: Any,
+) -> ReadableSpan:
+    return ReadableSpan(
+        name,
+        context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=SAMPLED),
+        parent=None
+        if parent is None
+        else SpanContext(trace_id, parent, is_remote=remote_parent, trace_flags=SAMPLED),
+        resource=resource,
+        attributes=attributes,
+        kind=kind,
+        status=status or Status(StatusCode.UNSET),
+        start_time=start,
+        end_time=end,
+        instrumentation_scope=scope,
+        **extra,
+    )
+
+
+def same(spans: list[ReadableSpan]) -> None:
+    ours = encode_spans(spans)
+    theirs = library(spans)
+    assert ours == theirs
+    assert ours.SerializeToString(deterministic=True) == theirs.SerializeToString(
+        deterministic=True
+    )
+
+
+def test_the_spans_a_node_builds_encode_as_the_library_does() -> None:
+    handle = span(
+        attributes={
+            "messaging.message.id": "m-1",
+            "messaging.message.conversation_id": "c-1",
+            "caxton.message.performative": "request",
+            "caxton.agent.name": "pong",
+            "caxton.agent.version": 3,
+            "caxton.outcome": "ok",
+            "caxton.fuel_used": 12_345,
+            "caxton.queue_time_ms": 0.0421,
+        }
+    )
+    send = span("caxton.send", span_id=7, parent=0x1122334455667788, kind=SpanKind.PRODUCER)
+    failed = span("caxton.handle", span_id=8, status=Status(StatusCode.ERROR))
+    described = span("caxton.dead_letter", span_id=9, status=Status(StatusCode.ERROR, "boom"))
+    same([handle, send, failed, described])
+
+
+def test_roots_remote_parents_kinds_and_empty_values_encode_as_the_library_does() -> None:
+    same(
+        [
+            span("caxton.accept", parent=None, kind=SpanKind.SERVER),
+            span("caxton.receive", parent=5, remote_parent=True, kind=SpanKind.CLIENT),
+            span("x", kind=SpanKind.INTERNAL, attributes={"empty": "", "zero": 0, "no": False}),
+            span("", start=None, end=None, attributes={"f": 0.0, "neg": -5, "yes": True}),
+            span("dropped", attributes=BoundedAttributes(1, {"a": 1, "b": 2})),  # type: ignore[arg-type]
+        ]
+    )
+
+
+def test_spans_of_several_resources_and_scopes_are_grouped_as_the_library_groups_them() -> None:
+    other_scope = InstrumentationScope("other", None, "https://schema", {"k": "v"})
+    same(
+        [
+            span(span_id=1),
+            span(span_id=2, resource=OTHER),
+            span(span_id=3, scope=other_scope),
+            span(span_id=4, scope=None),
+            span(span_id=5),
+            span(span_id=6, resource=OTHER, scope=other_scope),
+        ]
+    )
+
+
+def test_what_it_does_not_write_itself_the_library_writes() -> None:
+    context = SpanContext(1, 2, is_remote=False, trace_flags=SAMPLED)
+    for odd in (
+        span(events=[Event("e", {"a": 1}, timestamp=5)]),
+        span(links=[Link(context, {"b": "c"})]),
+        span(attributes={"list": ["a", "b"]}),
+        span(attributes={"raw": b"\x00\x01"}),
+        span(attributes={"big": 1 << 70}),
+    ):
+        same([span(span_id=3), odd])
+    traced = ReadableSpan(
+        "s",
+        context=SpanContext(
+            1, 2, is_remote=False, trace_flags=SAMPLED, trace_state=TraceState([("k", "v")])
+        ),
+        resource=NODE,
+    )
+    same([traced])
+
+
+values = st.one_of(
+    st.text(),
+    st.booleans(),
+    st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1),
+    st.floats(allow_nan=False),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    attributes=st.dictionaries(st.text(max_size=20), values, max_size=8),
+    name=st.text(max_size=30),
+    ids=st.tuples(st.integers(1, (1 << 128) - 1), st.integers(1, (1 << 64) - 1)),
+    parent=st.one_of(st.none(), st.integers(1, (1 << 64) - 1)),
+    kind=st.sampled_from(list(SpanKind)),
+    code=st.sampled_from(list(StatusCode)),
+    times=st.tuples(st.integers(0, (1 << 64) - 1), st.integers(0, (1 << 64) - 1)),
+)
+def test_any_attributes_ids_kinds_and_times_encode_as_the_library_does(
+    attributes: dict[str, Any],
+    name: str,
+    ids: tuple[int, int],
+    parent: int | None,
+    kind: SpanKind,
+    code: StatusCode,
+    times: tuple[int, int],
+) -> None:
+    description = "why" if code is StatusCode.ERROR else None
+    same(
+        [
+            span(
+                name,
+                trace_id=ids[0],
+                span_id=ids[1],
+                parent=parent,
+                attributes=attributes,
+                kind=kind,
+                status=Status(code, description),
+                start=times[0],
+                end=times[1],
+            )
+        ]
+    )
+
+
+def test_the_spans_a_node_builds_never_go_the_library_s_slow_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(spans: Any) -> None:
+        raise AssertionError("the library encoded a batch")
+
+    monkeypatch.setattr(_otlp_encode, "_library", refuse)
+    batch = [span(span_id=i + 1, attributes={"a": "b", "n": i, "q": 0.5}) for i in range(50)]
+    assert encode_spans(batch) == library(batch)
+
+
+def test_install_makes_both_exporters_use_it() -> None:
+    for name in _otlp_encode.EXPORTERS:
+        importlib.import_module(name)
+    changed = install()
+    assert set(changed) == set(_otlp_encode.EXPORTERS)
+    for name in _otlp_encode.EXPORTERS:
+        assert importlib.import_module(name).encode_spans is encode_spans
+    assert install() == changed  # again: nothing else to do, nothing broken
+
+
+def encoded_twin(readable: ReadableSpan) -> EncodedSpan:
+    """``readable`` written as the span export process writes it (`span_bytes`)."""
+    context, parent = readable.context, readable.parent
+    assert context is not None
+    return EncodedSpan(
+        readable.resource,
+        readable.instrumentation_scope,
+        span_bytes(
+            context.trace_id,
+            context.span_id,
+            None if parent is None else parent.span_id,
+            readable.name,
+            readable.kind,
+            readable.start_time,
+            readable.end_time,
+            readable.attributes,
+            code=readable.status.status_code.value,
+            description=readable.status.description,
+            remote_parent=parent is not None and parent.is_remote,
+        ),
+    )
+
+
+def test_spans_encoded_when_built_are_the_library_s_spans_and_mix_with_others() -> None:
+    built = [
+        span(span_id=1, attributes={"caxton.agent.name": "pong", "caxton.fuel_used": 7}),
+        span("caxton.send", span_id=2, kind=SpanKind.PRODUCER, status=Status(StatusCode.ERROR)),
+        span("caxton.accept", span_id=3, parent=None, kind=SpanKind.SERVER, resource=OTHER),
+    ]
+    odd = span(span_id=4, events=[Event("e", {"a": 1}, timestamp=5)])
+    assert encode_spans([encoded_twin(s) for s in built]) == library(built)
+    mixed: list[ReadableSpan | EncodedSpan] = [encoded_twin(built[0]), odd, built[1]]
+    assert encode_spans(mixed) == library([built[0], odd, built[1]])
+
+
+def test_a_value_it_does_not_write_is_refused_before_it_is_queued() -> None:
+    with pytest.raises(Unsupported):
+        span_bytes(1, 2, None, "s", SpanKind.INTERNAL, 1, 2, {"list": ["a"]})
