@@ -274,4 +274,53 @@ async def test_a_traceparent_in_a_bulk_body_is_dropped_too(make_traced: MakeTrac
         return messages or None
 
     [message, *_] = await eventually(stored)
+    # The runtime's own context (the request was sampled at 1.0), never the body's.
+    assert TRACE not in message["traceparent"]
+    (accept,) = [s for s in traced.spans() if s.name == "caxton.accept"]
+    assert message["traceparent"] == (
+        f"00-{format(accept.context.trace_id, '032x')}-{hexid(accept.context.span_id)}-01"
+    )
+
+
+async def test_a_bulk_request_is_one_accept_span_over_each_message_s_handling(
+    make_traced: MakeTraced,
+) -> None:
+    traced = await make_traced(0.0)  # the client's sampled decision wins over the rate
+    resp = await traced.client.post(
+        "/api/v1/messages",
+        json=[
+            {"receiver": "echo", "performative": "inform", "content": n, "sender": "bulk"}
+            for n in range(3)
+        ],
+        headers={"traceparent": f"00-{TRACE}-{CLIENT_SPAN}-01"},
+    )
+    assert resp.status == 202, await resp.text()
+    ids = {a["message_id"] for a in (await resp.json())["accepted"]}
+
+    async def handled() -> list[ReadableSpan] | None:
+        spans = traced.spans()
+        return spans if sum(s.name == "caxton.handle" for s in spans) == 3 else None
+
+    spans = await eventually(handled)
+    assert {format(s.context.trace_id, "032x") for s in spans} == {TRACE}
+    (accept,) = [s for s in spans if s.name == "caxton.accept"]
+    assert attrs(accept)["caxton.messages"] == 3
+    handles = [s for s in spans if s.name == "caxton.handle"]
+    assert {attrs(h)["messaging.message.id"] for h in handles} == ids
+    for handle in handles:
+        assert handle.parent is not None
+        assert handle.parent.span_id == accept.context.span_id
+
+
+async def test_an_untraced_bulk_request_carries_no_context(make_traced: MakeTraced) -> None:
+    traced = await make_traced(0.0)
+    resp = await traced.client.post(
+        "/api/v1/messages",
+        json=[{"receiver": "echo", "performative": "inform", "content": 1}],
+    )
+    assert resp.status == 202, await resp.text()
+    [accepted] = (await resp.json())["accepted"]
+    page = await traced.client.get(f"/api/v1/conversations/{accepted['conversation_id']}")
+    [message, *_] = (await page.json())["messages"]
     assert "traceparent" not in message
+    assert not [s for s in traced.spans() if s.name.startswith("caxton.")]

@@ -230,7 +230,14 @@ async def _send_bulk(request: web.Request, body: bytes) -> web.Response:
         )
     # `submit_many` validates every message before it stores anything: the first bad one
     # raises (400/413 with ``details.index`` and the field) and nothing is accepted.
-    results = await messaging_of(request).submit_many(items)
+    accepting = start_accept(request)
+    if accepting is None:
+        results = await messaging_of(request).submit_many(items)
+    else:  # one accept span for the request; every message carries its context
+        span, traceparent = accepting
+        with span:
+            results = await messaging_of(request).submit_many(items, traceparent=traceparent)
+            span.set_attribute("caxton.messages", len(items))
     accepted: list[dict[str, Any]] = []
     for index, result in enumerate(results):
         if isinstance(result, Error):

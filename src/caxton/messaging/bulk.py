@@ -59,7 +59,11 @@ class BulkIntake:
         self._history = history
 
     async def submit_many(
-        self, messages: Sequence[Mapping[str, Any] | bytes], *, client: str | None = None
+        self,
+        messages: Sequence[Mapping[str, Any] | bytes],
+        *,
+        client: str | None = None,
+        traceparent: str | None = None,
     ) -> list[Accepted | Error]:
         """The sender is ``client``, else the message's ``sender``, else ONE made-up
         ``client-<hex>`` shared by the call's messages without a sender (one request is one
@@ -108,6 +112,8 @@ class BulkIntake:
                 envelope["sender"] = sender
                 envelope["message_id"] = mid
                 envelope["created_at"] = now
+                if traceparent is not None:  # first, where `caxton.wire.trace` looks for it
+                    envelope = {"traceparent": traceparent, **envelope}
                 conversation = body.get("conversation_id")  # a str: parse_message dropped None
                 if conversation is None:
                     conversation = envelope["conversation_id"] = new_id()

@@ -233,11 +233,15 @@ class Messaging:
         return await self.intake.submit(message, client=client, wait=wait, traceparent=traceparent)
 
     async def submit_many(
-        self, messages: Sequence[Mapping[str, Any] | bytes], *, client: str | None = None
+        self,
+        messages: Sequence[Mapping[str, Any] | bytes],
+        *,
+        client: str | None = None,
+        traceparent: str | None = None,
     ) -> list[Accepted | Error]:
         """Validate, commit and route many messages from one API client; one result each
-        (see `bulk`)."""
-        return await self.bulk.submit_many(messages, client=client)
+        (see `bulk`). ``traceparent``: as `submit`'s, for every message."""
+        return await self.bulk.submit_many(messages, client=client, traceparent=traceparent)
 
     # -- history, dead letters and recovery --------------------------------------------------
 
