@@ -118,6 +118,8 @@ def test_spans_of_several_resources_and_scopes_are_grouped_as_the_library_groups
             span(span_id=4, scope=None),
             span(span_id=5),
             span(span_id=6, resource=OTHER, scope=other_scope),
+            # the same attribute as a resource's, a scope's and a span's (three field numbers)
+            span(span_id=7, attributes={"service.name": "caxton", "k": "v"}, scope=other_scope),
         ]
     )
 

@@ -100,8 +100,22 @@ def _value(value: Any) -> bytes:
     raise Unsupported(type(value).__name__)
 
 
-#: A ``KeyValue``'s key field by key (attribute names repeat: a bounded cache).
+#: A ``KeyValue``'s key field by key, and a whole ``KeyValue`` field by (field number, key,
+#: text value): names, performatives and outcomes repeat from span to span (bounded: each is
+#: cleared when full).
 _keys: dict[str, bytes] = {}
+_pairs: dict[tuple[int, str, str], bytes] = {}
+_CACHED = 4096
+
+
+def _pair(key: str, value: Any) -> bytes:
+    head = _keys.get(key)
+    if head is None:
+        if len(_keys) >= _CACHED:
+            _keys.clear()
+        head = _keys[key] = _text(1, key)
+    encoded = _value(value)
+    return head + b"\x12" + _varint(len(encoded)) + encoded
 
 
 def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
@@ -109,14 +123,19 @@ def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
         return b""
     tag = _varint(number << 3 | 2)
     out = []
+    pairs = _pairs
     for key, value in attributes.items():
-        head = _keys.get(key)
-        if head is None:
-            if len(_keys) > 1024:
-                _keys.clear()
-            head = _keys[key] = _text(1, key)
-        encoded = _value(value)
-        pair = head + b"\x12" + _varint(len(encoded)) + encoded
+        if value.__class__ is str:
+            whole = pairs.get((number, key, value))
+            if whole is None:
+                pair = _pair(key, value)
+                whole = tag + _varint(len(pair)) + pair
+                if len(pairs) >= _CACHED:
+                    pairs.clear()
+                pairs[(number, key, value)] = whole
+            out.append(whole)
+            continue
+        pair = _pair(key, value)
         out.append(tag + _varint(len(pair)) + pair)
     return b"".join(out)
 
