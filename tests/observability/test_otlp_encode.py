@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as library
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -25,6 +26,7 @@ from caxton.observability._otlp_encode import (
     EncodedSpan,
     Unsupported,
     encode_spans,
+    encode_spans_serialized,
     install,
     span_bytes,
 )
@@ -201,13 +203,19 @@ def test_the_spans_a_node_builds_never_go_the_library_s_slow_way(
 
 
 def test_install_makes_both_exporters_use_it() -> None:
-    for name in _otlp_encode.EXPORTERS:
+    http, grpc = _otlp_encode.EXPORTERS
+    for name in (http, grpc):
         importlib.import_module(name)
     changed = install()
-    assert set(changed) == set(_otlp_encode.EXPORTERS)
-    for name in _otlp_encode.EXPORTERS:
-        assert importlib.import_module(name).encode_spans is encode_spans
+    assert set(changed) == {http, grpc}
+    assert importlib.import_module(grpc).encode_spans is encode_spans
+    encode_http = importlib.import_module(http).encode_spans
+    assert encode_http is encode_spans_serialized
     assert install() == changed  # again: nothing else to do, nothing broken
+    # what the HTTP exporter sends: the library's request, byte for byte once parsed
+    batch = [span(span_id=1, attributes={"a": "b"}), span("x", span_id=2, parent=None)]
+    sent = encode_http(batch).SerializePartialToString()
+    assert ExportTraceServiceRequest.FromString(sent) == library(batch)
 
 
 def encoded_twin(readable: ReadableSpan) -> EncodedSpan:

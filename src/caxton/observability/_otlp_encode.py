@@ -30,7 +30,16 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind
 
-__all__ = ["EncodedSpan", "Unsupported", "encode_spans", "install", "request_bytes", "span_bytes"]
+__all__ = [
+    "EncodedSpan",
+    "SerializedRequest",
+    "Unsupported",
+    "encode_spans",
+    "encode_spans_serialized",
+    "install",
+    "request_bytes",
+    "span_bytes",
+]
 
 #: The exporter modules whose ``encode_spans`` `install` replaces.
 EXPORTERS = (
@@ -259,6 +268,33 @@ def _library_span(span: ReadableSpan) -> bytes:
     return data
 
 
+class SerializedRequest:
+    """An ``ExportTraceServiceRequest`` already serialized: what the OTLP/HTTP exporter sends
+    (it only calls ``SerializePartialToString``), without parsing it into a message first."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def SerializePartialToString(self) -> bytes:  # protobuf's name
+        return self.data
+
+    SerializeToString = SerializePartialToString
+
+
+def encode_spans_serialized(spans: Sequence[ReadableSpan | EncodedSpan]) -> SerializedRequest:
+    """`encode_spans` for the OTLP/HTTP exporter (the request's bytes, not parsed)."""
+    return SerializedRequest(request_bytes(spans))
+
+
+#: What each exporter module's ``encode_spans`` becomes (gRPC's stub serializes a message).
+_REPLACEMENTS: dict[str, Any] = {
+    EXPORTERS[0]: encode_spans_serialized,
+    EXPORTERS[1]: encode_spans,
+}
+
+
 def install() -> list[str]:
     """Make the OTLP exporter modules loaded so far encode with `encode_spans` (one not loaded
     is not loaded for this: gRPC costs startup time); the modules it changed."""
@@ -267,7 +303,8 @@ def install() -> list[str]:
         module = sys.modules.get(name)
         if module is None:
             continue
-        if getattr(module, "encode_spans", None) in (_library, encode_spans):
-            module.encode_spans = encode_spans  # type: ignore[attr-defined]
+        replacement = _REPLACEMENTS[name]
+        if getattr(module, "encode_spans", None) in (_library, replacement):
+            module.encode_spans = replacement  # type: ignore[attr-defined]
             changed.append(name)
     return changed
