@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,16 +20,37 @@ from tests.support import wait_until
 _HANDED_OUT: set[int] = set()
 
 
+def _listen_range() -> range:
+    """Ports for the tests' listeners: outside the kernel's ephemeral range, so that no
+    outgoing connection (of this suite or of anything else on the machine) takes a port between
+    the moment it is chosen here and the moment a node binds it."""
+    low, high = 32768, 60999
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
+            low, high = (int(part) for part in fh.read().split())
+    except (OSError, ValueError):
+        pass
+    return range(10000, low) if low - 10000 >= 4096 else range(high + 1, 65536)
+
+
+_LISTEN_PORTS = _listen_range()
+_random = random.Random()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now, never the same one twice in
-    a test run."""
+    a test run (`_listen_range`)."""
     while True:
+        port = _random.choice(_LISTEN_PORTS)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
 
 
 def write_config(
