@@ -1,0 +1,125 @@
+"""The AssemblyScript SDK and examples, built from source and run on a real node.
+
+``scripts/build-agents.sh`` builds ``examples/agents/assemblyscript/*.ts`` with the compiler
+pinned in ``sdk/assemblyscript/package-lock.json`` (installed with ``npm ci``) and the SDK's
+preset; the modules it builds must be the ones committed, import nothing but ``caxton`` and WASI,
+and behave: echo answers, the counter keeps its count in memory across hibernation (AssemblyScript
+keeps module variables in wasm globals) and in kv across a restart, and the bidder negotiates
+with the C contract-net agents.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from caxton.agents import DeployRequest
+from tests.support import EXAMPLES, ROOT, example
+
+from .conftest import Client, StartNode
+
+BUILD_SCRIPT = ROOT / "scripts" / "build-agents.sh"
+AS_EXAMPLES = EXAMPLES / "assemblyscript"
+SOURCES = sorted(p.stem for p in AS_EXAMPLES.glob("*.ts"))
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``OUT_DIR/assemblyscript`` of a fresh ``scripts/build-agents.sh`` run."""
+    if shutil.which("npm") is None or shutil.which("clang") is None:
+        pytest.skip("node/npm and clang are needed (apt-get install npm clang lld wasi-libc)")
+    out = tmp_path_factory.mktemp("agents")
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), str(out)],
+        cwd=tmp_path_factory.getbasetemp(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out / "assemblyscript"
+
+
+def module(built: Path, name: str) -> bytes:
+    return (built / f"{name}.wasm").read_bytes()
+
+
+def test_the_build_script_builds_every_source_as_committed(built: Path) -> None:
+    assert {"echo", "counter", "bidder"} <= set(SOURCES)
+    assert sorted(p.stem for p in built.glob("*.wasm")) == SOURCES
+    for name in SOURCES:
+        committed = AS_EXAMPLES / f"{name}.wasm"
+        assert committed.read_bytes() == module(built, name), (
+            f"{committed} is stale: run scripts/build-agents.sh"
+        )
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_the_preset_makes_a_reactor_with_no_foreign_imports(built: Path, name: str) -> None:
+    compiled = wasmtime.Module(wasmtime.Engine(), module(built, name))
+    imports = {(i.module, i.name) for i in compiled.imports}
+    assert {m for m, _ in imports} <= {"caxton", "wasi_snapshot_preview1"}, imports
+    exports = {e.name for e in compiled.exports}
+    assert {"memory", "caxton_alloc", "caxton_handle", "caxton_init", "_initialize"} <= exports
+
+
+async def test_echo_answers(built: Path, start_node: StartNode, client: Client) -> None:
+    node = await start_node()
+    await node.agents.deploy(DeployRequest(name="as-echo", wasm=module(built, "echo")))
+    content = {"text": 'h\u00e9llo "w\u00f6rld" \u2603', "list": [1, 2.5, None, True]}
+    assert await client.ask(node, "as-echo", content) == content
+    assert await client.ask(node, "as-echo") is None
+
+
+async def test_the_counter_keeps_memory_across_hibernation_and_kv_across_a_restart(
+    built: Path, start_node: StartNode, client: Client
+) -> None:
+    node = await start_node()
+    await node.agents.deploy(DeployRequest(name="as-counter", wasm=module(built, "counter")))
+    counts = [await client.ask(node, "as-counter", {}) for _ in range(3)]
+    assert counts[-1] == {"memory_count": 3, "kv_count": 3}
+    for expected in (4, 5):  # each message after a hibernation: restored, counting on
+        assert await node.runtime.hibernate("as-counter")
+        assert (await node.agents.get("as-counter")).state == "hibernated"
+        reply = await client.ask(node, "as-counter", {})
+        assert reply == {"memory_count": expected, "kv_count": expected}
+    assert (await node.agents.get("as-counter")).failures == 0
+    await node.aclose()
+
+    node = await start_node()  # a restart: a fresh instance, the kv count goes on
+    assert await client.ask(node, "as-counter", {}) == {"memory_count": 1, "kv_count": 6}
+    reset = await client.ask(node, "as-counter", {"op": "reset"})
+    assert reset == {"memory_count": 0, "kv_count": 0}
+
+
+async def test_the_bidder_negotiates_with_the_c_manager_and_bidders(
+    built: Path, start_node: StartNode, client: Client
+) -> None:
+    node = await start_node()
+    agents = node.agents
+    await agents.deploy(DeployRequest(name="manager", wasm=example("manager")))
+    await agents.deploy(DeployRequest(name="c-bidder", wasm=example("bidder"), env={"PRICE": "20"}))
+    bidder = module(built, "bidder")
+    await agents.deploy(DeployRequest(name="as-cheap", wasm=bidder, env={"PRICE": "15"}))
+    await agents.deploy(DeployRequest(name="as-dear", wasm=bidder, env={"PRICE": "30"}))
+    await agents.deploy(DeployRequest(name="as-busy", wasm=bidder, env={"REFUSE": "1"}))
+
+    async def negotiate(task: str, bidders: list[str]) -> object:
+        content = {"op": "start", "task": task, "bidders": bidders}
+        return await client.ask(node, "manager", content)
+
+    won = await negotiate("paint", ["c-bidder", "as-cheap", "as-busy"])
+    assert won == {"winner": "as-cheap", "price": 15, "proposals": 2, "refusals": 1}
+    lost = await negotiate("glue", ["as-dear", "c-bidder"])
+    assert lost == {"winner": "c-bidder", "price": 20, "proposals": 2, "refusals": 0}
+    logs = [line.text for line in node.runtime.recent_logs("as-dear")]
+    assert "bidder: proposal rejected" in logs
+    assert "bidder: won a contract, task done" in [
+        line.text for line in node.runtime.recent_logs("as-cheap")
+    ]
