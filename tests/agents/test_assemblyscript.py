@@ -10,6 +10,9 @@ with the C contract-net agents.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -123,3 +126,50 @@ async def test_the_bidder_negotiates_with_the_c_manager_and_bidders(
     assert "bidder: won a contract, task done" in [
         line.text for line in node.runtime.recent_logs("as-cheap")
     ]
+
+
+def _doc_section() -> str:
+    text = (ROOT / "docs" / "agents.md").read_text()
+    return text.split("<!-- assemblyscript: begin", 1)[1].split("<!-- assemblyscript: end", 1)[0]
+
+
+def _block(section: str, lang: str) -> str:
+    return section.split(f"```{lang}\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_docs_quick_start_builds_and_answers(
+    built: Path, tmp_path: Path, start_node: StartNode, client: Client
+) -> None:
+    """docs/agents.md's AssemblyScript quick start, file by file and command by command."""
+    section = _doc_section()
+    (tmp_path / "sdk").symlink_to(ROOT / "sdk")  # the doc works from the repository's root
+    (tmp_path / "greeter").mkdir()
+    (tmp_path / "greeter" / "greeter.ts").write_text(_block(section, "ts"))
+    (tmp_path / "greeter" / "asconfig.json").write_text(_block(section, "json"))
+    commands = [
+        line.removeprefix("$ ")
+        for line in _block(section, "console").splitlines()
+        if line.startswith("$ ")
+    ]
+    install, build, deploy, send = (shlex.split(c, comments=True) for c in commands)
+    # scripts/test (and the `built` fixture, through build-agents.sh) ran this install already.
+    assert install == ["npm", "ci", "--prefix", "sdk/assemblyscript"]
+    assert build[:2] == ["cd", "greeter"]
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["bash", "-c", commands[1]],  # the line as written: cd, asc, cd back
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert deploy[:3] == ["caxton", "agent", "deploy"]
+    wasm = (tmp_path / deploy[3]).read_bytes()
+    node = await start_node()
+    await node.agents.deploy(DeployRequest(name=deploy[5], wasm=wasm))
+    assert send[:4] == ["caxton", "message", "send", "--to"]
+    content = json.loads(send[send.index("--content") + 1])
+    assert await client.ask(node, send[4], content) == {"greeting": "Hello, Ada!", "visits": 1}
+    assert await client.ask(node, send[4], content) == {"greeting": "Hello, Ada!", "visits": 2}
+    assert "greeted Ada (visit 2)" in [line.text for line in node.runtime.recent_logs("greeter")]

@@ -7,7 +7,7 @@ import { Message, log, onMessage } from "../../../sdk/assemblyscript/assembly";
 export { caxton_alloc, caxton_handle, caxton_init } from "../../../sdk/assemblyscript/assembly";
 
 onMessage((m: Message): i32 => {
-  const rc = m.reply("inform", m.content);
+  const rc = m.replyRaw("inform", m.contentPtr, m.contentLen);
   if (rc != 0) log.error("echo: reply failed with " + rc.toString());
   return rc == 0 ? 0 : 1;
 });

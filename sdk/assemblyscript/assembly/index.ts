@@ -119,6 +119,13 @@ function utf8(text: string): i32 {
   return <i32>String.UTF8.encodeUnsafe(changetype<usize>(text), text.length, scratch);
 }
 
+/** Stores the characters of ASCII `text` at `p` as bytes; the address after them. */
+function putAscii(p: usize, text: string): usize {
+  const n = text.length;
+  for (let i = 0; i < n; i++) store<u8>(p + <usize>i, <u8>text.charCodeAt(i));
+  return p + <usize>n;
+}
+
 // -- sending --------------------------------------------------------------------------------
 
 /** Send one message (a JSON object with `receiver` and `performative`): 0 or an `Err`. */
@@ -300,19 +307,26 @@ function bytesAre(ptr: usize, len: usize, text: string): bool {
  */
 export class Message {
   /** Where the message's UTF-8 bytes are, and how many. */
-  readonly ptr: usize;
-  readonly len: i32;
+  ptr: usize;
+  len: i32;
   private starts: StaticArray<i32> = new StaticArray<i32>(FIELDS);
   private ends: StaticArray<i32> = new StaticArray<i32>(FIELDS);
 
   constructor(ptr: usize, len: i32) {
     this.ptr = ptr;
     this.len = len;
-    for (let i = 0; i < FIELDS; i++) unchecked((this.starts[i] = -1));
+    this.scan();
+  }
+
+  /** Read another message into this object (the SDK reuses one `Message` for every call). */
+  reset(ptr: usize, len: i32): void {
+    this.ptr = ptr;
+    this.len = len;
     this.scan();
   }
 
   private scan(): void {
+    for (let i = 0; i < FIELDS; i++) unchecked((this.starts[i] = -1));
     const ptr = this.ptr, end = ptr + <usize>this.len;
     let p = skipWs(ptr, end);
     if (p >= end || load<u8>(p) != 0x7b) return; // not an object: every field absent
@@ -392,13 +406,59 @@ export class Message {
     return new MessageBuilder(sender === null ? "null" : sender, performative);
   }
 
+  /** Where the raw JSON of `content` starts in memory (0 if absent; see `replyRaw`). */
+  get contentPtr(): usize {
+    const start = unchecked(this.starts[F_CONTENT]);
+    return start < 0 ? 0 : this.ptr + <usize>start;
+  }
+  /** The byte length of the raw JSON of `content` (0 if absent). */
+  get contentLen(): i32 {
+    const start = unchecked(this.starts[F_CONTENT]);
+    return start < 0 ? 0 : unchecked(this.ends[F_CONTENT]) - start;
+  }
+
   /**
    * Send `performative` with `content` (JSON text) to the sender; the host adds `in_reply_to`
-   * and keeps the conversation. 0 or an `Err`.
+   * and keeps the conversation. 0 or an `Err`. Written straight into the outgoing buffer as
+   * UTF-8: no intermediate strings.
    */
   reply(performative: string, content: string): i32 {
-    if (this.senderJson === null) return Err.MALFORMED;
-    return this.answer(performative).raw("content", content).send();
+    const clen = <usize>String.UTF8.byteLength(content);
+    const p = this.replyHead(performative, clen);
+    if (p == 0) return Err.MALFORMED;
+    const n = String.UTF8.encodeUnsafe(changetype<usize>(content), content.length, p);
+    return this.replyEnd(p + n);
+  }
+
+  /**
+   * `reply` with content given as `len` bytes of raw JSON at `ptr`: e.g. this message's own
+   * (`m.replyRaw("inform", m.contentPtr, m.contentLen)`, "null" if `len` is 0). Makes no string.
+   */
+  replyRaw(performative: string, ptr: usize, len: i32): i32 {
+    if (len <= 0) return this.reply(performative, "null");
+    const p = this.replyHead(performative, <usize>len);
+    if (p == 0) return Err.MALFORMED;
+    memory.copy(p, ptr, <usize>len);
+    return this.replyEnd(p + <usize>len);
+  }
+
+  /** Writes `{"receiver":<sender>,"performative":"<p>","content":` at `scratch`, with room for
+   * `room` more bytes and the closing brace; the address after it, or 0 without a sender. */
+  private replyHead(performative: string, room: usize): usize {
+    const start = unchecked(this.starts[F_SENDER]);
+    if (start < 0) return 0;
+    const slen = <usize>(unchecked(this.ends[F_SENDER]) - start);
+    reserve(slen + <usize>performative.length + room + 48);
+    let p = putAscii(scratch, '{"receiver":');
+    memory.copy(p, this.ptr + <usize>start, slen);
+    p = putAscii(p + slen, ',"performative":"');
+    p = putAscii(p, performative);
+    return putAscii(p, '","content":');
+  }
+
+  private replyEnd(p: usize): i32 {
+    store<u8>(p, 0x7d);
+    return host_send(scratch, <i32>(p + 1 - scratch));
   }
 }
 
@@ -429,6 +489,8 @@ export function caxton_alloc(len: i32): usize {
   return inbox;
 }
 
+let current: Message | null = null;
+
 /** ABI: one message; the declared handler's result. */
 export function caxton_handle(ptr: usize, len: i32): i32 {
   const fn = handler;
@@ -436,7 +498,10 @@ export function caxton_handle(ptr: usize, len: i32): i32 {
     log.error("no handler: call onMessage(...) at the top level of the agent");
     return 1;
   }
-  return fn(new Message(ptr, len));
+  let m = current;
+  if (m === null) current = m = new Message(ptr, len);
+  else m.reset(ptr, len);
+  return fn(m);
 }
 
 /** ABI: the declared `onInit` function's result (0 without one). */
