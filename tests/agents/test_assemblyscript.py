@@ -15,19 +15,23 @@ import json
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import wasmtime
 
 from caxton.agents import DeployRequest
-from tests.support import EXAMPLES, ROOT, example
+from tests.support import EXAMPLES, ROOT, eventually, example, message
 
 from .conftest import Client, StartNode
 
 BUILD_SCRIPT = ROOT / "scripts" / "build-agents.sh"
 AS_EXAMPLES = EXAMPLES / "assemblyscript"
 SOURCES = sorted(p.stem for p in AS_EXAMPLES.glob("*.ts"))
+ASC = ROOT / "sdk" / "assemblyscript" / "node_modules" / ".bin" / "asc"
+PROBE_DIR = ROOT / "tests" / "fixtures" / "assemblyscript"
 
 pytestmark = pytest.mark.slow
 
@@ -173,3 +177,100 @@ async def test_the_docs_quick_start_builds_and_answers(
     assert await client.ask(node, send[4], content) == {"greeting": "Hello, Ada!", "visits": 1}
     assert await client.ask(node, send[4], content) == {"greeting": "Hello, Ada!", "visits": 2}
     assert "greeted Ada (visit 2)" in [line.text for line in node.runtime.recent_logs("greeter")]
+
+
+@pytest.fixture(scope="module")
+def probe(built: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """tests/fixtures/assemblyscript/probe.ts, built with the SDK's preset."""
+    out = tmp_path_factory.mktemp("probe") / "probe.wasm"
+    result = subprocess.run(
+        [str(ASC), "probe.ts", "-o", str(out)],
+        cwd=PROBE_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out.read_bytes()
+
+
+async def test_the_sdk_surface_on_a_node(
+    probe: bytes, start_node: StartNode, client: Client
+) -> None:
+    node = await start_node(agent_kv_max_keys=5)
+    await node.agents.deploy(DeployRequest(name="probe", wasm=probe))
+
+    async def ask(op: str, **content: object) -> object:
+        return await client.ask(node, "probe", {"op": op, **content})
+
+    fields = {
+        "reply_with": "r-1",
+        "protocol": "fipa-request",
+        "ontology": {"o": 1},
+        "conversation_id": "c-\u00e9",
+    }
+    await node.runtime.deliver("probe", message("probe", {"op": "envelope", "n": 5}, **fields))
+    envelope = (await client.reply())["content"]
+    assert envelope == {
+        "performative": "request",
+        "sender": "client",
+        "conversation_id": "c-\u00e9",
+        "reply_with": "r-1",
+        "protocol": "fipa-request",
+        "ontology": {"o": 1},
+        "n": 5,
+        "started": "yes",  # onInit ran
+    }
+
+    assert await ask("schedule") == {"rc": 0, "name": "ok"}
+    assert (await client.reply())["content"] == "tick"  # 50 ms later
+    assert await ask("send_to") == "direct"
+    assert await ask("bad_send") == {"rc": -1, "name": "malformed"}
+    assert await ask("kv") == {
+        "set": {"rc": 0, "name": "ok"},
+        "round_trip": True,
+        "del": {"rc": 0, "name": "ok"},
+        "del_again": {"rc": -1, "name": "malformed"},  # KV_ABSENT, the same number
+        "absent": -1,
+    }
+    assert await ask("kv_quota") == {"rc": -8, "name": "quota"}
+    assert await ask("kv_too_large") == {"rc": -2, "name": "too_large"}
+    assert await ask("errors") == [
+        "ok", "malformed", "too_large", "not_permitted", "backpressure", "not_found",
+        "wrong_type", "over_budget", "quota", "storage", "error -42",
+    ]  # fmt: skip
+    clock = await ask("clock")
+    assert isinstance(clock, dict)
+    assert 0 <= clock["random"] < 1
+    assert abs(clock["now"] - time.time() * 1000) < 60_000
+    await node.runtime.deliver("probe", message("probe", {"op": "builder"}))
+    built = await client.reply()
+    assert (built["protocol"], built["n"], built["content"]) == ("x-test", 7, {"built": True})
+
+    assert await ask("log") == "logged"
+    lines = [(line.level, line.text) for line in node.runtime.recent_logs("probe")]
+    for expected in (
+        ("debug", "probe: debug"),
+        ("info", "probe: info"),
+        ("warn", "probe: warn"),
+        ("error", "probe: error"),
+        ("info", "probe: h\u00e9llo"),
+        ("debug", "trace: probe trace 1.5, 2.0"),
+        ("info", "probe: console"),
+    ):
+        assert expected in lines
+
+    await node.runtime.deliver("probe", message("probe", {"op": "abort"}))
+    info = await eventually_failed(node)
+    assert info.restarts >= 1
+    texts = [line.text for line in node.runtime.recent_logs("probe")]
+    assert any(t.startswith("abort: probe: boom at probe.ts:") for t in texts), texts
+    assert await ask("envelope") is not None  # a fresh instance answers again
+
+
+async def eventually_failed(node: Any) -> Any:
+    async def failed() -> Any:
+        info = await node.agents.get("probe")
+        return info if info.failures >= 1 else None
+
+    return await eventually(failed)
