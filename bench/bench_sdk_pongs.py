@@ -3,7 +3,9 @@
 The C ``ping`` (``examples/agents/ping.wasm``) plays N request/inform round trips with a pong
 built from each SDK's example: C (``examples/agents/pong.wasm``) and AssemblyScript
 (``examples/agents/assemblyscript/pong.wasm``). Runs alternate between the pongs, so every pong
-sees the same machine phase; each pong's median is compared with C's. Prints JSON:
+sees the same machine phase; each pong's median is compared with C's. Also the wasm
+instructions each pong runs per message (wasmtime fuel: about one unit per instruction, the
+host's work not included), counted in a bare instance whose ``send`` does nothing. Prints JSON:
 
     python bench/bench_sdk_pongs.py [--rounds 20000] [--runs 5] [--workers 2]
 
@@ -19,6 +21,8 @@ import platform
 import statistics
 import time
 from pathlib import Path
+
+import wasmtime
 
 from caxton.config.schema import RuntimeConfig
 from caxton.runtime import AgentSpec, Engine, Runtime
@@ -53,6 +57,56 @@ async def game(runtime: Runtime, inbox: asyncio.Queue[bytes], peer: str, rounds:
     elapsed = time.perf_counter() - started
     assert done["content"] == {"done": rounds}, done
     return 2 * rounds / elapsed
+
+
+#: A message as ping's requests reach pong (the host's envelope fields included).
+SAMPLE = json.dumps(
+    {
+        "sender": "ping",
+        "message_id": "3fa2c140-22",
+        "created_at": "2026-12-04T12:36:03.910Z",
+        "conversation_id": "3fa2c140-1",
+        "receiver": "pong",
+        "performative": "request",
+        "content": {"i": 12345},
+    },
+    separators=(",", ":"),
+).encode()
+
+
+def fuel_per_message(path: Path, messages: int = 1000) -> float:
+    """Wasm instructions (fuel) ``caxton_alloc`` + ``caxton_handle`` take for `SAMPLE`."""
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    engine = wasmtime.Engine(config)
+    store = wasmtime.Store(engine)
+    store.set_wasi(wasmtime.WasiConfig())
+    store.set_fuel(1 << 40)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    i32 = wasmtime.ValType.i32()
+    send = wasmtime.FuncType([i32, i32], [i32])
+    linker.define_func("caxton", "send", send, lambda ptr, length: 0)
+    linker.define_func("caxton", "log", wasmtime.FuncType([i32] * 3, []), lambda *_: None)
+    exports = linker.instantiate(store, wasmtime.Module.from_file(engine, str(path))).exports(store)
+    init, alloc, handle = (exports.get(n) for n in ("_initialize", "caxton_alloc", "caxton_handle"))
+    memory = exports["memory"]
+    assert isinstance(alloc, wasmtime.Func)
+    assert isinstance(handle, wasmtime.Func)
+    assert isinstance(memory, wasmtime.Memory)
+    if isinstance(init, wasmtime.Func):
+        init(store)
+
+    def one() -> None:
+        ptr = alloc(store, len(SAMPLE))
+        memory.write(store, SAMPLE, ptr)
+        assert handle(store, ptr, len(SAMPLE)) == 0
+
+    one()
+    before = store.get_fuel()
+    for _ in range(messages):
+        one()
+    return (before - store.get_fuel()) / messages
 
 
 async def main() -> None:
@@ -93,6 +147,9 @@ async def main() -> None:
                         "vs_c": round(statistics.median(r) / c_median, 3),
                     }
                     for sdk, r in rates.items()
+                },
+                "wasm_instructions_per_message": {
+                    sdk: round(fuel_per_message(path)) for sdk, path in PONGS.items()
                 },
                 "module_bytes": {
                     sdk: {"pong": PONGS[sdk].stat().st_size, "echo": ECHOES[sdk].stat().st_size}

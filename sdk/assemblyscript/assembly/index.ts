@@ -272,21 +272,41 @@ const F_PERFORMATIVE = 0, F_SENDER = 1, F_RECEIVER = 2, F_CONTENT = 3, F_CONVERS
 const F_REPLY_WITH = 5, F_IN_REPLY_TO = 6, F_PROTOCOL = 7, F_MESSAGE_ID = 8, FIELDS = 9;
 
 function fieldIndex(ptr: usize, len: usize): i32 {
-  // Keys are compared as bytes, longest names first where they share a prefix.
+  // Keys are compared as little-endian words of their bytes (one or two loads, no strings):
+  // this runs for every key of every message.
   switch (<i32>len) {
-    case 6: if (bytesAre(ptr, len, "sender")) return F_SENDER; break;
-    case 7: if (bytesAre(ptr, len, "content")) return F_CONTENT; break;
+    case 6:
+      if (load<u32>(ptr) == 0x646e6573 && load<u16>(ptr, 4) == 0x7265) return F_SENDER; // sender
+      break;
+    case 7: // content
+      if (load<u32>(ptr) == 0x746e6f63 && load<u16>(ptr, 4) == 0x6e65 && load<u8>(ptr, 6) == 0x74) {
+        return F_CONTENT;
+      }
+      break;
     case 8:
-      if (bytesAre(ptr, len, "receiver")) return F_RECEIVER;
-      if (bytesAre(ptr, len, "protocol")) return F_PROTOCOL;
+      if (load<u64>(ptr) == 0x7265766965636572) return F_RECEIVER; // receiver
+      if (load<u64>(ptr) == 0x6c6f636f746f7270) return F_PROTOCOL; // protocol
       break;
     case 10:
-      if (bytesAre(ptr, len, "reply_with")) return F_REPLY_WITH;
-      if (bytesAre(ptr, len, "message_id")) return F_MESSAGE_ID;
+      if (load<u16>(ptr, 8) == 0x6874 && load<u64>(ptr) == 0x69775f796c706572) return F_REPLY_WITH;
+      if (load<u16>(ptr, 8) == 0x6469 && load<u64>(ptr) == 0x5f6567617373656d) return F_MESSAGE_ID;
       break;
-    case 11: if (bytesAre(ptr, len, "in_reply_to")) return F_IN_REPLY_TO; break;
-    case 12: if (bytesAre(ptr, len, "performative")) return F_PERFORMATIVE; break;
-    case 15: if (bytesAre(ptr, len, "conversation_id")) return F_CONVERSATION; break;
+    case 11: // in_reply_to
+      if (load<u64>(ptr) == 0x796c7065725f6e69 && load<u16>(ptr, 8) == 0x745f && load<u8>(ptr, 10) == 0x6f) {
+        return F_IN_REPLY_TO;
+      }
+      break;
+    case 12: // performative
+      if (load<u64>(ptr) == 0x616d726f66726570 && load<u32>(ptr, 8) == 0x65766974) return F_PERFORMATIVE;
+      break;
+    case 15: // conversation_id
+      if (
+        load<u64>(ptr) == 0x61737265766e6f63 && load<u32>(ptr, 8) == 0x6e6f6974 &&
+        load<u16>(ptr, 12) == 0x695f && load<u8>(ptr, 14) == 0x64
+      ) {
+        return F_CONVERSATION;
+      }
+      break;
   }
   return -1;
 }
@@ -449,11 +469,19 @@ export class Message {
     if (start < 0) return 0;
     const slen = <usize>(unchecked(this.ends[F_SENDER]) - start);
     reserve(slen + <usize>performative.length + room + 48);
-    let p = putAscii(scratch, '{"receiver":');
-    memory.copy(p, this.ptr + <usize>start, slen);
-    p = putAscii(p + slen, ',"performative":"');
-    p = putAscii(p, performative);
-    return putAscii(p, '","content":');
+    // The fixed parts are stored as little-endian words of their bytes.
+    let p = scratch;
+    store<u64>(p, 0x766965636572227b); // {"receiver":
+    store<u32>(p, 0x3a227265, 8);
+    memory.copy(p + 12, this.ptr + <usize>start, slen);
+    p += 12 + slen;
+    store<u64>(p, 0x726f66726570222c); // ,"performative":"
+    store<u64>(p, 0x3a2265766974616d, 8);
+    store<u8>(p, 0x22, 16);
+    p = putAscii(p + 17, performative);
+    store<u64>(p, 0x65746e6f63222c22); // ","content":
+    store<u32>(p, 0x3a22746e, 8);
+    return p + 12;
   }
 
   private replyEnd(p: usize): i32 {

@@ -16,6 +16,15 @@ export function skipWs(p: usize, end: usize): usize {
 export function stringEnd(p: usize, end: usize): usize {
   p++;
   while (p < end) {
+    // Four bytes at a time while none is a quote or a backslash (a word has a byte equal to
+    // b when (w ^ b*0x01010101) has a zero byte: (x - 0x01010101) & ~x & 0x80808080).
+    while (p + 4 <= end) {
+      const w = load<u32>(p);
+      const q = w ^ 0x22222222, b = w ^ 0x5c5c5c5c;
+      if ((((q - 0x01010101) & ~q) | ((b - 0x01010101) & ~b)) & 0x80808080) break;
+      p += 4;
+    }
+    if (p >= end) break;
     const c = load<u8>(p);
     if (c == 0x22) return p;
     p += c == 0x5c ? 2 : 1;
