@@ -74,3 +74,37 @@ for src in "${sources[@]}"; do
     size=$(wc -c <"$out_dir/$name.wasm")
     echo "built $out_dir/$name.wasm ($mode, $size bytes)"
 done
+
+# ---- AssemblyScript examples -----------------------------------------------------------------
+# examples/agents/assemblyscript/*.ts, built with the SDK's preset (sdk/assemblyscript/
+# asconfig.json, extended by examples/agents/assemblyscript/asconfig.json) into
+# OUT_DIR/assemblyscript/. The compiler version is pinned by
+# sdk/assemblyscript/package-lock.json and installed there with `npm ci` when missing (Debian:
+# `sudo apt-get install npm`). Without node and npm this part is skipped with a note;
+# CAXTON_BUILD_AS=0 skips it too.
+as_src="$root/examples/agents/assemblyscript"
+as_sdk="$root/sdk/assemblyscript"
+as_sources=("$as_src"/*.ts)
+if [ "${CAXTON_BUILD_AS:-1}" = 0 ] || [ ${#as_sources[@]} -eq 0 ]; then
+    :
+elif ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "build-agents: node/npm not found: AssemblyScript examples not built (sudo apt-get install npm)" >&2
+else
+    as_pinned="$(node -p "require('$as_sdk/package.json').devDependencies.assemblyscript")"
+    as_have="$(node -p "try { require('$as_sdk/node_modules/assemblyscript/package.json').version } catch (e) { '' }")"
+    if [ "$as_have" != "$as_pinned" ]; then
+        echo "installing AssemblyScript $as_pinned (npm ci in $as_sdk)"
+        (cd "$as_sdk" && npm ci --no-audit --no-fund --loglevel=error) >&2 ||
+            die "npm ci failed in $as_sdk (is the npm registry reachable?)"
+    fi
+    mkdir -p "$out_dir/assemblyscript"
+    for src in "${as_sources[@]}"; do
+        name="$(basename "$src" .ts)"
+        # Run in the sources' directory: asc reads its asconfig.json there, which extends the
+        # SDK's preset (relative paths: asc resolves the preset's lib/ against them).
+        (cd "$as_src" && "$as_sdk/node_modules/.bin/asc" "$name.ts" -o "$work/$name.wasm")
+        mv -f "$work/$name.wasm" "$out_dir/assemblyscript/$name.wasm"
+        size=$(wc -c <"$out_dir/assemblyscript/$name.wasm")
+        echo "built $out_dir/assemblyscript/$name.wasm (assemblyscript reactor, $size bytes)"
+    done
+fi

@@ -60,6 +60,38 @@ async def test_clean_restart_brings_agents_back_in_their_states(
     assert (await node.agents.get("counter")).messages_handled == 3
 
 
+async def test_a_hibernated_agent_keeps_its_globals_across_a_restart(
+    start_node: StartNode, client: Client
+) -> None:
+    node = await start_node()
+    await node.agents.deploy(DeployRequest(name="glob", wasm=wat("globalcount")))
+    assert [await client.ask(node, "glob") for _ in range(3)] == [1, 2, 3]
+    assert await node.runtime.hibernate("glob")
+    await node.aclose()
+
+    node = await start_node()
+    assert (await node.agents.get("glob")).state == "hibernated"
+    assert [await client.ask(node, "glob") for _ in range(2)] == [4, 5]
+    assert (await node.agents.get("glob")).failures == 0
+
+
+async def test_a_snapshot_stored_before_globals_were_kept_still_restores(
+    start_node: StartNode, client: Client
+) -> None:
+    node = await start_node()
+    await node.agents.deploy(DeployRequest(name="big", wasm=wat("bigmem")))
+    assert [await client.ask(node, "big") for _ in range(3)] == [1, 2, 3]
+    assert await node.runtime.hibernate("big")
+    await node.aclose()
+
+    node = await start_node()
+    old_meta = json.dumps({"pages": 16, "version": 1})  # what earlier versions stored
+    await node.storage.write(
+        lambda c: c.execute("UPDATE snapshots SET meta = ? WHERE name = 'big'", (old_meta,))
+    )
+    assert await client.ask(node, "big") == 4  # its state is in memory: the memory is back
+
+
 async def test_idle_hibernation_runs_in_the_node(start_node: StartNode, client: Client) -> None:
     node = await start_node(agent_idle_timeout=0.05, gc_interval=0.05)
     await node.agents.deploy(DeployRequest(name="big", wasm=wat("bigmem")))

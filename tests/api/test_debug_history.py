@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from caxton.agents import DeployRequest
 from caxton.messaging.recent import recent_messages
 from tests.api.test_messages_api import Api, api, ok
+from tests.support import wat
 
 __all__ = ["api"]  # the fixture, shared with test_messages_api
 
@@ -60,3 +62,15 @@ async def test_the_history_scan_is_bounded(api: Api) -> None:
     to_echo: list[Any] = [m.get("content") for m in everything.messages if m["receiver"] == "echo"]
     assert to_echo == [0, 1, 2]
     assert everything.complete is True
+
+
+async def test_debug_says_whether_and_why_not_an_agent_is_hibernated(api: Api) -> None:
+    await api.deploy("echo", "echo")
+    await api.node.agents.deploy(DeployRequest(name="vec", wasm=wat("v128global")))
+    echo = await ok(await api.client.get("/api/v1/agents/echo/debug"), 200)
+    assert echo["hibernation"] == {"possible": True, "reason": None}
+    vec = await ok(await api.client.get("/api/v1/agents/vec/debug"), 200)
+    assert vec["hibernation"]["possible"] is False
+    assert vec["hibernation"]["reason"] == (
+        "never hibernated: a snapshot cannot keep mutable globals of this type: global 0 (v128)"
+    )

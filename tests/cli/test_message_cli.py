@@ -146,6 +146,9 @@ def test_debug_sections(server: str) -> None:
                     "== recent messages", "== log"):  # fmt: skip
         assert section in out
     assert '{"dbg":1}' in out
+    assert [line.split() for line in out.splitlines() if line.startswith("hibernation")] == [
+        ["hibernation", "possible"]
+    ]
     view = run_json(server, "debug", "--agent-id", "echo")
     assert view["name"] == "echo"
     assert view["mailbox"]["capacity"] > 0

@@ -1,4 +1,4 @@
-"""Hibernation keeps linear memory; idle and memory-pressure policies; upgrades."""
+"""Hibernation keeps linear memory and globals; idle and memory-pressure policies; upgrades."""
 
 from __future__ import annotations
 
@@ -51,6 +51,45 @@ async def test_restore_writes_zero_pages_over_the_modules_data(
     assert isinstance(runtime.snapshots, MemorySnapshots)
     assert 1 not in runtime.snapshots.data["data"].data  # page 1 is all zero now: not kept
     assert await count(runtime, recorder, "data") == 0  # not the data segment's 1 again
+
+
+async def test_hibernate_and_restore_keep_every_mutable_global(
+    runtime: Runtime, deploy: Deploy, recorder: Recorder
+) -> None:
+    """State kept in globals the module does not export (as AssemblyScript keeps it) comes
+    back bit for bit: an i32 counter, an i64, a NaN with a payload and -0.0."""
+    await deploy("glob", wat("globalcount"))
+    assert [await count(runtime, recorder, "glob") for _ in range(3)] == [1, 2, 3]
+    assert await runtime.hibernate("glob")
+    assert isinstance(runtime.snapshots, MemorySnapshots)
+    assert runtime.snapshots.data["glob"].globals == (
+        (0, "i32", 3),
+        (1, "i64", 3 << 33),
+        (2, "f32", 0x7FA00001),
+        (3, "f64", 1 << 63),
+    )
+    assert [await count(runtime, recorder, "glob") for _ in range(2)] == [4, 5]
+    assert runtime.agent_statistics("glob").failures == 0
+    assert await runtime.hibernate("glob")  # and again, from a restored instance
+    assert await count(runtime, recorder, "glob") == 6
+
+
+async def test_an_agent_whose_globals_cannot_be_saved_is_never_hibernated(
+    engine: Engine, recorder: Recorder
+) -> None:
+    clock = ManualClock()
+    config = dataclasses.replace(FAST, agent_idle_timeout=60.0)
+    async with Runtime(
+        config, engine=engine, events=recorder, external=recorder.external, clock=clock
+    ) as runtime:
+        compiled = await asyncio.to_thread(engine.compile, wat("v128global"))
+        assert compiled.info.unsaved_state is not None
+        assert "global 0 (v128)" in compiled.info.unsaved_state
+        await runtime.start_agent(AgentSpec(name="vec"), compiled)
+        assert not await runtime.hibernate("vec")
+        clock.advance(61)
+        assert await runtime.maintain() == []
+        assert runtime.agent_statistics("vec").state is AgentState.RUNNING
 
 
 async def test_a_control_operation_does_not_wait_behind_a_message_backlog(

@@ -70,6 +70,8 @@ class AgentInfo:
     memory_bytes: int
     mailbox_depth: int
     last_active: float | None  # unix seconds
+    #: Why this reactor is never hibernated (a snapshot could not keep its state), or None.
+    unsaved_state: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (times in RFC 3339, UTC)."""

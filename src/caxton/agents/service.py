@@ -367,6 +367,7 @@ class AgentService:
             memory_bytes=stats.memory_bytes,
             mailbox_depth=stats.mailbox_depth,
             last_active=last_active,
+            unsaved_state=entry.compiled.info.unsaved_state,
         )
 
     # -- node start and stop -----------------------------------------------------------------

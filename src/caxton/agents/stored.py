@@ -2,7 +2,8 @@
 
 * `StoredKv`: the host's ``kv_*`` imports; reads a key at a time; each change returns once
   committed (group-committed with other writes, in issue order), or raises `StorageError`.
-* `StoredSnapshots`: hibernated agents' linear memory (packed by storage, written behind).
+* `StoredSnapshots`: hibernated agents' linear memory (packed by storage, written behind) and
+  mutable globals (in the snapshot's JSON meta).
 * `StoredTimers`: pending ``schedule`` timers, so a restart re-arms what is still due.
 * `PersistingEvents`: marks agents whose state changed or whose message failed in a
   `DirtyAgents`, so the agent service writes their state, counters and last error; and forwards
@@ -133,7 +134,9 @@ class StoredSnapshots:
             self._known.add(agent)
 
     def save(self, agent: str, snapshot: Snapshot) -> None:
-        meta = {"pages": snapshot.pages, "version": snapshot.version}
+        meta: dict[str, Any] = {"pages": snapshot.pages, "version": snapshot.version}
+        if snapshot.globals:
+            meta["globals"] = [list(value) for value in snapshot.globals]
         with self._lock:
             self._known.add(agent)
             self._pending[agent] = snapshot
@@ -160,7 +163,9 @@ class StoredSnapshots:
         if found is None:
             return None
         memory, meta = found
-        return Snapshot(memory.size, memory.pages, int(meta["version"]))
+        # Snapshots stored before globals were kept have no "globals": memory only, as then.
+        values = tuple((int(i), str(t), int(b)) for i, t, b in meta.get("globals", ()))
+        return Snapshot(memory.size, memory.pages, int(meta["version"]), values)
 
     def delete(self, agent: str) -> None:
         with self._lock:

@@ -1,8 +1,8 @@
 """``GET /api/v1/agents/{name}/debug``: everything ``caxton debug --agent-id NAME`` prints.
 
-State, kind, version, limits, memory, mailbox depth and capacity, counters, the last errors
-(error and warning log lines, ``handler_failed`` dead letters), the agent's recent dead
-letters, its recent messages and the tail of its log.
+State, kind, version, limits, memory, mailbox depth and capacity, counters, whether it can be
+hibernated (and why not), the last errors (error and warning log lines, ``handler_failed`` dead
+letters), the agent's recent dead letters, its recent messages and the tail of its log.
 
 Recent messages are read back from the conversation history the node keeps anyway (see
 `caxton.messaging.recent`), so they are there on the first call, including what happened
@@ -41,13 +41,23 @@ async def _dead_letters(messaging: Messaging, name: str) -> list[dict[str, Any]]
     return [dead_letter_dict(d) for d in letters if name in (d.receiver, d.sender)]
 
 
+def _hibernation(kind: str, unsaved_state: str | None) -> dict[str, Any]:
+    """Whether the runtime may hibernate the agent (snapshot its memory and globals)."""
+    if kind != "reactor":
+        return {"possible": False, "reason": "a command agent keeps no instance between messages"}
+    if unsaved_state is not None:
+        return {"possible": False, "reason": f"never hibernated: {unsaved_state}"}
+    return {"possible": True, "reason": None}
+
+
 async def debug(request: web.Request) -> web.Response:
     """``GET /api/v1/agents/{name}/debug?messages=20&logs=50``."""
     name = request.match_info["name"]
     n_messages = query_int(request, "messages", 20, 0, RING)
     n_logs = query_int(request, "logs", 50, 0, 10_000)
     agents = request.app[NODE].agents
-    info = (await agents.get(name)).as_dict()
+    agent = await agents.get(name)
+    info = agent.as_dict()
     messaging = messaging_of(request)
     lines = agents.logs(name, max(n_logs, 200))
     letters = await _dead_letters(messaging, name)
@@ -77,6 +87,7 @@ async def debug(request: web.Request) -> web.Response:
             "mailbox": {"depth": info["mailbox_depth"], "capacity": limits["mailbox_capacity"]},
             "counters": info["counters"],
             "last_active": info["last_active"],
+            "hibernation": _hibernation(info["kind"], agent.unsaved_state),
             "last_errors": errors[-LAST_ERRORS:],
             "dead_letters": letters[-LAST_ERRORS:],
             "recent_messages": {
@@ -102,6 +113,11 @@ _DEBUG_SCHEMA: dict[str, Any] = {
         "counters": AGENT_SCHEMA["properties"]["counters"],
         "last_error": {"type": ["string", "null"]},
         "last_active": {"type": ["string", "null"]},
+        "hibernation": {
+            "type": "object",
+            "description": "possible (whether an idle agent is hibernated: its memory and "
+            "globals saved, its instance dropped) and reason (why not, or null)",
+        },
         "last_errors": {"type": "array", "description": "time, source, level, text"},
         "dead_letters": {"type": "array", "description": "the agent's latest dead letters"},
         "recent_messages": {

@@ -30,6 +30,12 @@ def _section(title: str) -> None:
     click.echo(f"== {title}")
 
 
+def _hibernation(value: Any) -> str:
+    if not isinstance(value, dict):
+        return "-"  # a node that does not say
+    return "possible" if value.get("possible") else str(value.get("reason"))
+
+
 def _summary(view: dict[str, Any]) -> None:
     limits, memory, mailbox = view["limits"], view["memory"], view["mailbox"]
     counters = view.get("counters") or {}
@@ -53,6 +59,7 @@ def _summary(view: dict[str, Any]) -> None:
             ("restarts", counters.get("restarts")),
             ("last error", view.get("last_error")),
             ("last active", human_time(view.get("last_active"))),
+            ("hibernation", _hibernation(view.get("hibernation"))),
         ]
     )
 

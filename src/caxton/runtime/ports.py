@@ -4,7 +4,8 @@
   `kvstore.AgentKv`'s cache. `get` and `usage` may block briefly (worker threads); `set`/`delete`
   are called on worker threads in the order the agent made them and must not block (the SQLite
   one hands them to its writer thread), and a later `get` must see them (read your writes).
-* `SnapshotBackend`: hibernated agents' linear memory (`save`/`load`/`delete`, worker threads).
+* `SnapshotBackend`: hibernated agents' linear memory and mutable globals (`save`/`load`/
+  `delete`, worker threads).
 * Message delivery is the port in `caxton.runtime.delivery` (`Delivery`).
 * `AgentEvents`: what the runtime tells its owner, always on the event loop thread, batched.
 * Time comes from a `caxton.clock.Clock` (injectable so maintenance is tested without sleeping).
@@ -47,7 +48,7 @@ class KvBackend(Protocol):
 
 
 class SnapshotBackend(Protocol):
-    """Linear-memory snapshots of hibernated agents."""
+    """Snapshots (linear memory and mutable globals) of hibernated agents."""
 
     def save(self, agent: str, snapshot: Snapshot) -> None: ...
     def load(self, agent: str) -> Snapshot | None: ...

@@ -323,7 +323,11 @@ class Runtime:
             await asyncio.to_thread(journal.flush)
 
     async def hibernate(self, name: str) -> bool:
-        """Save the agent's linear memory and drop its instance; the next message restores it."""
+        """Save the agent's memory and globals, drop its instance; the next message restores it.
+
+        False if there was nothing to hibernate, or a snapshot could not keep the agent's
+        state (a mutable global of a type it cannot save): such an agent stays live.
+        """
         agent = self._agent(name)
         done: bool = await self._control(agent, lambda worker: worker.lifecycle.hibernate(agent))
         return done
@@ -436,7 +440,10 @@ class Runtime:
         candidates = [
             Candidate(a.name, a.last_active or now, a.memory_bytes, a.scheduled or bool(a.mailbox))
             for a in self._agents.values()
-            if a.kind == "reactor" and a.state is AgentState.RUNNING and a.inst is not None
+            if a.kind == "reactor"
+            and a.state is AgentState.RUNNING
+            and a.inst is not None
+            and a.compiled.info.unsaved_state is None
         ]
         names = choose_hibernations(
             candidates,

@@ -10,7 +10,8 @@ already in memory is free. So `ModuleCache.load` looks in three places, fastest 
    does not recompile;
 2. **disk** — ``<directory>/<sha256>-<variant>.cwasm`` written by `Module.serialize` and loaded
    with `Module.deserialize_file`, which maps the file instead of copying it;
-3. **compile** — and then fill both.
+3. **compile** — and then fill both. What is compiled is the module with its mutable globals
+   exported (`caxton.runtime.admission.globals`), so snapshots can keep them.
 
 The key is the SHA-256 of the bytes plus a *variant*: a hash of the installed wasmtime version
 and the caller's ``settings_key`` (the engine settings that change the generated code: fuel,
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import hashlib
 import importlib.metadata
 import logging
@@ -47,6 +49,7 @@ from typing import Literal
 import wasmtime
 
 from caxton.errors import InvalidWasm
+from caxton.runtime.admission.globals import plan_globals
 from caxton.runtime.admission.validate import ModuleInfo, check_binary, check_bytes, inspect_module
 
 __all__ = [
@@ -62,7 +65,7 @@ logger = logging.getLogger("caxton.runtime.cache")  # its name before the move t
 CacheSource = Literal["memory", "disk", "compiled"]
 
 _SUFFIX = ".cwasm"
-_FORMAT = b"caxton-module-cache-1"  # bump to orphan every existing file
+_FORMAT = b"caxton-module-cache-2"  # bump to orphan every existing file (2: globals exported)
 # Every file ends with this magic and the SHA-256 of the wasmtime artifact before it.
 _TRAILER_MAGIC = b"CXSUM\x001\x00"
 _TRAILER = _TRAILER_MAGIC + bytes(32)
@@ -198,7 +201,7 @@ class ModuleCache:
                     self._disk_seconds += seconds
                 return CachedModule(module, digest, "disk", seconds)
         started = time.perf_counter()
-        module = _compile(self._engine, wasm)
+        module = _compile(self._engine, plan_globals(wasm).wasm)
         seconds = time.perf_counter() - started
         with self._lock:
             self._compiles += 1
@@ -279,13 +282,21 @@ class ModuleCache:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
 
-    def inspect(self, loaded: CachedModule, *, memory_limit: int) -> ModuleInfo:
-        """`inspect_module`, remembered per module and memory limit (refusals are not kept)."""
+    def inspect(self, loaded: CachedModule, wasm: bytes, *, memory_limit: int) -> ModuleInfo:
+        """`inspect_module` and the module's globals (`plan_globals`), remembered per module
+        and memory limit (refusals are not kept). ``wasm``: the bytes ``loaded`` came from."""
         key = (loaded.sha256, memory_limit)
         with self._lock:
             info = self._infos.get(key)
         if info is None:
             info = inspect_module(loaded.module, memory_limit=memory_limit)
+            plan = plan_globals(wasm)
+            info = dataclasses.replace(
+                info,
+                exports=info.exports - plan.added,
+                saved_globals=plan.saved,
+                unsaved_state=plan.unsaved,
+            )
         with self._lock:
             self._infos[key] = info
             self._infos.move_to_end(key)
@@ -359,4 +370,4 @@ def validate_and_load(
     if not wasm or len(wasm) > max_size:
         check_bytes(wasm, max_size=max_size)  # raises the right error
     loaded = cache.load(wasm)  # check_binary before anything is compiled or deserialized
-    return loaded, cache.inspect(loaded, memory_limit=memory_limit)
+    return loaded, cache.inspect(loaded, wasm, memory_limit=memory_limit)

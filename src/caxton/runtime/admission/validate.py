@@ -25,13 +25,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import wasmtime
 
 from caxton.errors import InvalidWasm, ModuleTooLarge
 from caxton.runtime.abi import HOST_IMPORTS, HOST_MODULE
 from caxton.runtime.admission.wasi import WASI_MODULE, WASI_PREVIEW1, Signature
+
+if TYPE_CHECKING:
+    from caxton.runtime.admission.globals import SavedGlobal
 
 __all__ = [
     "CAXTON_IMPORTS",
@@ -91,6 +94,10 @@ class ModuleInfo:
     has_initialize: bool
     #: The module exports ``caxton_init``; call it once after ``_initialize``.
     has_caxton_init: bool
+    #: The mutable globals a snapshot keeps (`caxton.runtime.admission.globals`).
+    saved_globals: tuple[SavedGlobal, ...] = ()
+    #: Why a snapshot cannot keep this agent's state (it is never hibernated), or None.
+    unsaved_state: str | None = None
 
 
 # --------------------------------------------------------------------------------------------

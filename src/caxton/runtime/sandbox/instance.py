@@ -22,8 +22,10 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from caxton.errors import AgentFailure, InvalidWasm
+from caxton.runtime.admission.globals import SavedGlobal
 from caxton.runtime.sandbox import _ffi, wasi_quota
 from caxton.runtime.sandbox._errors import map_wasm_errors, near_limit
+from caxton.runtime.sandbox.globals import GlobalValue, read_globals, write_globals
 from caxton.runtime.sandbox.quota import TempStorage
 
 __all__ = ["Instance", "MessageEntry", "MessageEntryType", "Snapshot"]
@@ -65,18 +67,27 @@ MessageEntryType = Callable[[int, int, int, int, int], MessageEntry]
 
 
 class Snapshot:
-    """The saved linear memory of a hibernated reactor agent: its size and non-zero pages.
+    """The saved state of a hibernated reactor agent: linear memory and mutable globals.
 
     Linear memory is mostly zero pages, so only the others are kept (index -> 64 KiB of
-    bytes); a restore writes just those into the fresh instance.
+    bytes); a restore writes just those into the fresh instance. ``globals`` holds every
+    mutable global as (index, type, raw bits); a snapshot stored before globals were kept has
+    none, and its restore writes memory only, as it did then.
     """
 
-    __slots__ = ("data", "size", "version")
+    __slots__ = ("data", "globals", "size", "version")
 
-    def __init__(self, size: int, data: dict[int, bytes], version: int) -> None:
+    def __init__(
+        self,
+        size: int,
+        data: dict[int, bytes],
+        version: int,
+        globals: tuple[GlobalValue, ...] = (),
+    ) -> None:
         self.size = size
         self.data = data
         self.version = version
+        self.globals = globals
 
     @property
     def pages(self) -> int:
@@ -223,8 +234,9 @@ class Instance:
         self.refresh()
         return near_limit(self.size, self.limit)
 
-    def snapshot(self, version: int) -> Snapshot:
-        """Copy the non-zero pages of linear memory out (for hibernation)."""
+    def snapshot(self, version: int, saved: tuple[SavedGlobal, ...] = ()) -> Snapshot:
+        """Copy the non-zero pages of linear memory and the ``saved`` globals out."""
+        values = read_globals(self.store, self._exports, saved) if saved else ()
         self.refresh()
         view, size, buf = self.view, self.size, _page_buffer()
         data: dict[int, bytes] = {}
@@ -235,16 +247,19 @@ class Instance:
         tail = size % _PAGE
         if tail and any(view[size - tail : size]):
             data[size // _PAGE] = bytes(view[size - tail : size])
-        return Snapshot(size, data, version)
+        return Snapshot(size, data, version, values)
 
-    def restore(self, snapshot: Snapshot) -> None:
-        """Grow memory to the snapshot's size and write its pages back.
+    def restore(self, snapshot: Snapshot, saved: tuple[SavedGlobal, ...] = ()) -> None:
+        """Grow memory to the snapshot's size, write its pages and its globals back.
 
         The instance is fresh: a page the snapshot does not keep is zeroed only if the
-        module's own initialisation (data segments) left something in it.
+        module's own initialisation (data segments) left something in it. ``saved``: the
+        module's saved globals (`ModuleInfo.saved_globals`).
         """
         if self.memory is None:
             raise AgentFailure("cannot restore: the agent has no memory", cause="trap")
+        if snapshot.globals:
+            write_globals(self.store, self._exports, saved, snapshot.globals)
         self.refresh()
         missing = snapshot.pages - self.size // _PAGE
         if missing > 0:

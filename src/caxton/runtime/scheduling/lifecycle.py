@@ -205,7 +205,7 @@ class InstanceLifecycle:
             else:
                 inst = self.instantiate(agent)
                 try:
-                    inst.restore(snapshot)
+                    inst.restore(snapshot, agent.compiled.info.saved_globals)
                 except AgentFailure:
                     inst.close()
                     raise
@@ -247,11 +247,15 @@ class InstanceLifecycle:
             inst.close()
 
     def hibernate(self, agent: Agent) -> bool:
-        """Save linear memory and drop the instance; False if there is nothing to hibernate."""
+        """Save memory and globals, drop the instance; False if there is nothing to hibernate
+        (or a snapshot could not keep the agent's state: `ModuleInfo.unsaved_state`)."""
         inst = agent.inst
         if agent.kind != "reactor" or inst is None or agent.state is not _RUNNING:
             return False
-        self.svc.snapshots.save(agent.name, inst.snapshot(agent.spec.version))
+        info = agent.compiled.info
+        if info.unsaved_state is not None:
+            return False
+        self.svc.snapshots.save(agent.name, inst.snapshot(agent.spec.version, info.saved_globals))
         self.drop_instance(agent)
         self.hibernations += 1
         self.set_state(agent, _HIBERNATED)
