@@ -81,6 +81,12 @@ def open_page(
         color_scheme="dark" if dark else "light",
     )
     page = context.new_page()
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    _VIOLATIONS[id(page)] = violations
     page.goto(dashboard.base + "/ui/")
     page.get_by_label("Token or API key").fill(dashboard.token)
     page.get_by_role("button", name="Log in").click()
@@ -88,11 +94,23 @@ def open_page(
     return page
 
 
+#: id(page) -> the Content-Security-Policy violations its console reported.
+_VIOLATIONS: dict[int, list[str]] = {}
+
+
+def close_page(page: Page) -> None:
+    """Close the tab's context, after checking that the page kept to its own
+    Content-Security-Policy (no inline styles or scripts, nothing from elsewhere)."""
+    violations = _VIOLATIONS.pop(id(page), [])
+    page.context.close()
+    assert not violations, violations
+
+
 @pytest.fixture
 def page(browser: Browser, dashboard: Dashboard) -> Iterator[Page]:
     tab = open_page(browser, dashboard)
     yield tab
-    tab.context.close()
+    close_page(tab)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -60,10 +60,14 @@ def test_deploy_by_file_upload_then_stop_start_and_remove(page: Page, dashboard:
     page.get_by_role("button", name="Cancel").click()
     expect(page.get_by_role("heading", name="Agent uploaded-echo")).to_contain_text("running")
     page.get_by_role("button", name="Stop").click()
+    page.keyboard.press("Escape")  # closes the dialog as Cancel does
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    expect(page.get_by_role("heading", name="Agent uploaded-echo")).to_contain_text("running")
+    assert api_state(dashboard, "uploaded-echo") == "running"
+    page.get_by_role("button", name="Stop").click()
     page.get_by_role("dialog").get_by_role("button", name="Stop").click()
     expect(page.get_by_role("heading", name="Agent uploaded-echo")).to_contain_text("stopped")
     assert api_state(dashboard, "uploaded-echo") == "stopped"
-    shot(page, "agent")
     # Start from the keyboard.
     page.get_by_role("button", name="Start").focus()
     page.keyboard.press("Enter")
@@ -83,12 +87,25 @@ def test_deploy_by_file_upload_then_stop_start_and_remove(page: Page, dashboard:
 def test_an_agents_page_shows_limits_versions_messages_and_logs(
     page: Page, dashboard: Dashboard
 ) -> None:
+    status, sent = api(
+        dashboard,
+        "/api/v1/messages?wait=5s",
+        method="POST",
+        body={"receiver": "counter", "performative": "request", "content": {}},
+    )
+    assert status == 200, sent
     page.goto(dashboard.base + "/ui/#/agents/counter")
     expect(page.get_by_role("heading", name="Agent counter")).to_be_visible()
     expect(page.locator("dl.facts")).to_contain_text("Mailbox")
-    expect(page.locator("#versions")).to_contain_text("version 1 (running)")
-    expect(page.locator("#recent-messages")).to_be_visible()
+    expect(page.locator("dl.facts")).to_contain_text("of 1024")
+    expect(page.locator("#versions")).to_contain_text("version 1 (current)")
+    # The request and counter's reply, newest first, linked to their conversation.
+    recent = page.locator("#recent-messages tbody tr")
+    expect(recent.first).to_contain_text("inform")
+    conversation = sent["conversation_id"]
+    expect(recent.get_by_role("link", name=conversation)).to_have_count(2)
     expect(page.locator("#agent-logs")).to_be_visible()
+    shot(page, "agent")
 
 
 def api_state(dashboard: Dashboard, name: str) -> str:

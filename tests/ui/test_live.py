@@ -43,10 +43,10 @@ def test_the_live_list_receives_events_pauses_resumes_and_filters(
     page.get_by_role("button", name="Resume").click()
     expect(events.filter(has_text=held)).to_have_count(2)
 
+    shot(page, "live")
     page.get_by_label("Filter").fill("inform")
     expect(events.filter(has_text=held)).to_have_count(1)
     expect(events.filter(has_text=held)).to_contain_text("inform")
-    shot(page, "live")
     page.get_by_label("Filter").fill("no event has this text")
     expect(events).to_have_count(0)
 

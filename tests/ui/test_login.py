@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import urllib.request
+from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
 
-from tests.ui.conftest import Dashboard, api, open_page, shot
+from tests.ui.conftest import Dashboard, api, close_page, open_page, shot
+
+ECHO = Path(__file__).resolve().parents[2] / "examples" / "agents" / "echo.wasm"
 
 
 def test_the_node_serves_the_dashboard_without_a_token_and_the_api_still_needs_one(
@@ -59,10 +62,12 @@ def test_the_token_lives_in_this_tab_only(browser: Browser, dashboard: Dashboard
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("heading", name="Log in to this node")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('caxton.token')") is None
-    page.context.close()
+    close_page(page)
 
 
-def test_the_overview_shows_the_node_agents_rates_and_dead_letters(page: Page) -> None:
+def test_the_overview_shows_the_node_agents_rates_and_dead_letters(
+    page: Page, dashboard: Dashboard
+) -> None:
     cards = page.locator("#overview-cards")
     expect(cards.get_by_role("region", name="Nodes")).to_contain_text("alive")
     expect(page.locator("#agents-total")).to_have_text("11")
@@ -70,4 +75,27 @@ def test_the_overview_shows_the_node_agents_rates_and_dead_letters(page: Page) -
     expect(cards.get_by_role("region", name="Messages per second")).to_contain_text("handled")
     expect(cards.get_by_role("region", name="Handling time")).to_contain_text("ms")
     expect(page.locator("#dead-letter-count")).to_have_text(re.compile(r"^\d+$"))
+    # Live: traffic shows in the rates, a deploy in the agent count, without a reload.
+    rate = cards.get_by_role("region", name="Messages per second")
+    handled = int(rate.locator(".note").inner_text().split()[0])
+    for n in range(5):
+        status, _ = api(
+            dashboard,
+            "/api/v1/messages?wait=5s",
+            method="POST",
+            body={"receiver": "echo", "performative": "request", "content": n},
+        )
+        assert status == 200
+    expect(rate.locator(".note")).to_contain_text(f"{handled + 5} handled")
+    status, _ = api(
+        dashboard,
+        "/api/v1/agents?name=overview-extra",
+        method="POST",
+        body=ECHO.read_bytes(),
+        content_type="application/wasm",
+    )
+    assert status == 201
+    expect(page.locator("#agents-total")).to_have_text("12")
     shot(page, "overview")
+    api(dashboard, "/api/v1/agents/overview-extra", method="DELETE")
+    expect(page.locator("#agents-total")).to_have_text("11")

@@ -123,7 +123,7 @@ export async function agentPage(main, [name], { showError }) {
           ["Last error", a.last_error]])),
         h("section", {}, h("h2", {}, "Versions"),
           h("ul", { id: "versions" }, a.versions.map((v) => h("li", {}, `version ${v} `,
-            v === a.version ? h("strong", {}, "(running)") :
+            v === a.version ? h("strong", {}, "(current)") :
               h("button", { type: "button", onclick: () => act("Roll back", "PUT", `?version=${v}`, `Roll ${a.name} back to version ${v}?`) }, `Roll back to ${v}`)))),
           h("label", { for: "upgrade-file" }, "Upgrade with a new module", upgradeFile))),
       h("h2", {}, "Recent messages"),

@@ -30,7 +30,7 @@ const routes = [
   [/^#\/cluster$/, cluster],
 ];
 
-async function route() {
+async function route(event) {
   if (cleanup) { cleanup(); cleanup = null; }
   showError(null);
   const hash = location.hash || "#/overview";
@@ -45,6 +45,7 @@ async function route() {
     try {
       cleanup = (await page(main, m.slice(1).map(decodeURIComponent), { showError })) || null;
     } catch (err) { showError(err); }
+    if (event) main.focus({ preventScroll: true }); // after a navigation, reading starts here
     return;
   }
   location.hash = "#/overview";
@@ -95,5 +96,7 @@ async function start() {
   route();
 }
 
+// The skip link moves focus without touching the hash (the hash is the page's route).
+document.querySelector(".skip").addEventListener("click", (e) => { e.preventDefault(); main.focus(); });
 document.getElementById("logout").addEventListener("click", () => { setToken(""); window.onhashchange = null; login(""); });
 start();

@@ -28,7 +28,7 @@ function sendForm(showError) {
   } }, h("h2", {}, "Send a message"),
   h("div", { class: "row" }, h("label", { for: "send-to" }, "To (names, comma-separated)", to),
     h("label", { for: "send-performative" }, "Performative", perf)),
-  h("label", { for: "send-content", style: "display:flex" }, "Content (JSON)", content),
+  h("label", { for: "send-content", class: "wide" }, "Content (JSON)", content),
   h("p", {}, h("button", { type: "submit", class: "primary" }, "Send")));
 }
 

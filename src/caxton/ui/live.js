@@ -48,7 +48,7 @@ export async function live(main) {
   });
   main.append(h("h1", {}, "Live events"),
     h("div", { class: "row" }, h("label", { for: "event-filter" }, "Filter", filter), pause,
-      h("label", { for: "heartbeats", style: "flex-direction:row;align-items:center;gap:4px" }, showHeartbeats, "heartbeats"), status),
+      h("label", { for: "heartbeats", class: "check" }, showHeartbeats, "heartbeats"), status),
     list);
   const ws = events("?heartbeat=15s", (ev) => {
     if (ev.type === "subscribed") { status.textContent = "live"; return; }
