@@ -73,9 +73,15 @@ def browser() -> Iterator[Browser]:
 
 
 def open_page(
-    browser: Browser, dashboard: Dashboard, *, dark: bool = False, width: int = 1280
+    browser: Browser,
+    dashboard: Dashboard | str,
+    *,
+    dark: bool = False,
+    width: int = 1280,
 ) -> Page:
-    """A fresh tab (its own session storage) on the dashboard, logged in."""
+    """A fresh tab (its own session storage) on the dashboard, logged in: with the test's
+    token for a `Dashboard`; with none for a node's base URL (authentication off: the page
+    opens without asking)."""
     context = browser.new_context(
         viewport={"width": width, "height": 900},
         color_scheme="dark" if dark else "light",
@@ -87,9 +93,11 @@ def open_page(
         lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
     )
     _VIOLATIONS[id(page)] = violations
-    page.goto(dashboard.base + "/ui/")
-    page.get_by_label("Token or API key").fill(dashboard.token)
-    page.get_by_role("button", name="Log in").click()
+    base = dashboard.base if isinstance(dashboard, Dashboard) else dashboard
+    page.goto(base + "/ui/")
+    if isinstance(dashboard, Dashboard):
+        page.get_by_label("Token or API key").fill(dashboard.token)
+        page.get_by_role("button", name="Log in").click()
     page.get_by_role("navigation", name="Pages").wait_for()
     return page
 

@@ -113,4 +113,3 @@ def test_the_cluster_page_lists_this_node(page: Page) -> None:
     expect(members.first).to_contain_text("(this node)")
     expect(members.first).to_contain_text("alive")
     expect(page.locator("main")).to_contain_text(re.compile("Not clustered"))
-    shot(page, "cluster")
