@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from caxton.api import stats
 from caxton.config import Secret
 from caxton.security import TokenIssuer
 from tests.api.clients import api_client
@@ -61,3 +64,34 @@ async def test_stats_need_a_token_when_authentication_is_on(tmp_path: Path) -> N
         token = TokenIssuer(secret, default_expiry=60).create("tester")
         ok = await client.get("/api/v1/stats", headers={"Authorization": f"Bearer {token}"})
         assert ok.status == 200
+
+
+async def test_stats_keep_the_last_minutes_of_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stats, "SAMPLE_SECONDS", 0.05)
+    async with api_client(tmp_path) as client:
+        wasm = (EXAMPLES / "echo.wasm").read_bytes()
+        resp = await client.post(
+            "/api/v1/agents?name=echo", data=wasm, headers={"Content-Type": "application/wasm"}
+        )
+        assert resp.status == 201
+        for i in range(2):
+            reply = await client.post(
+                "/api/v1/messages?wait=5s",
+                json={"receiver": "echo", "performative": "request", "content": i},
+            )
+            assert reply.status == 200
+
+        async def sampled() -> list[dict[str, Any]] | None:
+            body = await (await client.get("/api/v1/stats")).json()
+            history: list[dict[str, Any]] = body["history"]
+            return history if history and history[-1]["handled"] == 2 else None
+
+        history = await eventually(sampled, what="a sample counted both messages")
+        assert len(history) <= stats.HISTORY_SAMPLES
+        assert [h["handled"] for h in history] == sorted(h["handled"] for h in history)
+        assert history[-1]["sent"] >= 4
+        assert history[-1]["seconds_sum"] > 0
+        times = [h["time"] for h in history]
+        assert times == sorted(times)

@@ -87,6 +87,10 @@ def test_the_overview_shows_the_node_agents_rates_and_dead_letters(
         )
         assert status == 200
     expect(rate.locator(".note")).to_contain_text(f"{handled + 5} handled")
+    # The line of the last minutes comes from the node's own samples (one every 5 s).
+    expect(rate.locator("polyline")).to_have_attribute(
+        "points", re.compile(r"^\S+ \S+"), timeout=20_000
+    )
     status, _ = api(
         dashboard,
         "/api/v1/agents?name=overview-extra",

@@ -33,7 +33,7 @@ from caxton.api.keys import MAX_REQUEST_SIZE, NODE, PUBLIC_PATHS, REQUEST_TIMEOU
 from caxton.api.messages import message_routes
 from caxton.api.routes import Guards, Route, add_routes, openapi_document
 from caxton.api.security import security_middlewares
-from caxton.api.stats import stats_routes
+from caxton.api.stats import setup_stats_history, stats_routes
 from caxton.api.tracing import TRACER, tracing_middleware
 from caxton.api.ui import UI_PATHS, ui_routes
 from caxton.node import Node
@@ -123,6 +123,7 @@ def create_app(
     app[MAX_REQUEST_SIZE] = networking.max_request_size
 
     setup_event_streams(app)
+    setup_stats_history(app)
 
     routes: list[Route] = with_browser_responses(
         [

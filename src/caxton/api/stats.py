@@ -3,11 +3,17 @@
 The same numbers as the Prometheus metrics of the runtime and the messaging layer, as one JSON
 document on the API listener (the metrics listener is often not reachable from a browser). A
 client reads it twice and divides: messages per second, mean handling time over the interval.
+``history`` has the counters every `SAMPLE_SECONDS` over the last `HISTORY_SAMPLES` samples
+(ten minutes), taken by a task the app owns, so a page opened now can draw the last minutes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -15,10 +21,14 @@ from aiohttp import web
 from caxton.api.keys import NODE
 from caxton.api.messages import messaging_of
 from caxton.api.routes import Route
-from caxton.node import Node
+from caxton.node import Node, NodeState
 from caxton.wire.timestamps import rfc3339
 
-__all__ = ["stats_routes"]
+__all__ = ["HISTORY_SAMPLES", "SAMPLE_SECONDS", "setup_stats_history", "stats_routes"]
+
+SAMPLE_SECONDS = 5.0
+HISTORY_SAMPLES = 120  # ten minutes
+HISTORY = web.AppKey("stats_history", deque[dict[str, Any]])
 
 _COUNT = {"type": "integer", "minimum": 0}
 _SCHEMA: dict[str, Any] = {
@@ -44,8 +54,55 @@ _SCHEMA: dict[str, Any] = {
         "mailbox_depth": _COUNT,
         "memory_bytes": _COUNT,
         "dead_letters": {"type": "object", "additionalProperties": _COUNT},
+        "history": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "time": {"type": "string"},
+                    "sent": _COUNT,
+                    "handled": _COUNT,
+                    "seconds_sum": {"type": "number"},
+                },
+            },
+        },
     },
 }
+
+
+def _sample(node: Node) -> dict[str, Any]:
+    """The counters a history entry keeps."""
+    runtime = node.runtime.statistics()
+    messaging = node.messaging.statistics()
+    return {
+        "time": rfc3339(time.time()),
+        "sent": messaging.submitted + messaging.agent_sent,
+        "handled": sum(runtime.executions.values()),
+        "seconds_sum": runtime.duration_sum,
+    }
+
+
+def setup_stats_history(app: web.Application) -> None:
+    """Sample the node's counters every `SAMPLE_SECONDS` while the app runs (the app's
+    cleanup context owns the task)."""
+    history: deque[dict[str, Any]] = deque(maxlen=HISTORY_SAMPLES)
+    app[HISTORY] = history
+
+    async def sampler() -> None:
+        node = app[NODE]
+        while True:
+            if node.state is NodeState.RUNNING:
+                history.append(_sample(node))
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(sampler(), name="caxton-stats-history")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(run)
 
 
 async def show_stats(request: web.Request) -> web.Response:
@@ -77,6 +134,7 @@ async def show_stats(request: web.Request) -> web.Response:
         "mailbox_depth": runtime.mailbox_depth,
         "memory_bytes": runtime.memory_bytes,
         "dead_letters": dict(messaging.dead_letters),
+        "history": list(request.app.get(HISTORY, ())),
     }
     return web.json_response(body)
 
