@@ -10,7 +10,6 @@ client reads it twice and divides: messages per second, mean handling time over 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from caxton.api.keys import NODE
 from caxton.api.messages import messaging_of
 from caxton.api.routes import Route
 from caxton.node import Node, NodeState
+from caxton.tasks import TaskSet
 from caxton.wire.timestamps import rfc3339
 
 __all__ = ["HISTORY_SAMPLES", "SAMPLE_SECONDS", "setup_stats_history", "stats_routes"]
@@ -96,11 +96,10 @@ def setup_stats_history(app: web.Application) -> None:
             await asyncio.sleep(SAMPLE_SECONDS)
 
     async def run(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(sampler(), name="caxton-stats-history")
+        tasks = TaskSet("the stats history")
+        tasks.service(sampler(), "caxton-stats-history")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await tasks.aclose()
 
     app.cleanup_ctx.append(run)
 
