@@ -158,3 +158,23 @@ async def test_a_browser_websocket_offers_its_token_as_a_subprotocol(
         )
         assert resp.status == 401
         assert (await resp.json())["error"]["code"] == "UNAUTHORIZED"
+
+
+async def test_the_dashboards_files_need_no_token_and_open_no_way_around_it(
+    auth_client: TestClient[Any, Any],
+) -> None:
+    page = await auth_client.get("/ui/")
+    assert page.status == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert (await auth_client.get("/ui/app.js")).status == 200
+    for sneaky in (
+        "/ui/../api/v1/agents",
+        "/ui/%2E%2E/api/v1/agents",
+        "/ui/..%2Fapi%2Fv1%2Fagents",
+        "/ui//api/v1/agents",
+        "/uiapi/v1/agents",
+    ):
+        resp = await auth_client.get(sneaky)
+        body = await resp.text()
+        assert resp.status in (401, 404), (sneaky, resp.status, body)
+        assert '"agents"' not in body, sneaky
