@@ -133,3 +133,48 @@ def test_serve_and_config_check_refuse_the_same_secrets() -> None:
     with pytest.raises(SecurityError) as info:
         TokenIssuer("x" * (MIN_SECRET_CHARS - 1), default_expiry=60)
     assert info.value.message == problem
+
+
+async def test_a_browser_websocket_offers_its_token_as_a_subprotocol(
+    auth_client: TestClient[Any, Any],
+) -> None:
+    token = TokenIssuer(SECRET, default_expiry=60).create("browser")
+    async with auth_client.ws_connect(
+        "/api/v1/events", protocols=("caxton.events", f"caxton.token.{token}")
+    ) as ws:
+        assert ws.protocol == "caxton.events"
+        assert (await ws.receive_json())["type"] == "subscribed"
+    forged = TokenIssuer("another-secret-entirely", default_expiry=60).create("x")
+    for protocols in [("caxton.events",), ("caxton.events", f"caxton.token.{forged}")]:
+        resp = await auth_client.get(
+            "/api/v1/events",
+            headers={
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Protocol": ", ".join(protocols),
+            },
+        )
+        assert resp.status == 401
+        assert (await resp.json())["error"]["code"] == "UNAUTHORIZED"
+
+
+async def test_the_dashboards_files_need_no_token_and_open_no_way_around_it(
+    auth_client: TestClient[Any, Any],
+) -> None:
+    page = await auth_client.get("/ui/")
+    assert page.status == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert (await auth_client.get("/ui/app.js")).status == 200
+    for sneaky in (
+        "/ui/../api/v1/agents",
+        "/ui/%2E%2E/api/v1/agents",
+        "/ui/..%2Fapi%2Fv1%2Fagents",
+        "/ui//api/v1/agents",
+        "/uiapi/v1/agents",
+    ):
+        resp = await auth_client.get(sneaky)
+        body = await resp.text()
+        assert resp.status in (401, 404), (sneaky, resp.status, body)
+        assert '"agents"' not in body, sneaky

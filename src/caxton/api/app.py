@@ -33,7 +33,9 @@ from caxton.api.keys import MAX_REQUEST_SIZE, NODE, PUBLIC_PATHS, REQUEST_TIMEOU
 from caxton.api.messages import message_routes
 from caxton.api.routes import Guards, Route, add_routes, openapi_document
 from caxton.api.security import security_middlewares
+from caxton.api.stats import setup_stats_history, stats_routes
 from caxton.api.tracing import TRACER, tracing_middleware
+from caxton.api.ui import UI_PATHS, ui_routes
 from caxton.node import Node
 
 __all__ = ["RequestObserver", "create_app"]
@@ -121,6 +123,7 @@ def create_app(
     app[MAX_REQUEST_SIZE] = networking.max_request_size
 
     setup_event_streams(app)
+    setup_stats_history(app)
 
     routes: list[Route] = with_browser_responses(
         [
@@ -131,13 +134,15 @@ def create_app(
             *event_routes(),
             *cluster_routes(),
             *conflict_routes(),
+            *stats_routes(),
+            *ui_routes(),
         ]
     )
     app[BODY_TYPES] = body_types(routes)
 
     security = node.config.security
     guards = Guards(
-        public_paths=PUBLIC_PATHS,
+        public_paths=PUBLIC_PATHS | UI_PATHS,
         auth_header=security.api_key_header if security.auth_enabled else None,
         rate_limited=security.rate_limit_enabled,
     )

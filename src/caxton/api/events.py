@@ -35,10 +35,13 @@ from caxton.messaging import Subscription
 from caxton.wire.codec import normalise_performative
 from caxton.wire.timestamps import rfc3339
 
-__all__ = ["CLOSE_TOO_SLOW", "close_event_streams", "event_routes"]
+__all__ = ["CLOSE_TOO_SLOW", "EVENTS_PROTOCOL", "close_event_streams", "event_routes"]
 
 #: Close code for a subscriber the bus dropped because it read too slowly.
 CLOSE_TOO_SLOW = 4008
+#: The subprotocol the stream answers with when a client offers it (browsers do, with their
+#: token as a second one: `caxton.api.security.websocket_token`).
+EVENTS_PROTOCOL = "caxton.events"
 DEFAULT_HEARTBEAT = 15.0
 MIN_HEARTBEAT, MAX_HEARTBEAT = 1.0, 300.0
 #: How often the handler looks for a drop while the sender is blocked on a full socket.
@@ -122,7 +125,12 @@ async def events(request: web.Request) -> web.StreamResponse:
     heartbeat = _heartbeat(request)
     max_queue = query_int(request, "max_queue", 1000, 10, 100_000)
     messaging = messaging_of(request)
-    ws = web.WebSocketResponse(heartbeat=heartbeat, compress=False, max_msg_size=64 * 1024)
+    ws = web.WebSocketResponse(
+        heartbeat=heartbeat,
+        compress=False,
+        max_msg_size=64 * 1024,
+        protocols=(EVENTS_PROTOCOL,),  # chosen when offered (a browser's token rides beside it)
+    )
     if not ws.can_prepare(request).ok:
         raise ApiError(
             426,

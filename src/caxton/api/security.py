@@ -2,7 +2,9 @@
 
 * Auth (``auth_enabled``): every route but ``/health``, ``/ready`` and the OpenAPI document
   needs a token (`caxton.security.TokenIssuer`) as ``Authorization: Bearer`` or in
-  ``api_key_header``; otherwise ``401 UNAUTHORIZED``.
+  ``api_key_header`` (a WebSocket upgrade from a browser, which cannot set headers, may offer it
+  as the subprotocol ``caxton.token.<token>``); otherwise ``401 UNAUTHORIZED``. The dashboard's
+  static files (``/ui/``) need none.
 * Rate limits (``rate_limit_enabled``): a token bucket per client address refilled at
   ``rate_limit_per_second`` up to ``rate_limit_burst``; an empty bucket answers
   ``429 RATE_LIMITED`` with ``Retry-After``. Buckets of idle clients are forgotten.
@@ -19,13 +21,13 @@ from typing import Any
 from aiohttp import web
 
 from caxton.api.errors import error_response
-from caxton.api.keys import PUBLIC_PATHS
+from caxton.api.keys import PUBLIC_PATHS, is_ui_path
 from caxton.clock import SYSTEM_CLOCK, Clock
 from caxton.config import SecurityConfig
 from caxton.errors import SecurityError
 from caxton.security import TokenIssuer
 
-__all__ = ["PRINCIPAL", "security_middlewares"]
+__all__ = ["PRINCIPAL", "WS_TOKEN_PREFIX", "security_middlewares", "websocket_token"]
 
 log = logging.getLogger("caxton.security")
 
@@ -47,11 +49,13 @@ def _auth_middleware(config: SecurityConfig) -> Any:
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+        if request.path in PUBLIC_PATHS or request.method == "OPTIONS" or is_ui_path(request.path):
             response: web.StreamResponse = await handler(request)
             return response
         auth = request.headers.get("Authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get(header)
+        if not token and request.headers.get("Upgrade", "").lower() == "websocket":
+            token = websocket_token(request)
         if not token:
             return error_response(
                 401,
@@ -74,6 +78,21 @@ def _auth_middleware(config: SecurityConfig) -> Any:
         return response
 
     return authenticate
+
+
+#: A browser's WebSocket cannot set headers: it offers the token as a subprotocol
+#: ``caxton.token.<token>`` next to ``caxton.events`` (the one the server answers with).
+WS_TOKEN_PREFIX = "caxton.token."
+
+
+def websocket_token(request: web.Request) -> str | None:
+    """The token a WebSocket upgrade offers in ``Sec-WebSocket-Protocol``, if any."""
+    for offered in request.headers.getall("Sec-WebSocket-Protocol", []):
+        for protocol in offered.split(","):
+            protocol = protocol.strip()
+            if protocol.startswith(WS_TOKEN_PREFIX) and len(protocol) > len(WS_TOKEN_PREFIX):
+                return protocol[len(WS_TOKEN_PREFIX) :]
+    return None
 
 
 class _Buckets:
