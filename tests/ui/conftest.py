@@ -60,8 +60,11 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         node.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one module's tests. Not for the session: Playwright's sync API keeps an
+    event loop running on this thread while it is open, and the asyncio tests collected after
+    a UI module could not run their own."""
     if not Path(CHROMIUM).exists():
         pytest.fail(
             "Debian's chromium is missing: scripts/test installs it (apt-get install chromium)"
