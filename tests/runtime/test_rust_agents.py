@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -315,3 +316,73 @@ def test_the_rust_bidder_wins_and_loses_against_c_agents(built: Path, node: Node
     # The Rust bidder's proposal carried its own reply_with, which the C manager answered.
     won_logs = [line["text"] for line in node.debug("cheap-rs")["logs"]]
     assert "bidder: won a contract at 15, task done" in won_logs
+
+
+# --------------------------------------------------------------------------- the docs
+
+
+def _doc_files() -> dict[str, str]:
+    """The files of docs/agents.md's Rust quick start (``<!-- file: NAME -->`` blocks)."""
+    text = (ROOT / "docs" / "agents.md").read_text()
+    files: dict[str, str] = {}
+    for found in re.finditer(r"<!-- file: (\S+) -->\n```\w*\n(.*?)```", text, re.DOTALL):
+        files[found.group(1)] = found.group(2)
+    return files
+
+
+def _doc_serde_source() -> str:
+    text = (ROOT / "docs" / "agents.md").read_text()
+    section = text[text.index("### With serde") :]
+    found = re.search(r"```rust\n(.*?)```", section, re.DOTALL)
+    assert found is not None
+    return found.group(1)
+
+
+def _cargo_build(project: Path) -> bytes:
+    target = _rust_target()
+    result = subprocess.run(
+        [str(DEBIAN_CARGO), "build", "--quiet", "--release", "--target", target],
+        cwd=project,
+        env={**os.environ, "RUSTC": str(DEBIAN_RUSTC)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (module,) = (project / "target" / target / "release").glob("*.wasm")
+    return module.read_bytes()
+
+
+def _quick_start(project: Path, source: str | None = None) -> bytes:
+    files = _doc_files()
+    assert set(files) == {"Cargo.toml", ".cargo/config.toml", "src/lib.rs"}
+    sdk = str(ROOT / "sdk" / "rust")
+    files["Cargo.toml"] = files["Cargo.toml"].replace("/path/to/caxton/sdk/rust", sdk)
+    if source is not None:  # the serde variant, as the docs say to change the dependencies
+        files["src/lib.rs"] = source
+        files["Cargo.toml"] = files["Cargo.toml"].replace(
+            f'caxton = {{ path = "{sdk}" }}',
+            f'caxton = {{ path = "{sdk}", features = ["serde"] }}\n'
+            'serde = { version = "1", features = ["derive"] }',
+        )
+    for name, text in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    return _cargo_build(project)
+
+
+def test_the_docs_rust_quick_start_builds_and_answers(
+    built: Path, node: Node, tmp_path: Path
+) -> None:
+    greeter = _quick_start(tmp_path / "greeter")
+    serde = _quick_start(tmp_path / "orders", _doc_serde_source())
+    node.deploy("greeter", greeter)
+    node.deploy("orders", serde)
+    first = node.ask("greeter", {"name": 'Ada "the first"'})["content"]
+    assert first == {"greeting": 'Hello, Ada "the first"!', "visits": 1}
+    assert node.ask("greeter", {"name": "Bob"})["content"]["visits"] == 2
+    assert node.ask("greeter", {"nom": "x"})["performative"] == "not_understood"
+    assert any(line["text"] == "greeted Bob (visit 2)" for line in node.debug("greeter")["logs"])
+    order = {"item": "widget", "qty": 3}
+    assert node.ask("orders", order)["content"] == order
+    assert node.ask("orders", {"item": 1})["performative"] == "not_understood"
