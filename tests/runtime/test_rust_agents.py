@@ -121,6 +121,21 @@ def test_committed_rust_module_is_up_to_date(built: Path, name: str) -> None:
     )
 
 
+def test_the_sdk_unit_tests_pass(built: Path, tmp_path: Path) -> None:
+    """The scanner and the message builder, tested on the build machine (with serde too)."""
+    for features in ([], ["--features", "serde"]):
+        result = subprocess.run(
+            [str(DEBIAN_CARGO), "test", "--quiet", "--lib", *features],
+            cwd=ROOT / "sdk" / "rust",
+            env={**os.environ, "RUSTC": str(DEBIAN_RUSTC), "CARGO_TARGET_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "test result: ok. 5 passed" in result.stdout
+
+
 # --------------------------------------------------------------------------- a real node
 
 
