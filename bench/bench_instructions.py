@@ -7,7 +7,9 @@ journal, SQLite) under ``valgrind --tool=callgrind`` for two game lengths, and p
 difference per message on the busiest thread (the worker) and over all threads.
 Use it to compare two versions of the hot path:
 
-    python bench/bench_instructions.py [--stack] [--short 500] [--long 2500]
+    python bench/bench_instructions.py [--stack] [--short 500] [--long 2500] [--pong FILE]
+
+``--pong FILE`` plays against another pong module (another language's: `bench_languages`).
 
 Needs valgrind (``apt-get install valgrind``); takes about a minute. Counts include work that
 depends on elapsed time, which valgrind's ~50x slowdown inflates (the ``created_at`` string is
@@ -30,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 AGENTS = ROOT / "examples" / "agents"
 
 
-async def game(rounds: int, stack: bool) -> None:
+async def game(rounds: int, stack: bool, pong: Path = AGENTS / "pong.wasm") -> None:
     """One ping/pong game of ``rounds`` round trips (the process valgrind runs)."""
     from caxton.config.schema import Config, RuntimeConfig
     from caxton.runtime import AgentSpec, Engine, Runtime
@@ -45,8 +47,8 @@ async def game(rounds: int, stack: bool) -> None:
     if not stack:
         inbox: asyncio.Queue[bytes] = asyncio.Queue()
         async with Runtime(config, engine=engine, external=lambda r, d: inbox.put_nowait(d)) as rt:
-            for name in ("pong", "ping"):
-                compiled = engine.compile((AGENTS / f"{name}.wasm").read_bytes())
+            for name, path in (("pong", pong), ("ping", AGENTS / "ping.wasm")):
+                compiled = engine.compile(path.read_bytes())
                 await rt.start_agent(AgentSpec(name=name), compiled)
             rt.deliver_nowait("ping", json.dumps({**start, "sender": "client"}).encode())
             done = json.loads(await asyncio.wait_for(inbox.get(), 3600))
@@ -64,9 +66,9 @@ async def game(rounds: int, stack: bool) -> None:
             runtime = messaging.runtime
             await runtime.start()
             await messaging.start()
-            for name in ("pong", "ping"):
+            for name, path in (("pong", pong), ("ping", AGENTS / "ping.wasm")):
                 await storage.agents.create(AgentRecord(name=name), b"\0asm\x01\0\0\0")
-                compiled = engine.compile((AGENTS / f"{name}.wasm").read_bytes())
+                compiled = engine.compile(path.read_bytes())
                 await runtime.start_agent(AgentSpec(name=name), compiled)
             accepted = await messaging.submit(start, client="bench", wait=True)
             assert accepted.reply is not None
@@ -89,9 +91,11 @@ def _totals(prefix: Path) -> dict[int, int]:
     return totals
 
 
-def measure(rounds: int, stack: bool, out: Path) -> dict[int, int]:
+def measure(
+    rounds: int, stack: bool, out: Path, pong: Path = AGENTS / "pong.wasm"
+) -> dict[int, int]:
     """Run one game under callgrind; instructions per thread."""
-    prefix = out / f"cg.{rounds}"
+    prefix = out / f"cg.{pong.parent.name}.{pong.stem}.{rounds}"
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -103,6 +107,8 @@ def measure(rounds: int, stack: bool, out: Path) -> dict[int, int]:
         "--game",
         str(rounds),
         *(["--stack"] if stack else []),
+        "--pong",
+        str(pong),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -115,34 +121,43 @@ def main() -> None:
     parser.add_argument("--stack", action="store_true", help="through Messaging and SQLite")
     parser.add_argument("--short", type=int, default=500)
     parser.add_argument("--long", type=int, default=2500)
+    parser.add_argument("--pong", type=Path, default=AGENTS / "pong.wasm")
     parser.add_argument("--game", type=int, help=argparse.SUPPRESS)  # the measured child
     args = parser.parse_args()
     if args.game is not None:
-        asyncio.run(game(args.game, args.stack))
+        asyncio.run(game(args.game, args.stack, args.pong))
         return
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed: apt-get install valgrind")
-    with tempfile.TemporaryDirectory() as tmp:
-        short = measure(args.short, args.stack, Path(tmp))
-        long = measure(args.long, args.stack, Path(tmp))
-    messages = 2 * (args.long - args.short)
-    # The busiest thread is the worker running the game (threads are numbered in creation
-    # order, the same in both runs for the ones that matter); the sum over all threads too.
-    busiest = max(count - short.get(thread, 0) for thread, count in long.items())
     print(
         json.dumps(
             {
                 "benchmark": "instructions",
                 "stack": args.stack,
-                "messages": messages,
-                "instructions_per_message": {
-                    "busiest_thread": round(busiest / messages),
-                    "all_threads": round((sum(long.values()) - sum(short.values())) / messages),
-                },
+                "pong": str(args.pong),
+                "messages": 2 * (args.long - args.short),
+                "instructions_per_message": per_message(
+                    args.short, args.long, args.stack, args.pong
+                ),
             },
             indent=2,
         )
     )
+
+
+def per_message(short_rounds: int, long_rounds: int, stack: bool, pong: Path) -> dict[str, int]:
+    """Instructions per message against ``pong``: on the busiest thread and on all threads."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed: apt-get install valgrind")
+    with tempfile.TemporaryDirectory() as tmp:
+        short = measure(short_rounds, stack, Path(tmp), pong)
+        long = measure(long_rounds, stack, Path(tmp), pong)
+    messages = 2 * (long_rounds - short_rounds)
+    # The busiest thread is the worker running the game (threads are numbered in creation
+    # order, the same in both runs for the ones that matter); the sum over all threads too.
+    busiest = max(count - short.get(thread, 0) for thread, count in long.items())
+    return {
+        "busiest_thread": round(busiest / messages),
+        "all_threads": round((sum(long.values()) - sum(short.values())) / messages),
+    }
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@
 # enforces the memory limit. Needs: clang, lld (wasm-ld) and wasi-libc (Debian packages
 # `clang lld wasi-libc`; clang >= 14 also needs `libclang-rt-14-dev-wasm32`, or the
 # package of your clang version, for the compiler-rt builtins).
+#
+# Rust examples (examples/agents/rust/<name>/, a cargo workspace with the SDK in sdk/rust) are
+# built into <OUT_DIR>/rust/<name>.wasm: see the "Rust examples" block at the end.
 set -euo pipefail
 
 case "${BASH_SOURCE[0]}" in
@@ -108,3 +111,44 @@ else
         echo "built $out_dir/assemblyscript/$name.wasm (assemblyscript reactor, $size bytes)"
     done
 fi
+
+# ---- Rust examples (begin) ---------------------------------------------------------------
+# examples/agents/rust/*/ -> <OUT_DIR>/rust/<name>.wasm, with cargo, offline. Debian 12:
+# `apt-get install rustc cargo libstd-rust-dev-wasm32 lld librust-serde-json-dev` (rustc 1.63,
+# target wasm32-wasi). /usr/bin/cargo is preferred over a rustup one earlier in PATH (rustup
+# toolchains here have no wasm target); CARGO and RUSTC choose another toolchain, whose target
+# is wasm32-wasip1 if it knows it. Without cargo the Rust examples are skipped, saying so.
+rust_dir="$src_dir/rust"
+if [ -d "$rust_dir" ]; then
+    if [ -z "${CARGO:-}" ] && [ -x /usr/bin/cargo ] && [ -x /usr/bin/rustc ]; then
+        CARGO=/usr/bin/cargo
+        RUSTC="${RUSTC:-/usr/bin/rustc}"
+    fi
+    CARGO="${CARGO:-cargo}"
+    RUSTC="${RUSTC:-rustc}"
+    if ! command -v "$CARGO" >/dev/null 2>&1; then
+        echo "build-agents: cargo not found: Rust examples skipped. Install: sudo apt-get install rustc cargo libstd-rust-dev-wasm32 lld librust-serde-json-dev" >&2
+    else
+        if "$RUSTC" --print target-list | grep -qx wasm32-wasip1; then
+            rust_target=wasm32-wasip1
+        else
+            rust_target=wasm32-wasi
+        fi
+        # The same flags as .cargo/config.toml, plus a fixed path prefix so the modules do not
+        # depend on where the checkout is (panic locations name source files).
+        rust_flags="-C link-arg=-zstack-size=32768 --remap-path-prefix=$root=/caxton"
+        if ! (cd "$rust_dir" && RUSTC="$RUSTC" RUSTFLAGS="$rust_flags" CARGO_TARGET_DIR="$work/rust" \
+            "$CARGO" build --quiet --release --target "$rust_target" 2>"$work/rust.err"); then
+            cat "$work/rust.err" >&2
+            die "cargo could not build the Rust examples for $rust_target. On Debian 12: sudo apt-get install rustc cargo libstd-rust-dev-wasm32 lld librust-serde-json-dev (with rustup: rustup target add wasm32-wasip1)"
+        fi
+        mkdir -p "$out_dir/rust"
+        for crate in "$rust_dir"/*/Cargo.toml; do
+            name="$(basename "$(dirname "$crate")")"
+            mv -f "$work/rust/$rust_target/release/$name.wasm" "$out_dir/rust/$name.wasm"
+            size=$(wc -c <"$out_dir/rust/$name.wasm")
+            echo "built $out_dir/rust/$name.wasm (rust reactor, $rust_target, $size bytes)"
+        done
+    fi
+fi
+# ---- Rust examples (end) -----------------------------------------------------------------

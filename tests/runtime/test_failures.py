@@ -42,6 +42,39 @@ async def test_hostile_message_fails_alone_and_agent_restarts(
     assert runtime.statistics().executions[cause] == 2
 
 
+@pytest.mark.parametrize(
+    ("fixture", "code", "trap", "function"),
+    [
+        pytest.param(
+            "trap", "unreachable", "wasm `unreachable` instruction executed", "<wasm function 1>"
+        ),
+        pytest.param("recursion", "stack_overflow", "call stack exhausted", "down"),
+    ],
+)
+async def test_a_failure_keeps_the_trap_and_the_backtrace(
+    runtime: Runtime,
+    deploy: Deploy,
+    recorder: Recorder,
+    fixture: str,
+    code: str,
+    trap: str,
+    function: str,
+) -> None:
+    """Not wasmtime's first line ("error while executing at wasm backtrace:"): the cause."""
+    await deploy("bad", wat(fixture))
+    runtime.deliver_nowait("bad", message("bad", 1))
+    _, _, failure = await recorder.failure()
+    assert failure.details["trap_code"] == code
+    assert trap in failure.message
+    assert "error while executing" not in failure.message
+    frames = failure.details["backtrace"]
+    assert frames[0].startswith("0: ")
+    assert frames[0].endswith(f"<unknown>!{function}")
+    last = runtime.agent_statistics("bad").last_error
+    assert last is not None
+    assert last.startswith(f"{failure.cause}: {failure.message}\nwasm backtrace:\n  0: ")
+
+
 async def test_returned_error_fails_without_restart(
     runtime: Runtime, deploy: Deploy, recorder: Recorder
 ) -> None:

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 __all__ = ["DeliveryPort"]
 
 
+#: What a failure's details add to its dead letter: the trap code, the line the agent logged
+#: (a panic's text) and the wasm backtrace.
+_KEPT = ("trap_code", "log", "backtrace")
+
+
 class DeliveryPort:
     """`Delivery` and `AgentEvents` for the runtime (see the module docstring)."""
 
@@ -66,7 +71,8 @@ class DeliveryPort:
 
     def message_failed(self, name: str, data: bytes, error: AgentFailure) -> None:
         """A handler failed: dead-letter the message (reason ``handler_failed``)."""
-        details = {"cause": error.cause, "error": error.message}
+        details: dict[str, object] = {"cause": error.cause, "error": error.message}
+        details.update((k, error.details[k]) for k in _KEPT if k in error.details)
         self.router.dead_letter_soon(
             name, data, header_of(data), Reason.HANDLER_FAILED, details, notify=True, pending=True
         )

@@ -37,7 +37,7 @@ from caxton.runtime.delivery import Delivery, Origin
 from caxton.runtime.engine import Engine
 from caxton.runtime.ports import AgentEvents, KvBackend, SnapshotBackend
 from caxton.runtime.sandbox import _ffi, host
-from caxton.runtime.sandbox._errors import failure_from
+from caxton.runtime.sandbox._errors import describe, failure_from
 from caxton.runtime.scheduling.lifecycle import InstanceLifecycle
 from caxton.runtime.stats import WorkerCounters
 from caxton.runtime.tracing import SpanLog, current
@@ -323,7 +323,12 @@ class Worker:
             agent.stdout.reset()
             agent.stderr.reset()
         if rc:
-            error = AgentFailure(f"caxton_handle returned {rc}", cause="returned_error")
+            said = _logged_during(agent, elapsed)
+            error = AgentFailure(
+                f"caxton_handle returned {rc}" + (f"; the agent logged: {said}" if said else ""),
+                cause="returned_error",
+                details={"log": said} if said else None,
+            )
             self._failed(agent, data, error, elapsed, crashed=False)
             return
         agent.messages_handled += 1
@@ -391,13 +396,15 @@ class Worker:
         error, trap = inst.entry.take_failure()
         exc: BaseException = _ffi.error_from_ptr(error) if error else _ffi.trap_from_ptr(trap)
         near = isinstance(exc, wasmtime.Trap) and inst.at_memory_limit()
-        self._failed(agent, data, failure_from(exc, at_memory_limit=near), elapsed, crashed=True)
+        said = _logged_during(agent, elapsed)
+        failure = failure_from(exc, at_memory_limit=near, logged=said)
+        self._failed(agent, data, failure, elapsed, crashed=True)
 
     def _failed(
         self, agent: Agent, data: bytes, failure: AgentFailure, elapsed: float, *, crashed: bool
     ) -> None:
         agent.failures += 1
-        agent.last_error = f"{failure.cause}: {failure.message}"
+        agent.last_error = describe(failure)
         if failure.cause == "deadline":
             agent.slow = True  # see `scheduler`: it no longer gets every worker
         self.counters.record(failure.cause, elapsed)
@@ -414,3 +421,15 @@ class Worker:
         else:
             agent.closed = True
             self.set_state(agent, AgentState.FAILED)
+
+
+def _logged_during(agent: Agent, elapsed: float) -> str | None:
+    """The last line ``agent`` logged at level error in the last ``elapsed`` seconds (the call
+    that failed): a Rust panic's text, an AssemblyScript abort, the SDK's reason."""
+    since = time_ns() / 1e9 - elapsed - 0.001
+    for line in reversed(agent.logs.recent(16)):
+        if line.time < since:
+            break
+        if line.level == "error" or "panicked at" in line.text:
+            return line.text
+    return None
