@@ -134,10 +134,19 @@ if [ -d "$rust_dir" ]; then
         else
             rust_target=wasm32-wasi
         fi
-        # The same flags as .cargo/config.toml, plus a fixed path prefix so the modules do not
-        # depend on where the checkout is (panic locations name source files).
-        rust_flags="-C link-arg=-zstack-size=32768 --remap-path-prefix=$root=/caxton"
-        if ! (cd "$rust_dir" && RUSTC="$RUSTC" RUSTFLAGS="$rust_flags" CARGO_TARGET_DIR="$work/rust" \
+        # The modules must not depend on where the checkout is: cargo derives a path
+        # dependency's symbol hashes from its absolute path, and the linker lays the module out
+        # in symbol order. So the sources are built from one fixed directory (one build at a
+        # time, under a lock), with that prefix remapped (panic locations name source files).
+        fixed=/tmp/caxton-rust-build
+        exec 9>"$fixed.lock"
+        flock 9
+        rm -rf "$fixed"
+        mkdir -p "$fixed"
+        tar -C "$root" --exclude=target -cf - sdk/rust examples/agents/rust | tar -C "$fixed" -xf -
+        # The same flags as .cargo/config.toml, plus the remapped prefix.
+        rust_flags="-C link-arg=-zstack-size=32768 --remap-path-prefix=$fixed=/caxton"
+        if ! (cd "$fixed/examples/agents/rust" && RUSTC="$RUSTC" RUSTFLAGS="$rust_flags" CARGO_TARGET_DIR="$work/rust" \
             "$CARGO" build --quiet --release --target "$rust_target" 2>"$work/rust.err"); then
             cat "$work/rust.err" >&2
             die "cargo could not build the Rust examples for $rust_target. On Debian 12: sudo apt-get install rustc cargo libstd-rust-dev-wasm32 lld librust-serde-json-dev (with rustup: rustup target add wasm32-wasip1)"
@@ -149,6 +158,8 @@ if [ -d "$rust_dir" ]; then
             size=$(wc -c <"$out_dir/rust/$name.wasm")
             echo "built $out_dir/rust/$name.wasm (rust reactor, $rust_target, $size bytes)"
         done
+        rm -rf "$fixed"
+        exec 9>&-
     fi
 fi
 # ---- Rust examples (end) -----------------------------------------------------------------
