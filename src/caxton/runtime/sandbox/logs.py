@@ -78,6 +78,17 @@ class LogRing:
         if self._logger.isEnabledFor(py_level):
             self._logger.log(py_level, "%s", text)
 
+    def error_during(self, seconds: float) -> str | None:
+        """The last line logged at level error in the last ``seconds`` (the call that just
+        failed): a Rust panic's text, an AssemblyScript abort, the reason an SDK logged."""
+        since = time.time() - seconds - 0.001
+        for line in reversed(self._lines):
+            if line.time < since:
+                break
+            if line.level == "error" or "panicked at" in line.text:
+                return line.text
+        return None
+
     def recent(self, n: int | None = None) -> list[LogLine]:
         """The last ``n`` lines (all kept lines when None), oldest first."""
         lines = list(self._lines)

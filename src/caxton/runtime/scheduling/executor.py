@@ -323,7 +323,7 @@ class Worker:
             agent.stdout.reset()
             agent.stderr.reset()
         if rc:
-            said = _logged_during(agent, elapsed)
+            said = agent.logs.error_during(elapsed)
             error = AgentFailure(
                 f"caxton_handle returned {rc}" + (f"; the agent logged: {said}" if said else ""),
                 cause="returned_error",
@@ -396,7 +396,7 @@ class Worker:
         error, trap = inst.entry.take_failure()
         exc: BaseException = _ffi.error_from_ptr(error) if error else _ffi.trap_from_ptr(trap)
         near = isinstance(exc, wasmtime.Trap) and inst.at_memory_limit()
-        said = _logged_during(agent, elapsed)
+        said = agent.logs.error_during(elapsed)
         failure = failure_from(exc, at_memory_limit=near, logged=said)
         self._failed(agent, data, failure, elapsed, crashed=True)
 
@@ -421,15 +421,3 @@ class Worker:
         else:
             agent.closed = True
             self.set_state(agent, AgentState.FAILED)
-
-
-def _logged_during(agent: Agent, elapsed: float) -> str | None:
-    """The last line ``agent`` logged at level error in the last ``elapsed`` seconds (the call
-    that failed): a Rust panic's text, an AssemblyScript abort, the SDK's reason."""
-    since = time_ns() / 1e9 - elapsed - 0.001
-    for line in reversed(agent.logs.recent(16)):
-        if line.time < since:
-            break
-        if line.level == "error" or "panicked at" in line.text:
-            return line.text
-    return None
