@@ -7,7 +7,7 @@ its median ratio to C's (the goal: within 10 %, a ratio >= 0.9), the pong module
 with ``--instructions`` the instructions per message (valgrind, see `bench_instructions`).
 
     python bench/bench_languages.py [--rounds 20000] [--runs 5] [--workers 4] [--instructions]
-    python bench/bench_languages.py --pong as=examples/agents/assemblyscript/pong.wasm
+    python bench/bench_languages.py --pong mine=path/to/pong.wasm    (one more language)
 
 A language is one entry in `PONGS` (or a ``--pong NAME=FILE``): a reactor module that answers
 every ``request`` with ``inform`` and the same content.
@@ -36,6 +36,7 @@ AGENTS = ROOT / "examples" / "agents"
 PONGS: dict[str, Path] = {
     "c": AGENTS / "pong.wasm",
     "rust": AGENTS / "rust" / "pong.wasm",
+    "assemblyscript": AGENTS / "assemblyscript" / "pong.wasm",
 }
 
 
