@@ -322,15 +322,25 @@ def test_the_rust_bidder_wins_and_loses_against_c_agents(built: Path, node: Node
     lost = _negotiate(node, ["dear-rs", "bidder-b", "lazy-rs"])
     assert lost["performative"] == "inform"
     assert lost["content"] == {"winner": "bidder-b", "price": 20, "proposals": 2, "refusals": 1}
-    logs = [line["text"] for line in node.debug("dear-rs")["logs"]]
-    assert "bidder: proposal rejected" in logs
+
+    def rejected() -> bool:
+        return "bidder: proposal rejected" in [
+            line["text"] for line in node.debug("dear-rs")["logs"]
+        ]
+
+    # The manager answers as it sends the loser its reject: the log line may come a moment later.
+    wait_until(rejected, 5, what="dear-rs logged its rejection")
 
     nobody = _negotiate(node, ["lazy-rs", "bidder-c"])
     assert nobody["performative"] == "failure"
     assert nobody["content"] == {"reason": "no proposals"}
     # The Rust bidder's proposal carried its own reply_with, which the C manager answered.
-    won_logs = [line["text"] for line in node.debug("cheap-rs")["logs"]]
-    assert "bidder: won a contract at 15, task done" in won_logs
+
+    def won_contract() -> bool:
+        logs = [line["text"] for line in node.debug("cheap-rs")["logs"]]
+        return "bidder: won a contract at 15, task done" in logs
+
+    wait_until(won_contract, 5, what="cheap-rs logged its contract")
 
 
 # --------------------------------------------------------------------------- the docs
