@@ -58,14 +58,7 @@ class Unsupported(Exception):
 
 
 def _varint(value: int) -> bytes:
-    if value < _SMALL:
-        return _VARINTS[value]
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return _VARINTS[value] if value < _SMALL else _slow_varint(value)
 
 
 def _slow_varint(value: int) -> bytes:
