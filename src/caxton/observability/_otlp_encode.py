@@ -91,8 +91,7 @@ def _value(value: Any) -> bytes:
     if value is True or value is False:
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, str):
-        data = value.encode()
-        return b"\x0a" + _varint(len(data)) + data
+        return _field(1, value.encode())
     if isinstance(value, int):
         if not _INT64_MIN <= value <= _INT64_MAX:
             raise Unsupported("an integer out of the int64 range")
@@ -116,29 +115,25 @@ def _pair(key: str, value: Any) -> bytes:
         if len(_keys) >= _CACHED:
             _keys.clear()
         head = _keys[key] = _text(1, key)
-    encoded = _value(value)
-    return head + b"\x12" + _varint(len(encoded)) + encoded
+    return head + _field(2, _value(value))
 
 
 def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
-    tag = _varint(number << 3 | 2)
     out = []
     pairs = _pairs
     for key, value in attributes.items():
-        if value.__class__ is str:
-            whole = pairs.get((number, key, value))
-            if whole is None:
-                pair = _pair(key, value)
-                whole = tag + _varint(len(pair)) + pair
-                if len(pairs) >= _CACHED:
-                    pairs.clear()
-                pairs[(number, key, value)] = whole
-            out.append(whole)
+        if value.__class__ is not str:
+            out.append(_field(number, _pair(key, value)))
             continue
-        pair = _pair(key, value)
-        out.append(tag + _varint(len(pair)) + pair)
+        whole = pairs.get((number, key, value))
+        if whole is None:
+            whole = _field(number, _pair(key, value))
+            if len(pairs) >= _CACHED:
+                pairs.clear()
+            pairs[(number, key, value)] = whole
+        out.append(whole)
     return b"".join(out)
 
 
@@ -230,7 +225,7 @@ def request_bytes(spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
         if group is None:
             group = groups.setdefault(resource, {}).setdefault(scope, [])
             by_id[(id(resource), id(scope))] = group
-        group.append(b"\x12" + _varint(len(encoded)) + encoded)
+        group.append(_field(2, encoded))
     out = []
     for resource, scopes in groups.items():
         body = [_field(1, _attributes(1, resource.attributes))]

@@ -91,9 +91,13 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         context = span.context
         if context is None or not context.trace_flags.sampled:
             return
-        if len(self._queue) >= self.capacity:  # the append below pushes the oldest one out
-            self.counts.add("dropped", 1)
+        self._count_drop()
         super().on_end(span)
+
+    def _count_drop(self) -> None:
+        """Count the span the next append pushes out of a full queue (the oldest)."""
+        if len(self._queue) >= self.capacity:
+            self.counts.add("dropped", 1)
 
     @property
     def takes_encoded(self) -> bool:
@@ -104,8 +108,7 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         """Queue an `EncodedSpan` (`caxton.observability._otlp_encode`) as `on_end` queues a
         finished span; the exporters encode it as they do the others."""
         assert self._emit is not None
-        if len(self._queue) >= self.capacity:
-            self.counts.add("dropped", 1)
+        self._count_drop()
         self._emit(span)
 
     def queued(self) -> int:

@@ -352,10 +352,7 @@ class Worker:
         host stamps every message the handler sends with a child context, and the times, the
         outcome and the fuel used go to the `SpanLog` (spans are built off this thread).
         """
-        if data[:_HEAD_LEN] != _HEAD:
-            self.handle(agent, data)
-            return
-        parsed = _sampled_ids(data)
+        parsed = _sampled_ids(data) if data[:_HEAD_LEN] == _HEAD else None
         if parsed is None:
             self.handle(agent, data)
             return
