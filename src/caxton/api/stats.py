@@ -70,10 +70,9 @@ _SCHEMA: dict[str, Any] = {
 }
 
 
-def _sample(node: Node) -> dict[str, Any]:
-    """The counters a history entry keeps."""
-    runtime = node.runtime.statistics()
-    messaging = node.messaging.statistics()
+def _sample(runtime: Any, messaging: Any) -> dict[str, Any]:
+    """The counters a history entry keeps (from the runtime's and the messaging layer's
+    statistics), now."""
     return {
         "time": rfc3339(time.time()),
         "sent": messaging.submitted + messaging.agent_sent,
@@ -92,7 +91,7 @@ def setup_stats_history(app: web.Application) -> None:
         node = app[NODE]
         while True:
             if node.state is NodeState.RUNNING:
-                history.append(_sample(node))
+                history.append(_sample(node.runtime.statistics(), node.messaging.statistics()))
             await asyncio.sleep(SAMPLE_SECONDS)
 
     async def run(app: web.Application) -> AsyncIterator[None]:
@@ -109,18 +108,19 @@ async def show_stats(request: web.Request) -> web.Response:
     node: Node = request.app[NODE]
     messaging = messaging_of(request).statistics()
     runtime = node.runtime.statistics()
-    handled = sum(runtime.executions.values())
+    now = _sample(runtime, messaging)
+    handled = now["handled"]
     body = {
-        "time": rfc3339(time.time()),
+        "time": now["time"],
         "started_at": rfc3339(node.started_at) if node.started_at else None,
         "messages": {
-            "sent": messaging.submitted + messaging.agent_sent,
+            "sent": now["sent"],
             "handled": handled,
             "failed": handled - runtime.executions.get("ok", 0),
         },
         "processing": {
             "count": handled,
-            "seconds_sum": runtime.duration_sum,
+            "seconds_sum": now["seconds_sum"],
             "bounds": list(runtime.duration_bounds),
             "buckets": list(runtime.duration_buckets),
         },
