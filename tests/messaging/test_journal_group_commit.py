@@ -3,12 +3,14 @@ ones (the workers going idle after every message must not flood the writer)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import Future
 
 from caxton.messaging.journal import Journal
 from caxton.storage.messages import MessageBatch
 from caxton.wire.codec import encode
+from tests.messaging.conftest import Stack
 
 
 def _message(mid: str) -> bytes:
@@ -103,3 +105,31 @@ def test_a_commit_racing_a_deferring_worker_strands_nothing() -> None:
     journal.flush(block=False)  # what the timer does at the latest
     written = sum(count for batch in writer.batches for _, count, _ in batch.chunks)
     assert written == 2000
+
+
+async def test_the_flush_timer_queues_nothing_behind_a_busy_writer(stack: Stack) -> None:
+    """While the writer is busy, the event loop's flush timer leaves the journal to the commit
+    in flight instead of queueing one batch per tick: otherwise a flooding agent's entries never
+    reach the workers' blocking flush (no backpressure) and an API commit waits behind
+    seconds of queued batches."""
+    journal = stack.messaging.journal
+    release = threading.Event()
+    gate = stack.storage.write_nowait(lambda conn: release.wait(10))
+    journal.flush()  # nothing recorded yet: no batch
+    journal.sent("c1", _message("m0"), None)
+    first = journal.flush(block=False)  # one batch behind the gate
+    assert first is not None
+    try:
+        for i in range(1, 21):  # ten flush intervals of recording
+            journal.sent("c1", _message(f"m{i}"), None)
+            await asyncio.sleep(stack.options.flush_interval / 2)
+        assert stack.storage.statistics().queue_depth <= 2  # the gate and the first batch
+        assert len(journal) == 20  # kept for the commit in flight
+    finally:
+        release.set()
+    await asyncio.wrap_future(gate)
+    await asyncio.wrap_future(first)
+    await stack.messaging.history.written()
+    messages, total = await stack.messaging.history.conversation("c1", limit=100)
+    assert total == 21
+    assert [m["message_id"] for m in messages] == [f"m{i}" for i in range(21)]

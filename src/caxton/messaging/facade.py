@@ -159,7 +159,11 @@ class Messaging:
         while True:
             await asyncio.sleep(self.options.flush_interval)
             if len(self.journal):
-                self.journal.flush(block=False)
+                # Deferred: while a batch is uncommitted its commit flushes what waits, so the
+                # timer never queues batches behind a busy writer (that would drain the deque
+                # before the workers' flushes could block on it: no backpressure, and an API
+                # commit waiting seconds behind the queue).
+                self.journal.flush(block=False, defer=True)
 
     async def _prune_loop(self) -> None:
         """Prune every ``prune_interval``, and as soon as a quarter of ``max_history`` (or of
