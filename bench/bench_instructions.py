@@ -7,9 +7,13 @@ journal, SQLite) under ``valgrind --tool=callgrind`` for two game lengths, and p
 difference per message on the busiest thread (the worker) and over all threads.
 Use it to compare two versions of the hot path:
 
-    python bench/bench_instructions.py [--stack] [--short 500] [--long 2500] [--pong FILE]
+    python bench/bench_instructions.py [--stack [--traced]] [--short 500] [--long 2500]
+                                       [--pong FILE]
 
 ``--pong FILE`` plays against another pong module (another language's: `bench_languages`).
+``--traced`` (with ``--stack``) starts the game with a sampled ``traceparent`` and records its
+spans to a `SpanLog` (not shipped): every message of the game is traced, so the difference
+against the same command without it is what tracing costs one message in the node.
 
 Needs valgrind (``apt-get install valgrind``); takes about a minute. Counts include work that
 depends on elapsed time, which valgrind's ~50x slowdown inflates (the ``created_at`` string is
@@ -32,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 AGENTS = ROOT / "examples" / "agents"
 
 
-async def game(rounds: int, stack: bool, pong: Path = AGENTS / "pong.wasm") -> None:
+async def game(
+    rounds: int, stack: bool, pong: Path = AGENTS / "pong.wasm", traced: bool = False
+) -> None:
     """One ping/pong game of ``rounds`` round trips (the process valgrind runs)."""
     from caxton.config.schema import Config, RuntimeConfig
     from caxton.runtime import AgentSpec, Engine, Runtime
@@ -54,14 +60,20 @@ async def game(rounds: int, stack: bool, pong: Path = AGENTS / "pong.wasm") -> N
             done = json.loads(await asyncio.wait_for(inbox.get(), 3600))
     else:
         from caxton.messaging import Messaging
+        from caxton.runtime.tracing import SpanLog
         from caxton.storage import AgentRecord, Storage
+
+        spans = SpanLog(limit=8 * rounds) if traced else None
+        traceparent = f"00-{'ab' * 16}-{'cd' * 8}-01" if traced else None
 
         with tempfile.TemporaryDirectory() as tmp:
             storage = await Storage.open(Path(tmp) / "local.db")
             messaging = Messaging(
                 Config(runtime=config),
                 storage,
-                runtime=lambda m: Runtime(config, engine=engine, delivery=m, events=m),
+                runtime=lambda m: Runtime(
+                    config, engine=engine, delivery=m, events=m, spans=spans
+                ),
             )
             runtime = messaging.runtime
             await runtime.start()
@@ -70,12 +82,17 @@ async def game(rounds: int, stack: bool, pong: Path = AGENTS / "pong.wasm") -> N
                 await storage.agents.create(AgentRecord(name=name), b"\0asm\x01\0\0\0")
                 compiled = engine.compile(path.read_bytes())
                 await runtime.start_agent(AgentSpec(name=name), compiled)
-            accepted = await messaging.submit(start, client="bench", wait=True)
+            accepted = await messaging.submit(
+                start, client="bench", wait=True, traceparent=traceparent
+            )
             assert accepted.reply is not None
             done = await accepted.reply.wait(3600) or {}
             await runtime.aclose()
             await messaging.aclose()
             await storage.aclose()
+            if spans is not None:  # every message was traced, none was dropped
+                assert not spans.dropped, spans.dropped
+                assert len(spans.records) >= 2 * rounds, len(spans.records)
     engine.close()
     assert done["content"] == {"done": rounds}, done
 
@@ -92,10 +109,10 @@ def _totals(prefix: Path) -> dict[int, int]:
 
 
 def measure(
-    rounds: int, stack: bool, out: Path, pong: Path = AGENTS / "pong.wasm"
+    rounds: int, stack: bool, out: Path, pong: Path = AGENTS / "pong.wasm", traced: bool = False
 ) -> dict[int, int]:
     """Run one game under callgrind; instructions per thread."""
-    prefix = out / f"cg.{pong.parent.name}.{pong.stem}.{rounds}"
+    prefix = out / f"cg.{pong.parent.name}.{pong.stem}.{rounds}{'.traced' if traced else ''}"
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -107,6 +124,7 @@ def measure(
         "--game",
         str(rounds),
         *(["--stack"] if stack else []),
+        *(["--traced"] if traced else []),
         "--pong",
         str(pong),
     ]
@@ -122,20 +140,26 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=500)
     parser.add_argument("--long", type=int, default=2500)
     parser.add_argument("--pong", type=Path, default=AGENTS / "pong.wasm")
+    parser.add_argument(
+        "--traced", action="store_true", help="every message traced (needs --stack)"
+    )
     parser.add_argument("--game", type=int, help=argparse.SUPPRESS)  # the measured child
     args = parser.parse_args()
+    if args.traced and not args.stack:
+        parser.error("--traced needs --stack (spans are recorded by the messaging stack)")
     if args.game is not None:
-        asyncio.run(game(args.game, args.stack, args.pong))
+        asyncio.run(game(args.game, args.stack, args.pong, args.traced))
         return
     print(
         json.dumps(
             {
                 "benchmark": "instructions",
                 "stack": args.stack,
+                "traced": args.traced,
                 "pong": str(args.pong),
                 "messages": 2 * (args.long - args.short),
                 "instructions_per_message": per_message(
-                    args.short, args.long, args.stack, args.pong
+                    args.short, args.long, args.stack, args.pong, args.traced
                 ),
             },
             indent=2,
@@ -143,13 +167,15 @@ def main() -> None:
     )
 
 
-def per_message(short_rounds: int, long_rounds: int, stack: bool, pong: Path) -> dict[str, int]:
+def per_message(
+    short_rounds: int, long_rounds: int, stack: bool, pong: Path, traced: bool = False
+) -> dict[str, int]:
     """Instructions per message against ``pong``: on the busiest thread and on all threads."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install valgrind")
     with tempfile.TemporaryDirectory() as tmp:
-        short = measure(short_rounds, stack, Path(tmp), pong)
-        long = measure(long_rounds, stack, Path(tmp), pong)
+        short = measure(short_rounds, stack, Path(tmp), pong, traced)
+        long = measure(long_rounds, stack, Path(tmp), pong, traced)
     messages = 2 * (long_rounds - short_rounds)
     # The busiest thread is the worker running the game (threads are numbered in creation
     # order, the same in both runs for the ones that matter); the sum over all threads too.
