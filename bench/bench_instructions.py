@@ -71,9 +71,7 @@ async def game(
             messaging = Messaging(
                 Config(runtime=config),
                 storage,
-                runtime=lambda m: Runtime(
-                    config, engine=engine, delivery=m, events=m, spans=spans
-                ),
+                runtime=lambda m: Runtime(config, engine=engine, delivery=m, events=m, spans=spans),
             )
             runtime = messaging.runtime
             await runtime.start()
