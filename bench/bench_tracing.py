@@ -21,7 +21,7 @@ evenly through their range (`EvenTraceIds`); the sampler is the node's. Variants
 interleaved (run 1 of each, run 2 of each, ...) so that they share the machine's phases;
 medians are the figure to read. Prints JSON:
 
-    python bench/bench_tracing.py [--games 50] [--rounds 400] [--runs 5] [--workers 2]
+    python bench/bench_tracing.py [--games 50] [--rounds 400] [--runs 9] [--workers 2]
                                   [--variants off,0.1,1.0]
 
 ``--variants off`` runs nothing of tracing (no import of it either), so the same script run
@@ -224,7 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--games", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=400)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--variants", default="off,0.1,1.0")
     args = parser.parse_args()
@@ -291,6 +291,19 @@ def report(args: argparse.Namespace, variants: list[Variant]) -> None:
         base = statistics.median(off.rates)
         result["relative_to_off"] = {
             v.name: round(statistics.median(v.rates) / base, 3) for v in variants if v is not off
+        }
+        # Run i of every variant ran back to back (interleaved), so the ratio within a run
+        # shares the machine's phase; their median moves less than the ratio of medians when
+        # the machine's speed drifts over the runs (on a shared VM: +-15 % between runs).
+        result["relative_to_off_per_run"] = {
+            v.name: {
+                "median": round(
+                    statistics.median(r / o for r, o in zip(v.rates, off.rates, strict=True)), 3
+                ),
+                "runs": [round(r / o, 3) for r, o in zip(v.rates, off.rates, strict=True)],
+            }
+            for v in variants
+            if v is not off
         }
     print(json.dumps(result, indent=2))
 
