@@ -86,6 +86,10 @@ def test_2_plus_1_partition_dead_both_ways_then_alive_after_the_heal(
 def test_the_namespace_goes_with_everything_in_it(tmp_path: Path) -> None:
     with Netns() as namespace:
         sleeper = subprocess.Popen([*namespace.exec_prefix, "sleep", "60"])
+        # `ip netns exec` enters the namespace, then becomes `sleep` (same pid): wait for it
+        deadline = time.monotonic() + 5
+        while sleeper.pid not in namespace.pids() and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert sleeper.pid in namespace.pids()
         name = namespace.name
     assert sleeper.wait(timeout=5) == -9
