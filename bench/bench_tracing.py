@@ -295,16 +295,15 @@ def report(args: argparse.Namespace, variants: list[Variant]) -> None:
         # Run i of every variant ran back to back (interleaved), so the ratio within a run
         # shares the machine's phase; their median moves less than the ratio of medians when
         # the machine's speed drifts over the runs (on a shared VM: +-15 % between runs).
-        result["relative_to_off_per_run"] = {
-            v.name: {
-                "median": round(
-                    statistics.median(r / o for r, o in zip(v.rates, off.rates, strict=True)), 3
-                ),
-                "runs": [round(r / o, 3) for r, o in zip(v.rates, off.rates, strict=True)],
-            }
-            for v in variants
-            if v is not off
-        }
+        per_run: dict[str, object] = {}
+        for v in variants:
+            if v is not off:
+                ratios = [r / o for r, o in zip(v.rates, off.rates, strict=True)]
+                per_run[v.name] = {
+                    "median": round(statistics.median(ratios), 3),
+                    "runs": [round(x, 3) for x in ratios],
+                }
+        result["relative_to_off_per_run"] = per_run
     print(json.dumps(result, indent=2))
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import wait_until
+
 from .netns import Netns, gid_prefix, why_not
 from .nodes import Cluster, Views
 
@@ -87,9 +89,7 @@ def test_the_namespace_goes_with_everything_in_it(tmp_path: Path) -> None:
     with Netns() as namespace:
         sleeper = subprocess.Popen([*namespace.exec_prefix, "sleep", "60"])
         # `ip netns exec` enters the namespace, then becomes `sleep` (same pid): wait for it
-        deadline = time.monotonic() + 5
-        while sleeper.pid not in namespace.pids() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: sleeper.pid in namespace.pids(), 5.0, what="sleep is in the namespace")
         assert sleeper.pid in namespace.pids()
         name = namespace.name
     assert sleeper.wait(timeout=5) == -9
