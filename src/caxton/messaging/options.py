@@ -20,9 +20,10 @@ class MessagingOptions:
     submit_wait: float = 1.0
     #: `Messaging.recover` waits this long per message for room in a full mailbox.
     recover_wait: float = 30.0
-    #: The event loop flushes the journal at least this often (seconds); workers flush too
-    #: (when they go idle or post events, and every `journal.FLUSH_AT` entries), so this timer
-    #: only matters under sustained load. 20 ms rather than 5 ms: each flush is one SQLite
+    #: The event loop flushes the journal at least this often (seconds), or leaves it to the
+    #: commit in flight, which flushes what waits; workers flush too (when they go idle or
+    #: post events, and every `journal.FLUSH_AT` entries), so this timer only matters under
+    #: sustained load. 20 ms rather than 5 ms: each flush is one SQLite
     #: commit on the writer thread, and four times fewer commits cut ~25% of the CPU per
     #: agent-to-agent message (interleaved bench runs). Durability is unchanged in kind (agent
     #: messages commit asynchronously; a lost flush is re-sent by its handler, see `journal`),
