@@ -11,7 +11,8 @@ on both with a fixed directory. Measured in one run, side by side:
   (``Messaging.submit(wait=True)``), p50/p99 in ms;
 * ``api_wait``: ``POST /api/v1/messages?wait=5s`` to a for ``echo`` on b over HTTP, p50/p99.
 
-    python bench/bench_cluster.py [--pairs 64] [--rounds 500] [--samples 300] [--secret]
+    python bench/bench_cluster.py [--pairs 64] [--rounds 500] [--samples 300] [--runs 5]
+        [--secret]
 """
 
 from __future__ import annotations
@@ -159,6 +160,9 @@ async def main() -> None:
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=500)
     parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument(
+        "--runs", type=int, default=5, help="interleaved split/local runs (medians reported)"
+    )
     parser.add_argument("--serve", nargs=3, metavar=("STATE", "PORT", "SEED"))
     parser.add_argument(
         "--secret", action="store_true", help="set a cluster_secret (every message signed)"
@@ -201,41 +205,61 @@ async def main() -> None:
         await games(a, [f"ping-{i}" for i in pairs], [f"pong-{i}" for i in pairs], 50)  # warm
         remote = a.cluster_messages
         assert remote is not None
-        before, store_before = remote.statistics(), a.storage.statistics()
-        cpu_before = (time.process_time(), cpu_seconds(child.pid))
-        split = await games(
-            a, [f"ping-{i}" for i in pairs], [f"pong-{i}" for i in pairs], args.rounds
-        )
-        after, store_after = remote.statistics(), a.storage.statistics()
-        cpu_after = (time.process_time(), cpu_seconds(child.pid))
-        crossed = 2 * args.rounds * args.pairs / 2  # messages a sent to b (as many came back)
+        split_pings = [f"ping-{i}" for i in pairs]
+        split_pongs = [f"pong-{i}" for i in pairs]
+        local_pings = [f"lping-{i}" for i in pairs]
+        local_pongs = [f"lpong-{i}" for i in pairs]
+        splits: list[float] = []
+        locals_: list[float] = []
+        # counters taken around the split games only (summed over the runs)
+        cpu_split = [0.0, 0.0]
+        store_split = [0, 0, 0]
+        early_split = [0, 0]
+        requests_split = forwarded_split = 0
+        for run in range(args.runs):
+            # interleaved, in alternating order: each run's two figures share the machine's
+            # phase (other load on a shared VM moves either by tens of percent)
+            if run % 2:
+                locals_.append(await games(a, local_pings, local_pongs, args.rounds))
+            before, store_before = remote.statistics(), a.storage.statistics()
+            cpu_before = (time.process_time(), cpu_seconds(child.pid))
+            splits.append(await games(a, split_pings, split_pongs, args.rounds))
+            after, store_after = remote.statistics(), a.storage.statistics()
+            cpu_after = (time.process_time(), cpu_seconds(child.pid))
+            for i in range(2):
+                cpu_split[i] += cpu_after[i] - cpu_before[i]
+            store_split[0] += store_after.commits - store_before.commits
+            store_split[1] += store_after.ops - store_before.ops
+            store_split[2] += store_after.reads - store_before.reads
+            early_split[0] += after.early - before.early
+            early_split[1] += after.early_acknowledged - before.early_acknowledged
+            requests_split += after.requests - before.requests
+            forwarded_split += after.forwarded - before.forwarded
+            if not run % 2:
+                locals_.append(await games(a, local_pings, local_pongs, args.rounds))
+        # messages a sent to b over all split runs (as many came back)
+        crossed = args.runs * args.rounds * args.pairs
         store = {
             # node a's store per message it sent across (it received as many): the cost of
             # at-least-once that batching must spread
-            "commits": round((store_after.commits - store_before.commits) / crossed, 3),
-            "write_ops": round((store_after.ops - store_before.ops) / crossed, 3),
-            "reads": round((store_after.reads - store_before.reads) / crossed, 3),
+            "commits": round(store_split[0] / crossed, 3),
+            "write_ops": round(store_split[1] / crossed, 3),
+            "reads": round(store_split[2] / crossed, 3),
         }
         # agents' messages a sent before their outbox rows committed, and of those, the ones
         # b acknowledged at once (their rows are deleted without being sent again)
         early = {
-            "sent_early": round((after.early - before.early) / crossed, 3),
-            "acknowledged": round(
-                (after.early_acknowledged - before.early_acknowledged) / crossed, 3
-            ),
+            "sent_early": round(early_split[0] / crossed, 3),
+            "acknowledged": round(early_split[1] / crossed, 3),
         }
         # CPU time each node process spent per message it sent across (all its threads): a
         # figure that other load on the machine disturbs less than msgs/s
         cpu = {
-            name: round(1e6 * (after_s - before_s) / crossed, 1)
-            for name, after_s, before_s in zip("ab", cpu_after, cpu_before, strict=True)
+            name: round(1e6 * seconds / crossed, 1)
+            for name, seconds in zip("ab", cpu_split, strict=True)
         }
-        per_request = (after.forwarded - before.forwarded) / max(
-            1, after.requests - before.requests
-        )
-        local = await games(
-            a, [f"lping-{i}" for i in pairs], [f"lpong-{i}" for i in pairs], args.rounds
-        )
+        per_request = forwarded_split / max(1, requests_split)
+        ratios = [split / local for split, local in zip(splits, locals_, strict=True)]
         pair = await pair_round_trips(a, args.samples * 10)
         trips = []
         for i in range(args.samples):
@@ -276,9 +300,13 @@ async def main() -> None:
                 "cluster_secret": args.secret,
                 "rounds": args.rounds,
                 # side by side, in this run: the same pairs split across a and b, and on a alone
-                "split_msgs_per_s": round(split),
-                "local_msgs_per_s": round(local),
-                "split_vs_local": round(split / local, 3),
+                "runs": args.runs,
+                "split_msgs_per_s": round(statistics.median(splits)),
+                "local_msgs_per_s": round(statistics.median(locals_)),
+                # the median of each run's own ratio (steadier than a ratio of medians)
+                "split_vs_local": round(statistics.median(ratios), 3),
+                "split_msgs_per_s_runs": [round(x) for x in splits],
+                "local_msgs_per_s_runs": [round(x) for x in locals_],
                 "split_messages_per_request_a_to_b": round(per_request, 1),
                 "split_store_per_crossing_message_on_a": store,
                 "split_early_per_crossing_message_on_a": early,
