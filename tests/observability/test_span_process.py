@@ -8,7 +8,7 @@ import time
 
 from caxton.config import ObservabilityConfig
 from caxton.observability._span_export import SpanCounts
-from caxton.observability.span_process import SpanExportProcess
+from caxton.observability.span_process import NICENESS, SpanExportProcess
 from caxton.runtime.tracing import SpanLog
 from caxton.wire.trace import TraceContext
 from tests.otlp_receiver import OtlpReceiver, otlp_receiver_fixture  # noqa: F401
@@ -89,3 +89,26 @@ def test_a_stop_does_not_wait_for_a_hung_collector(otlp_receiver: OtlpReceiver) 
     process.close(timeout=0.5)
     assert time.monotonic() - started < 5
     assert gone(pid)
+
+
+def niceness(pid: int) -> int:
+    """The nice value of process ``pid`` (field 19 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[16])
+
+
+def test_the_child_yields_the_cpu_to_the_node(otlp_receiver: OtlpReceiver) -> None:
+    """Building and exporting spans runs below the node's CPU priority, so that on a busy
+    machine it waits for an idle core instead of slowing the agents."""
+    log = SpanLog()
+    config = ObservabilityConfig(enable_tracing=True, otlp_endpoint=otlp_receiver.grpc_endpoint)
+    process = SpanExportProcess(log, config, counts=SpanCounts())
+    process.start()
+    try:
+        handled(log, 0x3000)  # it works at that priority
+        otlp_receiver.wait_for(lambda s: s.name == "caxton.handle", timeout=20)
+        pid = process.pid
+        assert pid is not None
+        assert niceness(pid) == min(19, niceness(os.getpid()) + NICENESS)
+    finally:
+        process.close(timeout=10)
