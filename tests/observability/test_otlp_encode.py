@@ -98,6 +98,32 @@ def test_the_spans_a_node_builds_encode_as_the_library_does() -> None:
     same([handle, send, failed, described])
 
 
+def test_repeated_values_of_each_type_encode_as_the_library_does() -> None:
+    """Values that repeat are encoded once and reused: an integer, a boolean equal to it and a
+    string of the same key each keep their own type, in any order, and a status or a name seen
+    before does not stick to the next span."""
+    attribute_sets: list[dict[str, Any]] = [
+        {"k": 1, "v": "ok"},
+        {"k": True, "v": "ok"},
+        {"k": "1", "v": 1},
+        {"k": 1.0, "v": False},
+        {"k": 0, "v": "ok"},
+        {"k": False, "v": 0},
+    ]
+    statuses = [Status(StatusCode.UNSET), Status(StatusCode.ERROR, "boom"), Status(StatusCode.OK)]
+    spans = [
+        span(name, attributes=attributes, status=status, span_id=0x1000 + n)
+        for n, (name, attributes, status) in enumerate(
+            (name, attributes, status)
+            for name in ("caxton.handle", "caxton.send")
+            for attributes in attribute_sets
+            for status in statuses
+        )
+    ]
+    same(spans)
+    same(list(reversed(spans)))
+
+
 def test_roots_remote_parents_kinds_and_empty_values_encode_as_the_library_does() -> None:
     same(
         [

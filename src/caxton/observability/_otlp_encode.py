@@ -102,10 +102,11 @@ def _value(value: Any) -> bytes:
 
 
 #: A ``KeyValue``'s key field by key, and a whole ``KeyValue`` field by (field number, key,
-#: text value): names, performatives and outcomes repeat from span to span (bounded: each is
-#: cleared when full).
+#: value) for text and integer values: names, versions, performatives, outcomes and the fuel a
+#: handler uses repeat from span to span (bounded: each is cleared when full).
 _keys: dict[str, bytes] = {}
 _pairs: dict[tuple[int, str, str], bytes] = {}
+_int_pairs: dict[tuple[int, str, int], bytes] = {}
 _CACHED = 4096
 
 
@@ -122,19 +123,36 @@ def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
     out = []
-    pairs = _pairs
+    pairs, int_pairs = _pairs, _int_pairs
     for key, value in attributes.items():
-        if value.__class__ is not str:
-            out.append(_field(number, _pair(key, value)))
-            continue
-        whole = pairs.get((number, key, value))
-        if whole is None:
+        kind = value.__class__
+        if kind is str:
+            whole = pairs.get((number, key, value))
+            if whole is None:
+                whole = _field(number, _pair(key, value))
+                if len(pairs) >= _CACHED:
+                    pairs.clear()
+                pairs[(number, key, value)] = whole
+        elif kind is int:  # not a bool (its own class), whose equal int would share the key
+            whole = int_pairs.get((number, key, value))
+            if whole is None:
+                whole = _field(number, _pair(key, value))
+                if len(int_pairs) >= _CACHED:
+                    int_pairs.clear()
+                int_pairs[(number, key, value)] = whole
+        else:
             whole = _field(number, _pair(key, value))
-            if len(pairs) >= _CACHED:
-                pairs.clear()
-            pairs[(number, key, value)] = whole
         out.append(whole)
     return b"".join(out)
+
+
+#: A span's fields that repeat: its name's (by name, bounded), its kind's, an unset status's and
+#: the parent flags'.
+_names: dict[str, bytes] = {}
+_KINDS = {kind: b"\x30" + _varint(kind.value + 1) for kind in SpanKind}
+_UNSET_STATUS = _field(15, b"")
+_LOCAL_PARENT = b"\x85\x01" + _pack_fixed32(_HAS_IS_REMOTE)
+_REMOTE_PARENT = b"\x85\x01" + _pack_fixed32(_HAS_IS_REMOTE | _IS_REMOTE)
 
 
 def span_bytes(
@@ -153,19 +171,27 @@ def span_bytes(
 ) -> bytes:
     """A ``Span`` message (no events, links or trace state; raises `Unsupported` for an
     attribute value it does not write)."""
-    flags = _HAS_IS_REMOTE | (_IS_REMOTE if remote_parent else 0)
+    named = _names.get(name)
+    if named is None:
+        if len(_names) >= _CACHED:
+            _names.clear()
+        named = _names[name] = _text(5, name)
+    if code or description:
+        status = _field(15, _text(2, description) + (b"\x18" + _varint(code) if code else b""))
+    else:
+        status = _UNSET_STATUS
     return b"".join(
         (
             b"\x0a\x10" + trace_id.to_bytes(16, "big"),
             b"\x12\x08" + span_id.to_bytes(8, "big"),
             b"\x22\x08" + parent.to_bytes(8, "big") if parent is not None else b"",
-            _text(5, name),
-            b"\x30" + _varint(kind.value + 1),
+            named,
+            _KINDS[kind],
             b"\x39" + _pack_fixed64(start) if start else b"",
             b"\x41" + _pack_fixed64(end) if end else b"",
-            _attributes(9, attributes),
-            _field(15, _text(2, description) + (b"\x18" + _varint(code) if code else b"")),
-            b"\x85\x01" + _pack_fixed32(flags),
+            _attributes(9, attributes) if attributes else b"",
+            status,
+            _REMOTE_PARENT if remote_parent else _LOCAL_PARENT,
         )
     )
 
