@@ -27,6 +27,13 @@ medians are the figure to read. Prints JSON:
 ``--variants off`` runs nothing of tracing (no import of it either), so the same script run
 against another checkout (``PYTHONPATH=<checkout>/src``) measures that checkout's figure.
 Targets: 0.1 within 10 % of off; off unchanged against the branch it came from.
+
+Beside msgs/s, each run's CPU time per message is measured: this process (the node's threads,
+all variants', the idle ones using next to nothing) and the variant's span export process,
+until the run's spans are exported. ``capacity_relative_to_off_per_run`` compares those (off's
+CPU per message over the variant's, per run): how many messages the same CPU handles, which
+a saturated node would see as throughput. A ping/pong game leaves a core idle most of the
+time, so its msgs/s hides most of what the export process spends there.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import random
 import statistics
@@ -105,6 +113,9 @@ class Variant:
     builder: Any = None
     rates: list[float] = field(default_factory=list)
     settle_s: list[float] = field(default_factory=list)  # the export backlog after each run
+    #: CPU seconds per message of each run: the node's process and its span export process
+    #: (building and exporting included: measured until the export's backlog is done)
+    cpu_us: list[float] = field(default_factory=list)
     sampled_games: int = 0
     games: int = 0
 
@@ -179,7 +190,18 @@ async def game(variant: Variant, rounds: int) -> bool:
     return bool(sampled)
 
 
+def cpu_seconds(variant: Variant) -> float:
+    """CPU seconds used so far by this process (all its threads) and the variant's span export
+    process (the other variants' are idle while this one runs: each run waits for its own)."""
+    used = time.process_time()
+    if variant.builder is not None and variant.builder.pid is not None:
+        fields = Path(f"/proc/{variant.builder.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
 async def run(variant: Variant, games: int, rounds: int) -> float:
+    cpu = cpu_seconds(variant)
     started = time.perf_counter()
     for _ in range(games):
         variant.sampled_games += await game(variant, rounds)
@@ -189,6 +211,7 @@ async def run(variant: Variant, games: int, rounds: int) -> float:
         await asyncio.to_thread(variant.builder.flush)
         await asyncio.to_thread(variant.tracing.force_flush)
         variant.settle_s.append(time.perf_counter() - started - 2 * rounds * games / rate)
+    variant.cpu_us.append(1e6 * (cpu_seconds(variant) - cpu) / (2 * rounds * games))
     return rate
 
 
@@ -256,6 +279,7 @@ async def measure(args: argparse.Namespace, names: list[str], sink: str) -> list
         for variant in variants:  # warm up
             await run(variant, 2, 500)
             variant.sampled_games = variant.games = 0
+            variant.cpu_us.clear()
         for _ in range(args.runs):
             for variant in variants:
                 variant.rates.append(await run(variant, args.games, args.rounds))
@@ -277,6 +301,10 @@ def report(args: argparse.Namespace, variants: list[Variant]) -> None:
         "variants": {
             v.name: {
                 "msgs_per_s": summary(v.rates),
+                "cpu_us_per_msg": {
+                    "median": round(statistics.median(v.cpu_us), 2),
+                    "runs": [round(x, 2) for x in v.cpu_us],
+                },
                 "sampled_games": f"{v.sampled_games}/{v.games}",
                 "export_backlog_s_median": round(statistics.median(v.settle_s), 3)
                 if v.settle_s
@@ -304,6 +332,18 @@ def report(args: argparse.Namespace, variants: list[Variant]) -> None:
                     "runs": [round(x, 3) for x in ratios],
                 }
         result["relative_to_off_per_run"] = per_run
+        # The same comparison by CPU time per message (the node's process and its span export
+        # process, export included), as messages per CPU second relative to off: a capacity
+        # figure that other tenants of a shared VM disturb much less than msgs/s.
+        per_run_cpu: dict[str, object] = {}
+        for v in variants:
+            if v is not off:
+                ratios = [o / c for c, o in zip(v.cpu_us, off.cpu_us, strict=True)]
+                per_run_cpu[v.name] = {
+                    "median": round(statistics.median(ratios), 3),
+                    "runs": [round(x, 3) for x in ratios],
+                }
+        result["capacity_relative_to_off_per_run"] = per_run_cpu
     print(json.dumps(result, indent=2))
 
 
