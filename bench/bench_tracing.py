@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,6 +289,21 @@ async def measure(args: argparse.Namespace, names: list[str], sink: str) -> list
     return variants
 
 
+def per_run_ratios(
+    variants: list[Variant], off: Variant, ratio: Callable[[Variant, int], float]
+) -> dict[str, object]:
+    """Each variant but ``off``: ``ratio(variant, i)`` for every run i, and their median."""
+    result: dict[str, object] = {}
+    for v in variants:
+        if v is not off:
+            ratios = [ratio(v, i) for i in range(len(off.rates))]
+            result[v.name] = {
+                "median": round(statistics.median(ratios), 3),
+                "runs": [round(x, 3) for x in ratios],
+            }
+    return result
+
+
 def report(args: argparse.Namespace, variants: list[Variant]) -> None:
     result: dict[str, Any] = {
         "benchmark": "tracing",
@@ -323,27 +339,15 @@ def report(args: argparse.Namespace, variants: list[Variant]) -> None:
         # Run i of every variant ran back to back (interleaved), so the ratio within a run
         # shares the machine's phase; their median moves less than the ratio of medians when
         # the machine's speed drifts over the runs (on a shared VM: +-15 % between runs).
-        per_run: dict[str, object] = {}
-        for v in variants:
-            if v is not off:
-                ratios = [r / o for r, o in zip(v.rates, off.rates, strict=True)]
-                per_run[v.name] = {
-                    "median": round(statistics.median(ratios), 3),
-                    "runs": [round(x, 3) for x in ratios],
-                }
-        result["relative_to_off_per_run"] = per_run
+        result["relative_to_off_per_run"] = per_run_ratios(
+            variants, off, lambda v, i: v.rates[i] / off.rates[i]
+        )
         # The same comparison by CPU time per message (the node's process and its span export
         # process, export included), as messages per CPU second relative to off: a capacity
         # figure that other tenants of a shared VM disturb much less than msgs/s.
-        per_run_cpu: dict[str, object] = {}
-        for v in variants:
-            if v is not off:
-                ratios = [o / c for c, o in zip(v.cpu_us, off.cpu_us, strict=True)]
-                per_run_cpu[v.name] = {
-                    "median": round(statistics.median(ratios), 3),
-                    "runs": [round(x, 3) for x in ratios],
-                }
-        result["capacity_relative_to_off_per_run"] = per_run_cpu
+        result["capacity_relative_to_off_per_run"] = per_run_ratios(
+            variants, off, lambda v, i: off.cpu_us[i] / v.cpu_us[i]
+        )
     print(json.dumps(result, indent=2))
 
 

@@ -105,8 +105,8 @@ def _value(value: Any) -> bytes:
 #: value) for text and integer values: names, versions, performatives, outcomes and the fuel a
 #: handler uses repeat from span to span (bounded: each is cleared when full).
 _keys: dict[str, bytes] = {}
-_pairs: dict[tuple[int, str, str], bytes] = {}
-_int_pairs: dict[tuple[int, str, int], bytes] = {}
+_pairs: dict[tuple[int, str, Any], bytes] = {}
+_int_pairs: dict[tuple[int, str, Any], bytes] = {}
 _CACHED = 4096
 
 
@@ -127,21 +127,18 @@ def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
     for key, value in attributes.items():
         kind = value.__class__
         if kind is str:
-            whole = pairs.get((number, key, value))
-            if whole is None:
-                whole = _field(number, _pair(key, value))
-                if len(pairs) >= _CACHED:
-                    pairs.clear()
-                pairs[(number, key, value)] = whole
+            cache = pairs
         elif kind is int:  # not a bool (its own class), whose equal int would share the key
-            whole = int_pairs.get((number, key, value))
-            if whole is None:
-                whole = _field(number, _pair(key, value))
-                if len(int_pairs) >= _CACHED:
-                    int_pairs.clear()
-                int_pairs[(number, key, value)] = whole
+            cache = int_pairs
         else:
+            out.append(_field(number, _pair(key, value)))
+            continue
+        whole = cache.get((number, key, value))
+        if whole is None:
             whole = _field(number, _pair(key, value))
+            if len(cache) >= _CACHED:
+                cache.clear()
+            cache[(number, key, value)] = whole
         out.append(whole)
     return b"".join(out)
 
