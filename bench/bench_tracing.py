@@ -63,8 +63,10 @@ ROOT = Path(__file__).resolve().parents[1]
 AGENTS = ROOT / "examples" / "agents"
 
 SINK = """
-import sys
+import os, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+# gone with the bench, however it ends: its stdin (a pipe from the bench) closes
+threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a collector: no connection per export
     def do_POST(self):
@@ -257,7 +259,7 @@ def main() -> None:
     sink = ""
     if any(name != "off" for name in names):
         sink_process = subprocess.Popen(
-            [sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", SINK], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         assert sink_process.stdout is not None
         sink = f"http://127.0.0.1:{sink_process.stdout.readline().strip()}/v1/traces"
