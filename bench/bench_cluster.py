@@ -31,6 +31,7 @@ from pathlib import Path
 
 import aiohttp
 from _ports import free_port  # bench/ is on sys.path when run as a script
+from _proc import cpu_seconds
 from aiohttp.test_utils import TestServer
 
 from caxton.agents import DeployRequest
@@ -128,12 +129,6 @@ async def pair_round_trips(node: Node, rounds: int) -> list[float]:
     return [later - earlier for earlier, later in itertools.pairwise(marks)]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def machine() -> dict[str, object]:
     """The machine the figures were measured on (cpu count and model)."""
     model = platform.processor() or platform.machine()
@@ -211,30 +206,32 @@ async def main() -> None:
         local_pongs = [f"lpong-{i}" for i in pairs]
         splits: list[float] = []
         locals_: list[float] = []
-        # counters taken around the split games only (summed over the runs)
-        cpu_split = [0.0, 0.0]
-        store_split = [0, 0, 0]
-        early_split = [0, 0]
-        requests_split = forwarded_split = 0
+
+        def counters() -> dict[str, float]:
+            """What the split games are measured by, as read now."""
+            forwards, store = remote.statistics(), a.storage.statistics()
+            return dict(
+                cpu_a=time.process_time(),
+                cpu_b=cpu_seconds(child.pid),
+                commits=store.commits,
+                ops=store.ops,
+                reads=store.reads,
+                early=forwards.early,
+                early_acked=forwards.early_acknowledged,
+                requests=forwards.requests,
+                forwarded=forwards.forwarded,
+            )
+
+        split_total = dict.fromkeys(counters(), 0.0)  # around the split games only, over the runs
         for run in range(args.runs):
             # interleaved, in alternating order: each run's two figures share the machine's
             # phase (other load on a shared VM moves either by tens of percent)
             if run % 2:
                 locals_.append(await games(a, local_pings, local_pongs, args.rounds))
-            before, store_before = remote.statistics(), a.storage.statistics()
-            cpu_before = (time.process_time(), cpu_seconds(child.pid))
+            before = counters()
             splits.append(await games(a, split_pings, split_pongs, args.rounds))
-            after, store_after = remote.statistics(), a.storage.statistics()
-            cpu_after = (time.process_time(), cpu_seconds(child.pid))
-            for i in range(2):
-                cpu_split[i] += cpu_after[i] - cpu_before[i]
-            store_split[0] += store_after.commits - store_before.commits
-            store_split[1] += store_after.ops - store_before.ops
-            store_split[2] += store_after.reads - store_before.reads
-            early_split[0] += after.early - before.early
-            early_split[1] += after.early_acknowledged - before.early_acknowledged
-            requests_split += after.requests - before.requests
-            forwarded_split += after.forwarded - before.forwarded
+            for key, value in counters().items():
+                split_total[key] += value - before[key]
             if not run % 2:
                 locals_.append(await games(a, local_pings, local_pongs, args.rounds))
         # messages a sent to b over all split runs (as many came back)
@@ -242,23 +239,20 @@ async def main() -> None:
         store = {
             # node a's store per message it sent across (it received as many): the cost of
             # at-least-once that batching must spread
-            "commits": round(store_split[0] / crossed, 3),
-            "write_ops": round(store_split[1] / crossed, 3),
-            "reads": round(store_split[2] / crossed, 3),
+            "commits": round(split_total["commits"] / crossed, 3),
+            "write_ops": round(split_total["ops"] / crossed, 3),
+            "reads": round(split_total["reads"] / crossed, 3),
         }
         # agents' messages a sent before their outbox rows committed, and of those, the ones
         # b acknowledged at once (their rows are deleted without being sent again)
         early = {
-            "sent_early": round(early_split[0] / crossed, 3),
-            "acknowledged": round(early_split[1] / crossed, 3),
+            "sent_early": round(split_total["early"] / crossed, 3),
+            "acknowledged": round(split_total["early_acked"] / crossed, 3),
         }
         # CPU time each node process spent per message it sent across (all its threads): a
         # figure that other load on the machine disturbs less than msgs/s
-        cpu = {
-            name: round(1e6 * seconds / crossed, 1)
-            for name, seconds in zip("ab", cpu_split, strict=True)
-        }
-        per_request = forwarded_split / max(1, requests_split)
+        cpu = {name: round(1e6 * split_total[f"cpu_{name}"] / crossed, 1) for name in "ab"}
+        per_request = split_total["forwarded"] / max(1, split_total["requests"])
         ratios = [split / local for split, local in zip(splits, locals_, strict=True)]
         pair = await pair_round_trips(a, args.samples * 10)
         trips = []

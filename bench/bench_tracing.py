@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
 import random
 import statistics
@@ -53,6 +52,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from _proc import cpu_seconds as process_cpu_seconds  # bench/ is on sys.path as a script
 
 from caxton.config.schema import Config, RuntimeConfig
 from caxton.messaging import Messaging, MessagingOptions
@@ -116,7 +117,7 @@ class Variant:
     builder: Any = None
     rates: list[float] = field(default_factory=list)
     settle_s: list[float] = field(default_factory=list)  # the export backlog after each run
-    #: CPU seconds per message of each run: the node's process and its span export process
+    #: CPU µs per message of each run: the node's process and its span export process
     #: (building and exporting included: measured until the export's backlog is done)
     cpu_us: list[float] = field(default_factory=list)
     sampled_games: int = 0
@@ -198,8 +199,7 @@ def cpu_seconds(variant: Variant) -> float:
     process (the other variants' are idle while this one runs: each run waits for its own)."""
     used = time.process_time()
     if variant.builder is not None and variant.builder.pid is not None:
-        fields = Path(f"/proc/{variant.builder.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        used += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        used += process_cpu_seconds(variant.builder.pid)
     return used
 
 

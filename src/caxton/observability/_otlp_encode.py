@@ -186,7 +186,7 @@ def span_bytes(
             _KINDS[kind],
             b"\x39" + _pack_fixed64(start) if start else b"",
             b"\x41" + _pack_fixed64(end) if end else b"",
-            _attributes(9, attributes) if attributes else b"",
+            _attributes(9, attributes),
             status,
             _REMOTE_PARENT if remote_parent else _LOCAL_PARENT,
         )
