@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import caxton
-
-SOURCE = Path(caxton.__file__).parent
-ROOT = SOURCE.parent.parent
+#: The checkout these tests belong to (not where caxton is installed from: after a plain
+#: `pip install .` that is site-packages, with no tests, bench or docs next to it).
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "src" / "caxton"
 #: Where prose lives next to the code.
 TEXT_DIRS = ("src", "tests", "bench", "docs")
 #: "issue 3", "Issue #12", "issue 10's" (this file, which shows examples, is not checked).
