@@ -10,7 +10,6 @@ from caxton.config import ObservabilityConfig
 from caxton.observability._span_export import SpanCounts
 from caxton.observability.span_process import NICENESS, SpanExportProcess
 from caxton.runtime.tracing import SpanLog
-from caxton.wire.trace import TraceContext
 from tests.otlp_receiver import OtlpReceiver, otlp_receiver_fixture  # noqa: F401
 
 TRACE = b"4bf92f3577b34da6a3ce929d0e0e4736"
@@ -22,11 +21,10 @@ MESSAGE = (
 
 
 def handled(log: SpanLog, span_id: int) -> None:
-    context = TraceContext(TRACE, span_id, "pong", MESSAGE)
     now = time.time_ns()
-    context.sends.append((span_id + 1, now, MESSAGE.replace(b'"m-1"', b'"m-2"')))
-    log.add(("handle", context.trace_id, context.span_id, tuple(context.sends),
-             b"00f067aa0ba902b7", now, now + 1000, "pong", 3, MESSAGE, "ok", None))  # fmt: skip
+    sent = MESSAGE.replace(b'"m-1"', b'"m-2"')
+    send = (span_id + 1, now, sent)
+    log.add(("handle", span_id, now, now + 1000, "pong", 3, MESSAGE, "ok", None, *send))
 
 
 def gone(pid: int) -> bool:

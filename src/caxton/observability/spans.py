@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -36,7 +36,7 @@ from caxton.errors import InvalidMessage
 from caxton.runtime.tracing import SpanLog
 from caxton.wire.codec import parse_reply_by
 from caxton.wire.header import Header
-from caxton.wire.trace import new_span_id
+from caxton.wire.trace import new_span_id, trace_ids
 
 __all__ = ["SpanBuilder"]
 
@@ -148,10 +148,7 @@ class SpanBuilder:
 
     def _handle(
         self,
-        trace_hex: bytes,
         span_id: int,
-        sends: Sequence[tuple[int, int, bytes]],
-        parent: bytes,
         start: int,
         end: int,
         agent: str,
@@ -159,7 +156,9 @@ class SpanBuilder:
         data: bytes,
         outcome: str,
         fuel: int | None,
+        *sends: Any,
     ) -> int:
+        trace_hex, parent = trace_ids(data)
         trace_id = int(trace_hex, 16)
         fields = _fields(data)
         attributes = _message_attributes(fields)
@@ -180,13 +179,14 @@ class SpanBuilder:
         self._end("caxton.handle", trace_id, parent_id, span_id, start, end, attributes,
                   SpanKind.CONSUMER, failed=outcome != "ok")  # fmt: skip
         sent_at = self._sent_at
-        for send_id, at, out in sends:
+        flat = iter(sends)  # span id, time, bytes per send
+        for send_id, at, out in zip(flat, flat, flat, strict=True):
             sent = _message_attributes(_fields(out))
             self._end("caxton.send", trace_id, span_id, send_id, at, at, sent, SpanKind.PRODUCER)
             sent_at[send_id] = at
         while len(sent_at) > _REMEMBERED:
             sent_at.popitem(last=False)
-        return 1 + len(sends)
+        return 1 + len(sends) // 3
 
     def _end(
         self,

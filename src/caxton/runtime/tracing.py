@@ -10,19 +10,21 @@ prefix compare.
 
 Records:
 
-* ``("handle", trace_id, span_id, sends, parent, start, end, agent, version, message, outcome,
-  fuel)``: an agent handled ``message`` (bytes) in span ``span_id`` (an int; child of
-  ``parent``, hex) from ``start`` to ``end``; ``outcome`` is ``"ok"`` or the failure's cause,
-  ``fuel`` what it used (None without metering); ``sends`` holds ``(span id, time_ns,
-  message)`` per message it sent (`TraceContext.sends`).
+* ``("handle", span_id, start, end, agent, version, message, outcome, fuel, *sends)``: an
+  agent handled ``message`` (bytes, which starts with its ``traceparent``: the trace id and the
+  parent span are read from it where the spans are built, `caxton.wire.trace.trace_ids`) in
+  span ``span_id`` (an int) from ``start`` to ``end``; ``outcome`` is ``"ok"`` or the failure's
+  cause, ``fuel`` what it used (None without metering); ``sends`` is the span id, time_ns and
+  bytes of each message it sent, one after the other (`TraceContext.sends`).
 * ``("span", name, trace_id, parent, span_id, start, end, attributes)``: any other step
   (``span_id`` None for a fresh one).
 
-Records hold only plain values (bytes, str, int, tuples of them, dicts of str to str or
-numbers), never a `TraceContext`: the garbage collector stops tracking such a tuple the first
-time it sees it, so the records waiting to be shipped (a fifth of a second of traced
-messages) do not make every collection of older objects longer (measured: a record holding its
-`TraceContext` cost ping/pong at a sample rate of 0.1 about 8 % of its throughput).
+Records hold only plain values (bytes, str, int, dicts of str to str or numbers), never a
+`TraceContext`, and are flat (no tuple per send): the garbage collector stops tracking such a
+tuple the first time it sees it, so the records waiting to be shipped (a fifth of a second of
+traced messages) do not make every collection of older objects longer (measured: a record
+holding its `TraceContext` cost ping/pong at a sample rate of 0.1 about 8 % of its
+throughput), and each traced message adds one object to track until then, not one per send.
 
 `current` is the calling thread's message being handled, for log lines
 (`caxton.observability`'s formatters add its trace and span ids).

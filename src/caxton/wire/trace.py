@@ -23,7 +23,7 @@ __all__ = [
     "TraceContext",
     "format_traceparent",
     "parse",
-    "sampled_ids",
+    "trace_ids",
     "traced",
     "with_traceparent",
 ]
@@ -31,22 +31,19 @@ __all__ = [
 #: How every traced message starts.
 HEAD = b'{"traceparent":"'
 _HEAD_LEN = len(HEAD)
+#: Where a traced message's trace id and parent span id end (`trace_ids`).
+TRACE_END = _HEAD_LEN + 3 + 32
+SPAN_END = TRACE_END + 1 + 16
 _PATTERN = re.compile(rb'00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})"')
 _TEXT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = b"0" * 32
 _ZERO_SPAN = b"0" * 16
 
 
-def sampled_ids(data: bytes) -> tuple[bytes, bytes] | None:
-    """`parse` for a message that starts with `HEAD`, by position (the hot path's check).
-
-    Only the runtime writes the field first (it drops one an agent or a client writes, and
-    puts its own, validated, first), so the positions are known; the hex digits are checked
-    where the spans are built.
-    """
-    if data[69:72] != b'01"' or data[18:19] != b"-" or data[51:52] != b"-":
-        return None
-    return data[19:51], data[52:68]
+def trace_ids(data: bytes) -> tuple[bytes, bytes]:
+    """``(trace id, parent span id)`` of a message `TraceContext.begin` accepted, by position
+    (their hex digits are checked where spans are built)."""
+    return data[_HEAD_LEN + 3 : TRACE_END], data[TRACE_END + 1 : SPAN_END]
 
 
 def traced(data: bytes) -> bool:
@@ -93,26 +90,44 @@ def new_span_id() -> int:
 
 
 class TraceContext:
-    """The trace of the message being handled, and what its handler sent (see the module)."""
+    """The trace of the message a worker is handling, and what its handler sent (see the
+    module). One per worker, reused: `begin` starts each traced message's handling."""
 
-    __slots__ = ("_open", "agent", "message", "sends", "span_id", "trace_id")
+    __slots__ = ("agent", "message", "open", "sends", "span_id")
 
-    def __init__(
-        self, trace_id: bytes, span_id: int, agent: str = "", message: bytes = b""
-    ) -> None:
+    def __init__(self) -> None:
         #: The agent handling `message` (for log lines: `caxton.runtime.tracing.current`).
-        self.agent = agent
-        self.message = message
-        #: The trace (32 lowercase hex digits).
-        self.trace_id = trace_id
+        self.agent = ""
+        self.message = b""
+        #: ``{"traceparent":"00-<trace id>-``: how every message stamped meanwhile starts.
+        self.open = b""
         #: The span of the handling (the parent of each send span).
-        self.span_id = span_id
-        self._open = b'{"traceparent":"00-' + trace_id + b"-"
-        #: ``(span id, time_ns, message)`` per message sent, in order.
-        self.sends: list[tuple[int, int, bytes]] = []
+        self.span_id = 0
+        #: Per message sent, in order, its span id, time (ns) and bytes, one after the other
+        #: (flat: a record holds them with no tuple per send; `begin` empties it).
+        self.sends: list[int | bytes] = []
+
+    def begin(self, message: bytes, agent: str) -> int | None:
+        """Start handling ``message`` (a traced one: it starts with `HEAD`) for ``agent``; the
+        new span id of its handling, or None when its context is not a sampled one written
+        by the runtime (it is then handled untraced)."""
+        if message[SPAN_END : SPAN_END + 4] != b'-01"':
+            return None
+        self.open = message[: TRACE_END + 1]
+        self.message = message
+        self.agent = agent
+        if self.sends:
+            self.sends.clear()  # (the previous record holds a copy)
+        span = self.span_id = getrandbits(64) or 1
+        return span
+
+    @property
+    def trace_id(self) -> bytes:
+        """The trace (32 lowercase hex digits)."""
+        return self.open[_HEAD_LEN + 3 : TRACE_END]
 
     def stamp(self, out: bytes) -> bytes:
         """``out`` with a new send span's ``traceparent`` first; the send is recorded."""
         span = getrandbits(64) or 1
-        self.sends.append((span, time_ns(), out))
-        return b'%s%016x-01",%s' % (self._open, span, out[1:])
+        self.sends.extend((span, time_ns(), out))
+        return b'%s%016x-01",%s' % (self.open, span, out[1:])

@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Callable, Sized
 from ctypes import byref, c_uint64
 from dataclasses import dataclass
-from random import getrandbits as _getrandbits
 from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Any
 
@@ -67,8 +66,6 @@ _MEMORY_CHECK = 0.1  # seconds between memory-size refreshes of a busy agent
 _log = logging.getLogger("caxton.runtime")
 _BUDGET = host.LOG_BUDGET
 _HEAD = wire_trace.HEAD
-_sampled_ids = wire_trace.sampled_ids
-_TraceContext = wire_trace.TraceContext
 _HEAD_LEN = len(_HEAD)
 
 
@@ -148,6 +145,8 @@ class Worker:
         self._deadline_ticks = engine.deadline_ticks(services.config.execution_timeout)
         self.deadline = _ffi.uint64(self._deadline_ticks)
         self._spans = services.spans
+        #: The trace of the traced message handled now (`_handle_traced`), reused.
+        self._trace = wire_trace.TraceContext()
         self.lifecycle = InstanceLifecycle(
             services,
             self.cx,
@@ -352,11 +351,11 @@ class Worker:
         host stamps every message the handler sends with a child context, and the times, the
         outcome and the fuel used go to the `SpanLog` (spans are built off this thread).
         """
-        parsed = _sampled_ids(data) if data[:_HEAD_LEN] == _HEAD else None
-        if parsed is None:
+        context = self._trace
+        span = context.begin(data, agent.name) if data[:_HEAD_LEN] == _HEAD else None
+        if span is None:
             self.handle(agent, data)
             return
-        context = _TraceContext(parsed[0], _getrandbits(64) or 1, agent.name, data)
         stamper = self.cx.stamper
         stamper.trace = context
         current.handling = context
@@ -377,11 +376,16 @@ class Worker:
             left = c_uint64()
             if not _ffi.get_fuel(inst.ctx, byref(left)):
                 fuel = inst.fuel.value - left.value
-        assert self._spans is not None
-        self._spans.add(
-            ("handle", context.trace_id, context.span_id, tuple(context.sends), parsed[1], start,
-             end, agent.name, agent.spec.version, data, outcome, fuel)
-        )  # fmt: skip
+        spans = self._spans
+        assert spans is not None
+        records = spans.records
+        if len(records) < spans.limit:  # `spans.add(record)`, inlined
+            records.append(
+                ("handle", span, start, end, agent.name, agent.spec.version, data, outcome, fuel,
+                 *context.sends)
+            )  # fmt: skip
+        else:
+            spans.dropped += 1
 
     def _call_failed(self, agent: Agent, data: bytes, rc: int, t0: float) -> None:
         elapsed = perf_counter() - t0
