@@ -16,20 +16,28 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as library
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
 from caxton.observability import _otlp_encode
 from caxton.observability._otlp_encode import (
+    EncodedRequest,
     EncodedSpan,
     Unsupported,
     encode_spans,
     encode_spans_serialized,
     install,
+    request_around,
     span_bytes,
+    span_field,
 )
+from caxton.observability.spans import SCOPE as BUILT_SCOPE
+from caxton.observability.spans import SpanBuilder
+from caxton.runtime.tracing import SpanLog
+from caxton.wire import trace
+from caxton.wire.trace import TraceContext
 
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 NODE = Resource.create({"service.name": "caxton", "service.instance.id": "node-1"})
@@ -279,6 +287,69 @@ def test_spans_encoded_when_built_are_the_library_s_spans_and_mix_with_others() 
     assert encode_spans(mixed) == library([built[0], odd, built[1]])
 
 
+def test_a_request_written_around_encoded_spans_is_the_library_s_request() -> None:
+    built = [
+        span(span_id=1, attributes={"caxton.agent.name": "pong", "caxton.fuel_used": 7}),
+        span("caxton.send", span_id=2, kind=SpanKind.PRODUCER, status=Status(StatusCode.ERROR)),
+    ]
+    resource, scope = built[0].resource, built[0].instrumentation_scope
+    fields = [span_field(encoded_twin(s).data) for s in built]
+    request = EncodedRequest(request_around(resource, scope, fields), len(fields))
+    assert len(request) == 2
+    assert encode_spans(request) == library(built)
+    assert encode_spans_serialized(request).SerializePartialToString() == request.data
+
+
 def test_a_value_it_does_not_write_is_refused_before_it_is_queued() -> None:
     with pytest.raises(Unsupported):
         span_bytes(1, 2, None, "s", SpanKind.INTERNAL, 1, 2, {"list": ["a"]})
+
+
+class _Kept(SpanProcessor):
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+
+def _conversation(log: SpanLog) -> None:
+    """Records of a traced ping/pong exchange: each handled message is the one sent before it
+    (so its send span is remembered), the first one is not; a failure; fuel or none."""
+    context = TraceContext()
+    message = trace.with_traceparent(
+        b'{"sender":"client","message_id":"n-0","created_at":"2026-12-04T03:13:48.123Z",'
+        b'"conversation_id":"c-1","receiver":"ping","performative":"request","content":1}',
+        trace.format_traceparent(b"4bf92f3577b34da6a3ce929d0e0e4736", 0xF00D),
+    )
+    for i in range(1, 6):
+        agent, peer = ("ping", "pong") if i % 2 else ("pong", "ping")
+        span = context.begin(message, agent)
+        sent = context.stamp(
+            b'{"sender":"%s","message_id":"n-%d","created_at":"2026-12-04T03:13:48.124Z",'
+            b'"conversation_id":"c-1","receiver":"%s","performative":"inform","content":%d}'
+            % (agent.encode(), i, peer.encode(), i)
+        )
+        outcome, fuel = ("trap", None) if i == 3 else ("ok", 1000 + i)
+        log.add(("handle", span, 10 * i, 10 * i + 5, agent, i, message, outcome, fuel,
+                 *context.sends))  # fmt: skip
+        message = sent
+
+
+def test_a_builder_that_encodes_builds_the_spans_of_one_that_does_not() -> None:
+    resource = Resource.create({"service.name": "caxton", "service.instance.id": "node-1"})
+    readable_log, encoded_log = SpanLog(), SpanLog()
+    _conversation(readable_log)
+    encoded_log.records.extend(readable_log.records)
+    kept = _Kept()
+    SpanBuilder(readable_log, kept, resource).drain()
+    fields: list[bytes] = []
+    assert SpanBuilder(encoded_log, _Kept(), resource, encoded=fields.extend).drain() == 10
+    assert len(kept.spans) == len(fields) == 10
+    encoded = ExportTraceServiceRequest.FromString(request_around(resource, BUILT_SCOPE, fields))
+    ids = [s.span_id for s in encoded.resource_spans[0].scope_spans[0].spans]
+    assert encoded == library(kept.spans)
+    handles = [s for s in kept.spans if s.name == "caxton.handle"]
+    assert all("caxton.queue_time_ms" in (h.attributes or {}) for h in handles)
+    assert len(handles) == 5
+    assert len(set(ids)) == 10

@@ -41,6 +41,8 @@ def test_a_traced_handler_sends_with_a_new_span_of_its_trace(data: bytes) -> Non
     out = stamp(data, context)
     assert out.startswith(trace.HEAD + b"00-" + TRACE + b"-")
     [span, _, recorded] = context.sends
+    assert isinstance(span, int)
+    assert isinstance(recorded, bytes)
     assert trace.parse(out) == (TRACE, b"%016x" % span)
     assert trace.trace_ids(out) == (TRACE, b"%016x" % span)
     message = json.loads(out)

@@ -31,14 +31,18 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind
 
 __all__ = [
+    "EncodedRequest",
     "EncodedSpan",
     "SerializedRequest",
     "Unsupported",
+    "attribute_fields",
     "encode_spans",
     "encode_spans_serialized",
     "install",
+    "request_around",
     "request_bytes",
     "span_bytes",
+    "span_field",
 ]
 
 #: The exporter modules whose ``encode_spans`` `install` replaces.
@@ -108,6 +112,14 @@ _keys: dict[str, bytes] = {}
 _pairs: dict[tuple[int, str, Any], bytes] = {}
 _int_pairs: dict[tuple[int, str, Any], bytes] = {}
 _CACHED = 4096
+#: Keys whose text values do not repeat (a message id): caching them would evict the others.
+_UNIQUE = frozenset({"messaging.message.id"})
+
+
+def attribute_fields(attributes: Mapping[str, Any]) -> bytes:
+    """A span's ``attributes`` encoded (`span_bytes`'s ``leading``): for attributes that several
+    spans share, encoded once."""
+    return _attributes(9, attributes)
 
 
 def _pair(key: str, value: Any) -> bytes:
@@ -126,7 +138,7 @@ def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
     pairs, int_pairs = _pairs, _int_pairs
     for key, value in attributes.items():
         kind = value.__class__
-        if kind is str:
+        if kind is str and key not in _UNIQUE:
             cache = pairs
         elif kind is int:  # not a bool (its own class), whose equal int would share the key
             cache = int_pairs
@@ -165,9 +177,11 @@ def span_bytes(
     code: int = 0,
     description: str | None = None,
     remote_parent: bool = False,
+    leading: bytes = b"",
 ) -> bytes:
     """A ``Span`` message (no events, links or trace state; raises `Unsupported` for an
-    attribute value it does not write)."""
+    attribute value it does not write). ``leading``: attributes encoded already
+    (`attribute_fields`), the span's first ones, before ``attributes``."""
     named = _names.get(name)
     if named is None:
         if len(_names) >= _CACHED:
@@ -186,6 +200,7 @@ def span_bytes(
             _KINDS[kind],
             b"\x39" + _pack_fixed64(start) if start else b"",
             b"\x41" + _pack_fixed64(end) if end else b"",
+            leading,
             _attributes(9, attributes),
             status,
             _REMOTE_PARENT if remote_parent else _LOCAL_PARENT,
@@ -226,9 +241,54 @@ class EncodedSpan(NamedTuple):
     data: bytes
 
 
-def request_bytes(spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
+def span_field(data: bytes) -> bytes:
+    """A ``Span`` message (`span_bytes`) as a field of its ``ScopeSpans`` (`request_around`)."""
+    return _field(2, data)
+
+
+class EncodedRequest:
+    """An ``ExportTraceServiceRequest`` written already (`request_around`) that the exporters
+    take as a batch of ``spans`` spans (they count it with ``len``, and their ``encode_spans``,
+    once `install` ran, returns its bytes)."""
+
+    __slots__ = ("data", "spans")
+
+    def __init__(self, data: bytes, spans: int) -> None:
+        self.data = data
+        self.spans = spans
+
+    def __len__(self) -> int:
+        return self.spans
+
+
+def request_around(
+    resource: Resource, scope: InstrumentationScope | None, spans: Sequence[bytes]
+) -> bytes:
+    """The ``ExportTraceServiceRequest`` of ``spans`` (`span_field`s), all of ``resource`` and
+    ``scope``: `request_bytes` for spans encoded one by one beforehand."""
+    return _resource_spans(resource, {scope: list(spans)})
+
+
+def _resource_spans(
+    resource: Resource, scopes: Mapping[InstrumentationScope | None, list[bytes]]
+) -> bytes:
+    body = [_field(1, _attributes(1, resource.attributes))]
+    for scope, encoded_spans in scopes.items():
+        head = b""
+        if scope is not None:
+            head = _text(1, scope.name) + _text(2, scope.version)
+            head += _attributes(3, scope.attributes)
+        tail = _text(3, scope.schema_url) if scope is not None else b""
+        body.append(_field(2, _field(1, head) + b"".join(encoded_spans) + tail))
+    body.append(_text(3, resource.schema_url))
+    return _field(1, b"".join(body))
+
+
+def request_bytes(spans: Sequence[ReadableSpan | EncodedSpan] | EncodedRequest) -> bytes:
     """The ``ExportTraceServiceRequest`` of ``spans`` (a span it does not write itself, the
     library writes: see the module)."""
+    if isinstance(spans, EncodedRequest):
+        return spans.data
     # Grouped by resource and scope as the library groups them (by equality, in order of
     # appearance); a span's resource and scope are nearly always the same objects, and
     # hashing a Resource encodes its attributes as JSON: the groups are looked up by identity
@@ -249,22 +309,12 @@ def request_bytes(spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
             group = groups.setdefault(resource, {}).setdefault(scope, [])
             by_id[(id(resource), id(scope))] = group
         group.append(_field(2, encoded))
-    out = []
-    for resource, scopes in groups.items():
-        body = [_field(1, _attributes(1, resource.attributes))]
-        for scope, encoded_spans in scopes.items():
-            head = b""
-            if scope is not None:
-                head = _text(1, scope.name) + _text(2, scope.version)
-                head += _attributes(3, scope.attributes)
-            tail = _text(3, scope.schema_url) if scope is not None else b""
-            body.append(_field(2, _field(1, head) + b"".join(encoded_spans) + tail))
-        body.append(_text(3, resource.schema_url))
-        out.append(_field(1, b"".join(body)))
-    return b"".join(out)
+    return b"".join(_resource_spans(resource, scopes) for resource, scopes in groups.items())
 
 
-def encode_spans(spans: Sequence[ReadableSpan | EncodedSpan]) -> ExportTraceServiceRequest:
+def encode_spans(
+    spans: Sequence[ReadableSpan | EncodedSpan] | EncodedRequest,
+) -> ExportTraceServiceRequest:
     """The library's `encode_spans`, computed faster, that also takes `EncodedSpan`s."""
     request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(request_bytes(spans))
     return request
@@ -294,7 +344,9 @@ class SerializedRequest:
     SerializeToString = SerializePartialToString
 
 
-def encode_spans_serialized(spans: Sequence[ReadableSpan | EncodedSpan]) -> SerializedRequest:
+def encode_spans_serialized(
+    spans: Sequence[ReadableSpan | EncodedSpan] | EncodedRequest,
+) -> SerializedRequest:
     """`encode_spans` for the OTLP/HTTP exporter (the request's bytes, not parsed)."""
     return SerializedRequest(request_bytes(spans))
 

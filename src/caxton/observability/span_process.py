@@ -44,7 +44,10 @@ from caxton.runtime.tracing import SpanLog
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
+    from caxton.observability._span_batches import SpanBatches
     from caxton.observability._span_export import SpanCounts
+    from caxton.observability.spans import SpanBuilder
+    from caxton.observability.tracing import Tracing
 
 __all__ = ["INTERVAL", "NICENESS", "SpanExportProcess"]
 
@@ -55,24 +58,10 @@ REPORT_INTERVAL = 1.0
 _FLUSH = b"F"  # not a msgpack list: asks the child to export what it holds and answer
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(list[tuple[Any, ...]]).decode
-#: Records the child builds before it lets the export queue drain (`_pace`).
+#: Records the child builds at a time (their spans go to the export queue together).
 _CHUNK = 128
 #: How much lower the child's CPU priority is than the node's (added to its nice value).
 NICENESS = 10
-
-
-def _pace(processor: Any, timeout: float) -> None:
-    """Wait (at most ``timeout``) until the export queue is at most half full.
-
-    The child takes a whole batch of records at once; built in one go, a traced burst would
-    overflow the queue (`otlp_max_queue_size`) and be dropped although the exporter keeps up
-    on average. Waiting here leaves the records in the pipe, and then in the node's `SpanLog`,
-    which is bounded too; a collector that stops answering makes the wait end at
-    ``otlp_timeout``, and spans are dropped (and counted) as they would be in the node.
-    """
-    deadline = time.monotonic() + timeout
-    while processor.queued() > processor.capacity // 2 and time.monotonic() < deadline:
-        time.sleep(0.002)
 
 
 _log = logging.getLogger("caxton.observability.spans")
@@ -244,7 +233,9 @@ def _child_main(config: ObservabilityConfig, node_id: str | None, conn: Connecti
     logging.basicConfig(level=logging.WARNING)
     with contextlib.suppress(OSError):  # not allowed here: the spans go out all the same
         os.nice(NICENESS)
-    from caxton.observability.spans import SpanBuilder
+    from caxton.observability._span_batches import SpanBatches
+    from caxton.observability._span_export import CountingExporter
+    from caxton.observability.spans import SCOPE, SpanBuilder
     from caxton.observability.tracing import configure_tracing
 
     tracing = configure_tracing(config, node_id=node_id)
@@ -254,9 +245,17 @@ def _child_main(config: ObservabilityConfig, node_id: str | None, conn: Connecti
             while conn.recv_bytes():
                 pass
         return
-    log = SpanLog(limit=1 << 62)
-    builder = SpanBuilder(log, processor, provider.resource, encoded=processor.takes_encoded)
     counts = processor.counts
+    batches = SpanBatches(
+        CountingExporter(tracing.exporter, counts),
+        counts,
+        provider.resource,
+        SCOPE,
+        capacity=config.otlp_max_queue_size,
+        timeout=config.otlp_timeout,
+    )
+    log = SpanLog(limit=1 << 62)
+    builder = SpanBuilder(log, processor, provider.resource, encoded=batches.put)
     reported = {"exported": 0, "failed": 0, "dropped": 0}
 
     def report(final: bool = False, flushed: bool = False) -> None:
@@ -277,22 +276,29 @@ def _child_main(config: ObservabilityConfig, node_id: str | None, conn: Connecti
                 if not data:
                     break
                 if data == _FLUSH:
+                    batches.flush()
                     tracing.force_flush()
                     report(flushed=True)
                     continue
                 records = _decode(data)  # our own parent's
-                for at in range(0, len(records), _CHUNK):  # paced: no burst overflows the queue
+                for at in range(0, len(records), _CHUNK):  # a full queue waits (`SpanBatches`)
                     log.records.extend(records[at : at + _CHUNK])
                     builder.drain()
-                    _pace(processor, config.otlp_timeout)
             if time.monotonic() - last >= REPORT_INTERVAL:
                 last = time.monotonic()
                 report()
     except (EOFError, OSError):  # the node died: export what is held, then go
-        builder.drain()
-        tracing.shutdown()
+        _finish(builder, batches, tracing)
         return
-    builder.drain()
-    tracing.shutdown()
+    _finish(builder, batches, tracing)
     with contextlib.suppress(OSError):
         report(final=True)
+
+
+def _finish(builder: SpanBuilder, batches: SpanBatches, tracing: Tracing) -> None:
+    """Build what is left and export it, all within ``otlp_timeout`` (one attempt each)."""
+    deadline = time.monotonic() + tracing.timeout
+    builder.drain()
+    tracing.stop_retrying()
+    batches.close(tracing.timeout)
+    tracing.shutdown(max(0.0, deadline - time.monotonic()))

@@ -40,8 +40,11 @@ from caxton.wire.trace import new_span_id, trace_ids
 
 __all__ = ["SpanBuilder"]
 
-#: Send span ids remembered for the receiver's queue time.
-_REMEMBERED = 65_536
+#: The instrumentation scope of every span built here.
+SCOPE = InstrumentationScope("caxton", __version__)
+#: Send spans remembered for the receiver's span (its queue time and message attributes); one
+#: not remembered any more gets the queue time from the message's ``created_at`` (to the ms).
+_REMEMBERED = 16_384
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _ERROR = Status(StatusCode.ERROR)
 _log = logging.getLogger("caxton.observability.spans")
@@ -96,24 +99,29 @@ class SpanBuilder:
         processor: SpanProcessor,
         resource: Resource | None = None,
         *,
-        encoded: bool = False,
+        encoded: Callable[[list[bytes]], None] | None = None,
     ) -> None:
-        """``encoded``: hand ``processor`` (a `CountingBatchSpanProcessor`) each span encoded
-        for OTLP already (`on_encoded`), instead of a `ReadableSpan` (about a third of the
-        work per span); needs ``resource``."""
+        """``encoded``: give it each `drain`'s spans encoded for OTLP already (a list of
+        `_otlp_encode.span_field`, all of ``resource`` and `SCOPE`; in the span export
+        process, `SpanBatches.put`) instead of handing ``processor`` a `ReadableSpan` per span
+        (about a third of the work per span); a span the encoder does not write still goes to
+        ``processor``."""
         self.log = log
         self._processor = processor
         self._resource = resource
-        self._encoded: Callable[[Any], None] | None = None
-        if encoded and resource is not None:
+        self._encoded = encoded
+        self._out: list[bytes] = []
+        if encoded is not None:
             from caxton.observability import _otlp_encode
 
-            self._encoded = processor.on_encoded  # type: ignore[attr-defined]
             self._span_bytes = _otlp_encode.span_bytes
+            self._span_field = _otlp_encode.span_field
+            self._attribute_fields = _otlp_encode.attribute_fields
             self._unsupported = _otlp_encode.Unsupported
-            self._encoded_span = _otlp_encode.EncodedSpan
-        self._scope = InstrumentationScope("caxton", __version__)
-        self._sent_at: OrderedDict[int, int] = OrderedDict()
+        self._scope = SCOPE
+        #: Per send span id (recent ones): its time, its message's attributes and their
+        #: encoding (None unless spans are encoded), for the receiver's span.
+        self._sent: OrderedDict[int, tuple[int, dict[str, Any], bytes | None]] = OrderedDict()
         self._lock = threading.Lock()
         #: Records dropped because their ids were not hexadecimal.
         self.malformed = 0
@@ -136,6 +144,11 @@ class SpanBuilder:
                     self.malformed += 1
                 except Exception:  # a malformed record must not stop the others
                     _log.exception("building a span failed")
+            out = self._out
+            if out:
+                self._out = []
+                assert self._encoded is not None
+                self._encoded(out)
         return ended
 
     def _build(self, record: tuple[Any, ...]) -> int:
@@ -160,32 +173,43 @@ class SpanBuilder:
     ) -> int:
         trace_hex, parent = trace_ids(data)
         trace_id = int(trace_hex, 16)
-        fields = _fields(data)
-        attributes = _message_attributes(fields)
-        attributes["caxton.agent.name"] = agent
-        attributes["caxton.agent.version"] = version
-        attributes["caxton.outcome"] = outcome
+        parent_id = int(parent, 16)
+        # The message's send span was built here (its sender's record came first): its time is
+        # the queue time's start, and its message attributes are this span's too.
+        sent = self._sent.pop(parent_id, None)
+        if sent is None:
+            fields = _fields(data)
+            message = _message_attributes(fields)
+            encoded = None
+            queued = None
+            if isinstance(fields.created_at, str):
+                try:
+                    queued = int(parse_reply_by(fields.created_at) * 1e9)
+                except InvalidMessage:
+                    queued = None
+        else:
+            queued, message, encoded = sent
+        attributes: dict[str, Any] = {
+            "caxton.agent.name": agent,
+            "caxton.agent.version": version,
+            "caxton.outcome": outcome,
+        }
         if fuel is not None:
             attributes["caxton.fuel_used"] = fuel
-        parent_id = int(parent, 16)
-        queued = self._sent_at.pop(parent_id, None)
-        if queued is None and isinstance(fields.created_at, str):
-            try:
-                queued = int(parse_reply_by(fields.created_at) * 1e9)
-            except InvalidMessage:
-                queued = None
         if queued is not None:
             attributes["caxton.queue_time_ms"] = max(0.0, (start - queued) / 1e6)
         self._end("caxton.handle", trace_id, parent_id, span_id, start, end, attributes,
-                  SpanKind.CONSUMER, failed=outcome != "ok")  # fmt: skip
-        sent_at = self._sent_at
+                  SpanKind.CONSUMER, failed=outcome != "ok", message=message,
+                  encoded=encoded)  # fmt: skip
+        remembered = self._sent
         flat = iter(sends)  # span id, time, bytes per send
         for send_id, at, out in zip(flat, flat, flat, strict=True):
-            sent = _message_attributes(_fields(out))
-            self._end("caxton.send", trace_id, span_id, send_id, at, at, sent, SpanKind.PRODUCER)
-            sent_at[send_id] = at
-        while len(sent_at) > _REMEMBERED:
-            sent_at.popitem(last=False)
+            message = _message_attributes(_fields(out))
+            encoded = self._end("caxton.send", trace_id, span_id, send_id, at, at, {},
+                                SpanKind.PRODUCER, message=message)  # fmt: skip
+            remembered[send_id] = (at, message, encoded)
+        while len(remembered) > _REMEMBERED:
+            remembered.popitem(last=False)
         return 1 + len(sends) // 3
 
     def _end(
@@ -200,20 +224,27 @@ class SpanBuilder:
         kind: SpanKind = SpanKind.INTERNAL,
         *,
         failed: bool = False,
-    ) -> None:
-        emit = self._encoded
-        if emit is not None:
+        message: dict[str, Any] | None = None,
+        encoded: bytes | None = None,
+    ) -> bytes | None:
+        """End a span; its attributes are ``message``'s (a message's, `_message_attributes`)
+        then ``attributes``. ``encoded``: ``message`` encoded already (what an earlier call
+        returned for it). Returns ``message`` encoded (when spans are encoded), else None."""
+        if self._encoded is not None:
             try:
+                if message and encoded is None:
+                    encoded = self._attribute_fields(message)
                 data = self._span_bytes(
                     trace_id, span_id, parent, name, kind, start, end, attributes,
-                    code=StatusCode.ERROR.value if failed else 0,
+                    code=StatusCode.ERROR.value if failed else 0, leading=encoded or b"",
                 )  # fmt: skip
             except self._unsupported:
                 pass  # (an attribute it does not write): as a ReadableSpan
             else:
-                assert self._resource is not None  # (`encoded` needs it)
-                emit(self._encoded_span(self._resource, self._scope, data))
-                return
+                self._out.append(self._span_field(data))
+                return encoded
+        if message:
+            attributes = {**message, **attributes}
         span = ReadableSpan(
             name,
             context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED),
@@ -227,3 +258,4 @@ class SpanBuilder:
             instrumentation_scope=self._scope,
         )
         self._processor.on_end(span)
+        return None

@@ -123,9 +123,14 @@ class Tracing:
         self.tracer = trace.NoOpTracer()
         if provider is None:
             return True
-        _stop_retrying(self.exporter)
+        self.stop_retrying()
         wait = self.timeout if timeout is None else min(timeout, self.timeout)
         return self._bounded(provider.shutdown, wait)
+
+    def stop_retrying(self) -> None:
+        """Make the exporter give up a failed export at once from now on (`shutdown` does this
+        first; see `_stop_retrying`)."""
+        _stop_retrying(self.exporter)
 
     def metric_samples(self) -> Iterator[tuple[str, str, dict[str, str], int, str]]:
         """Snapshot records (`caxton.observability.snapshot`) of the export pipeline.
