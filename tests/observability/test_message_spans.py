@@ -20,7 +20,7 @@ from caxton.observability import configure_logging
 from caxton.observability.spans import SpanBuilder
 from caxton.runtime import AgentSpec, Engine, Runtime
 from caxton.runtime.tracing import SpanLog
-from tests.support import example, fast_runtime
+from tests.support import example, fast_runtime, wat
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -192,3 +192,20 @@ async def test_the_fuel_an_agent_used_is_on_its_span() -> None:
         used = attrs(handle)["caxton.fuel_used"]
         assert isinstance(used, int)
         assert 0 < used < 50_000_000
+
+
+async def test_an_agent_never_sees_the_trace_context_it_is_handled_in(traced: Traced) -> None:
+    runtime = traced.runtime
+    engine = runtime.engine
+    await runtime.start_agent(AgentSpec(name="echo"), engine.compile(wat("echo")))
+    message = start(1, f"00-{TRACE}-{PARENT}-01").replace(
+        b'"receiver":"ping"', b'"receiver":"echo"'
+    )
+    runtime.deliver_nowait("echo", message)
+    reply = await asyncio.wait_for(traced.inbox.get(), 10)
+    assert reply.startswith(b'{"traceparent":"00-' + TRACE.encode())  # the reply is traced
+    seen = json.loads(reply)["content"]  # what echo was given, byte for byte
+    assert "traceparent" not in seen
+    assert seen == {k: v for k, v in json.loads(message).items() if k != "traceparent"}
+    [handle] = [s for s in traced.spans() if s.name == "caxton.handle"]
+    assert format(handle.parent.span_id, "016x") == PARENT  # type: ignore[union-attr]

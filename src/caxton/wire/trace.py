@@ -110,8 +110,8 @@ class TraceContext:
     def begin(self, message: bytes, agent: str) -> int | None:
         """Start handling ``message`` (a traced one: it starts with `HEAD`) for ``agent``; the
         new span id of its handling, or None when its context is not a sampled one written
-        by the runtime (it is then handled untraced)."""
-        if message[SPAN_END : SPAN_END + 4] != b'-01"':
+        by the runtime, followed by another field (it is then handled untraced)."""
+        if message[SPAN_END : SPAN_END + 5] != b'-01",':
             return None
         self.open = message[: TRACE_END + 1]
         self.message = message

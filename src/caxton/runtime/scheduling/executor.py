@@ -67,6 +67,7 @@ _log = logging.getLogger("caxton.runtime")
 _BUDGET = host.LOG_BUDGET
 _HEAD = wire_trace.HEAD
 _HEAD_LEN = len(_HEAD)
+_GUEST_FROM = wire_trace.SPAN_END + 5  # after ``-01",`` (`TraceContext.begin` checked them)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -280,13 +281,16 @@ class Worker:
         except BaseException as exc:
             future.set_exception(exc)
 
-    def handle(self, agent: Agent, data: bytes) -> None:
-        """Handle one message; never raises (failures are reported and contained)."""
+    def handle(self, agent: Agent, data: bytes, guest: bytes | None = None) -> None:
+        """Handle one message; never raises (failures are reported and contained).
+
+        ``guest``: what the agent is given, when that is not ``data`` itself (a traced message
+        without its ``traceparent``: `_handle_traced`)."""
         inst = agent.inst
         if inst is None:
             if agent.kind != "reactor":
                 before = agent.messages_handled
-                self.lifecycle.handle_command(agent, data)
+                self.lifecycle.handle_command(agent, data if guest is None else guest)
                 if self._handled is not None and agent.messages_handled != before:
                     self._handled(agent.name, data)
                 return
@@ -312,7 +316,7 @@ class Worker:
         if inst.fuel is not None:
             _ffi.set_fuel(inst.ctx, inst.fuel)
         t0 = perf_counter()
-        rc = entry.deliver(data)
+        rc = entry.deliver(data if guest is None else guest)
         if rc > _I32_MAX:  # FAILED or BAD_POINTER
             self._call_failed(agent, data, rc, t0)
             return
@@ -362,7 +366,9 @@ class Worker:
         failures = agent.failures
         start = time_ns()
         try:
-            self.handle(agent, data)
+            # The agent gets the message without the runtime's field: tracing never changes
+            # what an agent sees (nor the bytes it parses).
+            self.handle(agent, data, b"{" + data[_GUEST_FROM:])
         finally:
             end = time_ns()
             stamper.trace = None
