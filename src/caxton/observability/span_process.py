@@ -4,9 +4,10 @@ Building an OpenTelemetry span and encoding it for OTLP costs tens of microsecon
 per span, several times what handling the message costs; in the node's process that work
 would hold the interpreter lock the workers need (measured: ping/pong at a sample rate of 0.1
 ran at about half the speed of tracing off). So a node hands the records of its `SpanLog`
-(`caxton.runtime.tracing`) to a child process, which builds the spans (`SpanBuilder`) and
-exports them through its own `configure_tracing` stack (same endpoint, protocol, timeout and
-queue bound); the node's own spans (one per API request, ``caxton.accept``) stay in the node.
+(`caxton.runtime.tracing`) to a child process, which builds the spans (`SpanBuilder`, as OTLP
+bytes) and exports them in batches (`SpanBatches`) through the exporter of its own
+`configure_tracing` stack (same endpoint, protocol, timeout and queue bound); the node's own
+spans (one per API request, ``caxton.accept``) stay in the node.
 
 Protocol over one pipe: the node sends msgpack lists of records every `INTERVAL` seconds (a
 `SpanLog` bounds what waits meanwhile); the child answers, after each batch and at most once a
