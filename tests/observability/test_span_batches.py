@@ -48,9 +48,12 @@ class Collector(SpanExporter):
         self.gate = threading.Event()
         self.gate.set()
         self.refuse = False
+        self.explode = False
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         self.gate.wait()
+        if self.explode:
+            raise ConnectionError("collector gone")
         self.sizes.append(len(spans))
         self.requests.append(ExportTraceServiceRequest.FromString(request_bytes(spans)))
         return SpanExportResult.FAILURE if self.refuse else SpanExportResult.SUCCESS
@@ -134,6 +137,19 @@ def test_refused_batches_are_counted_failed_and_later_ones_still_go() -> None:
     queue.put(spans(30, 5))
     assert queue.flush()
     assert (counts.failed, counts.exported) == (30, 5)
+
+
+def test_an_exporter_that_raises_fails_its_batch_and_not_the_queue() -> None:
+    collector, counts = Collector(), SpanCounts()
+    collector.explode = True
+    queue = batches_for(collector, counts, batch=10)
+    queue.put(spans(0, 20))
+    assert queue.flush()
+    collector.explode = False
+    queue.put(spans(20, 5))
+    assert queue.flush()
+    assert (counts.failed, counts.exported) == (20, 5)
+    assert queue.close()
 
 
 def test_close_gives_up_on_a_hung_collector_within_its_timeout() -> None:

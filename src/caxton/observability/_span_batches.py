@@ -17,6 +17,7 @@ collector that is down or hung would have the SDK's queue drop spans.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -29,6 +30,8 @@ from caxton.observability._otlp_encode import EncodedRequest, request_around
 from caxton.observability._span_export import MAX_EXPORT_BATCH, SpanCounts
 
 __all__ = ["SpanBatches"]
+
+_log = logging.getLogger("caxton.observability.spans")
 
 
 class SpanBatches:
@@ -127,8 +130,9 @@ class SpanBatches:
                     self._changed.notify_all()
 
     def _export(self, batch: list[bytes]) -> None:
-        request = EncodedRequest(request_around(self._resource, self._scope, batch), len(batch))
         try:
-            self._exporter.export(request)  # type: ignore[arg-type]  # (a sequence of spans)
-        except Exception:  # counted as failed by a counting exporter; the thread goes on
-            return
+            data = request_around(self._resource, self._scope, batch)
+            self._exporter.export(EncodedRequest(data, len(batch)))  # type: ignore[arg-type]
+        except Exception:  # the thread goes on with the next batch
+            # (a counting exporter counted the batch as failed already)
+            _log.exception("exporting %d spans failed", len(batch))
