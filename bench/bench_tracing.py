@@ -25,7 +25,9 @@ medians are the figure to read. Prints JSON:
                                   [--variants off,0.1,1.0]
 
 ``--variants off`` runs nothing of tracing (no import of it either), so the same script run
-against another checkout (``PYTHONPATH=<checkout>/src``) measures that checkout's figure.
+against another checkout (``PYTHONPATH=<checkout>/src``) measures that checkout's figure
+(copy the compiled ``_accel`` module into a bare checkout's ``src`` first: without it, that
+checkout runs the slower pure-Python path of the runtime).
 Targets: 0.1 within 10 % of off; off unchanged against the branch it came from.
 
 Beside msgs/s, each run's CPU time per message is measured: this process (the node's threads,
@@ -34,6 +36,10 @@ until the run's spans are exported. ``capacity_relative_to_off_per_run`` compare
 CPU per message over the variant's, per run): how many messages the same CPU handles, which
 a saturated node would see as throughput. A ping/pong game leaves a core idle most of the
 time, so its msgs/s hides most of what the export process spends there.
+
+``game_time_relative_to_off`` splits a variant's cost: its median game, sampled and not, over
+tracing off's median game. A sampled game pays the node's own tracing work; a game that was
+not sampled, what the export process building the sampled games' spans costs it meanwhile.
 """
 
 from __future__ import annotations
@@ -122,6 +128,8 @@ class Variant:
     cpu_us: list[float] = field(default_factory=list)
     sampled_games: int = 0
     games: int = 0
+    #: Each timed game's wall time (ms), by whether it was sampled.
+    game_ms: dict[bool, list[float]] = field(default_factory=lambda: {False: [], True: []})
 
 
 async def build(name: str, rate: float | None, tmp: Path, workers: int, sink: str) -> Variant:
@@ -207,7 +215,10 @@ async def run(variant: Variant, games: int, rounds: int) -> float:
     cpu = cpu_seconds(variant)
     started = time.perf_counter()
     for _ in range(games):
-        variant.sampled_games += await game(variant, rounds)
+        began = time.perf_counter()
+        sampled = await game(variant, rounds)
+        variant.game_ms[sampled].append(1e3 * (time.perf_counter() - began))
+        variant.sampled_games += sampled
         variant.games += 1
     rate = 2 * rounds * games / (time.perf_counter() - started)
     if variant.builder is not None:  # not timed: the export's backlog, before the next run
@@ -282,6 +293,7 @@ async def measure(args: argparse.Namespace, names: list[str], sink: str) -> list
         for variant in variants:  # warm up
             await run(variant, 2, 500)
             variant.sampled_games = variant.games = 0
+            variant.game_ms = {False: [], True: []}
             variant.cpu_us.clear()
         for _ in range(args.runs):
             for variant in variants:
@@ -350,6 +362,21 @@ def report(args: argparse.Namespace, variants: list[Variant]) -> None:
         result["capacity_relative_to_off_per_run"] = per_run_ratios(
             variants, off, lambda v, i: off.cpu_us[i] / v.cpu_us[i]
         )
+        # Where a variant's time goes: its median game, sampled and not, against off's median
+        # game (a sampled game pays the node's tracing work; one not sampled, what the export
+        # process doing the sampled games' spans on the other core costs it).
+        off_game = statistics.median(off.game_ms[False])
+        result["game_time_relative_to_off"] = {
+            v.name: {
+                ("sampled" if sampled else "not_sampled"): round(
+                    statistics.median(times) / off_game, 3
+                )
+                for sampled, times in sorted(v.game_ms.items())
+                if times
+            }
+            for v in variants
+            if v is not off
+        }
     print(json.dumps(result, indent=2))
 
 
