@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -127,28 +128,19 @@ def test_a_queue_with_room_does_not_wait() -> None:
     assert counts.exported == 800
 
 
-def test_refused_batches_are_counted_failed_and_later_ones_still_go() -> None:
+@pytest.mark.parametrize("failure", ["refuse", "explode"])
+def test_failed_batches_are_counted_and_later_ones_still_go(failure: str) -> None:
+    """A collector that refuses a batch, or an exporter that raises: the batch is counted
+    failed, and the queue goes on with the next one."""
     collector, counts = Collector(), SpanCounts()
-    collector.refuse = True
+    setattr(collector, failure, True)
     queue = batches_for(collector, counts, batch=10)
     queue.put(spans(0, 30))
     assert queue.flush()
-    collector.refuse = False
+    setattr(collector, failure, False)
     queue.put(spans(30, 5))
     assert queue.flush()
     assert (counts.failed, counts.exported) == (30, 5)
-
-
-def test_an_exporter_that_raises_fails_its_batch_and_not_the_queue() -> None:
-    collector, counts = Collector(), SpanCounts()
-    collector.explode = True
-    queue = batches_for(collector, counts, batch=10)
-    queue.put(spans(0, 20))
-    assert queue.flush()
-    collector.explode = False
-    queue.put(spans(20, 5))
-    assert queue.flush()
-    assert (counts.failed, counts.exported) == (20, 5)
     assert queue.close()
 
 

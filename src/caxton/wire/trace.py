@@ -31,9 +31,12 @@ __all__ = [
 #: How every traced message starts.
 HEAD = b'{"traceparent":"'
 _HEAD_LEN = len(HEAD)
-#: Where a traced message's trace id and parent span id end (`trace_ids`).
-TRACE_END = _HEAD_LEN + 3 + 32
+#: Where a traced message's trace id starts and ends, where its parent span id ends
+#: (`trace_ids`), and where the whole field ends, its comma included (`TraceContext.begin`).
+TRACE_START = _HEAD_LEN + 3
+TRACE_END = TRACE_START + 32
 SPAN_END = TRACE_END + 1 + 16
+FIELD_END = SPAN_END + 5
 _PATTERN = re.compile(rb'00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})"')
 _TEXT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = b"0" * 32
@@ -43,7 +46,7 @@ _ZERO_SPAN = b"0" * 16
 def trace_ids(data: bytes) -> tuple[bytes, bytes]:
     """``(trace id, parent span id)`` of a message `TraceContext.begin` accepted, by position
     (their hex digits are checked where spans are built)."""
-    return data[_HEAD_LEN + 3 : TRACE_END], data[TRACE_END + 1 : SPAN_END]
+    return data[TRACE_START:TRACE_END], data[TRACE_END + 1 : SPAN_END]
 
 
 def traced(data: bytes) -> bool:
@@ -111,7 +114,7 @@ class TraceContext:
         """Start handling ``message`` (a traced one: it starts with `HEAD`) for ``agent``; the
         new span id of its handling, or None when its context is not a sampled one written
         by the runtime, followed by another field (it is then handled untraced)."""
-        if message[SPAN_END : SPAN_END + 5] != b'-01",':
+        if message[SPAN_END:FIELD_END] != b'-01",':
             return None
         self.open = message[: TRACE_END + 1]
         self.message = message
@@ -124,7 +127,7 @@ class TraceContext:
     @property
     def trace_id(self) -> bytes:
         """The trace (32 lowercase hex digits)."""
-        return self.open[_HEAD_LEN + 3 : TRACE_END]
+        return self.open[TRACE_START:TRACE_END]
 
     def stamp(self, out: bytes) -> bytes:
         """``out`` with a new send span's ``traceparent`` first; the send is recorded."""

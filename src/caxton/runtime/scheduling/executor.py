@@ -67,7 +67,7 @@ _log = logging.getLogger("caxton.runtime")
 _BUDGET = host.LOG_BUDGET
 _HEAD = wire_trace.HEAD
 _HEAD_LEN = len(_HEAD)
-_GUEST_FROM = wire_trace.SPAN_END + 5  # after ``-01",`` (`TraceContext.begin` checked them)
+_FIELD_END = wire_trace.FIELD_END  # where a traced message's own fields start, less its "{"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -368,7 +368,7 @@ class Worker:
         try:
             # The agent gets the message without the runtime's field: tracing never changes
             # what an agent sees (nor the bytes it parses).
-            self.handle(agent, data, b"{" + data[_GUEST_FROM:])
+            self.handle(agent, data, b"{" + data[_FIELD_END:])
         finally:
             end = time_ns()
             stamper.trace = None
