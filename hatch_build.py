@@ -22,12 +22,17 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCE = Path("src/caxton/runtime/sandbox/_accel.c")
+#: The extension's C files (one module: `_accel.c` has its init function).
+SOURCES = (
+    Path("src/caxton/runtime/sandbox/_accel.c"),
+    Path("src/caxton/runtime/sandbox/_accel_trace.c"),
+)
 TARGET = "caxton/runtime/sandbox/_accel"
 
 
-def _compile(source: Path, output: Path) -> str | None:
-    """Compile ``source`` into the extension module ``output``; None, or why it failed."""
+def _compile(root: Path, output: Path) -> str | None:
+    """Compile `SOURCES` (under ``root``) into the extension module ``output``; None, or why it
+    failed."""
     cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
     if shutil.which(cc[0]) is None:
         return f"no C compiler ({cc[0]!r} not found)"
@@ -35,7 +40,8 @@ def _compile(source: Path, output: Path) -> str | None:
     if not (Path(include) / "Python.h").exists():
         return f"no Python headers ({include}/Python.h not found)"
     link = ["-bundle", "-undefined", "dynamic_lookup"] if sys.platform == "darwin" else ["-shared"]
-    command = [*cc, "-O2", "-fPIC", "-Wall", f"-I{include}", str(source), *link, "-o", str(output)]
+    sources = [str(root / source) for source in SOURCES]
+    command = [*cc, "-O2", "-fPIC", "-Wall", f"-I{include}", *sources, *link, "-o", str(output)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         return f"{shlex.join(command)} failed:\n{result.stderr.strip()}"
@@ -52,11 +58,11 @@ class AccelBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
         if version == "editable":
             output = root / "src" / (TARGET + suffix)
-            why = _compile(root / SOURCE, output)
+            why = _compile(root, output)
         else:
             self._tmp = tempfile.TemporaryDirectory()
             output = Path(self._tmp.name) / ("_accel" + suffix)
-            why = _compile(root / SOURCE, output)
+            why = _compile(root, output)
             if why is None:
                 build_data["force_include"][str(output)] = TARGET + suffix
         if why is not None:

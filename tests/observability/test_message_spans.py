@@ -19,6 +19,7 @@ from caxton.config import ObservabilityConfig, RuntimeConfig
 from caxton.observability import configure_logging
 from caxton.observability.spans import SpanBuilder
 from caxton.runtime import AgentSpec, Engine, Runtime
+from caxton.runtime.sandbox.accel import ACCEL
 from caxton.runtime.tracing import SpanLog
 from tests.support import example, fast_runtime, wat
 
@@ -38,15 +39,20 @@ class Traced:
         return list(self.exporter.get_finished_spans())
 
 
+#: Both hot paths when the C extension is built: each has its own `TraceContext`.
+FLAVOURS = ["c", "ctypes"] if ACCEL is not None else ["ctypes"]
+
+
 @contextlib.asynccontextmanager
-async def traced_runtime(config: RuntimeConfig) -> AsyncIterator[Traced]:
-    """A runtime with ``ping`` and ``pong`` whose traced work is built into in-memory spans."""
+async def traced_runtime(config: RuntimeConfig, flavour: str = "c") -> AsyncIterator[Traced]:
+    """A runtime with ``ping`` and ``pong`` whose traced work is built into in-memory spans;
+    ``flavour``: the hot path ("c" whenever the extension is built)."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     log = SpanLog()
     builder = SpanBuilder.for_provider(log, provider)
-    engine = Engine(config, cache_dir=None)
+    engine = Engine(config, cache_dir=None, accelerated=flavour == "c" and ACCEL is not None)
     inbox: asyncio.Queue[bytes] = asyncio.Queue()
     runtime = Runtime(config, engine=engine, external=lambda r, d: inbox.put_nowait(d), spans=log)
     try:
@@ -58,9 +64,9 @@ async def traced_runtime(config: RuntimeConfig) -> AsyncIterator[Traced]:
         engine.close()
 
 
-@pytest.fixture
-async def traced() -> AsyncIterator[Traced]:
-    async with traced_runtime(fast_runtime()) as ready:
+@pytest.fixture(params=FLAVOURS)
+async def traced(request: pytest.FixtureRequest) -> AsyncIterator[Traced]:
+    async with traced_runtime(fast_runtime(), request.param) as ready:
         yield ready
 
 
@@ -182,8 +188,9 @@ async def test_log_lines_written_while_handling_carry_the_trace(traced: Traced) 
     assert "span_id" not in untraced_line
 
 
-async def test_the_fuel_an_agent_used_is_on_its_span() -> None:
-    async with traced_runtime(fast_runtime(fuel=50_000_000)) as traced:
+@pytest.mark.parametrize("flavour", FLAVOURS)
+async def test_the_fuel_an_agent_used_is_on_its_span(flavour: str) -> None:
+    async with traced_runtime(fast_runtime(fuel=50_000_000), flavour) as traced:
         traced.runtime.deliver_nowait("ping", start(2, f"00-{TRACE}-{PARENT}-01"))
         await asyncio.wait_for(traced.inbox.get(), 10)
     handles = [s for s in traced.spans() if s.name == "caxton.handle"]

@@ -24,6 +24,7 @@ from wasmtime import _ffi as ffi
 from caxton.runtime import Engine, Runtime
 from caxton.runtime.sandbox import _ffi, accel, host
 from caxton.runtime.sandbox.instance import Instance
+from caxton.wire import trace as wire_trace
 from tests.support import FAST, message, wat
 
 from .conftest import FLAVOURS, Deploy, Recorder
@@ -144,6 +145,25 @@ def test_the_c_extension_refuses_bad_arguments(monkeypatch: pytest.MonkeyPatch) 
         module.HostFunction(len, "ix", True)
     with pytest.raises(TypeError, match="callable"):
         module.HostFunction(3, "i", True)
+    context = module.TraceContext()
+    with pytest.raises(TypeError, match="bytes"):
+        context.begin("not bytes", "agent")
+    with pytest.raises(RuntimeError, match="before a traced message"):
+        context.stamp(b"{}")  # a stamp needs the trace of a message being handled
+    with pytest.raises(TypeError):
+        context.record(1, "ok")
+
+
+def test_an_extension_with_another_traced_message_layout_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("CAXTON_ACCEL", raising=False)
+    if accel.load() is None:  # not built: only where no compiler is (see the first test)
+        assert not _compiler_present()
+        return
+    monkeypatch.setattr(wire_trace, "TRACE_LAYOUT", (b'{"tp":"00-', 10, 42, 59, 64))
+    assert accel.load() is None  # the ctypes path and the Python TraceContext instead
+    assert "traced-message layout differs" in caplog.text
 
 
 # -- the host-function adapters: a real wasm caller, both adapters -----------------------------

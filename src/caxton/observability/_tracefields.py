@@ -20,11 +20,10 @@ class TraceFields(logging.Filter):
     """Adds the handled message's trace to records (see the module); never drops one."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        handling = getattr(current, "handling", None)
-        if handling is None:
+        context = getattr(current, "handling", None)
+        if context is None or not context.active:
             return True
         fields = record.__dict__
-        context = handling
         fields.setdefault("trace_id", context.trace_id.decode())
         fields.setdefault("span_id", f"{context.span_id:016x}")
         fields.setdefault("agent", context.agent)

@@ -26,8 +26,8 @@ traced messages) do not make every collection of older objects longer (measured:
 holding its `TraceContext` cost ping/pong at a sample rate of 0.1 about 8 % of its
 throughput), and each traced message adds one object to track until then, not one per send.
 
-`current` is the calling thread's message being handled, for log lines
-(`caxton.observability`'s formatters add its trace and span ids).
+`current` holds the calling worker thread's `TraceContext` (``active`` while it handles a traced
+message), for log lines (`caxton.observability`'s formatters add its trace and span ids).
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ from caxton.wire import trace as wire_trace
 
 __all__ = ["SpanLog", "current"]
 
-#: Per thread: ``handling`` is the `TraceContext` of the traced message handled there now
-#: (with its agent and message), else absent or None.
+#: Per thread: ``handling`` is the `TraceContext` of the worker running there (set once, when
+#: its thread starts; absent elsewhere and with tracing off). While it is ``active``, the worker
+#: handles a traced message (its trace, span, agent and message are the context's).
 current = threading.local()
 
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 import re
 from random import getrandbits
 from time import time_ns
+from typing import Any
 
 __all__ = [
     "HEAD",
+    "TRACE_LAYOUT",
     "TraceContext",
     "format_traceparent",
     "parse",
@@ -37,6 +39,10 @@ TRACE_START = _HEAD_LEN + 3
 TRACE_END = TRACE_START + 32
 SPAN_END = TRACE_END + 1 + 16
 FIELD_END = SPAN_END + 5
+_OPEN = HEAD + b"00-"  # up to the trace id
+_TAIL = b'-01",'  # after the span id: sampled, and another field follows
+#: The layout above, as `caxton.runtime.sandbox._accel` (the C `TraceContext`) must share it.
+TRACE_LAYOUT = (_OPEN, TRACE_START, TRACE_END, SPAN_END, FIELD_END)
 _PATTERN = re.compile(rb'00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})"')
 _TEXT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = b"0" * 32
@@ -94,9 +100,13 @@ def new_span_id() -> int:
 
 class TraceContext:
     """The trace of the message a worker is handling, and what its handler sent (see the
-    module). One per worker, reused: `begin` starts each traced message's handling."""
+    module). One per worker, reused: `begin` starts each traced message's handling, `finish`
+    ends it, `record` is its record for the span builder (`caxton.runtime.tracing`).
 
-    __slots__ = ("agent", "message", "open", "sends", "span_id")
+    `caxton.runtime.sandbox._accel.TraceContext` is its C twin (same attributes and results),
+    used with the C hot path."""
+
+    __slots__ = ("active", "agent", "end", "message", "open", "sends", "span_id", "start")
 
     def __init__(self) -> None:
         #: The agent handling `message` (for log lines: `caxton.runtime.tracing.current`).
@@ -109,12 +119,17 @@ class TraceContext:
         #: Per message sent, in order, its span id, time (ns) and bytes, one after the other
         #: (flat: a record holds them with no tuple per send; `begin` empties it).
         self.sends: list[int | bytes] = []
+        #: Between `begin` (of a traced message) and `finish`.
+        self.active = False
+        #: When the handling began and ended (ns since the epoch, as ``time.time_ns``).
+        self.start = self.end = 0
 
     def begin(self, message: bytes, agent: str) -> int | None:
-        """Start handling ``message`` (a traced one: it starts with `HEAD`) for ``agent``; the
-        new span id of its handling, or None when its context is not a sampled one written
-        by the runtime, followed by another field (it is then handled untraced)."""
-        if message[SPAN_END:FIELD_END] != b'-01",':
+        """Start handling ``message`` for ``agent``; the new span id of its handling, or None
+        when it does not start with a sampled context as the runtime writes it (version 00,
+        followed by another field): it is then handled untraced."""
+        self.active = False
+        if message[:TRACE_START] != _OPEN or message[SPAN_END:FIELD_END] != _TAIL:
             return None
         self.open = message[: TRACE_END + 1]
         self.message = message
@@ -122,6 +137,8 @@ class TraceContext:
         if self.sends:
             self.sends.clear()  # (the previous record holds a copy)
         span = self.span_id = getrandbits(64) or 1
+        self.active = True
+        self.start = time_ns()
         return span
 
     @property
@@ -134,3 +151,17 @@ class TraceContext:
         span = getrandbits(64) or 1
         self.sends.extend((span, time_ns(), out))
         return b'%s%016x-01",%s' % (self.open, span, out[1:])
+
+    def guest(self) -> bytes:
+        """The message without the runtime's field: what the agent is given."""
+        return b"{" + self.message[FIELD_END:]
+
+    def finish(self) -> None:
+        """The handling ended (now)."""
+        self.end = time_ns()
+        self.active = False
+
+    def record(self, version: int, outcome: str, fuel: int | None) -> tuple[Any, ...]:
+        """The handling's ``handle`` record (`caxton.runtime.tracing`), after `finish`."""
+        return ("handle", self.span_id, self.start, self.end, self.agent, version,
+                self.message, outcome, fuel, *self.sends)  # fmt: skip

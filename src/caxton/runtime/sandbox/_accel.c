@@ -1,8 +1,8 @@
 /*
  * caxton.runtime.sandbox._accel: the wasm message hot path in C (optional).
  *
- * Two pieces, both used only when this extension was built (a C compiler at install time);
- * the pure-Python path in `_ffi.py` / `host.py` does the same work through ctypes:
+ * Three pieces, all used only when this extension was built (a C compiler at install time);
+ * the pure-Python path in `_ffi.py` / `host.py` (and `caxton.wire.trace`) does the same work:
  *
  *  - `Reactor(ctx, alloc, handle, memory, base)`: one agent instance's entry points.
  *    `Reactor.deliver(data)` calls ``caxton_alloc(len)``, copies the bytes into linear memory
@@ -17,6 +17,8 @@
  *    host callback that takes the GIL and calls ``fn`` with the call's arguments as Python ints
  *    (i32 as unsigned, i64 as signed), storing an int result as the call's i32 result.
  *
+ *  - `TraceContext`: a worker's traced message (in `_accel_trace.c`).
+ *
  * The wasmtime C functions are not linked: `setup()` receives their addresses from ctypes
  * (the library that wasmtime-py loaded), so this module builds with the Python headers only.
  *
@@ -28,6 +30,8 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "_accel_trace.h"
 
 typedef union {
     int32_t i32;
@@ -387,7 +391,8 @@ PyInit__accel(void)
     if (PyModule_AddObjectRef(m, "Reactor", (PyObject *)&ReactorType) < 0 ||
         PyModule_AddObjectRef(m, "HostFunction", (PyObject *)&HostFunctionType) < 0 ||
         PyModule_AddObject(m, "FAILED", PyLong_FromLongLong(FAILED)) < 0 ||
-        PyModule_AddObject(m, "BAD_POINTER", PyLong_FromLongLong(BAD_POINTER)) < 0) {
+        PyModule_AddObject(m, "BAD_POINTER", PyLong_FromLongLong(BAD_POINTER)) < 0 ||
+        caxton_add_trace_context(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

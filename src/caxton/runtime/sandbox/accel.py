@@ -16,6 +16,7 @@ from types import ModuleType
 from wasmtime import _ffi as ffi
 
 from caxton.runtime.sandbox import _ffi
+from caxton.wire import trace as wire_trace
 
 __all__ = ["ACCEL", "describe", "load"]
 
@@ -33,14 +34,16 @@ def load() -> ModuleType | None:
     try:
         if (_accel.FAILED, _accel.BAD_POINTER) != (_ffi.FAILED, _ffi.BAD_POINTER):
             raise RuntimeError("result codes differ from caxton.runtime.sandbox._ffi")
+        if getattr(_accel, "TRACE_LAYOUT", None) != wire_trace.TRACE_LAYOUT:
+            raise RuntimeError("its traced-message layout differs from caxton.wire.trace")
         _accel.setup(
             _ffi.address_of(_ffi.call_unchecked),
             _ffi.address_of(_ffi.memory_data_size),
             ctypes.sizeof(ffi.wasmtime_val_raw_t),
             _ffi.address_of(_ffi.set_epoch_deadline),
         )
-    # Built against another layout, or an older build of `_accel.c` (another `setup`): the
-    # ctypes path still works.
+    # Built against another layout, or an older build of `_accel.c` (another `setup`, no
+    # `TraceContext`): the ctypes path still works.
     except (RuntimeError, TypeError) as exc:
         _log.warning("the C hot path is not used: %s", exc)
         return None

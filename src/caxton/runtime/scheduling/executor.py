@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Sized
 from ctypes import byref, c_uint64
 from dataclasses import dataclass
-from time import perf_counter, time_ns
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import wasmtime
@@ -65,9 +65,6 @@ _RUNNABLE = (_RUNNING, _HIBERNATED)
 _MEMORY_CHECK = 0.1  # seconds between memory-size refreshes of a busy agent
 _log = logging.getLogger("caxton.runtime")
 _BUDGET = host.LOG_BUDGET
-_HEAD = wire_trace.HEAD
-_HEAD_LEN = len(_HEAD)
-_FIELD_END = wire_trace.FIELD_END  # where a traced message's own fields start, less its "{"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -147,7 +144,10 @@ class Worker:
         self.deadline = _ffi.uint64(self._deadline_ticks)
         self._spans = services.spans
         #: The trace of the traced message handled now (`_handle_traced`), reused.
-        self._trace = wire_trace.TraceContext()
+        accel = engine.accel
+        self._trace: wire_trace.TraceContext = (
+            wire_trace.TraceContext() if accel is None else accel.TraceContext()
+        )
         self.lifecycle = InstanceLifecycle(
             services,
             self.cx,
@@ -156,6 +156,12 @@ class Worker:
             set_state=self.set_state,
             failed=self._failed,
         )
+
+    def bind(self) -> None:
+        """Called on the worker's thread when it starts: log lines written there while it
+        handles a traced message carry its trace (`caxton.runtime.tracing.current`)."""
+        if self._spans is not None:
+            current.handling = self._trace
 
     # -- loop-bound events -------------------------------------------------------------------
 
@@ -353,26 +359,23 @@ class Worker:
 
         A message without a trace context is handled as `handle` does; for a traced one the
         host stamps every message the handler sends with a child context, and the times, the
-        outcome and the fuel used go to the `SpanLog` (spans are built off this thread).
+        outcome and the fuel used go to the `SpanLog` (spans are built off this thread). The
+        worker's `TraceContext` is the C one with the C hot path (`Engine.accel`).
         """
         context = self._trace
-        span = context.begin(data, agent.name) if data[:_HEAD_LEN] == _HEAD else None
-        if span is None:
+        if context.begin(data, agent.name) is None:
             self.handle(agent, data)
             return
         stamper = self.cx.stamper
         stamper.trace = context
-        current.handling = context
         failures = agent.failures
-        start = time_ns()
         try:
             # The agent gets the message without the runtime's field: tracing never changes
             # what an agent sees (nor the bytes it parses).
-            self.handle(agent, data, b"{" + data[_FIELD_END:])
+            self.handle(agent, data, context.guest())
         finally:
-            end = time_ns()
+            context.finish()
             stamper.trace = None
-            current.handling = None
         outcome = "ok"
         if agent.failures != failures:
             outcome = (agent.last_error or "failed").split(":", 1)[0]
@@ -386,10 +389,7 @@ class Worker:
         assert spans is not None
         records = spans.records
         if len(records) < spans.limit:  # `spans.add(record)`, inlined
-            records.append(
-                ("handle", span, start, end, agent.name, agent.spec.version, data, outcome, fuel,
-                 *context.sends)
-            )  # fmt: skip
+            records.append(context.record(agent.spec.version, outcome, fuel))
         else:
             spans.dropped += 1
 

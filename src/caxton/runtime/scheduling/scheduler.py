@@ -166,6 +166,7 @@ class Scheduler:
     def _loop(self, worker: Worker) -> None:
         _tls.worker = worker
         host.bind(worker.cx)
+        worker.bind()
         local, shared, urgent, cond = worker.local, self._shared, self._urgent, self._cond
         last_flush = perf_counter()
         engine = worker.svc.engine
