@@ -315,7 +315,8 @@ class _Kept(SpanProcessor):
 
 def _conversation(log: SpanLog) -> None:
     """Records of a traced ping/pong exchange: each handled message is the one sent before it
-    (so its send span is remembered), the first one is not; a failure; fuel or none."""
+    (so its send span is remembered), the first one is not; a failure; fuel or none; a message
+    to two receivers, one without a performative, one with a long id."""
     context = TraceContext()
     message = trace.with_traceparent(
         b'{"sender":"client","message_id":"n-0","created_at":"2026-12-04T03:13:48.123Z",'
@@ -325,10 +326,12 @@ def _conversation(log: SpanLog) -> None:
     for i in range(1, 6):
         agent, peer = ("ping", "pong") if i % 2 else ("pong", "ping")
         span = context.begin(message, agent)
+        to = b'["%s","audit"]' % peer.encode() if i == 4 else b'"%s"' % peer.encode()
+        performative = b"" if i == 2 else b'"performative":"inform",'  # (none: left out)
         sent = context.stamp(
-            b'{"sender":"%s","message_id":"n-%d","created_at":"2026-12-04T03:13:48.124Z",'
-            b'"conversation_id":"c-1","receiver":"%s","performative":"inform","content":%d}'
-            % (agent.encode(), i, peer.encode(), i)
+            b'{"sender":"%s","message_id":"n-%d%s","created_at":"2026-12-04T03:13:48.124Z",'
+            b'"conversation_id":"c-1","receiver":%s,%s"content":%d}'
+            % (agent.encode(), i, b"-long" * 30 if i == 3 else b"", to, performative, i)
         )
         outcome, fuel = ("trap", None) if i == 3 else ("ok", 1000 + i)
         log.add(("handle", span, 10 * i, 10 * i + 5, agent, i, message, outcome, fuel,

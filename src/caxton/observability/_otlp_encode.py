@@ -5,9 +5,9 @@ The OTLP exporters encode each batch with `encode_spans` of
 attribute and per value before serializing them: about 23 µs per span here, most of what a
 traced message's spans cost the span export process. `encode_spans` below writes the same
 ``ExportTraceServiceRequest`` bytes directly (about 7 µs per `ReadableSpan`, less for a span
-built as bytes from the start: `span_bytes`, `EncodedSpan`) and hands the exporter that
-request parsed (one C call), so the exporters, their retries and their transports are the
-SDK's own. The output is the library's, message for message
+built as bytes from the start: `span_bytes`, `EncodedSpan`, `_span_encode`) and hands the
+exporter that request parsed (one C call), so the exporters, their retries and their
+transports are the SDK's own. The output is the library's, message for message
 (tests/observability/test_otlp_encode.py compares them); a span this module does not write
 itself (events, links, a trace state, dropped attributes, an attribute that is a list or
 bytes) is written by the library, alone, and put in its place.
@@ -35,7 +35,6 @@ __all__ = [
     "EncodedSpan",
     "SerializedRequest",
     "Unsupported",
-    "attribute_fields",
     "encode_spans",
     "encode_spans_serialized",
     "install",
@@ -116,12 +115,6 @@ _CACHED = 4096
 _UNIQUE = frozenset({"messaging.message.id"})
 
 
-def attribute_fields(attributes: Mapping[str, Any]) -> bytes:
-    """A span's ``attributes`` encoded (`span_bytes`'s ``leading``): for attributes that several
-    spans share, encoded once."""
-    return _attributes(9, attributes)
-
-
 def _pair(key: str, value: Any) -> bytes:
     head = _keys.get(key)
     if head is None:
@@ -177,11 +170,9 @@ def span_bytes(
     code: int = 0,
     description: str | None = None,
     remote_parent: bool = False,
-    leading: bytes = b"",
 ) -> bytes:
     """A ``Span`` message (no events, links or trace state; raises `Unsupported` for an
-    attribute value it does not write). ``leading``: attributes encoded already
-    (`attribute_fields`), the span's first ones, before ``attributes``."""
+    attribute value it does not write)."""
     named = _names.get(name)
     if named is None:
         if len(_names) >= _CACHED:
@@ -200,7 +191,6 @@ def span_bytes(
             _KINDS[kind],
             b"\x39" + _pack_fixed64(start) if start else b"",
             b"\x41" + _pack_fixed64(end) if end else b"",
-            leading,
             _attributes(9, attributes),
             status,
             _REMOTE_PARENT if remote_parent else _LOCAL_PARENT,

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from binascii import unhexlify
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -33,9 +33,16 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from caxton._version import __version__
 from caxton.errors import InvalidMessage
+from caxton.observability._span_encode import (
+    Fields,
+    destination,
+    fields_of,
+    handle_span,
+    message_attributes,
+    send_span,
+)
 from caxton.runtime.tracing import SpanLog
 from caxton.wire.codec import parse_reply_by
-from caxton.wire.header import Header
 from caxton.wire.trace import new_span_id, trace_ids
 
 __all__ = ["SpanBuilder"]
@@ -50,38 +57,28 @@ _ERROR = Status(StatusCode.ERROR)
 _log = logging.getLogger("caxton.observability.spans")
 
 
-class _Fields(Header):
-    """The router's header fields, and ``created_at`` (for the queue time)."""
-
-    created_at: Any = None
-
-
-_decode = msgspec.json.Decoder(_Fields).decode
-
-
-def _fields(data: bytes) -> _Fields:
-    try:
-        return _decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return _Fields()
-
-
-def _message_attributes(fields: _Fields) -> dict[str, Any]:
+def _message_attributes(fields: Fields) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
     for key, value in (
         ("messaging.message.id", fields.message_id),
         ("messaging.message.conversation_id", fields.conversation_id),
         ("caxton.message.performative", fields.performative),
         ("caxton.message.sender", fields.sender),
+        ("messaging.destination.name", destination(fields.receiver)),
     ):
         if isinstance(value, str):
             attributes[key] = value
-    receiver = fields.receiver
-    if isinstance(receiver, str):
-        attributes["messaging.destination.name"] = receiver
-    elif isinstance(receiver, list):
-        attributes["messaging.destination.name"] = ",".join(map(str, receiver))
     return attributes
+
+
+def _created_ns(fields: Fields) -> int | None:
+    """When a message was created (ns, to the ms its ``created_at`` has), if it says."""
+    if not isinstance(fields.created_at, str):
+        return None
+    try:
+        return int(parse_reply_by(fields.created_at) * 1e9)
+    except InvalidMessage:
+        return None
 
 
 def processor_of(provider: TracerProvider) -> SpanProcessor:
@@ -111,17 +108,18 @@ class SpanBuilder:
         self._resource = resource
         self._encoded = encoded
         self._out: list[bytes] = []
+        self._handle = self._handle_readable
         if encoded is not None:
             from caxton.observability import _otlp_encode
 
             self._span_bytes = _otlp_encode.span_bytes
             self._span_field = _otlp_encode.span_field
-            self._attribute_fields = _otlp_encode.attribute_fields
             self._unsupported = _otlp_encode.Unsupported
+            self._handle = self._handle_encoded
         self._scope = SCOPE
-        #: Per send span id (recent ones): its time, its message's attributes and their
-        #: encoding (None unless spans are encoded), for the receiver's span.
-        self._sent: OrderedDict[int, tuple[int, dict[str, Any], bytes | None]] = OrderedDict()
+        #: Per send span id (recent ones): its time and its message's attributes (a dict, or
+        #: encoded when spans are: `_span_encode.message_attributes`), for the receiver's span.
+        self._sent: OrderedDict[int, tuple[int, Any]] = OrderedDict()
         self._lock = threading.Lock()
         #: Records dropped because their ids were not hexadecimal.
         self.malformed = 0
@@ -159,7 +157,7 @@ class SpanBuilder:
                   start, end, attributes)  # fmt: skip
         return 1
 
-    def _handle(
+    def _handle_encoded(
         self,
         span_id: int,
         start: int,
@@ -171,24 +169,93 @@ class SpanBuilder:
         fuel: int | None,
         *sends: Any,
     ) -> int:
+        """`_handle_readable`'s spans, written as OTLP bytes (`_span_encode`)."""
         trace_hex, parent = trace_ids(data)
-        trace_id = int(trace_hex, 16)
+        trace = unhexlify(trace_hex)
         parent_id = int(parent, 16)
+        if len(trace) != 16:
+            raise ValueError("a trace id that is not 32 hex digits")
         # The message's send span was built here (its sender's record came first): its time is
         # the queue time's start, and its message attributes are this span's too.
         sent = self._sent.pop(parent_id, None)
         if sent is None:
-            fields = _fields(data)
-            message = _message_attributes(fields)
-            encoded = None
-            queued = None
-            if isinstance(fields.created_at, str):
-                try:
-                    queued = int(parse_reply_by(fields.created_at) * 1e9)
-                except InvalidMessage:
-                    queued = None
+            fields = fields_of(data)
+            queued, attributes = _created_ns(fields), message_attributes(fields)
         else:
-            queued, message, encoded = sent
+            queued, attributes = sent
+        out = self._out
+        try:
+            out.append(
+                handle_span(trace, span_id, parent_id, start, end, attributes,
+                            (agent, version, outcome), fuel,
+                            None if queued is None else max(0.0, (start - queued) / 1e6))
+            )  # fmt: skip
+        except self._unsupported:  # (an attribute it does not write): as a ReadableSpan
+            self._end_handle(data, int(trace_hex, 16), parent_id, span_id, start, end, agent,
+                             version, outcome, fuel, queued)  # fmt: skip
+        remembered = self._sent
+        flat = iter(sends)  # span id, time, bytes per send
+        for send_id, at, message in zip(flat, flat, flat, strict=True):
+            attributes = message_attributes(fields_of(message))
+            out.append(send_span(trace, send_id, span_id, at, attributes))
+            remembered[send_id] = (at, attributes)
+        while len(remembered) > _REMEMBERED:
+            remembered.popitem(last=False)
+        return 1 + len(sends) // 3
+
+    def _handle_readable(
+        self,
+        span_id: int,
+        start: int,
+        end: int,
+        agent: str,
+        version: int,
+        data: bytes,
+        outcome: str,
+        fuel: int | None,
+        *sends: Any,
+    ) -> int:
+        """A ``handle`` record's spans: ``caxton.handle``, then a ``caxton.send`` per send."""
+        trace_hex, parent = trace_ids(data)
+        trace_id = int(trace_hex, 16)
+        parent_id = int(parent, 16)
+        sent = self._sent.pop(parent_id, None)
+        queued, message = (None, None) if sent is None else sent
+        self._end_handle(data, trace_id, parent_id, span_id, start, end, agent, version, outcome,
+                         fuel, queued, message)  # fmt: skip
+        remembered = self._sent
+        flat = iter(sends)  # span id, time, bytes per send
+        for send_id, at, out in zip(flat, flat, flat, strict=True):
+            message = _message_attributes(fields_of(out))
+            self._end("caxton.send", trace_id, span_id, send_id, at, at, {}, SpanKind.PRODUCER,
+                      message=message)  # fmt: skip
+            remembered[send_id] = (at, message)
+        while len(remembered) > _REMEMBERED:
+            remembered.popitem(last=False)
+        return 1 + len(sends) // 3
+
+    def _end_handle(
+        self,
+        data: bytes,
+        trace_id: int,
+        parent_id: int,
+        span_id: int,
+        start: int,
+        end: int,
+        agent: str,
+        version: int,
+        outcome: str,
+        fuel: int | None,
+        queued: int | None,
+        message: dict[str, Any] | None = None,
+    ) -> None:
+        """End a ``caxton.handle`` span as a `ReadableSpan` (``message``: the handled message's
+        attributes, when its send span gave them)."""
+        if message is None:
+            fields = fields_of(data)
+            message = _message_attributes(fields)
+            if queued is None:
+                queued = _created_ns(fields)
         attributes: dict[str, Any] = {
             "caxton.agent.name": agent,
             "caxton.agent.version": version,
@@ -200,17 +267,7 @@ class SpanBuilder:
             attributes["caxton.queue_time_ms"] = max(0.0, (start - queued) / 1e6)
         self._end("caxton.handle", trace_id, parent_id, span_id, start, end, attributes,
                   SpanKind.CONSUMER, failed=outcome != "ok", message=message,
-                  encoded=encoded)  # fmt: skip
-        remembered = self._sent
-        flat = iter(sends)  # span id, time, bytes per send
-        for send_id, at, out in zip(flat, flat, flat, strict=True):
-            message = _message_attributes(_fields(out))
-            encoded = self._end("caxton.send", trace_id, span_id, send_id, at, at, {},
-                                SpanKind.PRODUCER, message=message)  # fmt: skip
-            remembered[send_id] = (at, message, encoded)
-        while len(remembered) > _REMEMBERED:
-            remembered.popitem(last=False)
-        return 1 + len(sends) // 3
+                  readable=True)  # fmt: skip
 
     def _end(
         self,
@@ -225,26 +282,24 @@ class SpanBuilder:
         *,
         failed: bool = False,
         message: dict[str, Any] | None = None,
-        encoded: bytes | None = None,
-    ) -> bytes | None:
+        readable: bool = False,
+    ) -> None:
         """End a span; its attributes are ``message``'s (a message's, `_message_attributes`)
-        then ``attributes``. ``encoded``: ``message`` encoded already (what an earlier call
-        returned for it). Returns ``message`` encoded (when spans are encoded), else None."""
-        if self._encoded is not None:
+        then ``attributes``. Encoded when spans are (unless ``readable``: the encoder could
+        not write it), else handed to the processor as a `ReadableSpan`."""
+        if message:
+            attributes = {**message, **attributes}
+        if self._encoded is not None and not readable:
             try:
-                if message and encoded is None:
-                    encoded = self._attribute_fields(message)
                 data = self._span_bytes(
                     trace_id, span_id, parent, name, kind, start, end, attributes,
-                    code=StatusCode.ERROR.value if failed else 0, leading=encoded or b"",
+                    code=StatusCode.ERROR.value if failed else 0,
                 )  # fmt: skip
             except self._unsupported:
                 pass  # (an attribute it does not write): as a ReadableSpan
             else:
                 self._out.append(self._span_field(data))
-                return encoded
-        if message:
-            attributes = {**message, **attributes}
+                return
         span = ReadableSpan(
             name,
             context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED),
@@ -258,4 +313,3 @@ class SpanBuilder:
             instrumentation_scope=self._scope,
         )
         self._processor.on_end(span)
-        return None
