@@ -6,6 +6,7 @@ A worker's `TraceContext` is the Python one or, with the C hot path, its C twin
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable
 
@@ -231,3 +232,13 @@ def test_the_c_context_writes_what_the_python_one_writes(
         assert len(mine_record) == len(theirs_record) == 9 + 3 * len(outs)
         assert mine_record[4:9] == theirs_record[4:9]
         assert mine_record[11::3] == theirs_record[11::3]  # what each send recorded
+
+
+@pytest.mark.skipif(ACCEL is None, reason="the C extension is not built here")
+def test_the_c_context_s_records_cost_the_garbage_collector_nothing() -> None:
+    assert ACCEL is not None
+    context = context_of(HANDLED, ACCEL.TraceContext)
+    context.stamp(b'{"receiver":"b"}')
+    context.finish()
+    assert not gc.is_tracked(context.record(1, "ok", 10))  # ints, strings and bytes only
+    assert gc.is_tracked(context.record(1, "ok", [10]))  # what could hold a cycle is tracked

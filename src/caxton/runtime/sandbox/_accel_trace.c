@@ -175,9 +175,10 @@ static void
 hex16(char *out, uint64_t value)
 {
     static const char digits[] = "0123456789abcdef";
-    for (int i = 15; i >= 0; i--) {
-        out[i] = digits[value & 0xF];
-        value >>= 4;
+    for (int i = 14; i >= 0; i -= 2) {
+        out[i] = digits[(value >> 4) & 0xF];
+        out[i + 1] = digits[value & 0xF];
+        value >>= 8;
     }
 }
 
@@ -279,11 +280,17 @@ TraceContext_record(TraceContext *self, PyObject *const *args, Py_ssize_t nargs)
             Py_INCREF(items[i]);
         PyTuple_SET_ITEM(record, i, items[i]);
     }
+    int atomic = !PyObject_IS_GC(args[0]) && !PyObject_IS_GC(args[1]) && !PyObject_IS_GC(args[2]);
     for (Py_ssize_t i = 0; i < sends; i++) {
         PyObject *item = PyList_GET_ITEM(self->sends, i);
         Py_INCREF(item);
         PyTuple_SET_ITEM(record, 9 + i, item);
+        atomic = atomic && !PyObject_IS_GC(item);
     }
+    /* What the collector would do at its first look (a tuple of ints, strings and bytes cannot
+     * be in a cycle), done now: a traced message's record costs no collection work. */
+    if (atomic)
+        PyObject_GC_UnTrack(record);
     return record;
 }
 
