@@ -37,7 +37,8 @@ What was received:
 * `wait_for(predicate, timeout, count=1)`: block until `count` spans match (returns them) or fail
   the test with what did arrive;
 * `requests`: export requests seen per protocol (``{"http": n, "grpc": n}``), hung and refused
-  ones included (not the refused port's); `clear()` forgets spans and counts.
+  ones included (not the refused port's); `http_connections`: HTTP connections accepted;
+  `clear()` forgets spans and counts.
 
 A `ReceivedSpan` has hex ``trace_id`` / ``span_id`` / ``parent_span_id`` (``None`` for a root),
 ``name``, ``kind`` (``"server"``, ``"client"``, ``"internal"``, ``"producer"``, ``"consumer"``),
@@ -169,6 +170,8 @@ class OtlpReceiver:
 
     mode: Mode = "ok"
     requests: dict[str, int] = field(default_factory=lambda: {"http": 0, "grpc": 0})
+    #: HTTP connections accepted (an exporter that keeps its connection alive opens one).
+    http_connections: int = 0
     _spans: list[ReceivedSpan] = field(default_factory=list)
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _stopped: threading.Event = field(default_factory=threading.Event)
@@ -318,6 +321,7 @@ class OtlpReceiver:
         with self._changed:
             self._spans.clear()
             self.requests.update(http=0, grpc=0)
+            self.http_connections = 0
 
     # -- used by the listeners -------------------------------------------------------------
 
@@ -346,6 +350,11 @@ class _QuietHTTPServer(ThreadingHTTPServer):
 def _http_handler(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            with receiver._changed:
+                receiver.http_connections += 1
+            super().setup()
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))

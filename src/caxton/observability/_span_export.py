@@ -131,17 +131,24 @@ def otlp_exporter(target: OtlpTarget, timeout: float) -> SpanExporter:
 def _http_session(endpoint: str) -> Any:
     """The HTTP session of an OTLP/HTTP exporter to ``endpoint``, or None for the SDK's own.
 
-    For a plain ``http`` endpoint, the proxy settings of the environment (``HTTP_PROXY``,
-    ``NO_PROXY``, ...) are read once here instead of for every export request, and no
-    ``~/.netrc`` is looked for: per request, those lookups took about a sixth of the export
-    thread's samples (py-spy on the span export process). An ``https`` endpoint keeps the SDK's
-    session, which also reads the CA bundle variables of the environment per request.
+    A plain ``http`` endpoint that no proxy of the environment (``HTTP_PROXY``, ``NO_PROXY``,
+    ...) applies to gets a `DirectSession` (one kept-alive `http.client` connection); behind a
+    proxy, a requests session that read the proxy settings once, here, instead of for every
+    export request (and looks for no ``~/.netrc``): per request, those lookups took about a
+    sixth of the export thread's samples (py-spy on the span export process). An ``https``
+    endpoint keeps the SDK's session, which also reads the CA bundle variables of the
+    environment per request.
     """
     if not endpoint.startswith("http://"):
         return None
     import requests
 
+    proxies = requests.utils.get_environ_proxies(endpoint)
+    if not proxies:
+        from caxton.observability._otlp_http import DirectSession
+
+        return DirectSession(endpoint)
     session = requests.Session()
     session.trust_env = False
-    session.proxies.update(requests.utils.get_environ_proxies(endpoint))
+    session.proxies.update(proxies)
     return session
