@@ -6,7 +6,6 @@ A worker's `TraceContext` is the Python one or, with the C hot path, its C twin
 
 from __future__ import annotations
 
-import gc
 import json
 from collections.abc import Callable
 
@@ -15,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from caxton.runtime.sandbox.accel import ACCEL
+from caxton.runtime.tracing import decoded
 from caxton.wire import trace
 from caxton.wire.envelope import Incoming, Stamper
 
@@ -182,7 +182,7 @@ def test_a_handling_s_record_has_its_times_outcome_and_sends(
     assert isinstance(sent, int)
     assert isinstance(at, int)
     assert context.start <= at <= context.end
-    record = context.record(3, "trap", 1234)
+    record = decoded(context.record(3, "trap", 1234))
     assert record == ("handle", span, context.start, context.end, "agent", 3, HANDLED, "trap",
                       1234, sent, at, recorded)  # fmt: skip
     assert trace.trace_ids(out) == (TRACE, b"%016x" % sent)
@@ -228,18 +228,37 @@ def test_the_c_context_writes_what_the_python_one_writes(
         assert (python.open, python.trace_id, python.message) == (c.open, c.trace_id, c.message)
         python.finish()
         c.finish()
-        mine_record, theirs_record = python.record(1, "ok", None), c.record(1, "ok", None)
+        mine_record, theirs_record = python.record(1, "ok", None), decoded(c.record(1, "ok", None))
         assert len(mine_record) == len(theirs_record) == 9 + 3 * len(outs)
         assert mine_record[4:9] == theirs_record[4:9]
         assert mine_record[11::3] == theirs_record[11::3]  # what each send recorded
 
 
 @pytest.mark.skipif(ACCEL is None, reason="the C extension is not built here")
-def test_the_c_context_s_records_cost_the_garbage_collector_nothing() -> None:
+@pytest.mark.parametrize(
+    ("agent", "version", "outcome", "fuel"),
+    [
+        ("agent", 1, "ok", None),
+        ("agënt-" + "x" * 300, -(2**63), "trap", 2**63 - 1),  # long names, the int64 range
+        ("agent", 2**64, "ok", None),  # beyond int64: the tuple
+        ("agent", 1, "ok", [10]),  # not a plain value: the tuple
+        ("agent", 1, "\ud800", None),  # not UTF-8: the tuple
+    ],
+)
+def test_the_c_context_writes_its_record_as_the_msgpack_the_node_ships(
+    agent: str, version: int, outcome: str, fuel: object
+) -> None:
     assert ACCEL is not None
-    context = context_of(HANDLED, ACCEL.TraceContext)
-    context.stamp(b'{"receiver":"b"}')
-    context.finish()
-    assert not gc.is_tracked(context.record(1, "ok", 10))  # ints, strings and bytes only
-    cyclic: object = [10]  # what could hold a cycle keeps the record tracked
-    assert gc.is_tracked(context.record(1, "ok", cyclic))  # type: ignore[arg-type]
+    python, c = context_of(HANDLED, trace.TraceContext), context_of(HANDLED, ACCEL.TraceContext)
+    for context in (python, c):
+        context.begin(HANDLED, agent)
+        context.stamp(b'{"receiver":"b"}')
+        context.stamp(b"{" + b'"x":"' + b"y" * 70_000 + b'"}')  # a bin32
+        context.finish()
+    record = c.record(version, outcome, fuel)  # type: ignore[arg-type]
+    plain = all(isinstance(v, int) and -(2**63) <= v < 2**63 for v in (version, fuel or 0))
+    assert isinstance(record, bytes) == (plain and outcome.isprintable())
+    theirs, mine = decoded(record), python.record(version, outcome, fuel)  # type: ignore[arg-type]
+    assert theirs[4:9] == mine[4:9]  # agent, version, message, outcome, fuel
+    assert theirs[11::3] == mine[11::3]  # what each send recorded
+    assert [type(v) for v in theirs] == [type(v) for v in mine]

@@ -59,6 +59,17 @@ REPORT_INTERVAL = 1.0
 _FLUSH = b"F"  # not a msgpack list: asks the child to export what it holds and answer
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(list[tuple[Any, ...]]).decode
+
+
+def _array_head(items: int) -> bytes:
+    """The head of a msgpack array of ``items`` items."""
+    if items < 16:
+        return bytes((0x90 | items,))
+    if items < 1 << 16:
+        return b"\xdc" + items.to_bytes(2, "big")
+    return b"\xdd" + items.to_bytes(4, "big")
+
+
 #: Records the child builds at a time (their spans go to the export queue together).
 _CHUNK = 128
 #: How much lower the child's CPU priority is than the node's (added to its nice value).
@@ -147,12 +158,14 @@ class SpanExportProcess:
         if conn is None:
             return False
         records = self.log.records
-        batch = []
-        while records:
-            batch.append(records.popleft())
+        take = records.popleft
+        batch = [take() for _ in range(len(records))]  # (others only append meanwhile)
         try:
             if batch:
-                conn.send_bytes(_encode(batch))  # ~6x cheaper than pickle per record
+                # One msgpack array of the records (~6x cheaper than pickle per record); a
+                # record the C trace context made is that array's item already.
+                items = [r if isinstance(r, bytes) else _encode(r) for r in batch]
+                conn.send_bytes(b"".join((_array_head(len(items)), *items)))
                 self.batches += 1
                 self.records += len(batch)
             while conn.poll():

@@ -41,7 +41,7 @@ from caxton.observability._span_encode import (
     message_attributes,
     send_span,
 )
-from caxton.runtime.tracing import SpanLog
+from caxton.runtime.tracing import SpanLog, decoded
 from caxton.wire.codec import parse_reply_by
 from caxton.wire.trace import new_span_id, trace_ids
 
@@ -149,7 +149,8 @@ class SpanBuilder:
                 self._encoded(out)
         return ended
 
-    def _build(self, record: tuple[Any, ...]) -> int:
+    def _build(self, record: tuple[Any, ...] | bytes) -> int:
+        record = decoded(record)
         if record[0] == "handle":
             return self._handle(*record[1:])
         _, name, trace_id, parent, span_id, start, end, attributes = record

@@ -19,6 +19,12 @@ Records:
 * ``("span", name, trace_id, parent, span_id, start, end, attributes)``: any other step
   (``span_id`` None for a fresh one).
 
+A record is that tuple, or (a ``handle`` record made by the C trace context,
+`caxton.runtime.sandbox._accel`) the same tuple encoded as a msgpack array already: the form
+the node ships its records in (`caxton.observability.span_process`), made where the values
+are at hand instead of by a tuple, its integer objects and an encoding pass. `decoded` gives
+the tuple of either form.
+
 Records hold only plain values (bytes, str, int, dicts of str to str or numbers), never a
 `TraceContext`, and are flat (no tuple per send): the garbage collector stops tracking such a
 tuple the first time it sees it, so the records waiting to be shipped (a fifth of a second of
@@ -37,14 +43,24 @@ from collections import deque
 from time import time_ns
 from typing import Any
 
+import msgspec
+
 from caxton.wire import trace as wire_trace
 
-__all__ = ["SpanLog", "current"]
+__all__ = ["SpanLog", "current", "decoded"]
 
 #: Per thread: ``handling`` is the `TraceContext` of the worker running there (set once, when
 #: its thread starts; absent elsewhere and with tracing off). While it is ``active``, the worker
 #: handles a traced message (its trace, span, agent and message are the context's).
 current = threading.local()
+
+
+_decode_record = msgspec.msgpack.Decoder(tuple[Any, ...]).decode
+
+
+def decoded(record: tuple[Any, ...] | bytes) -> tuple[Any, ...]:
+    """A record as its tuple (one encoded as msgpack is decoded: see the module)."""
+    return _decode_record(record) if isinstance(record, bytes) else record
 
 
 class SpanLog:
@@ -54,13 +70,13 @@ class SpanLog:
 
     def __init__(self, limit: int = 200_000) -> None:
         #: The records not built into spans yet (``deque.append`` is thread-safe).
-        self.records: deque[tuple[Any, ...]] = deque()
+        self.records: deque[tuple[Any, ...] | bytes] = deque()
         #: At most this many wait; later ones are dropped (a stuck builder never eats memory).
         self.limit = limit
         #: Records dropped over `limit`.
         self.dropped = 0
 
-    def add(self, record: tuple[Any, ...]) -> None:
+    def add(self, record: tuple[Any, ...] | bytes) -> None:
         """Append one record (dropped and counted when `limit` are waiting)."""
         if len(self.records) < self.limit:
             self.records.append(record)

@@ -249,7 +249,168 @@ TraceContext_finish(TraceContext *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-/* record(version, outcome, fuel) -> the "handle" record (caxton.runtime.tracing) */
+/* -- the record, as msgpack ------------------------------------------------------------- */
+
+/* Sizes and writers of the msgpack items a record holds (what msgspec writes is decoded the
+ * same: ints as uint64/int64, str as UTF-8, bytes as bin). */
+static Py_ssize_t
+str_size(Py_ssize_t n)
+{
+    return n < 32 ? 1 + n : n < 256 ? 2 + n : n < 65536 ? 3 + n : 5 + n;
+}
+
+static Py_ssize_t
+bin_size(Py_ssize_t n)
+{
+    return n < 256 ? 2 + n : n < 65536 ? 3 + n : 5 + n;
+}
+
+static char *
+put_be(char *p, uint64_t value, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--) {
+        p[i] = (char)(value & 0xFF);
+        value >>= 8;
+    }
+    return p + bytes;
+}
+
+static char *
+put_str(char *p, const char *s, Py_ssize_t n)
+{
+    if (n < 32) {
+        *p++ = (char)(0xa0 | n);
+    } else if (n < 256) {
+        *p++ = (char)0xd9;
+        p = put_be(p, (uint64_t)n, 1);
+    } else if (n < 65536) {
+        *p++ = (char)0xda;
+        p = put_be(p, (uint64_t)n, 2);
+    } else {
+        *p++ = (char)0xdb;
+        p = put_be(p, (uint64_t)n, 4);
+    }
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static char *
+put_bin(char *p, const char *s, Py_ssize_t n)
+{
+    if (n < 256) {
+        *p++ = (char)0xc4;
+        p = put_be(p, (uint64_t)n, 1);
+    } else if (n < 65536) {
+        *p++ = (char)0xc5;
+        p = put_be(p, (uint64_t)n, 2);
+    } else {
+        *p++ = (char)0xc6;
+        p = put_be(p, (uint64_t)n, 4);
+    }
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static char *
+put_u64(char *p, uint64_t value)
+{
+    *p++ = (char)0xcf;
+    return put_be(p, value, 8);
+}
+
+static char *
+put_i64(char *p, int64_t value)
+{
+    *p++ = (char)0xd3;
+    return put_be(p, (uint64_t)value, 8);
+}
+
+/* An int that msgpack can carry as int64 (exact ints only); 0 with no error set otherwise. */
+static int
+as_i64(PyObject *obj, long long *out)
+{
+    if (!PyLong_CheckExact(obj))
+        return 0;
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (*out == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return !overflow;
+}
+
+/* The record as msgpack bytes, or NULL without an error set when one of its values is not of
+ * a kind written here (the caller makes the tuple instead). Raises only MemoryError. */
+static PyObject *
+record_msgpack(TraceContext *self, PyObject *version, PyObject *outcome, PyObject *fuel)
+{
+    Py_ssize_t sends = PyList_GET_SIZE(self->sends);
+    Py_ssize_t items = 9 + sends;
+    Py_ssize_t agent_n, outcome_n;
+    long long version_v, fuel_v = 0;
+    if (!PyUnicode_CheckExact(outcome) || !as_i64(version, &version_v) ||
+        (fuel != Py_None && !as_i64(fuel, &fuel_v)) || sends % 3 != 0)
+        return NULL;
+    const char *agent_s = PyUnicode_AsUTF8AndSize(self->agent, &agent_n);
+    const char *outcome_s = agent_s ? PyUnicode_AsUTF8AndSize(outcome, &outcome_n) : NULL;
+    if (outcome_s == NULL) { /* a str that is not UTF-8 (a lone surrogate) */
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_ssize_t size = (items < 16 ? 1 : items < 65536 ? 3 : 5) + 7 + 9 + 9 + 9 +
+                      str_size(agent_n) + 9 + bin_size(PyBytes_GET_SIZE(self->message)) +
+                      str_size(outcome_n) + (fuel == Py_None ? 1 : 9);
+    for (Py_ssize_t i = 0; i < sends; i += 3) {
+        PyObject *span = PyList_GET_ITEM(self->sends, i);
+        PyObject *at = PyList_GET_ITEM(self->sends, i + 1);
+        PyObject *out = PyList_GET_ITEM(self->sends, i + 2);
+        if (!PyLong_CheckExact(span) || !PyLong_CheckExact(at) || !PyBytes_CheckExact(out))
+            return NULL;
+        size += 9 + 9 + bin_size(PyBytes_GET_SIZE(out));
+    }
+    PyObject *result = PyBytes_FromStringAndSize(NULL, size);
+    if (result == NULL)
+        return NULL;
+    char *p = PyBytes_AS_STRING(result);
+    if (items < 16) {
+        *p++ = (char)(0x90 | items);
+    } else if (items < 65536) {
+        *p++ = (char)0xdc;
+        p = put_be(p, (uint64_t)items, 2);
+    } else {
+        *p++ = (char)0xdd;
+        p = put_be(p, (uint64_t)items, 4);
+    }
+    p = put_str(p, "handle", 6);
+    p = put_u64(p, PyLong_AsUnsignedLongLong(self->span));
+    p = put_i64(p, self->start);
+    p = put_i64(p, self->end);
+    p = put_str(p, agent_s, agent_n);
+    p = put_i64(p, version_v);
+    p = put_bin(p, PyBytes_AS_STRING(self->message), PyBytes_GET_SIZE(self->message));
+    p = put_str(p, outcome_s, outcome_n);
+    if (fuel == Py_None)
+        *p++ = (char)0xc0;
+    else
+        p = put_i64(p, fuel_v);
+    for (Py_ssize_t i = 0; i < sends; i += 3) {
+        PyObject *out = PyList_GET_ITEM(self->sends, i + 2);
+        p = put_u64(p, PyLong_AsUnsignedLongLong(PyList_GET_ITEM(self->sends, i)));
+        p = put_i64(p, PyLong_AsLongLong(PyList_GET_ITEM(self->sends, i + 1)));
+        p = put_bin(p, PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out));
+    }
+    if (PyErr_Occurred()) { /* a span id or time out of range: only a bug could write one */
+        PyErr_Clear();
+        Py_DECREF(result);
+        return NULL;
+    }
+    assert(p == PyBytes_AS_STRING(result) + size);
+    return result;
+}
+
+/* record(version, outcome, fuel) -> the "handle" record (caxton.runtime.tracing): msgpack
+ * bytes, or the tuple for values msgpack does not carry here */
 static PyObject *
 TraceContext_record(TraceContext *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -259,6 +420,9 @@ TraceContext_record(TraceContext *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (!ready(self))
         return NULL;
+    PyObject *encoded = record_msgpack(self, args[0], args[1], args[2]);
+    if (encoded != NULL || PyErr_Occurred())
+        return encoded;
     Py_ssize_t sends = PyList_GET_SIZE(self->sends);
     PyObject *record = PyTuple_New(9 + sends);
     if (record == NULL)
@@ -266,8 +430,8 @@ TraceContext_record(TraceContext *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *name = Py_NewRef(HANDLE);
     PyObject *start = PyLong_FromLongLong(self->start);
     PyObject *end = PyLong_FromLongLong(self->end);
-    if (name == NULL || start == NULL || end == NULL) {
-        Py_XDECREF(name);
+    if (start == NULL || end == NULL) {
+        Py_DECREF(name);
         Py_XDECREF(start);
         Py_XDECREF(end);
         Py_DECREF(record);
@@ -280,17 +444,11 @@ TraceContext_record(TraceContext *self, PyObject *const *args, Py_ssize_t nargs)
             Py_INCREF(items[i]);
         PyTuple_SET_ITEM(record, i, items[i]);
     }
-    int atomic = !PyObject_IS_GC(args[0]) && !PyObject_IS_GC(args[1]) && !PyObject_IS_GC(args[2]);
     for (Py_ssize_t i = 0; i < sends; i++) {
         PyObject *item = PyList_GET_ITEM(self->sends, i);
         Py_INCREF(item);
         PyTuple_SET_ITEM(record, 9 + i, item);
-        atomic = atomic && !PyObject_IS_GC(item);
     }
-    /* What the collector would do at its first look (a tuple of ints, strings and bytes cannot
-     * be in a cycle), done now: a traced message's record costs no collection work. */
-    if (atomic)
-        PyObject_GC_UnTrack(record);
     return record;
 }
 
