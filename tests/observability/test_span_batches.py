@@ -94,6 +94,28 @@ def test_every_span_put_reaches_the_collector_in_bounded_batches() -> None:
     assert queue.close()
 
 
+def test_a_batch_stays_within_its_bytes_and_a_larger_span_goes_alone() -> None:
+    collector, counts = Collector(), SpanCounts()
+    small = spans(0, 40)
+    each = len(small[0])
+    last = spans(40, 1)[0]
+    queue = batches_for(collector, counts, batch=1000, max_bytes=10 * each)
+    collector.gate.clear()  # everything is queued before the first batch is taken
+    queue.put(small[:1])
+    time.sleep(0.05)  # the thread took the first span and waits at the gate
+    huge = span_field(
+        span_bytes(0xAB << 64 | 1, 99, 7, "caxton.handle", SpanKind.CONSUMER, 10, 20,
+                   {"caxton.agent.name": "p" * (20 * each)})
+    )  # fmt: skip
+    queue.put([*small[1:], last, huge])
+    collector.gate.set()
+    assert queue.flush()
+    assert sorted(collector.span_ids()) == [*range(41), 99]
+    assert collector.sizes == [1, 10, 10, 10, 10, 1]  # 10 spans' bytes per request; then alone
+    assert (counts.exported, counts.failed, counts.dropped) == (42, 0, 0)
+    assert queue.close()
+
+
 def test_a_full_queue_waits_for_the_collector_then_drops_what_does_not_fit() -> None:
     collector, counts = Collector(), SpanCounts()
     collector.gate.clear()  # hung
