@@ -10,11 +10,12 @@ bytes) and exports them in batches (`SpanBatches`) through the exporter of its o
 spans (one per API request, ``caxton.accept``) stay in the node.
 
 Protocol over one pipe: the node sends msgpack lists of records every `INTERVAL` seconds (a
-`SpanLog` bounds what waits meanwhile; a record the C trace context made is msgpack already); the child answers, after each batch and at most once a
-second, with the counts of its spans exported, failed and dropped since its last answer, which
-the node adds to its own (``caxton_trace_spans_*`` on ``/metrics`` cover both). The child stops
-when the pipe closes (the node stopped, or died): it exports what it holds within
-``otlp_timeout`` and exits. `close` waits at most a bounded time for it, then kills it.
+`SpanLog` bounds what waits meanwhile; a record the C trace context made is msgpack already);
+the child answers, after each batch and at most once a second, with the counts of its spans
+exported, failed and dropped since its last answer, which the node adds to its own
+(``caxton_trace_spans_*`` on ``/metrics`` cover both). The child stops when the pipe closes
+(the node stopped, or died): it exports what it holds within ``otlp_timeout`` and exits.
+`close` waits at most a bounded time for it, then kills it.
 
 The child runs `NICENESS` steps below the node's CPU priority: building and exporting spans
 yields to handling messages when the two compete for a core. On a busy machine the spans wait
