@@ -239,6 +239,7 @@ def test_the_c_context_writes_what_the_python_one_writes(
     ("agent", "version", "outcome", "fuel"),
     [
         ("agent", 1, "ok", None),
+        ("a" * 100, 1, "returned_error", 0),  # a name of 32-255 bytes
         ("agënt-" + "x" * 300, -(2**63), "trap", 2**63 - 1),  # long names, the int64 range
         ("agent", 2**64, "ok", None),  # beyond int64: the tuple
         ("agent", 1, "ok", [10]),  # not a plain value: the tuple

@@ -152,25 +152,15 @@ class SpanBuilder:
     def _build(self, record: tuple[Any, ...] | bytes) -> int:
         record = decoded(record)
         if record[0] == "handle":
-            return self._handle(*record[1:])
+            return self._handle(record)
         _, name, trace_id, parent, span_id, start, end, attributes = record
         self._end(name, int(trace_id, 16), int(parent, 16), span_id or new_span_id(),
                   start, end, attributes)  # fmt: skip
         return 1
 
-    def _handle_encoded(
-        self,
-        span_id: int,
-        start: int,
-        end: int,
-        agent: str,
-        version: int,
-        data: bytes,
-        outcome: str,
-        fuel: int | None,
-        *sends: Any,
-    ) -> int:
+    def _handle_encoded(self, record: tuple[Any, ...]) -> int:
         """`_handle_readable`'s spans, written as OTLP bytes (`_span_encode`)."""
+        _, span_id, start, end, agent, version, data, outcome, fuel, *sends = record
         trace_hex, parent = trace_ids(data)
         trace = unhexlify(trace_hex)
         parent_id = int(parent, 16)
@@ -204,19 +194,10 @@ class SpanBuilder:
             remembered.popitem(last=False)
         return 1 + len(sends) // 3
 
-    def _handle_readable(
-        self,
-        span_id: int,
-        start: int,
-        end: int,
-        agent: str,
-        version: int,
-        data: bytes,
-        outcome: str,
-        fuel: int | None,
-        *sends: Any,
-    ) -> int:
-        """A ``handle`` record's spans: ``caxton.handle``, then a ``caxton.send`` per send."""
+    def _handle_readable(self, record: tuple[Any, ...]) -> int:
+        """A ``handle`` record's spans (`caxton.runtime.tracing`): ``caxton.handle``, then a
+        ``caxton.send`` per message its handler sent."""
+        _, span_id, start, end, agent, version, data, outcome, fuel, *sends = record
         trace_hex, parent = trace_ids(data)
         trace_id = int(trace_hex, 16)
         parent_id = int(parent, 16)

@@ -275,21 +275,23 @@ put_be(char *p, uint64_t value, int bytes)
     return p + bytes;
 }
 
+/* A str or bin head: its 8-, 16- or 32-bit length form (``tags``), then the length. */
+static char *
+put_length(char *p, Py_ssize_t n, const unsigned char tags[3])
+{
+    int width = n < 256 ? 0 : n < 65536 ? 1 : 2;
+    *p++ = (char)tags[width];
+    return put_be(p, (uint64_t)n, 1 << width);
+}
+
 static char *
 put_str(char *p, const char *s, Py_ssize_t n)
 {
-    if (n < 32) {
+    static const unsigned char tags[3] = {0xd9, 0xda, 0xdb};
+    if (n < 32)
         *p++ = (char)(0xa0 | n);
-    } else if (n < 256) {
-        *p++ = (char)0xd9;
-        p = put_be(p, (uint64_t)n, 1);
-    } else if (n < 65536) {
-        *p++ = (char)0xda;
-        p = put_be(p, (uint64_t)n, 2);
-    } else {
-        *p++ = (char)0xdb;
-        p = put_be(p, (uint64_t)n, 4);
-    }
+    else
+        p = put_length(p, n, tags);
     memcpy(p, s, n);
     return p + n;
 }
@@ -297,16 +299,8 @@ put_str(char *p, const char *s, Py_ssize_t n)
 static char *
 put_bin(char *p, const char *s, Py_ssize_t n)
 {
-    if (n < 256) {
-        *p++ = (char)0xc4;
-        p = put_be(p, (uint64_t)n, 1);
-    } else if (n < 65536) {
-        *p++ = (char)0xc5;
-        p = put_be(p, (uint64_t)n, 2);
-    } else {
-        *p++ = (char)0xc6;
-        p = put_be(p, (uint64_t)n, 4);
-    }
+    static const unsigned char tags[3] = {0xc4, 0xc5, 0xc6};
+    p = put_length(p, n, tags);
     memcpy(p, s, n);
     return p + n;
 }
