@@ -146,8 +146,10 @@ def test_the_c_extension_refuses_bad_arguments(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(TypeError, match="callable"):
         module.HostFunction(3, "i", True)
     context = module.TraceContext()
-    with pytest.raises(TypeError, match="bytes"):
+    with pytest.raises(TypeError):
         context.begin("not bytes", "agent")
+    with pytest.raises(TypeError, match="agent: str"):
+        context.begin(b"{}", None)
     with pytest.raises(RuntimeError, match="before a traced message"):
         context.stamp(b"{}")  # a stamp needs the trace of a message being handled
     with pytest.raises(TypeError):

@@ -153,6 +153,8 @@ def test_a_context_begins_on_a_runtime_written_one(
     assert context.open == HANDLED[: trace.TRACE_END + 1]
     assert (context.agent, context.message) == ("agent", HANDLED)
     assert context.guest() == b'{"a":1}'  # what the agent is given
+    assert context.begin(bytearray(HANDLED), "agent") is not None  # any bytes-like message
+    assert bytes(context.message) == HANDLED
 
 
 def test_each_handling_records_only_its_own_sends(

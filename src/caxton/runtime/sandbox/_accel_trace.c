@@ -143,24 +143,29 @@ TraceContext_begin(TraceContext *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (!ready(self))
         return NULL;
-    PyObject *message = args[0], *agent = args[1];
-    if (!PyBytes_Check(message) || !PyUnicode_Check(agent)) {
+    PyObject *agent = args[1];
+    if (!PyUnicode_Check(agent)) {
         PyErr_SetString(PyExc_TypeError, "begin(message: bytes, agent: str)");
         return NULL;
     }
     self->active = 0;
+    /* Messages are bytes; another bytes-like object is copied (the context keeps it). */
+    PyObject *message = PyBytes_Check(args[0]) ? Py_NewRef(args[0]) : PyBytes_FromObject(args[0]);
+    if (message == NULL)
+        return NULL;
     const char *data = PyBytes_AS_STRING(message);
     if (PyBytes_GET_SIZE(message) < FIELD_END || memcmp(data, HEAD, TRACE_START) != 0 ||
-        memcmp(data + SPAN_END, TAIL, FIELD_END - SPAN_END) != 0)
+        memcmp(data + SPAN_END, TAIL, FIELD_END - SPAN_END) != 0) {
+        Py_DECREF(message);
         Py_RETURN_NONE;
+    }
     PyObject *span = PyLong_FromUnsignedLongLong(next_id(self));
-    if (span == NULL)
-        return NULL;
-    if (PyList_GET_SIZE(self->sends) && PyList_SetSlice(self->sends, 0, PY_SSIZE_T_MAX, NULL)) {
-        Py_DECREF(span);
+    if (span == NULL ||
+        (PyList_GET_SIZE(self->sends) && PyList_SetSlice(self->sends, 0, PY_SSIZE_T_MAX, NULL))) {
+        Py_XDECREF(span);
+        Py_DECREF(message);
         return NULL;
     }
-    Py_INCREF(message);
     Py_SETREF(self->message, message);
     Py_INCREF(agent);
     Py_SETREF(self->agent, agent);
