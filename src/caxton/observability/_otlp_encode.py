@@ -5,9 +5,9 @@ The OTLP exporters encode each batch with `encode_spans` of
 attribute and per value before serializing them: about 23 µs per span here, most of what a
 traced message's spans cost the span export process. `encode_spans` below writes the same
 ``ExportTraceServiceRequest`` bytes directly (about 7 µs per `ReadableSpan`, less for a span
-built as bytes from the start: `span_bytes`, `EncodedSpan`, `_span_encode`) and hands the
-exporter that request parsed (one C call), so the exporters, their retries and their
-transports are the SDK's own. The output is the library's, message for message
+built as bytes from the start: `span_bytes`, `_span_encode`) and hands the exporter that
+request parsed (one C call), so the exporters, their retries and their transports are the
+SDK's own. The output is the library's, message for message
 (tests/observability/test_otlp_encode.py compares them); a span this module does not write
 itself (events, links, a trace state, dropped attributes, an attribute that is a list or
 bytes) is written by the library, alone, and put in its place.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as _library
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -32,7 +32,6 @@ from opentelemetry.trace import SpanKind
 
 __all__ = [
     "EncodedRequest",
-    "EncodedSpan",
     "SerializedRequest",
     "Unsupported",
     "encode_spans",
@@ -222,15 +221,6 @@ def _span(span: ReadableSpan) -> bytes:
     )
 
 
-class EncodedSpan(NamedTuple):
-    """A finished span already encoded (`span_bytes`), with the resource and scope it is of:
-    what the span export process queues instead of a `ReadableSpan`."""
-
-    resource: Resource
-    scope: InstrumentationScope | None
-    data: bytes
-
-
 def span_field(data: bytes) -> bytes:
     """A ``Span`` message (`span_bytes`) as a field of its ``ScopeSpans`` (`request_around`)."""
     return _field(2, data)
@@ -274,7 +264,7 @@ def _resource_spans(
     return _field(1, b"".join(body))
 
 
-def request_bytes(spans: Sequence[ReadableSpan | EncodedSpan] | EncodedRequest) -> bytes:
+def request_bytes(spans: Sequence[ReadableSpan] | EncodedRequest) -> bytes:
     """The ``ExportTraceServiceRequest`` of ``spans`` (a span it does not write itself, the
     library writes: see the module)."""
     if isinstance(spans, EncodedRequest):
@@ -286,14 +276,11 @@ def request_bytes(spans: Sequence[ReadableSpan | EncodedSpan] | EncodedRequest) 
     groups: dict[Any, dict[Any, list[bytes]]] = {}
     by_id: dict[tuple[int, int], list[bytes]] = {}
     for span in spans:
-        if isinstance(span, EncodedSpan):
-            resource, scope, encoded = span
-        else:
-            resource, scope = span.resource, span.instrumentation_scope or None
-            try:
-                encoded = _span(span)
-            except Unsupported:  # the library writes this one
-                encoded = _library_span(span)
+        resource, scope = span.resource, span.instrumentation_scope or None
+        try:
+            encoded = _span(span)
+        except Unsupported:  # the library writes this one
+            encoded = _library_span(span)
         group = by_id.get((id(resource), id(scope)))
         if group is None:
             group = groups.setdefault(resource, {}).setdefault(scope, [])
@@ -303,9 +290,9 @@ def request_bytes(spans: Sequence[ReadableSpan | EncodedSpan] | EncodedRequest) 
 
 
 def encode_spans(
-    spans: Sequence[ReadableSpan | EncodedSpan] | EncodedRequest,
+    spans: Sequence[ReadableSpan] | EncodedRequest,
 ) -> ExportTraceServiceRequest:
-    """The library's `encode_spans`, computed faster, that also takes `EncodedSpan`s."""
+    """The library's `encode_spans`, computed faster, that also takes an `EncodedRequest`."""
     request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(request_bytes(spans))
     return request
 
@@ -335,7 +322,7 @@ class SerializedRequest:
 
 
 def encode_spans_serialized(
-    spans: Sequence[ReadableSpan | EncodedSpan] | EncodedRequest,
+    spans: Sequence[ReadableSpan] | EncodedRequest,
 ) -> SerializedRequest:
     """`encode_spans` for the OTLP/HTTP exporter (the request's bytes, not parsed)."""
     return SerializedRequest(request_bytes(spans))
