@@ -27,7 +27,17 @@ from caxton.observability._otlp_encode import (
     _varint,
 )
 
-__all__ = ["Fields", "handle_span", "message_attributes", "send_span"]
+__all__ = [
+    "HANDLE_KEYS",
+    "MESSAGE_KEYS",
+    "Fields",
+    "destination",
+    "fields_of",
+    "handle_span",
+    "message_attributes",
+    "message_values",
+    "send_span",
+]
 
 _pack_ids = struct.Struct(">2s16s2sQ2sQ").pack  # trace, span and parent ids, with their tags
 _pack_times = struct.Struct("<cQcQ").pack  # start and end (fixed64), with their tags
@@ -95,16 +105,24 @@ _SHORT = 60
 _ONE = [b"\x4a" + bytes([n]) for n in range(128)]
 _TEXT_VALUE = [b"\x12" + bytes([n + 2]) + b"\x0a" + bytes([n]) for n in range(_SHORT)]
 
-_MESSAGE_ID = _key("messaging.message.id")
-_CONVERSATION = _key("messaging.message.conversation_id")
-_PERFORMATIVE = _key("caxton.message.performative")
-_SENDER = _key("caxton.message.sender")
-_DESTINATION = _key("messaging.destination.name")
-_AGENT = _key("caxton.agent.name")
-_VERSION = _key("caxton.agent.version")
-_OUTCOME = _key("caxton.outcome")
-_FUEL = _key("caxton.fuel_used")
-_QUEUE_TIME = _key("caxton.queue_time_ms")
+#: A message's span attributes, in the order spans carry them (`message_values`).
+MESSAGE_KEYS = (
+    "messaging.message.id",
+    "messaging.message.conversation_id",
+    "caxton.message.performative",
+    "caxton.message.sender",
+    "messaging.destination.name",
+)
+#: A ``caxton.handle`` span's own attributes, in order, after its message's.
+HANDLE_KEYS = (
+    "caxton.agent.name",
+    "caxton.agent.version",
+    "caxton.outcome",
+    "caxton.fuel_used",
+    "caxton.queue_time_ms",
+)
+_MESSAGE_ID, _CONVERSATION, _PERFORMATIVE, _SENDER, _DESTINATION = map(_key, MESSAGE_KEYS)
+_AGENT, _VERSION, _OUTCOME, _FUEL, _QUEUE_TIME = map(_key, HANDLE_KEYS)
 _CACHED = 4096  # entries per cache below; each is cleared when full
 
 
@@ -137,6 +155,12 @@ def destination(receiver: Any) -> str | None:
     if isinstance(receiver, list):
         return ",".join(map(str, receiver))
     return None
+
+
+def message_values(fields: Fields) -> tuple[Any, ...]:
+    """The values of `MESSAGE_KEYS` in a message (a span carries those that are strings)."""
+    return (fields.message_id, fields.conversation_id, fields.performative, fields.sender,
+            destination(fields.receiver))  # fmt: skip
 
 
 _shared: dict[tuple[Any, ...], bytes] = {}

@@ -34,11 +34,13 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from caxton._version import __version__
 from caxton.errors import InvalidMessage
 from caxton.observability._span_encode import (
+    HANDLE_KEYS,
+    MESSAGE_KEYS,
     Fields,
-    destination,
     fields_of,
     handle_span,
     message_attributes,
+    message_values,
     send_span,
 )
 from caxton.runtime.tracing import SpanLog, decoded
@@ -58,17 +60,9 @@ _log = logging.getLogger("caxton.observability.spans")
 
 
 def _message_attributes(fields: Fields) -> dict[str, Any]:
-    attributes: dict[str, Any] = {}
-    for key, value in (
-        ("messaging.message.id", fields.message_id),
-        ("messaging.message.conversation_id", fields.conversation_id),
-        ("caxton.message.performative", fields.performative),
-        ("caxton.message.sender", fields.sender),
-        ("messaging.destination.name", destination(fields.receiver)),
-    ):
-        if isinstance(value, str):
-            attributes[key] = value
-    return attributes
+    """`_span_encode.message_attributes`, as a dict."""
+    pairs = zip(MESSAGE_KEYS, message_values(fields), strict=True)
+    return {key: value for key, value in pairs if isinstance(value, str)}
 
 
 def _created_ns(fields: Fields) -> int | None:
@@ -238,15 +232,9 @@ class SpanBuilder:
             message = _message_attributes(fields)
             if queued is None:
                 queued = _created_ns(fields)
-        attributes: dict[str, Any] = {
-            "caxton.agent.name": agent,
-            "caxton.agent.version": version,
-            "caxton.outcome": outcome,
-        }
-        if fuel is not None:
-            attributes["caxton.fuel_used"] = fuel
-        if queued is not None:
-            attributes["caxton.queue_time_ms"] = max(0.0, (start - queued) / 1e6)
+        queue_ms = None if queued is None else max(0.0, (start - queued) / 1e6)
+        pairs = zip(HANDLE_KEYS, (agent, version, outcome, fuel, queue_ms), strict=True)
+        attributes = {key: value for key, value in pairs if value is not None}
         self._end("caxton.handle", trace_id, parent_id, span_id, start, end, attributes,
                   SpanKind.CONSUMER, failed=outcome != "ok", message=message,
                   readable=True)  # fmt: skip
