@@ -40,7 +40,7 @@ typedef struct {
     PyObject *message; /* bytes: the traced message (b"" before the first) */
     PyObject *agent;   /* str */
     PyObject *sends;   /* list: span id, time, bytes per message sent */
-    PyObject *span;    /* int: the handling's span id (0 before the first) */
+    PyObject *span_id; /* int: the handling's span id (0 before the first) */
     long long start;
     long long end;
     uint64_t state; /* splitmix64 */
@@ -91,8 +91,9 @@ TraceContext_init(TraceContext *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->message, PyBytes_FromStringAndSize(NULL, 0));
     Py_XSETREF(self->agent, PyUnicode_FromString(""));
     Py_XSETREF(self->sends, PyList_New(0));
-    Py_XSETREF(self->span, PyLong_FromLong(0));
-    if (self->message == NULL || self->agent == NULL || self->sends == NULL || self->span == NULL)
+    Py_XSETREF(self->span_id, PyLong_FromLong(0));
+    if (self->message == NULL || self->agent == NULL || self->sends == NULL ||
+        self->span_id == NULL)
         return -1;
     self->active = 0;
     return 0;
@@ -111,7 +112,7 @@ TraceContext_clear(TraceContext *self)
     Py_CLEAR(self->message);
     Py_CLEAR(self->agent);
     Py_CLEAR(self->sends);
-    Py_CLEAR(self->span);
+    Py_CLEAR(self->span_id);
     return 0;
 }
 
@@ -169,7 +170,7 @@ TraceContext_begin(TraceContext *self, PyObject *const *args, Py_ssize_t nargs)
     Py_SETREF(self->message, message);
     Py_INCREF(agent);
     Py_SETREF(self->agent, agent);
-    Py_SETREF(self->span, span);
+    Py_SETREF(self->span_id, span);
     self->active = 1;
     self->start = now_ns();
     Py_INCREF(span);
@@ -382,7 +383,7 @@ record_msgpack(TraceContext *self, PyObject *version, PyObject *outcome, PyObjec
         p = put_be(p, (uint64_t)items, 4);
     }
     p = put_str(p, "handle", 6);
-    p = put_u64(p, PyLong_AsUnsignedLongLong(self->span));
+    p = put_u64(p, PyLong_AsUnsignedLongLong(self->span_id));
     p = put_i64(p, self->start);
     p = put_i64(p, self->end);
     p = put_str(p, agent_s, agent_n);
@@ -436,7 +437,7 @@ TraceContext_record(TraceContext *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(record);
         return NULL;
     }
-    PyObject *items[9] = {name, self->span, start, end, self->agent, args[0],
+    PyObject *items[9] = {name, self->span_id, start, end, self->agent, args[0],
                           self->message, args[1], args[2]};
     for (int i = 0; i < 9; i++) {
         if (i != 0 && i != 2 && i != 3)
@@ -481,15 +482,7 @@ TraceContext_get_trace_id(TraceContext *self, void *Py_UNUSED(closure))
 GETTER(message)
 GETTER(agent)
 GETTER(sends)
-
-static PyObject *
-TraceContext_get_span_id(TraceContext *self, void *Py_UNUSED(closure))
-{
-    if (!ready(self))
-        return NULL;
-    Py_INCREF(self->span);
-    return self->span;
-}
+GETTER(span_id)
 
 static PyObject *
 TraceContext_get_active(TraceContext *self, void *Py_UNUSED(closure))
