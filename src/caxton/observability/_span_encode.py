@@ -247,9 +247,7 @@ def handle_span(
                 attributes,
                 agent,
                 b"" if fuel is None else _integer(_FUEL, fuel),
-                b""
-                if queue_ms is None
-                else _attribute(_QUEUE_TIME, _DOUBLE + _pack_double(queue_ms)),
+                b"" if queue_ms is None else _double(_QUEUE_TIME, queue_ms),
                 _TAIL_OK if handler[2] == "ok" else _TAIL_ERROR,
             )
         )
