@@ -34,11 +34,13 @@ def test_exports_share_one_kept_alive_connection(otlp_receiver: OtlpReceiver) ->
     assert tracing.shutdown()
 
 
-def _closing_server() -> tuple[socket.socket, list[int]]:
+def _closing_server() -> tuple[socket.socket, list[int], list[bytes]]:
     """A server that answers each connection's first request (200, keep-alive as far as the
-    client can tell) and then closes it, as a collector's idle timeout does."""
+    client can tell) and then closes it, as a collector's idle timeout does; the lengths of
+    the bodies it answered, and the request heads."""
     server = socket.create_server(("127.0.0.1", 0))
     answered: list[int] = []
+    heads: list[bytes] = []
 
     def serve() -> None:
         while True:
@@ -54,30 +56,33 @@ def _closing_server() -> tuple[socket.socket, list[int]]:
                 length = int(headers.lower().split(b"content-length:")[1].split(b"\r\n")[0])
                 while len(body) < length:
                     body += connection.recv(65536)
+                answered.append(len(body))  # (before the answer: the client may be done then)
+                heads.append(headers.lower())
                 connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                answered.append(len(body))
 
     threading.Thread(target=serve, daemon=True).start()
-    return server, answered
+    return server, answered, heads
 
 
 @pytest.fixture
-def closing_server() -> Iterator[tuple[str, list[int]]]:
-    server, answered = _closing_server()
+def closing_server() -> Iterator[tuple[str, list[int], list[bytes]]]:
+    server, answered, heads = _closing_server()
     with server:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}/v1/traces", answered
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/v1/traces", answered, heads
 
 
 def test_a_connection_the_collector_closed_meanwhile_is_replaced(
-    closing_server: tuple[str, list[int]],
+    closing_server: tuple[str, list[int], list[bytes]],
 ) -> None:
-    endpoint, answered = closing_server
+    endpoint, answered, heads = closing_server
     session = DirectSession(endpoint)
     for body in (b"first", b"second", b"third"):
         response = session.post(endpoint, data=body, timeout=5)
         assert (response.status_code, response.content, response.ok) == (200, b"ok", True)
     assert answered == [5, 6, 5]  # each request reached it once
     assert session.connections_opened == 3
+    # its answer is read as sent: nothing asks for a compressed one this session would not undo
+    assert all(b"accept-encoding: identity" in head for head in heads)
     session.close()
 
 

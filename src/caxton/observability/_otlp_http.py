@@ -67,6 +67,7 @@ class DirectSession(requests.Session):
         ):
             return super().request(method, url, *args, **kwargs)
         headers = dict(self.headers)
+        headers["Accept-Encoding"] = "identity"  # the body is read as sent (requests decodes)
         headers.update(kwargs.get("headers") or {})
         with self._lock:
             return self._post(bytes(data or b""), headers, _seconds(kwargs.get("timeout")))
@@ -92,8 +93,10 @@ class DirectSession(requests.Session):
                 self._host, self._port, timeout=timeout
             )
             self.connections_opened += 1
-        elif connection.sock is not None:
-            connection.sock.settimeout(timeout)
+        else:  # this request's timeout, also when http.client reconnects by itself
+            connection.timeout = timeout
+            if connection.sock is not None:
+                connection.sock.settimeout(timeout)
         try:
             connection.request("POST", self._path, body=body, headers=headers)
             raw = connection.getresponse()
